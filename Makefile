@@ -1,0 +1,36 @@
+# tillagent: `make run` starts the agent on the embedded demo, `make test` runs every test.
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+BIN       := bin
+CONFIG    ?= config.example.yaml
+# The demo replica is loaded into ./var on first start.
+DEMO_ENV  := TILLAGENT_STORE_DEMO_REPLICA=testdata/demo/replica.yaml TILLAGENT_STORE_PATH=var/till.db
+
+.PHONY: help build run test test-race fuzz bench vet clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build bin/tillagent and bin/tillctl
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+run: build ## run the agent on the embedded demo (SQLite replica in ./var, printer emulator)
+	@mkdir -p var
+	$(DEMO_ENV) ./$(BIN)/tillagent -config $(CONFIG)
+
+test: ## the whole test suite (what CI runs)
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 12m ./...
+
+test-race: ## the suite under the race detector
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
+	./.ci/fuzz $(or $(FUZZTIME),30s)
+
+bench: ## the documented benchmarks
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./checkout/ ./internal/store/
+
+clean: ## remove build output and the demo store
+	rm -rf $(BIN) var

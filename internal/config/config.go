@@ -1,0 +1,195 @@
+// Package config loads the agent's YAML configuration through viper, applies
+// TILLAGENT_* environment overrides and validates every field, naming the key
+// and the file in each error.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+)
+
+// EnvPrefix is the prefix of environment overrides: store.path is TILLAGENT_STORE_PATH.
+const EnvPrefix = "TILLAGENT"
+
+// Config is the whole agent configuration. Every key is documented in
+// config.example.yaml at the repository root.
+type Config struct {
+	Till     Till      `mapstructure:"till"`
+	Store    Store     `mapstructure:"store"`
+	Log      Log       `mapstructure:"log"`
+	Printer  Printer   `mapstructure:"printer"`
+	Scanners []Scanner `mapstructure:"scanners"`
+
+	// File is the path the configuration was read from ("" for defaults only).
+	File string `mapstructure:"-"`
+}
+
+// Till identifies this till within the chain.
+type Till struct {
+	StoreID  string `mapstructure:"store_id"`
+	TillID   string `mapstructure:"till_id"`
+	Timezone string `mapstructure:"timezone"`
+}
+
+// Store is the local SQLite replica and journal.
+type Store struct {
+	Path        string        `mapstructure:"path"`
+	BusyTimeout time.Duration `mapstructure:"busy_timeout"`
+	// DemoReplica is imported when the store holds no replica yet; empty disables it.
+	DemoReplica string `mapstructure:"demo_replica"`
+}
+
+// Log configures log/slog output.
+type Log struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// Default returns the configuration used when a key is not set anywhere.
+func Default() Config {
+	return Config{
+		Till:    Till{StoreID: "S001", TillID: "S001-T01", Timezone: "Europe/Moscow"},
+		Store:   Store{Path: "var/till.db", BusyTimeout: 5 * time.Second},
+		Log:     Log{Level: "info", Format: "text"},
+		Printer: DefaultPrinter(),
+	}
+}
+
+// FieldError names the key and file of a bad value.
+type FieldError struct {
+	File  string
+	Key   string
+	Value any
+	Err   error
+}
+
+func (e *FieldError) Error() string {
+	where := e.File
+	if where == "" {
+		where = "defaults/environment"
+	}
+	return fmt.Sprintf("config %s: %s = %v: %v", where, e.Key, e.Value, e.Err)
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Load reads path (if not empty) over the defaults, applies environment
+// overrides and validates the result. Unknown keys are errors: a typo in a
+// key must not silently fall back to a default on a thousand tills.
+func Load(path string) (Config, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	registerDefaults(v, "", reflect.ValueOf(Default()))
+
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("config %s: %w", path, err)
+		}
+		defer f.Close()
+		if err := v.ReadConfig(f); err != nil {
+			return Config{}, fmt.Errorf("config %s: parse yaml: %w", path, err)
+		}
+	}
+	var c Config
+	if err := v.UnmarshalExact(&c); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", nameOr(path), err)
+	}
+	c.File = path
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func nameOr(p string) string {
+	if p == "" {
+		return "defaults/environment"
+	}
+	return p
+}
+
+// registerDefaults walks the struct and sets a default for every leaf key, so
+// that viper's AutomaticEnv knows every key and TILLAGENT_* works for keys the
+// file does not mention.
+func registerDefaults(v *viper.Viper, prefix string, rv reflect.Value) {
+	rt := rv.Type()
+	for i := 0; i < rt.NumField(); i++ {
+		f := rt.Field(i)
+		tag := f.Tag.Get("mapstructure")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := tag
+		if prefix != "" {
+			key = prefix + "." + tag
+		}
+		fv := rv.Field(i)
+		if fv.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
+			registerDefaults(v, key, fv)
+			continue
+		}
+		v.SetDefault(key, fv.Interface())
+	}
+}
+
+// Validate checks every field and returns all problems at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key string, val any, format string, args ...any) {
+		errs = append(errs, &FieldError{File: c.File, Key: key, Value: val, Err: fmt.Errorf(format, args...)})
+	}
+	if c.Till.StoreID == "" {
+		bad("till.store_id", `""`, "must not be empty")
+	}
+	if c.Till.TillID == "" {
+		bad("till.till_id", `""`, "must not be empty")
+	}
+	if _, err := time.LoadLocation(c.Till.Timezone); err != nil || c.Till.Timezone == "" {
+		bad("till.timezone", c.Till.Timezone, "not a known IANA time zone")
+	}
+	if c.Store.Path == "" {
+		bad("store.path", `""`, "must not be empty")
+	}
+	if c.Store.BusyTimeout < 100*time.Millisecond || c.Store.BusyTimeout > time.Minute {
+		bad("store.busy_timeout", c.Store.BusyTimeout, "must be between 100ms and 1m")
+	}
+	if c.Store.DemoReplica != "" {
+		if _, err := os.Stat(c.Store.DemoReplica); err != nil {
+			bad("store.demo_replica", c.Store.DemoReplica, "%v", err)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", c.Log.Level, "must be one of debug, info, warn, error")
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", c.Log.Format, "must be text or json")
+	}
+	errs = append(errs, c.Printer.validate(c.File)...)
+	for i := range c.Scanners {
+		errs = append(errs, c.Scanners[i].validate(c.File, fmt.Sprintf("scanners[%d]", i))...)
+	}
+	return errors.Join(errs...)
+}
+
+// Location returns the store's time zone; Validate has checked it loads.
+func (c *Config) Location() *time.Location {
+	loc, err := time.LoadLocation(c.Till.Timezone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
+}
