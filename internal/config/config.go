@@ -25,6 +25,7 @@ type Config struct {
 	Log      Log       `mapstructure:"log"`
 	Printer  Printer   `mapstructure:"printer"`
 	Scanners []Scanner `mapstructure:"scanners"`
+	Classify Classify  `mapstructure:"classify"`
 
 	// File is the path the configuration was read from ("" for defaults only).
 	File string `mapstructure:"-"`
@@ -58,6 +59,8 @@ func Default() Config {
 		Store:   Store{Path: "var/till.db", BusyTimeout: 5 * time.Second},
 		Log:     Log{Level: "info", Format: "text"},
 		Printer: DefaultPrinter(),
+
+		Classify: DefaultClassify(),
 	}
 }
 
@@ -182,6 +185,7 @@ func (c *Config) Validate() error {
 	for i := range c.Scanners {
 		errs = append(errs, c.Scanners[i].validate(c.File, fmt.Sprintf("scanners[%d]", i))...)
 	}
+	errs = append(errs, c.Classify.validate(c.File)...)
 	return errors.Join(errs...)
 }
 
