@@ -1,0 +1,556 @@
+package checkout
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// Quote prices a check: discounts, the redemption limits and the requested
+// redemption with its allocation over lines, and every card's accrual with
+// the lot it creates. It is a pure function of its input.
+//
+// Order of application: line sums → discounts → redemption (on sums after
+// discounts) → accrual (on sums after discounts, minus the redeemed part
+// unless the program earns on it).
+func Quote(in Input) (Result, error) {
+	loc, err := zone(in.Location, in.TimeZone)
+	if err != nil {
+		return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
+	}
+	if in.Now.IsZero() {
+		return Result{}, fmt.Errorf("quote check %s: now not set: %w", in.Check.ID, ErrInvalidInput)
+	}
+	q := &quote{in: &in, loc: loc}
+	// Explanations: a few per line and card plus one per lot spent; sized
+	// up front because growing a slice of large structs dominated the
+	// allocations in BenchmarkQuote.
+	n := 16
+	for _, c := range in.Cards {
+		n += 4*len(in.Check.Lines) + len(c.Lots)
+	}
+	q.expl = make([]Explanation, 0, n)
+	if err := q.prepareLines(); err != nil {
+		return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
+	}
+	progs, err := indexPrograms(in.Programs)
+	if err != nil {
+		return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
+	}
+	q.cards = make([]*cardCtx, len(in.Cards))
+	for i := range in.Cards {
+		c, err := newCardCtx(&in.Cards[i], progs, in.Check.StoreID, in.Now)
+		if err != nil {
+			return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
+		}
+		q.cards[i] = c
+		if c.reason != "" {
+			q.explain(Explanation{Code: CodeCardDenied, Card: c.card.Code,
+				Detail: fmt.Sprintf("card %s (%s, %s): %s", c.card.Code, c.card.Kind, c.card.State, c.reason)})
+		}
+	}
+	q.discount()
+	if err := q.redeem(); err != nil {
+		return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
+	}
+	for _, c := range q.cards {
+		q.accrue(c)
+	}
+	return q.result(), nil
+}
+
+// quote is the working state of one Quote call.
+type quote struct {
+	in       *Input
+	loc      *time.Location
+	lines    []*lineCtx
+	cards    []*cardCtx
+	checkNet Money // Σ line sums after discounts
+	red      *Redemption
+	expl     []Explanation
+
+	ptsSlab   []Points
+	moneySlab []Money
+}
+
+type lineCtx struct {
+	l          *Line
+	sum        Money
+	disc       Money
+	discRule   string
+	net        Money // sum − discount
+	redeemCap  Money
+	capPts     Points // redeemCap in whole point steps
+	capReason  string
+	redeemed   Money
+	redeemedPt Points
+	accruals   []LineAccrual
+}
+
+type cardCtx struct {
+	card        *Card
+	prog        *Program
+	canEarn     bool
+	canSpend    bool
+	canDiscount bool
+	reason      string
+	discPct     *Percent
+	balance     Points // unexpired remaining − debt
+	spendable   Points // active remaining − debt, ≥ 0
+	accrued     Points
+	newLot      *NewLot
+	redeemed    Points
+}
+
+func (q *quote) explain(e Explanation) { q.expl = append(q.expl, e) }
+
+// pts and money return pointers for Explanation fields, carved from slabs:
+// one allocation per 128 entries instead of one per entry.
+func (q *quote) pts(p Points) *Points {
+	if len(q.ptsSlab) == cap(q.ptsSlab) {
+		q.ptsSlab = make([]Points, 0, 128)
+	}
+	q.ptsSlab = append(q.ptsSlab, p)
+	return &q.ptsSlab[len(q.ptsSlab)-1]
+}
+
+func (q *quote) money(m Money) *Money {
+	if len(q.moneySlab) == cap(q.moneySlab) {
+		q.moneySlab = make([]Money, 0, 128)
+	}
+	q.moneySlab = append(q.moneySlab, m)
+	return &q.moneySlab[len(q.moneySlab)-1]
+}
+
+// zone resolves the store's time zone. time.LoadLocation reads the zone
+// database; callers on the hot path pass Location instead.
+func zone(loc *time.Location, name string) (*time.Location, error) {
+	if loc != nil {
+		return loc, nil
+	}
+	if name == "" {
+		return time.UTC, nil
+	}
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("store time zone %q: %w: %v", name, ErrInvalidInput, err)
+	}
+	return l, nil
+}
+
+func (q *quote) prepareLines() error {
+	seen := make(map[int]bool, len(q.in.Check.Lines))
+	q.lines = make([]*lineCtx, len(q.in.Check.Lines))
+	ctxs := make([]lineCtx, len(q.in.Check.Lines))
+	// One backing array for every line's accruals (at most one per card).
+	nc := len(q.in.Cards)
+	accs := make([]LineAccrual, len(q.in.Check.Lines)*nc)
+	for i := range q.in.Check.Lines {
+		l := &q.in.Check.Lines[i]
+		switch {
+		case l.No <= 0:
+			return fmt.Errorf("line %d: number must be positive: %w", i+1, ErrInvalidInput)
+		case seen[l.No]:
+			return fmt.Errorf("line %d: duplicate line number: %w", l.No, ErrInvalidInput)
+		case !l.Qty.IsPositive():
+			return fmt.Errorf("line %d: quantity %s must be positive: %w", l.No, l.Qty, ErrInvalidInput)
+		case l.Price.IsNegative() || l.Sum.IsNegative():
+			return fmt.Errorf("line %d: negative price or sum: %w", l.No, ErrInvalidInput)
+		}
+		seen[l.No] = true
+		sum := l.Sum
+		if sum.IsZero() {
+			// Rounding: line sum = price × qty, half up to the kopeck.
+			sum = MoneyHalfUp(l.Price.d.Mul(l.Qty.d))
+		}
+		ctxs[i] = lineCtx{l: l, sum: sum, net: sum, accruals: accs[i*nc : i*nc : i*nc+nc]}
+		q.lines[i] = &ctxs[i]
+	}
+	return nil
+}
+
+func indexPrograms(ps []Program) (map[string]*Program, error) {
+	m := make(map[string]*Program, len(ps))
+	for i := range ps {
+		p := &ps[i]
+		if err := validateProgram(p); err != nil {
+			return nil, err
+		}
+		m[p.ID] = p
+	}
+	return m, nil
+}
+
+func validateProgram(p *Program) error {
+	if p.ID == "" {
+		return fmt.Errorf("program with empty id: %w", ErrInvalidInput)
+	}
+	if !p.PointValue.IsPositive() {
+		return fmt.Errorf("program %s: point value %s must be positive: %w", p.ID, p.PointValue, ErrInvalidInput)
+	}
+	if err := p.PointRounding.Valid(); err != nil {
+		return fmt.Errorf("program %s: %w: %v", p.ID, ErrInvalidInput, err)
+	}
+	if p.ActivationDays < 0 || p.ExpiryDays < 0 {
+		return fmt.Errorf("program %s: negative activation or expiry days: %w", p.ID, ErrInvalidInput)
+	}
+	for _, r := range p.Accrual {
+		switch r.Kind {
+		case AccrualPercent, AccrualFixed, AccrualPerUnit:
+		default:
+			return fmt.Errorf("program %s rule %s: unknown accrual kind %q: %w", p.ID, r.ID, r.Kind, ErrInvalidInput)
+		}
+		switch r.For {
+		case "", ForCustomer, ForAgent:
+		default:
+			return fmt.Errorf("program %s rule %s: unknown audience %q: %w", p.ID, r.ID, r.For, ErrInvalidInput)
+		}
+		if r.Percent.d.IsNegative() || r.Points.IsNegative() {
+			return fmt.Errorf("program %s rule %s: negative percent or points: %w", p.ID, r.ID, ErrInvalidInput)
+		}
+		if r.Tiers != nil {
+			switch r.Tiers.Basis {
+			case BasisCheck, BasisPrevMonth, BasisAllTime:
+			default:
+				return fmt.Errorf("program %s rule %s: unknown tier basis %q: %w", p.ID, r.ID, r.Tiers.Basis, ErrInvalidInput)
+			}
+		}
+	}
+	for _, pr := range p.Promotions {
+		switch pr.Scope {
+		case ScopeAll, ScopeGroups, ScopeProducts:
+		default:
+			return fmt.Errorf("program %s promotion %s: unknown scope %q: %w", p.ID, pr.ID, pr.Scope, ErrInvalidInput)
+		}
+		bad := pr.Multiplier.d.IsNegative()
+		for _, m := range pr.ProductMultipliers {
+			bad = bad || m.d.IsNegative()
+		}
+		if bad {
+			return fmt.Errorf("program %s promotion %s: negative multiplier: %w", p.ID, pr.ID, ErrInvalidInput)
+		}
+	}
+	var pcts []Percent
+	for _, r := range p.Accrual {
+		if r.Tiers != nil {
+			for _, l := range r.Tiers.Levels {
+				pcts = append(pcts, l.Percent)
+			}
+		}
+	}
+	if d := p.Discount; d != nil {
+		for _, l := range d.Levels {
+			pcts = append(pcts, l.Percent)
+		}
+		for _, c := range d.Categories {
+			pcts = append(pcts, c.Percent)
+		}
+	}
+	if r := p.Redemption; r.MaxCheckPercent != nil {
+		pcts = append(pcts, *r.MaxCheckPercent)
+	}
+	if r := p.Redemption; r.MinMarkupPercent != nil {
+		pcts = append(pcts, *r.MinMarkupPercent)
+	}
+	for _, pc := range pcts {
+		if pc.d.IsNegative() {
+			return fmt.Errorf("program %s: negative percent %s: %w", p.ID, pc, ErrInvalidInput)
+		}
+	}
+	if d := p.Discount; d != nil {
+		for _, l := range d.Levels {
+			if l.Percent.d.GreaterThan(decimal.NewFromInt(100)) {
+				return fmt.Errorf("program %s: discount %s%% over 100: %w", p.ID, l.Percent, ErrInvalidInput)
+			}
+		}
+	}
+	if d := p.Discount; d != nil && d.Mode != DiscountCumulative && d.Mode != DiscountCategory {
+		return fmt.Errorf("program %s: unknown discount mode %q: %w", p.ID, d.Mode, ErrInvalidInput)
+	}
+	switch p.NegativeBalance.Mode {
+	case "", NegativeForbid, NegativeAllow, NegativeLimit, NegativeDeductRefund:
+	default:
+		return fmt.Errorf("program %s: unknown negative balance mode %q: %w", p.ID, p.NegativeBalance.Mode, ErrInvalidInput)
+	}
+	return nil
+}
+
+func newCardCtx(card *Card, progs map[string]*Program, store string, now time.Time) (*cardCtx, error) {
+	p, ok := progs[card.ProgramID]
+	if !ok {
+		return nil, fmt.Errorf("card %s: program %q: %w", card.Code, card.ProgramID, ErrUnknownProgram)
+	}
+	c := &cardCtx{card: card, prog: p}
+	switch card.Kind {
+	case KindBonus, KindDiscount, KindCombined, KindReferral:
+	default:
+		return nil, fmt.Errorf("card %s: unknown kind %q: %w", card.Code, card.Kind, ErrInvalidInput)
+	}
+	points := card.Kind == KindBonus || card.Kind == KindCombined || card.Kind == KindReferral
+	c.canEarn = points
+	c.canSpend = card.Kind == KindBonus || card.Kind == KindCombined
+	c.canDiscount = card.Kind == KindDiscount || card.Kind == KindCombined
+	switch card.State {
+	case StateActive:
+	case StateIssued:
+		// Issued cards earn (and get their discount) but cannot spend until
+		// the customer registers them.
+		if c.canSpend {
+			c.canSpend = false
+			c.reason = ReasonIssued
+		}
+	case StateBlocked:
+		c.canEarn, c.canSpend, c.canDiscount = false, false, false
+		c.reason = ReasonBlocked
+		if card.BlockReason != "" {
+			c.reason += ": " + card.BlockReason
+		}
+	default:
+		return nil, fmt.Errorf("card %s: unknown state %q: %w", card.Code, card.State, ErrInvalidInput)
+	}
+	if !inList(p.Stores, store) {
+		c.canEarn, c.canSpend, c.canDiscount = false, false, false
+		c.reason = ReasonProgramStore
+	}
+	c.balance, c.spendable = balances(card, now)
+	return c, nil
+}
+
+// balances returns the card's balance (unexpired remaining points, active or
+// not yet active, minus debt) and its spendable part (active lots minus
+// debt, never below zero).
+func balances(card *Card, now time.Time) (balance, spendable Points) {
+	var all, active sum
+	for i := range card.Lots {
+		l := &card.Lots[i]
+		if !l.Remaining.IsPositive() || expired(l, now) {
+			continue
+		}
+		all.add(l.Remaining.d)
+		if lotActive(l, now) {
+			active.add(l.Remaining.d)
+		}
+	}
+	balance = Points{all.value().Sub(card.Debt.d)}
+	spendable = Points{active.value().Sub(card.Debt.d)}
+	if spendable.IsNegative() {
+		spendable = Points{}
+	}
+	return balance, spendable
+}
+
+func expired(l *Lot, now time.Time) bool { return l.ExpiresAt != nil && !now.Before(*l.ExpiresAt) }
+
+func lotActive(l *Lot, now time.Time) bool { return !now.Before(l.ActiveFrom) && !expired(l, now) }
+
+// inList reports whether v is in list; an empty list admits everything.
+func inList(list []string, v string) bool {
+	return len(list) == 0 || slices.Contains(list, v)
+}
+
+// anyIn reports whether any of vs is in list (list non-empty).
+func anyIn(list, vs []string) bool {
+	for _, v := range vs {
+		if slices.Contains(list, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// ---------------------------------------------------------------- discount --
+
+// discount applies the discount of the first presented card that gives one.
+// Rounding: each line's discount is sum × percent, half up to the kopeck.
+// Tobacco lines get no discount (15-FZ art. 16).
+func (q *quote) discount() {
+	var c *cardCtx
+	for _, cc := range q.cards {
+		if cc.canDiscount && cc.prog.Discount != nil {
+			c = cc
+			break
+		}
+	}
+	if c != nil {
+		d := c.prog.Discount
+		rule := c.prog.ID + "/" + d.ID
+		var cumPct Percent
+		if d.Mode == DiscountCumulative {
+			cumPct, _ = tierPercent(d.Levels, c.card.PurchasesAllTime)
+			p := cumPct
+			c.discPct = &p
+		}
+		for _, lc := range q.lines {
+			if lc.l.Tobacco {
+				continue
+			}
+			pct, code, detail := cumPct, CodeDiscountCumulative, ""
+			if d.Mode == DiscountCumulative {
+				detail = pct.String() + "% (purchases " + c.card.PurchasesAllTime.String() + ") of " + lc.sum.String()
+			} else {
+				code = CodeDiscountCategory
+				var group string
+				pct, group = categoryPercent(d.Categories, lc.l.Groups)
+				detail = pct.String() + "% for group " + group + " of " + lc.sum.String()
+			}
+			if !pct.d.IsPositive() {
+				continue
+			}
+			disc := MoneyHalfUp(lc.sum.d.Mul(pct.Fraction()))
+			disc = MinMoney(disc, lc.sum)
+			if disc.IsZero() {
+				continue
+			}
+			lc.disc, lc.discRule = disc, rule
+			lc.net = lc.sum.Sub(disc)
+			q.explain(Explanation{Code: code, Rule: rule, Card: c.card.Code, Line: lc.l.No,
+				Money: q.money(disc), Detail: "discount " + detail + ", half up to the kopeck"})
+		}
+	}
+	var net int64
+	for _, lc := range q.lines {
+		net += lc.net.Kopecks()
+	}
+	q.checkNet = Kopecks(net)
+}
+
+// tierPercent picks the level with the largest From not above basis.
+func tierPercent(levels []TierLevel, basis Money) (Percent, bool) {
+	var best *TierLevel
+	for i := range levels {
+		lv := &levels[i]
+		if lv.From.Cmp(basis) <= 0 && (best == nil || lv.From.Cmp(best.From) > 0) {
+			best = lv
+		}
+	}
+	if best == nil {
+		return Percent{}, false
+	}
+	return best.Percent, true
+}
+
+func categoryPercent(cats []CategoryDiscount, groups []string) (Percent, string) {
+	var best Percent
+	var group string
+	for _, c := range cats {
+		if slices.Contains(groups, c.Group) && c.Percent.Cmp(best) > 0 {
+			best, group = c.Percent, c.Group
+		}
+	}
+	return best, group
+}
+
+func ptrMoney(m Money) *Money    { return &m }
+func ptrPoints(p Points) *Points { return &p }
+
+// ---------------------------------------------------------------- result --
+
+func (q *quote) result() Result {
+	r := Result{
+		CheckID:    q.in.Check.ID,
+		StoreID:    q.in.Check.StoreID,
+		At:         q.in.Now,
+		Lines:      make([]LineResult, len(q.lines)),
+		Redemption: q.red,
+		Cards:      make([]CardResult, len(q.cards)),
+		Explain:    q.expl,
+	}
+	// Totals in integer kopecks: exact, and without an allocation per add.
+	var sum, disc, red, pay int64
+	for i, lc := range q.lines {
+		payable := lc.net.Sub(lc.redeemed)
+		r.Lines[i] = LineResult{
+			No: lc.l.No, ProductID: lc.l.ProductID, Qty: lc.l.Qty,
+			Sum: lc.sum, Discount: lc.disc, DiscountRule: lc.discRule,
+			RedeemCap: lc.redeemCap, RedeemCapReason: lc.capReason,
+			Redeemed: lc.redeemed, RedeemedPoints: lc.redeemedPt,
+			Payable: payable, Accruals: lc.accruals,
+		}
+		sum += lc.sum.Kopecks()
+		disc += lc.disc.Kopecks()
+		red += lc.redeemed.Kopecks()
+		pay += payable.Kopecks()
+	}
+	r.Sum, r.Discount, r.Redeemed, r.Payable = Kopecks(sum), Kopecks(disc), Kopecks(red), Kopecks(pay)
+	for i, c := range q.cards {
+		cr := CardResult{
+			Code: c.card.Code, Kind: c.card.Kind, State: c.card.State, ProgramID: c.card.ProgramID,
+			CanEarn: c.canEarn, CanSpend: c.canSpend, CanDiscount: c.canDiscount, Reason: c.reason,
+			DiscountPercent: c.discPct,
+			BalanceBefore:   c.balance, SpendableBefore: c.spendable,
+			Accrued: c.accrued, Redeemed: c.redeemed,
+		}
+		cr.BalanceAfter = c.balance.Sub(c.redeemed).Add(c.accrued)
+		cr.SpendableAfter = c.spendable.Sub(c.redeemed)
+		if c.newLot != nil {
+			cr.NewLots = []NewLot{*c.newLot}
+			if !q.in.Now.Before(c.newLot.ActiveFrom) {
+				cr.SpendableAfter = cr.SpendableAfter.Add(c.accrued)
+			}
+		}
+		r.Cards[i] = cr
+	}
+	return r
+}
+
+// sortLotsForSpending orders lots soonest-expiring first (never-expiring
+// last), then by activation and input order, so spending is deterministic.
+func sortLotsForSpending(idx []int, lots []Lot) {
+	type key struct {
+		exp, act int64
+		i        int
+	}
+	keys := make([]key, len(idx))
+	for k, i := range idx {
+		l := &lots[i]
+		exp := int64(math.MaxInt64)
+		if l.ExpiresAt != nil {
+			exp = l.ExpiresAt.UnixNano()
+		}
+		keys[k] = key{exp, l.ActiveFrom.UnixNano(), i}
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if c := cmp.Compare(a.exp, b.exp); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.act, b.act); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.i, b.i)
+	})
+	for k := range keys {
+		idx[k] = keys[k].i
+	}
+}
+
+// sum adds decimals in int64 while they share a small exponent (the usual
+// case for lots: whole or fixed-scale points), falling back to decimal. It
+// exists because summing 200 lots with decimal.Add allocated on every step.
+type sum struct {
+	fast   int64
+	exp    int32
+	inited bool
+	slow   decimal.Decimal
+}
+
+func (s *sum) add(d decimal.Decimal) {
+	if !s.inited {
+		s.exp, s.inited = d.Exponent(), true
+	}
+	if d.Exponent() == s.exp && d.NumDigits() <= 15 && s.fast < 1<<60 && s.fast > -(1<<60) {
+		s.fast += d.CoefficientInt64()
+		return
+	}
+	s.slow = s.slow.Add(d)
+}
+
+func (s *sum) value() decimal.Decimal {
+	if !s.inited {
+		return decimal.Zero
+	}
+	return decimal.New(s.fast, s.exp).Add(s.slow)
+}
