@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"tillagent/checkout"
+	"tillagent/internal/store"
+)
+
+func init() {
+	register(command{Name: "quote", Summary: "price a check against a replica file and print the engine's result (no daemon)", Run: runQuote})
+}
+
+func runQuote(ctx context.Context, args []string) error {
+	return quote(ctx, args, os.Stdout)
+}
+
+// quote imports the replica into a throw-away store, loads the inputs the
+// way the agent does (journal empty) and prints checkout.Quote's result.
+func quote(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("quote", flag.ContinueOnError)
+	replica := fs.String("replica", "", "replica file (.json, .yaml); required")
+	checkPath := fs.String("check", "", "check JSON file (docs/check.md); required")
+	cards := fs.String("cards", "", "presented card codes, comma-separated")
+	redeem := fs.String("redeem", "", "points the cashier asks to spend")
+	redeemCard := fs.String("redeem-card", "", "card to spend from (default: the first that can)")
+	at := fs.String("at", "", "moment of the sale: RFC 3339 (2026-11-23T12:00:00+03:00) or store-local 2026-11-23T12:00; default now")
+	showInput := fs.Bool("input", false, "print the engine's input instead of the result")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: tillctl quote --replica FILE --check CHECK.json [--cards CODE,…] [--redeem N] [--at TIME]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *replica == "" || *checkPath == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return errUsage
+	}
+	check, err := readCheck(*checkPath)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "tillctl-quote-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	s, err := store.Open(ctx, store.Options{Path: filepath.Join(dir, "quote.db"), TillID: "quote"})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if _, err := s.ImportFile(ctx, *replica); err != nil {
+		return err
+	}
+	loc, err := s.Location(ctx, check.StoreID)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", *checkPath, err)
+	}
+	now, err := parseAt(*at, loc)
+	if err != nil {
+		return err
+	}
+	var codes []string
+	for _, c := range strings.Split(*cards, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			codes = append(codes, c)
+		}
+	}
+	in, err := s.QuoteInput(ctx, check, codes, now)
+	if err != nil {
+		return err
+	}
+	if *redeem != "" {
+		p, err := checkout.ParsePoints(*redeem)
+		if err != nil {
+			return fmt.Errorf("--redeem: %w", err)
+		}
+		in.Redeem = &p
+	}
+	in.RedeemCard = *redeemCard
+	var v any = in
+	if !*showInput {
+		res, err := checkout.Quote(in)
+		if err != nil {
+			return err
+		}
+		v = res
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+func readCheck(path string) (checkout.Check, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return checkout.Check{}, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var c checkout.Check
+	if err := dec.Decode(&c); err != nil {
+		return checkout.Check{}, fmt.Errorf("check %s: %w", path, err)
+	}
+	if len(c.Lines) == 0 {
+		return checkout.Check{}, fmt.Errorf("check %s: no lines", path)
+	}
+	return c, nil
+}
+
+// parseAt reads --at: an RFC 3339 instant, or a store-local wall time.
+func parseAt(s string, loc *time.Location) (time.Time, error) {
+	if s == "" {
+		return time.Now(), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	lt, err := checkout.ParseLocalTime(s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--at %q: want RFC 3339 or YYYY-MM-DDTHH:MM[:SS] store-local", s)
+	}
+	return lt.In(loc), nil
+}

@@ -1,0 +1,151 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// TestSpendableMatchesModel drives the demo card 2900000000013 through a
+// random sequence of redemptions, accruals, corrections and
+// acknowledgements, and after every step compares Spendable with a plain
+// in-memory model of the documented arithmetic. Invariants: spendable is
+// never negative and never above the active remaining points; balance =
+// remaining of unexpired lots − debt.
+func TestSpendableMatchesModel(t *testing.T) {
+	for seed := uint64(1); seed <= 3; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { spendableModel(t, seed) })
+	}
+}
+
+type modelLot struct {
+	remaining      decimal.Decimal
+	active, expiry time.Time // zero expiry: never
+}
+
+type modelEntry struct {
+	id     string
+	deltas map[string]decimal.Decimal
+	newLot map[string]modelLot
+	acked  bool
+}
+
+func spendableModel(t *testing.T, seed uint64) {
+	s := mustDemo(t)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(seed, 42))
+	const card = "2900000000013"
+	mt := func(s string) time.Time { v, _ := time.Parse(time.RFC3339, s); return v }
+	replica := map[string]modelLot{
+		"L-13-1": {decimal.NewFromInt(100), mt("2026-06-15T10:00:00+03:00"), mt("2026-12-12T10:00:00+03:00")},
+		"L-13-2": {decimal.NewFromInt(200), mt("2026-10-15T10:00:00+03:00"), mt("2027-04-13T10:00:00+03:00")},
+		"L-13-3": {decimal.NewFromInt(200), mt("2026-12-04T10:00:00+03:00"), mt("2027-06-02T10:00:00+03:00")},
+		"L-13-0": {decimal.NewFromInt(80), mt("2026-03-15T10:00:00+03:00"), mt("2026-09-11T10:00:00+03:00")},
+	}
+	var entries []*modelEntry
+	lotIDs := []string{"L-13-1", "L-13-2", "L-13-3", "L-13-0"}
+	model := func(now time.Time) (spend, total, debt decimal.Decimal) {
+		lots := map[string]modelLot{}
+		for id, l := range replica {
+			lots[id] = l
+		}
+		for _, e := range entries {
+			if e.acked {
+				continue
+			}
+			for id, l := range e.newLot {
+				lots[id] = l
+			}
+			for id, d := range e.deltas {
+				l := lots[id]
+				l.remaining = l.remaining.Add(d)
+				lots[id] = l
+			}
+		}
+		active := decimal.Zero
+		for _, l := range lots {
+			if l.remaining.IsNegative() {
+				debt = debt.Sub(l.remaining)
+				continue
+			}
+			if !l.expiry.IsZero() && !now.Before(l.expiry) {
+				continue
+			}
+			total = total.Add(l.remaining)
+			if !now.Before(l.active) {
+				active = active.Add(l.remaining)
+			}
+		}
+		spend = decimal.Max(decimal.Zero, active.Sub(debt))
+		return spend, total.Sub(debt), debt
+	}
+	for step := 0; step < 60; step++ {
+		now := demoNow.Add(time.Duration(rng.IntN(30*24)) * time.Hour)
+		var e Entry
+		me := &modelEntry{deltas: map[string]decimal.Decimal{}, newLot: map[string]modelLot{}}
+		check := fmt.Sprintf("P%d", step)
+		switch op := rng.IntN(4); op {
+		case 0, 1: // redeem from one or two lots, possibly below zero (a return's reversal)
+			e = Entry{CheckID: check, CardCode: card, Kind: KindRedemption}
+			if op == 1 {
+				e.Kind = KindReversal
+			}
+			for _, id := range []string{lotIDs[rng.IntN(len(lotIDs))], lotIDs[rng.IntN(len(lotIDs))]} {
+				if _, dup := me.deltas[id]; dup {
+					continue
+				}
+				d := decimal.NewFromInt(-int64(1 + rng.IntN(120)))
+				me.deltas[id] = d
+				e.Lots = append(e.Lots, LotChange{LotID: id, Delta: d})
+				e.Points = e.Points.Add(d)
+			}
+		case 2: // accrue a new lot, active now or later
+			p := decimal.NewFromInt(int64(1 + rng.IntN(90)))
+			act := demoNow.Add(time.Duration(rng.IntN(40*24)-20*24) * time.Hour).Truncate(time.Second)
+			exp := act.AddDate(0, 0, 5+rng.IntN(30))
+			e = Entry{CheckID: check, CardCode: card, Kind: KindAccrual, Points: p, PurchaseKop: 1000,
+				Lots: []LotChange{{Create: true, Delta: p, ActiveFrom: act, ExpiresAt: exp}}}
+			me.newLot["?"] = modelLot{p, act, exp}
+		case 3: // acknowledge a random half of the pending entries
+			var ids []string
+			for _, x := range entries {
+				if !x.acked && rng.IntN(2) == 0 {
+					x.acked = true
+					ids = append(ids, x.id)
+				}
+			}
+			if err := s.MarkAcked(ctx, ids); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if e.Kind != "" {
+			ids, err := s.Append(ctx, []Entry{e})
+			if err != nil {
+				t.Fatalf("step %d: %v", step, err)
+			}
+			me.id = ids[0]
+			if l, ok := me.newLot["?"]; ok {
+				delete(me.newLot, "?")
+				me.newLot[ids[0]] = l
+				lotIDs = append(lotIDs, ids[0])
+			}
+			entries = append(entries, me)
+		}
+		got, err := s.Spendable(ctx, card, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spend, total, debt := model(now)
+		if !got.Spendable.Decimal().Equal(spend) || !got.Total.Decimal().Equal(total) || !got.Debt.Decimal().Equal(debt) {
+			t.Fatalf("step %d at %s: store says spendable %s total %s debt %s; model %s %s %s",
+				step, now.Format(time.RFC3339), got.Spendable, got.Total, got.Debt, spend, total, debt)
+		}
+		if got.Spendable.IsNegative() {
+			t.Fatalf("step %d: negative spendable %s", step, got.Spendable)
+		}
+	}
+}

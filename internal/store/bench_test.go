@@ -1,0 +1,300 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"tillagent/checkout"
+)
+
+// The big benchmark replica: 1,000,000 cards and 5,000,000 lots, 5,000
+// products, one bonus program with 20 promotions active at benchNow. It is
+// generated once (about a minute) into $TILLAGENT_BENCH_DB or
+// $TMPDIR/tillagent-bench-v1.db and reused by later runs. Only benchmarks
+// call benchStore, so the normal test run never builds it.
+const (
+	benchCards       = 1_000_000
+	benchLotsPerCard = 5
+	benchProducts    = 5_000
+	benchGroups      = 100
+	benchPromotions  = 20
+	benchMarker      = "v1:1000000x5"
+)
+
+var benchNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.FixedZone("MSK", 3*3600))
+
+func benchStore(b *testing.B) *Store {
+	b.Helper()
+	path := os.Getenv("TILLAGENT_BENCH_DB")
+	if path == "" {
+		path = filepath.Join(os.TempDir(), "tillagent-bench-v1.db")
+	}
+	ctx := context.Background()
+	if s, err := Open(ctx, Options{Path: path, TillID: "BENCH-T01"}); err == nil {
+		var m string
+		s.r.QueryRowContext(ctx, `SELECT value FROM replica_meta WHERE key = 'bench'`).Scan(&m)
+		if m == benchMarker {
+			b.Cleanup(func() { s.Close() })
+			return s
+		}
+		s.Close()
+	}
+	// Missing or half-built (an interrupted generation): start over.
+	for _, suf := range []string{"", "-wal", "-shm"} {
+		os.Remove(path + suf)
+	}
+	start := time.Now()
+	s, err := Open(ctx, Options{Path: path, TillID: "BENCH-T01"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := generateBench(ctx, s); err != nil {
+		s.Close()
+		b.Fatalf("generate bench replica %s: %v", path, err)
+	}
+	b.Logf("generated %s in %s", path, time.Since(start).Round(time.Second))
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+func generateBench(ctx context.Context, s *Store) error {
+	var r Replica
+	r.Version = ReplicaFormatVersion
+	r.Stores = []ReplicaStore{{ID: "S001", Name: "Bench", TimeZone: "Europe/Moscow"}}
+	for g := 0; g < benchGroups; g++ {
+		seg := "regular"
+		if g%10 == 9 {
+			seg = "alcohol"
+		}
+		r.Groups = append(r.Groups, ReplicaGroup{ID: fmt.Sprintf("g%03d", g), Name: "Group", Segment: seg})
+	}
+	for p := 0; p < benchProducts; p++ {
+		lpp := checkout.Kopecks(int64(3000 + p*7%50000))
+		r.Products = append(r.Products, ReplicaProduct{ID: fmt.Sprintf("p%05d", p), Name: "Product",
+			Group: fmt.Sprintf("g%03d", p%benchGroups), VAT: "vat20", Tobacco: p%97 == 0, LastPurchasePrice: &lpp})
+	}
+	pct := checkout.MustPercent("50")
+	markup := checkout.MustPercent("10")
+	prog := checkout.Program{ID: "BONUS", Name: "Bonus", PointValue: checkout.MustMoney("1"),
+		Accrual: []checkout.AccrualRule{
+			{ID: "base", Kind: checkout.AccrualPercent, Tiers: &checkout.TierTable{Basis: checkout.BasisPrevMonth,
+				Levels: []checkout.TierLevel{{From: checkout.MustMoney("0"), Percent: checkout.MustPercent("3")},
+					{From: checkout.MustMoney("10000"), Percent: checkout.MustPercent("5")}}},
+				ExcludeGroups: []string{"g009"}},
+			{ID: "unit", Kind: checkout.AccrualPerUnit, Points: checkout.MustPoints("5"), IncludeGroups: []string{"g001", "g002"}},
+		},
+		Redemption:     checkout.RedemptionRules{MaxCheckPercent: &pct, Segments: []string{"regular"}, MinMarkupPercent: &markup, MinRedeem: checkout.MustPoints("10")},
+		ActivationDays: 14, ExpiryDays: 180,
+	}
+	r.Programs = []checkout.Program{prog}
+	for i := 0; i < benchPromotions; i++ {
+		p := ReplicaPromotion{Program: "BONUS", Promotion: checkout.Promotion{ID: fmt.Sprintf("promo%02d", i),
+			From: checkout.MustLocalTime("2026-11-01"), To: checkout.MustLocalTime("2026-12-01"),
+			Multiplier: checkout.MustFactor(fmt.Sprintf("1.%d", i%9+1))}}
+		switch i % 3 {
+		case 0:
+			p.Scope = checkout.ScopeAll
+		case 1:
+			p.Scope, p.Groups = checkout.ScopeGroups, []string{fmt.Sprintf("g%03d", i), fmt.Sprintf("g%03d", i+20)}
+		default:
+			p.Scope = checkout.ScopeProducts
+			for k := 0; k < 50; k++ {
+				p.Products = append(p.Products, fmt.Sprintf("p%05d", (i*50+k)%benchProducts))
+			}
+		}
+		r.Promotions = append(r.Promotions, p)
+	}
+	r.CardKinds = []ReplicaCardKind{{ID: "bonus", Name: "Bonus", Kind: checkout.KindBonus, Program: "BONUS"}}
+	if _, err := s.Import(ctx, &r); err != nil {
+		return err
+	}
+	// Cards and lots straight into the tables: batched multi-row prepared
+	// inserts, 100,000 cards (and their lots) per transaction.
+	const rowsPerStmt = 100
+	cardSQL := `INSERT INTO cards(id, code, kind_id, state, stats_month, purchases_all_time_kop, purchases_month_kop,
+		purchases_prev_month_kop, accrued_month, redeemed_month) VALUES ` +
+		strings.TrimSuffix(strings.Repeat("(?, ?, 'bonus', 'active', '2026-11', ?, ?, ?, ?, '0'),", rowsPerStmt), ",")
+	lotSQL := `INSERT INTO lots(card_id, lot_id, points, remaining, accrued_at, active_from, expires_at) VALUES ` +
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?),", rowsPerStmt), ",")
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := benchNow.Unix()
+	const perTx = 100_000
+	for start := 0; start < benchCards; start += perTx {
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		// Lots are flushed in batches that may run ahead of their cards'.
+		if _, err := tx.ExecContext(ctx, `PRAGMA defer_foreign_keys = ON`); err != nil {
+			tx.Rollback()
+			return err
+		}
+		cs, err := tx.PrepareContext(ctx, cardSQL)
+		if err != nil {
+			tx.Rollback()
+			return err
+		}
+		ls, err := tx.PrepareContext(ctx, lotSQL)
+		if err != nil {
+			tx.Rollback()
+			return err
+		}
+		cargs := make([]any, 0, rowsPerStmt*6)
+		largs := make([]any, 0, rowsPerStmt*7)
+		flush := func(st *sql.Stmt, args *[]any) error {
+			_, err := st.ExecContext(ctx, *args...)
+			*args = (*args)[:0]
+			return err
+		}
+		for id := start + 1; id <= start+perTx; id++ {
+			cargs = append(cargs, id, benchCode(id-1), rng.IntN(20_000_000), rng.IntN(1_000_000), rng.IntN(2_000_000), rng.IntN(300))
+			if len(cargs) == cap(cargs) {
+				if err := flush(cs, &cargs); err != nil {
+					tx.Rollback()
+					return err
+				}
+			}
+			for l := 0; l < benchLotsPerCard; l++ {
+				acc := base - int64(rng.IntN(200*86400))
+				pts := 10 + rng.IntN(500)
+				largs = append(largs, id, fmt.Sprintf("L%d", l), pts, pts-rng.IntN(pts/2+1), acc, acc+14*86400, acc+194*86400)
+				if len(largs) == cap(largs) {
+					if err := flush(ls, &largs); err != nil {
+						tx.Rollback()
+						return err
+					}
+				}
+			}
+		}
+		cs.Close()
+		ls.Close()
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO replica_meta(key, value) VALUES ('bench', ?), ('imported_at', ?)
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, benchMarker, time.Now().UTC().Format(time.RFC3339))
+	if err != nil {
+		return err
+	}
+	_, err = s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	return err
+}
+
+func benchCode(i int) string { return fmt.Sprintf("29%011d", i) }
+
+// benchCheck is a 50-line check of distinct products.
+func benchCheck(rng *rand.Rand) checkout.Check {
+	c := checkout.Check{ID: "B-1", StoreID: "S001"}
+	for _, p := range rng.Perm(benchProducts)[:50] {
+		c.Lines = append(c.Lines, checkout.Line{No: len(c.Lines) + 1, ProductID: fmt.Sprintf("p%05d", p),
+			Qty:   checkout.MustQty(fmt.Sprint(1 + rng.IntN(3))),
+			Price: checkout.Kopecks(int64(4000 + p*7%50000*13/10))})
+	}
+	return c
+}
+
+// reportLatency adds p50 and p99 (µs) of the per-operation durations.
+func reportLatency(b *testing.B, d []time.Duration) {
+	if len(d) == 0 {
+		return
+	}
+	slices.Sort(d)
+	q := func(p float64) float64 { return float64(d[int(p*float64(len(d)-1))].Nanoseconds()) / 1e3 }
+	b.ReportMetric(q(0.50), "p50-µs")
+	b.ReportMetric(q(0.99), "p99-µs")
+}
+
+// BenchmarkQuote is the whole path of a quote at the till: load the inputs
+// for a random card of the big replica (QuoteInput), then price a 50-line
+// check with 20 active promotions (checkout.Quote), asking to redeem.
+//
+//	go test -run '^$' -bench Quote -benchtime 2000x ./internal/store/
+func BenchmarkQuote(b *testing.B) {
+	s := benchStore(b)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(3, 4))
+	check := benchCheck(rng)
+	redeem := checkout.MustPoints("50")
+	if _, err := s.QuoteInput(ctx, check, []string{benchCode(0)}, benchNow); err != nil { // warm the catalog
+		b.Fatal(err)
+	}
+	d := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		in, err := s.QuoteInput(ctx, check, []string{benchCode(rng.IntN(benchCards))}, benchNow)
+		if err != nil {
+			b.Fatal(err)
+		}
+		in.Redeem = &redeem
+		res, err := checkout.Quote(in)
+		if err != nil && !strings.Contains(err.Error(), "at most") {
+			b.Fatal(err)
+		}
+		d = append(d, time.Since(t0))
+		_ = res
+	}
+	b.StopTimer()
+	reportLatency(b, d)
+}
+
+// BenchmarkQuoteInput is the store's share of BenchmarkQuote.
+func BenchmarkQuoteInput(b *testing.B) {
+	s := benchStore(b)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(5, 6))
+	check := benchCheck(rng)
+	d := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if _, err := s.QuoteInput(ctx, check, []string{benchCode(rng.IntN(benchCards))}, benchNow); err != nil {
+			b.Fatal(err)
+		}
+		d = append(d, time.Since(t0))
+	}
+	b.StopTimer()
+	reportLatency(b, d)
+}
+
+// BenchmarkAppendSale commits one sale's journal entries (a redemption over
+// two lots and an accrual creating a lot) in one durable transaction
+// (synchronous=FULL: the figure includes the fsync). It uses a small store
+// of its own; the journal's size does not change the cost of an append.
+func BenchmarkAppendSale(b *testing.B) {
+	s, err := Open(context.Background(), Options{Path: filepath.Join(b.TempDir(), "till.db"), TillID: "S001-T01"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	d := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		check := fmt.Sprintf("C%d", i)
+		es := []Entry{
+			{CheckID: check, CardCode: "2900000000013", Kind: KindRedemption, Points: decimal.NewFromInt(-150), AmountKop: 15000,
+				Lots: []LotChange{{LotID: "L1", Delta: decimal.NewFromInt(-100)}, {LotID: "L2", Delta: decimal.NewFromInt(-50)}}},
+			{CheckID: check, CardCode: "2900000000013", Kind: KindAccrual, Points: decimal.NewFromInt(40), PurchaseKop: 200000,
+				Lots: []LotChange{{Create: true, Delta: decimal.NewFromInt(40), ActiveFrom: benchNow}}},
+		}
+		t0 := time.Now()
+		if _, err := s.Append(ctx, es); err != nil {
+			b.Fatal(err)
+		}
+		d = append(d, time.Since(t0))
+	}
+	b.StopTimer()
+	reportLatency(b, d)
+}

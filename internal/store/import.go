@@ -1,0 +1,300 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"tillagent/checkout"
+)
+
+// ImportStats counts what an import wrote.
+type ImportStats struct {
+	Stores, Groups, Products, Programs, Promotions, CardKinds, Cards, Lots, CardKeys int
+}
+
+func (s ImportStats) String() string {
+	return fmt.Sprintf("%d stores, %d groups, %d products, %d programs, %d promotions, %d card kinds, %d cards, %d lots, %d card keys",
+		s.Stores, s.Groups, s.Products, s.Programs, s.Promotions, s.CardKinds, s.Cards, s.Lots, s.CardKeys)
+}
+
+// ImportFile reads a replica file (.json, .yaml or .yml) and imports it.
+func (s *Store) ImportFile(ctx context.Context, path string) (ImportStats, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ImportStats{}, fmt.Errorf("import replica: %w", err)
+	}
+	r, err := ParseReplicaFile(path, data)
+	if err != nil {
+		return ImportStats{}, fmt.Errorf("import %w", err)
+	}
+	st, err := s.Import(ctx, r)
+	if err != nil {
+		return st, fmt.Errorf("import replica %s: %w", path, err)
+	}
+	s.log.Info("replica imported", "file", path, "counts", st.String())
+	return st, nil
+}
+
+// Import writes r into the store in one transaction: every record is
+// inserted or replaced by its key (so importing the same file twice is a
+// no-op), records the file does not mention stay as they are, and nothing is
+// written if anything is invalid. References may point into the file or at
+// records already in the store.
+func (s *Store) Import(ctx context.Context, r *Replica) (ImportStats, error) {
+	var st ImportStats
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return st, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	if err := r.Validate(txExists(ctx, tx)); err != nil {
+		return st, err
+	}
+	exec := func(what string, q string, args ...any) error {
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	}
+	for i, x := range r.Stores {
+		if err := exec(fmt.Sprintf("stores[%d] id %q", i, x.ID),
+			`INSERT INTO stores(id, name, timezone, address) VALUES (?, ?, ?, ?)
+			ON CONFLICT(id) DO UPDATE SET name = excluded.name, timezone = excluded.timezone, address = excluded.address`,
+			x.ID, x.Name, x.TimeZone, x.Address); err != nil {
+			return st, err
+		}
+		st.Stores++
+	}
+	for i, x := range r.Groups {
+		if err := exec(fmt.Sprintf("groups[%d] id %q", i, x.ID),
+			`INSERT INTO product_groups(id, name, parent_id, segment) VALUES (?, ?, ?, ?)
+			ON CONFLICT(id) DO UPDATE SET name = excluded.name, parent_id = excluded.parent_id, segment = excluded.segment`,
+			x.ID, x.Name, nullStr(x.Parent), x.Segment); err != nil {
+			return st, err
+		}
+		st.Groups++
+	}
+	for i, x := range r.Products {
+		what := fmt.Sprintf("products[%d] id %q", i, x.ID)
+		var lpp sql.NullInt64
+		if x.LastPurchasePrice != nil {
+			lpp = sql.NullInt64{Int64: x.LastPurchasePrice.Kopecks(), Valid: true}
+		}
+		if err := exec(what,
+			`INSERT INTO products(id, name, group_id, segment, vat, tobacco, alcohol, last_purchase_price_kop)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(id) DO UPDATE SET name = excluded.name, group_id = excluded.group_id, segment = excluded.segment,
+			vat = excluded.vat, tobacco = excluded.tobacco, alcohol = excluded.alcohol,
+			last_purchase_price_kop = excluded.last_purchase_price_kop`,
+			x.ID, x.Name, x.Group, x.Segment, x.VAT, x.Tobacco, x.Alcohol, lpp); err != nil {
+			return st, err
+		}
+		for _, b := range x.Barcodes {
+			if err := exec(what, `INSERT INTO barcodes(code, product_id) VALUES (?, ?)
+				ON CONFLICT(code) DO UPDATE SET product_id = excluded.product_id`, b, x.ID); err != nil {
+				return st, err
+			}
+		}
+		st.Products++
+	}
+	for i, x := range r.Programs {
+		what := fmt.Sprintf("programs[%d] id %q", i, x.ID)
+		// Promotions written inside a program go to the promotions table
+		// like top-level ones; the program row keeps the rest.
+		promos := x.Promotions
+		x.Promotions = nil
+		body, err := json.Marshal(x)
+		if err != nil {
+			return st, fmt.Errorf("%s: %w", what, err)
+		}
+		if err := exec(what, `INSERT INTO programs(id, name, body) VALUES (?, ?, ?)
+			ON CONFLICT(id) DO UPDATE SET name = excluded.name, body = excluded.body`, x.ID, x.Name, string(body)); err != nil {
+			return st, err
+		}
+		for _, p := range promos {
+			if err := upsertPromotion(ctx, tx, x.ID, p); err != nil {
+				return st, fmt.Errorf("%s promotion %q: %w", what, p.ID, err)
+			}
+			st.Promotions++
+		}
+		st.Programs++
+	}
+	for i, x := range r.Promotions {
+		if err := upsertPromotion(ctx, tx, x.Program, x.Promotion); err != nil {
+			return st, fmt.Errorf("promotions[%d] id %q: %w", i, x.ID, err)
+		}
+		st.Promotions++
+	}
+	for i, x := range r.CardKinds {
+		if err := exec(fmt.Sprintf("card_kinds[%d] id %q", i, x.ID),
+			`INSERT INTO card_kinds(id, name, kind, program_id) VALUES (?, ?, ?, ?)
+			ON CONFLICT(id) DO UPDATE SET name = excluded.name, kind = excluded.kind, program_id = excluded.program_id`,
+			x.ID, x.Name, string(x.Kind), x.Program); err != nil {
+			return st, err
+		}
+		st.CardKinds++
+	}
+	if err := importCards(ctx, tx, r.Cards, &st); err != nil {
+		return st, err
+	}
+	if err := importLots(ctx, tx, r.Lots, &st); err != nil {
+		return st, err
+	}
+	for i, x := range r.CardKeys {
+		key, _ := decodeKey(x.PublicKey) // Validate checked it
+		var to sql.NullInt64
+		if x.ValidTo != nil {
+			to = sql.NullInt64{Int64: x.ValidTo.Unix(), Valid: true}
+		}
+		if err := exec(fmt.Sprintf("card_keys[%d] id %d", i, x.ID),
+			`INSERT INTO card_keys(key_id, public_key, valid_from, valid_to) VALUES (?, ?, ?, ?)
+			ON CONFLICT(key_id) DO UPDATE SET public_key = excluded.public_key, valid_from = excluded.valid_from, valid_to = excluded.valid_to`,
+			x.ID, key, x.ValidFrom.Unix(), to); err != nil {
+			return st, err
+		}
+		st.CardKeys++
+	}
+	asOf := ""
+	if r.AsOf != nil {
+		asOf = r.AsOf.UTC().Format(time.RFC3339)
+	}
+	if err := exec("replica meta", `INSERT INTO replica_meta(key, value) VALUES ('as_of', ?), ('imported_at', ?)
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, asOf, s.now().UTC().Format(time.RFC3339)); err != nil {
+		return st, err
+	}
+	if err := tx.Commit(); err != nil {
+		return st, fmt.Errorf("commit: %w", err)
+	}
+	s.invalidateCatalog()
+	return st, nil
+}
+
+func upsertPromotion(ctx context.Context, tx *sql.Tx, program string, p checkout.Promotion) error {
+	body, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO promotions(id, program_id, body) VALUES (?, ?, ?)
+		ON CONFLICT(id) DO UPDATE SET program_id = excluded.program_id, body = excluded.body`, p.ID, program, string(body))
+	return err
+}
+
+func importCards(ctx context.Context, tx *sql.Tx, cards []ReplicaCard, st *ImportStats) error {
+	if len(cards) == 0 {
+		return nil
+	}
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO cards(code, kind_id, program_id, state, block_reason, holder, debt,
+		stats_month, purchases_all_time_kop, purchases_month_kop, purchases_prev_month_kop, accrued_month, redeemed_month)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(code) DO UPDATE SET kind_id = excluded.kind_id, program_id = excluded.program_id,
+		state = excluded.state, block_reason = excluded.block_reason, holder = excluded.holder, debt = excluded.debt,
+		stats_month = excluded.stats_month, purchases_all_time_kop = excluded.purchases_all_time_kop,
+		purchases_month_kop = excluded.purchases_month_kop, purchases_prev_month_kop = excluded.purchases_prev_month_kop,
+		accrued_month = excluded.accrued_month, redeemed_month = excluded.redeemed_month`)
+	if err != nil {
+		return fmt.Errorf("cards: %w", err)
+	}
+	defer ins.Close()
+	for i, c := range cards {
+		h := c.History
+		if _, err := ins.ExecContext(ctx, c.Code, c.Kind, nullStr(c.Program), string(c.State), c.BlockReason, c.Holder,
+			c.Debt.String(), h.Month, h.PurchasesAllTime.Kopecks(), h.PurchasesMonth.Kopecks(),
+			h.PurchasesPrevMonth.Kopecks(), h.AccruedMonth.String(), h.RedeemedMonth.String()); err != nil {
+			return fmt.Errorf("cards[%d] code %q: %w", i, c.Code, err)
+		}
+		st.Cards++
+	}
+	return nil
+}
+
+func importLots(ctx context.Context, tx *sql.Tx, lots []ReplicaLot, st *ImportStats) error {
+	if len(lots) == 0 {
+		return nil
+	}
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO lots(card_id, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id)
+		VALUES ((SELECT id FROM cards WHERE code = ?), ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(card_id, lot_id) DO UPDATE SET points = excluded.points, remaining = excluded.remaining,
+		accrued_at = excluded.accrued_at, active_from = excluded.active_from, expires_at = excluded.expires_at,
+		check_id = excluded.check_id`)
+	if err != nil {
+		return fmt.Errorf("lots: %w", err)
+	}
+	defer ins.Close()
+	for i, l := range lots {
+		rem := l.Points
+		if l.Remaining != nil {
+			rem = *l.Remaining
+		}
+		from := l.AccruedAt
+		if l.ActiveFrom != nil {
+			from = *l.ActiveFrom
+		}
+		var exp sql.NullInt64
+		if l.ExpiresAt != nil {
+			exp = sql.NullInt64{Int64: l.ExpiresAt.Unix(), Valid: true}
+		}
+		if _, err := ins.ExecContext(ctx, l.Card, l.ID, l.Points.String(), rem.String(), l.AccruedAt.Unix(),
+			from.Unix(), exp, l.CheckID); err != nil {
+			return fmt.Errorf("lots[%d] id %q of card %q: %w", i, l.ID, l.Card, err)
+		}
+		st.Lots++
+	}
+	return nil
+}
+
+// txExists looks references up in the store, inside the import transaction.
+func txExists(ctx context.Context, tx *sql.Tx) Exists {
+	queries := map[string]string{
+		"stores":     `SELECT 1 FROM stores WHERE id = ?`,
+		"groups":     `SELECT 1 FROM product_groups WHERE id = ?`,
+		"products":   `SELECT 1 FROM products WHERE id = ?`,
+		"programs":   `SELECT 1 FROM programs WHERE id = ?`,
+		"card_kinds": `SELECT 1 FROM card_kinds WHERE id = ?`,
+		"cards":      `SELECT 1 FROM cards WHERE code = ?`,
+	}
+	return func(table, id string) (bool, error) {
+		q, ok := queries[table]
+		if !ok {
+			return false, fmt.Errorf("unknown table %q", table)
+		}
+		var one int
+		err := tx.QueryRowContext(ctx, q, id).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+}
+
+// HasReplica reports whether any replica has been imported.
+func (s *Store) HasReplica(ctx context.Context) (bool, error) {
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM replica_meta WHERE key = 'imported_at'`).Scan(&n); err != nil {
+		return false, fmt.Errorf("store %s: %w", s.path, err)
+	}
+	return n > 0, nil
+}
+
+// EnsureDemo imports the replica file at path when the store holds no
+// replica yet (config store.demo_replica, `make run`). It reports whether
+// it imported.
+func (s *Store) EnsureDemo(ctx context.Context, path string) (bool, error) {
+	if path == "" {
+		return false, nil
+	}
+	has, err := s.HasReplica(ctx)
+	if err != nil || has {
+		return false, err
+	}
+	if _, err := s.ImportFile(ctx, path); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func nullStr(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
