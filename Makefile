@@ -30,7 +30,8 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	./.ci/fuzz $(or $(FUZZTIME),30s)
 
 bench: ## the documented benchmarks
-	$(GO) test -run '^$$' -bench . -benchtime 2000x ./checkout/ ./internal/store/
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./checkout/ ./internal/store/ ./driver/scanner/scanconf/
+	$(GO) test -run '^$$' -bench Receipt20 -benchtime 50x ./driver/fiscal/shtrih/
 
 clean: ## remove build output and the demo store
 	rm -rf $(BIN) var

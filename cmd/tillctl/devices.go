@@ -2,16 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"text/tabwriter"
 
 	"go.bug.st/serial/enumerator"
 
 	"tillagent/driver/scanner/hidscan"
+	"tillagent/internal/config"
 )
 
 func init() {
@@ -21,15 +24,38 @@ func init() {
 func runDevices(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("devices", flag.ContinueOnError)
 	sysfs := fs.String("sysfs", "/sys", "sysfs root (to tell keyboard and HID POS interfaces apart)")
+	path := fs.String("config", "config.example.yaml", "configuration whose hid scanners count as scanners, besides the udev-rule vendors")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	listHID(os.Stdout, hidscan.SystemBus{}, *sysfs)
+	ids := configuredScanners(os.Stdout, *path)
+	listHID(os.Stdout, hidscan.SystemBus{}, hidscan.AccessCheck{SysfsRoot: *sysfs, Scanners: hidscan.ScannerIDs(ids...)})
 	fmt.Println()
 	return listSerial(os.Stdout)
 }
 
-func listHID(w io.Writer, bus hidscan.Bus, sysfs string) {
+// configuredScanners returns the USB ids of the configured hid scanners. A
+// missing or broken config is only noted: listing devices is how a new
+// till gets its config in the first place.
+func configuredScanners(w io.Writer, path string) []hidscan.USBID {
+	c, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintf(w, "note: %v; only the udev-rule vendors count as scanners\n\n", err)
+		return nil
+	}
+	var ids []hidscan.USBID
+	for _, s := range c.Scanners {
+		if s.Type == "hid" {
+			vid, pid := s.USBIDs()
+			ids = append(ids, hidscan.USBID{Vendor: vid, Product: pid})
+		}
+	}
+	return ids
+}
+
+// listHID lists HID interfaces, marks the ones CheckAccess counts as
+// scanners (SCANNER column), and says why scanners cannot be opened, if so.
+func listHID(w io.Writer, bus hidscan.Bus, a hidscan.AccessCheck) {
 	fmt.Fprintln(w, "USB HID devices:")
 	if !bus.Supported() {
 		fmt.Fprintln(w, "  unavailable: this tillctl was built without cgo, so USB HID scanners cannot be read.")
@@ -41,7 +67,7 @@ func listHID(w io.Writer, bus hidscan.Bus, sysfs string) {
 		fmt.Fprintf(w, "  enumerate failed: %v\n", err)
 		return
 	}
-	access := hidscan.CheckAccess(bus, "/dev/bus/usb")
+	access := hidscan.CheckAccess(bus, a)
 	if len(infos) == 0 {
 		fmt.Fprintln(w, "  none found.")
 		if access != nil {
@@ -49,24 +75,40 @@ func listHID(w io.Writer, bus hidscan.Bus, sysfs string) {
 		}
 		return
 	}
+	sysfs := a.SysfsRoot
+	if sysfs == "" {
+		sysfs = "/sys"
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  VID:PID\tPATH\tIF\tKIND\tMANUFACTURER\tPRODUCT\tSERIAL")
+	fmt.Fprintln(tw, "  VID:PID\tSCANNER\tPATH\tIF\tKIND\tMANUFACTURER\tPRODUCT\tSERIAL")
 	noStrings := false
 	for _, i := range infos {
-		man, prod := orDash(i.Manufacturer), orDash(i.Product)
-		if i.Manufacturer == "" && i.Product == "" && i.Serial == "" {
+		isScanner := slices.ContainsFunc(a.Scanners, func(id hidscan.USBID) bool { return id.Matches(i.VendorID, i.ProductID) })
+		// Other devices are root's on a set-up till; their strings are
+		// rightly unreadable, so only a scanner's missing strings mean trouble.
+		if isScanner && i.Manufacturer == "" && i.Product == "" && i.Serial == "" {
 			noStrings = true
 		}
-		fmt.Fprintf(tw, "  %04x:%04x\t%s\t%d\t%s\t%s\t%s\t%s\n", i.VendorID, i.ProductID, i.Path, i.Interface,
-			hidscan.ProbeKind(sysfs, i.Path), man, prod, orDash(i.Serial))
+		fmt.Fprintf(tw, "  %04x:%04x\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", i.VendorID, i.ProductID, yesDash(isScanner), i.Path, i.Interface,
+			hidscan.ProbeKind(sysfs, i.Path), orDash(i.Manufacturer), orDash(i.Product), orDash(i.Serial))
 	}
 	tw.Flush()
-	if access != nil {
-		fmt.Fprintf(w, "  %v\n", access)
-	} else if noStrings {
-		fmt.Fprintln(w, "  Devices without strings could not be opened: no write access to /dev/bus/usb;")
-		fmt.Fprintln(w, "  install deploy/udev/70-tillagent-scanners.rules and replug.")
+	switch {
+	case errors.Is(access, hidscan.ErrNoScanner):
+		fmt.Fprintf(w, "  note: %v\n", access)
+		fmt.Fprintln(w, "  A scanner not listed as one: put its VID:PID in the config's scanners and its vendor in the udev rules.")
+	case access != nil:
+		fmt.Fprintf(w, "  warning: %v\n", access)
+	case noStrings:
+		fmt.Fprintln(w, "  warning: a scanner without strings could not be opened; check its udev rule and replug.")
 	}
+}
+
+func yesDash(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "-"
 }
 
 func listSerial(w io.Writer) error {

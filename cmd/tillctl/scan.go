@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"time"
@@ -13,23 +15,50 @@ import (
 	"tillagent/driver/scanner/classify"
 	"tillagent/driver/scanner/scanconf"
 	"tillagent/internal/config"
+	"tillagent/internal/store"
 )
 
 func init() {
 	register(command{Name: "scan", Summary: "show scans live from configured or named scanners until Ctrl-C", Run: runScan})
 }
 
-// noKeys: tillctl does not open the replica, so signed tokens are parsed and
-// shown but cannot be verified here.
-type noKeys struct{}
+// noKeys stands in when the till's store cannot be opened: signed tokens
+// are parsed and shown, and every one is rejected as token_key_lookup_failed
+// with why stated.
+type noKeys struct{ why string }
 
-func (noKeys) CardKey(context.Context, uint16) (classify.Key, error) {
-	return classify.Key{}, errors.New("tillctl scan does not read the replica's card keys")
+func (k noKeys) CardKey(_ context.Context, id uint16) (classify.Key, error) {
+	return classify.Key{}, fmt.Errorf("no card keys (%s)", k.why)
+}
+
+// cardKeys opens the till's store (config store.path) as the source of the
+// issuer keys that verify signed tokens, so a scan shows what the agent
+// would decide. It never creates a store: when the file is missing or will
+// not open, it warns on w and returns noKeys, since seeing scans is still
+// worth it. The store is only read (store.Open may apply pending schema
+// migrations, as the agent would on its next start). The closer is never nil.
+func cardKeys(ctx context.Context, c *config.Config, w io.Writer) (classify.KeySource, func() error) {
+	path := c.Store.Path
+	fallback := func(why string) (classify.KeySource, func() error) {
+		fmt.Fprintf(w, "warning: %s; signed LC1: tokens cannot be verified and will show token_key_lookup_failed\n", why)
+		return noKeys{why: why}, func() error { return nil }
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return fallback(fmt.Sprintf("store %s does not exist (import a replica first: tillctl replica import)", path))
+	} else if err != nil {
+		return fallback(fmt.Sprintf("store %s: %v", path, err))
+	}
+	s, err := store.Open(ctx, store.Options{Path: path, BusyTimeout: c.Store.BusyTimeout, TillID: c.Till.TillID})
+	if err != nil {
+		return fallback(fmt.Sprintf("open store %s: %v", path, err))
+	}
+	fmt.Fprintf(w, "verifying signed tokens with the card keys in %s\n", path)
+	return s, s.Close
 }
 
 func runScan(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("scan", flag.ContinueOnError)
-	path := fs.String("config", "config.example.yaml", "configuration file (scanners and classify sections)")
+	path := fs.String("config", "config.example.yaml", "configuration file (scanners, classify, and store.path for the card keys)")
 	name := fs.String("name", "", "only the configured scanner with this name")
 	port := fs.String("port", "", "read a serial scanner on this port instead of the configured ones")
 	framing := fs.String("framing", "cr", "with -port: cr, lf, crlf, stx_etx or gap")
@@ -72,7 +101,9 @@ func runScan(ctx context.Context, args []string) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	cl := scanconf.Classifier(c.Classify, noKeys{}, nil)
+	keys, closeKeys := cardKeys(ctx, &c, os.Stderr)
+	defer closeKeys()
+	cl := scanconf.Classifier(c.Classify, keys, nil)
 	health := func(h scanner.Health) {
 		fmt.Fprintf(os.Stderr, "%s health %s\n", h.At.Format("15:04:05.000"), h)
 	}

@@ -34,7 +34,11 @@ type Classify struct {
 // DefaultClassify is the classify section's defaults.
 func DefaultClassify() Classify {
 	return Classify{
-		LoyaltyPrefixes:   []string{"2770"},
+		// GS1 prefixes 20–29 are for in-store use. Weighed and priced
+		// goods commonly take 20–25 (the scale prints them), so the chain's
+		// cards live in 26–29; a card prefix of 2x must never collide
+		// with a scale label.
+		LoyaltyPrefixes:   []string{"26", "27", "28", "29"},
 		LoyaltyLengths:    []int{13},
 		LoyaltyCheckDigit: true,
 		CardQRPrefix:      "LC0:",

@@ -2,9 +2,13 @@ package config
 
 import (
 	"errors"
+	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestExampleClassifyIsDefault(t *testing.T) {
@@ -50,5 +54,38 @@ func TestHIDScannerConfig(t *testing.T) {
 	}
 	if s.Interface == nil || *s.Interface != 1 || string(s.TerminatorBytes()) != "\r#" {
 		t.Errorf("%+v", s)
+	}
+}
+
+// The default card prefixes must cover every card of the demo chain; the
+// check digits are the classifier's business (driver/scanner/classify).
+func TestDefaultClassifyCoversDemoCards(t *testing.T) {
+	data, err := os.ReadFile("../../testdata/demo/replica.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var replica struct {
+		Cards []struct {
+			Code string `yaml:"code"`
+		} `yaml:"cards"`
+	}
+	if err := yaml.Unmarshal(data, &replica); err != nil {
+		t.Fatal(err)
+	}
+	if len(replica.Cards) == 0 {
+		t.Fatal("demo replica has no cards")
+	}
+	d := DefaultClassify()
+	for _, c := range replica.Cards {
+		prefixed := slices.ContainsFunc(d.LoyaltyPrefixes, func(p string) bool { return strings.HasPrefix(c.Code, p) })
+		if !prefixed || !slices.Contains(d.LoyaltyLengths, len(c.Code)) {
+			t.Errorf("demo card %s: no default prefix %v / length %v matches", c.Code, d.LoyaltyPrefixes, d.LoyaltyLengths)
+		}
+	}
+	// Weighed goods (scale labels, prefixes 20–25) must never look like cards.
+	for _, scale := range []string{"2012345012340", "2212345012345", "2512345012348"} {
+		if slices.ContainsFunc(d.LoyaltyPrefixes, func(p string) bool { return strings.HasPrefix(scale, p) }) {
+			t.Errorf("scale label %s matches a default card prefix %v", scale, d.LoyaltyPrefixes)
+		}
 	}
 }

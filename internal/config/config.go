@@ -75,9 +75,20 @@ type FieldError struct {
 func (e *FieldError) Error() string {
 	where := e.File
 	if where == "" {
-		where = "defaults/environment"
+		where = "defaults"
+	}
+	// A value from the environment is not in the file: say where it came
+	// from, or the technician searches the YAML in vain.
+	if env := EnvName(e.Key); os.Getenv(env) != "" {
+		where = "environment " + env + " (over " + where + ")"
 	}
 	return fmt.Sprintf("config %s: %s = %v: %v", where, e.Key, e.Value, e.Err)
+}
+
+// EnvName is the environment variable that overrides key: store.path is
+// TILLAGENT_STORE_PATH.
+func EnvName(key string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
 }
 
 func (e *FieldError) Unwrap() error { return e.Err }

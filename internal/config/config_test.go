@@ -83,3 +83,12 @@ func TestUnknownKeyAndCorruptFile(t *testing.T) {
 		t.Error("missing file accepted")
 	}
 }
+
+func TestEnvErrorNamesTheVariable(t *testing.T) {
+	p := write(t, "log:\n  level: info\n")
+	t.Setenv("TILLAGENT_LOG_LEVEL", "loud")
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), "environment TILLAGENT_LOG_LEVEL") || !strings.Contains(err.Error(), "log.level") {
+		t.Fatalf("error should name the variable: %v", err)
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -109,6 +108,7 @@ type Classifier struct {
 type seenKey struct {
 	key    uint16
 	card   uint64
+	digits byte // "0123" and "123" are different cards with one id
 	window uint32
 }
 
@@ -221,7 +221,7 @@ func (c *Classifier) token(ctx context.Context, r Result, text string) Result {
 		return reject(ReasonKeyLookup, fmt.Errorf("look up token key %d: %w", t.KeyID, err))
 	}
 	if !t.VerifySignature(key.Public) {
-		return reject(ReasonBadSignature, fmt.Errorf("token for card %d: signature does not verify with key %d", t.CardID, t.KeyID))
+		return reject(ReasonBadSignature, fmt.Errorf("token for card %s: signature does not verify with key %d", t.CardNumber(c.pad()), t.KeyID))
 	}
 	now := c.now()
 	win := c.cfg.TokenWindow
@@ -237,12 +237,23 @@ func (c *Classifier) token(ctx context.Context, r Result, text string) Result {
 	case !now.Before(end.Add(skew)):
 		return reject(ReasonExpired, fmt.Errorf("token window ended %s ago (skew allowed %s)", now.Sub(end).Round(time.Second), skew))
 	}
-	dup, replay := c.remember(seenKey{t.KeyID, t.CardID, t.Window}, now, end.Add(skew))
+	card := t.CardNumber(c.pad())
+	dup, replay := c.remember(seenKey{t.KeyID, t.CardID, byte(t.Digits()), t.Window}, now, end.Add(skew))
 	if replay {
-		return reject(ReasonReplayed, fmt.Errorf("token of card %d window %d already used at this till", t.CardID, t.Window))
+		return reject(ReasonReplayed, fmt.Errorf("token of card %s window %d already used at this till", card, t.Window))
 	}
-	r.Kind, r.Card, r.Duplicate = KindSignedCard, strconv.FormatUint(t.CardID, 10), r.Duplicate || dup
+	r.Kind, r.Card, r.Duplicate = KindSignedCard, card, r.Duplicate || dup
 	return r
+}
+
+// pad is the length a token's card id is zero-padded to when the token
+// states no digit count: the loyalty length if only one is configured, so
+// "0270…" survives; with several lengths the count is unknowable, so none.
+func (c *Classifier) pad() int {
+	if len(c.cfg.LoyaltyLengths) == 1 {
+		return c.cfg.LoyaltyLengths[0]
+	}
+	return 0
 }
 
 // remember records a token presentation. A second presentation within the

@@ -261,10 +261,18 @@ func FuzzToken(f *testing.F) {
 	f.Add("LC1:")
 	f.Add("LC1:" + strings.Repeat("0", 120))
 	f.Add("LC1:GGW")
+	if s, err := SignCard(priv, 7, "0270000000015", 29409120); err == nil {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, s string) {
 		tok, err := ParseToken(s)
 		if err != nil {
 			return
+		}
+		// The card number keeps the stated digit count and is the id.
+		num := tok.CardNumber(0)
+		if n := tok.Digits(); (n != 0 && len(num) != n) || strings.TrimLeft(num, "0") != strings.TrimLeft(fmt.Sprint(tok.CardID), "0") {
+			t.Fatalf("card number %q for id %d, %d digits", num, tok.CardID, tok.Digits())
 		}
 		// Anything that parses re-encodes to a token that parses the same.
 		again, err := ParseToken(tok.String())
@@ -305,6 +313,80 @@ func FuzzClassify(f *testing.F) {
 		case KindProduct, KindCoupon, KindUnknown:
 		default:
 			t.Fatalf("kind %q", r.Kind)
+		}
+	})
+}
+
+// TestTokenCardLeadingZeros: the card id is an integer, so leading zeros
+// travel as the signed digit count (or, for tokens without one, come back
+// from the single configured loyalty length).
+func TestTokenCardLeadingZeros(t *testing.T) {
+	ctx := context.Background()
+	w := window(testNow)
+	signed := func(card string) string {
+		t.Helper()
+		s, err := SignCard(priv, 7, card, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	t.Run("DigitCountKeepsZeros", func(t *testing.T) {
+		c, _, _ := newTest(t)
+		for _, card := range []string{"0270000000015", "0000000000017", "2770000000017", "0", "18446744073709551615"} {
+			tok, err := ParseToken(signed(card))
+			if err != nil || tok.Digits() != len(card) || tok.CardNumber(0) != card {
+				t.Errorf("%s: token %+v, %v", card, tok, err)
+			}
+			r := c.Classify(ctx, scanOf("]Q1"+signed(card)))
+			if r.Kind != KindSignedCard || r.Card != card {
+				t.Errorf("%s: classified %s card %q (%v)", card, r.Kind, r.Card, r.Err)
+			}
+		}
+	})
+	t.Run("ZerosAreDistinctCards", func(t *testing.T) {
+		// Same id, different digit count: two cards, not a replay.
+		c, clk, _ := newTest(t)
+		c.Classify(ctx, scanOf("]Q1"+signed("0123")))
+		clk.t = clk.t.Add(2 * time.Second)
+		if r := c.Classify(ctx, scanOf("]Q1"+signed("123"))); r.Kind != KindSignedCard || r.Card != "123" || r.Duplicate {
+			t.Errorf("got %s %q dup=%v (%v)", r.Kind, r.Card, r.Duplicate, r.Err)
+		}
+		if r := c.Classify(ctx, scanOf("]Q1"+signed("0123"))); r.Reason != ReasonReplayed {
+			t.Errorf("replay of 0123: got %s %s", r.Kind, r.Reason)
+		}
+	})
+	t.Run("LegacyPaddedToLoyaltyLength", func(t *testing.T) {
+		c, _, _ := newTest(t) // one loyalty length, 13
+		if r := c.Classify(ctx, scanOf("]Q1"+SignToken(priv, 7, 270000000015, w))); r.Kind != KindSignedCard || r.Card != "0270000000015" {
+			t.Errorf("got %s %q (%v)", r.Kind, r.Card, r.Err)
+		}
+		cfg := testConfig()
+		cfg.LoyaltyLengths = []int{13, 16} // which one is unknowable: no padding
+		c = New(cfg, &memKeys{keys: map[uint16]Key{7: {Public: pub}}}, func() time.Time { return testNow })
+		if r := c.Classify(ctx, scanOf("]Q1"+SignToken(priv, 7, 270000000015, w))); r.Kind != KindSignedCard || r.Card != "270000000015" {
+			t.Errorf("two lengths: got %s %q (%v)", r.Kind, r.Card, r.Err)
+		}
+	})
+	t.Run("Malformed", func(t *testing.T) {
+		c, _, _ := newTest(t)
+		for name, tok := range map[string]Token{
+			"id longer than count": {KeyID: 7, CardID: 12345, Window: w, Flags: 4},
+			"count over 20":        {KeyID: 7, CardID: 1, Window: w, Flags: 21},
+			"reserved flag":        {KeyID: 7, CardID: 1, Window: w, Flags: 0x20 | 13},
+		} {
+			s := sign(priv, tok) // validly signed: the issuer's bug, rejected all the same
+			if _, err := ParseToken(s); !errors.Is(err, ErrTokenMalformed) {
+				t.Errorf("%s: parse %v", name, err)
+			}
+			if r := c.Classify(ctx, scanOf("]Q1"+s)); r.Reason != ReasonMalformed {
+				t.Errorf("%s: classified %s %s", name, r.Kind, r.Reason)
+			}
+		}
+		for _, card := range []string{"", "12a", "123456789012345678901", "18446744073709551616"} {
+			if _, err := SignCard(priv, 7, card, w); err == nil {
+				t.Errorf("SignCard(%q): no error", card)
+			}
 		}
 	})
 }

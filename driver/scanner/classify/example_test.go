@@ -24,11 +24,14 @@ func Example() {
 	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, ed25519.SeedSize))
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	cl := classify.New(classify.Config{
-		LoyaltyPrefixes: []string{"2770"}, LoyaltyLengths: []int{13}, LoyaltyCheckDigit: true,
+		LoyaltyPrefixes: []string{"26", "27", "28", "29"}, LoyaltyLengths: []int{13}, LoyaltyCheckDigit: true,
 		CardQRPrefix: "LC0:", TokenWindow: time.Minute, ClockSkew: 90 * time.Second, DuplicateWindow: time.Second,
 	}, oneKey{priv.Public().(ed25519.PublicKey)}, func() time.Time { return now })
 
-	token := classify.SignToken(priv, 1, 2770000000017, uint32(now.Unix()/60))
+	token, err := classify.SignCard(priv, 1, "2770000000017", uint32(now.Unix()/60))
+	if err != nil {
+		panic(err)
+	}
 	for _, raw := range []string{"]E02770000000017", "]Q1" + token, "]Q1" + token[:40], "]d20104601234567893215ABC\x1d93XY1"} {
 		aim, sym := scanner.SplitAIM([]byte(raw))
 		r := cl.Classify(context.Background(), scanner.Scan{Raw: []byte(raw), AIM: aim, Symbology: sym})

@@ -253,31 +253,3 @@ func TestPickPrefersHIDPOSInterface(t *testing.T) {
 		t.Error("serial filter ignored")
 	}
 }
-
-func TestCheckAccess(t *testing.T) {
-	bus := newFakeBus()
-	root := t.TempDir()
-	if err := CheckAccess(bus, root); err == nil {
-		t.Error("no device nodes: want an error")
-	}
-	if err := os.MkdirAll(filepath.Join(root, "001"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	node := filepath.Join(root, "001", "002")
-	if err := os.WriteFile(node, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := CheckAccess(bus, root); err != nil {
-		t.Errorf("writable node: %v", err)
-	}
-	if os.Getuid() != 0 { // root may write anything
-		os.Chmod(node, 0o400)
-		if err := CheckAccess(bus, root); err == nil {
-			t.Error("read-only node: want an error")
-		}
-	}
-	bus.unsupported = true
-	if err := CheckAccess(bus, root); !errors.Is(err, scanner.ErrHIDUnsupported) {
-		t.Errorf("unsupported: %v", err)
-	}
-}

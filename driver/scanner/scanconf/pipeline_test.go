@@ -148,3 +148,22 @@ func BenchmarkSerialScanToClassified(b *testing.B) {
 	b.ReportMetric(q(0.99), "p99-µs")
 	b.ReportMetric(q(1), "max-µs")
 }
+
+// TestDefaultClassify: with the shipped defaults, the chain's in-store card
+// numbers (26–29) are cards and weighed-goods labels (20–25) are products.
+func TestDefaultClassify(t *testing.T) {
+	cl := Classifier(config.DefaultClassify(), keys{}, nil)
+	for raw, want := range map[string]string{
+		"]E02700000000014": "loyalty_card 2700000000014",
+		"]E02900000000011": "rejected ", // card-shaped, bad check digit: never a product
+		"]E02212345012343": "product ",  // scale label
+		"]E02500000123450": "product ",
+		"]E04601234567893": "product ",
+	} {
+		aim, sym := scanner.SplitAIM([]byte(raw))
+		r := cl.Classify(context.Background(), scanner.Scan{Raw: []byte(raw), AIM: aim, Symbology: sym})
+		if got := fmt.Sprintf("%s %s", r.Kind, r.Card); got != want {
+			t.Errorf("%s: got %q, want %q", raw, got, want)
+		}
+	}
+}
