@@ -3,8 +3,7 @@ package checkout
 import (
 	"fmt"
 	"slices"
-
-	"github.com/shopspring/decimal"
+	"strconv"
 )
 
 // accrue computes the points card c earns on this check.
@@ -20,109 +19,103 @@ func (q *quote) accrue(c *cardCtx) {
 		return
 	}
 	p := c.prog
-	aud := ForCustomer
-	if c.card.Kind == KindReferral {
-		aud = ForAgent
-	}
-	raw := make([]decimal.Decimal, len(q.lines))
-	var rawTotal decimal.Decimal
-	store := q.in.Check.StoreID
-	factors := q.promoFactors(c, aud)
-
-	// base is what a line's accrual is computed on: the sum after discount,
-	// minus the part paid with points unless the program earns on it.
-	base := make([]Money, len(q.lines))
-	for i, lc := range q.lines {
-		base[i] = lc.net
-		if !p.EarnOnRedeemedPart {
-			base[i] = lc.net.Sub(lc.redeemed)
-		}
-	}
+	n := len(q.lines)
+	raw := make([]num, n)
+	var rawTotal num
+	base := c.base
+	ps := &c.promo
+	var elig []bool
 
 	for ri := range p.Accrual {
 		rule := &p.Accrual[ri]
-		ruleAud := rule.For
-		if ruleAud == "" {
-			ruleAud = ForCustomer
-		}
-		if ruleAud != aud || !inList(rule.Stores, store) {
+		if !c.ruleOn[ri] {
 			continue
 		}
 		ruleID := p.ID + "/" + rule.ID
-		if q.checkNet.Cmp(rule.MinCheckSum) < 0 {
+		if q.checkNetN.cmp(numOf(rule.MinCheckSum.d)) < 0 {
 			q.explain(Explanation{Code: codeForKind(rule.Kind), Rule: ruleID, Card: c.card.Code, Points: q.pts(Points{}),
 				Detail: fmt.Sprintf("not applied: check sum %s below minimum %s", q.checkNet, rule.MinCheckSum)})
 			continue
 		}
-		elig := make([]bool, len(q.lines))
-		anyElig := false
-		for i, lc := range q.lines {
-			elig[i] = lineEligible(lc.l, rule, p)
-			anyElig = anyElig || elig[i]
-		}
-		if !anyElig {
+		elig = c.elig[ri*n : ri*n+n]
+		if !slices.Contains(elig, true) {
 			continue
 		}
 		switch rule.Kind {
 		case AccrualPercent:
-			pct, how := rule.Percent, fmt.Sprintf("%s%%", rule.Percent)
+			pct, how := rule.Percent, rule.Percent.String()+"%"
 			if rule.Tiers != nil {
 				basis := q.tierBasis(c.card, rule.Tiers.Basis)
 				pct, _ = tierPercent(rule.Tiers.Levels, basis)
-				how = fmt.Sprintf("%s%% (tier by %s %s)", pct, rule.Tiers.Basis, basis)
+				how = pct.String() + "% (tier by " + string(rule.Tiers.Basis) + " " + basis.String() + ")"
 			}
 			if !pct.d.IsPositive() {
 				continue
 			}
-			frac := pct.Fraction()
+			frac := numOf(pct.d).shift(-2)
 			for i, lc := range q.lines {
-				if !elig[i] || !base[i].IsPositive() {
+				if !elig[i] || !base[i].isPositive() {
 					continue
 				}
-				pts := base[i].d.Mul(frac)
-				q.lineRaw(c, ruleID, CodeAccrualPercent, lc, pts, factors[i], how+" of "+base[i].String(), raw, i, &rawTotal)
+				pts := base[i].mul(frac)
+				q.text.WriteString(how)
+				q.text.WriteString(" of ")
+				q.writeNum(base[i], kopScale)
+				q.lineRaw(c, ruleID, CodeAccrualPercent, lc, pts, ps, raw, i, &rawTotal)
 			}
 		case AccrualPerUnit:
+			per := numOf(rule.Points.d)
 			for i, lc := range q.lines {
 				if !elig[i] {
 					continue
 				}
-				pts := rule.Points.d.Mul(lc.l.Qty.d)
-				q.lineRaw(c, ruleID, CodeAccrualPerUnit, lc, pts, factors[i], fmt.Sprintf("%s per unit × %s", rule.Points, lc.l.Qty), raw, i, &rawTotal)
+				pts := per.mul(lc.qty)
+				q.writeNum(per, -1)
+				q.text.WriteString(" per unit × ")
+				q.writeNum(lc.qty, -1)
+				q.lineRaw(c, ruleID, CodeAccrualPerUnit, lc, pts, ps, raw, i, &rawTotal)
 			}
 		case AccrualFixed:
 			fixedHow := "share of " + rule.Points.String() + " points per check"
 			// A fixed amount per check, spread over the eligible lines in
 			// proportion to their base so a partial return can reverse it.
 			scale := max(p.PointRounding.Scale, -rule.Points.d.Exponent())
-			w := make([]decimal.Decimal, len(q.lines))
+			w := make([]num, n)
 			for i := range q.lines {
 				if elig[i] {
-					w[i] = base[i].d
+					w[i] = base[i]
 				}
 			}
-			parts, ok := allocate(unitsOf(rule.Points.d, scale), w)
+			parts, ok := allocateNums(unitsOf(rule.Points.d, scale), w)
 			if !ok { // nothing paid with money on eligible lines: first eligible line
-				parts = make([]int64, len(q.lines))
+				parts = make([]int64, n)
 				parts[slices.Index(elig, true)] = unitsOf(rule.Points.d, scale)
 			}
 			for i, lc := range q.lines {
 				if parts[i] == 0 {
 					continue
 				}
-				q.lineRaw(c, ruleID, CodeAccrualFixed, lc, fromUnits(parts[i], scale), lineFactor{}, fixedHow, raw, i, &rawTotal)
+				q.text.WriteString(fixedHow)
+				q.lineRaw(c, ruleID, CodeAccrualFixed, lc, numInt(parts[i], -scale), nil, raw, i, &rawTotal)
 			}
 		}
 	}
 
 	// Rounding: once per card per check, by the program's rule.
-	total := p.PointRounding.Points(rawTotal)
+	rawTotalD := rawTotal.dec()
+	total := p.PointRounding.Points(rawTotalD)
 	if total.IsNegative() {
 		total = Points{}
 	}
-	if diff := total.d.Sub(rawTotal); !diff.IsZero() {
-		q.explain(Explanation{Code: CodeAccrualRounding, Rule: p.ID + "/point_rounding", Card: c.card.Code, Points: q.pts(Points{diff}),
-			Detail: fmt.Sprintf("%s raw points rounded %s to %d decimals = %s", rawTotal, modeName(p.PointRounding.Mode), p.PointRounding.Scale, total)})
+	if diff := total.d.Sub(rawTotalD); !diff.IsZero() {
+		q.writeNum(rawTotal, -1)
+		q.text.WriteString(" raw points rounded ")
+		q.text.WriteString(modeName(p.PointRounding.Mode))
+		q.text.WriteString(" to ")
+		q.text.WriteString(strconv.Itoa(int(p.PointRounding.Scale)))
+		q.text.WriteString(" decimals = ")
+		q.text.WriteString(total.String())
+		q.push(Explanation{Code: CodeAccrualRounding, Rule: p.ID + "/point_rounding", Card: c.card.Code, Points: q.pts(Points{diff})})
 	}
 	if cap := p.MonthlyAccrualCap; cap != nil {
 		room := Points{cap.d.Sub(c.card.AccruedThisMonth.d).Truncate(p.PointRounding.Scale)}
@@ -140,10 +133,10 @@ func (q *quote) accrue(c *cardCtx) {
 		return
 	}
 	scale := p.PointRounding.Scale
-	parts, _ := allocate(unitsOf(total.d, scale), raw)
+	parts, _ := allocateNums(unitsOf(total.d, scale), raw)
 	for i, lc := range q.lines {
 		if parts[i] > 0 {
-			lc.accruals = append(lc.accruals, LineAccrual{Card: c.card.Code, Points: Points{fromUnits(parts[i], scale)}})
+			lc.res.Accruals = append(lc.res.Accruals, LineAccrual{Card: c.card.Code, Points: Points{q.decs.dec(numInt(parts[i], -scale))}})
 		}
 	}
 	// The lot: spendable after the activation delay, lapsing ExpiryDays
@@ -154,14 +147,19 @@ func (q *quote) accrue(c *cardCtx) {
 	if p.ActivationDays == 0 {
 		lot.ActiveFrom = now
 	}
-	detail := fmt.Sprintf("lot of %s points, spendable from %s", total, lot.ActiveFrom.Format("2006-01-02 15:04 MST"))
+	var tb [64]byte
+	q.text.WriteString("lot of ")
+	q.text.WriteString(total.String())
+	q.text.WriteString(" points, spendable from ")
+	q.text.Write(lot.ActiveFrom.AppendFormat(tb[:0], "2006-01-02 15:04 MST"))
 	if p.ExpiryDays > 0 {
 		exp := active.AddDate(0, 0, p.ExpiryDays)
 		lot.ExpiresAt = &exp
-		detail += ", expires " + exp.Format("2006-01-02 15:04 MST")
+		q.text.WriteString(", expires ")
+		q.text.Write(exp.AppendFormat(tb[:0], "2006-01-02 15:04 MST"))
 	}
 	c.newLot = lot
-	q.explain(Explanation{Code: CodeLotCreated, Rule: p.ID + "/lots", Card: c.card.Code, Points: q.pts(total), Detail: detail})
+	q.push(Explanation{Code: CodeLotCreated, Rule: p.ID + "/lots", Card: c.card.Code, Points: q.pts(total)})
 }
 
 func modeName(m RoundingMode) string {
@@ -181,87 +179,196 @@ func codeForKind(k AccrualKind) string {
 	return CodeAccrualPercent
 }
 
-// lineRaw records a rule's raw points on a line, multiplied by the line's
-// promotion factors, explaining the base and each promotion's extra part.
-func (q *quote) lineRaw(c *cardCtx, ruleID, code string, lc *lineCtx, pts decimal.Decimal, f lineFactor, how string, raw []decimal.Decimal, i int, total *decimal.Decimal) {
-	q.explain(Explanation{Code: code, Rule: ruleID, Card: c.card.Code, Line: lc.l.No, Points: q.pts(Points{pts}), Detail: how})
+// lineRaw records a rule's raw points on line i, multiplied by the card's
+// promotions (ps; nil for none), explaining the base and each promotion's
+// extra part. The caller has just written the base entry's text to q.text.
+func (q *quote) lineRaw(c *cardCtx, ruleID, code string, lc *lineCtx, pts num, ps *promoSet, raw []num, i int, total *num) {
+	q.push(Explanation{Code: code, Rule: ruleID, Card: c.card.Code, Line: lc.l.No, Points: q.pts(Points{q.decs.dec(pts)})})
 	cur := pts
-	if f.period != nil {
-		next := cur.Mul(f.period.Multiplier.d)
-		q.explain(Explanation{Code: CodePromotion, Rule: f.periodRule, Card: c.card.Code, Line: lc.l.No,
-			Points: q.pts(Points{next.Sub(cur)}), Detail: f.periodDetail})
+	if ps != nil && ps.period != nil {
+		next := cur.mul(ps.periodMul)
+		q.text.WriteString(ps.periodDetail)
+		q.push(Explanation{Code: CodePromotion, Rule: ps.periodRule, Card: c.card.Code, Line: lc.l.No,
+			Points: q.pts(Points{q.decs.dec(next.sub(cur))})})
 		cur = next
 	}
-	if f.product != nil {
-		next := cur.Mul(f.productMul.d)
-		q.explain(Explanation{Code: CodePromotion, Rule: f.productRule, Card: c.card.Code, Line: lc.l.No,
-			Points: q.pts(Points{next.Sub(cur)}), Detail: f.productDetail})
+	if ps != nil && ps.lines != nil && ps.lines[i].product != nil {
+		f := &ps.lines[i]
+		next := cur.mul(f.mul)
+		q.text.WriteString("product promotion ×")
+		q.writeNum(f.mul, -1)
+		q.text.WriteString(" (largest covering the line)")
+		q.push(Explanation{Code: CodePromotion, Rule: f.rule, Card: c.card.Code, Line: lc.l.No,
+			Points: q.pts(Points{q.decs.dec(next.sub(cur))})})
 		cur = next
 	}
-	raw[i] = raw[i].Add(cur)
-	*total = total.Add(cur)
+	raw[i] = raw[i].add(cur)
+	*total = total.add(cur)
 }
 
-// lineFactor is the promotions that multiply one line's accrual: the
-// winning period-wide promotion and the winning group/product promotion.
+// promoSet is the promotions that multiply one customer card's line
+// accruals: the winning period-wide promotion, and per line the winning
+// group/product promotion.
+type promoSet struct {
+	period                   *Promotion
+	periodMul                num
+	periodRule, periodDetail string
+	lines                    []lineFactor // nil when no group/product promotion covers a line
+}
+
+// lineFactor is the group/product promotion winning on one line.
 type lineFactor struct {
-	period     *Promotion
-	product    *Promotion
-	productMul Factor
-	// Rule ids and explanation texts, built once per promotion.
-	periodRule, periodDetail   string
-	productRule, productDetail string
+	product *Promotion
+	promo   int // index of product in the program's promotions
+	mul     num
+	rule    string
 }
 
-// promoFactors finds, per line, the promotions active now (store-local
-// window, store) that multiply customer accruals. Agents get no promotions.
-func (q *quote) promoFactors(c *cardCtx, aud Audience) []lineFactor {
-	out := make([]lineFactor, len(q.lines))
+// promoFactors finds the promotions active now (store-local window, store)
+// that multiply customer accruals. Agents get no promotions.
+func (q *quote) promoFactors(c *cardCtx, aud Audience) promoSet {
+	var ps promoSet
 	if aud != ForCustomer {
-		return out
+		return ps
 	}
-	var period *Promotion
 	for i := range c.prog.Promotions {
 		pr := &c.prog.Promotions[i]
 		if !q.promoActive(pr) {
 			continue
 		}
 		if pr.Scope == ScopeAll {
-			if period == nil || pr.Multiplier.Cmp(period.Multiplier) > 0 {
-				period = pr
+			if ps.period == nil || pr.Multiplier.Cmp(ps.period.Multiplier) > 0 {
+				ps.period = pr
 			}
 			continue
 		}
-		for li, lc := range q.lines {
-			m, ok := promoCovers(pr, lc.l)
-			if ok && (out[li].product == nil || m.Cmp(out[li].productMul) > 0) {
-				out[li].product, out[li].productMul = pr, m
+		consider := func(li int, m Factor) {
+			if ps.lines == nil {
+				ps.lines = make([]lineFactor, len(q.lines))
+			}
+			f := &ps.lines[li]
+			if mn := numOf(m.d); f.product == nil || mn.cmp(f.mul) > 0 {
+				f.product, f.promo, f.mul = pr, i, mn
+			}
+		}
+		switch pr.Scope {
+		case ScopeGroups:
+			for li, lc := range q.lines {
+				if anyIn(pr.Groups, lc.l.Groups) {
+					consider(li, pr.Multiplier)
+				}
+			}
+		case ScopeProducts:
+			// Through the product index: a promotion names a few products,
+			// a check has many lines.
+			byProduct := q.productIndex()
+			for prod, m := range pr.ProductMultipliers {
+				for li := byProduct.first(prod); li >= 0; li = byProduct.next[li] {
+					consider(li, m)
+				}
+			}
+			for _, prod := range pr.Products {
+				if _, own := pr.ProductMultipliers[prod]; own {
+					continue // covered above with its own multiplier
+				}
+				for li := byProduct.first(prod); li >= 0; li = byProduct.next[li] {
+					consider(li, pr.Multiplier)
+				}
 			}
 		}
 	}
-	if period != nil {
-		rule, detail := c.prog.ID+"/"+period.ID, "period promotion ×"+period.Multiplier.String()
-		for i := range out {
-			out[i].period, out[i].periodRule, out[i].periodDetail = period, rule, detail
-		}
+	if ps.period != nil {
+		ps.periodRule, ps.periodDetail = c.prog.ID+"/"+ps.period.ID, "period promotion ×"+ps.period.Multiplier.String()
+		ps.periodMul = numOf(ps.period.Multiplier.d)
 	}
-	type key struct {
-		p *Promotion
-		m string
-	}
-	texts := map[key]string{}
-	for i := range out {
-		f := &out[i]
+	// Rule ids per winning promotion, built once each.
+	var rules []string
+	for i := range ps.lines {
+		f := &ps.lines[i]
 		if f.product == nil {
 			continue
 		}
-		k := key{f.product, f.productMul.String()}
-		if texts[k] == "" {
-			texts[k] = "product promotion ×" + k.m + " (largest covering the line)"
+		if rules == nil {
+			rules = make([]string, len(c.prog.Promotions))
 		}
-		f.productRule, f.productDetail = c.prog.ID+"/"+f.product.ID, texts[k]
+		k := f.promo
+		if rules[k] == "" {
+			rules[k] = c.prog.ID + "/" + f.product.ID
+		}
+		f.rule = rules[k]
 	}
-	return out
+	return ps
+}
+
+// prepareAccrual works out, for a card that earns, the promotions, each
+// line's base and each rule's eligible lines (kept for accrue), and returns
+// an upper bound of the explanations accrue writes.
+func (q *quote) prepareAccrual(c *cardCtx) int {
+	if !c.canEarn {
+		return 0
+	}
+	p := c.prog
+	aud := ForCustomer
+	if c.card.Kind == KindReferral {
+		aud = ForAgent
+	}
+	n := len(q.lines)
+	c.promo = q.promoFactors(c, aud)
+	// base is what a line's accrual is computed on: the sum after discount,
+	// minus the part paid with points unless the program earns on it.
+	c.base = make([]num, n)
+	for i, lc := range q.lines {
+		c.base[i] = lc.netN
+		if !p.EarnOnRedeemedPart {
+			c.base[i] = lc.netN.sub(lc.redeemedN)
+		}
+	}
+	c.ruleOn = make([]bool, len(p.Accrual))
+	c.elig = make([]bool, len(p.Accrual)*n)
+	store := q.in.Check.StoreID
+	bound := 3 // rounding, monthly cap, lot
+	perLine := func(i int) int {
+		k := 1
+		if c.promo.period != nil {
+			k++
+		}
+		if c.promo.lines != nil && c.promo.lines[i].product != nil {
+			k++
+		}
+		return k
+	}
+	for ri := range p.Accrual {
+		rule := &p.Accrual[ri]
+		ruleAud := rule.For
+		if ruleAud == "" {
+			ruleAud = ForCustomer
+		}
+		if ruleAud != aud || !inList(rule.Stores, store) {
+			continue
+		}
+		c.ruleOn[ri] = true
+		bound++ // "not applied", or spare
+		elig := c.elig[ri*n : ri*n+n]
+		for i, lc := range q.lines {
+			elig[i] = lineEligible(lc.l, rule, p)
+		}
+		for i := range elig {
+			if !elig[i] {
+				continue
+			}
+			switch rule.Kind {
+			case AccrualPercent:
+				if c.base[i].isPositive() {
+					bound += perLine(i)
+				}
+			case AccrualPerUnit:
+				bound += perLine(i)
+			default:
+				bound++
+			}
+		}
+	}
+	return bound
 }
 
 func (q *quote) promoActive(pr *Promotion) bool {
@@ -278,23 +385,34 @@ func (q *quote) promoActive(pr *Promotion) bool {
 	return true
 }
 
-// promoCovers reports whether a group/product promotion covers the line and
-// with which multiplier.
-func promoCovers(pr *Promotion, l *Line) (Factor, bool) {
-	switch pr.Scope {
-	case ScopeGroups:
-		if anyIn(pr.Groups, l.Groups) {
-			return pr.Multiplier, true
-		}
-	case ScopeProducts:
-		if m, ok := pr.ProductMultipliers[l.ProductID]; ok {
-			return m, true
-		}
-		if slices.Contains(pr.Products, l.ProductID) {
-			return pr.Multiplier, true
-		}
+// productLines lists the check's lines by product: first[p] is the first
+// line of product p, next[i] the next line with line i's product (−1 ends).
+type productLines struct {
+	firsts map[string]int
+	next   []int
+}
+
+func (pl *productLines) first(product string) int {
+	if i, ok := pl.firsts[product]; ok {
+		return i
 	}
-	return Factor{}, false
+	return -1
+}
+
+// productIndex builds the check's product index once per quote.
+func (q *quote) productIndex() *productLines {
+	if q.byProduct != nil {
+		return q.byProduct
+	}
+	pl := &productLines{firsts: make(map[string]int, len(q.lines)), next: make([]int, len(q.lines))}
+	// Backwards, pushing each line in front: the lists come out in line order.
+	for i := len(q.lines) - 1; i >= 0; i-- {
+		p := q.lines[i].l.ProductID
+		pl.next[i] = pl.first(p)
+		pl.firsts[p] = i
+	}
+	q.byProduct = pl
+	return pl
 }
 
 // lineEligible applies a rule's product filters and the tobacco switch.

@@ -84,13 +84,53 @@ func fromUnits(u int64, scale int32) decimal.Decimal {
 	return decimal.New(u, -scale)
 }
 
+// allocateNums is allocate over working numbers. The usual weights (caps
+// and shares in kopecks or point steps) fit in int64 and are split without
+// building a decimal; anything larger goes through allocate.
+func allocateNums(total int64, weights []num) (parts []int64, ok bool) {
+	exp := int32(0)
+	for _, w := range weights {
+		if w.d != nil {
+			return allocateSlow(total, weights)
+		}
+		if w.c > 0 && w.e < exp {
+			exp = w.e
+		}
+	}
+	if total == 0 {
+		return make([]int64, len(weights)), true
+	}
+	ints := make([]int64, len(weights))
+	for i, w := range weights {
+		if w.c <= 0 {
+			continue
+		}
+		c, fits := scaleUp(w.c, w.e-exp)
+		if !fits {
+			return allocateSlow(total, weights)
+		}
+		ints[i] = c
+	}
+	if parts, ok, fast := allocateInts(total, ints); fast {
+		return parts, ok
+	}
+	return allocateSlow(total, weights)
+}
+
+func allocateSlow(total int64, weights []num) ([]int64, bool) {
+	ds := make([]decimal.Decimal, len(weights))
+	for i, w := range weights {
+		ds[i] = w.dec()
+	}
+	return allocate(total, ds)
+}
+
 // allocate64 is allocate in int64 arithmetic, used when every product
 // total × weight fits without overflow (the usual case: kopecks and point
 // steps). fast is false when it does not apply and big.Int must be used.
 func allocate64(total int64, weights []decimal.Decimal, exp int32) (parts []int64, ok, fast bool) {
 	const limit = 1 << 62
 	ints := make([]int64, len(weights))
-	var sum int64
 	for i, w := range weights {
 		if !w.IsPositive() {
 			continue
@@ -110,12 +150,27 @@ func allocate64(total int64, weights []decimal.Decimal, exp int32) (parts []int6
 			c *= 10
 		}
 		ints[i] = c
+	}
+	return allocateInts(total, ints)
+}
+
+// allocateInts is the largest-remainder split over non-negative integer
+// weights; fast is false when total × weight or Σ weights could overflow.
+func allocateInts(total int64, ints []int64) (parts []int64, ok, fast bool) {
+	const limit = 1 << 62
+	var sum int64
+	nrem := 0
+	for _, c := range ints {
+		if c <= 0 {
+			continue
+		}
 		sum += c
-		if sum > limit || (c > 0 && total > limit/c) {
+		nrem++
+		if sum > limit || c > limit || total > limit/c {
 			return nil, false, false
 		}
 	}
-	parts = make([]int64, len(weights))
+	parts = make([]int64, len(ints))
 	if sum == 0 {
 		return parts, false, true
 	}
@@ -123,10 +178,14 @@ func allocate64(total int64, weights []decimal.Decimal, exp int32) (parts []int6
 		i int
 		r int64
 	}
-	rems := make([]rem, 0, len(weights))
+	var small [64]rem
+	rems := small[:0]
+	if nrem > len(small) {
+		rems = make([]rem, 0, nrem)
+	}
 	var given int64
 	for i, w := range ints {
-		if w == 0 {
+		if w <= 0 {
 			continue
 		}
 		num := total * w
@@ -136,10 +195,19 @@ func allocate64(total int64, weights []decimal.Decimal, exp int32) (parts []int6
 			rems = append(rems, rem{i, r})
 		}
 	}
-	slices.SortStableFunc(rems, func(a, b rem) int { return cmp.Compare(b.r, a.r) })
-	for k := 0; given < total; k++ {
-		parts[rems[k].i]++
-		given++
+	if given < total {
+		// Largest remainder first, ties to the earlier index: a total
+		// order, so an unstable sort gives the stable sort's result.
+		slices.SortFunc(rems, func(a, b rem) int {
+			if c := cmp.Compare(b.r, a.r); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.i, b.i)
+		})
+		for k := 0; given < total; k++ {
+			parts[rems[k].i]++
+			given++
+		}
 	}
 	return parts, true, true
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -26,14 +27,6 @@ func Quote(in Input) (Result, error) {
 		return Result{}, fmt.Errorf("quote check %s: now not set: %w", in.Check.ID, ErrInvalidInput)
 	}
 	q := &quote{in: &in, loc: loc}
-	// Explanations: a few per line and card plus one per lot spent; sized
-	// up front because growing a slice of large structs dominated the
-	// allocations in BenchmarkQuote.
-	n := 16
-	for _, c := range in.Cards {
-		n += 4*len(in.Check.Lines) + len(c.Lots)
-	}
-	q.expl = make([]Explanation, 0, n)
 	if err := q.prepareLines(); err != nil {
 		return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
 	}
@@ -42,21 +35,21 @@ func Quote(in Input) (Result, error) {
 		return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
 	}
 	q.cards = make([]*cardCtx, len(in.Cards))
+	cards := make([]cardCtx, len(in.Cards))
 	for i := range in.Cards {
-		c, err := newCardCtx(&in.Cards[i], progs, in.Check.StoreID, in.Now)
-		if err != nil {
+		if err := newCardCtx(&cards[i], &in.Cards[i], progs, in.Check.StoreID, in.Now); err != nil {
 			return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
 		}
-		q.cards[i] = c
-		if c.reason != "" {
-			q.explain(Explanation{Code: CodeCardDenied, Card: c.card.Code,
-				Detail: fmt.Sprintf("card %s (%s, %s): %s", c.card.Code, c.card.Kind, c.card.State, c.reason)})
-		}
+		q.cards[i] = &cards[i]
 	}
 	q.discount()
 	if err := q.redeem(); err != nil {
 		return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
 	}
+	// The explanations are written once everything before the accrual is
+	// known, so the slice (a large struct per entry) is allocated once at
+	// its final size.
+	q.startExplanations()
 	for _, c := range q.cards {
 		q.accrue(c)
 	}
@@ -65,30 +58,71 @@ func Quote(in Input) (Result, error) {
 
 // quote is the working state of one Quote call.
 type quote struct {
-	in       *Input
-	loc      *time.Location
-	lines    []*lineCtx
-	cards    []*cardCtx
-	checkNet Money // Σ line sums after discounts
-	red      *Redemption
-	expl     []Explanation
+	in        *Input
+	loc       *time.Location
+	lines     []*lineCtx
+	res       []LineResult // Result.Lines, filled through lineCtx.res
+	cards     []*cardCtx
+	checkNet  Money // Σ line sums after discounts
+	checkNetN num
+	red       *Redemption
+	// What the pre-accrual explanations need: the discounting card and
+	// the start of its cumulative text; the spending card.
+	discCard *cardCtx
+	discHead string
+	redCard  *cardCtx
+	// byProduct indexes the lines by product for product promotions.
+	byProduct *productLines
+	expl      []Explanation
+	// Explanation texts are written one after another into text; ends[i]
+	// is where explanation i's text ends. result() slices the one string,
+	// so the details cost one buffer in all instead of an allocation (or a
+	// fmt.Sprintf) each.
+	text strings.Builder
+	ends []int
 
 	ptsSlab   []Points
 	moneySlab []Money
+	decs      decCache
 }
 
+// lineCtx is the working state of one line. Amounts are worked out as
+// nums; res is the line's entry in Result.Lines, filled as the quote goes
+// (Money and Points there are built once, at their final value).
 type lineCtx struct {
-	l          *Line
-	sum        Money
-	disc       Money
-	discRule   string
-	net        Money // sum − discount
-	redeemCap  Money
-	capPts     Points // redeemCap in whole point steps
-	capReason  string
-	redeemed   Money
-	redeemedPt Points
-	accruals   []LineAccrual
+	l         *Line
+	res       *LineResult
+	qty       num
+	sumN      num
+	sumSet    bool // res.Sum holds sumN
+	netSet    bool // net holds netN
+	discN     num
+	discPct   num    // category percent, for the explanation
+	discGroup string // category group, for the explanation
+	netN      num    // sum − discount
+	net       Money  // materialised lazily from netN (netSet)
+	capN      num    // redemption cap in money
+	capPts    num    // capN in whole point steps
+	redeemedN num
+}
+
+// sumMoney and netMoney give the line sum and the sum after discount as
+// Money, building each decimal at most once per line.
+func (q *quote) sumMoney(lc *lineCtx) Money {
+	if !lc.sumSet {
+		lc.res.Sum, lc.sumSet = Money{q.decs.dec(lc.sumN)}, true
+	}
+	return lc.res.Sum
+}
+
+func (q *quote) netMoney(lc *lineCtx) Money {
+	if lc.discN.isZero() {
+		return q.sumMoney(lc)
+	}
+	if !lc.netSet {
+		lc.net, lc.netSet = Money{q.decs.dec(lc.netN)}, true
+	}
+	return lc.net
 }
 
 type cardCtx struct {
@@ -104,12 +138,40 @@ type cardCtx struct {
 	accrued     Points
 	newLot      *NewLot
 	redeemed    Points
+	// For accrue, worked out by prepareAccrual: the promotions multiplying
+	// the card's line accruals, each line's base, and per rule whether it
+	// applies to the card (ruleOn) and which lines are eligible (elig,
+	// rule-major).
+	promo  promoSet
+	base   []num
+	ruleOn []bool
+	elig   []bool
 }
 
-func (q *quote) explain(e Explanation) { q.expl = append(q.expl, e) }
+// explain records an explanation whose Detail is already a string.
+func (q *quote) explain(e Explanation) {
+	q.text.WriteString(e.Detail)
+	e.Detail = ""
+	q.push(e)
+}
 
-// pts and money return pointers for Explanation fields, carved from slabs:
-// one allocation per 128 entries instead of one per entry.
+// writeNum appends a number's text to the explanation text: decimal's
+// String() when fixed is −1, StringFixed(fixed) otherwise.
+func (q *quote) writeNum(n num, fixed int32) {
+	var buf [32]byte
+	q.text.Write(n.appendText(buf[:0], fixed))
+}
+
+// push records an explanation whose Detail text the caller has just
+// appended to q.text.
+func (q *quote) push(e Explanation) {
+	q.expl = append(q.expl, e)
+	q.ends = append(q.ends, q.text.Len())
+}
+
+// pts and money return pointers for Explanation fields, carved from slabs
+// (sized by startExplanations; a new slab of 128 if one runs out) instead of
+// one allocation per entry.
 func (q *quote) pts(p Points) *Points {
 	if len(q.ptsSlab) == cap(q.ptsSlab) {
 		q.ptsSlab = make([]Points, 0, 128)
@@ -143,32 +205,64 @@ func zone(loc *time.Location, name string) (*time.Location, error) {
 }
 
 func (q *quote) prepareLines() error {
-	seen := make(map[int]bool, len(q.in.Check.Lines))
-	q.lines = make([]*lineCtx, len(q.in.Check.Lines))
-	ctxs := make([]lineCtx, len(q.in.Check.Lines))
+	lines := q.in.Check.Lines
+	// Duplicate line numbers: a flag per number when they are small (the
+	// usual 1…n), a map otherwise.
+	maxNo := 0
+	for i := range lines {
+		maxNo = max(maxNo, lines[i].No)
+	}
+	var seenSmall []bool
+	var seenMap map[int]bool
+	if maxNo <= 4*len(lines)+64 {
+		seenSmall = make([]bool, maxNo+1)
+	} else {
+		seenMap = make(map[int]bool, len(lines))
+	}
+	q.lines = make([]*lineCtx, len(lines))
+	ctxs := make([]lineCtx, len(lines))
+	q.res = make([]LineResult, len(lines))
 	// One backing array for every line's accruals (at most one per card).
 	nc := len(q.in.Cards)
-	accs := make([]LineAccrual, len(q.in.Check.Lines)*nc)
-	for i := range q.in.Check.Lines {
-		l := &q.in.Check.Lines[i]
+	accs := make([]LineAccrual, len(lines)*nc)
+	for i := range lines {
+		l := &lines[i]
+		seen := false
+		if l.No > 0 {
+			if seenSmall != nil {
+				seen = seenSmall[l.No]
+			} else {
+				seen = seenMap[l.No]
+			}
+		}
 		switch {
 		case l.No <= 0:
 			return fmt.Errorf("line %d: number must be positive: %w", i+1, ErrInvalidInput)
-		case seen[l.No]:
+		case seen:
 			return fmt.Errorf("line %d: duplicate line number: %w", l.No, ErrInvalidInput)
 		case !l.Qty.IsPositive():
 			return fmt.Errorf("line %d: quantity %s must be positive: %w", l.No, l.Qty, ErrInvalidInput)
 		case l.Price.IsNegative() || l.Sum.IsNegative():
 			return fmt.Errorf("line %d: negative price or sum: %w", l.No, ErrInvalidInput)
 		}
-		seen[l.No] = true
-		sum := l.Sum
-		if sum.IsZero() {
-			// Rounding: line sum = price × qty, half up to the kopeck.
-			sum = MoneyHalfUp(l.Price.d.Mul(l.Qty.d))
+		if seenSmall != nil {
+			seenSmall[l.No] = true
+		} else {
+			seenMap[l.No] = true
 		}
-		ctxs[i] = lineCtx{l: l, sum: sum, net: sum, accruals: accs[i*nc : i*nc : i*nc+nc]}
-		q.lines[i] = &ctxs[i]
+		lc := &ctxs[i]
+		res := &q.res[i]
+		*res = LineResult{No: l.No, ProductID: l.ProductID, Qty: l.Qty, Accruals: accs[i*nc : i*nc : i*nc+nc]}
+		*lc = lineCtx{l: l, res: res, qty: numOf(l.Qty.d)}
+		if l.Sum.IsZero() {
+			// Rounding: line sum = price × qty, half up to the kopeck.
+			lc.sumN = numOf(l.Price.d).mul(lc.qty).round(kopScale)
+		} else {
+			lc.sumN, res.Sum, lc.sumSet = numOf(l.Sum.d), l.Sum, true
+		}
+		// Until a discount applies, the net is the sum itself.
+		lc.netN = lc.sumN
+		q.lines[i] = lc
 	}
 	return nil
 }
@@ -234,36 +328,48 @@ func validateProgram(p *Program) error {
 			return fmt.Errorf("program %s promotion %s: negative multiplier: %w", p.ID, pr.ID, ErrInvalidInput)
 		}
 	}
-	var pcts []Percent
+	// Every percent of the program must be ≥ 0; the first negative one is
+	// named (tier levels, discount levels, categories, redemption limits).
+	negPct := func(pc Percent) error {
+		if pc.d.IsNegative() {
+			return fmt.Errorf("program %s: negative percent %s: %w", p.ID, pc, ErrInvalidInput)
+		}
+		return nil
+	}
 	for _, r := range p.Accrual {
 		if r.Tiers != nil {
 			for _, l := range r.Tiers.Levels {
-				pcts = append(pcts, l.Percent)
+				if err := negPct(l.Percent); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	if d := p.Discount; d != nil {
 		for _, l := range d.Levels {
-			pcts = append(pcts, l.Percent)
+			if err := negPct(l.Percent); err != nil {
+				return err
+			}
 		}
 		for _, c := range d.Categories {
-			pcts = append(pcts, c.Percent)
+			if err := negPct(c.Percent); err != nil {
+				return err
+			}
 		}
 	}
 	if r := p.Redemption; r.MaxCheckPercent != nil {
-		pcts = append(pcts, *r.MaxCheckPercent)
+		if err := negPct(*r.MaxCheckPercent); err != nil {
+			return err
+		}
 	}
 	if r := p.Redemption; r.MinMarkupPercent != nil {
-		pcts = append(pcts, *r.MinMarkupPercent)
-	}
-	for _, pc := range pcts {
-		if pc.d.IsNegative() {
-			return fmt.Errorf("program %s: negative percent %s: %w", p.ID, pc, ErrInvalidInput)
+		if err := negPct(*r.MinMarkupPercent); err != nil {
+			return err
 		}
 	}
 	if d := p.Discount; d != nil {
 		for _, l := range d.Levels {
-			if l.Percent.d.GreaterThan(decimal.NewFromInt(100)) {
+			if numOf(l.Percent.d).cmp(numInt(100, 0)) > 0 {
 				return fmt.Errorf("program %s: discount %s%% over 100: %w", p.ID, l.Percent, ErrInvalidInput)
 			}
 		}
@@ -279,16 +385,16 @@ func validateProgram(p *Program) error {
 	return nil
 }
 
-func newCardCtx(card *Card, progs map[string]*Program, store string, now time.Time) (*cardCtx, error) {
+func newCardCtx(c *cardCtx, card *Card, progs map[string]*Program, store string, now time.Time) error {
 	p, ok := progs[card.ProgramID]
 	if !ok {
-		return nil, fmt.Errorf("card %s: program %q: %w", card.Code, card.ProgramID, ErrUnknownProgram)
+		return fmt.Errorf("card %s: program %q: %w", card.Code, card.ProgramID, ErrUnknownProgram)
 	}
-	c := &cardCtx{card: card, prog: p}
+	*c = cardCtx{card: card, prog: p}
 	switch card.Kind {
 	case KindBonus, KindDiscount, KindCombined, KindReferral:
 	default:
-		return nil, fmt.Errorf("card %s: unknown kind %q: %w", card.Code, card.Kind, ErrInvalidInput)
+		return fmt.Errorf("card %s: unknown kind %q: %w", card.Code, card.Kind, ErrInvalidInput)
 	}
 	points := card.Kind == KindBonus || card.Kind == KindCombined || card.Kind == KindReferral
 	c.canEarn = points
@@ -310,14 +416,14 @@ func newCardCtx(card *Card, progs map[string]*Program, store string, now time.Ti
 			c.reason += ": " + card.BlockReason
 		}
 	default:
-		return nil, fmt.Errorf("card %s: unknown state %q: %w", card.Code, card.State, ErrInvalidInput)
+		return fmt.Errorf("card %s: unknown state %q: %w", card.Code, card.State, ErrInvalidInput)
 	}
 	if !inList(p.Stores, store) {
 		c.canEarn, c.canSpend, c.canDiscount = false, false, false
 		c.reason = ReasonProgramStore
 	}
 	c.balance, c.spendable = balances(card, now)
-	return c, nil
+	return nil
 }
 
 // balances returns the card's balance (unexpired remaining points, active or
@@ -379,43 +485,46 @@ func (q *quote) discount() {
 		d := c.prog.Discount
 		rule := c.prog.ID + "/" + d.ID
 		var cumPct Percent
+		var cumHead string // "discount 3% (purchases 12000.00) of "
 		if d.Mode == DiscountCumulative {
 			cumPct, _ = tierPercent(d.Levels, c.card.PurchasesAllTime)
 			p := cumPct
 			c.discPct = &p
+			cumHead = "discount " + cumPct.String() + "% (purchases " + c.card.PurchasesAllTime.String() + ") of "
 		}
 		for _, lc := range q.lines {
 			if lc.l.Tobacco {
 				continue
 			}
-			pct, code, detail := cumPct, CodeDiscountCumulative, ""
-			if d.Mode == DiscountCumulative {
-				detail = pct.String() + "% (purchases " + c.card.PurchasesAllTime.String() + ") of " + lc.sum.String()
-			} else {
-				code = CodeDiscountCategory
-				var group string
+			pct := cumPct
+			var group string
+			if d.Mode != DiscountCumulative {
 				pct, group = categoryPercent(d.Categories, lc.l.Groups)
-				detail = pct.String() + "% for group " + group + " of " + lc.sum.String()
 			}
 			if !pct.d.IsPositive() {
 				continue
 			}
-			disc := MoneyHalfUp(lc.sum.d.Mul(pct.Fraction()))
-			disc = MinMoney(disc, lc.sum)
-			if disc.IsZero() {
+			pctN := numOf(pct.d)
+			// Rounding: sum × percent, half up to the kopeck.
+			disc := lc.sumN.mul(pctN.shift(-2)).round(kopScale)
+			if disc.cmp(lc.sumN) > 0 {
+				disc = lc.sumN
+			}
+			if disc.isZero() {
 				continue
 			}
-			lc.disc, lc.discRule = disc, rule
-			lc.net = lc.sum.Sub(disc)
-			q.explain(Explanation{Code: code, Rule: rule, Card: c.card.Code, Line: lc.l.No,
-				Money: q.money(disc), Detail: "discount " + detail + ", half up to the kopeck"})
+			lc.discN, lc.res.Discount, lc.res.DiscountRule = disc, Money{q.decs.dec(disc)}, rule
+			lc.netN = lc.sumN.sub(disc)
+			lc.discPct, lc.discGroup = pctN, group
 		}
+		q.discCard, q.discHead = c, cumHead
 	}
 	var net int64
 	for _, lc := range q.lines {
-		net += lc.net.Kopecks()
+		net += lc.netN.units(kopScale)
 	}
 	q.checkNet = Kopecks(net)
+	q.checkNetN = numInt(net, -kopScale)
 }
 
 // tierPercent picks the level with the largest From not above basis.
@@ -450,30 +559,38 @@ func ptrPoints(p Points) *Points { return &p }
 // ---------------------------------------------------------------- result --
 
 func (q *quote) result() Result {
+	// Explanation texts: one string for all, sliced per entry.
+	text := q.text.String()
+	start := 0
+	for i := range q.expl {
+		q.expl[i].Detail = text[start:q.ends[i]]
+		start = q.ends[i]
+	}
 	r := Result{
 		CheckID:    q.in.Check.ID,
 		StoreID:    q.in.Check.StoreID,
 		At:         q.in.Now,
-		Lines:      make([]LineResult, len(q.lines)),
+		Lines:      q.res,
 		Redemption: q.red,
 		Cards:      make([]CardResult, len(q.cards)),
 		Explain:    q.expl,
 	}
 	// Totals in integer kopecks: exact, and without an allocation per add.
 	var sum, disc, red, pay int64
-	for i, lc := range q.lines {
-		payable := lc.net.Sub(lc.redeemed)
-		r.Lines[i] = LineResult{
-			No: lc.l.No, ProductID: lc.l.ProductID, Qty: lc.l.Qty,
-			Sum: lc.sum, Discount: lc.disc, DiscountRule: lc.discRule,
-			RedeemCap: lc.redeemCap, RedeemCapReason: lc.capReason,
-			Redeemed: lc.redeemed, RedeemedPoints: lc.redeemedPt,
-			Payable: payable, Accruals: lc.accruals,
+	for _, lc := range q.lines {
+		payN := lc.netN.sub(lc.redeemedN)
+		var payable Money
+		if payN.c == lc.netN.c && payN.e == lc.netN.e && payN.d == nil && lc.netN.d == nil {
+			payable = q.netMoney(lc) // nothing redeemed: the same decimal
+		} else {
+			payable = Money{q.decs.dec(payN)}
 		}
-		sum += lc.sum.Kopecks()
-		disc += lc.disc.Kopecks()
-		red += lc.redeemed.Kopecks()
-		pay += payable.Kopecks()
+		q.sumMoney(lc)
+		lc.res.Payable = payable
+		sum += lc.sumN.units(kopScale)
+		disc += lc.discN.units(kopScale)
+		red += lc.redeemedN.units(kopScale)
+		pay += payN.units(kopScale)
 	}
 	r.Sum, r.Discount, r.Redeemed, r.Payable = Kopecks(sum), Kopecks(disc), Kopecks(red), Kopecks(pay)
 	for i, c := range q.cards {

@@ -2,8 +2,6 @@ package checkout
 
 import (
 	"fmt"
-
-	"github.com/shopspring/decimal"
 )
 
 // spender picks the card to spend from: Input.RedeemCard, else the first
@@ -34,15 +32,7 @@ func (q *quote) spender() (*cardCtx, error) {
 // in it: floor(m / value) at the program's point scale. Integer arithmetic
 // on kopecks, so it is exact.
 func pointsForMoney(m Money, p *Program) Points {
-	if !m.IsPositive() {
-		return Points{}
-	}
-	scale := p.PointRounding.Scale
-	num := m.Kopecks()
-	for i := int32(0); i < scale; i++ {
-		num *= 10
-	}
-	return Points{fromUnits(num/p.PointValue.Kopecks(), scale)}
+	return Points{pointsForMoneyN(numOf(m.d), p.PointRounding.Scale, p.PointValue.Kopecks()).dec()}
 }
 
 // moneyForPoints is the value of spent points: points × point value,
@@ -80,15 +70,18 @@ func (q *quote) redeem() error {
 	// Per-line caps: what points may pay on each line, in money and in
 	// whole point steps (floor(cap / point value) at the program's scale), so
 	// each line takes a number of points whose value fits its cap.
-	var linesCapSum sum
+	lcap := newLineCapper(rules)
+	pv := p.PointValue.Kopecks()
+	linesCapN := num{}
 	for _, lc := range q.lines {
-		lc.redeemCap, lc.capReason = lineRedeemCap(lc, rules)
-		lc.capPts = pointsForMoney(lc.redeemCap, p)
-		linesCapSum.add(lc.capPts.d)
+		lc.capN, lc.res.RedeemCapReason = lcap.lineRedeemCap(lc)
+		lc.res.RedeemCap = lcap.capMoney(q, lc)
+		lc.capPts = pointsForMoneyN(lc.capN, scale, pv)
+		linesCapN = linesCapN.add(lc.capPts)
 	}
-	linesCap := Points{linesCapSum.value()}
+	linesCap := Points{linesCapN.dec()}
 
-	r := &Redemption{Card: c.card.Code, Requested: req}
+	r := &Redemption{Card: c.card.Code, Requested: req, Limits: make([]LimitValue, 0, 5)}
 	add := func(code string, pts Points) {
 		if pts.IsNegative() {
 			pts = Points{}
@@ -120,9 +113,7 @@ func (q *quote) redeem() error {
 	if rules.AllOrNothing && r.Max.IsPositive() && r.Max.Cmp(trunc(c.spendable)) < 0 {
 		r.Max, r.MaxLimit = Points{}, LimitAllOrNothing
 	}
-	q.red = r
-	q.explain(Explanation{Code: CodeRedeemMax, Rule: p.ID + "/redemption", Card: c.card.Code,
-		Points: q.pts(r.Max), Detail: fmt.Sprintf("at most %s points may be spent (limit %s)", r.Max, r.MaxLimit)})
+	q.red, q.redCard = r, c
 
 	if !req.IsPositive() {
 		return nil
@@ -146,34 +137,78 @@ func (q *quote) redeem() error {
 	return nil
 }
 
-// lineRedeemCap is the most points may pay on one line, in money, and the
-// per-line limit that cut it below the line's sum after discount.
-func lineRedeemCap(lc *lineCtx, rules *RedemptionRules) (Money, string) {
+// pointsForMoneyN is pointsForMoney on a working number, with the point
+// value in kopecks (pv) worked out once per quote: floor(kopecks × 10^scale
+// / pv) point steps.
+func pointsForMoneyN(m num, scale int32, pv int64) num {
+	if !m.isPositive() {
+		return num{}
+	}
+	n := m.units(kopScale)
+	for i := int32(0); i < scale; i++ {
+		n *= 10
+	}
+	return numInt(n/pv, -scale)
+}
+
+// lineCapper computes per-line redemption caps with the program's
+// constants worked out once per quote.
+type lineCapper struct {
+	rules    *RedemptionRules
+	markup   bool
+	onePlusM num // 1 + markup fraction
+	zero     Money
+}
+
+func newLineCapper(rules *RedemptionRules) *lineCapper {
+	lc := &lineCapper{rules: rules}
+	if rules.MinMarkupPercent != nil {
+		lc.markup = true
+		lc.onePlusM = numInt(1, 0).add(numOf(rules.MinMarkupPercent.d).shift(-2))
+	}
+	return lc
+}
+
+// lineRedeemCap is the most points may pay on one line, in money, and the per-line
+// limit that cut it below the line's sum after discount.
+func (k *lineCapper) lineRedeemCap(lc *lineCtx) (num, string) {
+	rules := k.rules
 	switch {
 	case lc.l.Tobacco:
-		return Money{}, LineExcludedTobacco
+		return num{}, LineExcludedTobacco
 	case len(rules.Segments) > 0 && !inList(rules.Segments, lc.l.Segment):
-		return Money{}, LineExcludedSegment
+		return num{}, LineExcludedSegment
 	}
-	if rules.MinMarkupPercent == nil {
-		return lc.net, ""
+	if !k.markup {
+		return lc.netN, ""
 	}
 	if lc.l.LastPurchasePrice == nil {
 		// Unknown cost: we cannot prove the margin, so the line takes no points.
-		return Money{}, LineMarkupUnknown
+		return num{}, LineMarkupUnknown
 	}
 	// The money part must stay at least cost × qty × (1 + markup); rounding:
 	// that floor is taken UP to the kopeck so the margin is never undercut.
-	floor := lc.l.LastPurchasePrice.d.Mul(lc.l.Qty.d).Mul(decimal.NewFromInt(1).Add(rules.MinMarkupPercent.Fraction()))
-	floorM := Money{floor.RoundUp(2)}
-	capM := lc.net.Sub(floorM)
-	if !capM.IsPositive() {
-		return Money{}, LineMarkup
+	floor := numOf(lc.l.LastPurchasePrice.d).mul(lc.qty).mul(k.onePlusM).roundUp(kopScale)
+	capM := lc.netN.sub(floor)
+	if !capM.isPositive() {
+		return num{}, LineMarkup
 	}
-	if capM.Cmp(lc.net) >= 0 {
-		return lc.net, ""
+	if capM.cmp(lc.netN) >= 0 {
+		return lc.netN, ""
 	}
 	return capM, LineMarkup
+}
+
+// capMoney is the line's cap as Money, sharing the net decimal when the cap
+// is the whole net.
+func (k *lineCapper) capMoney(q *quote, lc *lineCtx) Money {
+	if lc.capN == lc.netN {
+		return q.netMoney(lc)
+	}
+	if lc.capN == (num{}) {
+		return Money{}
+	}
+	return Money{q.decs.dec(lc.capN)}
 }
 
 // applyRedemption spends req points from card c: money value, allocation
@@ -185,35 +220,26 @@ func (q *quote) applyRedemption(c *cardCtx, req Points) {
 	r.Points = req
 	r.Money = moneyForPoints(req, p)
 	c.redeemed = req
-	rule := p.ID + "/redemption"
-	q.explain(Explanation{Code: CodeRedeemApplied, Rule: rule, Card: c.card.Code, Points: q.pts(req),
-		Money: q.money(r.Money), Detail: fmt.Sprintf("%s points × %s roubles = %s, down to the kopeck", req, p.PointValue, r.Money)})
-
 	// Points over lines in proportion to each line's cap in points, largest
 	// remainder: no line goes over its cap, nor below zero, and excluded
 	// lines (cap 0) get nothing.
-	caps := make([]decimal.Decimal, len(q.lines))
+	caps := make([]num, len(q.lines))
 	for i, lc := range q.lines {
-		caps[i] = lc.capPts.d
+		caps[i] = lc.capPts
 	}
-	pts, _ := allocate(unitsOf(req.d, scale), caps)
-	weights := make([]decimal.Decimal, len(q.lines))
+	pts, _ := allocateNums(unitsOf(req.d, scale), caps)
+	weights := caps // reused: the caps are no longer needed
 	for i, lc := range q.lines {
-		lc.redeemedPt = Points{fromUnits(pts[i], scale)}
-		weights[i] = lc.redeemedPt.d
+		weights[i] = numInt(pts[i], -scale)
+		lc.res.RedeemedPoints = Points{q.decs.dec(weights[i])}
 	}
 	// Money over lines in proportion to their points, largest remainder to
 	// the kopeck. When points × value is whole kopecks (whole points), each
 	// line's money is exactly its points × value.
-	kop, _ := allocate(r.Money.Kopecks(), weights)
+	kop, _ := allocateNums(r.Money.Kopecks(), weights)
 	for i, lc := range q.lines {
-		lc.redeemed = Kopecks(kop[i])
-		if lc.redeemed.IsZero() && lc.redeemedPt.IsZero() {
-			continue
-		}
-		q.explain(Explanation{Code: CodeRedeemLine, Rule: rule, Card: c.card.Code, Line: lc.l.No,
-			Points: q.pts(lc.redeemedPt), Money: q.money(lc.redeemed),
-			Detail: "share of the redemption by line cap " + lc.capPts.String() + " points (" + lc.redeemCap.String() + " roubles), largest remainder"})
+		lc.redeemedN = numInt(kop[i], -kopScale)
+		lc.res.Redeemed = Money{q.decs.dec(lc.redeemedN)}
 	}
 
 	// Lots: soonest-expiring active lots first.
@@ -225,15 +251,37 @@ func (q *quote) applyRedemption(c *cardCtx, req Points) {
 		}
 	}
 	sortLotsForSpending(idx, lots)
-	left := req.d
+	// left is tracked as a working number; its decimal is built only when
+	// a lot takes all that is left (take = min(left, remaining)).
+	left, leftD := numOf(req.d), req.d
+	leftFresh := true // leftD holds left
+	// Count the lots the request takes, to size LotsConsumed once.
+	need, rest := 0, left
 	for _, i := range idx {
-		if !left.IsPositive() {
+		if !rest.isPositive() {
 			break
 		}
-		take := decimal.Min(left, lots[i].Remaining.d)
-		left = left.Sub(take)
+		need++
+		rest = rest.sub(numOf(lots[i].Remaining.d))
+	}
+	if need > 0 {
+		r.LotsConsumed = make([]LotUse, 0, need)
+	}
+	for _, i := range idx {
+		if !left.isPositive() {
+			break
+		}
+		rem := lots[i].Remaining.d
+		remN := numOf(rem)
+		take, takeN := rem, remN
+		if remN.cmp(left) >= 0 { // decimal.Min keeps the first on a tie
+			if !leftFresh {
+				leftD, leftFresh = left.dec(), true
+			}
+			take, takeN = leftD, left
+		}
+		left = left.sub(takeN)
+		leftFresh = false
 		r.LotsConsumed = append(r.LotsConsumed, LotUse{LotID: lots[i].ID, Points: Points{take}})
-		q.explain(Explanation{Code: CodeRedeemLot, Rule: rule, Card: c.card.Code, Points: q.pts(Points{take}),
-			Detail: "taken from lot " + lots[i].ID + " (soonest-expiring first)"})
 	}
 }
