@@ -16,9 +16,17 @@
 //   - accrued points: per program (Rounding), default down to whole points,
 //     applied once per card per check, then allocated over the lines;
 //   - the money value of spent points: down to the kopeck;
+//   - the points that pay a whole check (all_or_nothing_mode "check"): up
+//     to the point step, the fewest whose value covers the check;
 //   - allocations (redemption over lines, accrual over lines, refunds): by
 //     largest remainder, so the parts always sum exactly to the whole, never
 //     below zero and never onto excluded (tobacco) lines.
+//
+// A check takes at most one customer card and one referral card in effect
+// (more is a *CardsError); a referral card earns only beside a customer
+// card. Prices, quantities and the check sum are bounded (MaxPrice, MaxQty,
+// MaxCheckTotal) and every conversion to int64 kopecks or point steps checks
+// its range (ErrOutOfRange), so no amount wraps.
 //
 // docs/rules.md describes every rule with a worked example; docs/check.md the
 // JSON formats.

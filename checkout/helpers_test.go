@@ -1,6 +1,8 @@
 package checkout
 
 import (
+	"math/big"
+	"slices"
 	"testing"
 	"time"
 
@@ -161,6 +163,7 @@ func checkInvariants(t *testing.T, in Input, r Result) {
 				t.Errorf("redeemed %s / max %s over limit %s = %s", red.Points, red.Max, l.Code, l.Points)
 			}
 		}
+		redemptionOracle(t, in, r)
 		lotSum := decimal.Zero
 		for _, u := range red.LotsConsumed {
 			lotSum = lotSum.Add(u.Points.d)
@@ -205,5 +208,162 @@ func checkInvariants(t *testing.T, in Input, r Result) {
 	}
 	if !expRed.Equal(r.Redeemed.d) {
 		t.Errorf("redeemed %s ≠ Σ explanations %s", r.Redeemed, expRed)
+	}
+}
+
+// redemptionOracle recomputes every redemption limit from the input alone,
+// in plain decimal and big.Int arithmetic without engine code, and asserts
+// that the redemption and its maximum are within each, that the maximum is
+// the smallest limit unless a rule (minimum, all-or-nothing) zeroes it, and
+// that the request respects the minimum and the all-or-nothing mode. The
+// only engine output it takes as given is each line's discount (the limits
+// are stated on sums after discount; discounts have their own tests).
+func redemptionOracle(t *testing.T, in Input, r Result) {
+	t.Helper()
+	red := r.Redemption
+	var card *Card
+	for i := range in.Cards {
+		if in.Cards[i].Code == red.Card {
+			card = &in.Cards[i]
+		}
+	}
+	if card == nil {
+		t.Errorf("redemption on card %s, not presented", red.Card)
+		return
+	}
+	var p *Program
+	for i := range in.Programs {
+		if in.Programs[i].ID == card.ProgramID {
+			p = &in.Programs[i]
+		}
+	}
+	rules := p.Redemption
+	scale := p.PointRounding.Scale
+	zero := decimal.Zero
+	pvKop := big.NewInt(p.PointValue.d.Shift(2).IntPart())
+	// steps converts a whole number of point steps to points.
+	steps := func(n *big.Int) decimal.Decimal { return decimal.NewFromBigInt(n, -scale) }
+	// pointsFor: the most points whose value fits in m roubles (whole
+	// kopecks): floor(kopecks × 10^scale / point value in kopecks).
+	pointsFor := func(m decimal.Decimal) decimal.Decimal {
+		if !m.IsPositive() {
+			return zero
+		}
+		k := m.Shift(2 + scale).BigInt()
+		return steps(k.Quo(k, pvKop))
+	}
+	// whole: down to the point step, never below zero.
+	whole := func(x decimal.Decimal) decimal.Decimal {
+		x = x.Truncate(scale)
+		if x.IsNegative() {
+			return zero
+		}
+		return x
+	}
+
+	limits := map[string]decimal.Decimal{}
+	inStore := len(p.Stores) == 0 || slices.Contains(p.Stores, in.Check.StoreID)
+	canSpend := (card.Kind == KindBonus || card.Kind == KindCombined) && card.State == StateActive && inStore
+	if !canSpend {
+		limits[LimitCardState] = zero
+	}
+	// Spendable balance: lots active at Now (active_from ≤ now < expires_at)
+	// minus debt.
+	bal := card.Debt.d.Neg()
+	for _, l := range card.Lots {
+		if l.Remaining.IsPositive() && !in.Now.Before(l.ActiveFrom) && (l.ExpiresAt == nil || in.Now.Before(*l.ExpiresAt)) {
+			bal = bal.Add(l.Remaining.d)
+		}
+	}
+	limits[LimitBalance] = whole(bal)
+	// Per-line caps: tobacco and other segments 0; the markup floor
+	// cost × qty × (1 + markup), up to the kopeck, stays money; unknown cost 0.
+	checkNet, linePts := zero, zero
+	for i, l := range in.Check.Lines {
+		sum := l.Sum.d
+		if sum.IsZero() {
+			sum = l.Price.d.Mul(l.Qty.d).Round(2)
+		}
+		lr := r.Lines[i]
+		if !lr.Sum.d.Equal(sum) {
+			t.Errorf("oracle: line %d sum %s, want %s", l.No, lr.Sum, sum)
+		}
+		net := sum.Sub(lr.Discount.d)
+		checkNet = checkNet.Add(net)
+		capM := net
+		switch {
+		case l.Tobacco:
+			capM = zero
+		case len(rules.Segments) > 0 && !slices.Contains(rules.Segments, l.Segment):
+			capM = zero
+		case rules.MinMarkupPercent != nil && l.LastPurchasePrice == nil:
+			capM = zero
+		case rules.MinMarkupPercent != nil:
+			floor := l.LastPurchasePrice.d.Mul(l.Qty.d).Mul(decimal.NewFromInt(1).Add(rules.MinMarkupPercent.d.Shift(-2))).RoundUp(2)
+			capM = decimal.Max(zero, decimal.Min(net, net.Sub(floor)))
+		}
+		if lr.Redeemed.d.GreaterThan(capM) {
+			t.Errorf("oracle: line %d redeemed %s over its cap %s", l.No, lr.Redeemed, capM)
+		}
+		linePts = linePts.Add(pointsFor(capM))
+	}
+	limits[LimitLines] = linePts
+	if rules.MaxCheckPercent != nil {
+		limits[LimitCheckPercent] = pointsFor(checkNet.Mul(rules.MaxCheckPercent.d.Shift(-2)).Truncate(2))
+	}
+	if rules.MonthlyCap != nil {
+		limits[LimitMonthlyCap] = whole(rules.MonthlyCap.d.Sub(card.RedeemedThisMonth.d))
+	}
+
+	least := limits[LimitBalance]
+	for code, v := range limits {
+		if red.Points.d.GreaterThan(v) || red.Max.d.GreaterThan(v) {
+			t.Errorf("oracle: redeemed %s / max %s over limit %s = %s", red.Points, red.Max, code, v)
+		}
+		least = decimal.Min(least, v)
+	}
+	// The maximum the oracle expects.
+	mode := rules.AllOrNothingMode
+	if mode == "" && rules.AllOrNothing {
+		mode = AllOrNothingBalance
+	}
+	want := least
+	if want.IsPositive() && want.LessThan(rules.MinRedeem.d) {
+		want = zero
+	}
+	// need: the fewest point steps worth at least the check.
+	need := checkNet.Shift(2 + scale).BigInt()
+	need.Add(need, pvKop).Sub(need, big.NewInt(1)).Quo(need, pvKop)
+	switch {
+	case mode == AllOrNothingBalance && want.IsPositive() && want.LessThan(limits[LimitBalance]):
+		want = zero
+	case mode == AllOrNothingCheck && want.IsPositive():
+		if n := steps(need); n.GreaterThan(want) || n.LessThan(rules.MinRedeem.d) {
+			want = zero
+		} else {
+			want = n
+		}
+	}
+	if !red.Max.d.Equal(want) {
+		t.Errorf("oracle: max %s (%s), want %s; limits %v", red.Max, red.MaxLimit, want, limits)
+	}
+	if !red.Points.IsPositive() {
+		return
+	}
+	if red.Points.d.LessThan(rules.MinRedeem.d) {
+		t.Errorf("oracle: redeemed %s below the minimum %s", red.Points, rules.MinRedeem)
+	}
+	if money := red.Points.d.Mul(p.PointValue.d).Truncate(2); !red.Money.d.Equal(money) {
+		t.Errorf("oracle: %s points are worth %s, redeemed %s", red.Points, money, red.Money)
+	}
+	switch mode {
+	case AllOrNothingBalance:
+		if !red.Points.d.Equal(limits[LimitBalance]) {
+			t.Errorf("oracle: all or nothing: redeemed %s of balance %s", red.Points, limits[LimitBalance])
+		}
+	case AllOrNothingCheck:
+		if !red.Money.d.Equal(checkNet) || !r.Payable.IsZero() {
+			t.Errorf("oracle: whole check: redeemed %s of %s, payable %s", red.Money, checkNet, r.Payable)
+		}
 	}
 }

@@ -351,11 +351,41 @@ type RedemptionRules struct {
 	// MinRedeem: below this nothing can be spent; zero = no minimum.
 	MinRedeem Points `json:"min_redeem,omitzero"`
 	// AllOrNothing: only the whole spendable balance may be spent at once;
-	// if the other limits allow less than that, nothing can be spent.
+	// if the other limits allow less than that, nothing can be spent. It is
+	// AllOrNothingMode "balance"; kept with this meaning for compatibility.
 	AllOrNothing bool `json:"all_or_nothing,omitempty"`
+	// AllOrNothingMode chooses what "all" is: "balance" (the whole
+	// spendable balance, as AllOrNothing) or "check" (points may only pay
+	// for the whole purchase: the check is paid fully with points or not at
+	// all). Empty: "balance" when AllOrNothing is set, otherwise off. A
+	// non-empty mode applies even when AllOrNothing is false.
+	AllOrNothingMode AllOrNothingMode `json:"all_or_nothing_mode,omitempty"`
 	// MonthlyCap limits the points one card spends per calendar month
 	// (store-local); nil = no cap.
 	MonthlyCap *Points `json:"monthly_cap,omitempty"`
+}
+
+// AllOrNothingMode is what an all-or-nothing redemption must spend.
+type AllOrNothingMode string
+
+const (
+	// AllOrNothingBalance: spend the whole spendable balance or nothing.
+	AllOrNothingBalance AllOrNothingMode = "balance"
+	// AllOrNothingCheck: points pay the whole check (sum after discounts,
+	// nothing left to pay with money) or nothing.
+	AllOrNothingCheck AllOrNothingMode = "check"
+)
+
+// allOrNothing is the mode in effect: the explicit mode, else "balance"
+// when the legacy flag is set, else "" (off).
+func (r *RedemptionRules) allOrNothing() AllOrNothingMode {
+	if r.AllOrNothingMode != "" {
+		return r.AllOrNothingMode
+	}
+	if r.AllOrNothing {
+		return AllOrNothingBalance
+	}
+	return ""
 }
 
 // DiscountMode is how a discount card's percent is found.
@@ -692,6 +722,7 @@ const (
 	LimitMonthlyCap   = "monthly_cap"    // monthly redemption cap
 	LimitMinRedeem    = "min_redeem"     // below the minimum redemption → 0
 	LimitAllOrNothing = "all_or_nothing" // cannot spend the whole balance → 0
+	LimitWholeCheck   = "whole_check"    // points cannot pay the whole check → 0 (mode "check")
 	LimitCardState    = "card_state"     // the card cannot spend
 )
 
@@ -711,6 +742,9 @@ const (
 	ReasonKindNoSpend    = "card.kind_cannot_spend"
 	ReasonKindNoDiscount = "card.kind_no_discount"
 	ReasonProgramStore   = "program.not_in_store"
+	// ReasonAgentNoCustomer: a referral card earns only beside a customer
+	// card in effect (not blocked, program in the store).
+	ReasonAgentNoCustomer = "card.referral_without_customer"
 )
 
 // Explanation codes.

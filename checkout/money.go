@@ -74,6 +74,9 @@ func MoneyDown(d decimal.Decimal) Money { return Money{d.Truncate(kopScale)} }
 func (m Money) Decimal() decimal.Decimal { return m.d }
 
 // Kopecks returns the amount in kopecks. Money always holds whole kopecks.
+// It panics when the amount does not fit int64 (beyond ±92 233 720 368
+// 547 758.07 roubles) instead of wrapping; amounts in a Result never do
+// (Quote bounds the check). Use CheckedKopecks for unvalidated amounts.
 func (m Money) Kopecks() int64 {
 	// Fast path without allocating: Money almost always holds exponent −2
 	// (or 0 for whole roubles parsed from "100").
@@ -87,7 +90,17 @@ func (m Money) Kopecks() int64 {
 			return m.d.CoefficientInt64() * 100
 		}
 	}
-	return m.d.Shift(2).IntPart()
+	return mustInt(m.d.Shift(2), "money in kopecks")
+}
+
+// CheckedKopecks is Kopecks with an error wrapping ErrOutOfRange when the
+// amount does not fit int64.
+func (m Money) CheckedKopecks() (int64, error) {
+	k, ok := intPart(m.d.Shift(2))
+	if !ok {
+		return 0, fmt.Errorf("money %s in kopecks: %w", m, errRange)
+	}
+	return k, nil
 }
 
 func (m Money) Add(o Money) Money            { return Money{m.d.Add(o.d)} }

@@ -246,7 +246,8 @@ func (a num) roundUp(p int32) num {
 }
 
 // units is the value as a count of 10^-scale steps, truncated (decimal's
-// Shift(scale).IntPart()).
+// Shift(scale).IntPart()). A value that does not fit int64 panics with a
+// rangeError, which Quote and Return turn into an error.
 func (a num) units(scale int32) int64 {
 	if a.d == nil {
 		e := a.e + scale
@@ -261,7 +262,7 @@ func (a num) units(scale int32) int64 {
 			}
 		}
 	}
-	return a.dec().Shift(scale).IntPart()
+	return mustInt(a.dec().Shift(scale), "amount")
 }
 
 // appendText appends decimal's String() form (trailing zeros trimmed) when

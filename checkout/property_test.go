@@ -85,7 +85,7 @@ func TestQuoteProperties(t *testing.T) {
 			maxU := unitsOf(r.Redemption.Max.d, scale)
 			minU := unitsOf(in.Programs[0].Redemption.MinRedeem.d, scale)
 			req := Points{fromUnits(minU+rng.Int64N(maxU-minU+1), scale)}
-			if in.Programs[0].Redemption.AllOrNothing {
+			if in.Programs[0].Redemption.allOrNothing() != "" {
 				req = r.Redemption.Max
 			}
 			in.Redeem = &req
@@ -232,6 +232,9 @@ func randomInput(rng *rand.Rand) Input {
 		rr.MinRedeem = IntPoints(rng.Int64N(50))
 	}
 	rr.AllOrNothing = rng.IntN(8) == 0
+	if rng.IntN(6) == 0 {
+		rr.AllOrNothingMode = pick(rng, AllOrNothingBalance, AllOrNothingCheck, AllOrNothingCheck)
+	}
 	if rng.IntN(3) == 0 {
 		rr.MonthlyCap = ptrPoints(IntPoints(rng.Int64N(3000)))
 	}
@@ -275,6 +278,20 @@ func randomInput(rng *rand.Rand) Input {
 	cards := []Card{card}
 	if rng.IntN(3) == 0 {
 		cards = append(cards, Card{Code: "G", Kind: KindReferral, State: StateActive, ProgramID: "p"})
+	}
+	// Whole-check mode rarely finds a check points can pay in full; make
+	// half of them payable (kopeck points, no line limits, a big balance).
+	if rr.AllOrNothingMode == AllOrNothingCheck && rng.IntN(2) == 0 {
+		p.PointValue = MustMoney("0.01")
+		rr.MaxCheckPercent, rr.Segments, rr.MinMarkupPercent, rr.MonthlyCap = nil, nil, nil, nil
+		for i := range lines {
+			lines[i].Tobacco = false
+		}
+		cards[0].Lots = append(cards[0].Lots, lot("BIG", "1000000000", 0))
+	}
+	// A blocked second customer card does nothing and is allowed.
+	if rng.IntN(6) == 0 {
+		cards = append(cards, Card{Code: "X", Kind: pick(rng, KindBonus, KindDiscount), State: StateBlocked, ProgramID: "p"})
 	}
 	return input(lines, []Program{p}, cards...)
 }

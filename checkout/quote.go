@@ -18,7 +18,8 @@ import (
 // Order of application: line sums → discounts → redemption (on sums after
 // discounts) → accrual (on sums after discounts, minus the redeemed part
 // unless the program earns on it).
-func Quote(in Input) (Result, error) {
+func Quote(in Input) (_ Result, err error) {
+	defer catchRange(&err, "quote check", in.Check.ID)
 	loc, err := zone(in.Location, in.TimeZone)
 	if err != nil {
 		return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
@@ -41,6 +42,9 @@ func Quote(in Input) (Result, error) {
 			return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
 		}
 		q.cards[i] = &cards[i]
+	}
+	if err := checkCardRoles(q.cards); err != nil {
+		return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
 	}
 	q.discount()
 	if err := q.redeem(); err != nil {
@@ -225,6 +229,7 @@ func (q *quote) prepareLines() error {
 	// One backing array for every line's accruals (at most one per card).
 	nc := len(q.in.Cards)
 	accs := make([]LineAccrual, len(lines)*nc)
+	var total num // Σ line sums, against MaxCheckTotal
 	for i := range lines {
 		l := &lines[i]
 		seen := false
@@ -245,6 +250,9 @@ func (q *quote) prepareLines() error {
 		case l.Price.IsNegative() || l.Sum.IsNegative():
 			return fmt.Errorf("line %d: negative price or sum: %w", l.No, ErrInvalidInput)
 		}
+		if err := checkLineBounds(l); err != nil {
+			return err
+		}
 		if seenSmall != nil {
 			seenSmall[l.No] = true
 		} else {
@@ -260,9 +268,17 @@ func (q *quote) prepareLines() error {
 		} else {
 			lc.sumN, res.Sum, lc.sumSet = numOf(l.Sum.d), l.Sum, true
 		}
+		// Bounded here, before any sum is converted to int64 kopecks.
+		if lc.sumN.cmp(maxTotalN) > 0 {
+			return fmt.Errorf("line %d: sum %s over the maximum check total %s: %w", l.No, Money{lc.sumN.dec()}, MaxCheckTotal, errRange)
+		}
+		total = total.add(lc.sumN)
 		// Until a discount applies, the net is the sum itself.
 		lc.netN = lc.sumN
 		q.lines[i] = lc
+	}
+	if total.cmp(maxTotalN) > 0 {
+		return fmt.Errorf("check total %s over the maximum %s: %w", Money{total.dec()}, MaxCheckTotal, errRange)
 	}
 	return nil
 }
@@ -285,6 +301,14 @@ func validateProgram(p *Program) error {
 	}
 	if !p.PointValue.IsPositive() {
 		return fmt.Errorf("program %s: point value %s must be positive: %w", p.ID, p.PointValue, ErrInvalidInput)
+	}
+	if p.PointValue.Cmp(MaxPointValue) > 0 {
+		return fmt.Errorf("program %s: point value %s over the maximum %s: %w", p.ID, p.PointValue, MaxPointValue, errRange)
+	}
+	switch p.Redemption.AllOrNothingMode {
+	case "", AllOrNothingBalance, AllOrNothingCheck:
+	default:
+		return fmt.Errorf("program %s: unknown all_or_nothing_mode %q: %w", p.ID, p.Redemption.AllOrNothingMode, ErrInvalidInput)
 	}
 	if err := p.PointRounding.Valid(); err != nil {
 		return fmt.Errorf("program %s: %w: %v", p.ID, ErrInvalidInput, err)
@@ -425,6 +449,52 @@ func newCardCtx(c *cardCtx, card *Card, progs map[string]*Program, store string,
 	c.balance, c.spendable = balances(card, now)
 	return nil
 }
+
+// checkCardRoles enforces the spec's "one customer card, optionally one
+// referral card beside it": a check with two customer cards (bonus,
+// discount, combined) or two referral cards in effect is refused with a
+// *CardsError naming them, so no card accrues on a check it shares with
+// another of its kind. Cards that do nothing (blocked, program not in the
+// store) are not counted: they stay in the result with their reason. A
+// referral card with no customer card in effect earns nothing
+// (ReasonAgentNoCustomer): the agent is paid for bringing a customer.
+func checkCardRoles(cards []*cardCtx) error {
+	var cust, ref int
+	for _, c := range cards {
+		switch {
+		case !inEffect(c):
+		case c.card.Kind == KindReferral:
+			ref++
+		default:
+			cust++
+		}
+	}
+	tooMany := func(code string, referral bool) error {
+		e := &CardsError{Code: code}
+		for _, c := range cards {
+			if inEffect(c) && (c.card.Kind == KindReferral) == referral {
+				e.Cards = append(e.Cards, c.card.Code)
+			}
+		}
+		return e
+	}
+	switch {
+	case cust > 1:
+		return tooMany(CardsTooManyCustomer, false)
+	case ref > 1:
+		return tooMany(CardsTooManyReferral, true)
+	case ref == 1 && cust == 0:
+		for _, c := range cards {
+			if c.card.Kind == KindReferral && c.canEarn {
+				c.canEarn, c.reason = false, ReasonAgentNoCustomer
+			}
+		}
+	}
+	return nil
+}
+
+// inEffect reports whether a card does anything on this check.
+func inEffect(c *cardCtx) bool { return c.canEarn || c.canSpend || c.canDiscount }
 
 // balances returns the card's balance (unexpired remaining points, active or
 // not yet active, minus debt) and its spendable part (active lots minus

@@ -53,7 +53,8 @@ func TestCardKindsAndStates(t *testing.T) {
 		{KindDiscount, StateBlocked, false, false, false, "card.blocked: lost", "0", "0.00"},
 		{KindCombined, StateActive, true, true, true, "", "45", "100.00"},
 		{KindCombined, StateIssued, true, false, true, ReasonIssued, "45", "100.00"},
-		{KindReferral, StateActive, true, false, false, "", "10", "0.00"},
+		// Alone, without a customer card, an agent card earns nothing.
+		{KindReferral, StateActive, false, false, false, ReasonAgentNoCustomer, "0", "0.00"},
 		{KindReferral, StateBlocked, false, false, false, "card.blocked: lost", "0", "0.00"},
 	}
 	for _, tt := range tests {

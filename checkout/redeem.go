@@ -35,6 +35,19 @@ func pointsForMoney(m Money, p *Program) Points {
 	return Points{pointsForMoneyN(numOf(m.d), p.PointRounding.Scale, p.PointValue.Kopecks()).dec()}
 }
 
+// pointsCoveringMoney is the fewest points, at the program's point scale,
+// whose value is at least m: ceil(kopecks × 10^scale / value in kopecks)
+// point steps, in integers so it is exact.
+func pointsCoveringMoney(m Money, p *Program) Points {
+	scale := p.PointRounding.Scale
+	n, ok := scaleUp(m.Kopecks(), scale)
+	if !ok {
+		panic(&rangeError{what: "money " + m.String() + " in point steps"})
+	}
+	pv := p.PointValue.Kopecks()
+	return Points{fromUnits((n+pv-1)/pv, scale)}
+}
+
 // moneyForPoints is the value of spent points: points × point value,
 // rounded down to the kopeck so the customer never gets more than the
 // points are worth.
@@ -110,8 +123,24 @@ func (q *quote) redeem() error {
 	if r.Max.IsPositive() && r.Max.Cmp(rules.MinRedeem) < 0 {
 		r.Max, r.MaxLimit = Points{}, LimitMinRedeem
 	}
-	if rules.AllOrNothing && r.Max.IsPositive() && r.Max.Cmp(trunc(c.spendable)) < 0 {
+	aon := rules.allOrNothing()
+	switch {
+	case aon == AllOrNothingBalance && r.Max.IsPositive() && r.Max.Cmp(trunc(c.spendable)) < 0:
 		r.Max, r.MaxLimit = Points{}, LimitAllOrNothing
+	case aon == AllOrNothingCheck && r.Max.IsPositive():
+		// Points pay the whole check or nothing. need is the fewest point
+		// steps whose value (down to the kopeck) covers the check sum after
+		// discounts. The maximum's value never exceeds the check (it is at
+		// most Σ line caps), so need ≤ maximum means need pays the check
+		// exactly, every line in full; otherwise nothing may be spent.
+		switch need := pointsCoveringMoney(q.checkNet, p); {
+		case need.Cmp(r.Max) > 0:
+			r.Max, r.MaxLimit = Points{}, LimitWholeCheck
+		case need.Cmp(rules.MinRedeem) < 0:
+			r.Max, r.MaxLimit = Points{}, LimitMinRedeem
+		default:
+			r.Max, r.MaxLimit = need, LimitWholeCheck
+		}
 	}
 	q.red, q.redCard = r, c
 
@@ -130,8 +159,10 @@ func (q *quote) redeem() error {
 		return refuse(r.MaxLimit)
 	case req.Cmp(rules.MinRedeem) < 0:
 		return refuse(LimitMinRedeem)
-	case rules.AllOrNothing && !req.Equal(r.Max):
+	case aon == AllOrNothingBalance && !req.Equal(r.Max):
 		return refuse(LimitAllOrNothing)
+	case aon == AllOrNothingCheck && !req.Equal(r.Max):
+		return refuse(LimitWholeCheck)
 	}
 	q.applyRedemption(c, req)
 	return nil
@@ -144,9 +175,9 @@ func pointsForMoneyN(m num, scale int32, pv int64) num {
 	if !m.isPositive() {
 		return num{}
 	}
-	n := m.units(kopScale)
-	for i := int32(0); i < scale; i++ {
-		n *= 10
+	n, ok := scaleUp(m.units(kopScale), scale)
+	if !ok {
+		panic(&rangeError{what: "money " + m.String() + " in point steps"})
 	}
 	return numInt(n/pv, -scale)
 }

@@ -21,8 +21,9 @@ import (
 // check's own lots first, then from other lots soonest-expiring first; what
 // the balance cannot cover is handled by the program's negative-balance
 // policy.
-func Return(in ReturnInput) (ReturnResult, error) {
+func Return(in ReturnInput) (_ ReturnResult, err error) {
 	orig := &in.Original
+	defer catchRange(&err, "return on check", orig.CheckID)
 	fail := func(err error) (ReturnResult, error) {
 		return ReturnResult{}, fmt.Errorf("return on check %s: %w", orig.CheckID, err)
 	}

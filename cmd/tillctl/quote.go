@@ -103,10 +103,16 @@ func quote(ctx context.Context, args []string, out io.Writer) error {
 	return enc.Encode(v)
 }
 
+// readCheck decodes the check file strictly: unknown fields, trailing data
+// after the check, and a missing id, store_id or line field are errors (a
+// forgotten price must not quietly price a line at 0).
 func readCheck(path string) (checkout.Check, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return checkout.Check{}, err
+	}
+	fail := func(format string, args ...any) (checkout.Check, error) {
+		return checkout.Check{}, fmt.Errorf("check %s: %s", path, fmt.Sprintf(format, args...))
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -114,8 +120,33 @@ func readCheck(path string) (checkout.Check, error) {
 	if err := dec.Decode(&c); err != nil {
 		return checkout.Check{}, fmt.Errorf("check %s: %w", path, err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fail("data after the check at byte %d (one JSON object per file)", dec.InputOffset())
+	}
+	// Presence, which the typed decode cannot see: read the keys again.
+	var raw struct {
+		ID      *string                      `json:"id"`
+		StoreID *string                      `json:"store_id"`
+		Lines   []map[string]json.RawMessage `json:"lines"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return fail("%v", err)
+	}
+	if raw.ID == nil || strings.TrimSpace(*raw.ID) == "" {
+		return fail(`missing "id"`)
+	}
+	if raw.StoreID == nil || strings.TrimSpace(*raw.StoreID) == "" {
+		return fail(`missing "store_id"`)
+	}
 	if len(c.Lines) == 0 {
-		return checkout.Check{}, fmt.Errorf("check %s: no lines", path)
+		return fail("no lines")
+	}
+	for i, l := range raw.Lines {
+		for _, k := range []string{"no", "product_id", "qty", "price"} {
+			if v, ok := l[k]; !ok || string(v) == "null" {
+				return fail("lines[%d] (line %d, product %q): missing %q", i, c.Lines[i].No, c.Lines[i].ProductID, k)
+			}
+		}
 	}
 	return c, nil
 }

@@ -8,11 +8,14 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+
+	"tillagent/checkout"
 )
 
-// TestSpendableMatchesModel drives the demo card 2900000000013 through a
-// random sequence of redemptions, accruals, corrections and
-// acknowledgements, and after every step compares Spendable with a plain
+// TestSpendableMatchesModel drives the demo card 2900000000018 through a
+// random sequence of redemptions, accruals, reversals, acknowledgements and
+// replica feeds that fold a prefix of the journal (lots below zero become
+// card debt, as head office books them), and after every step compares Spendable with a plain
 // in-memory model of the documented arithmetic. Invariants: spendable is
 // never negative and never above the active remaining points; balance =
 // remaining of unexpired lots − debt.
@@ -38,7 +41,7 @@ func spendableModel(t *testing.T, seed uint64) {
 	s := mustDemo(t)
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(seed, 42))
-	const card = "2900000000013"
+	const card = "2900000000018"
 	mt := func(s string) time.Time { v, _ := time.Parse(time.RFC3339, s); return v }
 	replica := map[string]modelLot{
 		"L-13-1": {decimal.NewFromInt(100), mt("2026-06-15T10:00:00+03:00"), mt("2026-12-12T10:00:00+03:00")},
@@ -47,16 +50,17 @@ func spendableModel(t *testing.T, seed uint64) {
 		"L-13-0": {decimal.NewFromInt(80), mt("2026-03-15T10:00:00+03:00"), mt("2026-09-11T10:00:00+03:00")},
 	}
 	var entries []*modelEntry
+	feeds, folded := 0, 0         // entries[:folded] are in the replica
+	replicaDebt := decimal.Zero   // card debt the feeds carried
+	points := map[string]string{} // credited points of the lots this test created
 	lotIDs := []string{"L-13-1", "L-13-2", "L-13-3", "L-13-0"}
 	model := func(now time.Time) (spend, total, debt decimal.Decimal) {
 		lots := map[string]modelLot{}
 		for id, l := range replica {
 			lots[id] = l
 		}
-		for _, e := range entries {
-			if e.acked {
-				continue
-			}
+		debt = replicaDebt
+		for _, e := range entries[folded:] { // acknowledged or not
 			for id, l := range e.newLot {
 				lots[id] = l
 			}
@@ -121,6 +125,47 @@ func spendableModel(t *testing.T, seed uint64) {
 			if err := s.MarkAcked(ctx, ids); err != nil {
 				t.Fatal(err)
 			}
+			if folded < len(entries) && rng.IntN(2) == 0 {
+				// Head office folds a prefix of the journal, acknowledged
+				// or not (its feed and its acks travel separately).
+				k := folded + 1 + rng.IntN(len(entries)-folded)
+				touched := map[string]bool{}
+				for _, x := range entries[folded:k] {
+					for id, l := range x.newLot {
+						replica[id] = l
+						touched[id] = true
+					}
+					for id, d := range x.deltas {
+						l := replica[id]
+						l.remaining = l.remaining.Add(d)
+						replica[id] = l
+						touched[id] = true
+					}
+				}
+				r := &Replica{Version: ReplicaFormatVersion, FoldedThrough: map[string]string{s.TillID(): entries[k-1].id}}
+				for id := range touched {
+					l := replica[id]
+					if l.remaining.IsNegative() { // below zero: the lot is empty, the rest is debt
+						replicaDebt = replicaDebt.Sub(l.remaining)
+						l.remaining = decimal.Zero
+						replica[id] = l
+					}
+					rem := checkout.PointsOf(l.remaining)
+					if pts, ok := points[id]; ok {
+						act, exp := l.active, l.expiry
+						r.Lots = append(r.Lots, ReplicaLot{ID: id, Card: card, Points: mustPoints(t, pts), Remaining: &rem,
+							AccruedAt: act, ActiveFrom: &act, ExpiresAt: &exp})
+					} else {
+						r.Lots = append(r.Lots, demoLot(t, id, l.remaining.String()))
+					}
+				}
+				r.Cards = []ReplicaCard{{Code: card, Kind: "bonus", State: checkout.StateActive, Debt: checkout.PointsOf(replicaDebt)}}
+				if _, err := s.Import(ctx, r); err != nil {
+					t.Fatalf("step %d: feed: %v", step, err)
+				}
+				folded = k
+				feeds++
+			}
 		}
 		if e.Kind != "" {
 			ids, err := s.Append(ctx, []Entry{e})
@@ -131,6 +176,7 @@ func spendableModel(t *testing.T, seed uint64) {
 			if l, ok := me.newLot["?"]; ok {
 				delete(me.newLot, "?")
 				me.newLot[ids[0]] = l
+				points[ids[0]] = l.remaining.String()
 				lotIDs = append(lotIDs, ids[0])
 			}
 			entries = append(entries, me)
@@ -147,5 +193,8 @@ func spendableModel(t *testing.T, seed uint64) {
 		if got.Spendable.IsNegative() {
 			t.Fatalf("step %d: negative spendable %s", step, got.Spendable)
 		}
+	}
+	if feeds == 0 {
+		t.Fatal("no feed folded anything: the sequence tested acks only")
 	}
 }

@@ -284,9 +284,9 @@ func BenchmarkAppendSale(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		check := fmt.Sprintf("C%d", i)
 		es := []Entry{
-			{CheckID: check, CardCode: "2900000000013", Kind: KindRedemption, Points: decimal.NewFromInt(-150), AmountKop: 15000,
+			{CheckID: check, CardCode: "2900000000018", Kind: KindRedemption, Points: decimal.NewFromInt(-150), AmountKop: 15000,
 				Lots: []LotChange{{LotID: "L1", Delta: decimal.NewFromInt(-100)}, {LotID: "L2", Delta: decimal.NewFromInt(-50)}}},
-			{CheckID: check, CardCode: "2900000000013", Kind: KindAccrual, Points: decimal.NewFromInt(40), PurchaseKop: 200000,
+			{CheckID: check, CardCode: "2900000000018", Kind: KindAccrual, Points: decimal.NewFromInt(40), PurchaseKop: 200000,
 				Lots: []LotChange{{Create: true, Delta: decimal.NewFromInt(40), ActiveFrom: benchNow}}},
 		}
 		t0 := time.Now()

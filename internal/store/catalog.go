@@ -218,7 +218,7 @@ func (s *Store) Location(ctx context.Context, storeID string) (*time.Location, e
 	}
 	loc, ok := cat.stores[storeID]
 	if !ok {
-		return nil, fmt.Errorf("store %s: unknown shop %q in replica", s.path, storeID)
+		return nil, fmt.Errorf("%w %q (not in the replica)", ErrUnknownStore, storeID)
 	}
 	return loc, nil
 }

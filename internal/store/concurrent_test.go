@@ -24,7 +24,7 @@ func TestConcurrentQuotesAndSales(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := 0; i < salesEach; i++ {
-				_, err := s.Append(ctx, []Entry{{CheckID: fmt.Sprintf("W%d-%d", w, i), CardCode: "2900000000013", Kind: KindRedemption,
+				_, err := s.Append(ctx, []Entry{{CheckID: fmt.Sprintf("W%d-%d", w, i), CardCode: "2900000000018", Kind: KindRedemption,
 					Points: dec("-1"), AmountKop: 100, Lots: []LotChange{{LotID: "L-13-2", Delta: dec("-1")}}}})
 				if err != nil {
 					errs <- err
@@ -38,7 +38,7 @@ func TestConcurrentQuotesAndSales(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < quotesEach; i++ {
-				in, err := s.QuoteInput(ctx, basket(), []string{"2900000000013"}, demoNow)
+				in, err := s.QuoteInput(ctx, basket(), []string{"2900000000018"}, demoNow)
 				if err != nil {
 					errs <- err
 					return
@@ -59,7 +59,7 @@ func TestConcurrentQuotesAndSales(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	b, err := s.Spendable(ctx, "2900000000013", demoNow)
+	b, err := s.Spendable(ctx, "2900000000018", demoNow)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,10 @@
 // the store (PragmaError); one writer connection takes immediate
 // transactions; a sale's journal entries commit in one transaction; the
 // journal is append-only (enforced by triggers) and its ids are unique
-// forever. A card's balance is the replica's lots plus the journal entries
-// head office has not acknowledged yet.
+// forever. A card's balance is the replica's lots plus this till's journal
+// entries after the replica's watermark (folded_through: the last entry head
+// office has folded into those lots), whatever their ack state. Recording a
+// sale or a return is idempotent per check id / return id.
 //
 // The store fills the loyalty engine's input (QuoteInput) and leaves the
 // pricing to package checkout. docs/replica.md describes the replica file,

@@ -28,13 +28,13 @@ func Example() {
 		return
 	}
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.FixedZone("MSK", 3*3600))
-	b, _ := s.Spendable(ctx, "2900000000013", now)
+	b, _ := s.Spendable(ctx, "2900000000018", now)
 	fmt.Println("spendable", b.Spendable, "of", b.Total)
 
 	check := checkout.Check{ID: "S001-T01-000900", StoreID: "S001", Lines: []checkout.Line{
 		{No: 1, ProductID: "1001", Qty: checkout.MustQty("1"), Price: checkout.MustMoney("89.90")},
 	}}
-	in, _ := s.QuoteInput(ctx, check, []string{"2900000000013"}, now)
+	in, _ := s.QuoteInput(ctx, check, []string{"2900000000018"}, now)
 	res, err := checkout.Quote(in)
 	if err != nil {
 		fmt.Println(err)

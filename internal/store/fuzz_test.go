@@ -90,7 +90,7 @@ func TestReplicaFixtures(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bad-reference.json parses (references are Import's job): %v", err)
 	}
-	if err := r.Validate(nil); err == nil || !strings.Contains(err.Error(), `cards[0] code "2900000000013": unknown card kind "bonus"`) {
+	if err := r.Validate(nil); err == nil || !strings.Contains(err.Error(), `cards[0] code "2900000000018": unknown card kind "bonus"`) {
 		t.Fatalf("bad-reference.json: %v", err)
 	}
 	_, err = load("bad-values.yaml")

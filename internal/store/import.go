@@ -167,6 +167,15 @@ func (s *Store) Import(ctx context.Context, r *Replica) (ImportStats, error) {
 		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, asOf, s.now().UTC().Format(time.RFC3339)); err != nil {
 		return st, err
 	}
+	for till, id := range r.FoldedThrough {
+		// Set as sent, even if lower than before: the watermark describes
+		// the lots this import wrote, and an older snapshot's lots include
+		// fewer entries.
+		if err := exec("folded_through "+till, `INSERT INTO replica_meta(key, value) VALUES (?, ?)
+			ON CONFLICT(key) DO UPDATE SET value = excluded.value`, foldedKey(till), id); err != nil {
+			return st, err
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return st, fmt.Errorf("commit: %w", err)
 	}

@@ -58,11 +58,17 @@ type Entry struct {
 	// (tiers, cumulative discounts): the check's sum on the card's accrual
 	// entry (write an accrual of 0 points if nothing was earned), negative on
 	// a return's reversal.
-	PurchaseKop int64       `json:"purchase_kop"`
-	Note        string      `json:"note,omitempty"`
-	Lots        []LotChange `json:"lots,omitempty"`
-	CreatedAt   time.Time   `json:"created_at"`
-	Acked       bool        `json:"acked"`
+	PurchaseKop int64 `json:"purchase_kop"`
+	// WithheldKop is money kept back from a return's refund for points the
+	// card had already spent (deduct_refund policy); WrittenOff the points a
+	// return could not take back and the policy let go. Neither changes the
+	// balance; both are on the reversal so head office sees the whole return.
+	WithheldKop int64           `json:"withheld_kop,omitempty"`
+	WrittenOff  decimal.Decimal `json:"written_off,omitzero"`
+	Note        string          `json:"note,omitempty"`
+	Lots        []LotChange     `json:"lots,omitempty"`
+	CreatedAt   time.Time       `json:"created_at"`
+	Acked       bool            `json:"acked"`
 }
 
 // ErrEmptySale is returned by Append for a sale without entries.
@@ -77,6 +83,9 @@ func (e *Entry) validate() error {
 	}
 	if !e.Kind.valid() {
 		return fmt.Errorf("unknown kind %q", e.Kind)
+	}
+	if e.WithheldKop < 0 || e.WrittenOff.IsNegative() {
+		return fmt.Errorf("negative withheld %d kop or written-off %s points", e.WithheldKop, e.WrittenOff)
 	}
 	sum := decimal.Zero
 	seen := map[string]bool{}
@@ -108,6 +117,26 @@ func (s *Store) Append(ctx context.Context, entries []Entry) ([]string, error) {
 	if len(entries) == 0 {
 		return nil, ErrEmptySale
 	}
+	if err := s.prepareEntries(entries); err != nil {
+		return nil, err
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("append journal (check %s): begin: %w", entries[0].CheckID, err)
+	}
+	defer tx.Rollback()
+	ids, err := appendTx(ctx, tx, entries)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("append journal (check %s): commit: %w", entries[0].CheckID, err)
+	}
+	return ids, nil
+}
+
+// prepareEntries assigns ids, times and created lot ids, and validates.
+func (s *Store) prepareEntries(entries []Entry) error {
 	now := s.now()
 	for i := range entries {
 		e := &entries[i]
@@ -126,17 +155,17 @@ func (s *Store) Append(ctx context.Context, entries []Entry) ([]string, error) {
 			}
 		}
 		if err := e.validate(); err != nil {
-			return nil, fmt.Errorf("append journal entry %d of check %s (card %s): %w", i, e.CheckID, e.CardCode, err)
+			return fmt.Errorf("append journal entry %d of check %s (card %s): %w", i, e.CheckID, e.CardCode, err)
 		}
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("append journal (check %s): begin: %w", entries[0].CheckID, err)
-	}
-	defer tx.Rollback()
+	return nil
+}
+
+// appendTx inserts prepared entries inside tx.
+func appendTx(ctx context.Context, tx *sql.Tx, entries []Entry) ([]string, error) {
 	insE, err := tx.PrepareContext(ctx, `INSERT INTO journal
-		(id, check_id, card_code, kind, points, amount_kop, purchase_kop, note, created_ms)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		(id, check_id, card_code, kind, points, amount_kop, purchase_kop, withheld_kop, written_off, note, created_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return nil, fmt.Errorf("append journal: %w", err)
 	}
@@ -150,7 +179,7 @@ func (s *Store) Append(ctx context.Context, entries []Entry) ([]string, error) {
 	ids := make([]string, len(entries))
 	for i, e := range entries {
 		res, err := insE.ExecContext(ctx, e.ID, e.CheckID, e.CardCode, string(e.Kind), e.Points.String(),
-			e.AmountKop, e.PurchaseKop, e.Note, e.CreatedAt.UnixMilli())
+			e.AmountKop, e.PurchaseKop, e.WithheldKop, e.WrittenOff.String(), e.Note, e.CreatedAt.UnixMilli())
 		if err != nil {
 			return nil, fmt.Errorf("append journal entry %s (check %s): %w", e.ID, e.CheckID, err)
 		}
@@ -166,16 +195,15 @@ func (s *Store) Append(ctx context.Context, entries []Entry) ([]string, error) {
 		}
 		ids[i] = e.ID
 	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("append journal (check %s): commit: %w", entries[0].CheckID, err)
-	}
 	return ids, nil
 }
 
 // MarkAcked records that head office has the entries (the sync loop calls it
-// with the ids of an acknowledged batch). From then on Spendable no longer
-// counts them: head office folds them into the replica lots it sends. Unknown
-// ids are an error naming them; already acknowledged ids are fine.
+// with the ids of an acknowledged batch), so Pending stops offering them.
+// It does not change any balance: an entry leaves the balance only when a
+// replica import's watermark (folded_through) passes it, i.e. when the lots
+// head office sent already include it (see loadCard). Unknown ids are an
+// error naming them; already acknowledged ids are fine.
 func (s *Store) MarkAcked(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
@@ -220,7 +248,7 @@ func (s *Store) EntriesOfCheck(ctx context.Context, checkID string) ([]Entry, er
 
 func (s *Store) entries(ctx context.Context, where string, args ...any) ([]Entry, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT j.seq, j.id, j.check_id, j.card_code, j.kind, j.points,
-		j.amount_kop, j.purchase_kop, j.note, j.created_ms, j.acked FROM journal j `+where, args...)
+		j.amount_kop, j.purchase_kop, j.withheld_kop, j.written_off, j.note, j.created_ms, j.acked FROM journal j `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read journal: %w", err)
 	}
@@ -230,14 +258,17 @@ func (s *Store) entries(ctx context.Context, where string, args ...any) ([]Entry
 	for rows.Next() {
 		var e Entry
 		var seq, created int64
-		var pts, kind string
+		var pts, kind, wo string
 		if err := rows.Scan(&seq, &e.ID, &e.CheckID, &e.CardCode, &kind, &pts, &e.AmountKop,
-			&e.PurchaseKop, &e.Note, &created, &e.Acked); err != nil {
+			&e.PurchaseKop, &e.WithheldKop, &wo, &e.Note, &created, &e.Acked); err != nil {
 			return nil, fmt.Errorf("read journal: %w", err)
 		}
 		e.Kind = Kind(kind)
 		if e.Points, err = decimal.NewFromString(pts); err != nil {
 			return nil, fmt.Errorf("read journal entry %s: points %q: %w", e.ID, pts, err)
+		}
+		if e.WrittenOff, err = decimal.NewFromString(wo); err != nil {
+			return nil, fmt.Errorf("read journal entry %s: written_off %q: %w", e.ID, wo, err)
 		}
 		e.CreatedAt = time.UnixMilli(created)
 		out = append(out, e)

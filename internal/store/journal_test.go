@@ -13,14 +13,14 @@ import (
 
 func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
 
-// sale13 is a sale on the demo card 2900000000013 at demoNow: 150 points
+// sale13 is a sale on the demo card 2900000000018 at demoNow: 150 points
 // spent from the two active lots (soonest-expiring first), 40 earned on a
 // new lot active in 14 days, 2 000.00 roubles of purchases.
 func sale13(check string) []Entry {
 	return []Entry{
-		{CheckID: check, CardCode: "2900000000013", Kind: KindRedemption, Points: dec("-150"), AmountKop: 15000,
+		{CheckID: check, CardCode: "2900000000018", Kind: KindRedemption, Points: dec("-150"), AmountKop: 15000,
 			Lots: []LotChange{{LotID: "L-13-1", Delta: dec("-100")}, {LotID: "L-13-2", Delta: dec("-50")}}},
-		{CheckID: check, CardCode: "2900000000013", Kind: KindAccrual, Points: dec("40"), PurchaseKop: 200000,
+		{CheckID: check, CardCode: "2900000000018", Kind: KindAccrual, Points: dec("40"), PurchaseKop: 200000,
 			Lots: []LotChange{{Create: true, Delta: dec("40"), ActiveFrom: demoNow.AddDate(0, 0, 14), ExpiresAt: demoNow.AddDate(0, 0, 194)}}},
 	}
 }
@@ -161,14 +161,14 @@ func TestMarkAcked(t *testing.T) {
 	}
 }
 
-// TestSpendableArithmetic works the balance of the demo card 2900000000013
+// TestSpendableArithmetic works the balance of the demo card 2900000000018
 // at 2026-11-23 12:00 MSK through a sale, a return and acknowledgement.
 func TestSpendableArithmetic(t *testing.T) {
 	s := mustDemo(t)
 	ctx := context.Background()
 	bal := func(step string, spend, total, debt string) {
 		t.Helper()
-		b, err := s.Spendable(ctx, "2900000000013", demoNow)
+		b, err := s.Spendable(ctx, "2900000000018", demoNow)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -187,13 +187,14 @@ func TestSpendableArithmetic(t *testing.T) {
 	bal("after sale", "150", "390", "0")
 	// A return takes back 40 (the new lot) and 250 more from L-13-2, which
 	// has 150: that lot goes to −100, i.e. 100 debt.
-	if _, err := s.Append(ctx, []Entry{{CheckID: "C1", CardCode: "2900000000013", Kind: KindReversal, Points: dec("-290"),
-		PurchaseKop: -200000, Lots: []LotChange{{LotID: ids[1], Delta: dec("-40")}, {LotID: "L-13-2", Delta: dec("-250")}}}}); err != nil {
+	ret, err := s.Append(ctx, []Entry{{CheckID: "C1", CardCode: "2900000000018", Kind: KindReversal, Points: dec("-290"),
+		PurchaseKop: -200000, Lots: []LotChange{{LotID: ids[1], Delta: dec("-40")}, {LotID: "L-13-2", Delta: dec("-250")}}}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	bal("after return", "0", "100", "100") // 200 (L-13-3) − 100 debt; nothing active left
-	// Head office acknowledges everything: the replica alone counts again
-	// (its next feed would carry the folded lots).
+	// Head office acknowledges everything: nothing changes, the lots we
+	// hold do not include the entries yet.
 	p, _ := s.Pending(ctx, 100)
 	var all []string
 	for _, e := range p {
@@ -202,7 +203,21 @@ func TestSpendableArithmetic(t *testing.T) {
 	if err := s.MarkAcked(ctx, all); err != nil {
 		t.Fatal(err)
 	}
-	bal("acked", "300", "500", "0")
+	bal("acked", "0", "100", "100")
+	// Its feed folds all three entries: L-13-1 and L-13-2 at 0, the new
+	// lot 40 − 40 = 0, the 100 below zero as card debt; watermark = the
+	// return. The replica alone now gives the same balance.
+	act, exp := demoNow.AddDate(0, 0, 14), demoNow.AddDate(0, 0, 194)
+	zero := mustPoints(t, "0")
+	r := &Replica{Version: ReplicaFormatVersion,
+		Cards: []ReplicaCard{{Code: "2900000000018", Kind: "bonus", State: checkout.StateActive, Debt: mustPoints(t, "100")}},
+		Lots: []ReplicaLot{demoLot(t, "L-13-1", "0"), demoLot(t, "L-13-2", "0"),
+			{ID: ids[1], Card: "2900000000018", Points: mustPoints(t, "40"), Remaining: &zero, AccruedAt: demoNow, ActiveFrom: &act, ExpiresAt: &exp}},
+		FoldedThrough: map[string]string{s.TillID(): ret[0]}}
+	if _, err := s.Import(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	bal("folded", "0", "100", "100")
 	if _, err := s.Spendable(ctx, "0000", demoNow); err == nil {
 		t.Fatal("Spendable of an unknown card: no error")
 	}
@@ -219,7 +234,7 @@ func TestQuoteInputFillsEverything(t *testing.T) {
 	if _, err := s.Append(ctx, sale13("C1")); err != nil {
 		t.Fatal(err)
 	}
-	in, err := s.QuoteInput(ctx, check, []string{"2900000000013", "2700000000015", "2900000000013"}, demoNow)
+	in, err := s.QuoteInput(ctx, check, []string{"2900000000018", "2700000000014", "2900000000018"}, demoNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +280,7 @@ func TestQuoteInputFillsEverything(t *testing.T) {
 		t.Fatalf("family card = %+v", f)
 	}
 	// Stale counters (September) count for neither month.
-	in, err = s.QuoteInput(ctx, check, []string{"2900000000051"}, demoNow)
+	in, err = s.QuoteInput(ctx, check, []string{"2900000000056"}, demoNow)
 	if err != nil {
 		t.Fatal(err)
 	}

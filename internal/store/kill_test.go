@@ -34,7 +34,7 @@ func TestKillChild(t *testing.T) {
 		check := fmt.Sprintf("K%s-%d", round, n)
 		var es []Entry
 		for i := 0; i < 3; i++ {
-			es = append(es, Entry{CheckID: check, CardCode: "2900000000013", Kind: KindAccrual, Points: dec("1"), PurchaseKop: 100,
+			es = append(es, Entry{CheckID: check, CardCode: "2900000000018", Kind: KindAccrual, Points: dec("1"), PurchaseKop: 100,
 				Lots: []LotChange{{Create: true, Delta: dec("1"), ActiveFrom: time.Unix(1, 0)}}})
 		}
 		ids, err := s.Append(ctx, es)

@@ -16,13 +16,16 @@ import (
 // ErrUnknownCard is returned for a card code the replica does not have.
 var ErrUnknownCard = errors.New("unknown card")
 
+// ErrUnknownStore is returned for a store id the replica does not have.
+var ErrUnknownStore = errors.New("unknown store")
+
 // ErrUnknownProduct is returned for a line whose product the replica does not have.
 var ErrUnknownProduct = errors.New("unknown product")
 
 // QuoteInput loads everything the engine needs to price check with the
 // presented cards at now: product attributes on every line, each card with
-// its lots and history (replica plus journal entries head office has not
-// acknowledged), the cards' programs with their promotions, and the store's
+// its lots and history (replica plus this till's journal entries after the
+// replica's watermark), the cards' programs with their promotions, and the store's
 // time zone. Redeem and RedeemCard are left for the caller.
 func (s *Store) QuoteInput(ctx context.Context, check checkout.Check, cardCodes []string, now time.Time) (checkout.Input, error) {
 	cat, err := s.catalog(ctx)
@@ -31,7 +34,7 @@ func (s *Store) QuoteInput(ctx context.Context, check checkout.Check, cardCodes 
 	}
 	loc, ok := cat.stores[check.StoreID]
 	if !ok {
-		return checkout.Input{}, fmt.Errorf("quote check %s: unknown store %q", check.ID, check.StoreID)
+		return checkout.Input{}, fmt.Errorf("quote check %s: %w %q (not in the replica)", check.ID, ErrUnknownStore, check.StoreID)
 	}
 	in := checkout.Input{Now: now, Location: loc, TimeZone: loc.String()}
 	in.Check = check
@@ -92,17 +95,28 @@ func (s *Store) fillLines(_ context.Context, cat *catalog, lines []checkout.Line
 // loadCard builds the engine's view of one card. The arithmetic (also in
 // docs/replica.md):
 //
-//	lot remaining = replica remaining + Σ deltas of unacknowledged journal
-//	                entries on that lot
-//	new lots      = lots created by unacknowledged accruals
+//	counted       = this till's journal entries on the card after the
+//	                replica's watermark folded_through[till] (all of them
+//	                when the replica has none), acknowledged or not
+//	lot remaining = replica remaining + Σ deltas of counted entries on it
+//	new lots      = lots created by counted accruals
 //	debt          = replica debt + Σ (−remaining) of lots that went below 0
-//	                + Σ (−points) of unacknowledged entries with no lots that
-//	                take points away
+//	                + Σ (−delta) of counted negative deltas on lots the
+//	                replica does not have
+//	                + Σ (−points) of counted entries with no lots that take
+//	                points away
 //
-// Acknowledged entries are not counted: head office has folded them into the
-// replica lots it sends. A negative delta on a lot the replica no longer has
-// counts as debt (never overstates the balance); a positive one is ignored
-// until head office sends the lot again.
+// Entries at or before the watermark are already in the replica's lots, so
+// they are not counted; entries after it are not, whatever their ack state
+// (an ack only means head office has them, not that the lots we hold include
+// them). So each entry counts exactly once, in whatever order acks and
+// replica updates arrive. A lot an entry after the watermark created that the
+// replica already has is taken from the replica (never both). A positive
+// delta on a lot the replica no longer has is ignored until head office
+// sends the lot again (the till never overstates a balance).
+//
+// All reads happen in one read transaction, so the lots, the watermark and
+// the journal come from one snapshot even while an import commits.
 func (s *Store) loadCard(ctx context.Context, cat *catalog, code string, now time.Time, loc *time.Location) (checkout.Card, error) {
 	var (
 		id                       int64
@@ -112,7 +126,12 @@ func (s *Store) loadCard(ctx context.Context, cat *catalog, code string, now tim
 		accMonth, redMonth       string
 		c                        checkout.Card
 	)
-	err := s.q.card.QueryRowContext(ctx, code).Scan(&id, &kindID, &prog, &c.State, &c.BlockReason, &debt, &statsMonth,
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return checkout.Card{}, fmt.Errorf("load card: %w", err)
+	}
+	defer tx.Rollback() // read-only: nothing to commit
+	err = tx.StmtContext(ctx, s.q.card).QueryRowContext(ctx, code).Scan(&id, &kindID, &prog, &c.State, &c.BlockReason, &debt, &statsMonth,
 		&allTime, &monthP, &prevP, &accMonth, &redMonth)
 	if errors.Is(err, sql.ErrNoRows) {
 		return checkout.Card{}, ErrUnknownCard
@@ -156,7 +175,7 @@ func (s *Store) loadCard(ctx context.Context, cat *catalog, code string, now tim
 		return checkout.Card{}, err
 	}
 
-	lots, err := s.replicaLots(ctx, id)
+	lots, err := s.replicaLots(ctx, tx, id)
 	if err != nil {
 		return checkout.Card{}, err
 	}
@@ -164,7 +183,11 @@ func (s *Store) loadCard(ctx context.Context, cat *catalog, code string, now tim
 	for i, l := range lots {
 		byID[l.ID] = i
 	}
-	entries, err := s.pendingForCard(ctx, code)
+	wm, err := s.watermark(ctx, tx)
+	if err != nil {
+		return checkout.Card{}, err
+	}
+	entries, err := s.unfoldedForCard(ctx, tx, code, wm)
 	if err != nil {
 		return checkout.Card{}, err
 	}
@@ -192,6 +215,13 @@ func (s *Store) loadCard(ctx context.Context, cat *catalog, code string, now tim
 		}
 		for _, lc := range e.Lots {
 			if i, ok := byID[lc.LotID]; ok {
+				if lc.Create {
+					// The replica already holds this lot although the
+					// watermark says it has not folded the entry: trust the
+					// replica rather than count the lot twice.
+					s.log.Warn("replica has a lot the journal creates after the watermark", "card", code, "lot", lc.LotID, "entry", e.ID, "folded_through", wm)
+					continue
+				}
 				lots[i].Remaining = lots[i].Remaining.Add(checkout.PointsOf(lc.Delta))
 				continue
 			}
@@ -246,8 +276,8 @@ func expiresBefore(a, b checkout.Lot) bool {
 	return a.ExpiresAt.Before(*b.ExpiresAt)
 }
 
-func (s *Store) replicaLots(ctx context.Context, cardID int64) ([]checkout.Lot, error) {
-	rows, err := s.q.lots.QueryContext(ctx, cardID)
+func (s *Store) replicaLots(ctx context.Context, tx *sql.Tx, cardID int64) ([]checkout.Lot, error) {
+	rows, err := tx.StmtContext(ctx, s.q.lots).QueryContext(ctx, cardID)
 	if err != nil {
 		return nil, fmt.Errorf("load lots: %w", err)
 	}
@@ -277,10 +307,41 @@ func (s *Store) replicaLots(ctx context.Context, cardID int64) ([]checkout.Lot, 
 	return out, rows.Err()
 }
 
-// pendingForCard returns the card's unacknowledged journal entries with
-// their lot changes, in append order: two queries on the partial index.
-func (s *Store) pendingForCard(ctx context.Context, code string) ([]Entry, error) {
-	rows, err := s.q.pending.QueryContext(ctx, code)
+// foldedKey is the replica_meta key of a till's watermark.
+func foldedKey(tillID string) string { return "folded_through:" + tillID }
+
+// watermark is the last of this till's journal ids head office has folded
+// into the replica's lots ("" when the replica says nothing).
+func (s *Store) watermark(ctx context.Context, tx *sql.Tx) (string, error) {
+	var wm string
+	err := tx.StmtContext(ctx, s.q.folded).QueryRowContext(ctx, foldedKey(s.tillID)).Scan(&wm)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("read replica watermark: %w", err)
+	}
+	return wm, nil
+}
+
+// FoldedThrough returns the replica's watermark for this till: the last of
+// its journal ids the replica's lots include ("" when none).
+func (s *Store) FoldedThrough(ctx context.Context) (string, error) {
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return "", fmt.Errorf("store %s: %w", s.path, err)
+	}
+	defer tx.Rollback()
+	return s.watermark(ctx, tx)
+}
+
+// unfoldedForCard returns this till's journal entries on the card after the
+// watermark wm, with their lot changes, in append order: two range scans of
+// the (card_code, id) index. Ids of one till sort in the order they were
+// made, and every id of this till lies in [tillID+"-", tillID+".").
+func (s *Store) unfoldedForCard(ctx context.Context, tx *sql.Tx, code, wm string) ([]Entry, error) {
+	lo, hi := s.tillID+"-", s.tillID+"."
+	if wm > lo {
+		lo = wm
+	}
+	rows, err := tx.StmtContext(ctx, s.q.pending).QueryContext(ctx, code, lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("load journal: %w", err)
 	}
@@ -306,7 +367,7 @@ func (s *Store) pendingForCard(ctx context.Context, code string) ([]Entry, error
 	if err := rows.Err(); err != nil || len(out) == 0 {
 		return out, err
 	}
-	rows, err = s.q.pendingLots.QueryContext(ctx, code)
+	rows, err = tx.StmtContext(ctx, s.q.pendingLots).QueryContext(ctx, code, lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("load journal lots: %w", err)
 	}
@@ -339,8 +400,8 @@ type Balance struct {
 	Debt      checkout.Points `json:"debt"`
 }
 
-// Spendable returns the card's balance at now: replica lots plus journal
-// entries not yet acknowledged by head office (see loadCard).
+// Spendable returns the card's balance at now: replica lots plus this
+// till's journal entries after the replica's watermark (see loadCard).
 func (s *Store) Spendable(ctx context.Context, code string, now time.Time) (Balance, error) {
 	cat, err := s.catalog(ctx)
 	if err != nil {
@@ -384,7 +445,7 @@ func parseDec(s, what string) (decimal.Decimal, error) {
 // readQueries are the statements of the quote path, prepared once on the
 // read pool (database/sql re-prepares them per connection as needed).
 type readQueries struct {
-	card, lots, pending, pendingLots *sql.Stmt
+	card, lots, pending, pendingLots, folded *sql.Stmt
 }
 
 func (s *Store) prepareReads(ctx context.Context) error {
@@ -402,11 +463,13 @@ func (s *Store) prepareReads(ctx context.Context) error {
 		FROM cards WHERE code = ?`)
 	s.q.lots = prep(`SELECT lot_id, points, remaining, accrued_at, active_from, expires_at, check_id
 		FROM lots WHERE card_id = ?`)
+	// id > lo: the watermark itself is folded.
 	s.q.pending = prep(`SELECT seq, id, check_id, kind, points, amount_kop, purchase_kop, created_ms
-		FROM journal WHERE card_code = ? AND acked = 0 ORDER BY seq`)
+		FROM journal WHERE card_code = ? AND id > ? AND id < ? ORDER BY seq`)
 	s.q.pendingLots = prep(`SELECT jl.entry_seq, jl.lot_id, jl.delta, jl.created, jl.active_from, jl.expires_at
 		FROM journal j JOIN journal_lots jl ON jl.entry_seq = j.seq
-		WHERE j.card_code = ? AND j.acked = 0 ORDER BY jl.entry_seq, jl.lot_id`)
+		WHERE j.card_code = ? AND j.id > ? AND j.id < ? ORDER BY jl.entry_seq, jl.lot_id`)
+	s.q.folded = prep(`SELECT value FROM replica_meta WHERE key = ?`)
 	if err != nil {
 		return fmt.Errorf("store %s: prepare: %w", s.path, err)
 	}

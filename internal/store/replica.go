@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -38,6 +39,11 @@ type Replica struct {
 	Cards      []ReplicaCard      `json:"cards,omitempty"`
 	Lots       []ReplicaLot       `json:"lots,omitempty"`
 	CardKeys   []ReplicaCardKey   `json:"card_keys,omitempty"`
+	// FoldedThrough maps a till id to the last of that till's journal ids
+	// whose effects the lots in this replica include (head office folds a
+	// till's entries in id order). The till counts only its entries after it
+	// (docs/replica.md, "A card's balance").
+	FoldedThrough map[string]string `json:"folded_through,omitempty"`
 }
 
 // ReplicaStore is a shop of the chain.
@@ -227,6 +233,9 @@ func decodeReplica(js []byte) (*Replica, error) {
 			r.Lots, err = decodeSection[ReplicaLot](k, raw)
 		case "card_keys":
 			r.CardKeys, err = decodeSection[ReplicaCardKey](k, raw)
+		case "folded_through":
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			err = dec.Decode(&r.FoldedThrough)
 		default:
 			err = fmt.Errorf("unknown section %q", k)
 		}
@@ -257,6 +266,12 @@ func decodeSection[T any](section string, raw json.RawMessage) ([]T, error) {
 		dec := json.NewDecoder(bytes.NewReader(it))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&out[i]); err != nil {
+			var ute *json.UnmarshalTypeError
+			if errors.As(err, &ute) && ute.Value == "number" && ute.Type != nil && ute.Type.Kind() == reflect.String {
+				// YAML reads an unquoted 2900000000018 as a number; codes
+				// and ids are text (leading zeros, 13+ digits).
+				err = fmt.Errorf("%s is a number, want text: quote it (%s: \"%s\")", ute.Field, lastField(ute.Field), numberAt(it, ute.Offset))
+			}
 			return nil, &RecordError{Section: section, Index: i, Key: recordKey(it), Err: err}
 		}
 	}
@@ -264,19 +279,46 @@ func decodeSection[T any](section string, raw json.RawMessage) ([]T, error) {
 }
 
 // recordKey names a raw record by its id or code, as far as it can be read.
+// A number is shown as written (UseNumber), never as 2.900000000018e+12.
 func recordKey(raw json.RawMessage) string {
 	var m map[string]any
-	if json.Unmarshal(raw, &m) == nil {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if dec.Decode(&m) == nil {
 		for _, k := range []string{"id", "code"} {
 			switch v := m[k].(type) {
 			case string:
 				return fmt.Sprintf("%s %q", k, v)
-			case float64:
-				return fmt.Sprintf("%s %v", k, v)
+			case json.Number:
+				return fmt.Sprintf("%s %q", k, v.String())
 			}
 		}
 	}
 	return "(no id)"
+}
+
+func lastField(f string) string {
+	if i := strings.LastIndexByte(f, '.'); i >= 0 {
+		return f[i+1:]
+	}
+	return f
+}
+
+// numberAt returns the number that ends at byte offset end of raw (where
+// the decoder reports a type error), for the hint.
+func numberAt(raw []byte, end int64) string {
+	if end <= 0 || end > int64(len(raw)) {
+		return "…"
+	}
+	i := int(end)
+	j := i
+	for j > 0 && strings.IndexByte("0123456789.-+eE", raw[j-1]) >= 0 {
+		j--
+	}
+	if j == i {
+		return "…"
+	}
+	return string(raw[j:i])
 }
 
 // yamlToJSON turns a YAML document into the equivalent JSON, keeping scalars
@@ -379,11 +421,11 @@ func scalarValue(n *yaml.Node) (any, error) {
 // ---------------------------------------------------------------- checks --
 
 // RecordError names the record a problem is in: `cards[12] code
-// "2900000000013": unknown program "P9"`.
+// "2900000000018": unknown program "P9"`.
 type RecordError struct {
 	Section string // "cards"
 	Index   int
-	Key     string // `code "2900000000013"`
+	Key     string // `code "2900000000018"`
 	Err     error
 }
 
@@ -607,6 +649,19 @@ func (r *Replica) Validate(exists Exists) error {
 			if !l.ExpiresAt.After(from) {
 				bad("lots", i, key, "expires_at not after active_from")
 			}
+		}
+	}
+	tills := make([]string, 0, len(r.FoldedThrough))
+	for till := range r.FoldedThrough {
+		tills = append(tills, till)
+	}
+	sort.Strings(tills) // errors in a stable order
+	for _, till := range tills {
+		id := r.FoldedThrough[till]
+		rest, ok := strings.CutPrefix(id, till+"-")
+		_, _, _, err := decodeULID(rest)
+		if !idRe.MatchString(till) || !ok || err != nil {
+			errs = append(errs, fmt.Errorf("folded_through %q: %q is not a journal id of that till (%s-<26 characters>)", till, id, till))
 		}
 	}
 	keyIDs := map[uint16]bool{}

@@ -60,7 +60,7 @@ func TestImportDemo(t *testing.T) {
 	}
 	// Defaults applied: L-13-2 has no remaining → all 200 remain.
 	var rem string
-	if err := s.r.QueryRowContext(ctx, `SELECT remaining FROM lots l JOIN cards c ON c.id = l.card_id WHERE c.code = '2900000000013' AND lot_id = 'L-13-2'`).Scan(&rem); err != nil || rem != "200" {
+	if err := s.r.QueryRowContext(ctx, `SELECT remaining FROM lots l JOIN cards c ON c.id = l.card_id WHERE c.code = '2900000000018' AND lot_id = 'L-13-2'`).Scan(&rem); err != nil || rem != "200" {
 		t.Fatalf("L-13-2 remaining = %q (%v), want 200", rem, err)
 	}
 	// Promotions are merged into their program on load.
@@ -104,8 +104,8 @@ const minimal = `{
  "products": [{"id": "p1", "name": "P", "group": "g", "vat": "vat20"}],
  "programs": [{"id": "P1", "name": "Prog", "point_value": "1", "point_rounding": {"scale": 0}, "redemption": {}, "negative_balance": {}}],
  "card_kinds": [{"id": "k", "name": "K", "kind": "bonus", "program": "P1"}],
- "cards": [{"code": "2900000000013", "kind": "k", "state": "active"}],
- "lots": [{"id": "L1", "card": "2900000000013", "points": "10", "accrued_at": "2026-01-01T00:00:00Z"}]
+ "cards": [{"code": "2900000000018", "kind": "k", "state": "active"}],
+ "lots": [{"id": "L1", "card": "2900000000018", "points": "10", "accrued_at": "2026-01-01T00:00:00Z"}]
 }`
 
 func TestImportErrorsNameTheRecord(t *testing.T) {
@@ -114,10 +114,10 @@ func TestImportErrorsNameTheRecord(t *testing.T) {
 		name, old, new, want string
 	}{
 		{"unknown program", `"program": "P1"}]`, `"program": "P9"}]`, `card_kinds[0] id "k": unknown program "P9"`},
-		{"card program", `"kind": "k", "state": "active"`, `"kind": "k", "program": "P9", "state": "active"`, `cards[0] code "2900000000013": unknown program "P9"`},
-		{"card state", `"state": "active"`, `"state": "frozen"`, `cards[0] code "2900000000013": state "frozen"`},
-		{"blocked without reason", `"state": "active"`, `"state": "blocked"`, `cards[0] code "2900000000013": blocked card needs a block_reason`},
-		{"lot of unknown card", `"card": "2900000000013"`, `"card": "1"`, `lots[0] id "L1": unknown card "1"`},
+		{"card program", `"kind": "k", "state": "active"`, `"kind": "k", "program": "P9", "state": "active"`, `cards[0] code "2900000000018": unknown program "P9"`},
+		{"card state", `"state": "active"`, `"state": "frozen"`, `cards[0] code "2900000000018": state "frozen"`},
+		{"blocked without reason", `"state": "active"`, `"state": "blocked"`, `cards[0] code "2900000000018": blocked card needs a block_reason`},
+		{"lot of unknown card", `"card": "2900000000018"`, `"card": "1"`, `lots[0] id "L1": unknown card "1"`},
 		{"remaining above points", `"points": "10",`, `"points": "10", "remaining": "11",`, `lots[0] id "L1": remaining 11 outside 0..10`},
 		{"bad vat", `"vat20"`, `"vat18"`, `products[0] id "p1": vat "vat18"`},
 		{"unknown group", `"group": "g"`, `"group": "h"`, `products[0] id "p1": unknown group "h"`},
@@ -126,11 +126,12 @@ func TestImportErrorsNameTheRecord(t *testing.T) {
 		{"unknown field", `"holder_name"`, `"holder_name"`, ``}, // placeholder, replaced below
 		{"money precision", `"point_value": "1"`, `"point_value": "1.001"`, `programs[0] id "P1": parse money "1.001": more than 2 decimal places`},
 		{"date without time", `"accrued_at": "2026-01-01T00:00:00Z"`, `"accrued_at": "2026-01-01"`, `lots[0] id "L1": parsing time "2026-01-01"`},
-		{"wrong type", `"state": "active"`, `"state": 1`, `cards[0] code "2900000000013": json: cannot unmarshal number`},
+		{"wrong type", `"state": "active"`, `"state": 1`, `cards[0] code "2900000000018": state is a number, want text`},
 		{"unknown section", `"version": 1,`, `"version": 1, "coupons": [],`, `unknown section "coupons"`},
 		{"version", `"version": 1`, `"version": 2`, `version 2: this build reads version 1`},
+		{"unquoted code", `"code": "2900000000018"`, `"code": 2900000000018`, `cards[0] code "2900000000018": code is a number, want text: quote it (code: "2900000000018")`},
 	}
-	cases[10] = struct{ name, old, new, want string }{"unknown field", `"state": "active"`, `"state": "active", "colour": "red"`, `cards[0] code "2900000000013": json: unknown field "colour"`}
+	cases[10] = struct{ name, old, new, want string }{"unknown field", `"state": "active"`, `"state": "active", "colour": "red"`, `cards[0] code "2900000000018": json: unknown field "colour"`}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if !strings.Contains(minimal, c.old) {
@@ -163,7 +164,7 @@ func TestImportReferencesExistingRecords(t *testing.T) {
 	delta := `{"version": 1,
 	 "cards": [{"code": "2900000009999", "kind": "bonus", "state": "issued"}],
 	 "lots": [{"id": "N1", "card": "2900000009999", "points": "5", "accrued_at": "2026-11-01T00:00:00Z"},
-	          {"id": "L-13-1", "card": "2900000000013", "points": "150", "remaining": "90", "accrued_at": "2026-06-01T10:00:00+03:00",
+	          {"id": "L-13-1", "card": "2900000000018", "points": "150", "remaining": "90", "accrued_at": "2026-06-01T10:00:00+03:00",
 	           "active_from": "2026-06-15T10:00:00+03:00", "expires_at": "2026-12-12T10:00:00+03:00"}]}`
 	r, err := ParseReplica([]byte(delta), "json")
 	if err != nil {
@@ -172,7 +173,7 @@ func TestImportReferencesExistingRecords(t *testing.T) {
 	if _, err := s.Import(ctx, r); err != nil {
 		t.Fatalf("import delta: %v", err)
 	}
-	b, err := s.Spendable(ctx, "2900000000013", demoNow)
+	b, err := s.Spendable(ctx, "2900000000018", demoNow)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,11 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,12 +21,83 @@ import (
 // the replica lacks counts as debt (see loadCard).
 const DebtLot = "~debt"
 
+// ErrCheckConflict is returned when a sale (by check id) or a return (by
+// return id) that is already recorded is recorded again with different
+// journal effects: the till never writes two versions of one document.
+var ErrCheckConflict = errors.New("already recorded with a different payload")
+
+// recordOnce appends entries as the document (kind "sale" keyed by check
+// id, "return" by return id) unless it is already recorded, in one
+// transaction with its row in recorded. A replay with the same entries
+// returns the first ids and writes nothing; different entries are
+// ErrCheckConflict. A document with no entries is recorded too, so a later
+// different payload under its key is still refused.
+func (s *Store) recordOnce(ctx context.Context, kind, key, checkID string, es []Entry) ([]string, error) {
+	if key == "" {
+		return nil, fmt.Errorf("empty %s key", kind)
+	}
+	// The digest covers the entries as built, before ids and times exist.
+	body, err := json.Marshal(es)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(body)
+	digest := hex.EncodeToString(sum[:])
+
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	var oldDigest, oldIDs string
+	err = tx.QueryRowContext(ctx, `SELECT digest, entry_ids FROM recorded WHERE kind = ? AND key = ?`, kind, key).Scan(&oldDigest, &oldIDs)
+	switch {
+	case err == nil:
+		if oldDigest != digest {
+			return nil, fmt.Errorf("%s %s: %w", kind, key, ErrCheckConflict)
+		}
+		var ids []string
+		if err := json.Unmarshal([]byte(oldIDs), &ids); err != nil {
+			return nil, fmt.Errorf("%s %s: stored entry ids %q: %w", kind, key, oldIDs, err)
+		}
+		s.log.Info("replayed "+kind+" ignored", "key", key, "check", checkID)
+		return ids, nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("look up %s %s: %w", kind, key, err)
+	}
+	ids := []string{}
+	if len(es) > 0 {
+		if err := s.prepareEntries(es); err != nil {
+			return nil, err
+		}
+		if ids, err = appendTx(ctx, tx, es); err != nil {
+			return nil, err
+		}
+	}
+	idsJSON, _ := json.Marshal(ids)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO recorded(kind, key, check_id, digest, entry_ids, created_ms) VALUES (?, ?, ?, ?, ?, ?)`,
+		kind, key, checkID, digest, string(idsJSON), s.now().UnixMilli()); err != nil {
+		return nil, fmt.Errorf("record %s %s: %w", kind, key, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	return ids, nil
+}
+
 // RecordSale writes what a priced and paid check did to its cards, in one
 // transaction: per card a redemption entry (the lots consumed) and an
 // accrual entry (the lots created, and the check's sum after discounts as
 // the card's purchase, which tiers and cumulative discounts count). Cards
 // that neither earn, spend nor get a discount (blocked) get no entry;
 // referral cards earn but record no purchase. It returns the entry ids.
+//
+// It is idempotent per check id: recording the same result again returns
+// the ids written the first time and writes nothing; a different result
+// under the same check id is ErrCheckConflict.
 func (s *Store) RecordSale(ctx context.Context, res checkout.Result) ([]string, error) {
 	var es []Entry
 	net := res.Sum.Sub(res.Discount).Kopecks()
@@ -54,28 +130,33 @@ func (s *Store) RecordSale(ctx context.Context, res checkout.Result) ([]string, 
 			es = append(es, e)
 		}
 	}
-	if len(es) == 0 {
-		return nil, nil
-	}
-	ids, err := s.Append(ctx, es)
+	ids, err := s.recordOnce(ctx, "sale", res.CheckID, res.CheckID, es)
 	if err != nil {
 		return nil, fmt.Errorf("record sale %s: %w", res.CheckID, err)
 	}
 	return ids, nil
 }
 
-// RecordReturn writes a return against original in one transaction: per card
-// a reversal entry that gives spent points back to their lots, takes the
-// reversed accrual from the lots the engine debited, and books any debt on
-// DebtLot. Written-off points change no balance. The returned lines' share
-// of the check's sum after discounts is taken off the purchase history of
-// customer cards.
-func (s *Store) RecordReturn(ctx context.Context, original checkout.Result, rr checkout.ReturnResult) ([]string, error) {
+// RecordReturn writes return returnID against original in one transaction:
+// per card a reversal entry that gives spent points back to their lots (and,
+// on the card that paid, the roubles they paid as a negative AmountKop),
+// takes the reversed accrual from the lots the engine debited, books any
+// debt on DebtLot, and carries the money withheld from the refund and the
+// points written off (neither changes the balance). The returned lines'
+// share of the check's sum after discounts is taken off the purchase
+// history of customer cards.
+//
+// It is idempotent per returnID, like RecordSale per check id.
+func (s *Store) RecordReturn(ctx context.Context, returnID string, original checkout.Result, rr checkout.ReturnResult) ([]string, error) {
 	kinds := map[string]checkout.CardKind{}
 	for _, c := range original.Cards {
 		kinds[c.Code] = c.Kind
 	}
 	refund := returnedNet(original, rr).Kopecks()
+	spender := ""
+	if original.Redemption != nil {
+		spender = original.Redemption.Card
+	}
 	var es []Entry
 	for _, c := range rr.Cards {
 		e := Entry{CheckID: rr.CheckID, CardCode: c.Code, Kind: KindReversal}
@@ -105,18 +186,44 @@ func (s *Store) RecordReturn(ctx context.Context, original checkout.Result, rr c
 		if k, ok := kinds[c.Code]; ok && k != checkout.KindReferral {
 			e.PurchaseKop = -refund
 		}
-		if len(e.Lots) > 0 || e.PurchaseKop != 0 {
+		if c.Code == spender && c.Restored.IsPositive() {
+			e.AmountKop = -restoredMoney(original, rr).Kopecks()
+		}
+		e.WithheldKop = c.Withheld.Kopecks()
+		e.WrittenOff = c.WrittenOff.Decimal()
+		if len(e.Lots) > 0 || e.PurchaseKop != 0 || e.AmountKop != 0 || e.WithheldKop != 0 || !e.WrittenOff.IsZero() {
 			es = append(es, e)
 		}
 	}
-	if len(es) == 0 {
-		return nil, nil
-	}
-	ids, err := s.Append(ctx, es)
+	ids, err := s.recordOnce(ctx, "return", returnID, rr.CheckID, es)
 	if err != nil {
-		return nil, fmt.Errorf("record return on %s: %w", rr.CheckID, err)
+		return nil, fmt.Errorf("record return %s on %s: %w", returnID, rr.CheckID, err)
 	}
 	return ids, nil
+}
+
+// restoredMoney is the roubles the restored points had paid: per returned
+// line, the line's money paid with points × restored points / points spent
+// on the line, half up to the kopeck per line. A full return gives back
+// exactly the line's Redeemed.
+func restoredMoney(original checkout.Result, rr checkout.ReturnResult) checkout.Money {
+	total := checkout.Money{}
+	for _, rl := range rr.Lines {
+		if !rl.RestoredPoints.IsPositive() {
+			continue
+		}
+		for _, ol := range original.Lines {
+			if ol.No != rl.No || !ol.RedeemedPoints.IsPositive() {
+				continue
+			}
+			if rl.RestoredPoints.Cmp(ol.RedeemedPoints) == 0 {
+				total = total.Add(ol.Redeemed)
+			} else {
+				total = total.Add(checkout.MoneyHalfUp(ol.Redeemed.Decimal().Mul(rl.RestoredPoints.Decimal()).Div(ol.RedeemedPoints.Decimal())))
+			}
+		}
+	}
+	return total
 }
 
 // ReturnInput loads the cards of original in their current state (lots,

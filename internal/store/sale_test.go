@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -29,7 +30,7 @@ func basket() checkout.Check {
 func TestSaleAndReturnRoundTrip(t *testing.T) {
 	s := mustDemo(t)
 	ctx := context.Background()
-	cards := []string{"2900000000013", "2600000000016"}
+	cards := []string{"2900000000018", "2600000000017"}
 	in, err := s.QuoteInput(ctx, basket(), cards, demoNow)
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +49,21 @@ func TestSaleAndReturnRoundTrip(t *testing.T) {
 	if len(ids) != 3 {
 		t.Fatalf("RecordSale wrote %d entries, want 3", len(ids))
 	}
+	// A replay of the same check writes nothing and returns the same ids.
+	again, err := s.RecordSale(ctx, res)
+	if err != nil || strings.Join(again, ",") != strings.Join(ids, ",") {
+		t.Fatalf("replayed RecordSale = %v, %v; want the first ids %v", again, err, ids)
+	}
+	if es, _ := s.EntriesOfCheck(ctx, res.CheckID); len(es) != 3 {
+		t.Fatalf("journal holds %d entries of the check after a replay, want 3", len(es))
+	}
+	// The same check id with another payload is refused.
+	other := res
+	other.Cards = append([]checkout.CardResult(nil), res.Cards...)
+	other.Cards[0].Accrued = other.Cards[0].Accrued.Add(checkout.MustPoints("1"))
+	if _, err := s.RecordSale(ctx, other); !errors.Is(err, ErrCheckConflict) {
+		t.Fatalf("RecordSale of another payload under check %s: %v, want ErrCheckConflict", res.CheckID, err)
+	}
 	for _, c := range res.Cards {
 		b, err := s.Spendable(ctx, c.Code, demoNow)
 		if err != nil {
@@ -59,7 +75,7 @@ func TestSaleAndReturnRoundTrip(t *testing.T) {
 		}
 	}
 	// Worked: 300 − 66 = 234 spendable, 500 − 66 + 15 = 449 balance.
-	if b, _ := s.Spendable(ctx, "2900000000013", demoNow); b.Spendable.String() != "234" || b.Total.String() != "449" {
+	if b, _ := s.Spendable(ctx, "2900000000018", demoNow); b.Spendable.String() != "234" || b.Total.String() != "449" {
 		t.Fatalf("card 13 after the sale = %+v, want 234/449", b)
 	}
 	// The next quote sees the sale in the card's history.
@@ -88,10 +104,23 @@ func TestSaleAndReturnRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RecordReturn(ctx, res, rr); err != nil {
+	rids, err := s.RecordReturn(ctx, "R1", res, rr)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []struct{ code, spend, total string }{{"2900000000013", "300", "500"}, {"2600000000016", "700", "700"}} {
+	if again, err := s.RecordReturn(ctx, "R1", res, rr); err != nil || strings.Join(again, ",") != strings.Join(rids, ",") {
+		t.Fatalf("replayed RecordReturn = %v, %v; want %v", again, err, rids)
+	}
+	// The 66 points restored had paid 66.00 roubles: the card's reversal
+	// gives them back.
+	es, _ := s.EntriesOfCheck(ctx, res.CheckID)
+	if len(es) != 5 {
+		t.Fatalf("journal holds %d entries of the check, want 3 + 2", len(es))
+	}
+	if e := es[3]; e.CardCode != "2900000000018" || e.Kind != KindReversal || e.AmountKop != -6600 {
+		t.Fatalf("card 13 reversal = %+v, want amount_kop -6600", e)
+	}
+	for _, w := range []struct{ code, spend, total string }{{"2900000000018", "300", "500"}, {"2600000000017", "700", "700"}} {
 		b, err := s.Spendable(ctx, w.code, demoNow.Add(time.Hour))
 		if err != nil {
 			t.Fatal(err)
@@ -118,18 +147,18 @@ func TestRecordReturnBooksDebt(t *testing.T) {
 	// 10 became debt.
 	// One of two units of a 200.00 line with 10.00 discount comes back:
 	// 95.00 leaves the purchase history.
-	orig := checkout.Result{CheckID: "X1", StoreID: "S001", Cards: []checkout.CardResult{{Code: "2700000000015", Kind: checkout.KindCombined}},
+	orig := checkout.Result{CheckID: "X1", StoreID: "S001", Cards: []checkout.CardResult{{Code: "2700000000014", Kind: checkout.KindCombined}},
 		Lines: []checkout.LineResult{{No: 1, Qty: checkout.MustQty("2"), Sum: checkout.MustMoney("200.00"), Discount: checkout.MustMoney("10.00")}}}
 	rr := checkout.ReturnResult{CheckID: "X1", Refund: checkout.MustMoney("80.00"),
 		Lines: []checkout.ReturnLineResult{{No: 1, Qty: checkout.MustQty("1")}}, Cards: []checkout.ReturnCardResult{{
-			Code: "2700000000015", Reversed: checkout.MustPoints("30"),
+			Code: "2700000000014", Reversed: checkout.MustPoints("30"),
 			LotsDebited: []checkout.LotUse{{LotID: "L-15-1", Points: checkout.MustPoints("20")}},
 			DebtAdded:   checkout.MustPoints("10"),
 		}}}
-	if _, err := s.RecordReturn(ctx, orig, rr); err != nil {
+	if _, err := s.RecordReturn(ctx, "R1", orig, rr); err != nil {
 		t.Fatal(err)
 	}
-	b, err := s.Spendable(ctx, "2700000000015", demoNow)
+	b, err := s.Spendable(ctx, "2700000000014", demoNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +181,7 @@ func TestStoreAgreesWithEngine(t *testing.T) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(7, 11))
 	products := []string{"1001", "1002", "1003", "1004", "1101", "1103", "1201", "1301", "1401", "1501", "2001", "2101", "2102", "2201", "3001", "4002"}
-	cardSets := [][]string{{"2900000000013"}, {"2900000000044"}, {"2700000000015"}, {"2900000000020"}, {"2900000000013", "2600000000016"}, {"2800000000014"}}
+	cardSets := [][]string{{"2900000000018"}, {"2900000000049"}, {"2700000000014"}, {"2900000000025"}, {"2900000000018", "2600000000017"}, {"2800000000011"}}
 	recorded, redeemed := 0, 0
 	for i := 0; i < 40; i++ {
 		check := checkout.Check{ID: fmt.Sprintf("R%d", i), StoreID: "S001"}
@@ -202,5 +231,63 @@ func TestStoreAgreesWithEngine(t *testing.T) {
 	}
 	if recorded < 30 || redeemed < 5 {
 		t.Fatalf("only %d sales recorded, %d with a redemption: the generator no longer exercises the store", recorded, redeemed)
+	}
+}
+
+// TestRecordReturnMoneySide: the reversal carries the roubles the restored
+// points had paid (negative), the money withheld from the refund and the
+// points written off; a second return id is a separate return, the same id
+// with another payload a conflict.
+func TestRecordReturnMoneySide(t *testing.T) {
+	s := mustDemo(t)
+	ctx := context.Background()
+	// Two lines paid partly with 66 points (43.01 + 22.99 roubles).
+	orig := checkout.Result{CheckID: "X2", StoreID: "S001",
+		Cards:      []checkout.CardResult{{Code: "2900000000018", Kind: checkout.KindBonus}},
+		Redemption: &checkout.Redemption{Card: "2900000000018", Points: checkout.MustPoints("66"), Money: checkout.MustMoney("66.00")},
+		Lines: []checkout.LineResult{
+			{No: 1, Qty: checkout.MustQty("2"), Sum: checkout.MustMoney("179.80"), Redeemed: checkout.MustMoney("43.01"), RedeemedPoints: checkout.MustPoints("43")},
+			{No: 2, Qty: checkout.MustQty("1"), Sum: checkout.MustMoney("65.00"), Redeemed: checkout.MustMoney("22.99"), RedeemedPoints: checkout.MustPoints("23")},
+		}}
+	// One milk of two (21 of its 43 points: 43.01 × 21 / 43 = 21.0048… →
+	// 21.00, half up) and the bread (all 23 points: exactly 22.99) come
+	// back. 15 accrued points were already spent: 5 withheld as 5.00, 10
+	// written off.
+	rr := checkout.ReturnResult{CheckID: "X2", Refund: checkout.MustMoney("98.90"), Withheld: checkout.MustMoney("5.00"),
+		Lines: []checkout.ReturnLineResult{
+			{No: 1, Qty: checkout.MustQty("1"), RestoredPoints: checkout.MustPoints("21")},
+			{No: 2, Qty: checkout.MustQty("1"), RestoredPoints: checkout.MustPoints("23")},
+		},
+		Cards: []checkout.ReturnCardResult{{Code: "2900000000018", Restored: checkout.MustPoints("44"), Reversed: checkout.MustPoints("15"),
+			LotsRestored: []checkout.LotUse{{LotID: "L-13-1", Points: checkout.MustPoints("44")}},
+			Withheld:     checkout.MustMoney("5.00"), WrittenOff: checkout.MustPoints("10")}}}
+	ids, err := s.RecordReturn(ctx, "X2-R1", orig, rr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := s.EntriesOfCheck(ctx, "X2")
+	if err != nil || len(es) != 1 || es[0].ID != ids[0] {
+		t.Fatalf("entries of X2 = %+v, %v; want the one reversal %v", es, err, ids)
+	}
+	e := es[0]
+	if e.AmountKop != -4399 || e.WithheldKop != 500 || e.WrittenOff.String() != "10" || e.Points.String() != "44" {
+		t.Fatalf("reversal = amount %d withheld %d written off %s points %s; want -4399, 500, 10, 44",
+			e.AmountKop, e.WithheldKop, e.WrittenOff, e.Points)
+	}
+	// Written-off points and withheld money change no balance: 300 + 44.
+	if b, _ := s.Spendable(ctx, "2900000000018", demoNow); b.Spendable.String() != "344" {
+		t.Fatalf("spendable after the return = %s, want 344", b.Spendable)
+	}
+	if again, err := s.RecordReturn(ctx, "X2-R1", orig, rr); err != nil || len(again) != 1 || again[0] != ids[0] {
+		t.Fatalf("replayed return = %v, %v; want %v", again, err, ids)
+	}
+	changed := rr
+	changed.Cards = append([]checkout.ReturnCardResult(nil), rr.Cards...)
+	changed.Cards[0].WrittenOff = checkout.MustPoints("11")
+	if _, err := s.RecordReturn(ctx, "X2-R1", orig, changed); !errors.Is(err, ErrCheckConflict) {
+		t.Fatalf("return X2-R1 with another payload: %v, want ErrCheckConflict", err)
+	}
+	if es, _ := s.EntriesOfCheck(ctx, "X2"); len(es) != 1 {
+		t.Fatalf("entries of X2 after replay and conflict = %d, want 1", len(es))
 	}
 }
