@@ -58,3 +58,16 @@ func TestListHIDMarksScanners(t *testing.T) {
 		t.Errorf("unconfigured scanner:\n%s", out.String())
 	}
 }
+
+type noCgoBus struct{ listBus }
+
+func (noCgoBus) Supported() bool { return false }
+
+// Built without cgo, tillctl devices says so plainly instead of listing nothing.
+func TestListHIDWithoutCgo(t *testing.T) {
+	var out bytes.Buffer
+	listHID(&out, noCgoBus{}, hidscan.AccessCheck{})
+	if got := out.String(); !strings.Contains(got, "built without cgo") || !strings.Contains(got, "CGO_ENABLED=1") {
+		t.Errorf("%s", got)
+	}
+}

@@ -31,7 +31,7 @@ func runEmulatePrinter(ctx context.Context, args []string) error {
 	silence := fs.Float64("silence", 0, "probability of ignoring a frame")
 	delay := fs.Duration("delay", 0, "delay every answer by this much")
 	powerCut := fs.Float64("power-cut", 0, "probability of a power cut around each command")
-	powerOff := fs.Duration("power-off", 2*time.Second, "how long a random power cut lasts")
+	powerOff := fs.Duration("power-off", 2*time.Second, "how long a power cut (random or KIND@CMD) lasts")
 	seed := fs.Uint64("seed", 1, "seed of the random faults")
 	lastFD := fs.Uint("last-fd", 0, "last fiscal document number in the FN at start")
 	zeroDenied := fs.Bool("deny-zero", false, "refuse zero-total receipts (8Eh)")
@@ -55,7 +55,7 @@ func runEmulatePrinter(ctx context.Context, args []string) error {
 		if f = strings.TrimSpace(f); f == "" {
 			continue
 		}
-		if err := applyFault(em, f); err != nil {
+		if err := applyFault(em, f, *powerOff); err != nil {
 			return err
 		}
 	}
@@ -76,7 +76,9 @@ func runEmulatePrinter(ctx context.Context, args []string) error {
 	return nil
 }
 
-func applyFault(em *emulator.Emulator, f string) error {
+// applyFault sets a state fault or queues a one-shot KIND@CMD fault. A
+// one-shot power cut lasts powerOff: nothing could switch it back on.
+func applyFault(em *emulator.Emulator, f string, powerOff time.Duration) error {
 	switch f {
 	case "paper_out":
 		em.PaperOut()
@@ -100,6 +102,6 @@ func applyFault(em *emulator.Emulator, f string) error {
 	if err != nil {
 		return errors.New("-fault " + f + ": command must be hex, e.g. FF45 or 10")
 	}
-	em.Inject(emulator.Fault{Kind: k, Cmd: uint16(c), Delay: 2 * time.Second})
+	em.Inject(emulator.Fault{Kind: k, Cmd: uint16(c), Delay: 2 * time.Second, PowerOffFor: powerOff})
 	return nil
 }

@@ -28,6 +28,8 @@ func init() {
 		{Name: "printer test", Summary: "print a test page (-fiscal: a real test sale with bonus points)", Run: runPrinterTest},
 		{Name: "printer continue", Summary: "continue printing after loading paper", Run: runPrinterContinue},
 		{Name: "printer cancel", Summary: "cancel the open receipt", Run: runPrinterCancel},
+		{Name: "printer doc", Summary: "look a fiscal document up in the FN by number (-fd N)", Run: runPrinterDoc},
+		{Name: "printer reprint", Summary: "print a copy of the last receipt (nothing is fiscalised again)", Run: runPrinterReprint},
 	} {
 		register(c)
 	}
@@ -102,7 +104,7 @@ func (pf printerFlags) open(ctx context.Context) (*shtrih.Driver, func(), error)
 	cleanup = append(cleanup, func() { port.Close() })
 	d := shtrih.New(port, p.Port, shtrih.Options{
 		Password: uint32(p.Password), AdminPassword: uint32(p.AdminPassword),
-		ByteTimeout: p.ByteTimeout, Baud: p.Baud, Logger: log,
+		ByteTimeout: p.ByteTimeout, AnswerTimeout: p.AnswerTimeout, Baud: p.Baud, Logger: log,
 	})
 	return d, closeAll, nil
 }
@@ -124,9 +126,8 @@ func withPrinter(ctx context.Context, name string, args []string, extra func(*fl
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	err = f(ctx, d)
-	var de *shtrih.DeviceError
-	if errors.As(err, &de) && de.Hint() != "" {
-		return fmt.Errorf("%w\nhint: %s (health code %s)", err, de.Hint(), de.Health())
+	if health, hint, ok := shtrih.Explain(err); ok && hint != "" {
+		return fmt.Errorf("%w\nhint: %s (health code %s)", err, hint, health)
 	}
 	return err
 }
@@ -155,15 +156,8 @@ func printFN(ctx context.Context, d *shtrih.Driver) error {
 	}
 	fmt.Printf("FN %s: phase %#02x, current document %#02x, shift open %v, last FD %d, FN clock %s\n",
 		fn.Serial, fn.Phase, fn.Document, fn.ShiftOpen, fn.LastFD, fn.At.Format("2006-01-02 15:04"))
-	for bit, msg := range map[fiscal.FNWarnings]string{
-		fiscal.FNReplaceUrgent: "WARNING: replace the FN within 3 days",
-		fiscal.FNResourceLow:   "WARNING: FN crypto resource < 30 days",
-		fiscal.FNMemoryFull:    "WARNING: FN memory ≥ 90 %",
-		fiscal.FNOFDTimeout:    "WARNING: OFD answer timeout",
-	} {
-		if fn.Warnings&bit != 0 {
-			fmt.Println(msg)
-		}
+	for _, w := range fn.Warnings.List() {
+		fmt.Printf("WARNING %s: %s\n", w.Health, w.Hint)
 	}
 	return nil
 }
@@ -214,6 +208,44 @@ func runPrinterContinue(ctx context.Context, args []string) error {
 func runPrinterCancel(ctx context.Context, args []string) error {
 	return withPrinter(ctx, "printer cancel", args, nil, func(ctx context.Context, d *shtrih.Driver) error {
 		return d.CancelReceipt(ctx)
+	})
+}
+
+var docTypes = map[byte]string{1: "registration", 11: "re-registration", 2: "shift open", 21: "settlement report",
+	3: "receipt", 31: "correction receipt", 4: "BSO", 41: "correction BSO", 5: "shift close", 6: "FN close"}
+
+func runPrinterDoc(ctx context.Context, args []string) error {
+	var fd *uint
+	return withPrinter(ctx, "printer doc", args, func(fs *flag.FlagSet) {
+		fd = fs.Uint("fd", 0, "fiscal document number (the last one: tillctl printer fn)")
+	}, func(ctx context.Context, d *shtrih.Driver) error {
+		if *fd == 0 {
+			return errors.New("printer doc: -fd N is required")
+		}
+		doc, err := d.FindDocument(ctx, uint32(*fd))
+		if err != nil {
+			return err
+		}
+		kind := docTypes[doc.Type]
+		if kind == "" {
+			kind = fmt.Sprintf("type %d", doc.Type)
+		}
+		fmt.Printf("FD %d: %s, FP %d, %s, OFD ticket %v", doc.FD, kind, doc.FP, doc.At.Format("2006-01-02 15:04"), doc.Ticket)
+		if doc.Type == 3 {
+			fmt.Printf(", %s, total %s", fiscal.Kind(doc.Operation), doc.Total)
+		}
+		fmt.Println()
+		return nil
+	})
+}
+
+func runPrinterReprint(ctx context.Context, args []string) error {
+	return withPrinter(ctx, "printer reprint", args, nil, func(ctx context.Context, d *shtrih.Driver) error {
+		if err := d.RepeatLastDocument(ctx); err != nil {
+			return err
+		}
+		fmt.Println("copy of the last receipt printed")
+		return nil
 	})
 }
 

@@ -5,12 +5,16 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 
 	"tillagent/driver/scanner"
 	"tillagent/driver/scanner/classify"
@@ -136,5 +140,86 @@ func TestScanBrokenStore(t *testing.T) {
 	defer closeKeys()
 	if _, ok := keys.(noKeys); !ok || !strings.Contains(warn.String(), "warning: open store "+db) {
 		t.Errorf("keys %T, warning %q", keys, warn.String())
+	}
+}
+
+// TestScanLive runs `tillctl scan -port` against a serial scanner on a real
+// pty: the scans show up on stdout, classified, with GS visible, until the
+// context ends.
+func TestScanLive(t *testing.T) {
+	m, sl, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pty: %v", err)
+	}
+	defer m.Close()
+	defer sl.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := r.Read(b)
+			mu.Lock()
+			out.Write(b[:n])
+			mu.Unlock()
+			if err != nil {
+				close(copied)
+				return
+			}
+		}
+	}()
+	old := os.Stdout
+	os.Stdout = w
+	defer func() { os.Stdout = old }()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runScan(ctx, []string{"-config", "../../config.example.yaml", "-port", sl.Name(), "-framing", "crlf", "-baud", "115200"})
+	}()
+	scans := "]d20104601234567893215ABC\x1d93XY1\r\n]E02700000000014\r\n]E02900000000011\r\n"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// Write until the driver has the port open and the scans come out.
+		if _, err := io.WriteString(m, scans); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		mu.Lock()
+		got := out.String()
+		mu.Unlock()
+		if strings.Contains(got, "reason=bad_check_digit") || time.Now().After(deadline) {
+			break
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	os.Stdout = old
+	w.Close()
+	<-copied
+	got := out.String()
+	for _, want := range []string{"serial       gs1-datamatrix upos=208 aim=]d2", "0104601234567893215ABC<GS>93XY1",
+		"-> product code 0104601234567893215ABC<GS>93XY1 (gs1)", "aim=]E0", "-> loyalty_card card 2700000000014",
+		"-> rejected  reason=bad_check_digit"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q in\n%s", want, got)
+		}
+	}
+}
+
+func TestScanNoSuchScanner(t *testing.T) {
+	err := runScan(context.Background(), []string{"-config", "../../config.example.yaml", "-name", "front"})
+	if err == nil || !strings.Contains(err.Error(), `no scanner named "front"`) {
+		t.Errorf("got %v", err)
+	}
+	err = runScan(context.Background(), []string{"-config", "../../config.example.yaml", "-port", "/dev/ttyS0", "-framing", "semicolon"})
+	if err == nil || !strings.Contains(err.Error(), "semicolon") {
+		t.Errorf("bad framing: %v", err)
 	}
 }

@@ -96,11 +96,15 @@ func BuildReceipt(in BonusCheck) (Receipt, error) {
 	for i, pl := range in.Lines {
 		l := Line{Name: pl.Name, Qty: pl.Qty, Price: pl.Price, Sum: pl.Sum, VAT: pl.VAT, Method: pl.Method,
 			Subject: pl.Subject, Measure: pl.Measure, Department: pl.Department}
-		if l.Qty <= 0 || l.Price < 0 {
-			return r, fmt.Errorf("receipt %s: line %d %q: bad quantity or price", in.ID, i+1, pl.Name)
+		if l.Qty <= 0 || l.Qty > MaxQty || l.Price < 0 || l.Price > MaxMoney {
+			return r, fmt.Errorf("receipt %s: line %d %q: quantity %s or price %s outside the device limits", in.ID, i+1, pl.Name, l.Qty, l.Price)
 		}
 		if l.Sum == 0 {
-			l.Sum = mulRound(l.Price, l.Qty)
+			s, ok := mulQty(l.Price, l.Qty)
+			if !ok {
+				return r, fmt.Errorf("receipt %s: line %d %q: %s × %s is over the device maximum %s", in.ID, i+1, pl.Name, l.Price, l.Qty, MaxMoney)
+			}
+			l.Sum = s
 		}
 		full[i] = l
 		if len(in.Redeemed) > 0 {
@@ -140,10 +144,11 @@ func BuildReceipt(in BonusCheck) (Receipt, error) {
 	return r, nil
 }
 
-// mulRound is price × qty rounded half-up to the kopeck (the device's own rule
-// for FF46 with the sum "not given").
+// mulRound is mulQty for products known to be in range (discountLine's
+// parts are never above the line's sum).
 func mulRound(p Money, q Qty) Money {
-	return Money((int64(p)*int64(q) + 500_000) / 1_000_000)
+	m, _ := mulQty(p, q)
+	return m
 }
 
 // discountLine gives line l the new sum s with a price that satisfies

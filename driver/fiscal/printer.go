@@ -82,6 +82,32 @@ const (
 	FNOFDTimeout    FNWarnings = 1 << 3 // OFD answer timeout
 )
 
+// FNWarning is one warning bit with a stable health code for the UI and a
+// hint for the technician.
+type FNWarning struct {
+	Bit    FNWarnings
+	Health string
+	Hint   string
+}
+
+var fnWarnings = []FNWarning{
+	{FNReplaceUrgent, "printer.fn_replace_urgent", "replace the FN within 3 days: the printer stops fiscalising after that"},
+	{FNResourceLow, "printer.fn_resource_low", "FN crypto resource under 30 days: order a replacement FN"},
+	{FNMemoryFull, "printer.fn_memory_full", "FN memory 90 % full: check that documents reach the OFD, plan an FN replacement"},
+	{FNOFDTimeout, "printer.ofd_timeout", "the OFD does not answer: check the printer's internet connection and OFD settings"},
+}
+
+// List returns the warnings that are set, in bit order.
+func (w FNWarnings) List() []FNWarning {
+	var out []FNWarning
+	for _, fw := range fnWarnings {
+		if w&fw.Bit != 0 {
+			out = append(out, fw)
+		}
+	}
+	return out
+}
+
 // Checkpoint is what the journal stores before a receipt touches the device,
 // so that Resolve can tell after a power loss whether it was fiscalised.
 type Checkpoint struct {

@@ -6,6 +6,7 @@ package fiscal
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 
 	"github.com/shopspring/decimal"
@@ -39,6 +40,13 @@ func (m Money) Decimal() decimal.Decimal { return decimal.New(int64(m), -2) }
 
 // Qty is a quantity in millionths of the unit (the FF46 encoding): 1 pc = 1 000 000.
 type Qty int64
+
+// Limits of the protocol's fixed-width fields: money is 5 bytes and at most
+// 9 999 999 999 kop, an FF46 quantity 6 bytes.
+const (
+	MaxMoney Money = 9_999_999_999
+	MaxQty   Qty   = 1<<48 - 1
+)
 
 // Units returns a Qty of n whole units.
 func Units(n int64) Qty { return Qty(n * 1_000_000) }
@@ -163,15 +171,20 @@ func (r *Receipt) Amounts() (Amounts, error) {
 	a := Amounts{Total: r.Total()}
 	p := r.Payments
 	for i, l := range r.Lines {
-		if l.Qty <= 0 || l.Price < 0 || l.Sum < 0 {
+		if l.Qty <= 0 || l.Qty > MaxQty || l.Price < 0 || l.Price > MaxMoney || l.Sum < 0 || l.Sum > MaxMoney {
 			return a, fmt.Errorf("%w: line %d %q: quantity %s, price %s, sum %s", ErrArithmetic, i+1, l.Name, l.Qty, l.Price, l.Sum)
 		}
-		if d := LineDeviation(l.Price, l.Qty, l.Sum); d > 1_000_000 || d < -1_000_000 {
+		if !withinKop(l.Price, l.Qty, l.Sum) {
 			return a, fmt.Errorf("%w: line %d %q: 1043 %s is not 1079 %s × 1023 %s ± 1 kop", ErrArithmetic, i+1, l.Name, l.Sum, l.Price, l.Qty)
 		}
 	}
-	if p.Cash < 0 || p.Electronic < 0 || p.Prepayment < 0 || p.Postpayment < 0 || p.CounterProvided < 0 {
-		return a, fmt.Errorf("%w: negative payment", ErrArithmetic)
+	if a.Total > MaxMoney {
+		return a, fmt.Errorf("%w: total %s over the device maximum %s", ErrArithmetic, a.Total, MaxMoney)
+	}
+	for _, m := range []Money{p.Cash, p.Electronic, p.Prepayment, p.Postpayment, p.CounterProvided} {
+		if m < 0 || m > MaxMoney {
+			return a, fmt.Errorf("%w: payment %s outside 0…%s", ErrArithmetic, m, MaxMoney)
+		}
 	}
 	nonCash := p.Electronic + p.Prepayment + p.Postpayment + p.CounterProvided
 	if nonCash > a.Total {
@@ -186,9 +199,41 @@ func (r *Receipt) Amounts() (Amounts, error) {
 	return a, nil
 }
 
-// LineDeviation is price × qty − sum in millionths of a kopeck (exact integer arithmetic).
+// LineDeviation is price × qty − sum in millionths of a kopeck (exact integer
+// arithmetic while price × qty fits in int64; Amounts checks with 128 bits).
 func LineDeviation(price Money, qty Qty, sum Money) int64 {
 	return int64(price)*int64(qty) - int64(sum)*1_000_000
+}
+
+// withinKop reports |price × qty − sum × 10⁶| ≤ 10⁶ for non-negative
+// arguments, exactly: the products need up to 82 bits.
+func withinKop(price Money, qty Qty, sum Money) bool {
+	ph, pl := bits.Mul64(uint64(price), uint64(qty))
+	sh, sl := bits.Mul64(uint64(sum), 1_000_000)
+	// d = |p − s| as a 128-bit number.
+	dl, borrow := bits.Sub64(pl, sl, 0)
+	dh, _ := bits.Sub64(ph, sh, borrow)
+	if ph < sh || ph == sh && pl < sl {
+		dl, borrow = bits.Sub64(sl, pl, 0)
+		dh, _ = bits.Sub64(sh, ph, borrow)
+	}
+	return dh == 0 && dl <= 1_000_000
+}
+
+// mulQty is price × qty rounded half-up to the kopeck (the device's rule for
+// FF46 with the sum "not given"); ok is false above MaxMoney.
+func mulQty(p Money, q Qty) (Money, bool) {
+	hi, lo := bits.Mul64(uint64(p), uint64(q))
+	lo, carry := bits.Add64(lo, 500_000, 0)
+	hi += carry
+	if hi >= 1_000_000 {
+		return 0, false // quotient would not fit 64 bits
+	}
+	v, _ := bits.Div64(hi, lo, 1_000_000)
+	if v > uint64(MaxMoney) {
+		return 0, false
+	}
+	return Money(v), true
 }
 
 // Validate checks the receipt before any byte goes to a printer.

@@ -143,3 +143,46 @@ func TestCodeOf(t *testing.T) {
 		t.Error("CodeOf")
 	}
 }
+
+// The waits between reopen attempts double from Min up to Max while the
+// device stays missing, and start again from Min after it was open.
+func TestSuperviseBackoffSchedule(t *testing.T) {
+	var waits []time.Duration
+	defer func(f func(time.Duration) (<-chan time.Time, func() bool)) { newTimer = f }(newTimer)
+	newTimer = func(d time.Duration) (<-chan time.Time, func() bool) {
+		waits = append(waits, d)
+		c := make(chan time.Time, 1)
+		c <- time.Now()
+		return c, func() bool { return true }
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	calls := 0
+	missing := &DeviceError{Op: "open", Device: "/dev/x", Code: CodeNotFound, Err: errors.New("no such file")}
+	var reports []Code
+	Supervise(ctx, "x", Backoff{Min: 250 * time.Millisecond, Max: 2 * time.Second}, quiet, func(h Health) { reports = append(reports, h.Code) },
+		func(ctx context.Context, up func()) error {
+			calls++
+			switch {
+			case calls <= 6: // missing for a while
+				return missing
+			case calls == 7: // plugged in, then pulled out
+				up()
+				return &DeviceError{Op: "read", Device: "/dev/x", Code: CodeDisconnected, Err: errors.New("EIO")}
+			case calls <= 9:
+				return missing
+			}
+			cancel()
+			return ctx.Err()
+		})
+	ms := time.Millisecond
+	want := []time.Duration{250 * ms, 500 * ms, time.Second, 2 * time.Second, 2 * time.Second, 2 * time.Second, // capped
+		250 * ms, 500 * ms, time.Second} // reset after the open session
+	if !slices.Equal(waits, want) {
+		t.Errorf("waits %v\nwant  %v", waits, want)
+	}
+	// Six failed attempts, one report.
+	if wantCodes := []Code{CodeNotFound, CodeOK, CodeDisconnected, CodeNotFound, CodeStopped}; !slices.Equal(reports, wantCodes) {
+		t.Errorf("reports %v want %v", reports, wantCodes)
+	}
+}

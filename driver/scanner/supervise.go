@@ -73,16 +73,22 @@ func Supervise(ctx context.Context, device string, b Backoff, log *slog.Logger, 
 		if opened {
 			wait = b.Min
 		}
-		t := time.NewTimer(wait)
+		fired, stop := newTimer(wait)
 		select {
 		case <-ctx.Done():
-			t.Stop()
+			stop()
 			send(Health{Code: CodeStopped})
 			return
-		case <-t.C:
+		case <-fired:
 		}
 		wait = min(wait*2, b.Max)
 	}
+}
+
+// newTimer is time.NewTimer; the backoff test records the waits through it.
+var newTimer = func(d time.Duration) (<-chan time.Time, func() bool) {
+	t := time.NewTimer(d)
+	return t.C, t.Stop
 }
 
 // Emit sends s on out without blocking; it reports false when out is full.

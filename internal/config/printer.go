@@ -14,6 +14,9 @@ type Printer struct {
 	Password      int           `mapstructure:"password"`       // operator password
 	AdminPassword int           `mapstructure:"admin_password"` // system administrator password
 	ByteTimeout   time.Duration `mapstructure:"byte_timeout"`
+	// AnswerTimeout, when set, replaces the vendor's per-command answer
+	// timeouts (3 s for status … 120 s for shift open).
+	AnswerTimeout time.Duration `mapstructure:"answer_timeout"`
 }
 
 // DefaultPrinter is the printer section's defaults.
@@ -45,6 +48,9 @@ func (p *Printer) validate(file string) []error {
 	}
 	if p.AdminPassword < 1 || p.AdminPassword > 99999999 {
 		bad("admin_password", p.AdminPassword, "must be 1…99999999")
+	}
+	if p.AnswerTimeout != 0 && (p.AnswerTimeout < 500*time.Millisecond || p.AnswerTimeout > 5*time.Minute) {
+		bad("answer_timeout", p.AnswerTimeout, "must be 0 (vendor table) or between 500ms and 5m")
 	}
 	if p.ByteTimeout < 10*time.Millisecond || p.ByteTimeout > 5*time.Second {
 		bad("byte_timeout", p.ByteTimeout, "must be between 10ms and 5s")

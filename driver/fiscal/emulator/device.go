@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"hash/fnv"
+	"math/bits"
 	"time"
 
 	"tillagent/driver/fiscal/shtrih"
@@ -17,6 +18,7 @@ const (
 	eShiftOpen     = 0x3C
 	eShiftClosed   = 0x3D // also for 41h with the shift closed [uncertain: 73h on some models]
 	ePayments      = 0x45
+	eTotalOverflow = 0x48
 	eWrongType     = 0x49
 	eReceiptOpen   = 0x4A
 	eBufferFull    = 0x4B
@@ -503,13 +505,39 @@ func (d *device) operation(op byte, b []byte) (byte, []byte) {
 	if !ok || qty == 0 || price > 9_999_999_999 {
 		return eParams, nil
 	}
-	// Sum "not given" (FF×5): price × quantity rounded half-up.
-	sum := (price*qty + 500_000) / 1_000_000
-	if sumRaw != 0xFF_FFFF_FFFF {
+	// price × quantity in millionths of a kopeck needs up to 82 bits.
+	ph, pl := bits.Mul64(uint64(price), uint64(qty))
+	var sum int64
+	if sumRaw == 0xFF_FFFF_FFFF {
+		// Sum "not given": price × quantity rounded half-up.
+		lo, carry := bits.Add64(pl, 500_000, 0)
+		if ph+carry >= 1_000_000 {
+			return 0x60, nil // multiplication overflow
+		}
+		q, _ := bits.Div64(ph+carry, lo, 1_000_000)
+		sum = int64(q)
+	} else {
 		sum = int64(sumRaw)
-		if dev := price*qty - sum*1_000_000; dev > 1_000_000 || dev < -1_000_000 {
+		sh, sl := bits.Mul64(uint64(sum), 1_000_000)
+		dl, borrow := bits.Sub64(pl, sl, 0)
+		dh, _ := bits.Sub64(ph, sh, borrow)
+		if ph < sh || ph == sh && pl < sl {
+			dl, borrow = bits.Sub64(sl, pl, 0)
+			dh, _ = bits.Sub64(sh, ph, borrow)
+		}
+		if dh != 0 || dl > 1_000_000 {
 			return eParams, nil // 1043 must be 1079 × 1023 ± 1 kop
 		}
+	}
+	if sum > 9_999_999_999 {
+		return 0x60, nil
+	}
+	var total int64
+	for _, it := range r.doc.Items {
+		total += it.T1043
+	}
+	if total+sum > 9_999_999_999 {
+		return eTotalOverflow, nil
 	}
 	dept := b[23]
 	if dept > 16 && dept != 255 {

@@ -52,18 +52,20 @@ type FaultKind int
 
 // Faults. "Before"/"after" are relative to executing the command.
 const (
-	FaultNAK            FaultKind = iota + 1 // answer the frame with NAK, do not execute
-	FaultSilence                             // ignore the frame entirely
-	FaultDropACK                             // execute but do not send the ACK byte
-	FaultLoseAnswer                          // ACK and execute, send no answer (the host must ENQ)
-	FaultBadLRC                              // send the answer with a corrupted LRC once
-	FaultDropAnswerByte                      // drop one byte of the answer once
-	FaultDelay                               // delay the answer by Fault.Delay
-	FaultPowerCutBefore                      // lose power after receiving the frame
-	FaultPowerCutAfter                       // lose power after executing, before answering
-	FaultPaperOut                            // paper runs out while the command prints
-	FaultBusy                                // answer 50h once (still printing)
-	FaultSlowENQ                             // reply to the Skip+1-th ENQ only after Fault.Delay (a device late under load)
+	FaultNAK               FaultKind = iota + 1 // answer the frame with NAK, do not execute
+	FaultSilence                                // ignore the frame entirely
+	FaultDropACK                                // execute but do not send the ACK byte
+	FaultLoseAnswer                             // ACK and execute, send no answer (the host must ENQ)
+	FaultBadLRC                                 // send the answer with a corrupted LRC once
+	FaultDropAnswerByte                         // drop one byte of the answer once
+	FaultDelay                                  // delay the answer by Fault.Delay
+	FaultPowerCutBefore                         // lose power after receiving the frame
+	FaultPowerCutAfter                          // lose power after executing, before answering
+	FaultPaperOut                               // paper runs out while the command prints
+	FaultBusy                                   // answer 50h once (still printing)
+	FaultSlowENQ                                // reply to the Skip+1-th ENQ only after Fault.Delay (a device late under load)
+	FaultDropFrameByte                          // one byte of the host's frame is lost on the line
+	FaultPowerCutMidAnswer                      // lose power after executing, half-way through sending the answer
 )
 
 var faultNames = map[string]FaultKind{
@@ -71,6 +73,7 @@ var faultNames = map[string]FaultKind{
 	"bad_lrc": FaultBadLRC, "drop_answer_byte": FaultDropAnswerByte, "delay": FaultDelay,
 	"power_cut_before": FaultPowerCutBefore, "power_cut_after": FaultPowerCutAfter,
 	"paper_out": FaultPaperOut, "busy": FaultBusy, "slow_enq": FaultSlowENQ,
+	"drop_frame_byte": FaultDropFrameByte, "power_cut_mid_answer": FaultPowerCutMidAnswer,
 }
 
 // ParseFault reads a fault name as the command line writes it ("paper_out").
@@ -218,6 +221,9 @@ func (e *Emulator) PaperOut() { e.mu.Lock(); e.dev.paperOut(false); e.mu.Unlock(
 
 // LoadPaper loads paper; an interrupted printout then waits for B0h (submode 3).
 func (e *Emulator) LoadPaper() { e.mu.Lock(); e.dev.loadPaper(); e.mu.Unlock() }
+
+// PaperPresent reports whether the receipt roll has paper.
+func (e *Emulator) PaperPresent() bool { e.mu.Lock(); defer e.mu.Unlock(); return e.dev.paper }
 
 // SetCover opens or closes the cover.
 func (e *Emulator) SetCover(open bool) { e.mu.Lock(); e.dev.cover = open; e.mu.Unlock() }
@@ -489,7 +495,7 @@ func (l *link) sendAnswer(frame []byte, kind FaultKind) error {
 // takeFault returns the first queued fault matching cmd, consuming it.
 func (e *Emulator) takeFault(cmd uint16) (Fault, bool) {
 	for i, f := range e.faults {
-		if f.Kind == FaultSlowENQ || f.Cmd != 0 && f.Cmd != cmd {
+		if f.Kind == FaultSlowENQ || f.Kind == FaultDropFrameByte || f.Cmd != 0 && f.Cmd != cmd {
 			continue
 		}
 		if f.Skip > 0 {
@@ -500,6 +506,48 @@ func (e *Emulator) takeFault(cmd uint16) (Fault, bool) {
 		return f, true
 	}
 	return Fault{}, false
+}
+
+// dropFrameByte applies a FaultDropFrameByte for the frame's command: one
+// byte of body never arrived, so the device waits for one more byte (the
+// host's next ENQ, typically, which then fails the LRC) or, after its
+// T_byte, discards the frame. It returns body unchanged without the fault
+// and nil when the frame was discarded.
+func (l *link) dropFrameByte(body []byte) ([]byte, error) {
+	e := l.e
+	if len(body) < 3 {
+		return body, nil
+	}
+	cmd, _, _ := shtrih.SplitCmd(body[1 : len(body)-1])
+	e.mu.Lock()
+	hit := false
+	for i, f := range e.faults {
+		if f.Kind != FaultDropFrameByte || f.Cmd != 0 && f.Cmd != cmd {
+			continue
+		}
+		if f.Skip > 0 {
+			e.faults[i].Skip--
+			continue
+		}
+		e.faults = append(e.faults[:i], e.faults[i+1:]...)
+		hit = true
+		break
+	}
+	pos := 1 + e.rng.IntN(len(body)-1)
+	e.mu.Unlock()
+	if !hit {
+		return body, nil
+	}
+	body = append(append([]byte(nil), body[:pos]...), body[pos+1:]...)
+	b, err := l.next(e.cfg.ByteTimeout)
+	if errors.Is(err, errIdle) {
+		e.log.Debug("incomplete frame discarded (byte dropped)")
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return append(body, b), nil
 }
 
 // frame reads the rest of a frame after STX and reacts per §3.2.
@@ -524,6 +572,10 @@ func (l *link) frame() error {
 			return err
 		}
 		body = append(body, b)
+	}
+	body, err = l.dropFrameByte(body)
+	if err != nil || body == nil {
+		return err // nil: the frame stayed incomplete and was discarded silently
 	}
 	l.waitLine()
 	if n == 0 || shtrih.LRC(body[:len(body)-1]) != body[len(body)-1] {
@@ -589,6 +641,10 @@ func (l *link) frame() error {
 	switch f.Kind {
 	case FaultPowerCutAfter, FaultLoseAnswer:
 		return nil
+	case FaultPowerCutMidAnswer:
+		err := l.send(p[:len(p)/2])
+		e.PowerCut(f.PowerOffFor)
+		return err
 	case FaultDelay:
 		time.Sleep(f.Delay)
 	}

@@ -405,6 +405,18 @@ func (d *Driver) ContinuePrint(ctx context.Context) error {
 	return err
 }
 
+// RepeatLastDocument prints a copy of the last closed receipt (8Ch), for a
+// paper copy lost to a jam or a power cut; nothing is fiscalised again.
+func (d *Driver) RepeatLastDocument(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := d.do(ctx, "repeat last document", CmdRepeatDoc, d.o.Password, nil); err != nil {
+		return err
+	}
+	_, err := d.waitReady(ctx, d.o.PaperWait)
+	return err
+}
+
 // CancelReceipt implements fiscal.Printer: 88h if a receipt is open.
 func (d *Driver) CancelReceipt(ctx context.Context) error {
 	d.mu.Lock()
@@ -557,6 +569,29 @@ func (d *Driver) PrintReceipt(ctx context.Context, r fiscal.Receipt, save func(c
 		}
 		vat[i] = v
 	}
+	// Receipt tags, checked before anything reaches the device: a tag over
+	// 250 bytes would need FF32/FF33/FF64, and a refusal after 8Dh leaves
+	// an open receipt behind.
+	var tlv []byte
+	for _, t := range []struct {
+		tag uint16
+		v   []byte
+	}{{1021, CP866(r.Cashier)}, {1203, CP866(r.CashierINN)}, {1008, CP866(r.BuyerContact)}} {
+		if len(t.v) > 0 {
+			tlv = append(tlv, TLV(t.tag, t.v)...)
+		}
+	}
+	if r.Loyalty != nil {
+		inner := append(TLV(1085, CP866(r.Loyalty.Name)), TLV(1086, CP866(r.Loyalty.Value))...)
+		tlv = append(tlv, TLV(1084, inner)...)
+	}
+	for rest := tlv; len(rest) > 0; {
+		n := 4 + int(LE(rest[2:4]))
+		if n > 250 {
+			return fiscal.Result{}, fmt.Errorf("%s: tag %d is %d bytes; FF0C takes 250 (longer tags need FF32/FF33/FF64, not supported)", op, LE(rest[:2]), n)
+		}
+		rest = rest[n:]
+	}
 	fn, err := d.fnStatus(ctx)
 	if err != nil {
 		return fiscal.Result{}, err
@@ -569,20 +604,6 @@ func (d *Driver) PrintReceipt(ctx context.Context, r fiscal.Receipt, save func(c
 	}
 	if _, err := d.do(ctx, op+": open", CmdOpenReceipt, d.o.Password, []byte{openType(r.Kind)}); err != nil {
 		return fiscal.Result{}, err
-	}
-	var tlv []byte
-	if r.Cashier != "" {
-		tlv = append(tlv, TLV(1021, CP866(r.Cashier))...)
-	}
-	if r.CashierINN != "" {
-		tlv = append(tlv, TLV(1203, CP866(r.CashierINN))...)
-	}
-	if r.BuyerContact != "" {
-		tlv = append(tlv, TLV(1008, CP866(r.BuyerContact))...)
-	}
-	if r.Loyalty != nil {
-		inner := append(TLV(1085, CP866(r.Loyalty.Name)), TLV(1086, CP866(r.Loyalty.Value))...)
-		tlv = append(tlv, TLV(1084, inner)...)
 	}
 	for len(tlv) > 0 {
 		// FF0C takes ≤ 250 bytes; split on whole TLVs.

@@ -3,6 +3,8 @@ package shtrih_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,6 +26,16 @@ func wantCode(t *testing.T, err error, code byte) *shtrih.DeviceError {
 		t.Errorf("errors.Is does not match code %02Xh", code)
 	}
 	return de
+}
+
+// refillWhenOut loads paper once it has run out, as a cashier would; a
+// fixed delay would race the receipt on a loaded machine.
+func refillWhenOut(em *emulator.Emulator) {
+	for deadline := time.Now().Add(10 * time.Second); em.PaperPresent() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // the driver sees the paper out first
+	em.LoadPaper()
 }
 
 func TestErrorPaths(t *testing.T) {
@@ -133,10 +145,7 @@ func TestErrorPaths(t *testing.T) {
 		r := newRig(t, rigOpts{drv: shtrih.Options{PaperWait: 5 * time.Second}})
 		openShift(t, r)
 		r.em.Inject(emulator.Fault{Kind: emulator.FaultPaperOut, Cmd: shtrih.CmdCloseReceipt2})
-		go func() {
-			time.Sleep(100 * time.Millisecond)
-			r.em.LoadPaper()
-		}()
+		go refillWhenOut(r.em)
 		res, err := r.drv.PrintReceipt(ctx, rc("a"), nil)
 		if err != nil || res.PrintPending {
 			t.Fatalf("got %+v, %v", res, err)
@@ -151,10 +160,7 @@ func TestErrorPaths(t *testing.T) {
 		r := newRig(t, rigOpts{drv: shtrih.Options{PaperWait: 5 * time.Second}})
 		openShift(t, r)
 		r.em.Inject(emulator.Fault{Kind: emulator.FaultPaperOut, Cmd: shtrih.CmdOperation2})
-		go func() {
-			time.Sleep(100 * time.Millisecond)
-			r.em.LoadPaper()
-		}()
+		go refillWhenOut(r.em)
 		res, err := r.drv.PrintReceipt(ctx, rc("mid"), nil)
 		if err != nil || res.PrintPending {
 			t.Fatalf("got %+v, %v", res, err)
@@ -172,8 +178,18 @@ func TestErrorPaths(t *testing.T) {
 		r.em.SetCover(true)
 		_, err := r.drv.PrintReceipt(ctx, rc("a"), nil)
 		var se *shtrih.StateError
-		if !errors.As(err, &se) || se.Health != "printer.cover_open" {
+		if !errors.As(err, &se) || se.Health != "printer.cover_open" || !errors.Is(err, shtrih.ErrCoverOpen) {
 			t.Fatalf("got %v", err)
+		}
+		if health, hint, ok := shtrih.Explain(err); !ok || health != "printer.cover_open" || hint == "" {
+			t.Errorf("explain: %q %q %v", health, hint, ok)
+		}
+		if j := r.em.Journal(); len(j) != 1 {
+			t.Errorf("a receipt reached the device with the cover open: %d documents", len(j))
+		}
+		r.em.SetCover(false)
+		if _, err := r.drv.PrintReceipt(ctx, rc("a"), nil); err != nil {
+			t.Fatal(err)
 		}
 	})
 	t.Run("ReceiptOpen", func(t *testing.T) {
@@ -242,6 +258,20 @@ func TestErrorPaths(t *testing.T) {
 			t.Errorf("shift-open FD: %+v %v", doc, err)
 		}
 	})
+	t.Run("TagTooLongRefusedBeforeTheDevice", func(t *testing.T) {
+		r := newRig(t, rigOpts{})
+		openShift(t, r)
+		long := rc("long")
+		long.Loyalty = &fiscal.UserRequisite{Name: "Бонусная карта", Value: strings.Repeat("б", 240)}
+		saved := false
+		_, err := r.drv.PrintReceipt(ctx, long, func(context.Context, fiscal.Checkpoint) error { saved = true; return nil })
+		if err == nil || !strings.Contains(err.Error(), "tag 1084") || saved {
+			t.Fatalf("got %v, checkpoint saved %v", err, saved)
+		}
+		if st, _ := r.drv.Status(ctx); st.ReceiptOpen {
+			t.Error("a receipt was opened")
+		}
+	})
 	t.Run("UnsupportedAndBadLength", func(t *testing.T) {
 		r := newRig(t, rigOpts{})
 		_, err := r.drv.Do(ctx, "tech reset", 0x16, 30, nil)
@@ -275,4 +305,61 @@ func TestErrorPaths(t *testing.T) {
 			t.Errorf("got %v", err)
 		}
 	})
+}
+
+// Every error code of §8 is a typed error with a stable health code and a
+// hint; link failures are explained too.
+func TestEveryErrorCodeExplained(t *testing.T) {
+	spec := []byte{0x01, 0x02, 0x03, 0x04, 0x05, 0x07, 0x08, 0x09, 0x10, 0x11, 0x12, 0x14, 0x16, 0x17, 0x20,
+		0x2F, 0x30, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3C, 0x3D, 0x45, 0x46, 0x48, 0x49, 0x4A, 0x4B,
+		0x4D, 0x4E, 0x4F, 0x50, 0x55, 0x56, 0x58, 0x59, 0x5E, 0x5F, 0x60, 0x61, 0x62, 0x63, 0x6B, 0x6C, 0x71,
+		0x72, 0x73, 0x74, 0x75, 0x77, 0x7E, 0x8E, 0x90, 0x91, 0x92, 0x94, 0xA0, 0xA1, 0xA2, 0xA3, 0xA4, 0xA5,
+		0xC0, 0xC4, 0xC8}
+	for _, code := range spec {
+		err := fmt.Errorf("wrapped: %w", &shtrih.DeviceError{Op: "print receipt r1", Port: "/dev/ttyS0", Cmd: shtrih.CmdCloseReceipt2, Code: code})
+		health, hint, ok := shtrih.Explain(err)
+		if !ok || hint == "" || health == "" || health == "printer.error" || !strings.HasPrefix(health, "printer.") {
+			t.Errorf("%02Xh: health %q hint %q", code, health, hint)
+		}
+		if msg := err.Error(); strings.Contains(msg, "unknown device error") || !strings.Contains(msg, "print receipt r1 on /dev/ttyS0") ||
+			!strings.Contains(msg, fmt.Sprintf("%02Xh", code)) {
+			t.Errorf("%02Xh: %s", code, msg)
+		}
+		if c, ok := shtrih.CodeOf(err); !ok || c != code {
+			t.Errorf("%02Xh: CodeOf %02X %v", code, c, ok)
+		}
+	}
+	// A code the table lacks still has a health code and a hint.
+	if health, hint, _ := shtrih.Explain(&shtrih.DeviceError{Code: 0xEE}); health != "printer.error" || hint == "" {
+		t.Errorf("unknown code: %q %q", health, hint)
+	}
+	for err, want := range map[error]string{
+		fmt.Errorf("x: %w (%w)", shtrih.ErrAnswerLost, errors.New("t")): "printer.answer_lost",
+		fmt.Errorf("x: %w", shtrih.ErrNoLink):                           "printer.no_link",
+		fmt.Errorf("x: %w", shtrih.ErrPortClosed):                       "printer.port",
+	} {
+		if health, hint, ok := shtrih.Explain(err); !ok || health != want || hint == "" {
+			t.Errorf("%v: %q %q", err, health, hint)
+		}
+	}
+	if _, _, ok := shtrih.Explain(context.Canceled); ok {
+		t.Error("context.Canceled explained as a printer error")
+	}
+}
+
+func TestFNWarningsHaveCodes(t *testing.T) {
+	all := fiscal.FNWarnings(0x0F).List()
+	seen := map[string]bool{}
+	for _, w := range all {
+		if !strings.HasPrefix(w.Health, "printer.") || w.Hint == "" || seen[w.Health] {
+			t.Errorf("warning %+v", w)
+		}
+		seen[w.Health] = true
+	}
+	if len(all) != 4 || len(fiscal.FNWarnings(0).List()) != 0 {
+		t.Errorf("%d warnings for 0x0F", len(all))
+	}
+	if got := fiscal.FNWarnings(fiscal.FNMemoryFull).List(); len(got) != 1 || got[0].Health != "printer.fn_memory_full" {
+		t.Errorf("memory full: %+v", got)
+	}
 }

@@ -86,7 +86,9 @@ func openShift(t testing.TB, r *rig) {
 }
 
 // Each link fault on each receipt command recovers per protocol: one
-// receipt, printed once, with its FD returned.
+// receipt, printed once, with its FD returned. (Power cuts surface as
+// ErrNoLink/ErrAnswerLost and are resolved: TestPowerCutEachStep; paper
+// and device states surface as typed errors: TestErrorPaths.)
 func TestFaultMatrixRecovers(t *testing.T) {
 	kinds := map[string]emulator.Fault{
 		"nak":              {Kind: emulator.FaultNAK},
@@ -95,6 +97,7 @@ func TestFaultMatrixRecovers(t *testing.T) {
 		"lose_answer":      {Kind: emulator.FaultLoseAnswer},
 		"bad_lrc":          {Kind: emulator.FaultBadLRC},
 		"drop_answer_byte": {Kind: emulator.FaultDropAnswerByte},
+		"drop_frame_byte":  {Kind: emulator.FaultDropFrameByte},
 		"short_delay":      {Kind: emulator.FaultDelay, Delay: 100 * time.Millisecond},
 		"long_delay":       {Kind: emulator.FaultDelay, Delay: 500 * time.Millisecond},
 		"busy":             {Kind: emulator.FaultBusy},
@@ -171,93 +174,125 @@ func TestLateNAKDoesNotDuplicate(t *testing.T) {
 	}
 }
 
-// A power cut at each step of a receipt, then reconnect: Resolve decides right.
+// A power cut at each step of a receipt (before the device executes the
+// command, after it executed but before the answer, and half-way through
+// the answer), then the agent reconnects with a fresh driver: Resolve
+// decides right every time, and registering again ends with the receipt in
+// the FN exactly once.
 func TestPowerCutEachStep(t *testing.T) {
+	const (
+		before = emulator.FaultPowerCutBefore
+		after  = emulator.FaultPowerCutAfter
+		mid    = emulator.FaultPowerCutMidAnswer
+	)
+	// The receipt's commands: 10h, FF01 (checkpoint), 8Dh, FF0C, 5 × 17h,
+	// FF46, FF46, FF4D (measure of line 2), FF45, then 10h while printing.
 	steps := []struct {
 		cmd   uint16
 		skip  int
 		kind  emulator.FaultKind
-		want  fiscal.Outcome
-		saved bool // the checkpoint was saved before the cut
+		want  fiscal.Outcome // 0: the checkpoint was never saved
+		saved bool
 	}{
-		{shtrih.CmdShortStatus, 0, emulator.FaultPowerCutBefore, 0, false},
-		{shtrih.CmdFNStatus, 0, emulator.FaultPowerCutAfter, 0, false},
-		{shtrih.CmdOpenReceipt, 0, emulator.FaultPowerCutBefore, fiscal.NeverStarted, true},
-		{shtrih.CmdOpenReceipt, 0, emulator.FaultPowerCutAfter, fiscal.OpenCancelled, true},
-		{shtrih.CmdSendTLV, 0, emulator.FaultPowerCutAfter, fiscal.OpenCancelled, true},
-		{shtrih.CmdPrintLine, 2, emulator.FaultPowerCutBefore, fiscal.OpenCancelled, true},
-		{shtrih.CmdOperation2, 0, emulator.FaultPowerCutBefore, fiscal.OpenCancelled, true},
-		{shtrih.CmdOperation2, 1, emulator.FaultPowerCutAfter, fiscal.OpenCancelled, true},
-		{shtrih.CmdCloseReceipt2, 0, emulator.FaultPowerCutBefore, fiscal.OpenCancelled, true},
-		{shtrih.CmdCloseReceipt2, 0, emulator.FaultPowerCutAfter, fiscal.Fiscalised, true},
-		{shtrih.CmdShortStatus, 1, emulator.FaultPowerCutBefore, fiscal.Fiscalised, false}, // while waiting for the print: fiscalised, result returned
+		{shtrih.CmdShortStatus, 0, before, 0, false},
+		{shtrih.CmdShortStatus, 0, after, 0, false},
+		{shtrih.CmdFNStatus, 0, before, 0, false},
+		{shtrih.CmdFNStatus, 0, after, 0, false},
+		{shtrih.CmdOpenReceipt, 0, before, fiscal.NeverStarted, true},
+		{shtrih.CmdOpenReceipt, 0, after, fiscal.OpenCancelled, true},
+		{shtrih.CmdOpenReceipt, 0, mid, fiscal.OpenCancelled, true},
+		{shtrih.CmdSendTLV, 0, before, fiscal.OpenCancelled, true},
+		{shtrih.CmdSendTLV, 0, after, fiscal.OpenCancelled, true},
+		{shtrih.CmdPrintLine, 0, before, fiscal.OpenCancelled, true},
+		{shtrih.CmdPrintLine, 4, after, fiscal.OpenCancelled, true},
+		{shtrih.CmdOperation2, 0, before, fiscal.OpenCancelled, true},
+		{shtrih.CmdOperation2, 0, after, fiscal.OpenCancelled, true},
+		{shtrih.CmdOperation2, 1, mid, fiscal.OpenCancelled, true},
+		{shtrih.CmdSendTLVToItem, 0, before, fiscal.OpenCancelled, true},
+		{shtrih.CmdSendTLVToItem, 0, after, fiscal.OpenCancelled, true},
+		{shtrih.CmdCloseReceipt2, 0, before, fiscal.OpenCancelled, true},
+		{shtrih.CmdCloseReceipt2, 0, after, fiscal.Fiscalised, true},
+		{shtrih.CmdCloseReceipt2, 0, mid, fiscal.Fiscalised, true},
+		{shtrih.CmdShortStatus, 1, before, fiscal.Fiscalised, true}, // while waiting for the print: the result is returned
+		{shtrih.CmdShortStatus, 1, after, fiscal.Fiscalised, true},
 	}
+	kinds := map[emulator.FaultKind]string{before: "before", after: "after", mid: "mid-answer"}
 	for _, s := range steps {
-		name := fmt.Sprintf("%s#%d/%d", shtrih.CmdName(s.cmd), s.skip, s.kind)
+		name := fmt.Sprintf("%s#%d/%s", shtrih.CmdName(s.cmd), s.skip, kinds[s.kind])
 		t.Run(name, func(t *testing.T) {
 			r := newRig(t, rigOpts{drv: shtrih.Options{AnswerTimeout: 100 * time.Millisecond}})
 			openShift(t, r)
 			ctx := ctxT(t)
 			rc := receipt(t, "pc", fiscal.CounterProvisionMode, []fiscal.Money{500, 0})
+			rc.Lines[1].Measure = 11
 			r.em.Inject(emulator.Fault{Kind: s.kind, Cmd: s.cmd, Skip: s.skip})
 			var cp *fiscal.Checkpoint
 			res, err := r.drv.PrintReceipt(ctx, rc, func(_ context.Context, c fiscal.Checkpoint) error { cp = &c; return nil })
-			if s.cmd == shtrih.CmdShortStatus && s.skip == 1 {
-				// The cut hits the post-close status poll: the receipt is already
-				// fiscalised and PrintReceipt still returns its FD.
+			if (cp != nil) != s.saved {
+				t.Fatalf("checkpoint saved = %v, want %v (%v)", cp != nil, s.saved, err)
+			}
+			r.em.PowerOn()
+			r.reconnect(t)
+			receipts := func() []emulator.Doc {
+				var out []emulator.Doc
+				for _, d := range r.em.Journal() {
+					if d.Kind == "receipt" {
+						out = append(out, d)
+					}
+				}
+				return out
+			}
+			var recorded uint32
+			switch {
+			case s.cmd == shtrih.CmdShortStatus && s.skip == 1:
+				// The cut hits the status poll after FF45: fiscalised, and
+				// PrintReceipt still returns FD and FP (the print is pending).
 				if err != nil || res.FD == 0 || !res.PrintPending {
 					t.Fatalf("got %+v, %v", res, err)
 				}
-				r.em.PowerOn()
-				return
-			}
-			if err == nil {
+				recorded = res.FD
+			case err == nil:
 				t.Fatalf("print succeeded through a power cut: %+v", res)
-			}
-			if !errors.Is(err, shtrih.ErrNoLink) && !errors.Is(err, shtrih.ErrAnswerLost) {
-				t.Errorf("error is not a link error: %v", err)
-			}
-			if (cp != nil) != s.saved {
-				t.Fatalf("checkpoint saved = %v, want %v", cp != nil, s.saved)
-			}
-			r.em.PowerOn()
-			if !s.saved {
-				if got := len(r.em.Journal()); got != 1 {
-					t.Errorf("journal %d documents", got)
+			case !errors.Is(err, shtrih.ErrNoLink) && !errors.Is(err, shtrih.ErrAnswerLost):
+				t.Fatalf("error is not a link error: %v", err)
+			case !s.saved:
+				// Nothing that could fiscalise reached the device.
+				if n := len(receipts()); n != 0 {
+					t.Fatalf("%d receipts without a checkpoint", n)
 				}
-				return
-			}
-			dec, err := r.drv.Resolve(ctx, *cp)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if dec.Outcome != s.want {
-				t.Fatalf("decision %v, want %v", dec.Outcome, s.want)
-			}
-			j := r.em.Journal()
-			if s.want == fiscal.Fiscalised {
-				if last := j[len(j)-1]; last.FD != dec.FD || last.FP != dec.FP || idOf(last) != "pc" {
-					t.Errorf("decision %+v, journal %+v", dec, last)
+				if st, err := r.drv.Status(ctx); err != nil || st.ReceiptOpen {
+					t.Fatalf("status after the cut: %v, %v", st, err)
 				}
-				return
-			}
-			if st, _ := r.drv.Status(ctx); st.ReceiptOpen {
-				t.Error("receipt still open after resolve")
-			}
-			// Register again: exactly one receipt ends in the journal.
-			fd, _ := fiscalise(ctx, t, r.drv, rc)
-			n := 0
-			for _, d := range r.em.Journal() {
-				if d.Kind == "receipt" {
-					n++
-					if d.FD != fd {
-						t.Errorf("FD %d, recorded %d", d.FD, fd)
+			default:
+				dec, err := r.drv.Resolve(ctx, *cp)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if dec.Outcome != s.want {
+					t.Fatalf("decision %v, want %v", dec.Outcome, s.want)
+				}
+				if st, err := r.drv.Status(ctx); err != nil || st.ReceiptOpen {
+					t.Fatalf("receipt still open after resolve: %v, %v", st, err)
+				}
+				if s.want == fiscal.Fiscalised {
+					j := receipts()
+					if len(j) != 1 || j[0].FD != dec.FD || j[0].FP != dec.FP || idOf(j[0]) != "pc" {
+						t.Fatalf("decision %+v, journal %+v", dec, j)
 					}
+					recorded = dec.FD
+				} else if n := len(receipts()); n != 0 {
+					t.Fatalf("decision %v but %d receipts in the FN", dec.Outcome, n)
 				}
 			}
-			if n != 1 {
-				t.Errorf("%d receipts in the journal", n)
+			if recorded == 0 {
+				// Register again, as the journal would.
+				recorded, _ = fiscalise(ctx, t, r.drv, rc)
 			}
+			j := receipts()
+			if len(j) != 1 || j[0].FD != recorded || len(j[0].Items) != 2 || j[0].Items[1].T2108 != 11 || j[0].T1217 != 500 {
+				t.Fatalf("journal %+v, recorded FD %d", j, recorded)
+			}
+			checkFFD(t, j[0])
 		})
 	}
 }
@@ -334,4 +369,56 @@ func TestRandomFaultsNoDoubleNoLoss(t *testing.T) {
 		}
 	}
 	t.Logf("%d receipts, resolve outcomes %v", n, outcomes)
+}
+
+// Paper running out under each printing command of a receipt, with no
+// PaperWait: the receipt either closes with its print pending or fails with
+// the typed paper-out error; after a refill, Resolve and a second attempt
+// leave it in the FN exactly once.
+func TestPaperOutEachCommand(t *testing.T) {
+	for _, cmd := range []uint16{shtrih.CmdOpenReceipt, shtrih.CmdPrintLine, shtrih.CmdOperation2, shtrih.CmdCloseReceipt2} {
+		t.Run(shtrih.CmdName(cmd), func(t *testing.T) {
+			r := newRig(t, rigOpts{})
+			openShift(t, r)
+			ctx := ctxT(t)
+			rc := receipt(t, "paper", fiscal.DiscountMode, []fiscal.Money{700, 0})
+			r.em.Inject(emulator.Fault{Kind: emulator.FaultPaperOut, Cmd: cmd})
+			var cp *fiscal.Checkpoint
+			res, err := r.drv.PrintReceipt(ctx, rc, func(_ context.Context, c fiscal.Checkpoint) error { cp = &c; return nil })
+			recorded := res.FD
+			switch {
+			case cmd == shtrih.CmdCloseReceipt2:
+				if err != nil || !res.PrintPending || res.FD == 0 {
+					t.Fatalf("got %+v, %v", res, err)
+				}
+			case !errors.Is(err, shtrih.ErrPaperOut):
+				t.Fatalf("got %v, want the paper-out error", err)
+			}
+			if health, hint, _ := shtrih.Explain(err); err != nil && (health != "printer.paper_out" || hint != "load paper") {
+				t.Errorf("explain: %q %q", health, hint)
+			}
+			r.em.LoadPaper()
+			if err != nil {
+				dec, err := r.drv.Resolve(ctx, *cp)
+				if err != nil || dec.Outcome != fiscal.OpenCancelled {
+					t.Fatalf("resolve: %+v %v", dec, err)
+				}
+				recorded, _ = fiscalise(ctx, t, r.drv, rc)
+			} else if err := r.drv.ContinuePrint(ctx); err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, d := range r.em.Journal() {
+				if d.Kind == "receipt" {
+					n++
+					if d.FD != recorded || !d.Printed {
+						t.Errorf("FD %d (recorded %d), printed %v", d.FD, recorded, d.Printed)
+					}
+				}
+			}
+			if n != 1 {
+				t.Errorf("%d receipts", n)
+			}
+		})
+	}
 }

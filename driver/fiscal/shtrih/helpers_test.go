@@ -19,6 +19,7 @@ type rig struct {
 	pty  *emulator.PTY
 	port serial.Port
 	drv  *shtrih.Driver
+	opts rigOpts
 }
 
 type rigOpts struct {
@@ -62,12 +63,25 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	if o.drv.Logger == nil {
 		o.drv.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &rig{em: em, pty: p, port: port, drv: shtrih.New(port, p.Name, o.drv)}
+	r := &rig{em: em, pty: p, port: port, drv: shtrih.New(port, p.Name, o.drv), opts: o}
 	t.Cleanup(func() {
-		port.Close()
+		r.port.Close()
 		p.Close()
 	})
 	return r
+}
+
+// reconnect is the agent coming back after a power loss: the old port is
+// closed, the port is opened again and a fresh driver (no memory of the
+// receipt but the journal's checkpoint) takes over.
+func (r *rig) reconnect(t testing.TB) {
+	t.Helper()
+	r.port.Close()
+	port, err := serial.Open(r.pty.Name, &serial.Mode{BaudRate: r.opts.baud})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.port, r.drv = port, shtrih.New(port, r.pty.Name, r.opts.drv)
 }
 
 func ctxT(t testing.TB) context.Context {

@@ -12,6 +12,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -225,6 +226,10 @@ func (c *Classifier) token(ctx context.Context, r Result, text string) Result {
 	}
 	now := c.now()
 	win := c.cfg.TokenWindow
+	if int64(t.Window) > math.MaxInt64/int64(win)-1 {
+		// Validly signed, but so far ahead that the time does not fit.
+		return reject(ReasonNotYetValid, fmt.Errorf("token window %d is beyond any clock", t.Window))
+	}
 	start := time.Unix(0, 0).Add(time.Duration(t.Window) * win)
 	end := start.Add(win)
 	if (!key.ValidFrom.IsZero() && start.Before(key.ValidFrom)) || (!key.ValidTo.IsZero() && !start.Before(key.ValidTo)) {

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -389,4 +390,60 @@ func TestTokenCardLeadingZeros(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The acceptance window's edges, to the nanosecond: from skew before the
+// window starts until skew after it ends (end exclusive).
+func TestTokenSkewBoundaries(t *testing.T) {
+	w := window(testNow)
+	start := time.Unix(int64(w)*60, 0)
+	end := start.Add(time.Minute)
+	skew := testConfig().ClockSkew
+	for _, tc := range []struct {
+		now    time.Time
+		reason Reason
+	}{
+		{start.Add(-skew - time.Nanosecond), ReasonNotYetValid},
+		{start.Add(-skew), ""},
+		{end.Add(skew - time.Nanosecond), ""},
+		{end.Add(skew), ReasonExpired},
+	} {
+		c, clk, _ := newTest(t)
+		clk.t = tc.now
+		r := c.Classify(context.Background(), scanOf(SignToken(priv, 7, 2770000000017, w)))
+		if r.Reason != tc.reason || (tc.reason == "" && r.Kind != KindSignedCard) {
+			t.Errorf("till clock %s: %s %s (%v)", tc.now.Sub(start), r.Kind, r.Reason, r.Err)
+		}
+	}
+	// A validly signed window past any clock is refused, not wrapped around.
+	c, _, _ := newTest(t)
+	if r := c.Classify(context.Background(), scanOf(SignToken(priv, 7, 2770000000017, math.MaxUint32))); r.Reason != ReasonNotYetValid {
+		t.Errorf("window MaxUint32: %s %s (%v)", r.Kind, r.Reason, r.Err)
+	}
+	cfg := testConfig()
+	cfg.TokenWindow = time.Hour
+	c = New(cfg, &memKeys{keys: map[uint16]Key{7: {Public: pub}}}, func() time.Time { return testNow })
+	if r := c.Classify(context.Background(), scanOf(SignToken(priv, 7, 2770000000017, math.MaxUint32))); r.Reason != ReasonNotYetValid {
+		t.Errorf("hour windows, MaxUint32: %s %s (%v)", r.Kind, r.Reason, r.Err)
+	}
+}
+
+// Each tampered byte of a signed token is caught: by the parser (version,
+// flags, Base45) or by the signature; never accepted.
+func TestTokenEveryByteTampered(t *testing.T) {
+	s, err := SignCard(priv, 7, "2770000000017", window(testNow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := ParseToken(s)
+	raw := append(tok.body()[len(TokenContext):], tok.Sig[:]...)
+	for i := range raw {
+		bad := append([]byte(nil), raw...)
+		bad[i] ^= 0x01
+		c, _, _ := newTest(t)
+		r := c.Classify(context.Background(), scanOf(TokenPrefix+base45Encode(bad)))
+		if r.Kind != KindRejected || (r.Reason != ReasonBadSignature && r.Reason != ReasonMalformed && r.Reason != ReasonUnknownKey) {
+			t.Errorf("byte %d flipped: %s %s", i, r.Kind, r.Reason)
+		}
+	}
 }

@@ -233,6 +233,28 @@ func TestStreamSeveralScannersOneFailing(t *testing.T) {
 	if got["a:AAAA"] != 1 || got["b:BBBB"] != 2 || dups != 1 {
 		t.Errorf("got %v, %d duplicates", got, dups)
 	}
+	// Scanner a is pulled out: it is reported, and b goes on delivering.
+	p1.unplug()
+	for gone := false; !gone; {
+		select {
+		case h := <-health:
+			gone = h.Device == "a" && h.Code == scanner.CodeDisconnected
+			if h.Device == "b" && h.Code != scanner.CodeOK {
+				t.Errorf("b reported %s when a was unplugged", h.Code)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("unplug of a not reported")
+		}
+	}
+	p2.write(t, "CCCC\r")
+	select {
+	case s := <-scans:
+		if s.Device != "b" || string(s.Raw) != "CCCC" {
+			t.Errorf("after a was unplugged: %+v", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("b stopped delivering after a was unplugged")
+	}
 	cancel()
 	for range scans { // closed once every driver stopped
 	}
