@@ -164,6 +164,7 @@ func checkInvariants(t *testing.T, in Input, r Result) {
 			}
 		}
 		redemptionOracle(t, in, r)
+		lotsOracle(t, in, r)
 		lotSum := decimal.Zero
 		for _, u := range red.LotsConsumed {
 			lotSum = lotSum.Add(u.Points.d)
@@ -174,6 +175,8 @@ func checkInvariants(t *testing.T, in Input, r Result) {
 	} else if !r.Redeemed.IsZero() {
 		t.Errorf("redeemed %s without a redemption", r.Redeemed)
 	}
+	discountOracle(t, in, r)
+	accrualOracle(t, in, r)
 	// Explanations: accrual entries per card sum to the accrual; discount
 	// entries to the discount; redemption line entries to the redemption.
 	expAcc := map[string]decimal.Decimal{}
@@ -364,6 +367,316 @@ func redemptionOracle(t *testing.T, in Input, r Result) {
 	case AllOrNothingCheck:
 		if !red.Money.d.Equal(checkNet) || !r.Payable.IsZero() {
 			t.Errorf("oracle: whole check: redeemed %s of %s, payable %s", red.Money, checkNet, r.Payable)
+		}
+	}
+}
+
+// accrualOracle recomputes every card's accrual from the input alone, in
+// plain decimal arithmetic without engine code, and asserts the engine's
+// figure: which cards earn (kind, state, program store, a referral card only
+// beside a customer card in effect), which rules apply (audience, store,
+// minimum check sum), which lines are eligible (tobacco switch, include and
+// exclude lists), the base (sum after discount, minus the redeemed part
+// unless the program earns on it), percent and tier, per-unit and fixed
+// amounts, the promotions (customer cards only, percent and per-unit
+// points: the largest period-wide multiplier times the largest group or
+// product multiplier on the line), one rounding per card by the program's
+// rule, then the monthly cap. As in redemptionOracle, each line's discount
+// and redeemed money are taken from the result (they have their own tests
+// and oracle).
+func accrualOracle(t *testing.T, in Input, r Result) {
+	t.Helper()
+	loc := in.Location
+	if loc == nil {
+		loc = time.UTC
+		if in.TimeZone != "" {
+			l, err := time.LoadLocation(in.TimeZone)
+			if err != nil {
+				t.Fatalf("oracle: zone %q: %v", in.TimeZone, err)
+			}
+			loc = l
+		}
+	}
+	progs := map[string]*Program{}
+	for i := range in.Programs {
+		progs[in.Programs[i].ID] = &in.Programs[i]
+	}
+	store := in.Check.StoreID
+	listed := func(list []string, v string) bool { return len(list) == 0 || slices.Contains(list, v) }
+	meets := func(list, vs []string) bool {
+		for _, v := range vs {
+			if slices.Contains(list, v) {
+				return true
+			}
+		}
+		return false
+	}
+	inEffect := func(c *Card) bool {
+		return c.State != StateBlocked && listed(progs[c.ProgramID].Stores, store)
+	}
+	customer := false
+	for i := range in.Cards {
+		if c := &in.Cards[i]; c.Kind != KindReferral && inEffect(c) {
+			customer = true
+		}
+	}
+	checkNet := decimal.Zero
+	nets := make([]decimal.Decimal, len(in.Check.Lines))
+	for i, l := range in.Check.Lines {
+		sum := l.Sum.d
+		if sum.IsZero() {
+			sum = l.Price.d.Mul(l.Qty.d).Round(2)
+		}
+		nets[i] = sum.Sub(r.Lines[i].Discount.d)
+		checkNet = checkNet.Add(nets[i])
+	}
+	for ci := range in.Cards {
+		c := &in.Cards[ci]
+		p := progs[c.ProgramID]
+		want := decimal.Zero
+		earns := (c.Kind == KindBonus || c.Kind == KindCombined || (c.Kind == KindReferral && customer)) && inEffect(c)
+		if earns {
+			aud := ForCustomer
+			if c.Kind == KindReferral {
+				aud = ForAgent
+			}
+			// Promotions: the largest active period-wide multiplier, and per
+			// line the largest group or product multiplier.
+			period := decimal.NewFromInt(1)
+			lineMul := make([]decimal.Decimal, len(in.Check.Lines))
+			for i := range lineMul {
+				lineMul[i] = decimal.NewFromInt(1)
+			}
+			if aud == ForCustomer {
+				havePeriod := false
+				best := make([]*decimal.Decimal, len(in.Check.Lines))
+				for _, pr := range p.Promotions {
+					if !listed(pr.Stores, store) || (!pr.From.IsZero() && in.Now.Before(pr.From.In(loc))) || (!pr.To.IsZero() && !in.Now.Before(pr.To.In(loc))) {
+						continue
+					}
+					if pr.Scope == ScopeAll {
+						if !havePeriod || pr.Multiplier.d.GreaterThan(period) {
+							period, havePeriod = pr.Multiplier.d, true
+						}
+						continue
+					}
+					for i, l := range in.Check.Lines {
+						var m *decimal.Decimal
+						switch {
+						case pr.Scope == ScopeGroups && meets(pr.Groups, l.Groups):
+							m = &pr.Multiplier.d
+						case pr.Scope == ScopeProducts:
+							if f, ok := pr.ProductMultipliers[l.ProductID]; ok {
+								m = &f.d
+							} else if slices.Contains(pr.Products, l.ProductID) {
+								m = &pr.Multiplier.d
+							}
+						}
+						if m != nil && (best[i] == nil || m.GreaterThan(*best[i])) {
+							v := *m
+							best[i] = &v
+						}
+					}
+				}
+				for i := range best {
+					if best[i] != nil {
+						lineMul[i] = *best[i]
+					}
+				}
+			}
+			raw := decimal.Zero
+			for _, rule := range p.Accrual {
+				ra := rule.For
+				if ra == "" {
+					ra = ForCustomer
+				}
+				if ra != aud || !listed(rule.Stores, store) || checkNet.LessThan(rule.MinCheckSum.d) {
+					continue
+				}
+				var elig []int
+				for i, l := range in.Check.Lines {
+					switch {
+					case l.Tobacco && !p.TobaccoEarns:
+					case slices.Contains(rule.ExcludeProducts, l.ProductID) || meets(rule.ExcludeGroups, l.Groups):
+					case (len(rule.IncludeGroups) > 0 || len(rule.IncludeProducts) > 0) &&
+						!slices.Contains(rule.IncludeProducts, l.ProductID) && !meets(rule.IncludeGroups, l.Groups):
+					default:
+						elig = append(elig, i)
+					}
+				}
+				if len(elig) == 0 {
+					continue
+				}
+				switch rule.Kind {
+				case AccrualPercent:
+					pct := rule.Percent.d
+					if rule.Tiers != nil {
+						basis := checkNet
+						switch rule.Tiers.Basis {
+						case BasisPrevMonth:
+							basis = c.PurchasesPrevMonth.d
+						case BasisAllTime:
+							basis = c.PurchasesAllTime.d.Add(checkNet)
+						}
+						pct = decimal.Zero
+						var from *decimal.Decimal
+						for _, lv := range rule.Tiers.Levels {
+							if !lv.From.d.GreaterThan(basis) && (from == nil || lv.From.d.GreaterThan(*from)) {
+								f := lv.From.d
+								from, pct = &f, lv.Percent.d
+							}
+						}
+					}
+					for _, i := range elig {
+						base := nets[i]
+						if !p.EarnOnRedeemedPart {
+							base = base.Sub(r.Lines[i].Redeemed.d)
+						}
+						if base.IsPositive() {
+							raw = raw.Add(base.Mul(pct).Shift(-2).Mul(period).Mul(lineMul[i]))
+						}
+					}
+				case AccrualPerUnit:
+					for _, i := range elig {
+						raw = raw.Add(rule.Points.d.Mul(in.Check.Lines[i].Qty.d).Mul(period).Mul(lineMul[i]))
+					}
+				case AccrualFixed:
+					raw = raw.Add(rule.Points.d)
+				}
+			}
+			sc := p.PointRounding.Scale
+			switch p.PointRounding.Mode {
+			case RoundHalfUp:
+				want = raw.Round(sc)
+			case RoundUp:
+				want = raw.RoundUp(sc)
+			case RoundHalfEven:
+				want = raw.RoundBank(sc)
+			default:
+				want = raw.Truncate(sc)
+			}
+			if cap := p.MonthlyAccrualCap; cap != nil {
+				room := decimal.Max(decimal.Zero, cap.d.Sub(c.AccruedThisMonth.d).Truncate(sc))
+				want = decimal.Min(want, room)
+			}
+			want = decimal.Max(want, decimal.Zero)
+		}
+		got := r.Cards[ci]
+		if got.CanEarn != earns {
+			t.Errorf("oracle: card %s can_earn = %v, want %v", c.Code, got.CanEarn, earns)
+		}
+		if !got.Accrued.d.Equal(want) {
+			t.Errorf("oracle: card %s accrued %s, want %s", c.Code, got.Accrued, want)
+		}
+	}
+}
+
+// discountOracle recomputes each line's discount from the input alone: the
+// first presented discount or combined card in effect whose program has
+// discount rules gives it; cumulative mode takes the level by the card's
+// purchases before this check, category mode the largest percent among the
+// line's groups; tobacco lines get none; sum × percent half up to the
+// kopeck, never above the sum.
+func discountOracle(t *testing.T, in Input, r Result) {
+	t.Helper()
+	progs := map[string]*Program{}
+	for i := range in.Programs {
+		progs[in.Programs[i].ID] = &in.Programs[i]
+	}
+	var card *Card
+	var rules *DiscountRules
+	for i := range in.Cards {
+		c := &in.Cards[i]
+		p := progs[c.ProgramID]
+		inStore := len(p.Stores) == 0 || slices.Contains(p.Stores, in.Check.StoreID)
+		if (c.Kind == KindDiscount || c.Kind == KindCombined) && c.State != StateBlocked && inStore && p.Discount != nil {
+			card, rules = c, p.Discount
+			break
+		}
+	}
+	for i, l := range in.Check.Lines {
+		want := decimal.Zero
+		if card != nil && !l.Tobacco {
+			pct := decimal.Zero
+			switch rules.Mode {
+			case DiscountCumulative:
+				var from *decimal.Decimal
+				for _, lv := range rules.Levels {
+					if !lv.From.d.GreaterThan(card.PurchasesAllTime.d) && (from == nil || lv.From.d.GreaterThan(*from)) {
+						f := lv.From.d
+						from, pct = &f, lv.Percent.d
+					}
+				}
+			case DiscountCategory:
+				for _, cat := range rules.Categories {
+					if slices.Contains(l.Groups, cat.Group) && cat.Percent.d.GreaterThan(pct) {
+						pct = cat.Percent.d
+					}
+				}
+			}
+			sum := r.Lines[i].Sum.d
+			if pct.IsPositive() {
+				want = decimal.Min(sum, sum.Mul(pct).Shift(-2).Round(2))
+			}
+		}
+		if !r.Lines[i].Discount.d.Equal(want) {
+			t.Errorf("oracle: line %d discount %s, want %s", l.No, r.Lines[i].Discount, want)
+		}
+	}
+}
+
+// lotsOracle recomputes the lots a redemption consumes (item 8): the card's
+// lots active at now with points left, soonest-expiring first (never
+// expiring last), then the earliest activated, then input order; each taken
+// whole until the last, which gives what is left of the request.
+func lotsOracle(t *testing.T, in Input, r Result) {
+	t.Helper()
+	red := r.Redemption
+	var card *Card
+	for i := range in.Cards {
+		if in.Cards[i].Code == red.Card {
+			card = &in.Cards[i]
+		}
+	}
+	if card == nil {
+		return // redemptionOracle reports it
+	}
+	var active []int
+	for i, l := range card.Lots {
+		if l.Remaining.IsPositive() && !in.Now.Before(l.ActiveFrom) && (l.ExpiresAt == nil || in.Now.Before(*l.ExpiresAt)) {
+			active = append(active, i)
+		}
+	}
+	slices.SortStableFunc(active, func(a, b int) int {
+		la, lb := card.Lots[a], card.Lots[b]
+		switch {
+		case la.ExpiresAt == nil && lb.ExpiresAt != nil:
+			return 1
+		case la.ExpiresAt != nil && lb.ExpiresAt == nil:
+			return -1
+		case la.ExpiresAt != nil && !la.ExpiresAt.Equal(*lb.ExpiresAt):
+			return la.ExpiresAt.Compare(*lb.ExpiresAt)
+		}
+		return la.ActiveFrom.Compare(lb.ActiveFrom)
+	})
+	var want []LotUse
+	left := red.Points.d
+	for _, i := range active {
+		if !left.IsPositive() {
+			break
+		}
+		take := decimal.Min(left, card.Lots[i].Remaining.d)
+		want = append(want, LotUse{LotID: card.Lots[i].ID, Points: Points{take}})
+		left = left.Sub(take)
+	}
+	if len(want) != len(red.LotsConsumed) {
+		t.Errorf("oracle: lots consumed %v, want %v", red.LotsConsumed, want)
+		return
+	}
+	for i := range want {
+		if got := red.LotsConsumed[i]; got.LotID != want[i].LotID || !got.Points.Equal(want[i].Points) {
+			t.Errorf("oracle: lots consumed %v, want %v", red.LotsConsumed, want)
+			return
 		}
 	}
 }

@@ -154,6 +154,7 @@ func returnsAddUp(t *testing.T, in Input, orig Result, rng *rand.Rand) {
 		if !exp.Equal(r.Refund) {
 			t.Errorf("return explanations sum to %s, refund %s", exp, r.Refund)
 		}
+		returnExplained(t, r)
 		for _, c := range r.Cards {
 			restored = restored.Add(c.Restored.d)
 			reversed[c.Code] = reversed[c.Code].Add(c.Reversed.d)
@@ -322,4 +323,71 @@ func FuzzQuote(f *testing.F) {
 		}
 		returnsAddUp(t, in, r, rng)
 	})
+}
+
+// returnExplained asserts that a return's points are accounted for by its
+// explanations as a quote's are (item 14): per card, the restored points
+// equal the return.restore line entries, the return.restore_lot entries and
+// the lines' restored_points; the reversed points equal the return.reverse
+// line entries and the lines' reversed shares; debt and write-off equal
+// their entries.
+func returnExplained(t *testing.T, r ReturnResult) {
+	t.Helper()
+	type acc struct{ restore, restoreLot, reverse, debt, writeOff, lineRestored, lineReversed decimal.Decimal }
+	by := map[string]*acc{}
+	get := func(code string) *acc {
+		if by[code] == nil {
+			by[code] = &acc{}
+		}
+		return by[code]
+	}
+	for _, e := range r.Explain {
+		if e.Code != CodeReturnRefund && e.Rule == "" {
+			t.Errorf("return explanation without a rule: %+v", e)
+		}
+		if e.Points == nil {
+			continue
+		}
+		a := get(e.Card)
+		switch e.Code {
+		case CodeReturnRestore:
+			a.restore = a.restore.Add(e.Points.d)
+		case CodeReturnRestoreLot:
+			a.restoreLot = a.restoreLot.Add(e.Points.d)
+		case CodeReturnReverse:
+			a.reverse = a.reverse.Add(e.Points.d)
+		case CodeReturnDebt:
+			a.debt = a.debt.Add(e.Points.d)
+		case CodeReturnWriteOff:
+			a.writeOff = a.writeOff.Add(e.Points.d)
+		}
+	}
+	restoredLines := decimal.Zero
+	for _, l := range r.Lines {
+		restoredLines = restoredLines.Add(l.RestoredPoints.d)
+		for _, rv := range l.Reversed {
+			a := get(rv.Card)
+			a.lineReversed = a.lineReversed.Add(rv.Points.d)
+		}
+	}
+	restoredCards := decimal.Zero
+	for _, c := range r.Cards {
+		a := get(c.Code)
+		restoredCards = restoredCards.Add(c.Restored.d)
+		for what, pair := range map[string][2]decimal.Decimal{
+			"restored vs return.restore":      {c.Restored.d, a.restore},
+			"restored vs return.restore_lot":  {c.Restored.d, a.restoreLot},
+			"reversed vs return.reverse":      {c.Reversed.d, a.reverse},
+			"reversed vs lines' reversed":     {c.Reversed.d, a.lineReversed},
+			"debt added vs return.debt":       {c.DebtAdded.d, a.debt},
+			"written off vs return.write_off": {c.WrittenOff.d, a.writeOff},
+		} {
+			if !pair[0].Equal(pair[1]) {
+				t.Errorf("card %s: %s: %s ≠ %s", c.Code, what, pair[0], pair[1])
+			}
+		}
+	}
+	if !restoredLines.Equal(restoredCards) {
+		t.Errorf("lines' restored points %s ≠ cards' restored %s", restoredLines, restoredCards)
+	}
 }

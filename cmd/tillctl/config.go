@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"os"
 
 	"tillagent/internal/config"
 )
@@ -13,16 +15,24 @@ func init() {
 }
 
 func runConfigCheck(ctx context.Context, args []string) error {
+	return configCheck(ctx, args, os.Stdout)
+}
+
+func configCheck(_ context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
 	path := fs.String("config", "config.example.yaml", "configuration file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() != 0 {
+		fmt.Fprintln(fs.Output(), "usage: tillctl config check [-config FILE]")
+		return errUsage
+	}
 	c, err := config.Load(*path)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s: ok (till %s of store %s, store %s, printer %s, %d scanner(s))\n",
+	fmt.Fprintf(out, "%s: ok (till %s of store %s, store %s, printer %s, %d scanner(s))\n",
 		*path, c.Till.TillID, c.Till.StoreID, c.Store.Path, c.Printer.Type, len(c.Scanners))
 	return nil
 }

@@ -36,21 +36,23 @@ func TestQuoteEndToEnd(t *testing.T) {
 		sum, discount, redeemed, payable string
 		max, maxLimit, spent             string // "" = no redemption block expected
 		lots                             string // lots consumed "id=points,…"
+		lineRedeemed                     string // money paid with points per line "43.00,23.00,…" ("" = not checked)
 		cards                            []wantCard
 	}{
 		{
 			// Milk 2×89.90=179.80, bread 65.00, cigarettes 210.00, wine 799.00 → 1253.80.
 			// Line caps: milk 179.80−2×62.00×1.10=43.40, bread 65.00−38.00×1.10=23.20,
 			// tobacco 0, wine (segment alcohol) 0 → 66.60 → 66 points (limit lines;
-			// balance 300, 50 % of check 626). 66 points = 66.00 ₽, split 43.01/22.99
-			// by the caps; taken from L-13-1, the soonest-expiring lot.
-			// Accrual 5 % (last month 12 000 ≥ 10 000) on the money part of eligible
-			// lines, milk ×2 (dairy promotion): 136.79×5 %×2 + 42.01×5 % = 15.7795 → 15.
+			// balance 300, 50 % of check 626). 66 points = 66.00 ₽, split by the line
+			// caps in points (43 and 23) as 43.00/23.00; taken from L-13-1, the
+			// soonest-expiring lot. Accrual 5 % (last month 12 000 ≥ 10 000) on the
+			// money part of eligible lines, milk ×2 (dairy promotion):
+			// 136.80×5 %×2 + 42.00×5 % = 15.78 → 15.
 			// The agent card earns its fixed 100 (check ≥ 1000.00).
 			name: "bonus card redeems, agent card beside it", check: "bonus-basket.json",
 			args: []string{"--cards", "2900000000018,2600000000017", "--redeem", "66"},
 			sum:  "1253.80", discount: "0.00", redeemed: "66.00", payable: "1187.80",
-			max: "66", maxLimit: checkout.LimitLines, spent: "66", lots: "L-13-1=66",
+			max: "66", maxLimit: checkout.LimitLines, spent: "66", lots: "L-13-1=66", lineRedeemed: "43.00,23.00,0.00,0.00",
 			cards: []wantCard{{code: "2900000000018", accrued: "15", canSpend: true}, {code: "2600000000017", accrued: "100"}},
 		},
 		{
@@ -190,6 +192,48 @@ func TestQuoteEndToEnd(t *testing.T) {
 				sum = sum.Add(l.Redeemed)
 			}
 			eq("sum of line redemptions", sum.String(), r.Redeemed.String())
+			if c.lineRedeemed != "" {
+				var per []string
+				for _, l := range r.Lines {
+					per = append(per, l.Redeemed.String())
+				}
+				eq("redeemed per line", strings.Join(per, ","), c.lineRedeemed)
+			}
+			// Discounts per line sum to the check's discount.
+			disc := checkout.Money{}
+			for _, l := range r.Lines {
+				disc = disc.Add(l.Discount)
+			}
+			if !disc.Equal(r.Discount) {
+				t.Errorf("line discounts sum to %s, discount %s", disc, r.Discount)
+			}
+			// The explanation is in the output and accounts for each card's
+			// accrual and for the discount, every entry naming its rule.
+			if len(r.Explain) == 0 {
+				t.Fatal("no explanation in the output")
+			}
+			accrued := map[string]checkout.Points{}
+			explDisc := checkout.Money{}
+			for _, e := range r.Explain {
+				if e.Code == "" || e.Detail == "" || (e.Rule == "" && e.Code != checkout.CodeCardDenied && e.Code != checkout.CodeLineSum) {
+					t.Errorf("explanation without code, rule or detail: %+v", e)
+				}
+				switch e.Code {
+				case checkout.CodeAccrualPercent, checkout.CodeAccrualFixed, checkout.CodeAccrualPerUnit, checkout.CodePromotion,
+					checkout.CodeAccrualRounding, checkout.CodeAccrualMonthlyCap:
+					accrued[e.Card] = accrued[e.Card].Add(*e.Points)
+				case checkout.CodeDiscountCumulative, checkout.CodeDiscountCategory:
+					explDisc = explDisc.Add(*e.Money)
+				}
+			}
+			for _, c := range r.Cards {
+				if !accrued[c.Code].Equal(c.Accrued) {
+					t.Errorf("card %s: explanations sum to %s points, accrued %s", c.Code, accrued[c.Code], c.Accrued)
+				}
+			}
+			if !explDisc.Equal(r.Discount) {
+				t.Errorf("discount explanations sum to %s, discount %s", explDisc, r.Discount)
+			}
 		})
 	}
 }

@@ -56,6 +56,9 @@ func TestErrorsNameKeyAndFile(t *testing.T) {
 		{"scanner type", "scanners:\n  - name: a\n    type: usb\n", "scanners[0].type"},
 		{"serial framing", "scanners:\n  - name: a\n    type: serial\n    port: /dev/x\n    framing: pipe\n", "scanners[0].framing"},
 		{"busy timeout", "store:\n  busy_timeout: 1ms\n", "store.busy_timeout"},
+		{"till id with a space", "till:\n  till_id: S001 T01\n", "till.till_id"},
+		{"store id with a comma", "till:\n  store_id: S001,S002\n", "till.store_id"},
+		{"empty till id", "till:\n  till_id: \"\"\n", "till.till_id"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -264,3 +264,59 @@ func TestPublicKeys(t *testing.T) {
 		t.Fatalf("CardKey(2): %v, want ErrUnknownKey", err)
 	}
 }
+
+// TestImportRetiresByValue: an import deletes nothing, so head office
+// retires a lot by sending it with nothing remaining and a promotion by
+// ending its window (docs/replica.md, "Nothing is deleted by an import").
+func TestImportRetiresByValue(t *testing.T) {
+	s := mustDemo(t)
+	ctx := context.Background()
+	quote := func() checkout.Result {
+		t.Helper()
+		in, err := s.QuoteInput(ctx, basket(), []string{"2900000000018"}, demoNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ten := checkout.MustPoints("10")
+		in.Redeem = &ten // taken from the lot expiring first
+		r, err := checkout.Quote(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	promoted := func(r checkout.Result) bool {
+		for _, e := range r.Explain {
+			if e.Code == checkout.CodePromotion && e.Rule == "BONUS/dairy-x2" {
+				return true
+			}
+		}
+		return false
+	}
+	before := quote()
+	if !before.Cards[0].SpendableBefore.Equal(checkout.MustPoints("300")) || !promoted(before) ||
+		len(before.Redemption.LotsConsumed) != 1 || before.Redemption.LotsConsumed[0].LotID != "L-13-1" {
+		t.Fatalf("demo: spendable %s, dairy promotion %v, lots %v; want 300, on, L-13-1",
+			before.Cards[0].SpendableBefore, promoted(before), before.Redemption.LotsConsumed)
+	}
+	delta, err := ParseReplica([]byte(`{"version": 1,
+		"lots": [{"id": "L-13-1", "card": "2900000000018", "points": "150", "remaining": "0",
+			"accrued_at": "2026-06-01T10:00:00+03:00", "active_from": "2026-06-15T10:00:00+03:00", "expires_at": "2026-12-12T10:00:00+03:00"}],
+		"promotions": [{"program": "BONUS", "id": "dairy-x2", "from": "2026-11-16", "to": "2026-11-20", "scope": "groups", "groups": ["dairy"], "multiplier": "2"}]}`), "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Import(ctx, delta); err != nil {
+		t.Fatal(err)
+	}
+	after := quote()
+	if got := after.Cards[0].SpendableBefore; !got.Equal(checkout.MustPoints("200")) {
+		t.Errorf("spendable after retiring L-13-1 = %s, want 200", got)
+	}
+	if l := after.Redemption.LotsConsumed; len(l) != 1 || l[0].LotID != "L-13-2" {
+		t.Errorf("lots consumed after retiring L-13-1 = %v, want L-13-2 only", l)
+	}
+	if promoted(after) {
+		t.Error("the ended promotion dairy-x2 still multiplies the accrual")
+	}
+}

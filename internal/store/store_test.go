@@ -84,6 +84,52 @@ func TestOpenRefusesWrongPragma(t *testing.T) {
 	}
 }
 
+// TestWriteTransactionsAreImmediate: the writer's transactions take the
+// write lock at BEGIN (BEGIN IMMEDIATE), before any statement runs. A
+// deferred BEGIN would take it only at the first write, so a second process
+// (tillctl replica import beside the agent) could fail a sale half-way with
+// SQLITE_BUSY on the lock upgrade instead of waiting at the start.
+func TestWriteTransactionsAreImmediate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "till.db")
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Path: path, TillID: "T", BusyTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	other, err := Open(ctx, Options{Path: path, TillID: "T2", BusyTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+
+	tx, err := s.w.BeginTx(ctx, nil) // no statement yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The other store's writer cannot even begin while tx is open.
+	tx2, err := other.w.BeginTx(ctx, nil)
+	if err == nil {
+		tx2.Rollback()
+		tx.Rollback()
+		t.Fatal("a second writer began while the first held an empty transaction: BEGIN is not IMMEDIATE")
+	}
+	if !strings.Contains(err.Error(), "locked") && !strings.Contains(err.Error(), "busy") {
+		t.Fatalf("second BEGIN: err = %v, want SQLITE_BUSY (database is locked)", err)
+	}
+	// Readers are not blocked (WAL).
+	var n int
+	if err := other.r.QueryRowContext(ctx, `SELECT count(*) FROM journal`).Scan(&n); err != nil {
+		t.Fatalf("read while a write transaction is open: %v", err)
+	}
+	tx.Rollback()
+	// Once it ends, the other writer gets through; Append waits for the lock
+	// at BEGIN and commits.
+	if _, err := other.Append(ctx, []Entry{{CheckID: "C1", CardCode: "2900000000018", Kind: KindCorrection, Points: dec("1")}}); err != nil {
+		t.Fatalf("append after the lock is released: %v", err)
+	}
+}
+
 func TestOpenRefusesNewerSchema(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "till.db")
 	ctx := context.Background()

@@ -30,7 +30,8 @@ CREATE TABLE products (
 	vat                     TEXT NOT NULL,
 	tobacco                 INTEGER NOT NULL DEFAULT 0 CHECK (tobacco IN (0, 1)),
 	alcohol                 INTEGER NOT NULL DEFAULT 0 CHECK (alcohol IN (0, 1)),
-	-- NULL: unknown, the markup limit then does not bind this line.
+	-- NULL: unknown; under a markup limit the line then takes no points
+	-- (the margin cannot be proven: checkout's markup_unknown_cost).
 	last_purchase_price_kop INTEGER CHECK (last_purchase_price_kop >= 0)
 ) WITHOUT ROWID;
 
