@@ -1,0 +1,165 @@
+// Command headoffice is the head-office sync service: PostgreSQL behind an
+// HTTP/JSON API for tills (journal push, replica feed) and ERP jobs. See
+// docs/sync.md.
+//
+//	headoffice serve  [-listen :8440] [-tls-cert F -tls-key F] [-expire-every 1h]
+//	headoffice enrol  -till S001-T01 -store S001      prints the till's secret
+//	headoffice import FILE                             ERP replica file (.json/.yaml)
+//
+// The database is HEADOFFICE_DSN (or -dsn); the ERP token HEADOFFICE_ERP_TOKEN
+// (or -erp-token-file).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"tillagent/internal/store"
+	"tillagent/sync/headoffice"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "headoffice:", err)
+		os.Exit(1)
+	}
+}
+
+// run is main without the process: ready, if not nil, gets the listen
+// address once serving.
+func run(ctx context.Context, args []string, out io.Writer, ready func(addr string)) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("headoffice "+cmd, flag.ContinueOnError)
+	dsn := fs.String("dsn", os.Getenv("HEADOFFICE_DSN"), "PostgreSQL DSN (default $HEADOFFICE_DSN)")
+	tokenFile := fs.String("erp-token-file", "", "file holding the ERP token (default $HEADOFFICE_ERP_TOKEN)")
+	listen := fs.String("listen", ":8440", "serve: address to listen on")
+	cert := fs.String("tls-cert", "", "serve: TLS certificate (PEM); with -tls-key serves HTTPS")
+	key := fs.String("tls-key", "", "serve: TLS private key (PEM)")
+	expireEvery := fs.Duration("expire-every", time.Hour, "serve: how often expired lots are written off and debt settled (0: never)")
+	cardCap := fs.String("offline-card-cap", "0", "serve: points a card may redeem on one till before head office has seen them (0: no limit)")
+	tillCap := fs.String("offline-till-cap", "0", "serve: points all cards together may redeem on one till before head office has seen them (0: no limit)")
+	maxAge := fs.Duration("offline-max-age", 0, "serve: no redemption on a till whose last feed is older (0: no limit)")
+	tillID := fs.String("till", "", "enrol: till id")
+	storeID := fs.String("store", "", "enrol: store id")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	token := os.Getenv("HEADOFFICE_ERP_TOKEN")
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return fmt.Errorf("erp token: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	var off store.OfflineLimits
+	var err1, err2 error
+	off.CardCap, err1 = decimal.NewFromString(*cardCap)
+	off.TillCap, err2 = decimal.NewFromString(*tillCap)
+	off.MaxAge = *maxAge
+	if err := errors.Join(err1, err2); err != nil || off.CardCap.IsNegative() || off.TillCap.IsNegative() || off.MaxAge < 0 {
+		return fmt.Errorf("offline limits: want non-negative numbers and a duration (%v)", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: *dsn, ERPToken: token, Logger: log, Offline: off})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	switch cmd {
+	case "enrol":
+		if *tillID == "" || *storeID == "" {
+			return errors.New("enrol: -till and -store are required")
+		}
+		secret, err := srv.Enrol(ctx, *tillID, *storeID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "till %s of store %s enrolled; its secret (shown once, put it in sync.secret_file):\n%s\n", *tillID, *storeID, secret)
+		return nil
+	case "import":
+		if fs.NArg() != 1 {
+			return errors.New("import: one replica file expected")
+		}
+		data, err := os.ReadFile(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		r, err := store.ParseReplicaFile(fs.Arg(0), data)
+		if err != nil {
+			return err
+		}
+		st, err := srv.Import(ctx, r)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "imported %s: %d catalog records, %d cards, %d lots changed\n", fs.Arg(0), st.Catalog, st.Cards, st.Lots)
+		return nil
+	case "serve":
+	default:
+		return fmt.Errorf("unknown command %q (serve, enrol, import)", cmd)
+	}
+	if token == "" {
+		log.Warn("no ERP token: the ERP endpoints refuse every request")
+	}
+	if (*cert == "") != (*key == "") {
+		return errors.New("serve: -tls-cert and -tls-key go together")
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() {
+		if *cert != "" {
+			errc <- hs.ServeTLS(ln, *cert, *key)
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	log.Info("head office serving", "addr", ln.Addr().String(), "tls", *cert != "")
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	var tick <-chan time.Time
+	if *expireEvery > 0 {
+		t := time.NewTicker(*expireEvery)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		case <-tick:
+			if st, err := srv.Maintain(ctx); err != nil {
+				log.Error("lot maintenance", "err", err)
+			} else if st.Expired+st.Settled > 0 {
+				log.Info("lot maintenance", "expired_lots", st.Expired, "settled_cards", st.Settled)
+			}
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return hs.Shutdown(sctx)
+		}
+	}
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"tillagent/sync/pgtest"
+)
+
+// TestServeEnrolImport drives the command: import the demo, enrol a till,
+// serve over loopback and fetch the till's feed with the printed secret.
+func TestServeEnrolImport(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	var out bytes.Buffer
+	if err := run(ctx, []string{"import", "-dsn", dsn, "../../testdata/demo/replica.yaml"}, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "8 cards, 9 lots") {
+		t.Fatalf("import output: %q", out.String())
+	}
+	out.Reset()
+	if err := run(ctx, []string{"enrol", "-dsn", dsn, "-till", "S001-T01", "-store", "S001"}, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	secret := lines[len(lines)-1]
+	if len(secret) != 64 {
+		t.Fatalf("enrol output: %q", out.String())
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(sctx, []string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0"}, &out, func(a string) { addrc <- a })
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		t.Fatal(err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	req, _ := http.NewRequest("GET", "http://"+addr+"/v1/till/feed", nil)
+	req.SetBasicAuth("S001-T01", secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("feed through the served command: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve after cancel: %v", err)
+	}
+}

@@ -1,0 +1,90 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"time"
+)
+
+// Sync configures the till's sync loop with head office (sync/client,
+// docs/sync.md).
+type Sync struct {
+	// Enabled starts the loop; off, the till sells and journals alone.
+	Enabled bool `mapstructure:"enabled"`
+	// URL of head office: http(s)://host[:port].
+	URL string `mapstructure:"url"`
+	// Secret issued when the till was enrolled; SecretFile (one line)
+	// overrides it, so the secret can stay out of the YAML.
+	Secret     string `mapstructure:"secret"`
+	SecretFile string `mapstructure:"secret_file"`
+	// CAFile is a PEM bundle to trust for head office's TLS certificate
+	// (empty: the system roots).
+	CAFile         string        `mapstructure:"ca_file"`
+	Interval       time.Duration `mapstructure:"interval"`
+	BatchSize      int           `mapstructure:"batch_size"`
+	BackoffMin     time.Duration `mapstructure:"backoff_min"`
+	BackoffMax     time.Duration `mapstructure:"backoff_max"`
+	RequestTimeout time.Duration `mapstructure:"request_timeout"`
+}
+
+// DefaultSync is the sync section's defaults.
+func DefaultSync() Sync {
+	return Sync{Interval: 30 * time.Second, BatchSize: 500, BackoffMin: time.Second, BackoffMax: 5 * time.Minute,
+		RequestTimeout: time.Minute}
+}
+
+// SecretValue is the secret from SecretFile if set, else Secret.
+func (s *Sync) SecretValue() (string, error) {
+	if s.SecretFile == "" {
+		return s.Secret, nil
+	}
+	b, err := os.ReadFile(s.SecretFile)
+	if err != nil {
+		return "", fmt.Errorf("sync.secret_file: %w", err)
+	}
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return string(b), nil
+}
+
+func (s *Sync) validate(file string) []error {
+	var errs []error
+	bad := func(key string, val any, format string, args ...any) {
+		errs = append(errs, &FieldError{File: file, Key: "sync." + key, Value: val, Err: fmt.Errorf(format, args...)})
+	}
+	if s.Enabled {
+		if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("url", s.URL, "must be http(s)://host[:port] when sync.enabled is true")
+		}
+		if s.SecretFile != "" {
+			if _, err := os.Stat(s.SecretFile); err != nil {
+				bad("secret_file", s.SecretFile, "%v", err)
+			}
+		} else if len(s.Secret) < 16 {
+			bad("secret", "(hidden)", "must be the secret issued at enrolment (at least 16 characters) when sync.enabled is true")
+		}
+	}
+	if s.CAFile != "" {
+		if _, err := os.Stat(s.CAFile); err != nil {
+			bad("ca_file", s.CAFile, "%v", err)
+		}
+	}
+	if s.Interval < time.Second || s.Interval > time.Hour {
+		bad("interval", s.Interval, "must be between 1s and 1h")
+	}
+	if s.BatchSize < 1 || s.BatchSize > 5000 {
+		bad("batch_size", s.BatchSize, "must be 1…5000")
+	}
+	if s.BackoffMin < 100*time.Millisecond || s.BackoffMin > time.Minute {
+		bad("backoff_min", s.BackoffMin, "must be between 100ms and 1m")
+	}
+	if s.BackoffMax < s.BackoffMin || s.BackoffMax > time.Hour {
+		bad("backoff_max", s.BackoffMax, "must be between sync.backoff_min and 1h")
+	}
+	if s.RequestTimeout < time.Second || s.RequestTimeout > 10*time.Minute {
+		bad("request_timeout", s.RequestTimeout, "must be between 1s and 10m")
+	}
+	return errs
+}

@@ -1,0 +1,37 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSyncSection(t *testing.T) {
+	c, err := Load("../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Sync != DefaultSync() {
+		t.Errorf("config.example.yaml sync = %+v, want the defaults %+v", c.Sync, DefaultSync())
+	}
+	p := write(t, "sync:\n  enabled: true\n  url: ftp://ho\n  batch_size: 0\n")
+	_, err = Load(p)
+	for _, key := range []string{"sync.url", "sync.secret", "sync.batch_size"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("bad sync section: %v; want %s named", err, key)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "ftp://ho") == false {
+		t.Errorf("error does not show the bad url: %v", err)
+	}
+	p = write(t, "sync:\n  enabled: true\n  url: https://ho.example:8443\n")
+	t.Setenv("TILLAGENT_SYNC_SECRET", "0123456789abcdef0123")
+	t.Setenv("TILLAGENT_SYNC_INTERVAL", "5s")
+	c, err = Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sec, _ := c.Sync.SecretValue(); sec != "0123456789abcdef0123" || c.Sync.Interval != 5*time.Second {
+		t.Errorf("env not applied to sync: %+v", c.Sync)
+	}
+}

@@ -1,0 +1,109 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"tillagent/internal/store"
+	"tillagent/sync/client"
+)
+
+// BenchmarkFirstLoad: head office holds the demo plus N cards with 5 lots
+// each (N = TILLAGENT_BENCH_CARDS, default 100,000); a fresh till loads it
+// all through the paged feed over loopback HTTP (5,000 cards a page), then
+// head office changes one lot of 10,000 cards and the till pulls that delta.
+//
+//	go test -run '^$' -bench FirstLoad -benchtime 1x ./sync/e2e/
+//	TILLAGENT_BENCH_CARDS=1000000 go test -run '^$' -bench FirstLoad -benchtime 1x -timeout 30m ./sync/e2e/
+func BenchmarkFirstLoad(b *testing.B) {
+	ctx := context.Background()
+	n := 100000
+	if v, err := strconv.Atoi(os.Getenv("TILLAGENT_BENCH_CARDS")); err == nil && v >= 10000 {
+		n = v
+	}
+	h := startHO(b, pgDSN(b))
+	demo, err := store.ParseReplicaFile(demoPath(), mustRead(b, demoPath()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := h.srv.Import(ctx, demo); err != nil {
+		b.Fatal(err)
+	}
+	seed := time.Now()
+	db := h.srv.DB()
+	cards := make([][]any, n)
+	for i := range cards {
+		cards[i] = []any{fmt.Sprintf("32%011d", i), "bonus", "active"}
+	}
+	if _, err := db.CopyFrom(ctx, pgx.Identifier{"cards"}, []string{"code", "kind", "state"}, pgx.CopyFromRows(cards)); err != nil {
+		b.Fatal(err)
+	}
+	acc := time.Date(2026, 10, 1, 10, 0, 0, 0, time.UTC)
+	exp := acc.AddDate(1, 0, 0)
+	lots := pgx.CopyFromFunc(func() func() ([]any, error) {
+		i := 0
+		return func() ([]any, error) {
+			if i == n*5 {
+				return nil, nil
+			}
+			c, k := i/5, i%5
+			i++
+			return []any{fmt.Sprintf("32%011d", c), fmt.Sprintf("L%d", k), "100", "60", acc, acc, exp, ""}, nil
+		}
+	}())
+	if _, err := db.CopyFrom(ctx, pgx.Identifier{"lots"}, []string{"card", "lot_id", "points", "remaining", "accrued_at", "active_from", "expires_at", "check_id"}, lots); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("seeded %d cards, %d lots at head office in %v", n, n*5, time.Since(seed).Round(time.Millisecond))
+	p := newProxy(b, h.hs.URL)
+	for i := 0; i < b.N; i++ {
+		id := fmt.Sprintf("S001-B%02d", i)
+		secret, err := h.srv.Enrol(ctx, id, "S001")
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, err := store.Open(ctx, store.Options{Path: filepath.Join(b.TempDir(), "till.db"), TillID: id})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := client.New(client.Options{URL: p.URL(), TillID: id, StoreID: "S001", Secret: secret, Store: st, RequestTimeout: 10 * time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		t0 := time.Now()
+		if err := c.SyncNow(ctx); err != nil {
+			b.Fatal(err)
+		}
+		load := time.Since(t0)
+		b.StopTimer()
+		if got := c.Status().LoadedCards; got != int64(n+8) {
+			b.Fatalf("loaded %d cards, want %d", got, n+8)
+		}
+		if _, err := db.Exec(ctx, `WITH u AS (UPDATE lots SET remaining = remaining - 1
+			WHERE lot_id = 'L0' AND card IN (SELECT code FROM cards WHERE code LIKE '32%' ORDER BY code LIMIT 10000) RETURNING card)
+			INSERT INTO changes (section, key) SELECT 'cards', card FROM u`); err != nil {
+			b.Fatal(err)
+		}
+		t0 = time.Now()
+		if err := c.SyncNow(ctx); err != nil {
+			b.Fatal(err)
+		}
+		delta := time.Since(t0)
+		if bal, err := st.Spendable(ctx, "3200000000000", time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)); err != nil || bal.Total.String() != "299" {
+			b.Fatalf("card after the delta: %+v %v, want 299", bal, err)
+		}
+		b.ReportMetric(load.Seconds(), "first-load-s")
+		b.ReportMetric(float64(n)/load.Seconds(), "cards/s")
+		b.ReportMetric(float64(delta.Milliseconds()), "delta-10k-ms")
+		st.Close()
+		b.StartTimer()
+	}
+}

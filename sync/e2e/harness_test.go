@@ -1,0 +1,260 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"tillagent/checkout"
+	"tillagent/internal/store"
+	"tillagent/sync/client"
+	"tillagent/sync/headoffice"
+	"tillagent/sync/pgtest"
+)
+
+var demoNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.FixedZone("MSK", 3*3600))
+
+const erpToken = "erp-test-token"
+
+func demoPath() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "demo", "replica.yaml")
+}
+
+// ho is head office on a loopback listener; restart keeps the database.
+type ho struct {
+	t       testing.TB
+	dsn     string
+	offline store.OfflineLimits
+	srv     *headoffice.Server
+	hs      *httptest.Server
+}
+
+func startHO(t testing.TB, dsn string) *ho { return startHOWith(t, dsn, store.OfflineLimits{}) }
+
+func startHOWith(t testing.TB, dsn string, off store.OfflineLimits) *ho {
+	h := &ho{t: t, dsn: dsn, offline: off}
+	h.start()
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *ho) start() {
+	srv, err := headoffice.Open(context.Background(), headoffice.Options{DSN: h.dsn, ERPToken: erpToken, Offline: h.offline,
+		Clock: func() time.Time { return demoNow }})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.srv, h.hs = srv, httptest.NewServer(srv.Handler())
+}
+
+func (h *ho) stop() {
+	if h.hs != nil {
+		h.hs.CloseClientConnections()
+		h.hs.Close()
+		h.srv.Close()
+		h.hs = nil
+	}
+}
+
+func (h *ho) restart(p *proxy) {
+	h.stop()
+	h.start()
+	p.target.Store(h.hs.URL)
+}
+
+// proxy sits between tills and head office and injects faults.
+type proxy struct {
+	target atomic.Value // string URL
+	down   atomic.Bool  // close every connection without an answer
+	// dropJournal: this many journal pushes are forwarded, committed, and
+	// their answer lost (the connection is closed instead).
+	dropJournal atomic.Int32
+	// dupJournal: forward every journal push twice (a duplicated batch).
+	dupJournal atomic.Bool
+	latency    atomic.Int64 // ns added before forwarding
+	// onFeed, if set, runs before each feed request is forwarded.
+	onFeed func(r *http.Request)
+	hs     *httptest.Server
+}
+
+func newProxy(t testing.TB, target string) *proxy {
+	p := &proxy{}
+	p.target.Store(target)
+	p.hs = httptest.NewServer(p)
+	t.Cleanup(func() { p.hs.CloseClientConnections(); p.hs.Close() })
+	return p
+}
+
+func (p *proxy) URL() string { return p.hs.URL }
+
+func hangUp(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if c, _, err := hj.Hijack(); err == nil {
+			c.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler)
+}
+
+func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.down.Load() {
+		hangUp(w)
+		return
+	}
+	if d := p.latency.Load(); d > 0 {
+		time.Sleep(time.Duration(d))
+	}
+	body, _ := io.ReadAll(r.Body)
+	journal := r.URL.Path == "/v1/till/journal"
+	if r.URL.Path == "/v1/till/feed" && p.onFeed != nil {
+		p.onFeed(r)
+	}
+	forward := func() (*http.Response, []byte, error) {
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, p.target.Load().(string)+r.URL.RequestURI(), bytes.NewReader(body))
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		return resp, data, err
+	}
+	resp, data, err := forward()
+	if err == nil && journal && p.dupJournal.Load() {
+		resp, data, err = forward()
+	}
+	if err != nil {
+		hangUp(w)
+		return
+	}
+	if journal && p.dropJournal.Load() > 0 {
+		p.dropJournal.Add(-1)
+		hangUp(w) // committed at head office, answer lost
+		return
+	}
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	w.Write(data)
+}
+
+// till is one till: its store and its sync client.
+type till struct {
+	id, storeID string
+	st          *store.Store
+	c           *client.Client
+	now         time.Time
+	secret      string
+	checks      int
+}
+
+func newTill(t testing.TB, h *ho, p *proxy, id, storeID string, clockSkew time.Duration) *till {
+	t.Helper()
+	ctx := context.Background()
+	secret, err := h.srv.Enrol(ctx, id, storeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := demoNow.Add(clockSkew)
+	st, err := store.Open(ctx, store.Options{Path: filepath.Join(t.TempDir(), "till.db"), TillID: id,
+		Clock: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	c, err := client.New(client.Options{URL: p.URL(), TillID: id, StoreID: storeID, Secret: secret, Store: st,
+		BatchSize: 3, SnapshotPage: 3, Interval: 50 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 80 * time.Millisecond,
+		RequestTimeout: 5 * time.Second, Clock: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &till{id: id, storeID: storeID, st: st, c: c, now: now, secret: secret}
+}
+
+// sell prices a check on the till (QuoteInput + checkout.Quote, as the
+// agent does) and records it; redeem "" spends nothing.
+func (tl *till) sell(t *testing.T, card string, lines []checkout.Line, redeem string) checkout.Result {
+	t.Helper()
+	ctx := context.Background()
+	tl.checks++
+	check := checkout.Check{ID: tl.id + "-" + string(rune('A'+tl.checks)), StoreID: tl.storeID, Lines: lines}
+	in, err := tl.st.QuoteInput(ctx, check, []string{card}, tl.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if redeem != "" {
+		p := checkout.MustPoints(redeem)
+		in.Redeem = &p
+	}
+	res, err := checkout.Quote(in)
+	if err != nil {
+		t.Fatalf("till %s: quote: %v", tl.id, err)
+	}
+	if _, err := tl.st.RecordSale(ctx, res); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func (tl *till) returnAll(t *testing.T, id string, sale checkout.Result) {
+	t.Helper()
+	ctx := context.Background()
+	rin, err := tl.st.ReturnInput(ctx, sale, tl.now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range sale.Lines {
+		rin.Lines = append(rin.Lines, checkout.ReturnLine{No: l.No, Qty: l.Qty})
+	}
+	rr, err := checkout.Return(rin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tl.st.RecordReturn(ctx, id, sale, rr); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (tl *till) journal(t *testing.T) []store.Entry {
+	t.Helper()
+	es, err := tl.st.JournalAfter(context.Background(), "", 1_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}
+
+// powder is washing powder (cost 410.00) at 900.00: up to 449 points a pack.
+func powder(qty string) []checkout.Line {
+	return []checkout.Line{{No: 1, ProductID: "4002", Qty: checkout.MustQty(qty), Price: checkout.MustMoney("900.00")}}
+}
+
+func basket() []checkout.Line {
+	return []checkout.Line{
+		{No: 1, ProductID: "1001", Qty: checkout.MustQty("2"), Price: checkout.MustMoney("89.90")},
+		{No: 2, ProductID: "1101", Qty: checkout.MustQty("1"), Price: checkout.MustMoney("65.00")},
+		{No: 3, ProductID: "1303", Qty: checkout.MustQty("3"), Price: checkout.MustMoney("140.00")},
+	}
+}
+
+func pgDSN(t testing.TB) string {
+	t.Helper()
+	if os.Getenv(pgtest.EnvDSN) == "" && testing.Short() {
+		t.Skip("-short and no PostgreSQL")
+	}
+	return pgtest.DSN(t)
+}
+
+func readFile(path string) ([]byte, error) { return os.ReadFile(path) }

@@ -1,0 +1,69 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"github.com/shopspring/decimal"
+
+	"tillagent/internal/store"
+	"tillagent/sync/headoffice"
+)
+
+// TestFirstLoadInPagesStaysConsistent: the till loads the demo's 8 cards
+// in pages of 3; after the first page head office corrects a card already
+// loaded and one not yet loaded. When the first sync ends the till shows
+// exactly head office's balances (the delta from the first page's cursor
+// re-sent the card changed behind the pages), and the progress is counted.
+func TestFirstLoadInPagesStaysConsistent(t *testing.T) {
+	ctx := context.Background()
+	h := startHO(t, pgDSN(t))
+	demo, err := store.ParseReplicaFile(demoPath(), mustRead(t, demoPath()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.srv.Import(ctx, demo); err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, h.hs.URL)
+	pages := 0
+	p.onFeed = func(r *http.Request) {
+		if r.URL.Query().Get("snapshot") != "1" {
+			return
+		}
+		if pages++; pages == 2 {
+			// 2600000000017 is on page 1 (codes sort), 2900000000049 on page 3.
+			for _, c := range []headoffice.Correction{
+				{ID: "p1", Card: "2600000000017", Points: decimal.NewFromInt(-100), Reason: "between pages"},
+				{ID: "p3", Card: "2900000000049", Points: decimal.NewFromInt(77), Reason: "between pages"},
+			} {
+				if _, err := h.srv.Correct(ctx, c); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+	}
+	tl := newTill(t, h, p, "S001-T50", "S001", 0)
+	if err := tl.c.SyncNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pages != 3 {
+		t.Fatalf("%d snapshot pages, want 3 (8 cards, 3 a page)", pages)
+	}
+	if st := tl.c.Status(); st.LoadedCards != 8 || st.Loading {
+		t.Fatalf("status after the first load: %+v", st)
+	}
+	for card, b := range hoBalances(t, h) {
+		tb, err := tl.st.Spendable(ctx, card, demoNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tb.Total.String() != b {
+			t.Errorf("card %s: till %s, head office %s", card, tb.Total, b)
+		}
+	}
+	if b := hoBalances(t, h); b["2600000000017"] != "600" || b["2900000000049"] != "1277" {
+		t.Fatalf("corrections not applied: %v", b)
+	}
+}

@@ -1,0 +1,197 @@
+package headoffice
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+
+	"tillagent/internal/store"
+	"tillagent/sync/wire"
+)
+
+const (
+	benchTills   = 100
+	benchBatches = 10
+	benchBatch   = 100
+	benchCards   = 200000
+)
+
+// BenchmarkIngest: 100 tills push 10 batches of 100 entries each at once
+// over loopback HTTP (80 % accruals creating a lot, 20 % redemptions from
+// one of the till's earlier lots, on 10,000 cards), then the same entries
+// are written by a raw batched INSERT into a bare table, 100 writers at
+// once, in the same run. Reports entries/s, batch p50/p99 and the ratio.
+//
+//	go test -run '^$' -bench Ingest -benchtime 1x ./sync/headoffice/
+func BenchmarkIngest(b *testing.B) {
+	ctx := context.Background()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		s := openTest(b)
+		seedBenchCards(b, s)
+		batches := benchWorkload(b, s)
+		hs := httptest.NewServer(s.Handler())
+		b.StartTimer()
+
+		var mu sync.Mutex
+		var lat []time.Duration
+		start := time.Now()
+		var wg sync.WaitGroup
+		for ti := range batches {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for _, body := range batches[ti].bodies {
+					t0 := time.Now()
+					req, _ := http.NewRequestWithContext(ctx, "POST", hs.URL+"/v1/till/journal", bytes.NewReader(body))
+					req.SetBasicAuth(batches[ti].till, batches[ti].secret)
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					var res wire.BatchResult
+					err = json.NewDecoder(resp.Body).Decode(&res)
+					resp.Body.Close()
+					if err != nil || resp.StatusCode != 200 || len(res.Results) != benchBatch {
+						b.Errorf("push: %s %v", resp.Status, err)
+						return
+					}
+					mu.Lock()
+					lat = append(lat, time.Since(t0))
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		el := time.Since(start)
+		b.StopTimer()
+		hs.Close()
+		n := benchTills * benchBatches * benchBatch
+		var unfolded int
+		s.db.QueryRow(ctx, `SELECT count(*) FROM journal WHERE NOT folded`).Scan(&unfolded)
+		if unfolded != 0 {
+			b.Fatalf("%d entries unfolded", unfolded)
+		}
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		raw := rawInsert(b, s, batches)
+		rate := float64(n) / el.Seconds()
+		rawRate := float64(n) / raw.Seconds()
+		b.ReportMetric(rate, "entries/s")
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "batch-p50-ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "batch-p99-ms")
+		b.ReportMetric(rawRate, "raw-entries/s")
+		b.ReportMetric(rate/rawRate, "x-raw")
+		b.ReportMetric(float64(s.Retries()), "retries")
+		b.StartTimer()
+	}
+}
+
+type benchTill struct {
+	till, secret string
+	bodies       [][]byte
+	entries      [][]wire.Entry
+}
+
+func seedBenchCards(b *testing.B, s *Server) {
+	b.Helper()
+	ctx := context.Background()
+	if _, err := s.Import(ctx, demoReplica(b)); err != nil {
+		b.Fatal(err)
+	}
+	rows := make([][]any, benchCards)
+	for i := range rows {
+		rows[i] = []any{fmt.Sprintf("31%011d", i), "bonus", "active"}
+	}
+	if _, err := s.db.CopyFrom(ctx, pgx.Identifier{"cards"}, []string{"code", "kind", "state"}, pgx.CopyFromRows(rows)); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func benchWorkload(b *testing.B, s *Server) []benchTill {
+	b.Helper()
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 2))
+	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	out := make([]benchTill, benchTills)
+	for ti := range out {
+		till := fmt.Sprintf("B%03d-T01", ti)
+		secret, err := s.Enrol(ctx, till, "S001")
+		if err != nil {
+			b.Fatal(err)
+		}
+		out[ti] = benchTill{till: till, secret: secret}
+		prev := ""
+		type lot struct{ card, id string }
+		var lots []lot
+		seq := 0
+		for bi := 0; bi < benchBatches; bi++ {
+			batch := wire.Batch{TillID: till}
+			for k := 0; k < benchBatch; k++ {
+				seq++
+				id := fmt.Sprintf("%s-%026d", till, seq)
+				e := wire.Entry{Prev: prev, Entry: store.Entry{ID: id, CheckID: id, CreatedAt: at}}
+				if len(lots) > 0 && rng.IntN(5) == 0 {
+					l := lots[rng.IntN(len(lots))]
+					e.CardCode, e.Kind, e.Points = l.card, store.KindRedemption, decimal.NewFromInt(-1)
+					e.Lots = []store.LotChange{{LotID: l.id, Delta: e.Points}}
+				} else {
+					e.CardCode, e.Kind, e.Points = fmt.Sprintf("31%011d", rng.IntN(benchCards)), store.KindAccrual, decimal.NewFromInt(10)
+					e.PurchaseKop = 10000
+					e.Lots = []store.LotChange{{LotID: id, Delta: e.Points, Create: true, ActiveFrom: at}}
+					lots = append(lots, lot{e.CardCode, id})
+				}
+				batch.Entries = append(batch.Entries, e)
+				prev = id
+			}
+			body, _ := json.Marshal(batch)
+			out[ti].bodies = append(out[ti].bodies, body)
+			out[ti].entries = append(out[ti].entries, batch.Entries)
+		}
+	}
+	return out
+}
+
+// rawInsert writes the same entries with a plain batched INSERT (no
+// idempotency check, no folding), 100 writers at once: the floor.
+func rawInsert(b *testing.B, s *Server, tills []benchTill) time.Duration {
+	b.Helper()
+	ctx := context.Background()
+	if _, err := s.db.Exec(ctx, `CREATE TABLE raw_journal (LIKE journal INCLUDING DEFAULTS INCLUDING INDEXES)`); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for ti := range tills {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, es := range tills[ti].entries {
+				var pb pgx.Batch
+				for _, e := range es {
+					body, _ := json.Marshal(e)
+					pb.Queue(`INSERT INTO raw_journal (id, till_id, prev_id, card_code, kind, points, body, digest)
+						VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, $8)`, e.ID, tills[ti].till, e.Prev, e.CardCode,
+						string(e.Kind), e.Points.String(), string(body), []byte{1})
+				}
+				if err := s.db.SendBatch(ctx, &pb).Close(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
+}

@@ -1,0 +1,162 @@
+// Package headoffice is the head-office service: PostgreSQL holds the cards,
+// lots and every till's journal; tills push journal batches and pull a
+// replica feed over HTTP/JSON; ERP jobs load the catalog and cards and take
+// the journal back. See docs/sync.md.
+package headoffice
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"tillagent/internal/store"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Options configure Open.
+type Options struct {
+	// DSN is a PostgreSQL connection string (URL or key=value).
+	DSN string
+	// ERPToken authenticates ERP jobs (Authorization: Bearer TOKEN). Empty
+	// disables the ERP endpoints.
+	ERPToken string
+	// Offline are the limits published to every till in the feed: points a
+	// card (and a till in all) may redeem before head office has folded
+	// them, and how long after its last feed a till may redeem at all.
+	Offline store.OfflineLimits
+	// MaxConns of the pool; 0 means 16.
+	MaxConns int32
+	Logger   *slog.Logger
+	// Clock is used for lot expiry and corrections; nil means time.Now.
+	Clock func() time.Time
+}
+
+// Server is head office: the database and the HTTP handlers over it.
+type Server struct {
+	db       *pgxpool.Pool
+	erpToken string
+	offline  store.OfflineLimits
+	log      *slog.Logger
+	now      func() time.Time
+	retries  atomic.Int64 // ingest transactions retried after a deadlock or serialization failure
+}
+
+// Retries is how many ingest transactions PostgreSQL aborted for a deadlock
+// or a serialization failure and were retried (0 is the design: fixed lock
+// order).
+func (s *Server) Retries() int64 { return s.retries.Load() }
+
+// Open connects, applies the embedded migrations and returns the server.
+func Open(ctx context.Context, o Options) (*Server, error) {
+	if o.DSN == "" {
+		return nil, errors.New("open head office: empty DSN")
+	}
+	cfg, err := pgxpool.ParseConfig(o.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("open head office: parse DSN: %w", err)
+	}
+	cfg.MaxConns = o.MaxConns
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 16
+	}
+	db, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open head office: %w", err)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	s := &Server{db: db, erpToken: o.ERPToken, offline: o.Offline, log: o.Logger, now: o.Clock}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the pool.
+func (s *Server) Close() { s.db.Close() }
+
+// migrate applies the embedded NNNN_name.sql files in one transaction under
+// an advisory lock, so two head-office processes starting together do not
+// race.
+func (s *Server) migrate(ctx context.Context) error {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return fmt.Errorf("head office migrate: %w", err)
+	}
+	sort.Strings(names)
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("head office migrate: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7242650001)`); err != nil {
+		return fmt.Errorf("head office migrate: lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version int NOT NULL)`); err != nil {
+		return fmt.Errorf("head office migrate: %w", err)
+	}
+	var cur int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_version`).Scan(&cur); err != nil {
+		return fmt.Errorf("head office migrate: %w", err)
+	}
+	if cur > len(names) {
+		return fmt.Errorf("head office migrate: database schema %d is newer than this build (%d)", cur, len(names))
+	}
+	for i, n := range names {
+		base := strings.TrimPrefix(n, "migrations/")
+		num, _, _ := strings.Cut(base, "_")
+		if v, err := strconv.Atoi(num); err != nil || v != i+1 {
+			return fmt.Errorf("head office migration %s: want number %d", base, i+1)
+		}
+		if i < cur {
+			continue
+		}
+		body, err := migrationFS.ReadFile(n)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, string(body)); err != nil {
+			return fmt.Errorf("head office migration %s: %w", base, err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM schema_version; INSERT INTO schema_version VALUES (`+strconv.Itoa(i+1)+`)`); err != nil {
+			return fmt.Errorf("head office migration %s: %w", base, err)
+		}
+		s.log.Info("head office migrated", "migration", base)
+	}
+	return tx.Commit(ctx)
+}
+
+// inTx runs f in a transaction of the given isolation and commits.
+func (s *Server) inTx(ctx context.Context, opts pgx.TxOptions, f func(pgx.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if err := f(tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// DB is the connection pool, for operational queries and tests.
+func (s *Server) DB() *pgxpool.Pool { return s.db }

@@ -1,0 +1,570 @@
+package headoffice
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+
+	"tillagent/checkout"
+	"tillagent/internal/store"
+	"tillagent/sync/wire"
+)
+
+// ImportStats counts what an ERP import changed (records whose content was
+// already stored are not counted).
+type ImportStats struct {
+	Catalog int `json:"catalog"`
+	Cards   int `json:"cards"`
+	Lots    int `json:"lots"`
+}
+
+// Import loads an ERP replica (the till's replica format, docs/replica.md)
+// in one transaction: every record is checked, references may point at
+// records already stored, and on any problem nothing is written and every
+// problem is returned (store.RecordError names the record). Upserts are
+// idempotent: a record that is already stored as sent logs no change. For a
+// card already known only its attributes (kind, program, state, holder,
+// block reason) are updated; its debt and history belong to head office. A
+// lot already known is left alone: once it exists only the journal,
+// corrections and expiry change it.
+func (s *Server) Import(ctx context.Context, r *store.Replica) (ImportStats, error) {
+	var st ImportStats
+	if len(r.FoldedThrough) > 0 {
+		return st, errors.New("erp import: folded_through is head office's, not an ERP field")
+	}
+	err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		var err error
+		st, err = importTx(ctx, tx, r)
+		return err
+	})
+	if err != nil {
+		return ImportStats{}, fmt.Errorf("erp import: %w", err)
+	}
+	return st, nil
+}
+
+// importTx is Import inside tx (tests hold it open to commit late).
+func importTx(ctx context.Context, tx pgx.Tx, r *store.Replica) (ImportStats, error) {
+	var st ImportStats
+	err := func() error {
+		if err := r.Validate(pgExists(ctx, tx)); err != nil {
+			return err
+		}
+		upsert := func(section, id string, v any) error {
+			body, err := json.Marshal(v)
+			if err != nil {
+				return err
+			}
+			tag, err := tx.Exec(ctx, `WITH up AS (
+				INSERT INTO catalog (section, id, body) VALUES ($1, $2, $3)
+				ON CONFLICT (section, id) DO UPDATE SET body = excluded.body
+				WHERE catalog.body::text IS DISTINCT FROM excluded.body::text RETURNING 1)
+				INSERT INTO changes (section, key) SELECT $1, $2 FROM up`, section, id, string(body))
+			if err != nil {
+				return fmt.Errorf("%s id %q: %w", section, id, err)
+			}
+			st.Catalog += int(tag.RowsAffected())
+			return nil
+		}
+		for _, x := range r.Stores {
+			if err := upsert("stores", x.ID, x); err != nil {
+				return err
+			}
+		}
+		for _, x := range r.Groups {
+			if err := upsert("groups", x.ID, x); err != nil {
+				return err
+			}
+		}
+		for _, x := range r.Products {
+			if err := upsert("products", x.ID, x); err != nil {
+				return err
+			}
+		}
+		for _, p := range r.Programs {
+			promos := p.Promotions
+			p.Promotions = nil
+			if err := upsert("programs", p.ID, p); err != nil {
+				return err
+			}
+			for _, pr := range promos {
+				if err := upsert("promotions", pr.ID, store.ReplicaPromotion{Program: p.ID, Promotion: pr}); err != nil {
+					return err
+				}
+			}
+		}
+		for _, x := range r.Promotions {
+			if err := upsert("promotions", x.ID, x); err != nil {
+				return err
+			}
+		}
+		for _, x := range r.CardKinds {
+			if err := upsert("card_kinds", x.ID, x); err != nil {
+				return err
+			}
+		}
+		for _, x := range r.CardKeys {
+			if err := upsert("card_keys", strconv.Itoa(int(x.ID)), x); err != nil {
+				return err
+			}
+		}
+		// Cards in code order: the same lock order as folding.
+		cards := append([]store.ReplicaCard(nil), r.Cards...)
+		sort.Slice(cards, func(i, j int) bool { return cards[i].Code < cards[j].Code })
+		for _, c := range cards {
+			hist, err := json.Marshal(c.History)
+			if err != nil {
+				return err
+			}
+			tag, err := tx.Exec(ctx, `WITH up AS (
+				INSERT INTO cards (code, kind, program, state, block_reason, holder, debt, history)
+				VALUES ($1, $2, $3, $4, $5, $6, $7::numeric, $8)
+				ON CONFLICT (code) DO UPDATE SET kind = excluded.kind, program = excluded.program, state = excluded.state,
+					block_reason = excluded.block_reason, holder = excluded.holder
+				WHERE (cards.kind, cards.program, cards.state, cards.block_reason, cards.holder) IS DISTINCT FROM
+					(excluded.kind, excluded.program, excluded.state, excluded.block_reason, excluded.holder)
+				RETURNING 1)
+				INSERT INTO changes (section, key) SELECT 'cards', $1 FROM up`,
+				c.Code, c.Kind, c.Program, string(c.State), c.BlockReason, c.Holder, c.Debt.String(), string(hist))
+			if err != nil {
+				return fmt.Errorf("cards code %q: %w", c.Code, err)
+			}
+			st.Cards += int(tag.RowsAffected())
+		}
+		for _, l := range r.Lots {
+			rem := l.Points
+			if l.Remaining != nil {
+				rem = *l.Remaining
+			}
+			from := l.AccruedAt
+			if l.ActiveFrom != nil {
+				from = *l.ActiveFrom
+			}
+			tag, err := tx.Exec(ctx, `WITH up AS (
+				INSERT INTO lots (card, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id)
+				VALUES ($1, $2, $3::numeric, $4::numeric, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING 1)
+				INSERT INTO changes (section, key) SELECT 'cards', $1 FROM up`,
+				l.Card, l.ID, l.Points.String(), rem.String(), l.AccruedAt, from, l.ExpiresAt, l.CheckID)
+			if err != nil {
+				return fmt.Errorf("lots id %q of card %q: %w", l.ID, l.Card, err)
+			}
+			st.Lots += int(tag.RowsAffected())
+		}
+		return nil
+	}()
+	return st, err
+}
+
+// pgExists answers Validate's reference look-ups from the database.
+func pgExists(ctx context.Context, tx pgx.Tx) store.Exists {
+	return func(table, id string) (bool, error) {
+		var q string
+		if table == "cards" {
+			q = `SELECT EXISTS (SELECT 1 FROM cards WHERE code = $1)`
+		} else {
+			q = `SELECT EXISTS (SELECT 1 FROM catalog WHERE section = $2 AND id = $1)`
+		}
+		args := []any{id}
+		if table != "cards" {
+			args = append(args, table)
+		}
+		var ok bool
+		err := tx.QueryRow(ctx, q, args...).Scan(&ok)
+		return ok, err
+	}
+}
+
+// Correction is a manual accrual (Points > 0) or deduction (< 0) by support.
+type Correction struct {
+	// ID makes the correction idempotent: the same ID twice applies once.
+	ID     string          `json:"id"`
+	Card   string          `json:"card"`
+	Points decimal.Decimal `json:"points"`
+	Reason string          `json:"reason"`
+	// ExpiresAt of the lot an accrual creates (omitted: never).
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// CorrectionResult is the journal entry a correction wrote.
+type CorrectionResult struct {
+	EntryID   string `json:"entry_id"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+// erpTill is the till id of head office's own journal entries.
+const erpTill = "ERP"
+
+// Correct applies a correction as a journal entry of head office (till
+// "ERP"): an accrual creates a lot active now; a deduction consumes active
+// lots soonest-expiring first and what they cannot cover becomes debt.
+func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, error) {
+	switch {
+	case c.ID == "" || len(c.ID) > 64 || strings.ContainsAny(c.ID, " \t\n"):
+		return CorrectionResult{}, fmt.Errorf("correction %q: id must be 1-64 characters without spaces", c.ID)
+	case c.Card == "":
+		return CorrectionResult{}, fmt.Errorf("correction %s: empty card", c.ID)
+	case c.Points.IsZero():
+		return CorrectionResult{}, fmt.Errorf("correction %s: zero points", c.ID)
+	case strings.TrimSpace(c.Reason) == "":
+		return CorrectionResult{}, fmt.Errorf("correction %s: a reason is required", c.ID)
+	case c.ExpiresAt != nil && (c.Points.IsNegative() || !c.ExpiresAt.After(s.now())):
+		return CorrectionResult{}, fmt.Errorf("correction %s: expires_at must be in the future, on an accrual", c.ID)
+	}
+	id := erpTill + "-" + c.ID
+	req, _ := json.Marshal(c)
+	sum := sha256.Sum256(req)
+	var out CorrectionResult
+	err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		cards, err := lockCards(ctx, tx, []string{c.Card})
+		if err != nil {
+			return err
+		}
+		card := cards[c.Card]
+		if card == nil {
+			return fmt.Errorf("unknown card %s", c.Card)
+		}
+		var digest []byte
+		err = tx.QueryRow(ctx, `SELECT digest FROM journal WHERE id = $1`, id).Scan(&digest)
+		if err == nil {
+			if string(digest) != string(sum[:]) {
+				return fmt.Errorf("id %s already used for another correction", c.ID)
+			}
+			out = CorrectionResult{EntryID: id, Duplicate: true}
+			return nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		now := s.now()
+		e := wire.Entry{Entry: store.Entry{ID: id, CheckID: id, CardCode: c.Card, Kind: store.KindCorrection,
+			Points: c.Points, Note: c.Reason, CreatedAt: now}}
+		if c.Points.IsPositive() {
+			lc := store.LotChange{LotID: id, Delta: c.Points, Create: true, ActiveFrom: now}
+			if c.ExpiresAt != nil {
+				lc.ExpiresAt = *c.ExpiresAt
+			}
+			e.Lots = []store.LotChange{lc}
+		} else {
+			e.Lots = consume(card, c.Points.Neg(), now)
+		}
+		body, _ := json.Marshal(e)
+		if _, err := tx.Exec(ctx, `INSERT INTO journal (id, till_id, card_code, kind, points, body, digest, folded)
+			VALUES ($1, $2, $3, 'correction', $4::numeric, $5, $6, true)`, id, erpTill, c.Card, c.Points.String(), string(body), sum[:]); err != nil {
+			return fmt.Errorf("write journal: %w", err)
+		}
+		card.apply(e, time.UTC)
+		out = CorrectionResult{EntryID: id}
+		return saveCards(ctx, tx, cards)
+	})
+	if err != nil {
+		return CorrectionResult{}, fmt.Errorf("correction %s of card %s: %w", c.ID, c.Card, err)
+	}
+	return out, nil
+}
+
+// consume picks lots for a deduction of pts: active, unexpired, soonest
+// expiry first; the rest is a delta on "~debt" (becomes card debt).
+func consume(c *cardState, pts decimal.Decimal, now time.Time) []store.LotChange {
+	var ls []*lotState
+	for _, id := range c.order {
+		l := c.Lots[id]
+		if l.Remaining.IsPositive() && !now.Before(l.ActiveFrom) && (l.ExpiresAt == nil || now.Before(*l.ExpiresAt)) {
+			ls = append(ls, l)
+		}
+	}
+	sort.SliceStable(ls, func(i, j int) bool {
+		a, b := ls[i].ExpiresAt, ls[j].ExpiresAt
+		return a != nil && (b == nil || a.Before(*b))
+	})
+	var out []store.LotChange
+	for _, l := range ls {
+		if !pts.IsPositive() {
+			break
+		}
+		take := decimal.Min(pts, l.Remaining)
+		out = append(out, store.LotChange{LotID: l.ID, Delta: take.Neg()})
+		pts = pts.Sub(take)
+	}
+	if pts.IsPositive() {
+		out = append(out, store.LotChange{LotID: "~debt", Delta: pts.Neg()})
+	}
+	return out
+}
+
+// ExportedEntry is a journal entry as the ERP export gives it.
+type ExportedEntry struct {
+	TillID     string          `json:"till_id"`
+	Entry      json.RawMessage `json:"entry"`
+	Folded     bool            `json:"folded"`
+	ReceivedAt time.Time       `json:"received_at"`
+}
+
+// Export is a page of the journal export.
+type Export struct {
+	Entries []ExportedEntry `json:"entries"`
+	// Cursor to ask with next; More is true when the page was full.
+	Cursor string `json:"cursor"`
+	More   bool   `json:"more"`
+}
+
+// ExportJournal returns up to limit entries after cursor ("" = from the
+// start), each exactly once across pages: the cursor is (xid, seq) and a
+// page holds only entries of transactions older than the oldest one still
+// running, so a late commit is exported later, never skipped.
+func (s *Server) ExportJournal(ctx context.Context, cursor string, limit int) (*Export, error) {
+	if limit <= 0 || limit > 10000 {
+		limit = 1000
+	}
+	xid, seq := "0", int64(0)
+	if cursor != "" {
+		a, b, ok := strings.Cut(cursor, ".")
+		_, e1 := strconv.ParseUint(a, 10, 64)
+		n, e2 := strconv.ParseInt(b, 10, 64)
+		if !ok || e1 != nil || e2 != nil {
+			return nil, fmt.Errorf("journal export: bad cursor %q (want XID.SEQ)", cursor)
+		}
+		xid, seq = a, n
+	}
+	out := &Export{Cursor: cursor, Entries: []ExportedEntry{}}
+	err := s.inTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT xid::text, seq, till_id, body::text, folded, received_at FROM journal
+			WHERE (xid, seq) > ($1::text::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())
+			ORDER BY xid, seq LIMIT $3`, xid, seq, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var x, body string
+			var n int64
+			var e ExportedEntry
+			if err := rows.Scan(&x, &n, &e.TillID, &body, &e.Folded, &e.ReceivedAt); err != nil {
+				return err
+			}
+			e.Entry = json.RawMessage(body)
+			out.Entries = append(out.Entries, e)
+			out.Cursor = x + "." + strconv.FormatInt(n, 10)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("journal export since %q: %w", cursor, err)
+	}
+	out.More = len(out.Entries) == limit
+	return out, nil
+}
+
+// CardBalance is one line of the balances report.
+type CardBalance struct {
+	Card string `json:"card"`
+	// Balance is Σ remaining of unexpired lots − debt.
+	Balance checkout.Points `json:"balance"`
+	Debt    checkout.Points `json:"debt"`
+}
+
+// Balances reports every card's balance at now.
+func (s *Server) Balances(ctx context.Context) ([]CardBalance, error) {
+	rows, err := s.db.Query(ctx, `SELECT c.code, (coalesce(sum(l.remaining) FILTER (WHERE l.expires_at IS NULL OR l.expires_at > $1), 0) - c.debt)::text, c.debt::text
+		FROM cards c LEFT JOIN lots l ON l.card = c.code GROUP BY c.code, c.debt ORDER BY c.code`, s.now())
+	if err != nil {
+		return nil, fmt.Errorf("balances report: %w", err)
+	}
+	defer rows.Close()
+	out := []CardBalance{}
+	for rows.Next() {
+		var b CardBalance
+		var bal, debt string
+		if err := rows.Scan(&b.Card, &bal, &debt); err != nil {
+			return nil, fmt.Errorf("balances report: %w", err)
+		}
+		d1, e1 := decimal.NewFromString(bal)
+		d2, e2 := decimal.NewFromString(debt)
+		if err := errors.Join(e1, e2); err != nil {
+			return nil, fmt.Errorf("balances report card %s: %w", b.Card, err)
+		}
+		b.Balance, b.Debt = checkout.PointsOf(d1), checkout.PointsOf(d2)
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// Overdraft is a flagged balance driven below zero while folding a till's
+// entries (offline spending on several tills).
+type Overdraft struct {
+	Card    string          `json:"card"`
+	TillID  string          `json:"till_id"`
+	EntryID string          `json:"entry_id"`
+	Points  checkout.Points `json:"points"`
+	At      time.Time       `json:"at"`
+	// DebtNow is the card's debt now (0 once later accruals settled it).
+	DebtNow checkout.Points `json:"debt_now"`
+}
+
+// Overdrafts reports every flagged overdraft, newest first.
+func (s *Server) Overdrafts(ctx context.Context) ([]Overdraft, error) {
+	rows, err := s.db.Query(ctx, `SELECT o.card, o.till_id, o.entry_id, o.points::text, o.at, coalesce(c.debt, 0)::text
+		FROM overdrafts o LEFT JOIN cards c ON c.code = o.card ORDER BY o.id DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("overdrafts report: %w", err)
+	}
+	defer rows.Close()
+	out := []Overdraft{}
+	for rows.Next() {
+		var o Overdraft
+		var p, d string
+		if err := rows.Scan(&o.Card, &o.TillID, &o.EntryID, &p, &o.At, &d); err != nil {
+			return nil, fmt.Errorf("overdrafts report: %w", err)
+		}
+		pd, e1 := decimal.NewFromString(p)
+		dd, e2 := decimal.NewFromString(d)
+		if err := errors.Join(e1, e2); err != nil {
+			return nil, fmt.Errorf("overdrafts report: %w", err)
+		}
+		o.Points, o.DebtNow = checkout.PointsOf(pd), checkout.PointsOf(dd)
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// MaintainStats counts what Maintain did.
+type MaintainStats struct {
+	Expired int `json:"expired_lots"`
+	Settled int `json:"settled_cards"`
+}
+
+// Maintain runs on a schedule (cmd/headoffice -expire-every): lots expired
+// at now lose their remaining points, and a card's debt is settled from its
+// active lots (soonest-expiring first), which leaves its balance and what it
+// may spend unchanged and clears the debt from the overdraft report. Cards
+// are locked in code order, like folding.
+func (s *Server) Maintain(ctx context.Context) (MaintainStats, error) {
+	now := s.now()
+	var st MaintainStats
+	err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		st = MaintainStats{}
+		rows, err := tx.Query(ctx, `SELECT code FROM cards WHERE code IN
+			(SELECT card FROM lots WHERE expires_at <= $1 AND remaining > 0)
+			OR (debt > 0 AND code IN (SELECT card FROM lots WHERE remaining > 0 AND active_from <= $1))
+			ORDER BY code`, now)
+		if err != nil {
+			return err
+		}
+		codes, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil || len(codes) == 0 {
+			return err
+		}
+		cards, err := lockCards(ctx, tx, codes)
+		if err != nil {
+			return err
+		}
+		for _, c := range cards {
+			for _, id := range c.order {
+				l := c.Lots[id]
+				if l.ExpiresAt != nil && !now.Before(*l.ExpiresAt) && l.Remaining.IsPositive() {
+					l.Remaining, l.dirty, c.dirty = decimal.Zero, true, true
+					st.Expired++
+				}
+			}
+			if !c.Debt.IsPositive() {
+				continue
+			}
+			before := c.Debt
+			for _, lc := range consume(c, c.Debt, now) {
+				if l, ok := c.Lots[lc.LotID]; ok {
+					l.Remaining, l.dirty = l.Remaining.Add(lc.Delta), true
+					c.Debt = c.Debt.Add(lc.Delta)
+				}
+			}
+			if !c.Debt.Equal(before) {
+				c.dirty = true
+				st.Settled++
+			}
+		}
+		return saveCards(ctx, tx, cards)
+	})
+	if err != nil {
+		return MaintainStats{}, fmt.Errorf("maintain lots: %w", err)
+	}
+	return st, nil
+}
+
+// Expiring is one card's points that lapse within the report's window.
+type Expiring struct {
+	Card   string          `json:"card"`
+	Points checkout.Points `json:"points"`
+	First  time.Time       `json:"first_expiry"`
+}
+
+// ExpiringWithin reports, per card, the remaining points of lots that
+// expire after now and no later than now + days.
+func (s *Server) ExpiringWithin(ctx context.Context, days int) ([]Expiring, error) {
+	if days < 1 || days > 3650 {
+		return nil, fmt.Errorf("expiring report: days %d outside 1..3650", days)
+	}
+	now := s.now()
+	rows, err := s.db.Query(ctx, `SELECT card, sum(remaining)::text, min(expires_at) FROM lots
+		WHERE remaining > 0 AND expires_at > $1 AND expires_at <= $2 GROUP BY card ORDER BY card`, now, now.AddDate(0, 0, days))
+	if err != nil {
+		return nil, fmt.Errorf("expiring report: %w", err)
+	}
+	defer rows.Close()
+	out := []Expiring{}
+	for rows.Next() {
+		var e Expiring
+		var p string
+		if err := rows.Scan(&e.Card, &p, &e.First); err != nil {
+			return nil, fmt.Errorf("expiring report: %w", err)
+		}
+		d, err := decimal.NewFromString(p)
+		if err != nil {
+			return nil, fmt.Errorf("expiring report card %s: %w", e.Card, err)
+		}
+		e.Points = checkout.PointsOf(d)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// AccrualTotals is the accrued-points report: points the journal accrued
+// to customer cards and to agent (referral) cards, and what was redeemed.
+type AccrualTotals struct {
+	CustomerAccrued checkout.Points `json:"customer_accrued"`
+	AgentAccrued    checkout.Points `json:"agent_accrued"`
+	Redeemed        checkout.Points `json:"redeemed"`
+}
+
+// Accruals sums the folded journal of entries written in [from, to).
+func (s *Server) Accruals(ctx context.Context, from, to time.Time) (AccrualTotals, error) {
+	var a, g, r string
+	err := s.db.QueryRow(ctx, `SELECT
+		coalesce(sum(j.points) FILTER (WHERE j.kind = 'accrual' AND coalesce(k.body->>'kind', '') <> 'referral'), 0)::text,
+		coalesce(sum(j.points) FILTER (WHERE j.kind = 'accrual' AND k.body->>'kind' = 'referral'), 0)::text,
+		coalesce(-sum(j.points) FILTER (WHERE j.kind = 'redemption'), 0)::text
+		FROM journal j LEFT JOIN cards c ON c.code = j.card_code
+		LEFT JOIN catalog k ON k.section = 'card_kinds' AND k.id = c.kind
+		WHERE (j.body->>'created_at')::timestamptz >= $1 AND (j.body->>'created_at')::timestamptz < $2`, from, to).Scan(&a, &g, &r)
+	if err != nil {
+		return AccrualTotals{}, fmt.Errorf("accruals report: %w", err)
+	}
+	var out AccrualTotals
+	for _, x := range []struct {
+		s string
+		p *checkout.Points
+	}{{a, &out.CustomerAccrued}, {g, &out.AgentAccrued}, {r, &out.Redeemed}} {
+		d, err := decimal.NewFromString(x.s)
+		if err != nil {
+			return AccrualTotals{}, fmt.Errorf("accruals report: %w", err)
+		}
+		*x.p = checkout.PointsOf(d)
+	}
+	return out, nil
+}

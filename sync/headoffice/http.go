@@ -1,0 +1,237 @@
+package headoffice
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"tillagent/internal/store"
+	"tillagent/sync/wire"
+)
+
+// MaxBody is the largest request body head office reads.
+const MaxBody = 64 << 20
+
+// Handler serves the till and ERP endpoints (docs/sync.md):
+//
+//	POST /v1/till/journal          a till's journal batch (HTTP Basic: till id, secret)
+//	GET  /v1/till/feed?cursor=C    the till's store feed since C
+//	GET  /v1/till/feed?snapshot=1&after=CODE&limit=N   a page of the whole replica (first load)
+//	POST /v1/erp/tills             enrol a till {till_id, store_id} → {secret}
+//	POST /v1/erp/import            replica JSON (or YAML with Content-Type: application/yaml)
+//	POST /v1/erp/corrections       {id, card, points, reason}
+//	GET  /v1/erp/journal?cursor=C&limit=N
+//	GET  /v1/erp/reports/balances
+//	GET  /v1/erp/reports/overdrafts
+//	GET  /v1/erp/reports/expiring?days=N
+//	GET  /v1/erp/reports/accruals?from=T&to=T
+//	POST /v1/erp/maintain          expire lots and settle debt now (cmd/headoffice runs it on a schedule)
+//
+// ERP endpoints take Authorization: Bearer TOKEN.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/till/journal", s.till(s.handleJournal))
+	mux.HandleFunc("GET /v1/till/feed", s.till(s.handleFeed))
+	mux.HandleFunc("POST /v1/erp/tills", s.erp(s.handleEnrol))
+	mux.HandleFunc("POST /v1/erp/import", s.erp(s.handleImport))
+	mux.HandleFunc("POST /v1/erp/corrections", s.erp(s.handleCorrection))
+	mux.HandleFunc("GET /v1/erp/journal", s.erp(s.handleExport))
+	mux.HandleFunc("GET /v1/erp/reports/balances", s.erp(func(w http.ResponseWriter, r *http.Request) {
+		b, err := s.Balances(r.Context())
+		s.reply(w, b, err)
+	}))
+	mux.HandleFunc("GET /v1/erp/reports/overdrafts", s.erp(func(w http.ResponseWriter, r *http.Request) {
+		o, err := s.Overdrafts(r.Context())
+		s.reply(w, o, err)
+	}))
+	mux.HandleFunc("GET /v1/erp/reports/expiring", s.erp(func(w http.ResponseWriter, r *http.Request) {
+		days, err := strconv.Atoi(r.URL.Query().Get("days"))
+		if err != nil {
+			httpError(w, http.StatusBadRequest, "expiring report: days=N required")
+			return
+		}
+		e, err := s.ExpiringWithin(r.Context(), days)
+		s.reply(w, e, err)
+	}))
+	mux.HandleFunc("GET /v1/erp/reports/accruals", s.erp(func(w http.ResponseWriter, r *http.Request) {
+		from, err1 := time.Parse(time.RFC3339, r.URL.Query().Get("from"))
+		to, err2 := time.Parse(time.RFC3339, r.URL.Query().Get("to"))
+		if err1 != nil || err2 != nil {
+			httpError(w, http.StatusBadRequest, "accruals report: from and to (RFC 3339) required")
+			return
+		}
+		a, err := s.Accruals(r.Context(), from, to)
+		s.reply(w, a, err)
+	}))
+	mux.HandleFunc("POST /v1/erp/maintain", s.erp(func(w http.ResponseWriter, r *http.Request) {
+		st, err := s.Maintain(r.Context())
+		s.reply(w, st, err)
+	}))
+	return mux
+}
+
+type tillHandler func(w http.ResponseWriter, r *http.Request, tillID, storeID string)
+
+func (s *Server) till(h tillHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, secret, ok := r.BasicAuth()
+		if !ok {
+			httpError(w, http.StatusUnauthorized, "till credentials required (HTTP Basic: till id and secret)")
+			return
+		}
+		storeID, err := s.authTill(r.Context(), id, secret)
+		if errors.Is(err, ErrUnauthorized) {
+			s.log.Warn("till authentication failed", "till", id, "remote", r.RemoteAddr)
+			httpError(w, http.StatusUnauthorized, "unknown till or wrong secret")
+			return
+		}
+		if err != nil {
+			s.log.Error("till authentication", "till", id, "err", err)
+			httpError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		h(w, r, id, storeID)
+	}
+}
+
+func (s *Server) erp(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || !s.authERP(tok) {
+			httpError(w, http.StatusUnauthorized, "ERP token required (Authorization: Bearer TOKEN)")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) handleJournal(w http.ResponseWriter, r *http.Request, tillID, _ string) {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("read journal batch of till %s: %v", tillID, err))
+		return
+	}
+	b, err := wire.DecodeBatch(data)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if b.TillID != tillID {
+		// A till may push only its own journal.
+		httpError(w, http.StatusForbidden, fmt.Sprintf("till %s may not push the journal of till %s", tillID, b.TillID))
+		return
+	}
+	res, err := s.Ingest(r.Context(), b)
+	s.reply(w, res, err)
+}
+
+func (s *Server) handleFeed(w http.ResponseWriter, r *http.Request, tillID, storeID string) {
+	if st := r.URL.Query().Get("store"); st != "" && st != storeID {
+		httpError(w, http.StatusForbidden, fmt.Sprintf("till %s belongs to store %s, not %s", tillID, storeID, st))
+		return
+	}
+	q := r.URL.Query()
+	if q.Get("snapshot") == "1" {
+		limit, _ := strconv.Atoi(q.Get("limit"))
+		f, err := s.Snapshot(r.Context(), tillID, q.Get("after"), limit)
+		s.reply(w, f, err)
+		return
+	}
+	f, err := s.Feed(r.Context(), tillID, q.Get("cursor"))
+	s.reply(w, f, err)
+}
+
+func (s *Server) handleEnrol(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		TillID  string `json:"till_id"`
+		StoreID string `json:"store_id"`
+	}
+	if err := decodeStrict(r, &req); err != nil {
+		httpError(w, http.StatusBadRequest, "enrol: "+err.Error())
+		return
+	}
+	secret, err := s.Enrol(r.Context(), req.TillID, req.StoreID)
+	s.reply(w, map[string]string{"till_id": req.TillID, "secret": secret}, err)
+}
+
+func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		httpError(w, http.StatusRequestEntityTooLarge, "erp import: "+err.Error())
+		return
+	}
+	format := "json"
+	if strings.Contains(r.Header.Get("Content-Type"), "yaml") {
+		format = "yaml"
+	}
+	rep, err := store.ParseReplica(data, format)
+	if err == nil {
+		var st ImportStats
+		if st, err = s.Import(r.Context(), rep); err == nil {
+			s.reply(w, st, nil)
+			return
+		}
+	}
+	// Validation problems: one line per record, all of them.
+	var lines []string
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		for _, e := range joined.Unwrap() {
+			lines = append(lines, e.Error())
+		}
+	} else {
+		lines = []string{err.Error()}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusUnprocessableEntity)
+	json.NewEncoder(w).Encode(map[string]any{"error": "erp import refused, nothing written", "errors": lines})
+}
+
+func (s *Server) handleCorrection(w http.ResponseWriter, r *http.Request) {
+	var c Correction
+	if err := decodeStrict(r, &c); err != nil {
+		httpError(w, http.StatusBadRequest, "correction: "+err.Error())
+		return
+	}
+	res, err := s.Correct(r.Context(), c)
+	if err != nil {
+		httpError(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	s.reply(w, res, nil)
+}
+
+func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
+	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	e, err := s.ExportJournal(r.Context(), r.URL.Query().Get("cursor"), limit)
+	s.reply(w, e, err)
+}
+
+func decodeStrict(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+func (s *Server) reply(w http.ResponseWriter, v any, err error) {
+	if err != nil {
+		s.log.Error("request failed", "err", err)
+		httpError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		s.log.Warn("write reply", "err", err)
+	}
+}
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}

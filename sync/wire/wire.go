@@ -1,0 +1,236 @@
+// Package wire is the JSON spoken between a till and head office: the
+// journal batch a till pushes, head office's per-entry answer, and the
+// replica feed a till pulls. Decoders are strict (unknown fields, trailing
+// data and bad records are errors naming the record) because both ends are
+// ours and a silent default would corrupt balances.
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"tillagent/internal/store"
+)
+
+// MaxBatch is the most entries one batch may carry.
+const MaxBatch = 5000
+
+// Entry is a journal entry as the till sends it. Prev is the id of the
+// entry the till wrote just before this one ("" for its first): head office
+// folds a till's entries strictly along this chain, so a reordered or
+// partly lost batch can never move the till's watermark past a gap.
+type Entry struct {
+	store.Entry
+	Prev string `json:"prev"`
+}
+
+// Batch is what POST /v1/till/journal carries.
+type Batch struct {
+	TillID  string  `json:"till_id"`
+	Entries []Entry `json:"entries"`
+	// Invalid are the entries DecodeBatch refused (wrong id, kind, sums):
+	// head office answers them "rejected" and stores the rest.
+	Invalid []Result `json:"-"`
+}
+
+// Status of one entry in head office's answer.
+const (
+	Applied   = "applied"   // stored now (folded as soon as the chain before it is complete)
+	Duplicate = "duplicate" // stored before with the same content: a retry
+	Conflict  = "conflict"  // the id is stored with other content: never acknowledged
+	Rejected  = "rejected"  // invalid: not stored
+)
+
+// Result is head office's answer for one entry.
+type Result struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Acked reports whether the till may mark the entry acknowledged.
+func (r Result) Acked() bool { return r.Status == Applied || r.Status == Duplicate }
+
+// BatchResult is head office's answer to a batch.
+type BatchResult struct {
+	Results []Result `json:"results"`
+	// FoldedThrough is the till's watermark after the batch.
+	FoldedThrough string `json:"folded_through,omitempty"`
+}
+
+// Feed is the answer to GET /v1/till/feed?cursor=C: the changes since C as a
+// replica delta the till imports with (*store.Store).Import, and the cursor
+// to ask with next time. A change may come twice (delivery is at least
+// once); every record carries its whole current state, so applying it again
+// changes nothing.
+type Feed struct {
+	Cursor  string         `json:"cursor"`
+	Full    bool           `json:"full,omitempty"` // a whole snapshot (first load)
+	Replica *store.Replica `json:"replica"`
+	// Offline are the limits on spending while head office has not seen it
+	// (store.OfflineLimits); every feed carries them.
+	Offline *store.OfflineLimits `json:"offline,omitempty"`
+	// More is true on a snapshot page that is not the last; Next is the
+	// card code to ask for the next page after.
+	More bool   `json:"more,omitempty"`
+	Next string `json:"next,omitempty"`
+}
+
+func strictDecode(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("data after the JSON object")
+	}
+	return nil
+}
+
+// DecodeBatch parses and checks a batch. A batch that is not JSON of the
+// right shape, or names an id twice, is an error; an entry that decodes but
+// fails CheckEntry (an id not of TillID, an unknown kind, deltas that do not
+// add up) goes to Invalid with its error, and the others are kept.
+func DecodeBatch(data []byte) (*Batch, error) {
+	var raw struct {
+		TillID  string            `json:"till_id"`
+		Entries []json.RawMessage `json:"entries"`
+	}
+	if err := strictDecode(data, &raw); err != nil {
+		return nil, fmt.Errorf("decode journal batch: %w", err)
+	}
+	if raw.TillID == "" {
+		return nil, errors.New("decode journal batch: empty till_id")
+	}
+	if len(raw.Entries) > MaxBatch {
+		return nil, fmt.Errorf("decode journal batch of till %s: %d entries, at most %d", raw.TillID, len(raw.Entries), MaxBatch)
+	}
+	b := &Batch{TillID: raw.TillID, Entries: make([]Entry, 0, len(raw.Entries))}
+	seen := map[string]bool{}
+	var errs []error
+	for i, r := range raw.Entries {
+		var e Entry
+		if err := strictDecode(r, &e); err != nil {
+			// Not even an entry: the batch is malformed.
+			errs = append(errs, fmt.Errorf("entries[%d]: %w", i, err))
+			continue
+		}
+		if seen[e.ID] {
+			errs = append(errs, fmt.Errorf("entries[%d] id %q: twice in the batch", i, e.ID))
+			continue
+		}
+		seen[e.ID] = true
+		if err := CheckEntry(raw.TillID, &e); err != nil {
+			b.Invalid = append(b.Invalid, Result{ID: e.ID, Status: Rejected, Error: fmt.Sprintf("entries[%d] id %q: %v", i, e.ID, err)})
+			continue
+		}
+		b.Entries = append(b.Entries, e)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("decode journal batch of till %s: %w", raw.TillID, errors.Join(errs...))
+	}
+	return b, nil
+}
+
+// CheckEntry checks one entry of till: its id and chain link belong to the
+// till, the kind is known and the lot deltas add up to the points.
+func CheckEntry(till string, e *Entry) error {
+	prefix := till + "-"
+	if !strings.HasPrefix(e.ID, prefix) || len(e.ID) != len(prefix)+26 {
+		return fmt.Errorf("not a journal id of till %s", till)
+	}
+	if e.Prev != "" && (!strings.HasPrefix(e.Prev, prefix) || e.Prev >= e.ID) {
+		return fmt.Errorf("prev %q is not an earlier id of till %s", e.Prev, till)
+	}
+	if e.CheckID == "" || e.CardCode == "" {
+		return errors.New("empty check_id or card_code")
+	}
+	switch e.Kind {
+	case store.KindAccrual, store.KindRedemption, store.KindReversal, store.KindCorrection:
+	default:
+		return fmt.Errorf("unknown kind %q", e.Kind)
+	}
+	sum := e.Points.Sub(e.Points)
+	lots := map[string]bool{}
+	for _, l := range e.Lots {
+		if l.LotID == "" || lots[l.LotID] {
+			return fmt.Errorf("lot %q empty or twice", l.LotID)
+		}
+		lots[l.LotID] = true
+		if l.Create && (!l.Delta.IsPositive() || l.ActiveFrom.IsZero()) {
+			return fmt.Errorf("created lot %s needs a positive delta and active_from", l.LotID)
+		}
+		sum = sum.Add(l.Delta)
+	}
+	if len(e.Lots) > 0 && !sum.Equal(e.Points) {
+		return fmt.Errorf("points %s differ from the sum of lot deltas %s", e.Points, sum)
+	}
+	if e.WithheldKop < 0 || e.WrittenOff.IsNegative() {
+		return errors.New("negative withheld_kop or written_off")
+	}
+	return nil
+}
+
+// DecodeBatchResult parses head office's answer to a batch.
+func DecodeBatchResult(data []byte) (*BatchResult, error) {
+	var r BatchResult
+	if err := strictDecode(data, &r); err != nil {
+		return nil, fmt.Errorf("decode batch result: %w", err)
+	}
+	for i, x := range r.Results {
+		switch x.Status {
+		case Applied, Duplicate, Conflict, Rejected:
+		default:
+			return nil, fmt.Errorf("decode batch result: results[%d] id %q: unknown status %q", i, x.ID, x.Status)
+		}
+	}
+	return &r, nil
+}
+
+// DecodeFeed parses a feed; the replica goes through store.ParseReplica, so
+// it is checked exactly as a replica file is (records named in errors).
+func DecodeFeed(data []byte) (*Feed, error) {
+	var raw struct {
+		Cursor  string               `json:"cursor"`
+		Full    bool                 `json:"full"`
+		Replica json.RawMessage      `json:"replica"`
+		Offline *store.OfflineLimits `json:"offline"`
+		More    bool                 `json:"more"`
+		Next    string               `json:"next"`
+	}
+	if err := strictDecode(data, &raw); err != nil {
+		return nil, fmt.Errorf("decode feed: %w", err)
+	}
+	if raw.Cursor == "" {
+		return nil, errors.New("decode feed: empty cursor")
+	}
+	if len(raw.Replica) == 0 || string(raw.Replica) == "null" {
+		return nil, errors.New("decode feed: no replica")
+	}
+	if o := raw.Offline; o != nil && (o.CardCap.IsNegative() || o.TillCap.IsNegative() || o.MaxAge < 0) {
+		return nil, fmt.Errorf("decode feed (cursor %s): negative offline limit", raw.Cursor)
+	}
+	// Fast path for large pages: one strict decode of the whole replica and
+	// the same record checks ParseReplica runs. Only when that fails does
+	// ParseReplica decode again, record by record, to name the bad record.
+	var r *store.Replica
+	var fast store.Replica
+	if strictDecode(raw.Replica, &fast) == nil && fast.Validate(func(string, string) (bool, error) { return true, nil }) == nil {
+		r = &fast
+	} else {
+		var err error
+		if r, err = store.ParseReplica(raw.Replica, "json"); err != nil {
+			return nil, fmt.Errorf("decode feed (cursor %s): %w", raw.Cursor, err)
+		}
+	}
+	if raw.More && raw.Next == "" {
+		return nil, fmt.Errorf("decode feed (cursor %s): more pages but no next", raw.Cursor)
+	}
+	return &Feed{Cursor: raw.Cursor, Full: raw.Full, Replica: r, Offline: raw.Offline, More: raw.More, Next: raw.Next}, nil
+}
