@@ -2,15 +2,24 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
+	"tillagent/driver/fiscal"
+	"tillagent/driver/scanner"
+	"tillagent/driver/scanner/scanconf"
+	"tillagent/internal/api"
 	"tillagent/internal/config"
+	"tillagent/internal/sale"
 	"tillagent/internal/store"
+	"tillagent/sync/client"
 )
 
 // Main is the daemon's wiring, built so that tests can drive it in-process:
@@ -22,6 +31,11 @@ type Main struct {
 
 	// Ready, when not nil, is closed once the agent has started.
 	Ready chan struct{}
+	// Clock, when set, is the agent's clock (tests pin "now" so that lots
+	// and promotions do not depend on the day they run).
+	Clock func() time.Time
+	// TCPAddr is the address the TCP listener got (tests listen on port 0).
+	TCPAddr string
 }
 
 // NewMain returns a Main with the default configuration path.
@@ -67,6 +81,7 @@ func (m *Main) Run(ctx context.Context) error {
 		BusyTimeout: cfg.Store.BusyTimeout,
 		TillID:      cfg.Till.TillID,
 		Logger:      log.With("component", "store"),
+		Clock:       m.Clock,
 	})
 	if err != nil {
 		return err
@@ -87,14 +102,240 @@ func (m *Main) Run(ctx context.Context) error {
 	if !has {
 		log.Warn("store holds no replica yet: import one with `tillctl replica import FILE`", "path", cfg.Store.Path)
 	}
-	log.Info("ready", "store", cfg.Store.Path, "printer", cfg.Printer.Type, "scanners", len(cfg.Scanners))
+	return m.serve(ctx, cfg, st, log)
+}
+
+// serve starts the devices, settles what a crash left, and serves the API
+// until ctx ends.
+func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error {
+	started := time.Now()
+	clock := m.Clock
+	if clock == nil {
+		clock = time.Now
+	}
+	printer, closePrinter, err := openPrinter(ctx, *cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closePrinter()
+	bonusMode, _ := fiscal.ParseBonusMode(cfg.Receipt.BonusMode) // validated by config
+	metrics := api.NewMetrics()
+	svc := sale.New(sale.Options{
+		Store: st, Printer: printer, StoreID: cfg.Till.StoreID, TillID: cfg.Till.TillID,
+		Receipt:      sale.ReceiptOptions{BonusMode: bonusMode, LoyaltyTagName: cfg.Receipt.LoyaltyTagName, TaxSystem: byte(cfg.Receipt.TaxSystem)},
+		ExpiringDays: cfg.Receipt.ExpiringDays, Logger: log.With("component", "sale"), Clock: clock,
+		Observe: func(kind store.DocKind, outcome string) {
+			metrics.Add("tillagent_"+string(kind)+"s_total", 1, "outcome", outcome)
+			if outcome == "done" {
+				metrics.Add("tillagent_receipts_total", 1, "kind", string(kind))
+			}
+		},
+	})
+	// Settle what a crash left before any new sale: the service refuses
+	// sales until it succeeds, and keeps trying while the printer is away.
+	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := svc.Settle(sctx); err != nil {
+		log.Error("unfinished sales could not be settled yet; sales wait for the printer", "err", err)
+		go settleLoop(ctx, svc, log)
+	}
+	scancel()
+
+	events := api.NewBroker(64)
+	drivers := scanconf.Drivers(cfg.Scanners, log.With("component", "scanner"))
+	extra := map[string]http.HandlerFunc{
+		"GET /v1/sync":      noSync,
+		"POST /v1/sync/now": noSync,
+	}
+	var syncer *client.Client
+	if cfg.Sync.Enabled {
+		if syncer, err = startSync(ctx, cfg, st, clock, log.With("component", "sync")); err != nil {
+			return err
+		}
+		extra["GET /v1/sync"] = func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, syncer.Status()) }
+		extra["POST /v1/sync/now"] = func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), cfg.Sync.RequestTimeout*2)
+			defer cancel()
+			if err := syncer.SyncNow(ctx); err != nil {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadGateway)
+				json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": "sync.failed",
+					"message": "Нет связи с офисом: продажи продолжаются", "detail": err.Error()}})
+				return
+			}
+			writeJSON(w, http.StatusOK, syncer.Status())
+		}
+	}
+	if cfg.Demo.VirtualScanner {
+		vs, err := newVirtualScanner()
+		if err != nil {
+			return err
+		}
+		defer vs.Close()
+		drivers = append(drivers, vs.driver(log.With("component", "scanner")))
+		extra["POST /v1/demo/scan"] = vs.handle
+	}
+	sc := &scanners{health: map[string]scanner.Health{}, events: events, m: metrics,
+		cls: scanconf.Classifier(cfg.Classify, st, clock), log: log.With("component", "scanner")}
+	scanDone := make(chan struct{})
+	go func() { sc.run(ctx, drivers); close(scanDone) }()
+
+	metrics.Gauge("tillagent_journal_backlog", "Journal entries not yet acknowledged by head office.", func(ctx context.Context) (float64, error) {
+		n, err := st.Backlog(ctx)
+		return float64(n), err
+	})
+	metrics.Gauge("tillagent_event_clients", "Clients connected to /v1/events.", func(context.Context) (float64, error) {
+		return float64(events.Subscribers()), nil
+	})
+	token, err := cfg.API.BearerToken()
+	if err != nil {
+		return err
+	}
+	srv := api.New(api.Options{
+		Service: svc, Events: events, Metrics: metrics, Token: token, AllowedOrigins: cfg.API.AllowedOrigins,
+		Extra: extra, Logger: log.With("component", "api"),
+		Status: func(ctx context.Context) any {
+			backlog, _ := st.Backlog(ctx)
+			docs, _ := st.DocCounts(ctx)
+			st := map[string]any{
+				"version": version, "till_id": cfg.Till.TillID, "store_id": cfg.Till.StoreID, "started_at": started,
+				"settled": svc.Settled(), "printer": svc.Printer(ctx), "scanners": sc.status(),
+				"journal": map[string]any{"backlog": backlog, "documents": docs},
+				"sync":    map[string]any{"configured": false},
+			}
+			if syncer != nil {
+				st["sync"] = syncer.Status()
+			}
+			return st
+		},
+	})
+	if syncer != nil {
+		go publishSync(ctx, syncer, events)
+		metrics.Gauge("tillagent_sync_consecutive_failures", "Sync cycles failed in a row (head office unreachable or refusing).", func(context.Context) (float64, error) {
+			return float64(syncer.Status().Failures), nil
+		})
+	}
+	errc := make(chan error, 2)
+	listeners := 0
+	if cfg.API.Socket != "" {
+		if err := os.MkdirAll(filepath.Dir(cfg.API.Socket), 0o750); err != nil {
+			return fmt.Errorf("api socket directory: %w", err)
+		}
+		listeners++
+		go func() { errc <- srv.ServeUnix(ctx, cfg.API.Socket, cfg.API.Mode(), cfg.API.SocketGroup) }()
+	}
+	if cfg.API.TCP != "" {
+		ln, err := api.ListenTCP(cfg.API.TCP)
+		if err != nil {
+			return err
+		}
+		m.TCPAddr = ln.Addr().String()
+		listeners++
+		go func() { errc <- srv.ServeTCP(ctx, ln) }()
+	}
+	// A listener that fails to start is a startup error; give them a moment.
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(50 * time.Millisecond):
+	}
+	log.Info("ready", "store", cfg.Store.Path, "printer", cfg.Printer.Type, "scanners", len(drivers),
+		"socket", cfg.API.Socket, "tcp", m.TCPAddr, "settled", svc.Settled(), "startup", time.Since(started).Round(time.Millisecond))
 	if m.Ready != nil {
 		close(m.Ready)
 	}
 
-	<-ctx.Done()
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		listeners--
+	}
 	log.Info("stopping")
-	return nil
+	for ; listeners > 0; listeners-- {
+		if err := <-errc; err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	svc.Drain() // a receipt being printed ends before the port closes
+	<-scanDone
+	return runErr
+}
+
+// startSync starts the background loop that pushes the journal to head
+// office and pulls the replica feed; it never blocks a sale.
+func startSync(ctx context.Context, cfg *config.Config, st *store.Store, clock func() time.Time, log *slog.Logger) (*client.Client, error) {
+	secret, err := cfg.Sync.SecretValue()
+	if err != nil {
+		return nil, err
+	}
+	hc, err := client.HTTPClient(cfg.Sync.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("sync.ca_file: %w", err)
+	}
+	c, err := client.New(client.Options{URL: cfg.Sync.URL, TillID: cfg.Till.TillID, StoreID: cfg.Till.StoreID,
+		Secret: secret, Store: st, HTTPClient: hc, Logger: log, BatchSize: cfg.Sync.BatchSize,
+		Interval: cfg.Sync.Interval, BackoffMin: cfg.Sync.BackoffMin, BackoffMax: cfg.Sync.BackoffMax,
+		RequestTimeout: cfg.Sync.RequestTimeout, Clock: clock})
+	if err != nil {
+		return nil, fmt.Errorf("sync: %w", err)
+	}
+	go c.Run(ctx)
+	log.Info("sync started", "url", cfg.Sync.URL)
+	return c, nil
+}
+
+// publishSync puts sync state changes on the event stream.
+func publishSync(ctx context.Context, c *client.Client, events *api.Broker) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var last string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := c.Status()
+		if key := st.State + "|" + st.LastError; key != last {
+			last = key
+			events.Publish(api.Event{Type: "sync", Data: st})
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// noSync answers the sync routes while sync.url is not configured.
+func noSync(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if r.Method == http.MethodGet {
+		fmt.Fprintln(w, `{"configured":false}`)
+		return
+	}
+	w.WriteHeader(http.StatusServiceUnavailable)
+	fmt.Fprintln(w, `{"error":{"code":"sync.not_configured","message":"Связь с офисом не настроена","detail":"sync.url is empty: this till sells offline only"}}`)
+}
+
+// settleLoop retries settling until it works or the agent stops.
+func settleLoop(ctx context.Context, svc *sale.Service, log *slog.Logger) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for !svc.Settled() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := svc.Settle(sctx); err == nil {
+			log.Info("unfinished sales settled")
+		}
+		cancel()
+	}
 }
 
 func newLogger(w io.Writer, c config.Log) *slog.Logger {

@@ -59,6 +59,7 @@ func TestAgentImportsDemoOnceAndStops(t *testing.T) {
 	cfg := config.Default()
 	cfg.Store.Path = filepath.Join(t.TempDir(), "var", "till.db")
 	cfg.Store.DemoReplica = "../../testdata/demo/replica.yaml"
+	cfg.API.Socket = filepath.Join(filepath.Dir(cfg.Store.Path), "api.sock")
 
 	logs := runAgent(t, cfg)
 	if !strings.Contains(logs, "demo replica imported") || !strings.Contains(logs, "msg=ready") {

@@ -17,7 +17,7 @@ import (
 )
 
 func init() {
-	register(command{Name: "quote", Summary: "price a check against a replica file and print the engine's result (no daemon)", Run: runQuote})
+	register(command{Name: "quote", Summary: "price a check: against a replica file (--replica, no daemon) or the running agent", Run: runQuote})
 }
 
 func runQuote(ctx context.Context, args []string) error {
@@ -35,20 +35,42 @@ func quote(ctx context.Context, args []string, out io.Writer) error {
 	redeemCard := fs.String("redeem-card", "", "card to spend from (default: the first that can)")
 	at := fs.String("at", "", "moment of the sale: RFC 3339 (2026-11-23T12:00:00+03:00) or store-local 2026-11-23T12:00; default now")
 	showInput := fs.Bool("input", false, "print the engine's input instead of the result")
+	af := addAgentFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: tillctl quote --replica FILE --check CHECK.json [--cards CODE,…] [--redeem N] [--at TIME]")
+		fmt.Fprintln(fs.Output(), "usage: tillctl quote [--replica FILE] --check CHECK.json [--cards CODE,…] [--redeem N] [--at TIME]\n"+
+			"without --replica the running agent prices the check with the till's current state (--at and --input need --replica)")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *replica == "" || *checkPath == "" || fs.NArg() != 0 {
+	if *checkPath == "" || fs.NArg() != 0 {
 		fs.Usage()
 		return errUsage
 	}
 	check, err := readCheck(*checkPath)
 	if err != nil {
 		return err
+	}
+	if *replica == "" {
+		if *at != "" || *showInput {
+			return fmt.Errorf("--at and --input need --replica: the agent prices at its own clock")
+		}
+		*af.json = true // the engine's result is the output, as with --replica
+		c, err := af.client(out)
+		if err != nil {
+			return err
+		}
+		req := map[string]any{"check": check, "cards": cardList(*cards), "redeem_card": *redeemCard}
+		if *redeem != "" {
+			req["redeem"] = *redeem
+		}
+		raw, err := c.call(ctx, "POST", "/v1/quote", req, nil)
+		if err != nil {
+			return err
+		}
+		c.show(raw, nil)
+		return nil
 	}
 	dir, err := os.MkdirTemp("", "tillctl-quote-")
 	if err != nil {

@@ -8,11 +8,15 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"time"
 
 	"github.com/spf13/viper"
 )
+
+// idRe is the replica file's id syntax (internal/store, docs/replica.md).
+var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$`)
 
 // EnvPrefix is the prefix of environment overrides: store.path is TILLAGENT_STORE_PATH.
 const EnvPrefix = "TILLAGENT"
@@ -26,6 +30,10 @@ type Config struct {
 	Printer  Printer   `mapstructure:"printer"`
 	Scanners []Scanner `mapstructure:"scanners"`
 	Classify Classify  `mapstructure:"classify"`
+	API      API       `mapstructure:"api"`
+	Receipt  Receipt   `mapstructure:"receipt"`
+	Demo     Demo      `mapstructure:"demo"`
+	Sync     Sync      `mapstructure:"sync"`
 
 	// File is the path the configuration was read from ("" for defaults only).
 	File string `mapstructure:"-"`
@@ -61,6 +69,9 @@ func Default() Config {
 		Printer: DefaultPrinter(),
 
 		Classify: DefaultClassify(),
+		API:      DefaultAPI(),
+		Receipt:  DefaultReceipt(),
+		Sync:     DefaultSync(),
 	}
 }
 
@@ -162,11 +173,18 @@ func (c *Config) Validate() error {
 	bad := func(key string, val any, format string, args ...any) {
 		errs = append(errs, &FieldError{File: c.File, Key: key, Value: val, Err: fmt.Errorf(format, args...)})
 	}
-	if c.Till.StoreID == "" {
-		bad("till.store_id", `""`, "must not be empty")
-	}
-	if c.Till.TillID == "" {
-		bad("till.till_id", `""`, "must not be empty")
+	// Both ids travel to head office and come back in replica files (a
+	// store id on checks and rules, the till id as the prefix of every
+	// journal id and as the key of the replica's folded_through watermark),
+	// so they must be ids the replica format accepts; a till id head office
+	// cannot name would leave the till counting folded entries twice.
+	for _, f := range []struct{ key, val string }{{"till.store_id", c.Till.StoreID}, {"till.till_id", c.Till.TillID}} {
+		switch {
+		case f.val == "":
+			bad(f.key, `""`, "must not be empty")
+		case !idRe.MatchString(f.val):
+			bad(f.key, f.val, "must be 1-64 characters of A-Z a-z 0-9 _ . : / -, starting with a letter or digit")
+		}
 	}
 	if _, err := time.LoadLocation(c.Till.Timezone); err != nil || c.Till.Timezone == "" {
 		bad("till.timezone", c.Till.Timezone, "not a known IANA time zone")
@@ -197,6 +215,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, c.Scanners[i].validate(c.File, fmt.Sprintf("scanners[%d]", i))...)
 	}
 	errs = append(errs, c.Classify.validate(c.File)...)
+	errs = append(errs, c.API.validate(c.File)...)
+	errs = append(errs, c.Receipt.validate(c.File)...)
+	errs = append(errs, c.Sync.validate(c.File)...)
 	return errors.Join(errs...)
 }
 

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"tillagent/internal/config"
+)
+
+// BenchmarkSaleAPI is one sale through the whole agent: POST /v1/sales on
+// the Unix socket, re-quote, receipt printed by the emulator at full speed
+// over a pty, journal committed with the fiscal number.
+//
+//	go test -run '^$' -bench SaleAPI -benchtime 500x ./cmd/tillagent/
+func BenchmarkSaleAPI(b *testing.B) {
+	h := newHarness(b, func(c *config.Config) { c.Log.Level = "error" })
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		h.must(201, "POST", "/v1/sales", saleBody(fmt.Sprintf("bench-%d", i), []string{card}, "", "1000.00",
+			line(1, "1001", "2", "89.90"), line(2, "1101", "1", "61.10"), line(3, "2001", "3", "45.00")), nil)
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "sales/s")
+	reportLatency(b, lat)
+}
+
+func reportLatency(b *testing.B, d []time.Duration) {
+	slices.Sort(d)
+	q := func(p float64) float64 { return float64(d[int(p*float64(len(d)-1))].Microseconds()) / 1e3 }
+	b.ReportMetric(q(0.50), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+}
+
+// BenchmarkColdStart1M starts the agent binary on the store benchmarks'
+// replica of 1,000,000 cards and 5,000,000 lots: time until the API
+// answers, and the resident memory after 200 card lookups and quotes.
+// Build the replica first (once, ~20 s):
+//
+//	go test -run '^$' -bench QuoteInput -benchtime 1x ./internal/store/
+//	go test -run '^$' -bench ColdStart1M -benchtime 5x ./cmd/tillagent/
+func BenchmarkColdStart1M(b *testing.B) {
+	db := os.Getenv("TILLAGENT_BENCH_DB")
+	if db == "" {
+		db = filepath.Join(os.TempDir(), "tillagent-bench-v1.db")
+	}
+	if _, err := os.Stat(db); err != nil {
+		b.Skipf("no benchmark replica at %s: build it with the store benchmarks (see the comment)", db)
+	}
+	dir := b.TempDir()
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/tillagent")
+	build.Dir = "../.."
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	sock := filepath.Join(dir, "api.sock")
+	cfgPath := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf("till: {till_id: BENCH-T01, store_id: S001}\nstore: {path: %s}\napi: {socket: %s}\nlog: {level: error}\n", db, sock)), 0o600)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}}
+	var starts, rss, hwm []float64
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		cmd := exec.Command(filepath.Join(dir, "tillagent"), "-config", cfgPath)
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		if !waitFor(30*time.Second, func() bool {
+			resp, err := client.Get("http://localhost/v1/status")
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err == nil && resp.StatusCode == 200
+		}) {
+			cmd.Process.Kill()
+			b.Fatal("agent not ready")
+		}
+		starts = append(starts, float64(time.Since(t0).Microseconds())/1e3)
+		for j := 0; j < 200; j++ {
+			code := fmt.Sprintf("29%011d", (j*7919+i*104729)%1_000_000)
+			resp, err := client.Get("http://localhost/v1/cards/" + code)
+			if err != nil || resp.StatusCode != 200 {
+				b.Fatalf("card %s: %v %v", code, resp, err)
+			}
+			resp.Body.Close()
+			body := fmt.Sprintf(`{"check":{"lines":[{"no":1,"product_id":"p%05d","qty":"1","price":"100.00"}]},"cards":["%s"]}`, j, code)
+			resp, err = client.Post("http://localhost/v1/quote", "application/json", strings.NewReader(body))
+			if err != nil || resp.StatusCode != 200 {
+				b.Fatalf("quote: %v %v", resp, err)
+			}
+			resp.Body.Close()
+		}
+		r, h := procMem(cmd.Process.Pid)
+		rss, hwm = append(rss, r), append(hwm, h)
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}
+	slices.Sort(starts)
+	b.ReportMetric(starts[len(starts)/2], "start-ms")
+	b.ReportMetric(slices.Max(rss), "rss-MB")
+	b.ReportMetric(slices.Max(hwm), "peak-rss-MB")
+}
+
+// procMem reads VmRSS and VmHWM (MB) of a process.
+func procMem(pid int) (rss, hwm float64) {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb / 1024
+		case "VmHWM:":
+			hwm = kb / 1024
+		}
+	}
+	return
+}

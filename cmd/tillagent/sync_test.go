@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"tillagent/internal/config"
+	"tillagent/internal/store"
+	"tillagent/sync/headoffice"
+	"tillagent/sync/pgtest"
+)
+
+// The agent with sync on, against a real head office on PostgreSQL: a sale
+// reaches head office on `sync now`, balances agree; with head office down
+// the till still sells and says why sync failed.
+func TestAgentSyncsWithHeadOffice(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	clock := testClock()
+	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: dsn, ERPToken: "erp-token-for-tests", Clock: clock,
+		Offline: store.OfflineLimits{CardCap: decimal.NewFromInt(60)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	data, err := os.ReadFile("../../testdata/demo/replica.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo, err := store.ParseReplicaFile("replica.yaml", data)
+	if err != nil {
+		t.Fatalf("parse demo replica: %v", err)
+	}
+	if _, err := srv.Import(ctx, demo); err != nil {
+		t.Fatal(err)
+	}
+	secret, err := srv.Enrol(ctx, "S001-T01", "S001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	h := newHarness(t, func(c *config.Config) {
+		c.Sync.Enabled, c.Sync.URL, c.Sync.Secret = true, hs.URL, secret
+		c.Sync.Interval = time.Hour // only `sync now` below
+	})
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	var a saleAnswer
+	h.must(201, "POST", "/v1/sales", saleBody("sync-1", []string{card}, "40", "500.00", line(1, "1001", "2", "89.90")), &a)
+
+	var st struct {
+		Backlog int    `json:"backlog"`
+		State   string `json:"state"`
+	}
+	h.must(200, "POST", "/v1/sync/now", nil, &st)
+	if st.Backlog != 0 {
+		t.Fatalf("after sync now: %+v", st)
+	}
+	var status struct {
+		Journal struct{ Backlog int }
+		Sync    struct{ State string }
+	}
+	h.must(200, "GET", "/v1/status", nil, &status)
+	if status.Journal.Backlog != 0 || status.Sync.State == "" {
+		t.Fatalf("status after sync: %+v", status)
+	}
+	exp, err := srv.ExportJournal(ctx, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(exp.Entries) != len(a.Journal) {
+		t.Fatalf("head office has %d entries, the sale wrote %d", len(exp.Entries), len(a.Journal))
+	}
+	bs, err := srv.Balances(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, b := range bs {
+		if b.Card == card {
+			found = true
+			if b.Balance.String() != a.Cards[0].Balance {
+				t.Fatalf("head office balance %s, till %s", b.Balance, a.Cards[0].Balance)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("card %s not in head office's balances", card)
+	}
+	var c cardAnswer
+	h.must(200, "GET", "/v1/cards/"+card, nil, &c)
+	if c.Balance != a.Cards[0].Balance {
+		t.Fatalf("till after the feed: %+v, before %s", c, a.Cards[0].Balance)
+	}
+
+	// Head office goes away: the till sells on, and sync says why not.
+	hs.Close()
+	h.must(201, "POST", "/v1/sales", saleBody("sync-2", []string{card}, "", "100.00", line(1, "1001", "1", "89.90")), nil)
+	h.refusal(502, "sync.failed", "POST", "/v1/sync/now", nil)
+	// Offline, a card may spend at most head office's offline cap (60) in
+	// points head office has not folded: 30 now, then 31 more is refused.
+	h.must(201, "POST", "/v1/sales", saleBody("sync-3", []string{card}, "30", "500.00", line(1, "1001", "2", "89.90")), nil)
+	e := h.refusal(422, "redeem.offline_limit", "POST", "/v1/sales", saleBody("sync-4", []string{card}, "31", "500.00", line(1, "1001", "2", "89.90")))
+	if !strings.Contains(e.Error.Detail, "offline_card_cap") {
+		t.Fatalf("refusal: %+v", e)
+	}
+	h.must(201, "POST", "/v1/sales", saleBody("sync-5", []string{card}, "30", "500.00", line(1, "1001", "2", "89.90")), nil)
+}

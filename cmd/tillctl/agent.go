@@ -1,0 +1,445 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"tillagent/checkout"
+)
+
+// The commands below are clients of a running agent's local API.
+func init() {
+	for _, c := range []command{
+		{Name: "status", Summary: "the agent's state: printer, scanners, journal, sync", Run: agentCmd("status", cmdStatus)},
+		{Name: "card", Summary: "look a loyalty card up: CODE", Run: agentCmd("card", cmdCard)},
+		{Name: "sale", Summary: "sell a check through the agent (prints the fiscal receipt)", Run: agentCmd("sale", cmdSale)},
+		{Name: "return", Summary: "return a sale, fully or some lines: SALE_ID", Run: agentCmd("return", cmdReturn)},
+		{Name: "shift open", Summary: "open the fiscal shift through the agent", Run: agentCmd("shift open", cmdShiftOpen)},
+		{Name: "shift close", Summary: "close the fiscal shift (Z report) through the agent", Run: agentCmd("shift close", simplePost("/v1/shift/close"))},
+		{Name: "x", Summary: "print the X report through the agent", Run: agentCmd("x", simplePost("/v1/reports/x"))},
+		{Name: "sync status", Summary: "head-office sync state", Run: agentCmd("sync status", cmdSync("GET", "/v1/sync"))},
+		{Name: "sync now", Summary: "push the journal and pull the replica now", Run: agentCmd("sync now", cmdSync("POST", "/v1/sync/now"))},
+		{Name: "demo scan", Summary: "type CODE on the demo's virtual serial scanner", Run: agentCmd("demo scan", cmdDemoScan)},
+		{Name: "events", Summary: "follow the agent's events (scans, device health, sync); Ctrl-C to stop", Run: agentCmd("events", cmdEvents)},
+	} {
+		register(c)
+	}
+}
+
+// agentRun is one agent command after its flags are parsed.
+type agentRun func(ctx context.Context, c *agentClient, fs *flag.FlagSet) error
+
+// agentCmd wires the common flags; extra flags are declared in setup by
+// the command itself through the FlagSet it receives before parsing.
+func agentCmd(name string, run func(fs *flag.FlagSet) agentRun) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error {
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
+		af := addAgentFlags(fs)
+		f := run(fs)
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		c, err := af.client(os.Stdout)
+		if err != nil {
+			return err
+		}
+		return f(ctx, c, fs)
+	}
+}
+
+func table(w io.Writer, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
+
+func cmdStatus(fs *flag.FlagSet) agentRun {
+	return func(ctx context.Context, c *agentClient, _ *flag.FlagSet) error {
+		var st struct {
+			Version string
+			TillID  string `json:"till_id"`
+			StoreID string `json:"store_id"`
+			Settled bool
+			Printer struct {
+				Configured, OK bool
+				Error, Code    string
+				Status         map[string]any
+				LastFD         uint32 `json:"last_fd"`
+			}
+			Scanners []struct{ Name, Code, Error string }
+			Journal  struct {
+				Backlog   int
+				Documents map[string]int
+			}
+			Sync map[string]any
+		}
+		raw, err := c.call(ctx, "GET", "/v1/status", nil, &st)
+		if err != nil {
+			return err
+		}
+		c.show(raw, func(w io.Writer) {
+			printer := "none"
+			switch {
+			case st.Printer.Configured && st.Printer.OK:
+				printer = fmt.Sprintf("ok, shift open %v, last FD %d", st.Printer.Status["shift_open"], st.Printer.LastFD)
+			case st.Printer.Configured:
+				printer = st.Printer.Code + ": " + st.Printer.Error
+			}
+			rows := [][]string{
+				{"agent", st.Version + ", till " + st.TillID + ", store " + st.StoreID},
+				{"sales settled", fmt.Sprint(st.Settled)},
+				{"printer", printer},
+				{"journal backlog", fmt.Sprintf("%d entries not acknowledged by head office", st.Journal.Backlog)},
+			}
+			for _, s := range st.Scanners {
+				v := s.Code
+				if s.Error != "" {
+					v += ": " + s.Error
+				}
+				rows = append(rows, []string{"scanner " + s.Name, v})
+			}
+			if st.Sync != nil {
+				b, _ := json.Marshal(st.Sync)
+				rows = append(rows, []string{"sync", string(b)})
+			}
+			table(w, rows)
+		})
+		return nil
+	}
+}
+
+func cmdCard(fs *flag.FlagSet) agentRun {
+	return func(ctx context.Context, c *agentClient, fs *flag.FlagSet) error {
+		if fs.NArg() != 1 {
+			fmt.Fprintln(os.Stderr, "usage: tillctl card [flags] CODE")
+			return errUsage
+		}
+		var card struct {
+			Code, Kind, State                 string
+			ProgramName                       string `json:"program_name"`
+			Balance, Spendable, Pending, Debt string
+			Expiring                          []struct {
+				LotID     string `json:"lot_id"`
+				Points    string
+				ExpiresAt string `json:"expires_at"`
+			}
+			ExpiringDays int `json:"expiring_days"`
+			Tier         *struct{ Rule, Basis, Amount, Percent string }
+		}
+		raw, err := c.call(ctx, "GET", "/v1/cards/"+fs.Arg(0), nil, &card)
+		if err != nil {
+			return err
+		}
+		c.show(raw, func(w io.Writer) {
+			rows := [][]string{
+				{"card", card.Code + " (" + card.Kind + ", " + card.State + ")"},
+				{"program", card.ProgramName},
+				{"balance", card.Balance},
+				{"spendable", card.Spendable},
+				{"pending activation", card.Pending},
+			}
+			if card.Debt != "0" {
+				rows = append(rows, []string{"debt", card.Debt})
+			}
+			if card.Tier != nil && card.Tier.Percent != "" {
+				rows = append(rows, []string{"tier", card.Tier.Percent + " % (" + card.Tier.Basis + " " + card.Tier.Amount + ")"})
+			}
+			for _, l := range card.Expiring {
+				rows = append(rows, []string{fmt.Sprintf("expiring ≤ %d days", card.ExpiringDays), l.Points + " on " + l.ExpiresAt})
+			}
+			table(w, rows)
+		})
+		return nil
+	}
+}
+
+// keyOr returns key, or a new idempotency key (printed, so that the
+// operator can repeat the command with it after a timeout).
+func keyOr(key string) string {
+	if key != "" {
+		return key
+	}
+	b := make([]byte, 12)
+	rand.Read(b)
+	key = "tillctl-" + hex.EncodeToString(b)
+	fmt.Fprintln(os.Stderr, "idempotency key:", key)
+	return key
+}
+
+// cardBalance is a card's balance line of a sale or return answer.
+type cardBalance struct{ Code, Balance, Spendable string }
+
+func balanceRows(cs []cardBalance) [][]string {
+	var rows [][]string
+	for _, cb := range cs {
+		rows = append(rows, []string{"card " + cb.Code, "balance " + cb.Balance + ", spendable " + cb.Spendable})
+	}
+	return rows
+}
+
+func cardList(s string) []string {
+	var out []string
+	for _, c := range strings.Split(s, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func cmdSale(fs *flag.FlagSet) agentRun {
+	checkPath := fs.String("check", "", "check JSON file (docs/check.md); required")
+	cards := fs.String("cards", "", "presented card codes, comma-separated")
+	redeem := fs.String("redeem", "", "points to spend")
+	cash := fs.String("cash", "", "cash tendered (default: what is due)")
+	electronic := fs.String("electronic", "", "paid by card")
+	key := fs.String("key", "", "idempotency key: the same key again returns the same sale (default: a new one, printed)")
+	cashier := fs.String("cashier", "", "cashier name")
+	return func(ctx context.Context, c *agentClient, _ *flag.FlagSet) error {
+		if *checkPath == "" {
+			fmt.Fprintln(os.Stderr, "usage: tillctl sale -check CHECK.json [-cards CODE,…] [-redeem N] [-cash X] [-electronic Y] [-key K]")
+			return errUsage
+		}
+		check, err := readCheck(*checkPath)
+		if err != nil {
+			return err
+		}
+		req := map[string]any{"check": check, "cards": cardList(*cards), "cashier": *cashier}
+		if *redeem != "" {
+			req["redeem"] = *redeem
+		}
+		pay := map[string]any{}
+		if *electronic != "" {
+			pay["electronic"] = *electronic
+		}
+		if *cash == "" && *electronic == "" {
+			// Pay exactly what is due: ask the agent for the quote first.
+			var q struct{ Payable string }
+			if _, err := c.call(ctx, "POST", "/v1/quote", map[string]any{"check": check, "cards": req["cards"], "redeem": req["redeem"]}, &q); err != nil {
+				return err
+			}
+			pay["cash"] = q.Payable
+		} else if *cash != "" {
+			pay["cash"] = *cash
+		}
+		req["payments"] = pay
+		req["idempotency_key"] = keyOr(*key)
+		var a struct {
+			SaleID string `json:"sale_id"`
+			Fiscal struct {
+				FD, FP       uint32
+				Total        string
+				Change       string
+				PrintPending bool `json:"print_pending"`
+			}
+			Quote struct{ Sum, Discount, Redeemed, Payable string }
+			Cards []cardBalance
+		}
+		raw, err := c.call(ctx, "POST", "/v1/sales", req, &a)
+		if err != nil {
+			return err
+		}
+		c.show(raw, func(w io.Writer) {
+			rows := [][]string{
+				{"sale", a.SaleID},
+				{"fiscal document", fmt.Sprintf("FD %d, FP %d", a.Fiscal.FD, a.Fiscal.FP)},
+				{"sum / discount / points", a.Quote.Sum + " / " + a.Quote.Discount + " / " + a.Quote.Redeemed},
+				{"receipt total", a.Fiscal.Total},
+				{"change", a.Fiscal.Change},
+			}
+			if a.Fiscal.PrintPending {
+				rows = append(rows, []string{"paper", "out: load paper, then POST /v1/printer/continue"})
+			}
+			table(w, append(rows, balanceRows(a.Cards)...))
+		})
+		return nil
+	}
+}
+
+func cmdReturn(fs *flag.FlagSet) agentRun {
+	lines := fs.String("lines", "", "lines returned as NO:QTY,… (e.g. 1:1,3:0.5); default everything not yet returned")
+	refund := fs.String("refund", "", "cash or electronic (default: as the sale was paid)")
+	key := fs.String("key", "", "idempotency key (default: a new one, printed)")
+	return func(ctx context.Context, c *agentClient, fs *flag.FlagSet) error {
+		if fs.NArg() != 1 {
+			fmt.Fprintln(os.Stderr, "usage: tillctl return [-lines NO:QTY,…] [-refund cash|electronic] [-key K] SALE_ID")
+			return errUsage
+		}
+		req := map[string]any{}
+		var rl []map[string]any
+		for _, p := range cardList(*lines) {
+			no, qty, ok := strings.Cut(p, ":")
+			var n int
+			if _, err := fmt.Sscan(no, &n); !ok || err != nil {
+				return fmt.Errorf("-lines %q: want NO:QTY", p)
+			}
+			if _, err := checkout.ParseQty(qty); err != nil {
+				return fmt.Errorf("-lines %q: %w", p, err)
+			}
+			rl = append(rl, map[string]any{"no": n, "qty": qty})
+		}
+		if rl != nil {
+			req["lines"] = rl
+		}
+		if *refund != "" {
+			req["refund"] = *refund
+		}
+		req["idempotency_key"] = keyOr(*key)
+		var a struct {
+			ReturnID string `json:"return_id"`
+			Fiscal   struct {
+				FD, FP uint32
+				Total  string
+			}
+			Return struct{ Refund, Withheld string }
+			Cards  []cardBalance
+		}
+		raw, err := c.call(ctx, "POST", "/v1/sales/"+fs.Arg(0)+"/returns", req, &a)
+		if err != nil {
+			return err
+		}
+		c.show(raw, func(w io.Writer) {
+			rows := [][]string{
+				{"return", a.ReturnID},
+				{"fiscal document", fmt.Sprintf("FD %d, FP %d", a.Fiscal.FD, a.Fiscal.FP)},
+				{"refund", a.Return.Refund},
+			}
+			if a.Return.Withheld != "0.00" && a.Return.Withheld != "" {
+				rows = append(rows, []string{"withheld for spent points", a.Return.Withheld})
+			}
+			table(w, append(rows, balanceRows(a.Cards)...))
+		})
+		return nil
+	}
+}
+
+func cmdShiftOpen(fs *flag.FlagSet) agentRun {
+	cashier := fs.String("cashier", "", "cashier name (tag 1021)")
+	return func(ctx context.Context, c *agentClient, _ *flag.FlagSet) error {
+		return printDone(ctx, c, "/v1/shift/open", map[string]any{"cashier": *cashier})
+	}
+}
+
+func simplePost(path string) func(*flag.FlagSet) agentRun {
+	return func(*flag.FlagSet) agentRun {
+		return func(ctx context.Context, c *agentClient, _ *flag.FlagSet) error { return printDone(ctx, c, path, nil) }
+	}
+}
+
+func printDone(ctx context.Context, c *agentClient, path string, body any) error {
+	var a struct{ Result string }
+	raw, err := c.call(ctx, "POST", path, body, &a)
+	if err != nil {
+		return err
+	}
+	c.show(raw, func(w io.Writer) { fmt.Fprintln(w, a.Result) })
+	return nil
+}
+
+func cmdSync(method, path string) func(*flag.FlagSet) agentRun {
+	return func(*flag.FlagSet) agentRun {
+		return func(ctx context.Context, c *agentClient, _ *flag.FlagSet) error {
+			var st map[string]any
+			raw, err := c.call(ctx, method, path, nil, &st)
+			if err != nil {
+				return err
+			}
+			c.show(raw, func(w io.Writer) {
+				var rows [][]string
+				for _, k := range sortedKeys(st) {
+					rows = append(rows, []string{k, fmt.Sprint(st[k])})
+				}
+				table(w, rows)
+			})
+			return nil
+		}
+	}
+}
+
+func sortedKeys(m map[string]any) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func cmdDemoScan(fs *flag.FlagSet) agentRun {
+	return func(ctx context.Context, c *agentClient, fs *flag.FlagSet) error {
+		if fs.NArg() != 1 {
+			fmt.Fprintln(os.Stderr, "usage: tillctl demo scan CODE")
+			return errUsage
+		}
+		_, err := c.call(ctx, "POST", "/v1/demo/scan", map[string]string{"code": fs.Arg(0)}, nil)
+		if err != nil {
+			if errIs(err, "request.unknown_route") {
+				return fmt.Errorf("%w\nhint: the demo scanner runs only with demo.virtual_scanner (make run)", err)
+			}
+			return err
+		}
+		fmt.Fprintln(c.out, "typed on the demo scanner; see `tillctl events`")
+		return nil
+	}
+}
+
+// cmdEvents follows GET /v1/events and prints one line per event.
+func cmdEvents(fs *flag.FlagSet) agentRun {
+	return func(ctx context.Context, c *agentClient, _ *flag.FlagSet) error {
+		req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/events", nil)
+		if err != nil {
+			return err
+		}
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		hc := *c.http
+		hc.Timeout = 0 // a stream
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			data, ok := strings.CutPrefix(sc.Text(), "data: ")
+			if !ok {
+				continue
+			}
+			if c.json {
+				fmt.Fprintln(c.out, data)
+				continue
+			}
+			var e struct {
+				Type string
+				At   string
+				Data map[string]any
+			}
+			if json.Unmarshal([]byte(data), &e) != nil {
+				continue
+			}
+			var parts []string
+			for _, k := range sortedKeys(e.Data) {
+				parts = append(parts, fmt.Sprintf("%s=%v", k, e.Data[k]))
+			}
+			fmt.Fprintf(c.out, "%s %-6s %s\n", e.At, e.Type, strings.Join(parts, " "))
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		return sc.Err()
+	}
+}

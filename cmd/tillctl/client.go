@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"tillagent/internal/config"
+)
+
+// agentClient talks to a running tillagent over its local API.
+type agentClient struct {
+	http  *http.Client
+	base  string
+	token string
+	json  bool // print the agent's JSON instead of a table
+	out   io.Writer
+}
+
+// agentFlags are the flags every agent command takes.
+type agentFlags struct {
+	config, socket, url, token *string
+	json                       *bool
+}
+
+func addAgentFlags(fs *flag.FlagSet) agentFlags {
+	return agentFlags{
+		config: fs.String("config", "config.example.yaml", "configuration file (for api.socket)"),
+		socket: fs.String("socket", "", "the agent's Unix socket; default api.socket of -config"),
+		url:    fs.String("url", "", "the agent's TCP address instead, e.g. http://127.0.0.1:8765 (needs -token)"),
+		token:  fs.String("token", os.Getenv("TILLAGENT_API_TOKEN"), "bearer token for -url (default $TILLAGENT_API_TOKEN)"),
+		json:   fs.Bool("json", false, "print the agent's JSON answer (for scripts)"),
+	}
+}
+
+func (f agentFlags) client(out io.Writer) (*agentClient, error) {
+	c := &agentClient{json: *f.json, out: out, token: *f.token}
+	if *f.url != "" {
+		c.base = strings.TrimSuffix(*f.url, "/")
+		c.http = &http.Client{Timeout: 3 * time.Minute}
+		return c, nil
+	}
+	sock := *f.socket
+	if sock == "" {
+		cfg, err := config.Load(*f.config)
+		if err != nil {
+			return nil, err
+		}
+		sock = cfg.API.Socket
+	}
+	c.base = "http://localhost"
+	c.http = &http.Client{Timeout: 3 * time.Minute, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			conn, err := d.DialContext(ctx, "unix", sock)
+			if err != nil {
+				return nil, fmt.Errorf("agent socket %s: %w (is tillagent running? `make run`)", sock, err)
+			}
+			return conn, nil
+		},
+	}}
+	return c, nil
+}
+
+// apiError is the agent's error answer.
+type apiError struct {
+	Status int
+	Body   struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+			Detail  string `json:"detail"`
+			Hint    string `json:"hint"`
+		} `json:"error"`
+	}
+}
+
+func (e *apiError) Error() string {
+	b := e.Body.Error
+	s := fmt.Sprintf("agent: %s (%d): %s", b.Code, e.Status, b.Message)
+	if b.Detail != "" {
+		s += "\ndetail: " + b.Detail
+	}
+	if b.Hint != "" {
+		s += "\nhint: " + b.Hint
+	}
+	return s
+}
+
+// call sends body (nil for none) and decodes the answer into out. The raw
+// answer is returned too, for --json.
+func (c *agentClient) call(ctx context.Context, method, path string, body, out any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		e := &apiError{Status: resp.StatusCode}
+		if json.Unmarshal(raw, &e.Body) != nil || e.Body.Error.Code == "" {
+			return nil, fmt.Errorf("%s %s: status %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(raw))
+		}
+		return nil, e
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return raw, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+		}
+	}
+	return raw, nil
+}
+
+// show prints raw JSON with --json, else runs the table printer.
+func (c *agentClient) show(raw []byte, table func(w io.Writer)) {
+	if c.json {
+		var b bytes.Buffer
+		if json.Indent(&b, bytes.TrimSpace(raw), "", "  ") == nil {
+			b.WriteByte('\n')
+			c.out.Write(b.Bytes())
+			return
+		}
+		c.out.Write(raw)
+		return
+	}
+	table(c.out)
+}
+
+// errIs reports whether err is the agent's refusal with code.
+func errIs(err error, code string) bool {
+	var e *apiError
+	return errors.As(err, &e) && e.Body.Error.Code == code
+}

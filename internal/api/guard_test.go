@@ -1,0 +1,40 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http/httptest"
+	"testing"
+)
+
+// The TCP guard refuses peers that are not on this machine even with the
+// right token. The listener binds loopback only, so no such peer can reach
+// it here; the guard is checked on its own with a foreign RemoteAddr.
+func TestGuardRefusesForeignPeer(t *testing.T) {
+	s := New(Options{Token: "0123456789abcdef"})
+	h := s.handler(viaTCP, "8765")
+	for _, c := range []struct {
+		remote, host, code string
+		status             int
+	}{
+		{"192.0.2.7:41000", "127.0.0.1:8765", "auth.not_loopback", 403},
+		{"[2001:db8::1]:41000", "127.0.0.1:8765", "auth.not_loopback", 403},
+		{"127.0.0.1:41000", "127.0.0.1:9999", "auth.bad_host", 403},
+		{"127.0.0.1:41000", "127.0.0.1:8765", "", 200},
+	} {
+		req := httptest.NewRequest("GET", "http://"+c.host+"/v1/status", nil)
+		req.RemoteAddr, req.Host = c.remote, c.host
+		req.Header.Set("Authorization", "Bearer 0123456789abcdef")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != c.status {
+			t.Errorf("%s → %s: status %d, want %d: %s", c.remote, c.host, rec.Code, c.status, rec.Body)
+			continue
+		}
+		if c.code != "" {
+			var e errorBody
+			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error.Code != c.code {
+				t.Errorf("%s: error %s, want %s", c.remote, rec.Body, c.code)
+			}
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package sale
+
+import (
+	"errors"
+	"fmt"
+
+	"tillagent/checkout"
+	"tillagent/driver/fiscal/shtrih"
+	"tillagent/internal/store"
+)
+
+// Class is what kind of refusal an Error is; the API maps it to a status.
+type Class int
+
+const (
+	Invalid     Class = iota + 1 // the request is wrong: fix it and send again
+	NotFound                     // an unknown card, sale or product
+	Conflict                     // the idempotency key was used for another request, or the document is in another state
+	Unavailable                  // the printer, or an unsettled sale, prevents it now: retry later with the same key
+)
+
+// Error is a refusal with a stable code, a message for the cashier (Russian)
+// and the detail for the technician.
+type Error struct {
+	Class   Class
+	Code    string // stable, e.g. "payment.short", "printer.paper_out"
+	Cashier string // shown to the cashier
+	Hint    string // what a technician should do, if known
+	Err     error  // the detail
+}
+
+func (e *Error) Error() string {
+	if e.Err == nil {
+		return e.Code
+	}
+	return e.Code + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func newErr(class Class, code, cashier string, format string, args ...any) *Error {
+	return &Error{Class: class, Code: code, Cashier: cashier, Err: fmt.Errorf(format, args...)}
+}
+
+// engineError classifies an error from the store or the engine.
+func engineError(err error) error {
+	var e *Error
+	var re *checkout.RedeemError
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.As(err, &re):
+		return &Error{Class: Invalid, Code: "redeem.over_limit", Cashier: "Списание больше допустимого", Err: err}
+	case errors.Is(err, store.ErrUnknownCard):
+		return &Error{Class: NotFound, Code: "card.unknown", Cashier: "Карта не найдена", Err: err}
+	case errors.Is(err, store.ErrUnknownProduct):
+		return &Error{Class: NotFound, Code: "product.unknown", Cashier: "Товар не найден в справочнике", Err: err}
+	case errors.Is(err, store.ErrUnknownStore):
+		return &Error{Class: Invalid, Code: "store.unknown", Cashier: "Магазин не найден в справочнике", Err: err}
+	case errors.Is(err, checkout.ErrTooManyCards):
+		return &Error{Class: Invalid, Code: "cards.too_many", Cashier: "На чек можно предъявить одну карту покупателя и одну карту агента", Err: err}
+	case errors.Is(err, checkout.ErrCannotRedeem), errors.Is(err, checkout.ErrRedeemNotAllowed):
+		return &Error{Class: Invalid, Code: "redeem.not_allowed", Cashier: "С этой карты нельзя списать баллы", Err: err}
+	}
+	if errors.Is(err, checkout.ErrInvalidInput) {
+		return &Error{Class: Invalid, Code: "check.invalid", Cashier: "Ошибка в чеке", Err: err}
+	}
+	return err
+}
+
+// printerError classifies a printer failure; points are released by then.
+func printerError(err error) error {
+	var de *shtrih.DeviceError
+	if errors.As(err, &de) {
+		return &Error{Class: Unavailable, Code: de.Health(), Cashier: "Принтер чеков: " + cashierText(de.Health()), Hint: de.Hint(), Err: err}
+	}
+	return &Error{Class: Unavailable, Code: "printer.link", Cashier: "Принтер чеков не отвечает", Hint: "check the printer's power and cable, then retry with the same key", Err: err}
+}
+
+// cashierText is the cashier's wording of the printer health codes a shop
+// floor meets; the rest get a generic text and the technician's detail.
+func cashierText(health string) string {
+	switch health {
+	case "printer.paper_out":
+		return "закончилась бумага, заправьте ленту"
+	case "printer.cover_open":
+		return "открыта крышка"
+	case "printer.shift_expired":
+		return "смена открыта больше 24 часов, закройте смену"
+	case "printer.shift_closed":
+		return "смена закрыта, откройте смену"
+	}
+	return "ошибка (" + health + ")"
+}

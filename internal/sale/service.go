@@ -1,0 +1,684 @@
+// Package sale is the till's sale flow: it prices a check against the
+// current state, prints the fiscal receipt with the bonus tags and commits
+// the journal with the fiscal document number, so that each fiscalised sale
+// is journaled exactly once and nothing that was not fiscalised is. A crash
+// at any step is settled from the printer's own record before new work.
+package sale
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tillagent/checkout"
+	"tillagent/driver/fiscal"
+	"tillagent/internal/store"
+)
+
+// Options configure a Service.
+type Options struct {
+	Store   *store.Store
+	Printer fiscal.Printer // nil: no printer, sales are refused
+	StoreID string
+	TillID  string
+	Receipt ReceiptOptions
+	// PrintTimeout bounds one receipt on the device, however the client
+	// that asked for it behaves (default 2 min).
+	PrintTimeout time.Duration
+	// ExpiringDays is the horizon of "expiring soon" in card lookups (default 30).
+	ExpiringDays int
+	Clock        func() time.Time
+	Logger       *slog.Logger
+	// Observe, if set, is told of every finished or failed document (metrics).
+	Observe func(kind store.DocKind, outcome string)
+}
+
+// Service runs sales and returns. It is safe for concurrent use; documents
+// are processed one at a time (the till has one printer, and the points a
+// sale spends must stay reserved until its journal commits).
+type Service struct {
+	o       Options
+	st      *store.Store
+	log     *slog.Logger
+	mu      sync.Mutex
+	settled atomic.Bool
+}
+
+// New returns a service. Call Settle before taking sales.
+func New(o Options) *Service {
+	if o.PrintTimeout == 0 {
+		o.PrintTimeout = 2 * time.Minute
+	}
+	if o.ExpiringDays == 0 {
+		o.ExpiringDays = 30
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Observe == nil {
+		o.Observe = func(store.DocKind, string) {}
+	}
+	return &Service{o: o, st: o.Store, log: o.Logger}
+}
+
+// Drain waits for the document being printed, if any: the agent calls it
+// on shutdown before it closes the printer port.
+func (s *Service) Drain() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+}
+
+// Settled reports whether every document left by a crash or a lost printer
+// answer has been settled.
+func (s *Service) Settled() bool { return s.settled.Load() }
+
+// QuoteRequest is a check and the cards presented on it.
+type QuoteRequest struct {
+	Check      checkout.Check   `json:"check"`
+	Cards      []string         `json:"cards,omitempty"`
+	Redeem     *checkout.Points `json:"redeem,omitempty"`
+	RedeemCard string           `json:"redeem_card,omitempty"`
+}
+
+// Payments are what the buyer pays with money. Cash may exceed what is due
+// (the printer gives change); electronic may not.
+type Payments struct {
+	Cash       checkout.Money `json:"cash,omitzero"`
+	Electronic checkout.Money `json:"electronic,omitzero"`
+}
+
+// SaleRequest is POST /v1/sales.
+type SaleRequest struct {
+	QuoteRequest
+	IdempotencyKey string   `json:"idempotency_key"`
+	Payments       Payments `json:"payments"`
+	Cashier        string   `json:"cashier,omitempty"`
+}
+
+// ReturnRequest is POST /v1/sales/{id}/returns.
+type ReturnRequest struct {
+	IdempotencyKey string `json:"idempotency_key"`
+	// Lines returned; empty means everything not yet returned.
+	Lines []checkout.ReturnLine `json:"lines,omitempty"`
+	// Refund is how the money goes back: cash or electronic; empty: the way
+	// the sale was paid (electronic only if it was paid all electronically).
+	Refund  string `json:"refund,omitempty"`
+	Cashier string `json:"cashier,omitempty"`
+}
+
+// Fiscal is what the printer gave the document.
+type Fiscal struct {
+	FD           uint32 `json:"fd"`
+	FP           uint32 `json:"fp"`
+	Kind         string `json:"kind"`
+	Total        string `json:"total"`
+	Change       string `json:"change"`
+	PrintPending bool   `json:"print_pending,omitempty"` // fiscalised; the paper copy waits for paper
+}
+
+// CardBalance is a card's points after the document.
+type CardBalance struct {
+	Code      string          `json:"code"`
+	Balance   checkout.Points `json:"balance"`
+	Spendable checkout.Points `json:"spendable"`
+	Debt      checkout.Points `json:"debt"`
+}
+
+// SaleAnswer is the answer to a sale; a retry with the same key gets the
+// same bytes.
+type SaleAnswer struct {
+	SaleID  string          `json:"sale_id"`
+	Fiscal  Fiscal          `json:"fiscal"`
+	Receipt ReceiptView     `json:"receipt"`
+	Quote   checkout.Result `json:"quote"`
+	Cards   []CardBalance   `json:"cards"`
+	Journal []string        `json:"journal"`
+}
+
+// ReturnAnswer is the answer to a return.
+type ReturnAnswer struct {
+	ReturnID string                `json:"return_id"`
+	SaleID   string                `json:"sale_id"`
+	Fiscal   Fiscal                `json:"fiscal"`
+	Receipt  ReceiptView           `json:"receipt"`
+	Return   checkout.ReturnResult `json:"return"`
+	Cards    []CardBalance         `json:"cards"`
+	Journal  []string              `json:"journal"`
+}
+
+// saleRecord is what a sale document keeps: the check as priced (product
+// attributes filled) and the engine's result, so that returns and recovery
+// never need the replica's current state of the products.
+type saleRecord struct {
+	Check    checkout.Check  `json:"check"`
+	Result   checkout.Result `json:"result"`
+	Payments fiscal.Payments `json:"payments"`
+}
+
+type returnRecord struct {
+	Return checkout.ReturnResult `json:"return"`
+	Refund fiscal.Payments       `json:"refund"`
+}
+
+// Quote prices a check without changing anything.
+func (s *Service) Quote(ctx context.Context, req QuoteRequest) (checkout.Result, error) {
+	_, res, err := s.quote(ctx, req)
+	return res, err
+}
+
+func (s *Service) quote(ctx context.Context, req QuoteRequest) (checkout.Input, checkout.Result, error) {
+	if req.Check.StoreID == "" {
+		req.Check.StoreID = s.o.StoreID
+	}
+	if req.Check.StoreID != s.o.StoreID {
+		return checkout.Input{}, checkout.Result{}, newErr(Invalid, "check.wrong_store", "Чек другого магазина",
+			"check %s: store %q, this till is in %q", req.Check.ID, req.Check.StoreID, s.o.StoreID)
+	}
+	if len(req.Check.Lines) == 0 {
+		return checkout.Input{}, checkout.Result{}, newErr(Invalid, "check.empty", "В чеке нет позиций", "check %s has no lines", req.Check.ID)
+	}
+	in, err := s.st.QuoteInput(ctx, req.Check, req.Cards, s.o.Clock())
+	if err != nil {
+		return in, checkout.Result{}, engineError(err)
+	}
+	in.Redeem, in.RedeemCard = req.Redeem, req.RedeemCard
+	if err := s.offlineLimit(ctx, in); err != nil {
+		return in, checkout.Result{}, err
+	}
+	res, err := checkout.Quote(in)
+	if err != nil {
+		return in, res, engineError(err)
+	}
+	return in, res, nil
+}
+
+// offlineLimit refuses a redemption over head office's offline caps
+// (sync/docs: per card, per till, maximum offline age). Accrual is never
+// limited. The engine's own limits apply on top.
+func (s *Service) offlineLimit(ctx context.Context, in checkout.Input) error {
+	if in.Redeem == nil || !in.Redeem.IsPositive() {
+		return nil
+	}
+	code := in.RedeemCard
+	if code == "" {
+		for _, c := range in.Cards {
+			if c.Kind == checkout.KindBonus || c.Kind == checkout.KindCombined {
+				code = c.Code
+				break
+			}
+		}
+	}
+	if code == "" {
+		return nil // the engine refuses: no card can spend
+	}
+	limit, reason, err := s.st.OfflineRedeemLimit(ctx, code, s.o.Clock())
+	if err != nil {
+		return engineError(err)
+	}
+	if reason == "" || in.Redeem.Decimal().LessThanOrEqual(limit) {
+		return nil
+	}
+	return newErr(Invalid, "redeem.offline_limit", fmt.Sprintf("Без связи с офисом можно списать не более %s баллов", limit),
+		"redeem %s points on card %s: offline limit %s (%s)", in.Redeem, code, limit, reason)
+}
+
+// requestSHA fingerprints a request without its idempotency key: a retry
+// must send the same body, and a reused key with another body is refused.
+func requestSHA(v any) string {
+	b, _ := json.Marshal(v)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// docID derives a document id from the idempotency key, so that a retried
+// request names the same document whatever the client sent as check id.
+func (s *Service) docID(prefix, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return s.o.TillID + "-" + prefix + hex.EncodeToString(sum[:8])
+}
+
+func checkKey(key string) error {
+	if strings.TrimSpace(key) == "" || len(key) > 200 {
+		return newErr(Invalid, "request.idempotency_key", "Ошибка кассовой программы: нет ключа операции",
+			"idempotency_key is required (1…200 characters; also accepted as the Idempotency-Key header)")
+	}
+	return nil
+}
+
+// begin takes the document lock and makes sure no earlier document is
+// unsettled. The caller must call s.mu.Unlock.
+func (s *Service) begin(ctx context.Context) error {
+	s.mu.Lock()
+	if s.settled.Load() {
+		return nil
+	}
+	if err := s.settleLocked(ctx); err != nil {
+		s.mu.Unlock()
+		return &Error{Class: Unavailable, Code: "sale.unsettled", Cashier: "Предыдущий чек не завершён: проверьте принтер",
+			Hint: "the printer must answer so that the agent can tell whether the last receipt was fiscalised", Err: err}
+	}
+	return nil
+}
+
+// replay answers a request whose key is already used.
+func replay(d store.Doc, sha string) ([]byte, error) {
+	if d.RequestSHA != sha {
+		return nil, newErr(Conflict, "idempotency.conflict", "Ошибка кассовой программы: ключ операции уже использован",
+			"idempotency key %q was used for another request (document %s)", d.IdemKey, d.ID)
+	}
+	if d.State != store.DocDone {
+		return nil, newErr(Unavailable, "sale.unsettled", "Чек ещё не завершён", "document %s is still pending", d.ID)
+	}
+	return d.Answer, nil
+}
+
+// Sale prices, prints and journals a check. It returns the answer as JSON
+// (the same bytes for a retried key) and whether it was a replay.
+func (s *Service) Sale(ctx context.Context, req SaleRequest) ([]byte, bool, error) {
+	if err := checkKey(req.IdempotencyKey); err != nil {
+		return nil, false, err
+	}
+	key := req.IdempotencyKey
+	req.IdempotencyKey = ""
+	sha := requestSHA(req)
+	if err := s.begin(ctx); err != nil {
+		return nil, false, err
+	}
+	defer s.mu.Unlock()
+	if d, err := s.st.DocByKey(ctx, key); err == nil {
+		b, err := replay(d, sha)
+		return b, err == nil, err
+	} else if !errors.Is(err, store.ErrNoDoc) {
+		return nil, false, err
+	}
+
+	id := s.docID("C", key)
+	req.Check.ID = id
+	in, res, err := s.quote(ctx, req.QuoteRequest)
+	if err != nil {
+		return nil, false, err
+	}
+	money, err := s.payments(res, req.Payments)
+	if err != nil {
+		return nil, false, err
+	}
+	r, err := SaleReceipt(in.Check, res, money, s.o.Receipt, req.Cashier)
+	if err != nil {
+		return nil, false, newErr(Invalid, "receipt.invalid", "Чек нельзя напечатать", "%v", err)
+	}
+	rec, _ := json.Marshal(saleRecord{Check: in.Check, Result: res, Payments: money})
+	answer, err := s.print(ctx, store.Doc{ID: id, Kind: store.DocSale, IdemKey: key, RequestSHA: sha, Result: rec}, r)
+	return answer, false, err
+}
+
+// payments checks that money covers what is due after points.
+func (s *Service) payments(res checkout.Result, p Payments) (fiscal.Payments, error) {
+	cash, err := moneyOf(p.Cash, "payments.cash")
+	if err != nil {
+		return fiscal.Payments{}, newErr(Invalid, "payment.invalid", "Неверная сумма оплаты", "%v", err)
+	}
+	el, err := moneyOf(p.Electronic, "payments.electronic")
+	if err != nil {
+		return fiscal.Payments{}, newErr(Invalid, "payment.invalid", "Неверная сумма оплаты", "%v", err)
+	}
+	due := kop(res.Payable)
+	if el > due {
+		return fiscal.Payments{}, newErr(Invalid, "payment.electronic_over", "Безналичная оплата больше суммы к оплате",
+			"electronic %s over the payable %s (only cash may exceed it)", el, due)
+	}
+	if cash+el < due {
+		return fiscal.Payments{}, newErr(Invalid, "payment.short", fmt.Sprintf("Недостаточно оплаты: к оплате %s, внесено %s", due, cash+el),
+			"payments %s less than the payable %s", cash+el, due)
+	}
+	return fiscal.Payments{Cash: cash, Electronic: el}, nil
+}
+
+// print runs one document through the printer: pending document, checkpoint,
+// receipt, journal, done. On a refusal nothing of the document remains.
+func (s *Service) print(ctx context.Context, d store.Doc, r fiscal.Receipt) ([]byte, error) {
+	if s.o.Printer == nil {
+		return nil, errNoPrinter
+	}
+	var err error
+	if d.Receipt, err = json.Marshal(r); err != nil {
+		return nil, err
+	}
+	if _, err := s.st.BeginDoc(ctx, d); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", d.Kind, d.ID, err)
+	}
+	// The receipt runs to its end even if the client goes away: a receipt
+	// abandoned half-way helps nobody.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.PrintTimeout)
+	defer cancel()
+	saved := false
+	res, err := s.o.Printer.PrintReceipt(pctx, r, func(ctx context.Context, cp fiscal.Checkpoint) error {
+		b, err := json.Marshal(cp)
+		if err != nil {
+			return err
+		}
+		if err := s.st.SaveCheckpoint(ctx, d.ID, b); err != nil {
+			return err
+		}
+		saved = true
+		d.Checkpoint = b
+		return nil
+	})
+	if err == nil {
+		b, err := s.complete(pctx, d, r, res)
+		if err != nil {
+			s.settled.Store(false) // fiscalised but not journaled: Settle finishes it
+		}
+		return b, err
+	}
+	if !saved {
+		s.drop(pctx, d, err)
+		return nil, printerError(err)
+	}
+	var cp fiscal.Checkpoint
+	_ = json.Unmarshal(d.Checkpoint, &cp)
+	dec, rerr := s.o.Printer.Resolve(pctx, cp)
+	if rerr != nil {
+		// Unknown: the document stays pending and blocks new work until
+		// the printer tells (Settle).
+		s.settled.Store(false)
+		s.log.Error("receipt outcome unknown", "doc", d.ID, "err", err, "resolve_err", rerr)
+		s.o.Observe(d.Kind, "unknown")
+		return nil, &Error{Class: Unavailable, Code: "printer.unknown_outcome", Cashier: "Принтер не ответил: чек будет проверен, повторите позже",
+			Hint: "restore the printer link; the agent settles the receipt from the printer's record before the next sale", Err: fmt.Errorf("%w (resolve: %v)", err, rerr)}
+	}
+	if dec.Outcome == fiscal.Fiscalised {
+		s.log.Warn("receipt fiscalised despite the error", "doc", d.ID, "fd", dec.FD, "err", err)
+		b, err := s.complete(pctx, d, r, fiscal.Result{FD: dec.FD, FP: dec.FP, Change: change(r)})
+		if err != nil {
+			s.settled.Store(false)
+		}
+		return b, err
+	}
+	s.drop(pctx, d, err)
+	return nil, printerError(err)
+}
+
+// change is what the printer returns to a buyer who tendered r's cash.
+func change(r fiscal.Receipt) fiscal.Money {
+	a, err := r.Amounts()
+	if err != nil {
+		return 0
+	}
+	return a.Change
+}
+
+func (s *Service) drop(ctx context.Context, d store.Doc, cause error) {
+	s.o.Observe(d.Kind, "refused")
+	if err := s.st.DropDoc(ctx, d.ID); err != nil {
+		// The document stays pending; Settle drops it once the printer confirms.
+		s.settled.Store(false)
+		s.log.Error("drop refused document", "doc", d.ID, "err", err)
+		return
+	}
+	s.log.Warn("document refused by the printer, nothing recorded", "doc", d.ID, "kind", d.Kind, "err", cause)
+}
+
+// complete journals a fiscalised document and marks it done. Both steps
+// are idempotent, so Settle can run it again after a crash between them.
+func (s *Service) complete(ctx context.Context, d store.Doc, r fiscal.Receipt, res fiscal.Result) ([]byte, error) {
+	fis := Fiscal{FD: res.FD, FP: res.FP, Kind: r.Kind.String(), Total: r.Total().String(), Change: res.Change.String(), PrintPending: res.PrintPending}
+	var answer any
+	switch d.Kind {
+	case store.DocSale:
+		var rec saleRecord
+		if err := json.Unmarshal(d.Result, &rec); err != nil {
+			return nil, fmt.Errorf("sale %s: stored record: %w", d.ID, err)
+		}
+		ids, err := s.st.RecordSale(ctx, rec.Result)
+		if err != nil {
+			return nil, fmt.Errorf("journal sale %s (FD %d): %w", d.ID, res.FD, err)
+		}
+		a := SaleAnswer{SaleID: d.ID, Fiscal: fis, Receipt: View(r), Quote: rec.Result, Journal: nonNil(ids)}
+		a.Cards, err = s.balances(ctx, cardCodes(rec.Result.Cards))
+		if err != nil {
+			return nil, err
+		}
+		answer = a
+	case store.DocReturn:
+		var rec returnRecord
+		if err := json.Unmarshal(d.Result, &rec); err != nil {
+			return nil, fmt.Errorf("return %s: stored record: %w", d.ID, err)
+		}
+		orig, err := s.saleOf(ctx, d.OriginalID)
+		if err != nil {
+			return nil, err
+		}
+		ids, err := s.st.RecordReturn(ctx, d.ID, orig.Result, rec.Return)
+		if err != nil {
+			return nil, fmt.Errorf("journal return %s (FD %d): %w", d.ID, res.FD, err)
+		}
+		a := ReturnAnswer{ReturnID: d.ID, SaleID: d.OriginalID, Fiscal: fis, Receipt: View(r), Return: rec.Return, Journal: nonNil(ids)}
+		var codes []string
+		for _, c := range rec.Return.Cards {
+			codes = append(codes, c.Code)
+		}
+		if a.Cards, err = s.balances(ctx, codes); err != nil {
+			return nil, err
+		}
+		answer = a
+	}
+	b, err := json.Marshal(answer)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.st.FinishDoc(ctx, d.ID, res.FD, res.FP, b); err != nil {
+		return nil, err
+	}
+	s.o.Observe(d.Kind, "done")
+	s.log.Info("document fiscalised and journaled", "doc", d.ID, "kind", d.Kind, "fd", res.FD, "total", fis.Total)
+	return b, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func cardCodes(cs []checkout.CardResult) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Code)
+	}
+	return out
+}
+
+func (s *Service) balances(ctx context.Context, codes []string) ([]CardBalance, error) {
+	out := []CardBalance{}
+	for _, c := range codes {
+		b, err := s.st.Spendable(ctx, c, s.o.Clock())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, CardBalance{Code: c, Balance: b.Total, Spendable: b.Spendable, Debt: b.Debt})
+	}
+	return out, nil
+}
+
+func (s *Service) saleOf(ctx context.Context, id string) (saleRecord, error) {
+	d, err := s.st.DocByID(ctx, id)
+	if errors.Is(err, store.ErrNoDoc) || (err == nil && (d.Kind != store.DocSale || d.State != store.DocDone)) {
+		return saleRecord{}, newErr(NotFound, "sale.unknown", "Чек продажи не найден", "no fiscalised sale %q on this till", id)
+	}
+	if err != nil {
+		return saleRecord{}, err
+	}
+	var rec saleRecord
+	if err := json.Unmarshal(d.Result, &rec); err != nil {
+		return rec, fmt.Errorf("sale %s: stored record: %w", id, err)
+	}
+	return rec, nil
+}
+
+// Return prints a sale-return receipt against a fiscalised sale and
+// journals the reversal.
+func (s *Service) Return(ctx context.Context, saleID string, req ReturnRequest) ([]byte, bool, error) {
+	if err := checkKey(req.IdempotencyKey); err != nil {
+		return nil, false, err
+	}
+	key := req.IdempotencyKey
+	req.IdempotencyKey = ""
+	sha := requestSHA(struct {
+		Sale string
+		ReturnRequest
+	}{saleID, req})
+	if err := s.begin(ctx); err != nil {
+		return nil, false, err
+	}
+	defer s.mu.Unlock()
+	if d, err := s.st.DocByKey(ctx, key); err == nil {
+		b, err := replay(d, sha)
+		return b, err == nil, err
+	} else if !errors.Is(err, store.ErrNoDoc) {
+		return nil, false, err
+	}
+	orig, err := s.saleOf(ctx, saleID)
+	if err != nil {
+		return nil, false, err
+	}
+	prev, err := s.returned(ctx, saleID)
+	if err != nil {
+		return nil, false, err
+	}
+	lines := req.Lines
+	if len(lines) == 0 {
+		for _, l := range orig.Result.Lines {
+			if left := l.Qty.Sub(prev[l.No]); left.IsPositive() {
+				lines = append(lines, checkout.ReturnLine{No: l.No, Qty: left})
+			}
+		}
+		if len(lines) == 0 {
+			return nil, false, newErr(Conflict, "return.nothing_left", "По этому чеку всё уже возвращено", "sale %s is fully returned", saleID)
+		}
+	}
+	ri, err := s.st.ReturnInput(ctx, orig.Result, s.o.Clock())
+	if err != nil {
+		return nil, false, engineError(err)
+	}
+	ri.Lines = lines
+	for no, q := range prev {
+		ri.Previous = append(ri.Previous, checkout.ReturnLine{No: no, Qty: q})
+	}
+	rr, err := checkout.Return(ri)
+	if err != nil {
+		return nil, false, engineError(err)
+	}
+	refund, err := refundPayments(rr, orig.Payments, req.Refund)
+	if err != nil {
+		return nil, false, err
+	}
+	id := s.docID("R", key)
+	r, err := ReturnReceipt(id, orig.Check, orig.Result, rr, refund, s.o.Receipt, req.Cashier)
+	if err != nil {
+		return nil, false, newErr(Invalid, "receipt.invalid", "Чек возврата нельзя напечатать", "%v", err)
+	}
+	rec, _ := json.Marshal(returnRecord{Return: rr, Refund: refund})
+	answer, err := s.print(ctx, store.Doc{ID: id, Kind: store.DocReturn, IdemKey: key, RequestSHA: sha, OriginalID: saleID, Result: rec}, r)
+	return answer, false, err
+}
+
+// returned sums the quantities of the sale's finished returns per line.
+func (s *Service) returned(ctx context.Context, saleID string) (map[int]checkout.Qty, error) {
+	docs, err := s.st.ReturnsOf(ctx, saleID)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]checkout.Qty{}
+	for _, d := range docs {
+		var rec returnRecord
+		if err := json.Unmarshal(d.Result, &rec); err != nil {
+			return nil, fmt.Errorf("return %s: stored record: %w", d.ID, err)
+		}
+		for _, l := range rec.Return.Lines {
+			out[l.No] = out[l.No].Add(l.Qty)
+		}
+	}
+	return out, nil
+}
+
+func refundPayments(rr checkout.ReturnResult, paid fiscal.Payments, how string) (fiscal.Payments, error) {
+	m := kop(rr.Refund)
+	switch how {
+	case "":
+		if paid.Cash == 0 && paid.Electronic > 0 {
+			return fiscal.Payments{Electronic: m}, nil
+		}
+		return fiscal.Payments{Cash: m}, nil
+	case "cash":
+		return fiscal.Payments{Cash: m}, nil
+	case "electronic":
+		return fiscal.Payments{Electronic: m}, nil
+	}
+	return fiscal.Payments{}, newErr(Invalid, "return.refund", "Неверный способ возврата денег", "refund %q: want cash or electronic", how)
+}
+
+// Settle settles every pending document from the printer's own record: a
+// fiscalised one is journaled (once: the recorders are idempotent), any
+// other is dropped. Until it succeeds the service refuses new documents.
+func (s *Service) Settle(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.settleLocked(ctx)
+}
+
+func (s *Service) settleLocked(ctx context.Context) error {
+	docs, err := s.st.PendingDocs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range docs {
+		if d.Checkpoint == nil {
+			// Nothing was sent to the printer for it.
+			if err := s.st.DropDoc(ctx, d.ID); err != nil {
+				return err
+			}
+			s.log.Info("settled: never printed", "doc", d.ID)
+			continue
+		}
+		if s.o.Printer == nil {
+			return fmt.Errorf("document %s is pending and no printer is configured to settle it", d.ID)
+		}
+		var cp fiscal.Checkpoint
+		if err := json.Unmarshal(d.Checkpoint, &cp); err != nil {
+			return fmt.Errorf("document %s: stored checkpoint: %w", d.ID, err)
+		}
+		var r fiscal.Receipt
+		if err := json.Unmarshal(d.Receipt, &r); err != nil {
+			return fmt.Errorf("document %s: stored receipt: %w", d.ID, err)
+		}
+		dec, err := s.o.Printer.Resolve(ctx, cp)
+		if err != nil {
+			return fmt.Errorf("settle document %s: %w", d.ID, err)
+		}
+		if dec.Outcome != fiscal.Fiscalised {
+			if err := s.st.DropDoc(ctx, d.ID); err != nil {
+				return err
+			}
+			s.log.Warn("settled: not fiscalised, dropped", "doc", d.ID, "outcome", dec.Outcome)
+			continue
+		}
+		if _, err := s.complete(ctx, d, r, fiscal.Result{FD: dec.FD, FP: dec.FP, Change: change(r)}); err != nil {
+			return err
+		}
+		s.log.Warn("settled: fiscalised before the interruption, journaled", "doc", d.ID, "fd", dec.FD)
+	}
+	s.settled.Store(true)
+	return nil
+}
