@@ -91,6 +91,23 @@ type Line struct {
 	// supplier, for the minimum-markup redemption limit; nil = unknown
 	// (store fills).
 	LastPurchasePrice *Money `json:"last_purchase_price,omitempty"`
+	// Unit the product is sold in ("pcs", "kg", …; store fills; empty =
+	// pcs). Not used by the rules; the receipt's tag 2108 comes from it.
+	Unit string `json:"unit,omitempty"`
+}
+
+// Units a product may be sold in. Only pieces are whole.
+var units = map[string]bool{"pcs": true, "g": true, "kg": true, "ml": true, "l": true, "m": true, "m2": true, "m3": true}
+
+// ValidUnit reports whether u is a known unit ("" is pieces).
+func ValidUnit(u string) bool { return u == "" || units[u] }
+
+// UnitOrDefault is u, or "pcs" when empty.
+func UnitOrDefault(u string) string {
+	if u == "" {
+		return "pcs"
+	}
+	return u
 }
 
 // CardKind is what a card does.

@@ -5,6 +5,8 @@
 //	headoffice serve  [-listen :8440] [-tls-cert F -tls-key F] [-expire-every 1h]
 //	headoffice enrol  -till S001-T01 -store S001      prints the till's secret
 //	headoffice import FILE                             ERP replica file (.json/.yaml)
+//	headoffice card-scope -store S001 [-scope all|home] [CODE...]   show or set the store's card scope; CODEs made home to it
+//	headoffice reset-feed -till S001-T01               the till loads its replica afresh (after a restore)
 //
 // The database is HEADOFFICE_DSN (or -dsn); the ERP token HEADOFFICE_ERP_TOKEN
 // (or -erp-token-file).
@@ -57,8 +59,9 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 	cardCap := fs.String("offline-card-cap", "0", "serve: points a card may redeem on one till before head office has seen them (0: no limit)")
 	tillCap := fs.String("offline-till-cap", "0", "serve: points all cards together may redeem on one till before head office has seen them (0: no limit)")
 	maxAge := fs.Duration("offline-max-age", 0, "serve: no redemption on a till whose last feed is older (0: no limit)")
-	tillID := fs.String("till", "", "enrol: till id")
-	storeID := fs.String("store", "", "enrol: store id")
+	tillID := fs.String("till", "", "enrol, reset-feed: till id")
+	storeID := fs.String("store", "", "enrol, card-scope: store id")
+	scope := fs.String("scope", "", "card-scope: all or home (empty: leave as it is)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -113,9 +116,41 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 		}
 		fmt.Fprintf(out, "imported %s: %d catalog records, %d cards, %d lots changed\n", fs.Arg(0), st.Catalog, st.Cards, st.Lots)
 		return nil
+	case "card-scope":
+		if *storeID == "" {
+			return errors.New("card-scope: -store is required")
+		}
+		if *scope != "" {
+			if err := srv.SetCardScope(ctx, *storeID, *scope); err != nil {
+				return err
+			}
+		}
+		if fs.NArg() > 0 {
+			n, err := srv.AssignCards(ctx, *storeID, fs.Args())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%d cards newly home to store %s\n", n, *storeID)
+		}
+		sc, err := srv.StoreCardScope(ctx, *storeID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "store %s: card scope %s, %d home cards\n", sc.StoreID, sc.Scope, sc.HomeCards)
+		return nil
+	case "reset-feed":
+		if *tillID == "" {
+			return errors.New("reset-feed: -till is required")
+		}
+		epoch, err := srv.ResetFeed(ctx, *tillID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "till %s: feed reset (epoch %d); it loads its replica afresh at its next sync\n", *tillID, epoch)
+		return nil
 	case "serve":
 	default:
-		return fmt.Errorf("unknown command %q (serve, enrol, import)", cmd)
+		return fmt.Errorf("unknown command %q (serve, enrol, import, card-scope, reset-feed)", cmd)
 	}
 	if token == "" {
 		log.Warn("no ERP token: the ERP endpoints refuse every request")

@@ -58,3 +58,33 @@ func TestServeEnrolImport(t *testing.T) {
 		t.Fatalf("serve after cancel: %v", err)
 	}
 }
+
+// TestCardScopeAndResetCommands: set a store's scope and its home cards,
+// refuse narrowing a store with a till, reset a till's feed.
+func TestCardScopeAndResetCommands(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	var out bytes.Buffer
+	for _, args := range [][]string{
+		{"import", "-dsn", dsn, "../../testdata/demo/replica.yaml"},
+		{"card-scope", "-dsn", dsn, "-store", "S002", "-scope", "home", "2900000000018", "2900000000025"},
+		{"enrol", "-dsn", dsn, "-till", "S001-T01", "-store", "S001"},
+		{"reset-feed", "-dsn", dsn, "-till", "S001-T01"},
+	} {
+		if err := run(ctx, args, &out, nil); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+	}
+	for _, want := range []string{"2 cards newly home to store S002", "store S002: card scope home, 2 home cards", "till S001-T01: feed reset (epoch "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if err := run(ctx, []string{"card-scope", "-dsn", dsn, "-store", "S001", "-scope", "home"}, &out, nil); err == nil ||
+		!strings.Contains(err.Error(), "1 enrolled tills") {
+		t.Fatalf("narrowing a store with a till: %v", err)
+	}
+	if err := run(ctx, []string{"reset-feed", "-dsn", dsn, "-till", "S009-T09"}, &out, nil); err == nil || !strings.Contains(err.Error(), "unknown till") {
+		t.Fatalf("reset of an unknown till: %v", err)
+	}
+}

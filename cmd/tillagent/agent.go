@@ -76,6 +76,11 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Dir(cfg.Store.Path), 0o750); err != nil {
 		return fmt.Errorf("create store directory: %w", err)
 	}
+	unlock, err := lockStore(cfg.Store.Path)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st, err := store.Open(ctx, store.Options{
 		Path:        cfg.Store.Path,
 		BusyTimeout: cfg.Store.BusyTimeout,
@@ -120,6 +125,7 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 	defer closePrinter()
 	bonusMode, _ := fiscal.ParseBonusMode(cfg.Receipt.BonusMode) // validated by config
 	metrics := api.NewMetrics()
+	events := api.NewBroker(64)
 	svc := sale.New(sale.Options{
 		Store: st, Printer: printer, StoreID: cfg.Till.StoreID, TillID: cfg.Till.TillID,
 		Receipt:      sale.ReceiptOptions{BonusMode: bonusMode, LoyaltyTagName: cfg.Receipt.LoyaltyTagName, TaxSystem: byte(cfg.Receipt.TaxSystem)},
@@ -130,17 +136,19 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 				metrics.Add("tillagent_receipts_total", 1, "kind", string(kind))
 			}
 		},
+		OnPrinter: func(code, detail string) {
+			events.Publish(api.Event{Type: "printer", Data: map[string]string{"code": code, "message": detail}})
+		},
 	})
 	// Settle what a crash left before any new sale: the service refuses
-	// sales until it succeeds, and keeps trying while the printer is away.
+	// sales until it succeeds, and Run keeps trying while the printer is away.
 	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
 	if err := svc.Settle(sctx); err != nil {
 		log.Error("unfinished sales could not be settled yet; sales wait for the printer", "err", err)
-		go settleLoop(ctx, svc, log)
 	}
 	scancel()
+	go svc.Run(ctx)
 
-	events := api.NewBroker(64)
 	drivers := scanconf.Drivers(cfg.Scanners, log.With("component", "scanner"))
 	extra := map[string]http.HandlerFunc{
 		"GET /v1/sync":      noSync,
@@ -214,14 +222,20 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 			return float64(syncer.Status().Failures), nil
 		})
 	}
+	// Listeners open before the agent says it is ready, so that a socket
+	// that cannot be opened is a startup error.
 	errc := make(chan error, 2)
 	listeners := 0
 	if cfg.API.Socket != "" {
 		if err := os.MkdirAll(filepath.Dir(cfg.API.Socket), 0o750); err != nil {
 			return fmt.Errorf("api socket directory: %w", err)
 		}
+		ln, err := api.ListenUnix(cfg.API.Socket, cfg.API.Mode(), cfg.API.SocketGroup)
+		if err != nil {
+			return err
+		}
 		listeners++
-		go func() { errc <- srv.ServeUnix(ctx, cfg.API.Socket, cfg.API.Mode(), cfg.API.SocketGroup) }()
+		go func() { errc <- srv.ServeUnix(ctx, ln) }()
 	}
 	if cfg.API.TCP != "" {
 		ln, err := api.ListenTCP(cfg.API.TCP)
@@ -231,12 +245,6 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 		m.TCPAddr = ln.Addr().String()
 		listeners++
 		go func() { errc <- srv.ServeTCP(ctx, ln) }()
-	}
-	// A listener that fails to start is a startup error; give them a moment.
-	select {
-	case err := <-errc:
-		return err
-	case <-time.After(50 * time.Millisecond):
 	}
 	log.Info("ready", "store", cfg.Store.Path, "printer", cfg.Printer.Type, "scanners", len(drivers),
 		"socket", cfg.API.Socket, "tcp", m.TCPAddr, "settled", svc.Settled(), "startup", time.Since(started).Round(time.Millisecond))
@@ -318,24 +326,6 @@ func noSync(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusServiceUnavailable)
 	fmt.Fprintln(w, `{"error":{"code":"sync.not_configured","message":"Связь с офисом не настроена","detail":"sync.url is empty: this till sells offline only"}}`)
-}
-
-// settleLoop retries settling until it works or the agent stops.
-func settleLoop(ctx context.Context, svc *sale.Service, log *slog.Logger) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for !svc.Settled() {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		if err := svc.Settle(sctx); err == nil {
-			log.Info("unfinished sales settled")
-		}
-		cancel()
-	}
 }
 
 func newLogger(w io.Writer, c config.Log) *slog.Logger {

@@ -289,8 +289,12 @@ func checkCrashInvariants(t *testing.T, dbPath, journalPath string, acked map[st
 	seen := map[string]bool{}
 	sum := map[string]decimal.Decimal{}
 	for _, e := range entries {
-		if _, ok := fiscalised[e.CheckID]; !ok {
+		d, ok := fiscalised[e.CheckID]
+		if !ok {
 			t.Fatalf("journal entry %s for %s, which was never fiscalised", e.ID, e.CheckID)
+		}
+		if e.FD != d.FD || e.FP != d.FP {
+			t.Fatalf("journal entry %s carries FD %d FP %d, its receipt is FD %d FP %d", e.ID, e.FD, e.FP, d.FD, d.FP)
 		}
 		k := e.CheckID + "/" + e.CardCode + "/" + string(e.Kind)
 		if seen[k] {

@@ -13,11 +13,6 @@ import (
 	"time"
 
 	"github.com/creack/pty"
-	"go.bug.st/serial"
-
-	"tillagent/driver/fiscal"
-	"tillagent/driver/fiscal/emulator"
-	"tillagent/driver/fiscal/shtrih"
 	"tillagent/driver/scanner"
 	"tillagent/driver/scanner/classify"
 	"tillagent/driver/scanner/scanconf"
@@ -25,51 +20,6 @@ import (
 	"tillagent/internal/api"
 	"tillagent/internal/config"
 )
-
-// openPrinter opens the configured printer. With printer.type emulator the
-// built-in emulator serves an internal pty, and the real driver talks to it
-// through go.bug.st/serial exactly as to a device. The returned func closes
-// everything; a nil Printer means printer.type none.
-func openPrinter(ctx context.Context, c config.Config, log *slog.Logger) (fiscal.Printer, func(), error) {
-	p := c.Printer
-	var closers []func()
-	closeAll := func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}
-	switch p.Type {
-	case "none":
-		return nil, func() {}, nil
-	case "emulator":
-		ec := emulator.Config{Baud: p.Baud, JournalPath: c.Demo.EmulatorJournal, Logger: log.With("component", "emulator")}
-		if c.Demo.EmulatorJournal != "" {
-			// Continue the FD counter: a restarted demo must not reuse
-			// fiscal document numbers the journal already holds.
-			if docs, err := emulator.ReadJournal(c.Demo.EmulatorJournal); err == nil && len(docs) > 0 {
-				ec.LastFD = docs[len(docs)-1].FD
-			}
-		}
-		pt, err := emulator.ServePTY(ctx, emulator.New(ec))
-		if err != nil {
-			return nil, nil, fmt.Errorf("printer emulator: %w", err)
-		}
-		closers = append(closers, func() { pt.Close() })
-		p.Port = pt.Name
-		log.Info("printer emulator started", "pty", pt.Name, "journal", c.Demo.EmulatorJournal)
-	}
-	port, err := serial.Open(p.Port, &serial.Mode{BaudRate: p.Baud})
-	if err != nil {
-		closeAll()
-		return nil, nil, fmt.Errorf("open printer port %s: %w", p.Port, err)
-	}
-	closers = append(closers, func() { port.Close() })
-	d := shtrih.New(port, p.Port, shtrih.Options{
-		Password: uint32(p.Password), AdminPassword: uint32(p.AdminPassword),
-		ByteTimeout: p.ByteTimeout, AnswerTimeout: p.AnswerTimeout, Baud: p.Baud, Logger: log.With("component", "printer"),
-	})
-	return d, closeAll, nil
-}
 
 // scanners runs every scanner, classifies its scans and publishes them
 // with the devices' health on the event stream.

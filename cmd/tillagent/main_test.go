@@ -85,3 +85,16 @@ func TestAgentRefusesBadConfig(t *testing.T) {
 		t.Fatalf("want an error naming printer.baud and %s, got %v", p, err)
 	}
 }
+
+// A second agent on the same store refuses to start, before it touches
+// the printer or settles anything of the first one's.
+func TestSecondAgentRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	cfg := h.cfg
+	cfg.API.Socket = filepath.Join(t.TempDir(), "second.sock")
+	m := &Main{Config: &cfg, LogOutput: &bytes.Buffer{}}
+	err := m.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "in use by another tillagent") {
+		t.Fatalf("second agent: %v", err)
+	}
+}

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -262,6 +264,7 @@ func TestAPIRefusals(t *testing.T) {
 		t.Fatalf("socket %s: %v %v, want a socket with mode 0660", h.cfg.API.Socket, fi.Mode(), err)
 	}
 	h.refusal(404, "request.unknown_route", "GET", "/v1/nope", nil)
+	h.refusal(405, "request.method_not_allowed", "GET", "/v1/sales", nil)
 	h.refusal(400, "request.bad_json", "POST", "/v1/quote", `{"check": `)
 	h.refusal(400, "request.bad_json", "POST", "/v1/quote", `{"check": {"lines": []}, "colour": "red"}`)
 	h.refusal(422, "check.empty", "POST", "/v1/quote", `{"check": {"lines": []}}`)
@@ -310,6 +313,38 @@ func TestTCPListenerNeedsToken(t *testing.T) {
 		if got := get(c.auth, c.origin); got != c.want {
 			t.Errorf("token %q origin %q: %d, want %d", c.auth, c.origin, got, c.want)
 		}
+	}
+	// A browser page: the preflight carries no token and passes for an
+	// allowed origin only; errors are readable by the page; EventSource,
+	// which cannot send headers, gives the token in the query.
+	do := func(method, path, origin string, hdr ...string) *http.Response {
+		req, _ := http.NewRequest(method, base+path, nil)
+		req.Header.Set("Origin", origin)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	pre := do("OPTIONS", "/v1/sales", "http://localhost:3000", "Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization,content-type")
+	if pre.StatusCode != 204 || pre.Header.Get("Access-Control-Allow-Origin") != "http://localhost:3000" || !strings.Contains(pre.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+		t.Errorf("preflight: %d %v", pre.StatusCode, pre.Header)
+	}
+	if r := do("OPTIONS", "/v1/sales", "http://evil.example"); r.StatusCode != 403 {
+		t.Errorf("foreign preflight: %d", r.StatusCode)
+	}
+	if r := do("GET", "/v1/status", "http://localhost:3000"); r.StatusCode != 401 || r.Header.Get("Access-Control-Allow-Origin") != "http://localhost:3000" {
+		t.Errorf("error without CORS headers: %d %v", r.StatusCode, r.Header)
+	}
+	if r := do("GET", "/v1/status?access_token="+token, "http://localhost:3000"); r.StatusCode != 200 {
+		t.Errorf("token in the query of a GET: %d", r.StatusCode)
+	}
+	if r := do("POST", "/v1/shift/open?access_token="+token, "http://localhost:3000"); r.StatusCode != 401 {
+		t.Errorf("token in the query of a POST accepted: %d", r.StatusCode)
 	}
 }
 
@@ -370,9 +405,25 @@ func TestEventsAndMetrics(t *testing.T) {
 	}
 	h.must(200, "POST", "/v1/shift/open", nil, nil)
 	h.must(201, "POST", "/v1/sales", saleBody("m-1", []string{card}, "", "100.00", line(1, "1001", "1", "89.90")), nil)
+	h.em.PaperOut()
+	h.refusal(503, "printer.paper_out", "POST", "/v1/sales", saleBody("m-2", nil, "", "100.00", line(1, "1001", "1", "89.90")))
+	for want := []string{`"code":"printer.ok"`, `"code":"printer.paper_out"`}; len(want) > 0; {
+		select {
+		case e, ok := <-events:
+			if !ok {
+				t.Fatal("event stream ended")
+			}
+			if strings.HasPrefix(e, "event: printer") && strings.Contains(e, want[0]) {
+				want = want[1:]
+			}
+		case <-deadline:
+			t.Fatalf("printer events not seen: %v", want)
+		}
+	}
 	st, body := h.do("GET", "/metrics", nil, nil)
 	for _, s := range []string{`tillagent_sales_total{outcome="done"} 1`, `tillagent_receipts_total{kind="sale"} 1`, `tillagent_scans_total{device="demo",kind="loyalty_card"} 1`,
-		"tillagent_journal_backlog 1", `tillagent_scanner_health_total{device="demo",code="scanner.ok"} 1`} {
+		"tillagent_journal_backlog 1", `tillagent_scanner_health_total{device="demo",code="scanner.ok"} 1`,
+		`tillagent_printer_errors_total{code="printer.paper_out"} 1`} {
 		if st != 200 || !strings.Contains(string(body), s) {
 			t.Errorf("metrics lack %s:\n%s", s, body)
 		}
@@ -402,5 +453,105 @@ func TestSalePaperOutWhilePrinting(t *testing.T) {
 	h.must(200, "POST", "/v1/printer/continue", nil, nil)
 	if rs := h.receipts(); !rs[0].Printed {
 		t.Fatalf("copy not finished after continue: %+v", rs[0])
+	}
+}
+
+// Findings of the QA review, each pinned down.
+func TestSaleEdgeCases(t *testing.T) {
+	h := newHarness(t, nil)
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+
+	// A sale paid partly by card is refunded to the card first.
+	mixed := saleBody("mix-1", nil, "", "50.00", line(1, "1001", "2", "89.90"))
+	mixed["payments"] = map[string]any{"cash": "50.00", "electronic": "129.80"}
+	var a saleAnswer
+	h.must(201, "POST", "/v1/sales", mixed, &a)
+	var ra struct {
+		Receipt struct{ Payments map[string]string }
+	}
+	h.must(201, "POST", "/v1/sales/"+a.SaleID+"/returns", map[string]any{"idempotency_key": "mix-r1", "lines": []any{map[string]any{"no": 1, "qty": "1"}}}, &ra)
+	if ra.Receipt.Payments["electronic"] != "89.90" || ra.Receipt.Payments["cash"] != "" {
+		t.Fatalf("first refund %v, want all 89.90 to the card", ra.Receipt.Payments)
+	}
+	h.must(201, "POST", "/v1/sales/"+a.SaleID+"/returns", map[string]any{"idempotency_key": "mix-r2"}, &ra)
+	if ra.Receipt.Payments["electronic"] != "39.90" || ra.Receipt.Payments["cash"] != "50.00" {
+		t.Fatalf("second refund %v, want 39.90 to the card and 50.00 cash", ra.Receipt.Payments)
+	}
+
+	// Returning more than was sold is refused, not a 500.
+	h.must(201, "POST", "/v1/sales", saleBody("ret-big", nil, "", "200.00", line(1, "1001", "2", "89.90")), &a)
+	h.refusal(409, "return.exceeds_sale", "POST", "/v1/sales/"+a.SaleID+"/returns", map[string]any{"idempotency_key": "rb-1", "lines": []any{map[string]any{"no": 1, "qty": "3"}}})
+
+	// The UI's check id is not part of the request: a renumbered retry
+	// is the same sale.
+	b1 := saleBody("renum", nil, "", "100.00", line(1, "1001", "1", "89.90"))
+	b1["check"].(map[string]any)["id"] = "A"
+	h.must(201, "POST", "/v1/sales", b1, nil)
+	b1["check"].(map[string]any)["id"] = "B"
+	h.must(200, "POST", "/v1/sales", b1, nil)
+
+	h.refusal(422, "cashier.invalid", "POST", "/v1/sales", func() map[string]any {
+		b := saleBody("cash-bad", nil, "", "100.00", line(1, "1001", "1", "89.90"))
+		b["cashier"] = "a\u0000b"
+		return b
+	}())
+	h.refusal(422, "payment.invalid", "POST", "/v1/sales", saleBody("huge", nil, "", "184467440737095616.16", line(1, "1001", "1", "89.90")))
+
+	// The unit comes from the product: bananas by the kilogram (2108 = 11)
+	// whole or not, milk by the piece, never half a bottle.
+	h.refusal(422, "check.fractional_piece", "POST", "/v1/sales", saleBody("half", nil, "", "100.00", line(1, "1001", "0.5", "89.90")))
+	h.must(201, "POST", "/v1/sales", saleBody("weighed", nil, "", "600.00", line(1, "1301", "1.5", "129.90"), line(2, "1301", "2", "129.90"), line(3, "1001", "1", "89.90")), &a)
+	h.refusal(422, "check.fractional_piece", "POST", "/v1/sales/"+a.SaleID+"/returns", map[string]any{"idempotency_key": "half-r", "lines": []any{map[string]any{"no": 3, "qty": "0.5"}}})
+	rs := h.receipts()
+	if it := rs[len(rs)-1].Items; len(it) != 3 || it[0].T2108 != 11 || it[1].T2108 != 11 || it[2].T2108 != 0 || it[0].T1023 != 1_500_000 {
+		t.Fatalf("measures: %+v", it)
+	}
+
+	// A blocked card shows no spendable points.
+	var c struct {
+		Spendable string `json:"spendable"`
+		CanSpend  bool   `json:"can_spend"`
+		Reason    string `json:"reason"`
+	}
+	h.must(200, "GET", "/v1/cards/2900000000032", nil, &c)
+	if c.Spendable != "0" || c.CanSpend || c.Reason != "card.blocked" {
+		t.Fatalf("blocked card: %+v", c)
+	}
+	// Journal and receipts agree: every receipt is a finished document.
+	if n := len(h.receipts()); n != 6 {
+		t.Fatalf("%d receipts, want 6: 4 sales (the renumbered retry printed once) and 2 returns", n)
+	}
+}
+
+// The printer's port goes away (a USB adapter pulled, the printer power-
+// cycled) and comes back under the same name: the agent reopens it.
+func TestPrinterReconnects(t *testing.T) {
+	dir := t.TempDir()
+	em := emulator.New(emulator.Config{Baud: 115200})
+	link := filepath.Join(dir, "ttyFISCAL")
+	plug := func() *emulator.PTY {
+		pt, err := emulator.ServePTY(context.Background(), em)
+		if err != nil {
+			t.Skipf("no pty: %v", err)
+		}
+		os.Remove(link)
+		if err := os.Symlink(pt.Name, link); err != nil {
+			t.Fatal(err)
+		}
+		return pt
+	}
+	pt := plug()
+	h := newHarness(t, func(c *config.Config) { c.Printer.Port = link; c.Printer.AnswerTimeout = time.Second })
+	h.em = em
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	h.must(201, "POST", "/v1/sales", saleBody("rc-1", nil, "", "100.00", line(1, "1001", "1", "89.90")), nil)
+	pt.Close()
+	h.refusal(503, "printer.link", "POST", "/v1/sales", saleBody("rc-2", nil, "", "100.00", line(1, "1001", "1", "89.90")))
+	pt = plug()
+	defer pt.Close()
+	time.Sleep(1100 * time.Millisecond) // the agent retries the port at most once a second
+	h.must(201, "POST", "/v1/sales", saleBody("rc-2", nil, "", "100.00", line(1, "1001", "1", "89.90")), nil)
+	if n := len(h.receipts()); n != 2 {
+		t.Fatalf("%d receipts, want 2", n)
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -28,33 +30,45 @@ func init() {
 		{Name: "shift open", Summary: "open the fiscal shift through the agent", Run: agentCmd("shift open", cmdShiftOpen)},
 		{Name: "shift close", Summary: "close the fiscal shift (Z report) through the agent", Run: agentCmd("shift close", simplePost("/v1/shift/close"))},
 		{Name: "x", Summary: "print the X report through the agent", Run: agentCmd("x", simplePost("/v1/reports/x"))},
+		{Name: "continue", Summary: "finish a printout interrupted by paper out, through the agent", Run: agentCmd("continue", simplePost("/v1/printer/continue"))},
 		{Name: "sync status", Summary: "head-office sync state", Run: agentCmd("sync status", cmdSync("GET", "/v1/sync"))},
 		{Name: "sync now", Summary: "push the journal and pull the replica now", Run: agentCmd("sync now", cmdSync("POST", "/v1/sync/now"))},
 		{Name: "demo scan", Summary: "type CODE on the demo's virtual serial scanner", Run: agentCmd("demo scan", cmdDemoScan)},
-		{Name: "events", Summary: "follow the agent's events (scans, device health, sync); Ctrl-C to stop", Run: agentCmd("events", cmdEvents)},
+		{Name: "events", Summary: "follow the agent's events (scans, device health, sync); Ctrl-C to stop", Run: agentCmd("events", cmdEvents(""))},
+		{Name: "scan view", Summary: "follow the scans the agent classifies, and scanner health; Ctrl-C to stop", Run: agentCmd("scan view", cmdEvents("scan,health"))},
 	} {
 		register(c)
 	}
 }
 
-// agentRun is one agent command after its flags are parsed.
-type agentRun func(ctx context.Context, c *agentClient, fs *flag.FlagSet) error
+// agentRun is one agent command after its flags are parsed; args are its
+// positional arguments.
+type agentRun func(ctx context.Context, c *agentClient, args []string) error
 
-// agentCmd wires the common flags; extra flags are declared in setup by
-// the command itself through the FlagSet it receives before parsing.
+// agentCmd wires the common flags; a command declares its own on the
+// FlagSet it receives before parsing. Flags may come before or after the
+// positional arguments (`tillctl card CODE -json`).
 func agentCmd(name string, run func(fs *flag.FlagSet) agentRun) func(context.Context, []string) error {
 	return func(ctx context.Context, args []string) error {
 		fs := flag.NewFlagSet(name, flag.ContinueOnError)
 		af := addAgentFlags(fs)
 		f := run(fs)
-		if err := fs.Parse(args); err != nil {
-			return err
+		var pos []string
+		for {
+			if err := fs.Parse(args); err != nil {
+				return err
+			}
+			if fs.NArg() == 0 {
+				break
+			}
+			pos = append(pos, fs.Arg(0))
+			args = fs.Args()[1:]
 		}
 		c, err := af.client(os.Stdout)
 		if err != nil {
 			return err
 		}
-		return f(ctx, c, fs)
+		return f(ctx, c, pos)
 	}
 }
 
@@ -67,7 +81,7 @@ func table(w io.Writer, rows [][]string) {
 }
 
 func cmdStatus(fs *flag.FlagSet) agentRun {
-	return func(ctx context.Context, c *agentClient, _ *flag.FlagSet) error {
+	return func(ctx context.Context, c *agentClient, _ []string) error {
 		var st struct {
 			Version string
 			TillID  string `json:"till_id"`
@@ -111,9 +125,15 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 				}
 				rows = append(rows, []string{"scanner " + s.Name, v})
 			}
-			if st.Sync != nil {
-				b, _ := json.Marshal(st.Sync)
-				rows = append(rows, []string{"sync", string(b)})
+			switch {
+			case st.Sync == nil || st.Sync["configured"] == false:
+				rows = append(rows, []string{"sync", "not configured (sells offline only)"})
+			default:
+				v := fmt.Sprintf("%v, backlog %v", st.Sync["state"], st.Sync["backlog"])
+				if e, _ := st.Sync["last_error"].(string); e != "" {
+					v += ", last error: " + e
+				}
+				rows = append(rows, []string{"sync", v})
 			}
 			table(w, rows)
 		})
@@ -122,8 +142,8 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 }
 
 func cmdCard(fs *flag.FlagSet) agentRun {
-	return func(ctx context.Context, c *agentClient, fs *flag.FlagSet) error {
-		if fs.NArg() != 1 {
+	return func(ctx context.Context, c *agentClient, args []string) error {
+		if len(args) != 1 {
 			fmt.Fprintln(os.Stderr, "usage: tillctl card [flags] CODE")
 			return errUsage
 		}
@@ -139,7 +159,7 @@ func cmdCard(fs *flag.FlagSet) agentRun {
 			ExpiringDays int `json:"expiring_days"`
 			Tier         *struct{ Rule, Basis, Amount, Percent string }
 		}
-		raw, err := c.call(ctx, "GET", "/v1/cards/"+fs.Arg(0), nil, &card)
+		raw, err := c.call(ctx, "GET", "/v1/cards/"+url.PathEscape(args[0]), nil, &card)
 		if err != nil {
 			return err
 		}
@@ -179,6 +199,18 @@ func keyOr(key string) string {
 	return key
 }
 
+// retryHint adds, to a refusal that a retry may cure (the printer, an
+// unsettled sale, a lost answer), how to repeat the same operation safely.
+func retryHint(what, key string) func(error) error {
+	return func(err error) error {
+		var e *apiError
+		if errors.As(err, &e) && e.Status < 500 {
+			return err
+		}
+		return fmt.Errorf("%w\nretry the same %s with -key %s (it is never done twice)", err, what, key)
+	}
+}
+
 // cardBalance is a card's balance line of a sale or return answer.
 type cardBalance struct{ Code, Balance, Spendable string }
 
@@ -208,7 +240,7 @@ func cmdSale(fs *flag.FlagSet) agentRun {
 	electronic := fs.String("electronic", "", "paid by card")
 	key := fs.String("key", "", "idempotency key: the same key again returns the same sale (default: a new one, printed)")
 	cashier := fs.String("cashier", "", "cashier name")
-	return func(ctx context.Context, c *agentClient, _ *flag.FlagSet) error {
+	return func(ctx context.Context, c *agentClient, _ []string) error {
 		if *checkPath == "" {
 			fmt.Fprintln(os.Stderr, "usage: tillctl sale -check CHECK.json [-cards CODE,…] [-redeem N] [-cash X] [-electronic Y] [-key K]")
 			return errUsage
@@ -237,6 +269,7 @@ func cmdSale(fs *flag.FlagSet) agentRun {
 		}
 		req["payments"] = pay
 		req["idempotency_key"] = keyOr(*key)
+		retry := retryHint("sale", req["idempotency_key"].(string))
 		var a struct {
 			SaleID string `json:"sale_id"`
 			Fiscal struct {
@@ -250,7 +283,7 @@ func cmdSale(fs *flag.FlagSet) agentRun {
 		}
 		raw, err := c.call(ctx, "POST", "/v1/sales", req, &a)
 		if err != nil {
-			return err
+			return retry(err)
 		}
 		c.show(raw, func(w io.Writer) {
 			rows := [][]string{
@@ -261,7 +294,7 @@ func cmdSale(fs *flag.FlagSet) agentRun {
 				{"change", a.Fiscal.Change},
 			}
 			if a.Fiscal.PrintPending {
-				rows = append(rows, []string{"paper", "out: load paper, then POST /v1/printer/continue"})
+				rows = append(rows, []string{"paper", "out: load paper, then `tillctl continue`"})
 			}
 			table(w, append(rows, balanceRows(a.Cards)...))
 		})
@@ -273,8 +306,8 @@ func cmdReturn(fs *flag.FlagSet) agentRun {
 	lines := fs.String("lines", "", "lines returned as NO:QTY,… (e.g. 1:1,3:0.5); default everything not yet returned")
 	refund := fs.String("refund", "", "cash or electronic (default: as the sale was paid)")
 	key := fs.String("key", "", "idempotency key (default: a new one, printed)")
-	return func(ctx context.Context, c *agentClient, fs *flag.FlagSet) error {
-		if fs.NArg() != 1 {
+	return func(ctx context.Context, c *agentClient, args []string) error {
+		if len(args) != 1 {
 			fmt.Fprintln(os.Stderr, "usage: tillctl return [-lines NO:QTY,…] [-refund cash|electronic] [-key K] SALE_ID")
 			return errUsage
 		}
@@ -298,6 +331,7 @@ func cmdReturn(fs *flag.FlagSet) agentRun {
 			req["refund"] = *refund
 		}
 		req["idempotency_key"] = keyOr(*key)
+		retry := retryHint("return", req["idempotency_key"].(string))
 		var a struct {
 			ReturnID string `json:"return_id"`
 			Fiscal   struct {
@@ -307,9 +341,9 @@ func cmdReturn(fs *flag.FlagSet) agentRun {
 			Return struct{ Refund, Withheld string }
 			Cards  []cardBalance
 		}
-		raw, err := c.call(ctx, "POST", "/v1/sales/"+fs.Arg(0)+"/returns", req, &a)
+		raw, err := c.call(ctx, "POST", "/v1/sales/"+url.PathEscape(args[0])+"/returns", req, &a)
 		if err != nil {
-			return err
+			return retry(err)
 		}
 		c.show(raw, func(w io.Writer) {
 			rows := [][]string{
@@ -328,14 +362,14 @@ func cmdReturn(fs *flag.FlagSet) agentRun {
 
 func cmdShiftOpen(fs *flag.FlagSet) agentRun {
 	cashier := fs.String("cashier", "", "cashier name (tag 1021)")
-	return func(ctx context.Context, c *agentClient, _ *flag.FlagSet) error {
+	return func(ctx context.Context, c *agentClient, _ []string) error {
 		return printDone(ctx, c, "/v1/shift/open", map[string]any{"cashier": *cashier})
 	}
 }
 
 func simplePost(path string) func(*flag.FlagSet) agentRun {
 	return func(*flag.FlagSet) agentRun {
-		return func(ctx context.Context, c *agentClient, _ *flag.FlagSet) error { return printDone(ctx, c, path, nil) }
+		return func(ctx context.Context, c *agentClient, _ []string) error { return printDone(ctx, c, path, nil) }
 	}
 }
 
@@ -351,7 +385,7 @@ func printDone(ctx context.Context, c *agentClient, path string, body any) error
 
 func cmdSync(method, path string) func(*flag.FlagSet) agentRun {
 	return func(*flag.FlagSet) agentRun {
-		return func(ctx context.Context, c *agentClient, _ *flag.FlagSet) error {
+		return func(ctx context.Context, c *agentClient, _ []string) error {
 			var st map[string]any
 			raw, err := c.call(ctx, method, path, nil, &st)
 			if err != nil {
@@ -379,12 +413,12 @@ func sortedKeys(m map[string]any) []string {
 }
 
 func cmdDemoScan(fs *flag.FlagSet) agentRun {
-	return func(ctx context.Context, c *agentClient, fs *flag.FlagSet) error {
-		if fs.NArg() != 1 {
+	return func(ctx context.Context, c *agentClient, args []string) error {
+		if len(args) != 1 {
 			fmt.Fprintln(os.Stderr, "usage: tillctl demo scan CODE")
 			return errUsage
 		}
-		_, err := c.call(ctx, "POST", "/v1/demo/scan", map[string]string{"code": fs.Arg(0)}, nil)
+		_, err := c.call(ctx, "POST", "/v1/demo/scan", map[string]string{"code": args[0]}, nil)
 		if err != nil {
 			if errIs(err, "request.unknown_route") {
 				return fmt.Errorf("%w\nhint: the demo scanner runs only with demo.virtual_scanner (make run)", err)
@@ -396,50 +430,62 @@ func cmdDemoScan(fs *flag.FlagSet) agentRun {
 	}
 }
 
-// cmdEvents follows GET /v1/events and prints one line per event.
-func cmdEvents(fs *flag.FlagSet) agentRun {
-	return func(ctx context.Context, c *agentClient, _ *flag.FlagSet) error {
-		req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/events", nil)
-		if err != nil {
-			return err
+// cmdEvents follows GET /v1/events and prints one line per event of the
+// listed types (default: all).
+func cmdEvents(types string) func(*flag.FlagSet) agentRun {
+	return func(fs *flag.FlagSet) agentRun {
+		only := fs.String("type", types, "event types to show, comma-separated (scan, health, sync); empty: all")
+		return func(ctx context.Context, c *agentClient, _ []string) error {
+			return followEvents(ctx, c, *only)
 		}
-		if c.token != "" {
-			req.Header.Set("Authorization", "Bearer "+c.token)
-		}
-		hc := *c.http
-		hc.Timeout = 0 // a stream
-		resp, err := hc.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			data, ok := strings.CutPrefix(sc.Text(), "data: ")
-			if !ok {
-				continue
-			}
-			if c.json {
-				fmt.Fprintln(c.out, data)
-				continue
-			}
-			var e struct {
-				Type string
-				At   string
-				Data map[string]any
-			}
-			if json.Unmarshal([]byte(data), &e) != nil {
-				continue
-			}
-			var parts []string
-			for _, k := range sortedKeys(e.Data) {
-				parts = append(parts, fmt.Sprintf("%s=%v", k, e.Data[k]))
-			}
-			fmt.Fprintf(c.out, "%s %-6s %s\n", e.At, e.Type, strings.Join(parts, " "))
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		return sc.Err()
 	}
+}
+
+func followEvents(ctx context.Context, c *agentClient, only string) error {
+	want := map[string]bool{}
+	for _, t := range cardList(only) {
+		want[t] = true
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/events", nil)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	hc := *c.http
+	hc.Timeout = 0 // a stream
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var e struct {
+			Type string
+			At   string
+			Data map[string]any
+		}
+		if json.Unmarshal([]byte(data), &e) != nil || len(want) > 0 && !want[e.Type] {
+			continue
+		}
+		if c.json {
+			fmt.Fprintln(c.out, data)
+			continue
+		}
+		var parts []string
+		for _, k := range sortedKeys(e.Data) {
+			parts = append(parts, fmt.Sprintf("%s=%v", k, e.Data[k]))
+		}
+		fmt.Fprintf(c.out, "%s %-6s %s\n", e.At, e.Type, strings.Join(parts, " "))
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return sc.Err()
 }

@@ -36,6 +36,7 @@ func runEmulatePrinter(ctx context.Context, args []string) error {
 	lastFD := fs.Uint("last-fd", 0, "last fiscal document number in the FN at start")
 	zeroDenied := fs.Bool("deny-zero", false, "refuse zero-total receipts (8Eh)")
 	verbose := fs.Bool("v", false, "log every frame")
+	refill := fs.Duration("paper-refill", 0, "load paper again this long after it ran out (0: never), to try paper out → load → continue")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -64,6 +65,9 @@ func runEmulatePrinter(ctx context.Context, args []string) error {
 		return err
 	}
 	defer p.Close()
+	if *refill > 0 {
+		go refillPaper(ctx, em, *refill)
+	}
 	if *link != "" {
 		os.Remove(*link)
 		if err := os.Symlink(p.Name, *link); err != nil {
@@ -104,4 +108,28 @@ func applyFault(em *emulator.Emulator, f string, powerOff time.Duration) error {
 	}
 	em.Inject(emulator.Fault{Kind: k, Cmd: uint16(c), Delay: 2 * time.Second, PowerOffFor: powerOff})
 	return nil
+}
+
+// refillPaper plays the cashier who loads a new roll: d after the paper ran
+// out, it is back.
+func refillPaper(ctx context.Context, em *emulator.Emulator, d time.Duration) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	var outSince time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			switch {
+			case em.PaperPresent():
+				outSince = time.Time{}
+			case outSince.IsZero():
+				outSince = now
+			case now.Sub(outSince) >= d:
+				em.LoadPaper()
+				outSince = time.Time{}
+			}
+		}
+	}
 }

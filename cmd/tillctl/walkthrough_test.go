@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -64,9 +65,46 @@ demo: {virtual_scanner: true, emulator_journal: %s/fiscal.json}
 	if out := tillctl(2, "shift", "open", "-cashier", "Иванова"); !strings.Contains(out, "shift opened") {
 		t.Fatalf("shift open: %s", out)
 	}
-	tillctl(2, "demo", "scan", "2900000000018")
+	// `tillctl scan view` follows the agent's classified scans.
+	view := exec.Command(filepath.Join(dir, "tillctl"), "scan", "view", "-config", cfg, "-json")
+	view.Dir = "../.."
+	viewOut, err := view.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := view.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { view.Process.Kill(); view.Wait() }()
+	lines := make(chan string, 4)
+	go func() {
+		sc := bufio.NewScanner(viewOut)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	// Scan until the viewer, which subscribes in its own time, shows one.
+	seen := false
+	for i := 0; i < 20 && !seen; i++ {
+		tillctl(2, "demo", "scan", "2900000000018")
+		select {
+		case l := <-lines:
+			if !strings.Contains(l, `"loyalty_card"`) || !strings.Contains(l, `"2900000000018"`) {
+				t.Fatalf("scan view: %s", l)
+			}
+			seen = true
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	if !seen {
+		t.Fatal("scan view showed no scan")
+	}
 	if out := tillctl(1, "card", "2900000000018"); !regexp.MustCompile(`spendable\s+\d+`).MatchString(out) {
 		t.Fatalf("card: %s", out)
+	}
+	if out := tillctl(1, "card", "2900000000018", "-json"); !strings.Contains(out, `"can_spend": true`) {
+		t.Fatalf("card with -json after the code: %s", out)
 	}
 	if out := tillctl(1, "quote", "-check", "testdata/checks/bonus-basket.json", "-cards", "2900000000018", "-redeem", "40"); !strings.Contains(out, `"payable"`) || !strings.Contains(out, `"max_limit"`) {
 		t.Fatalf("quote through the agent: %s", out)

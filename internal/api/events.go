@@ -17,7 +17,7 @@ type Event struct {
 }
 
 // Broker fans events out to every connected client. A client that does not
-// keep up loses events (it is told so), never blocks the agent.
+// keep up loses events silently; it never blocks the agent.
 type Broker struct {
 	mu   sync.Mutex
 	subs map[chan Event]struct{}

@@ -31,8 +31,27 @@ func (s *Server) routesInit() {
 	for pattern, h := range s.o.Extra {
 		s.handle(pattern, h)
 	}
-	// Anything else: a JSON error, never the mux's plain-text page.
+	// Anything else: a JSON error, never the mux's plain-text page; a known
+	// path with another method is 405 with the methods it takes.
+	methods := map[string][]string{}
+	for _, p := range s.routes {
+		m, path, _ := strings.Cut(p, " ")
+		methods[path] = append(methods[path], m)
+	}
+	paths := http.NewServeMux()
+	for path, ms := range methods {
+		allow := strings.Join(ms, ", ")
+		paths.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, "request.method_not_allowed", "Ошибка кассовой программы",
+				fmt.Sprintf("%s %s: this route takes %s", r.Method, r.URL.Path, allow), "")
+		})
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if h, pattern := paths.Handler(r); pattern != "" {
+			h.ServeHTTP(w, r)
+			return
+		}
 		writeError(w, http.StatusNotFound, "request.unknown_route", "Ошибка кассовой программы",
 			fmt.Sprintf("%s %s is not an API route; see GET /v1/openapi.yaml", r.Method, r.URL.Path), "")
 	})

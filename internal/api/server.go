@@ -123,29 +123,45 @@ func (s *Server) handler(v via, port string) http.Handler {
 			s.refuse(w, r, http.StatusForbidden, "auth.bad_host", "Host %q is not this agent (allowed: localhost, 127.0.0.1)", r.Host)
 			return
 		}
-		if o := r.Header.Get("Origin"); o != "" && !s.origins[o] {
-			s.refuse(w, r, http.StatusForbidden, "auth.bad_origin", "Origin %q is not in api.allowed_origins", o)
+		origin := r.Header.Get("Origin")
+		if origin != "" && !s.origins[origin] {
+			s.refuse(w, r, http.StatusForbidden, "auth.bad_origin", "Origin %q is not in api.allowed_origins", origin)
 			return
 		}
-		if v == viaTCP && r.URL.Path != "/v1/openapi.yaml" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || s.o.Token == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.o.Token)) != 1 {
-				s.refuse(w, r, http.StatusUnauthorized, "auth.bad_token", "missing or wrong bearer token")
-				return
-			}
-		}
-		if o := r.Header.Get("Origin"); o != "" {
-			w.Header().Set("Access-Control-Allow-Origin", o)
+		if origin != "" {
+			// An allowed page may read every answer, errors included.
+			w.Header().Set("Access-Control-Allow-Origin", origin)
 			w.Header().Set("Vary", "Origin")
+			w.Header().Set("Access-Control-Expose-Headers", "Idempotent-Replayed")
 			if r.Method == http.MethodOptions {
+				// A preflight never carries the token; the request after it does.
 				w.Header().Set("Access-Control-Allow-Methods", "GET, POST")
 				w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key")
+				w.Header().Set("Access-Control-Max-Age", "600")
+				if r.Header.Get("Access-Control-Request-Private-Network") == "true" {
+					w.Header().Set("Access-Control-Allow-Private-Network", "true")
+				}
 				w.WriteHeader(http.StatusNoContent)
 				return
 			}
 		}
+		if v == viaTCP && r.URL.Path != "/v1/openapi.yaml" && !s.tokenOK(r) {
+			s.refuse(w, r, http.StatusUnauthorized, "auth.bad_token", "missing or wrong bearer token")
+			return
+		}
 		s.mux.ServeHTTP(w, r)
 	})
+}
+
+// tokenOK checks the bearer token. A browser's EventSource and a plain
+// link to the status page cannot send headers, so GET requests may carry
+// it as ?access_token= instead.
+func (s *Server) tokenOK(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok && r.Method == http.MethodGet {
+		got, ok = r.URL.Query().Get("access_token"), true
+	}
+	return ok && s.o.Token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.o.Token)) == 1
 }
 
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, code, format string, args ...any) {
@@ -154,40 +170,46 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, code
 	writeError(w, status, code, "Доступ запрещён", fmt.Sprintf(format, args...), "")
 }
 
-// ServeUnix serves on a Unix socket at path with mode and, if group is set,
-// that group, until ctx ends. A stale socket file from a crash is replaced.
-func (s *Server) ServeUnix(ctx context.Context, path string, mode os.FileMode, group string) error {
+// ListenUnix opens the Unix socket at path with mode and, if group is set,
+// that group. A stale socket file left by a crash is replaced; a socket
+// another agent still listens on is an error.
+func ListenUnix(path string, mode os.FileMode, group string) (net.Listener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
-			return fmt.Errorf("api socket %s: exists and is not a socket", path)
+			return nil, fmt.Errorf("api socket %s: exists and is not a socket", path)
 		}
 		if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
 			c.Close()
-			return fmt.Errorf("api socket %s: another agent is listening on it", path)
+			return nil, fmt.Errorf("api socket %s: another agent is listening on it", path)
 		}
 		os.Remove(path)
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
-		return fmt.Errorf("api socket %s: %w", path, err)
+		return nil, fmt.Errorf("api socket %s: %w", path, err)
 	}
 	if err := os.Chmod(path, mode); err != nil {
 		ln.Close()
-		return fmt.Errorf("api socket %s: chmod: %w", path, err)
+		return nil, fmt.Errorf("api socket %s: chmod: %w", path, err)
 	}
 	if group != "" {
 		g, err := user.LookupGroup(group)
 		if err != nil {
 			ln.Close()
-			return fmt.Errorf("api socket %s: group: %w", path, err)
+			return nil, fmt.Errorf("api socket %s: group: %w", path, err)
 		}
 		gid, _ := strconv.Atoi(g.Gid)
 		if err := os.Chown(path, -1, gid); err != nil {
 			ln.Close()
-			return fmt.Errorf("api socket %s: chown to group %s: %w", path, group, err)
+			return nil, fmt.Errorf("api socket %s: chown to group %s: %w", path, group, err)
 		}
 	}
-	defer os.Remove(path)
+	return ln, nil
+}
+
+// ServeUnix serves on a listener from ListenUnix until ctx ends; the
+// socket file is removed when the listener closes.
+func (s *Server) ServeUnix(ctx context.Context, ln net.Listener) error {
 	return s.serve(ctx, ln, s.handler(viaUnix, ""))
 }
 

@@ -60,7 +60,7 @@ func BenchmarkDurableCommit(b *testing.B) {
 		if err := st.SaveCheckpoint(ctx, d.ID, cp); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := st.RecordSale(ctx, res); err != nil {
+		if _, err := st.RecordFiscalSale(ctx, res, uint32(i+2), 1); err != nil {
 			b.Fatal(err)
 		}
 		if err := st.FinishDoc(ctx, d.ID, uint32(i+2), 1, rec); err != nil {

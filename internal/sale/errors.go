@@ -1,6 +1,7 @@
 package sale
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -50,7 +51,16 @@ func engineError(err error) error {
 	case errors.As(err, &e):
 		return e
 	case errors.As(err, &re):
-		return &Error{Class: Invalid, Code: "redeem.over_limit", Cashier: "Списание больше допустимого", Err: err}
+		msg := fmt.Sprintf("Можно списать не более %s баллов", re.Max)
+		switch {
+		case re.Limit == checkout.LimitMinRedeem:
+			msg = "Списание меньше минимального по программе"
+		case re.Max.IsZero():
+			msg = "По этому чеку баллы списать нельзя"
+		}
+		return &Error{Class: Invalid, Code: "redeem.over_limit", Cashier: msg, Err: err}
+	case errors.Is(err, checkout.ErrReturnExceedsSale):
+		return &Error{Class: Conflict, Code: "return.exceeds_sale", Cashier: "Возврат больше, чем было продано по чеку", Err: err}
 	case errors.Is(err, store.ErrUnknownCard):
 		return &Error{Class: NotFound, Code: "card.unknown", Cashier: "Карта не найдена", Err: err}
 	case errors.Is(err, store.ErrUnknownProduct):
@@ -69,12 +79,22 @@ func engineError(err error) error {
 }
 
 // printerError classifies a printer failure; points are released by then.
+// A device refusal carries the printer's health code; a link failure (no
+// answer, port gone) is printer.link; anything else the driver refused
+// before touching the device is the document's fault.
 func printerError(err error) error {
 	var de *shtrih.DeviceError
 	if errors.As(err, &de) {
 		return &Error{Class: Unavailable, Code: de.Health(), Cashier: "Принтер чеков: " + cashierText(de.Health()), Hint: de.Hint(), Err: err}
 	}
-	return &Error{Class: Unavailable, Code: "printer.link", Cashier: "Принтер чеков не отвечает", Hint: "check the printer's power and cable, then retry with the same key", Err: err}
+	for _, link := range []error{shtrih.ErrNoLink, shtrih.ErrAnswerLost, shtrih.ErrTooManyNAK, shtrih.ErrBadAnswer, shtrih.ErrPortClosed,
+		context.DeadlineExceeded} {
+		if errors.Is(err, link) {
+			return &Error{Class: Unavailable, Code: "printer.link", Cashier: "Принтер чеков не отвечает",
+				Hint: "check the printer's power and cable, then retry with the same key", Err: err}
+		}
+	}
+	return &Error{Class: Invalid, Code: "receipt.invalid", Cashier: "Чек нельзя напечатать: ошибка в данных чека", Err: err}
 }
 
 // cashierText is the cashier's wording of the printer health codes a shop
@@ -89,6 +109,20 @@ func cashierText(health string) string {
 		return "смена открыта больше 24 часов, закройте смену"
 	case "printer.shift_closed":
 		return "смена закрыта, откройте смену"
+	case "printer.shift_open":
+		return "смена уже открыта"
+	case "printer.receipt_full":
+		return "слишком много позиций в чеке, разделите его"
+	case "printer.receipt_open":
+		return "открыт незавершённый чек, повторите через минуту"
+	case "printer.busy":
+		return "принтер занят печатью, повторите"
+	case "printer.fn_exhausted", "printer.fn_failure", "printer.fn_phase":
+		return "неисправность фискального накопителя, вызовите техника"
+	case "printer.clock":
+		return "неверные дата и время в принтере, вызовите техника"
+	case "printer.ofd_backlog":
+		return "документы не переданы в ОФД, проверьте интернет у принтера"
 	}
-	return "ошибка (" + health + ")"
+	return "отказ принтера, вызовите техника (" + health + ")"
 }

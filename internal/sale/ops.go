@@ -19,7 +19,11 @@ type CardInfo struct {
 	ProgramID   string             `json:"program_id"`
 	ProgramName string             `json:"program_name,omitempty"`
 	Balance     checkout.Points    `json:"balance"`
-	Spendable   checkout.Points    `json:"spendable"`
+	// Spendable is what the card may spend now: 0 when it cannot spend at
+	// all (CanSpend false, Reason says why).
+	Spendable checkout.Points `json:"spendable"`
+	CanSpend  bool            `json:"can_spend"`
+	Reason    string          `json:"reason,omitempty"`
 	// Pending is points earned but not yet active (activation delay).
 	Pending checkout.Points `json:"pending"`
 	Debt    checkout.Points `json:"debt"`
@@ -65,6 +69,19 @@ func (s *Service) Card(ctx context.Context, code string) (CardInfo, error) {
 	info := CardInfo{Code: c.Code, Kind: c.Kind, State: c.State, BlockReason: c.BlockReason, ProgramID: c.ProgramID,
 		Balance: bal.Total, Spendable: bal.Spendable, Debt: bal.Debt, ExpiringDays: s.o.ExpiringDays,
 		Expiring: []ExpiringLot{}, PurchasesAll: c.PurchasesAllTime, PurchasesPrv: c.PurchasesPrevMonth}
+	switch {
+	case c.State == checkout.StateBlocked:
+		info.Reason = "card.blocked"
+	case c.State == checkout.StateIssued:
+		info.Reason = "card.not_registered"
+	case c.Kind == checkout.KindDiscount || c.Kind == checkout.KindReferral:
+		info.Reason = "card.kind_cannot_spend"
+	default:
+		info.CanSpend = true
+	}
+	if !info.CanSpend {
+		info.Spendable = checkout.IntPoints(0)
+	}
 	horizon := now.AddDate(0, 0, s.o.ExpiringDays)
 	pending := checkout.IntPoints(0)
 	for _, l := range c.Lots {
@@ -142,8 +159,9 @@ func (s *Service) device(ctx context.Context, f func(context.Context, fiscal.Pri
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.PrintTimeout)
 	defer cancel()
 	if err := f(pctx, s.o.Printer); err != nil {
-		return printerError(err)
+		return s.printerHealth(printerError(err))
 	}
+	s.printerHealth(nil)
 	return nil
 }
 
@@ -154,7 +172,12 @@ func (s *Service) OpenShift(ctx context.Context, cashier string) error {
 
 // CloseShift prints the Z report, closing the shift.
 func (s *Service) CloseShift(ctx context.Context) error {
-	return s.device(ctx, func(ctx context.Context, p fiscal.Printer) error { return p.ZReport(ctx) })
+	err := s.device(ctx, func(ctx context.Context, p fiscal.Printer) error { return p.ZReport(ctx) })
+	var e *Error
+	if errors.As(err, &e) && e.Code == "printer.shift_closed" {
+		e.Cashier = "Смена уже закрыта"
+	}
+	return err
 }
 
 // XReport prints the X report.

@@ -46,6 +46,9 @@ func qtyOf(q checkout.Qty) (fiscal.Qty, error) {
 	return fiscal.Qty(m.IntPart()), nil
 }
 
+// measures are tag 2108's values of the replica's units.
+var measures = map[string]byte{"pcs": 0, "g": 10, "kg": 11, "m": 22, "m2": 32, "ml": 40, "l": 41, "m3": 42}
+
 // part is one receipt line before the bonus mode is applied: the line at its
 // price after the card discount, and the money paid on it with points.
 type part struct {
@@ -114,9 +117,12 @@ func plainLine(l checkout.Line, qty checkout.Qty, sum checkout.Money) (fiscal.Pl
 	if name == "" {
 		name = l.ProductID
 	}
-	var measure byte
-	if !q.IsWhole() {
-		measure = 11 // tag 2108: kilogram (weighed goods)
+	measure, ok := measures[checkout.UnitOrDefault(l.Unit)]
+	if !ok {
+		return fiscal.PlainLine{}, fmt.Errorf("line %d: unknown unit %q", l.No, l.Unit)
+	}
+	if measure == 0 && !q.IsWhole() {
+		return fiscal.PlainLine{}, fmt.Errorf("line %d: product %s is sold by the piece, quantity %s", l.No, l.ProductID, qty)
 	}
 	return fiscal.PlainLine{Name: name, Qty: q, Price: kop(l.Price), Sum: kop(sum), VAT: vat, Measure: measure}, nil
 }
@@ -218,14 +224,18 @@ func ReturnReceipt(id string, check checkout.Check, original checkout.Result, rr
 	return buildReceipt(id, fiscal.SaleReturn, parts, refund, nil, o, cashier)
 }
 
-// moneyOf converts an API amount to kopecks, refusing fractions of a kopeck.
+// moneyOf converts an API amount to kopecks, refusing fractions of a
+// kopeck, negative amounts and amounts no receipt can carry.
 func moneyOf(m checkout.Money, what string) (fiscal.Money, error) {
+	switch {
+	case m.IsNegative():
+		return 0, fmt.Errorf("%s: negative amount", what)
+	case m.Decimal().Cmp(fiscal.MaxMoney.Decimal()) > 0:
+		return 0, fmt.Errorf("%s: over the maximum %s", what, fiscal.MaxMoney)
+	}
 	v, err := fiscal.MoneyFromDecimal(m.Decimal())
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", what, err)
-	}
-	if v < 0 {
-		return 0, fmt.Errorf("%s: negative amount %s", what, m)
 	}
 	return v, nil
 }

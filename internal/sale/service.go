@@ -39,6 +39,9 @@ type Options struct {
 	Logger       *slog.Logger
 	// Observe, if set, is told of every finished or failed document (metrics).
 	Observe func(kind store.DocKind, outcome string)
+	// OnPrinter, if set, is told when the printer's health changes: its
+	// refusal or link code, or "printer.ok" after a success.
+	OnPrinter func(code, detail string)
 }
 
 // Service runs sales and returns. It is safe for concurrent use; documents
@@ -50,6 +53,31 @@ type Service struct {
 	log     *slog.Logger
 	mu      sync.Mutex
 	settled atomic.Bool
+	kick    chan struct{} // wakes Run to settle
+
+	healthMu sync.Mutex
+	health   string // last printer code told to OnPrinter
+}
+
+// printerHealth tells OnPrinter about a change: err is a printer outcome
+// (nil: the printer did what it was asked).
+func (s *Service) printerHealth(err error) error {
+	code, detail := "printer.ok", ""
+	if err != nil {
+		var e *Error
+		if !errors.As(err, &e) || !strings.HasPrefix(e.Code, "printer.") {
+			return err
+		}
+		code, detail = e.Code, e.Cashier
+	}
+	s.healthMu.Lock()
+	changed := code != s.health
+	s.health = code
+	s.healthMu.Unlock()
+	if changed {
+		s.o.OnPrinter(code, detail)
+	}
+	return err
 }
 
 // New returns a service. Call Settle before taking sales.
@@ -69,7 +97,59 @@ func New(o Options) *Service {
 	if o.Observe == nil {
 		o.Observe = func(store.DocKind, string) {}
 	}
-	return &Service{o: o, st: o.Store, log: o.Logger}
+	if o.OnPrinter == nil {
+		o.OnPrinter = func(string, string) {}
+	}
+	return &Service{o: o, st: o.Store, log: o.Logger, kick: make(chan struct{}, 1)}
+}
+
+// unsettle marks a document's outcome unknown and wakes Run to settle it.
+func (s *Service) unsettle() {
+	s.settled.Store(false)
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run settles, in the background, whatever is unsettled: at start (a crash
+// left a pending document) and whenever a printer answer was lost, retrying
+// with backoff (0.5 s up to 10 s) until the printer tells. It returns when
+// ctx ends.
+func (s *Service) Run(ctx context.Context) {
+	wait := 500 * time.Millisecond
+	for {
+		if !s.settled.Load() {
+			sctx, cancel := context.WithTimeout(ctx, time.Minute)
+			err := s.Settle(sctx)
+			cancel()
+			if err == nil {
+				s.log.Info("unfinished documents settled")
+				wait = 500 * time.Millisecond
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("unfinished documents wait for the printer", "err", err, "retry_in", wait)
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			case <-s.kick:
+				t.Stop()
+			}
+			wait = min(wait*2, 10*time.Second)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		}
+	}
 }
 
 // Drain waits for the document being printed, if any: the agent calls it
@@ -127,12 +207,14 @@ type Fiscal struct {
 	PrintPending bool   `json:"print_pending,omitempty"` // fiscalised; the paper copy waits for paper
 }
 
-// CardBalance is a card's points after the document.
+// CardBalance is a card's points after the document. Spendable is 0 on a
+// card that cannot spend (issued, blocked, discount or referral).
 type CardBalance struct {
 	Code      string          `json:"code"`
 	Balance   checkout.Points `json:"balance"`
 	Spendable checkout.Points `json:"spendable"`
 	Debt      checkout.Points `json:"debt"`
+	CanSpend  bool            `json:"can_spend"`
 }
 
 // SaleAnswer is the answer to a sale; a retry with the same key gets the
@@ -192,6 +274,9 @@ func (s *Service) quote(ctx context.Context, req QuoteRequest) (checkout.Input, 
 	if err != nil {
 		return in, checkout.Result{}, engineError(err)
 	}
+	if err := wholePieces(in.Check.Lines, nil); err != nil {
+		return in, checkout.Result{}, err
+	}
 	in.Redeem, in.RedeemCard = req.Redeem, req.RedeemCard
 	if err := s.offlineLimit(ctx, in); err != nil {
 		return in, checkout.Result{}, err
@@ -201,6 +286,26 @@ func (s *Service) quote(ctx context.Context, req QuoteRequest) (checkout.Input, 
 		return in, res, engineError(err)
 	}
 	return in, res, nil
+}
+
+// wholePieces refuses a fractional quantity of a product sold by the
+// piece: half a bottle can be neither sold nor returned. qty, if set, gives
+// the quantity per line number (a return); else the lines' own.
+func wholePieces(lines []checkout.Line, qty map[int]checkout.Qty) error {
+	for _, l := range lines {
+		q := l.Qty
+		if qty != nil {
+			var ok bool
+			if q, ok = qty[l.No]; !ok {
+				continue
+			}
+		}
+		if checkout.UnitOrDefault(l.Unit) == "pcs" && !q.Decimal().IsInteger() {
+			return newErr(Invalid, "check.fractional_piece", fmt.Sprintf("Товар «%s» продаётся поштучно: количество должно быть целым", l.Name),
+				"line %d: product %s is sold by the piece, quantity %s", l.No, l.ProductID, q)
+		}
+	}
+	return nil
 }
 
 // offlineLimit refuses a redemption over head office's offline caps
@@ -271,16 +376,39 @@ func (s *Service) begin(ctx context.Context) error {
 	return nil
 }
 
-// replay answers a request whose key is already used.
-func replay(d store.Doc, sha string) ([]byte, error) {
-	if d.RequestSHA != sha {
-		return nil, newErr(Conflict, "idempotency.conflict", "Ошибка кассовой программы: ключ операции уже использован",
+// replayed answers a request whose key is already used (done reports
+// that it did): the stored answer, a conflict for another body, or "still
+// pending". A finished key is answered without the document lock, so a
+// retry never waits for the printer.
+func (s *Service) replayed(ctx context.Context, key, sha string) (answer []byte, done bool, err error) {
+	d, err := s.st.DocByKey(ctx, key)
+	switch {
+	case errors.Is(err, store.ErrNoDoc):
+		return nil, false, nil
+	case err != nil:
+		return nil, true, err
+	case d.RequestSHA != sha:
+		return nil, true, newErr(Conflict, "idempotency.conflict", "Ошибка кассовой программы: ключ операции уже использован",
 			"idempotency key %q was used for another request (document %s)", d.IdemKey, d.ID)
+	case d.State != store.DocDone:
+		return nil, true, newErr(Unavailable, "sale.unsettled", "Чек ещё не завершён: проверьте принтер и повторите",
+			"document %s is still pending", d.ID)
 	}
-	if d.State != store.DocDone {
-		return nil, newErr(Unavailable, "sale.unsettled", "Чек ещё не завершён", "document %s is still pending", d.ID)
+	return d.Answer, true, nil
+}
+
+// checkCashier refuses a cashier name the FN cannot take (tag 1021: at
+// most 64 characters, printable).
+func checkCashier(name string) error {
+	if n := len([]rune(name)); n > 64 {
+		return newErr(Invalid, "cashier.invalid", "Имя кассира длиннее 64 символов", "cashier: %d characters, tag 1021 takes 64", n)
 	}
-	return d.Answer, nil
+	for _, r := range name {
+		if r < 0x20 || r == 0x7F {
+			return newErr(Invalid, "cashier.invalid", "Недопустимые символы в имени кассира", "cashier: control character %U", r)
+		}
+	}
+	return nil
 }
 
 // Sale prices, prints and journals a check. It returns the answer as JSON
@@ -289,18 +417,23 @@ func (s *Service) Sale(ctx context.Context, req SaleRequest) ([]byte, bool, erro
 	if err := checkKey(req.IdempotencyKey); err != nil {
 		return nil, false, err
 	}
+	if err := checkCashier(req.Cashier); err != nil {
+		return nil, false, err
+	}
 	key := req.IdempotencyKey
-	req.IdempotencyKey = ""
+	// The agent names the check (docID), so the UI's check id is not part
+	// of the request: a UI that renumbers a retried check is still retrying.
+	req.IdempotencyKey, req.Check.ID = "", ""
 	sha := requestSHA(req)
+	if b, done, err := s.replayed(ctx, key, sha); done {
+		return b, err == nil, err
+	}
 	if err := s.begin(ctx); err != nil {
 		return nil, false, err
 	}
 	defer s.mu.Unlock()
-	if d, err := s.st.DocByKey(ctx, key); err == nil {
-		b, err := replay(d, sha)
+	if b, done, err := s.replayed(ctx, key, sha); done {
 		return b, err == nil, err
-	} else if !errors.Is(err, store.ErrNoDoc) {
-		return nil, false, err
 	}
 
 	id := s.docID("C", key)
@@ -375,15 +508,16 @@ func (s *Service) print(ctx context.Context, d store.Doc, r fiscal.Receipt) ([]b
 		return nil
 	})
 	if err == nil {
+		s.printerHealth(nil)
 		b, err := s.complete(pctx, d, r, res)
 		if err != nil {
-			s.settled.Store(false) // fiscalised but not journaled: Settle finishes it
+			s.unsettle() // fiscalised but not journaled: Settle finishes it
 		}
 		return b, err
 	}
 	if !saved {
 		s.drop(pctx, d, err)
-		return nil, printerError(err)
+		return nil, s.printerHealth(printerError(err))
 	}
 	var cp fiscal.Checkpoint
 	_ = json.Unmarshal(d.Checkpoint, &cp)
@@ -391,22 +525,22 @@ func (s *Service) print(ctx context.Context, d store.Doc, r fiscal.Receipt) ([]b
 	if rerr != nil {
 		// Unknown: the document stays pending and blocks new work until
 		// the printer tells (Settle).
-		s.settled.Store(false)
+		s.unsettle()
 		s.log.Error("receipt outcome unknown", "doc", d.ID, "err", err, "resolve_err", rerr)
 		s.o.Observe(d.Kind, "unknown")
-		return nil, &Error{Class: Unavailable, Code: "printer.unknown_outcome", Cashier: "Принтер не ответил: чек будет проверен, повторите позже",
-			Hint: "restore the printer link; the agent settles the receipt from the printer's record before the next sale", Err: fmt.Errorf("%w (resolve: %v)", err, rerr)}
+		return nil, s.printerHealth(&Error{Class: Unavailable, Code: "printer.unknown_outcome", Cashier: "Принтер не ответил: чек будет проверен, повторите позже",
+			Hint: "restore the printer link; the agent settles the receipt from the printer's record before the next sale", Err: fmt.Errorf("%w (resolve: %v)", err, rerr)})
 	}
 	if dec.Outcome == fiscal.Fiscalised {
 		s.log.Warn("receipt fiscalised despite the error", "doc", d.ID, "fd", dec.FD, "err", err)
 		b, err := s.complete(pctx, d, r, fiscal.Result{FD: dec.FD, FP: dec.FP, Change: change(r)})
 		if err != nil {
-			s.settled.Store(false)
+			s.unsettle()
 		}
 		return b, err
 	}
 	s.drop(pctx, d, err)
-	return nil, printerError(err)
+	return nil, s.printerHealth(printerError(err))
 }
 
 // change is what the printer returns to a buyer who tendered r's cash.
@@ -422,7 +556,7 @@ func (s *Service) drop(ctx context.Context, d store.Doc, cause error) {
 	s.o.Observe(d.Kind, "refused")
 	if err := s.st.DropDoc(ctx, d.ID); err != nil {
 		// The document stays pending; Settle drops it once the printer confirms.
-		s.settled.Store(false)
+		s.unsettle()
 		s.log.Error("drop refused document", "doc", d.ID, "err", err)
 		return
 	}
@@ -440,7 +574,7 @@ func (s *Service) complete(ctx context.Context, d store.Doc, r fiscal.Receipt, r
 		if err := json.Unmarshal(d.Result, &rec); err != nil {
 			return nil, fmt.Errorf("sale %s: stored record: %w", d.ID, err)
 		}
-		ids, err := s.st.RecordSale(ctx, rec.Result)
+		ids, err := s.st.RecordFiscalSale(ctx, rec.Result, res.FD, res.FP)
 		if err != nil {
 			return nil, fmt.Errorf("journal sale %s (FD %d): %w", d.ID, res.FD, err)
 		}
@@ -459,7 +593,7 @@ func (s *Service) complete(ctx context.Context, d store.Doc, r fiscal.Receipt, r
 		if err != nil {
 			return nil, err
 		}
-		ids, err := s.st.RecordReturn(ctx, d.ID, orig.Result, rec.Return)
+		ids, err := s.st.RecordFiscalReturn(ctx, d.ID, orig.Result, rec.Return, res.FD, res.FP)
 		if err != nil {
 			return nil, fmt.Errorf("journal return %s (FD %d): %w", d.ID, res.FD, err)
 		}
@@ -503,11 +637,11 @@ func cardCodes(cs []checkout.CardResult) []string {
 func (s *Service) balances(ctx context.Context, codes []string) ([]CardBalance, error) {
 	out := []CardBalance{}
 	for _, c := range codes {
-		b, err := s.st.Spendable(ctx, c, s.o.Clock())
+		info, err := s.Card(ctx, c)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, CardBalance{Code: c, Balance: b.Total, Spendable: b.Spendable, Debt: b.Debt})
+		out = append(out, CardBalance{Code: c, Balance: info.Balance, Spendable: info.Spendable, Debt: info.Debt, CanSpend: info.CanSpend})
 	}
 	return out, nil
 }
@@ -533,21 +667,24 @@ func (s *Service) Return(ctx context.Context, saleID string, req ReturnRequest) 
 	if err := checkKey(req.IdempotencyKey); err != nil {
 		return nil, false, err
 	}
+	if err := checkCashier(req.Cashier); err != nil {
+		return nil, false, err
+	}
 	key := req.IdempotencyKey
 	req.IdempotencyKey = ""
 	sha := requestSHA(struct {
 		Sale string
 		ReturnRequest
 	}{saleID, req})
+	if b, done, err := s.replayed(ctx, key, sha); done {
+		return b, err == nil, err
+	}
 	if err := s.begin(ctx); err != nil {
 		return nil, false, err
 	}
 	defer s.mu.Unlock()
-	if d, err := s.st.DocByKey(ctx, key); err == nil {
-		b, err := replay(d, sha)
+	if b, done, err := s.replayed(ctx, key, sha); done {
 		return b, err == nil, err
-	} else if !errors.Is(err, store.ErrNoDoc) {
-		return nil, false, err
 	}
 	orig, err := s.saleOf(ctx, saleID)
 	if err != nil {
@@ -568,6 +705,13 @@ func (s *Service) Return(ctx context.Context, saleID string, req ReturnRequest) 
 			return nil, false, newErr(Conflict, "return.nothing_left", "По этому чеку всё уже возвращено", "sale %s is fully returned", saleID)
 		}
 	}
+	asked := map[int]checkout.Qty{}
+	for _, l := range lines {
+		asked[l.No] = asked[l.No].Add(l.Qty)
+	}
+	if err := wholePieces(orig.Check.Lines, asked); err != nil {
+		return nil, false, err
+	}
 	ri, err := s.st.ReturnInput(ctx, orig.Result, s.o.Clock())
 	if err != nil {
 		return nil, false, engineError(err)
@@ -580,7 +724,11 @@ func (s *Service) Return(ctx context.Context, saleID string, req ReturnRequest) 
 	if err != nil {
 		return nil, false, engineError(err)
 	}
-	refund, err := refundPayments(rr, orig.Payments, req.Refund)
+	elecLeft, err := s.electronicLeft(ctx, saleID, orig.Payments)
+	if err != nil {
+		return nil, false, err
+	}
+	refund, err := refundPayments(kop(rr.Refund), elecLeft, req.Refund)
 	if err != nil {
 		return nil, false, err
 	}
@@ -613,17 +761,40 @@ func (s *Service) returned(ctx context.Context, saleID string) (map[int]checkout
 	return out, nil
 }
 
-func refundPayments(rr checkout.ReturnResult, paid fiscal.Payments, how string) (fiscal.Payments, error) {
-	m := kop(rr.Refund)
+// electronicLeft is what the sale took by card less what earlier returns
+// gave back to the card.
+func (s *Service) electronicLeft(ctx context.Context, saleID string, paid fiscal.Payments) (fiscal.Money, error) {
+	docs, err := s.st.ReturnsOf(ctx, saleID)
+	if err != nil {
+		return 0, err
+	}
+	left := paid.Electronic
+	for _, d := range docs {
+		var rec returnRecord
+		if err := json.Unmarshal(d.Result, &rec); err != nil {
+			return 0, fmt.Errorf("return %s: stored record: %w", d.ID, err)
+		}
+		left -= rec.Refund.Electronic
+	}
+	return max(left, 0), nil
+}
+
+// refundPayments splits a refund of m the way the sale was paid: back to
+// the card first, up to what the card paid and was not yet refunded, the
+// rest in cash. "cash" pays it all in cash; "electronic" all to the card,
+// which may not exceed what the card paid.
+func refundPayments(m, elecLeft fiscal.Money, how string) (fiscal.Payments, error) {
 	switch how {
 	case "":
-		if paid.Cash == 0 && paid.Electronic > 0 {
-			return fiscal.Payments{Electronic: m}, nil
-		}
-		return fiscal.Payments{Cash: m}, nil
+		e := min(m, elecLeft)
+		return fiscal.Payments{Electronic: e, Cash: m - e}, nil
 	case "cash":
 		return fiscal.Payments{Cash: m}, nil
 	case "electronic":
+		if m > elecLeft {
+			return fiscal.Payments{}, newErr(Invalid, "return.refund", "На карту можно вернуть не больше, чем было оплачено картой",
+				"refund %s to the card: the card paid %s not yet refunded", m, elecLeft)
+		}
 		return fiscal.Payments{Electronic: m}, nil
 	}
 	return fiscal.Payments{}, newErr(Invalid, "return.refund", "Неверный способ возврата денег", "refund %q: want cash or electronic", how)

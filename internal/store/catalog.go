@@ -24,10 +24,10 @@ type catalog struct {
 }
 
 type product struct {
-	name, segment, vat string
-	groups             []string
-	tobacco            bool
-	lpp                *checkout.Money
+	name, segment, vat, unit string
+	groups                   []string
+	tobacco                  bool
+	lpp                      *checkout.Money
 }
 
 type cardKind struct {
@@ -166,7 +166,7 @@ func (s *Store) loadCatalog(ctx context.Context) (*catalog, error) {
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	rows, err = s.r.QueryContext(ctx, `SELECT id, name, group_id, segment, vat, tobacco, last_purchase_price_kop FROM products`)
+	rows, err = s.r.QueryContext(ctx, `SELECT id, name, group_id, segment, vat, tobacco, last_purchase_price_kop, unit FROM products`)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +175,7 @@ func (s *Store) loadCatalog(ctx context.Context) (*catalog, error) {
 		var id, grp string
 		var p product
 		var lpp sql.NullInt64
-		if err := rows.Scan(&id, &p.name, &grp, &p.segment, &p.vat, &p.tobacco, &lpp); err != nil {
+		if err := rows.Scan(&id, &p.name, &grp, &p.segment, &p.vat, &p.tobacco, &lpp, &p.unit); err != nil {
 			return nil, err
 		}
 		chain, seg := c.groupChain(grp)

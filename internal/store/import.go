@@ -86,12 +86,12 @@ func (s *Store) Import(ctx context.Context, r *Replica) (ImportStats, error) {
 			lpp = sql.NullInt64{Int64: x.LastPurchasePrice.Kopecks(), Valid: true}
 		}
 		if err := exec(what,
-			`INSERT INTO products(id, name, group_id, segment, vat, tobacco, alcohol, last_purchase_price_kop)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			`INSERT INTO products(id, name, group_id, segment, vat, tobacco, alcohol, last_purchase_price_kop, unit)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET name = excluded.name, group_id = excluded.group_id, segment = excluded.segment,
 			vat = excluded.vat, tobacco = excluded.tobacco, alcohol = excluded.alcohol,
-			last_purchase_price_kop = excluded.last_purchase_price_kop`,
-			x.ID, x.Name, x.Group, x.Segment, x.VAT, x.Tobacco, x.Alcohol, lpp); err != nil {
+			last_purchase_price_kop = excluded.last_purchase_price_kop, unit = excluded.unit`,
+			x.ID, x.Name, x.Group, x.Segment, x.VAT, x.Tobacco, x.Alcohol, lpp, checkout.UnitOrDefault(x.Unit)); err != nil {
 			return st, err
 		}
 		for _, b := range x.Barcodes {

@@ -66,9 +66,13 @@ type Entry struct {
 	WithheldKop int64           `json:"withheld_kop,omitempty"`
 	WrittenOff  decimal.Decimal `json:"written_off,omitzero"`
 	Note        string          `json:"note,omitempty"`
-	Lots        []LotChange     `json:"lots,omitempty"`
-	CreatedAt   time.Time       `json:"created_at"`
-	Acked       bool            `json:"acked"`
+	// FD and FP are the fiscal document number and sign of the receipt the
+	// entry belongs to (0: none, e.g. a correction).
+	FD        uint32      `json:"fd,omitempty"`
+	FP        uint32      `json:"fp,omitempty"`
+	Lots      []LotChange `json:"lots,omitempty"`
+	CreatedAt time.Time   `json:"created_at"`
+	Acked     bool        `json:"acked"`
 }
 
 // ErrEmptySale is returned by Append for a sale without entries.
@@ -164,8 +168,8 @@ func (s *Store) prepareEntries(entries []Entry) error {
 // appendTx inserts prepared entries inside tx.
 func appendTx(ctx context.Context, tx *sql.Tx, entries []Entry) ([]string, error) {
 	insE, err := tx.PrepareContext(ctx, `INSERT INTO journal
-		(id, check_id, card_code, kind, points, amount_kop, purchase_kop, withheld_kop, written_off, note, created_ms)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		(id, check_id, card_code, kind, points, amount_kop, purchase_kop, withheld_kop, written_off, note, created_ms, fd, fp)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return nil, fmt.Errorf("append journal: %w", err)
 	}
@@ -179,7 +183,8 @@ func appendTx(ctx context.Context, tx *sql.Tx, entries []Entry) ([]string, error
 	ids := make([]string, len(entries))
 	for i, e := range entries {
 		res, err := insE.ExecContext(ctx, e.ID, e.CheckID, e.CardCode, string(e.Kind), e.Points.String(),
-			e.AmountKop, e.PurchaseKop, e.WithheldKop, e.WrittenOff.String(), e.Note, e.CreatedAt.UnixMilli())
+			e.AmountKop, e.PurchaseKop, e.WithheldKop, e.WrittenOff.String(), e.Note, e.CreatedAt.UnixMilli(),
+			sql.NullInt64{Int64: int64(e.FD), Valid: e.FD != 0}, sql.NullInt64{Int64: int64(e.FP), Valid: e.FD != 0})
 		if err != nil {
 			return nil, fmt.Errorf("append journal entry %s (check %s): %w", e.ID, e.CheckID, err)
 		}
@@ -248,7 +253,8 @@ func (s *Store) EntriesOfCheck(ctx context.Context, checkID string) ([]Entry, er
 
 func (s *Store) entries(ctx context.Context, where string, args ...any) ([]Entry, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT j.seq, j.id, j.check_id, j.card_code, j.kind, j.points,
-		j.amount_kop, j.purchase_kop, j.withheld_kop, j.written_off, j.note, j.created_ms, j.acked FROM journal j `+where, args...)
+		j.amount_kop, j.purchase_kop, j.withheld_kop, j.written_off, j.note, j.created_ms, j.acked,
+		COALESCE(j.fd, 0), COALESCE(j.fp, 0) FROM journal j `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read journal: %w", err)
 	}
@@ -260,7 +266,7 @@ func (s *Store) entries(ctx context.Context, where string, args ...any) ([]Entry
 		var seq, created int64
 		var pts, kind, wo string
 		if err := rows.Scan(&seq, &e.ID, &e.CheckID, &e.CardCode, &kind, &pts, &e.AmountKop,
-			&e.PurchaseKop, &e.WithheldKop, &wo, &e.Note, &created, &e.Acked); err != nil {
+			&e.PurchaseKop, &e.WithheldKop, &wo, &e.Note, &created, &e.Acked, &e.FD, &e.FP); err != nil {
 			return nil, fmt.Errorf("read journal: %w", err)
 		}
 		e.Kind = Kind(kind)

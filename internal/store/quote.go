@@ -82,7 +82,7 @@ func (s *Store) fillLines(_ context.Context, cat *catalog, lines []checkout.Line
 		if !ok {
 			return fmt.Errorf("line %d: product %q: %w", l.No, l.ProductID, ErrUnknownProduct)
 		}
-		l.Name, l.Groups, l.Segment, l.VAT, l.Tobacco = p.name, p.groups, p.segment, p.vat, p.tobacco
+		l.Name, l.Groups, l.Segment, l.VAT, l.Tobacco, l.Unit = p.name, p.groups, p.segment, p.vat, p.tobacco, p.unit
 		l.LastPurchasePrice = nil
 		if p.lpp != nil {
 			m := *p.lpp

@@ -72,6 +72,9 @@ type ReplicaProduct struct {
 	VAT     string `json:"vat"`
 	Tobacco bool   `json:"tobacco,omitempty"`
 	Alcohol bool   `json:"alcohol,omitempty"`
+	// Unit the product is sold in: pcs (default), g, kg, ml, l, m, m2, m3.
+	// Only pieces refuse a fractional quantity.
+	Unit string `json:"unit,omitempty"`
 	// LastPurchasePrice is the supplier's unit price; nil = unknown.
 	LastPurchasePrice *checkout.Money `json:"last_purchase_price,omitempty"`
 	Barcodes          []string        `json:"barcodes,omitempty"`
@@ -536,6 +539,9 @@ func (r *Replica) Validate(exists Exists) error {
 		}
 		if p.LastPurchasePrice != nil && p.LastPurchasePrice.IsNegative() {
 			bad("products", i, key, "negative last_purchase_price %s", p.LastPurchasePrice)
+		}
+		if !checkout.ValidUnit(p.Unit) {
+			bad("products", i, key, "unit %q: want pcs, g, kg, ml, l, m, m2 or m3", p.Unit)
 		}
 		for _, b := range p.Barcodes {
 			if b == "" || len(b) > 64 {

@@ -99,6 +99,12 @@ func (s *Store) recordOnce(ctx context.Context, kind, key, checkID string, es []
 // the ids written the first time and writes nothing; a different result
 // under the same check id is ErrCheckConflict.
 func (s *Store) RecordSale(ctx context.Context, res checkout.Result) ([]string, error) {
+	return s.RecordFiscalSale(ctx, res, 0, 0)
+}
+
+// RecordFiscalSale is RecordSale with the fiscal document number and sign
+// of the sale's receipt on every entry.
+func (s *Store) RecordFiscalSale(ctx context.Context, res checkout.Result, fd, fp uint32) ([]string, error) {
 	var es []Entry
 	net := res.Sum.Sub(res.Discount).Kopecks()
 	for _, c := range res.Cards {
@@ -130,6 +136,7 @@ func (s *Store) RecordSale(ctx context.Context, res checkout.Result) ([]string, 
 			es = append(es, e)
 		}
 	}
+	stamp(es, fd, fp)
 	ids, err := s.recordOnce(ctx, "sale", res.CheckID, res.CheckID, es)
 	if err != nil {
 		return nil, fmt.Errorf("record sale %s: %w", res.CheckID, err)
@@ -148,6 +155,12 @@ func (s *Store) RecordSale(ctx context.Context, res checkout.Result) ([]string, 
 //
 // It is idempotent per returnID, like RecordSale per check id.
 func (s *Store) RecordReturn(ctx context.Context, returnID string, original checkout.Result, rr checkout.ReturnResult) ([]string, error) {
+	return s.RecordFiscalReturn(ctx, returnID, original, rr, 0, 0)
+}
+
+// RecordFiscalReturn is RecordReturn with the fiscal document number and
+// sign of the return's receipt on every entry.
+func (s *Store) RecordFiscalReturn(ctx context.Context, returnID string, original checkout.Result, rr checkout.ReturnResult, fd, fp uint32) ([]string, error) {
 	kinds := map[string]checkout.CardKind{}
 	for _, c := range original.Cards {
 		kinds[c.Code] = c.Kind
@@ -195,11 +208,19 @@ func (s *Store) RecordReturn(ctx context.Context, returnID string, original chec
 			es = append(es, e)
 		}
 	}
+	stamp(es, fd, fp)
 	ids, err := s.recordOnce(ctx, "return", returnID, rr.CheckID, es)
 	if err != nil {
 		return nil, fmt.Errorf("record return %s on %s: %w", returnID, rr.CheckID, err)
 	}
 	return ids, nil
+}
+
+// stamp puts a receipt's fiscal document on its entries.
+func stamp(es []Entry, fd, fp uint32) {
+	for i := range es {
+		es[i].FD, es[i].FP = fd, fp
+	}
 }
 
 // restoredMoney is the roubles the restored points had paid: per returned

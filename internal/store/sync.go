@@ -1,14 +1,18 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
+
+	"tillagent/checkout"
 )
 
 // PendingEntry is an unacknowledged journal entry with the id of the entry
@@ -186,4 +190,403 @@ func (s *Store) unfoldedRedeemed(ctx context.Context, code string) (card, all de
 		}
 	}
 	return card, all, rows.Err()
+}
+
+// RejectedRecord is a replica record from head office's feed that the till
+// could not take: it failed to decode or to validate, or it belongs to a
+// card one of whose records did (a card and its lots are taken or left
+// together). Record is the record as sent, kept to be tried again.
+type RejectedRecord struct {
+	Section string          `json:"section"` // "cards", "lots", "products", ...
+	Key     string          `json:"key"`     // `code "2900000000018"`, `id "L-13-1" of card "2900000000018"`
+	Error   string          `json:"error"`
+	At      time.Time       `json:"at"`
+	Record  json.RawMessage `json:"record,omitempty"`
+}
+
+const rejectedStateKey = "feed_rejected"
+
+// Rejected returns the feed records the till holds back (saved by
+// ImportFeed), oldest first.
+func (s *Store) Rejected(ctx context.Context) ([]RejectedRecord, error) {
+	raw, err := s.SyncState(ctx, rejectedStateKey)
+	if err != nil || raw == "" {
+		return nil, err
+	}
+	var out []RejectedRecord
+	if err := json.Unmarshal([]byte(raw), &out); err != nil {
+		return nil, fmt.Errorf("store %s: saved rejected feed records: %w", s.path, err)
+	}
+	return out, nil
+}
+
+// ImportFeed imports a replica feed like Import, but one bad record does
+// not keep the rest out: records that fail the replica's validation (the
+// same checks as Import, references looked up in the store) are left out
+// with their errors, and so is every other record of a card one of whose
+// records failed (the card keeps its previous state whole rather than mix
+// two). undecoded are records the feed decoder could not read at all. The
+// records left out are saved (Rejected) before the rest is imported; a
+// record head office sends again replaces its saved copy, and with retry
+// (the last page of a pull, when nothing newer can follow) the saved
+// copies are tried again along with r, so a record whose reference came
+// later goes in then. A problem that names no record (a wrong version, a
+// bad watermark) refuses the whole feed.
+func (s *Store) ImportFeed(ctx context.Context, r *Replica, undecoded []RejectedRecord, retry bool) (ImportStats, []RejectedRecord, error) {
+	now := s.now()
+	saved, err := s.Rejected(ctx)
+	if err != nil {
+		return ImportStats{}, nil, err
+	}
+	if len(saved) == 0 && len(undecoded) == 0 {
+		// The usual case, nothing held back: one validation, inside Import.
+		st, err := s.Import(ctx, r)
+		var re *RecordError
+		if err == nil || !errors.As(err, &re) {
+			if err != nil {
+				err = fmt.Errorf("import feed: %w", err)
+			}
+			return st, nil, err
+		}
+	}
+	att := *r
+	sent := feedIdents(&att)
+	for _, u := range undecoded {
+		sent[u.Section+"\x00"+rawIdent(u.Section, u.Record)] = true
+	}
+	var keep, again []RejectedRecord
+	for _, x := range saved {
+		id := rawIdent(x.Section, x.Record)
+		if sent[x.Section+"\x00"+id] || (x.Section == "lots" && sent["cards\x00"+lotCard(x.Record)]) {
+			continue // head office sent it again: its new state wins
+		}
+		if retry {
+			again = append(again, x)
+		} else {
+			keep = append(keep, x)
+		}
+	}
+	if len(again) > 0 {
+		extra, bad := decodeRecords(again)
+		keep = append(keep, bad...)
+		att.Stores = append(slicesClone(att.Stores), extra.Stores...)
+		att.Groups = append(slicesClone(att.Groups), extra.Groups...)
+		att.Products = append(slicesClone(att.Products), extra.Products...)
+		att.Programs = append(slicesClone(att.Programs), extra.Programs...)
+		att.Promotions = append(slicesClone(att.Promotions), extra.Promotions...)
+		att.CardKinds = append(slicesClone(att.CardKinds), extra.CardKinds...)
+		att.Cards = append(slicesClone(att.Cards), extra.Cards...)
+		att.Lots = append(slicesClone(att.Lots), extra.Lots...)
+		att.CardKeys = append(slicesClone(att.CardKeys), extra.CardKeys...)
+	}
+	exists := s.readExists(ctx)
+	var dropped []RejectedRecord
+	for round := 0; ; round++ {
+		err := att.Validate(exists)
+		if err == nil {
+			break
+		}
+		var whole []error
+		drop := map[string]map[int]string{} // section → index → error
+		var joined interface{ Unwrap() []error }
+		errs := []error{err}
+		if errors.As(err, &joined) {
+			errs = joined.Unwrap()
+		}
+		for _, e := range errs {
+			var re *RecordError
+			if !errors.As(e, &re) {
+				whole = append(whole, e)
+				continue
+			}
+			if drop[re.Section] == nil {
+				drop[re.Section] = map[int]string{}
+			}
+			if prev := drop[re.Section][re.Index]; prev != "" {
+				drop[re.Section][re.Index] = prev + "; " + re.Err.Error()
+			} else {
+				drop[re.Section][re.Index] = re.Error()
+			}
+		}
+		if len(whole) > 0 || len(drop) == 0 || round > 1000 {
+			return ImportStats{}, nil, fmt.Errorf("import feed: %w", err)
+		}
+		dropped = append(dropped, att.without(drop, now)...)
+	}
+	rejected := append(append(keep, undecoded...), dropped...)
+	for i := range rejected {
+		if rejected[i].At.IsZero() {
+			rejected[i].At = now
+		}
+	}
+	if len(rejected) > 0 || len(saved) > 0 {
+		b, err := json.Marshal(rejected)
+		if err != nil {
+			return ImportStats{}, nil, err
+		}
+		if rejected == nil {
+			b = []byte("")
+		}
+		if err := s.SetSyncState(ctx, rejectedStateKey, string(b)); err != nil {
+			return ImportStats{}, nil, err
+		}
+	}
+	for _, x := range dropped {
+		s.log.Error("feed record rejected", "section", x.Section, "record", x.Key, "err", x.Error)
+	}
+	before, err := s.FoldedThrough(ctx)
+	if err != nil {
+		return ImportStats{}, rejected, err
+	}
+	st, err := s.Import(ctx, &att)
+	if err != nil {
+		return st, rejected, fmt.Errorf("import feed: %w", err)
+	}
+	s.warnStale(ctx, dropped, before, att.FoldedThrough[s.tillID])
+	return st, rejected, nil
+}
+
+// warnStale logs the refused cards whose balance here now misses entries of
+// this till: the new watermark covers them, and the card's lots that
+// include them were refused.
+func (s *Store) warnStale(ctx context.Context, dropped []RejectedRecord, before, after string) {
+	if after == "" || after <= before {
+		return
+	}
+	lo := before
+	if lo == "" {
+		lo = s.tillID + "-"
+	}
+	for _, x := range dropped {
+		if x.Section != "cards" {
+			continue
+		}
+		code := rawIdent("cards", x.Record)
+		var n int
+		if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM journal WHERE card_code = ? AND id > ? AND id <= ?`,
+			code, lo, after).Scan(&n); err == nil && n > 0 {
+			s.log.Error("refused card misses this till's folded entries until head office sends it right",
+				"card", code, "entries", n, "folded_through", after)
+		}
+	}
+}
+
+func slicesClone[T any](s []T) []T { return append([]T(nil), s...) }
+
+// readExists answers Validate's look-ups from the committed store (the sync
+// loop is the only importer, so Import's own check inside its transaction
+// sees the same).
+func (s *Store) readExists(ctx context.Context) Exists {
+	queries := map[string]string{
+		"stores":     `SELECT 1 FROM stores WHERE id = ?`,
+		"groups":     `SELECT 1 FROM product_groups WHERE id = ?`,
+		"products":   `SELECT 1 FROM products WHERE id = ?`,
+		"programs":   `SELECT 1 FROM programs WHERE id = ?`,
+		"card_kinds": `SELECT 1 FROM card_kinds WHERE id = ?`,
+		"cards":      `SELECT 1 FROM cards WHERE code = ?`,
+	}
+	return func(table, id string) (bool, error) {
+		q, ok := queries[table]
+		if !ok {
+			return false, fmt.Errorf("unknown table %q", table)
+		}
+		var one int
+		err := s.r.QueryRowContext(ctx, q, id).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+}
+
+// without removes the records drop names (section → index → error) from r,
+// and with a card or lot every record of that card, and returns them.
+func (r *Replica) without(drop map[string]map[int]string, at time.Time) []RejectedRecord {
+	var out []RejectedRecord
+	rec := func(section, key string, v any, why string) {
+		b, _ := json.Marshal(v)
+		out = append(out, RejectedRecord{Section: section, Key: key, Error: why, At: at, Record: b})
+	}
+	cardWhy := map[string]string{}
+	for i, why := range drop["cards"] {
+		if i < len(r.Cards) {
+			cardWhy[r.Cards[i].Code] = why
+		}
+	}
+	for i, why := range drop["lots"] {
+		if i < len(r.Lots) {
+			if _, ok := cardWhy[r.Lots[i].Card]; !ok {
+				cardWhy[r.Lots[i].Card] = why
+			}
+		}
+	}
+	filter := func(section string, n int, key func(int) string, val func(int) any, keepAt func(int)) {
+		for i := 0; i < n; i++ {
+			if why, bad := drop[section][i]; bad {
+				rec(section, key(i), val(i), why)
+				continue
+			}
+			keepAt(i)
+		}
+	}
+	var stores []ReplicaStore
+	filter("stores", len(r.Stores), func(i int) string { return fmt.Sprintf("id %q", r.Stores[i].ID) },
+		func(i int) any { return r.Stores[i] }, func(i int) { stores = append(stores, r.Stores[i]) })
+	var groups []ReplicaGroup
+	filter("groups", len(r.Groups), func(i int) string { return fmt.Sprintf("id %q", r.Groups[i].ID) },
+		func(i int) any { return r.Groups[i] }, func(i int) { groups = append(groups, r.Groups[i]) })
+	var products []ReplicaProduct
+	filter("products", len(r.Products), func(i int) string { return fmt.Sprintf("id %q", r.Products[i].ID) },
+		func(i int) any { return r.Products[i] }, func(i int) { products = append(products, r.Products[i]) })
+	var programs []checkout.Program
+	filter("programs", len(r.Programs), func(i int) string { return fmt.Sprintf("id %q", r.Programs[i].ID) },
+		func(i int) any { return r.Programs[i] }, func(i int) { programs = append(programs, r.Programs[i]) })
+	var promos []ReplicaPromotion
+	filter("promotions", len(r.Promotions), func(i int) string { return fmt.Sprintf("id %q", r.Promotions[i].ID) },
+		func(i int) any { return r.Promotions[i] }, func(i int) { promos = append(promos, r.Promotions[i]) })
+	var kinds []ReplicaCardKind
+	filter("card_kinds", len(r.CardKinds), func(i int) string { return fmt.Sprintf("id %q", r.CardKinds[i].ID) },
+		func(i int) any { return r.CardKinds[i] }, func(i int) { kinds = append(kinds, r.CardKinds[i]) })
+	var keys []ReplicaCardKey
+	filter("card_keys", len(r.CardKeys), func(i int) string { return fmt.Sprintf("id %d", r.CardKeys[i].ID) },
+		func(i int) any { return r.CardKeys[i] }, func(i int) { keys = append(keys, r.CardKeys[i]) })
+	var cards []ReplicaCard
+	for _, c := range r.Cards {
+		if why, bad := cardWhy[c.Code]; bad {
+			rec("cards", fmt.Sprintf("code %q", c.Code), c, why)
+			continue
+		}
+		cards = append(cards, c)
+	}
+	var lots []ReplicaLot
+	for i, l := range r.Lots {
+		if why, bad := cardWhy[l.Card]; bad {
+			if own, ok := drop["lots"][i]; ok {
+				why = own
+			} else {
+				why = "left out with its card: " + why
+			}
+			rec("lots", fmt.Sprintf("id %q of card %q", l.ID, l.Card), l, why)
+			continue
+		}
+		lots = append(lots, l)
+	}
+	r.Stores, r.Groups, r.Products, r.Programs, r.Promotions = stores, groups, products, programs, promos
+	r.CardKinds, r.CardKeys, r.Cards, r.Lots = kinds, keys, cards, lots
+	return out
+}
+
+// feedIdents are the records r carries, as "section\x00ident".
+func feedIdents(r *Replica) map[string]bool {
+	m := map[string]bool{}
+	add := func(section, id string) { m[section+"\x00"+id] = true }
+	for _, x := range r.Stores {
+		add("stores", x.ID)
+	}
+	for _, x := range r.Groups {
+		add("groups", x.ID)
+	}
+	for _, x := range r.Products {
+		add("products", x.ID)
+	}
+	for _, x := range r.Programs {
+		add("programs", x.ID)
+	}
+	for _, x := range r.Promotions {
+		add("promotions", x.ID)
+	}
+	for _, x := range r.CardKinds {
+		add("card_kinds", x.ID)
+	}
+	for _, x := range r.CardKeys {
+		add("card_keys", fmt.Sprint(x.ID))
+	}
+	for _, x := range r.Cards {
+		add("cards", x.Code)
+	}
+	for _, x := range r.Lots {
+		add("lots", x.Card+"\x00"+x.ID)
+	}
+	return m
+}
+
+// rawIdent is a raw record's identity within its section, as feedIdents
+// names it ("" when it cannot be read).
+func rawIdent(section string, raw json.RawMessage) string {
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if dec.Decode(&m) != nil {
+		return ""
+	}
+	str := func(k string) string {
+		switch v := m[k].(type) {
+		case string:
+			return v
+		case json.Number:
+			return v.String()
+		}
+		return ""
+	}
+	switch section {
+	case "cards":
+		return str("code")
+	case "lots":
+		return str("card") + "\x00" + str("id")
+	}
+	return str("id")
+}
+
+func lotCard(raw json.RawMessage) string {
+	id := rawIdent("lots", raw)
+	c, _, _ := strings.Cut(id, "\x00")
+	return c
+}
+
+// decodeRecords turns saved records back into a replica; those that still
+// do not decode come back as rejected.
+func decodeRecords(recs []RejectedRecord) (*Replica, []RejectedRecord) {
+	var r Replica
+	var bad []RejectedRecord
+	for _, x := range recs {
+		var err error
+		switch x.Section {
+		case "stores":
+			err = decodeOne(x.Record, &r.Stores)
+		case "groups":
+			err = decodeOne(x.Record, &r.Groups)
+		case "products":
+			err = decodeOne(x.Record, &r.Products)
+		case "programs":
+			err = decodeOne(x.Record, &r.Programs)
+		case "promotions":
+			err = decodeOne(x.Record, &r.Promotions)
+		case "card_kinds":
+			err = decodeOne(x.Record, &r.CardKinds)
+		case "card_keys":
+			err = decodeOne(x.Record, &r.CardKeys)
+		case "cards":
+			err = decodeOne(x.Record, &r.Cards)
+		case "lots":
+			err = decodeOne(x.Record, &r.Lots)
+		default:
+			err = fmt.Errorf("unknown section %q", x.Section)
+		}
+		if err != nil {
+			bad = append(bad, x)
+		}
+	}
+	return &r, bad
+}
+
+// decodeOne decodes one record strictly and appends it to dst.
+func decodeOne[T any](raw json.RawMessage, dst *[]T) error {
+	var v T
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return err
+	}
+	*dst = append(*dst, v)
+	return nil
 }

@@ -2,10 +2,14 @@ package store
 
 import (
 	"context"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/shopspring/decimal"
+
+	"tillagent/checkout"
 )
 
 // TestPendingChainLinksAcrossAcks: the predecessor of a pending entry is
@@ -69,4 +73,103 @@ func TestOfflineRedeemLimit(t *testing.T) {
 	if l, why, _ := s.OfflineRedeemLimit(ctx, "2700000000014", demoNow.Add(2*time.Hour)); !l.Equal(decimal.Zero) || why != OfflineTooLong {
 		t.Fatalf("two hours after the feed: %s %q", l, why)
 	}
+}
+
+// TestImportFeedKeepsTheGood: a feed with a bad lot on card 13, a product
+// with an unknown VAT rate and a good change of card 25 imports card 25;
+// card 13 keeps its previous state whole (its other lots are left out
+// too) and the refused records are saved with their errors. Card 13 sent
+// right replaces its saved copy; a retry of the saved product still fails
+// and keeps it; a bad watermark refuses the whole feed.
+func TestImportFeedKeepsTheGood(t *testing.T) {
+	s := mustDemo(t)
+	ctx := context.Background()
+	demo, err := ParseReplicaFile(demoPath(t), mustReadFile(t, demoPath(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed := &Replica{Version: 1}
+	for _, c := range demo.Cards {
+		if c.Code == "2900000000018" || c.Code == "2900000000025" {
+			feed.Cards = append(feed.Cards, c)
+		}
+	}
+	for _, l := range demo.Lots {
+		switch {
+		case l.Card == "2900000000018":
+			if l.ID == "L-13-2" {
+				bad := checkout.MustPoints("999")
+				l.Remaining = &bad
+			}
+			feed.Lots = append(feed.Lots, l)
+		case l.ID == "L-20-1":
+			half := checkout.MustPoints("50")
+			l.Remaining = &half
+			feed.Lots = append(feed.Lots, l)
+		}
+	}
+	p := demo.Products[0]
+	p.VAT = "vat99"
+	feed.Products = []ReplicaProduct{p}
+	_, rej, err := s.ImportFeed(ctx, feed, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]string{}
+	for _, r := range rej {
+		keys[r.Section+" "+r.Key] = r.Error
+	}
+	if len(rej) != 6 || !strings.Contains(keys[`lots id "L-13-2" of card "2900000000018"`], "remaining 999 outside 0..200") ||
+		!strings.Contains(keys[`lots id "L-13-1" of card "2900000000018"`], "left out with its card") ||
+		!strings.Contains(keys[`cards code "2900000000018"`], "remaining 999") || !strings.Contains(keys[`products id "1001"`], `vat "vat99"`) {
+		t.Fatalf("rejected %v", keys)
+	}
+	bal := func(code string) string {
+		b, err := s.Spendable(ctx, code, demoNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.Total.String()
+	}
+	if bal("2900000000025") != "50" || bal("2900000000018") != "500" {
+		t.Fatalf("card 25 %s (want the new 50), card 13 %s (want its old 500)", bal("2900000000025"), bal("2900000000018"))
+	}
+	if saved, err := s.Rejected(ctx); err != nil || len(saved) != 6 {
+		t.Fatalf("saved %d, %v", len(saved), err)
+	}
+	// Card 13 sent right: its saved copies go, the product stays, retried and still bad.
+	good := &Replica{Version: 1}
+	for _, c := range feed.Cards {
+		if c.Code == "2900000000018" {
+			good.Cards = append(good.Cards, c)
+		}
+	}
+	for _, l := range demo.Lots {
+		if l.Card == "2900000000018" {
+			good.Lots = append(good.Lots, l)
+		}
+	}
+	if _, rej, err = s.ImportFeed(ctx, good, nil, true); err != nil || len(rej) != 1 || rej[0].Section != "products" {
+		t.Fatalf("after card 13 came right: %+v, %v; want only the product", rej, err)
+	}
+	if bal("2900000000018") != "500" {
+		t.Fatalf("card 13: %s", bal("2900000000018"))
+	}
+	// The product sent right replaces it.
+	p.VAT = "vat10"
+	if _, rej, err = s.ImportFeed(ctx, &Replica{Version: 1, Products: []ReplicaProduct{p}}, nil, true); err != nil || len(rej) != 0 {
+		t.Fatalf("after the product came right: %+v, %v", rej, err)
+	}
+	if _, _, err := s.ImportFeed(ctx, &Replica{Version: 1, FoldedThrough: map[string]string{"S001-T01": "x"}}, nil, true); err == nil {
+		t.Fatal("a bad watermark did not refuse the feed")
+	}
+}
+
+func mustReadFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

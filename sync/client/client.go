@@ -24,8 +24,12 @@ import (
 	"tillagent/sync/wire"
 )
 
-// cursorKey is the sync_state key of the feed cursor.
-const cursorKey = "feed_cursor"
+// Keys of the client's sync_state: the feed cursor, and a paged delta in
+// progress (so an interrupted one goes on where it stopped).
+const (
+	cursorKey = "feed_cursor"
+	deltaKey  = "feed_delta"
+)
 
 // Options configure New. URL, TillID, Secret and Store are required.
 type Options struct {
@@ -48,6 +52,10 @@ type Options struct {
 	BackoffMin, BackoffMax time.Duration
 	// SnapshotPage is the cards per page of the first load; 0 means 5000.
 	SnapshotPage int
+	// DeltaPage is the most change records per page of a delta; 0 means
+	// 5000 (a mass ERP import arrives in pages, each imported in its own
+	// transaction).
+	DeltaPage int
 	// RequestTimeout bounds each HTTP request; 0 means 60s.
 	RequestTimeout time.Duration
 	Clock          func() time.Time
@@ -73,7 +81,25 @@ type Status struct {
 	// Loading is true during the first load; LoadedCards counts its progress.
 	Loading     bool  `json:"initial_load,omitempty"`
 	LoadedCards int64 `json:"initial_load_cards,omitempty"`
+	// DeltaLoading is true while a paged delta is being imported;
+	// DeltaPages and DeltaRecords count the pages and records of the
+	// current (or last) delta.
+	DeltaLoading bool  `json:"delta_in_progress,omitempty"`
+	DeltaPages   int   `json:"delta_pages,omitempty"`
+	DeltaRecords int64 `json:"delta_records,omitempty"`
+	// Rejected are the feed records the till could not take (bad values,
+	// unknown references): left out, the rest imported, tried again at
+	// every pull until head office sends them right. Status shows the
+	// first maxShownRejected; RejectedCount is how many there are.
+	Rejected      []store.RejectedRecord `json:"rejected,omitempty"`
+	RejectedCount int                    `json:"rejected_count,omitempty"`
+	// Resets counts the feed resets head office asked for since start.
+	Resets int `json:"feed_resets,omitempty"`
 }
+
+// maxShownRejected bounds the rejected records Status lists (a whole
+// section refused by a version skew must not bloat /v1/status).
+const maxShownRejected = 50
 
 // Client is the till's sync loop.
 type Client struct {
@@ -85,6 +111,8 @@ type Client struct {
 	cycleMu sync.Mutex // one cycle at a time (Run and SyncNow)
 	mu      sync.Mutex
 	st      Status
+	// rejectedLoaded: st.Rejected has been read from the store once.
+	rejectedLoaded bool
 }
 
 // New checks the options; nothing is contacted until Run or SyncNow.
@@ -127,6 +155,9 @@ func New(o Options) (*Client, error) {
 	}
 	if o.SnapshotPage <= 0 {
 		o.SnapshotPage = 5000
+	}
+	if o.DeltaPage <= 0 {
+		o.DeltaPage = 5000
 	}
 	if o.Clock == nil {
 		o.Clock = time.Now
@@ -191,7 +222,10 @@ func (c *Client) SyncNow(ctx context.Context) error {
 func (c *Client) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.st
+	st := c.st
+	st.RejectedCount = len(c.st.Rejected)
+	st.Rejected = append([]store.RejectedRecord(nil), c.st.Rejected[:min(len(c.st.Rejected), maxShownRejected)]...)
+	return st
 }
 
 func (c *Client) cycle(ctx context.Context) error {
@@ -199,7 +233,16 @@ func (c *Client) cycle(ctx context.Context) error {
 	defer c.cycleMu.Unlock()
 	c.mu.Lock()
 	c.st.LastAttempt = c.o.Clock()
+	loaded := c.rejectedLoaded
 	c.mu.Unlock()
+	if !loaded {
+		// Records refused before a restart are still held back: show them.
+		if rej, err := c.o.Store.Rejected(ctx); err == nil {
+			c.mu.Lock()
+			c.st.Rejected, c.rejectedLoaded = rej, true
+			c.mu.Unlock()
+		}
+	}
 	err := c.push(ctx)
 	if err == nil {
 		err = c.pull(ctx)
@@ -284,55 +327,176 @@ func (c *Client) push(ctx context.Context) error {
 	}
 }
 
-// pull imports the feed since the saved cursor, then saves the new cursor.
-// A crash between the two imports the same changes again, which is a no-op.
+// deltaState is a paged delta in progress: asked since Since, the first
+// page's cursor First (saved as the cursor once the last page is in), and
+// the change after which the next page starts.
+type deltaState struct {
+	Since string `json:"since"`
+	First string `json:"first"`
+	After string `json:"after"`
+}
+
+// pull imports the feed since the saved cursor page by page, then saves
+// the new cursor. A crash between a page and the cursor imports the same
+// changes again, which is a no-op; a crash in the middle of a delta goes on
+// from the last page imported.
 func (c *Client) pull(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		reset, err := c.pullOnce(ctx)
+		if err != nil || !reset {
+			return err
+		}
+		if attempt > 0 {
+			return errors.New("sync pull: head office reset the feed twice in a row")
+		}
+		// Head office was restored or asked for a fresh start: forget the
+		// cursor and load the whole replica again (imports are upserts).
+		c.log.Warn("head office reset the feed: loading the replica afresh")
+		for _, k := range []string{cursorKey, deltaKey} {
+			if err := c.o.Store.SetSyncState(ctx, k, ""); err != nil {
+				return fmt.Errorf("sync pull: %w", err)
+			}
+		}
+		c.mu.Lock()
+		c.st.Resets++
+		c.mu.Unlock()
+	}
+}
+
+func (c *Client) pullOnce(ctx context.Context) (reset bool, err error) {
 	cur, err := c.o.Store.SyncState(ctx, cursorKey)
 	if err != nil {
-		return fmt.Errorf("sync pull: %w", err)
+		return false, fmt.Errorf("sync pull: %w", err)
 	}
 	if cur == "" {
 		if cur, err = c.initialLoad(ctx); err != nil {
-			return err
+			return false, err
 		}
 	}
-	q := url.Values{}
-	q.Set("cursor", cur)
-	if c.o.StoreID != "" {
-		q.Set("store", c.o.StoreID)
-	}
-	data, err := c.do(ctx, http.MethodGet, "/v1/till/feed", q, nil)
-	if err != nil {
-		return fmt.Errorf("sync pull since %q: %w", cur, err)
-	}
-	f, err := wire.DecodeFeed(data)
-	if err != nil {
-		return fmt.Errorf("sync pull since %q: %w", cur, err)
-	}
-	st, err := c.o.Store.Import(ctx, f.Replica)
-	if err != nil {
-		return fmt.Errorf("sync pull since %q: import feed: %w", cur, err)
-	}
-	if err := c.o.Store.SetSyncState(ctx, cursorKey, f.Cursor); err != nil {
-		return fmt.Errorf("sync pull: %w", err)
-	}
-	if f.Offline != nil {
-		if err := c.o.Store.SaveOfflineLimits(ctx, *f.Offline, c.o.Clock()); err != nil {
-			return fmt.Errorf("sync pull: %w", err)
+	ds := deltaState{Since: cur}
+	if raw, err := c.o.Store.SyncState(ctx, deltaKey); err != nil {
+		return false, fmt.Errorf("sync pull: %w", err)
+	} else if raw != "" {
+		var saved deltaState
+		if json.Unmarshal([]byte(raw), &saved) == nil && saved.Since == cur && saved.First != "" {
+			ds = saved
+			c.log.Info("resuming a paged delta", "since", cur, "after_change", saved.After)
 		}
-	}
-	n := st.Stores + st.Groups + st.Products + st.Programs + st.Promotions + st.CardKinds + st.Cards + st.Lots + st.CardKeys
-	if f.Full || n > 0 {
-		c.log.Info("replica feed imported", "since", cur, "cursor", f.Cursor, "full", f.Full, "counts", st.String())
 	}
 	c.mu.Lock()
-	c.st.LastPull, c.st.Cursor = c.o.Clock(), f.Cursor
-	c.st.ImportedRecs += int64(n)
-	if w := f.Replica.FoldedThrough[c.o.TillID]; w != "" {
-		c.st.Folded = w
-	}
+	c.st.DeltaPages, c.st.DeltaRecords = 0, 0
 	c.mu.Unlock()
-	return nil
+	defer func() {
+		c.mu.Lock()
+		c.st.DeltaLoading = false
+		c.mu.Unlock()
+	}()
+	var last *wire.Feed
+	var total store.ImportStats
+	for page := 1; ; page++ {
+		// The watermark held now: head office adds the cards of the
+		// entries its newer watermark adds, so no page leaves a card's lots
+		// and the watermark apart.
+		wm, err := c.o.Store.FoldedThrough(ctx)
+		if err != nil {
+			return false, fmt.Errorf("sync pull: %w", err)
+		}
+		q := url.Values{"cursor": {cur}, "limit": {fmt.Sprint(c.o.DeltaPage)}, "folded": {wm}}
+		if ds.After != "" {
+			q.Set("after", ds.After)
+		}
+		if c.o.StoreID != "" {
+			q.Set("store", c.o.StoreID)
+		}
+		data, err := c.do(ctx, http.MethodGet, "/v1/till/feed", q, nil)
+		if err != nil {
+			return false, fmt.Errorf("sync pull since %q, page %d: %w", cur, page, err)
+		}
+		f, err := wire.DecodeFeed(data)
+		if err != nil {
+			return false, fmt.Errorf("sync pull since %q, page %d: %w", cur, page, err)
+		}
+		if f.Reset {
+			return true, nil
+		}
+		if ds.First == "" {
+			ds.First = f.Cursor
+		}
+		if page == 1 && f.More {
+			c.mu.Lock()
+			c.st.DeltaLoading = true
+			c.mu.Unlock()
+		}
+		st, err := c.importFeed(ctx, f, !f.More)
+		if err != nil {
+			return false, fmt.Errorf("sync pull since %q, page %d: %w", cur, page, err)
+		}
+		total = addStats(total, st)
+		n := countStats(st)
+		c.mu.Lock()
+		c.st.DeltaPages++
+		c.st.DeltaRecords += int64(n)
+		c.st.ImportedRecs += int64(n)
+		if w := f.Replica.FoldedThrough[c.o.TillID]; w != "" {
+			c.st.Folded = w
+		}
+		c.mu.Unlock()
+		last = f
+		if !f.More {
+			break
+		}
+		ds.After = f.Next
+		b, _ := json.Marshal(ds)
+		if err := c.o.Store.SetSyncState(ctx, deltaKey, string(b)); err != nil {
+			return false, fmt.Errorf("sync pull: %w", err)
+		}
+		c.log.Info("delta page imported", "since", cur, "page", page, "records", n)
+	}
+	if err := c.o.Store.SetSyncState(ctx, cursorKey, ds.First); err != nil {
+		return false, fmt.Errorf("sync pull: %w", err)
+	}
+	if err := c.o.Store.SetSyncState(ctx, deltaKey, ""); err != nil {
+		return false, fmt.Errorf("sync pull: %w", err)
+	}
+	if last.Offline != nil {
+		if err := c.o.Store.SaveOfflineLimits(ctx, *last.Offline, c.o.Clock()); err != nil {
+			return false, fmt.Errorf("sync pull: %w", err)
+		}
+	}
+	if n := countStats(total); last.Full || n > 0 {
+		c.log.Info("replica feed imported", "since", cur, "cursor", ds.First, "counts", total.String())
+	}
+	c.mu.Lock()
+	c.st.LastPull, c.st.Cursor = c.o.Clock(), ds.First
+	c.mu.Unlock()
+	return false, nil
+}
+
+// importFeed imports one page, leaving out (and reporting) the records
+// that fail; retry tries the records left out before again (the last page
+// of a pull: nothing newer of them can follow).
+func (c *Client) importFeed(ctx context.Context, f *wire.Feed, retry bool) (store.ImportStats, error) {
+	for _, u := range f.Undecoded {
+		c.log.Error("feed record does not decode", "record", u.Key, "err", u.Error)
+	}
+	st, rejected, err := c.o.Store.ImportFeed(ctx, f.Replica, f.Undecoded, retry)
+	if err != nil {
+		return st, fmt.Errorf("import feed: %w", err)
+	}
+	c.mu.Lock()
+	c.st.Rejected, c.rejectedLoaded = rejected, true
+	c.mu.Unlock()
+	return st, nil
+}
+
+func countStats(st store.ImportStats) int {
+	return st.Stores + st.Groups + st.Products + st.Programs + st.Promotions + st.CardKinds + st.Cards + st.Lots + st.CardKeys
+}
+
+func addStats(a, b store.ImportStats) store.ImportStats {
+	return store.ImportStats{Stores: a.Stores + b.Stores, Groups: a.Groups + b.Groups, Products: a.Products + b.Products,
+		Programs: a.Programs + b.Programs, Promotions: a.Promotions + b.Promotions, CardKinds: a.CardKinds + b.CardKinds,
+		Cards: a.Cards + b.Cards, Lots: a.Lots + b.Lots, CardKeys: a.CardKeys + b.CardKeys}
 }
 
 // initialLoad imports the whole replica page by page (the progress is in
@@ -382,16 +546,16 @@ func (c *Client) initialLoad(ctx context.Context) (string, error) {
 		if f.More {
 			go func(after string) { next <- fetch(after) }(f.Next)
 		}
-		st, err := c.o.Store.Import(ctx, f.Replica)
+		st, err := c.importFeed(ctx, f, !f.More)
 		if err != nil {
 			if f.More {
 				<-next
 			}
-			return "", fmt.Errorf("sync first load, page %d (cards after %q): import: %w", page, after, err)
+			return "", fmt.Errorf("sync first load, page %d (cards after %q): %w", page, after, err)
 		}
 		c.mu.Lock()
 		c.st.LoadedCards += int64(st.Cards)
-		c.st.ImportedRecs += int64(st.Stores + st.Groups + st.Products + st.Programs + st.Promotions + st.CardKinds + st.Cards + st.Lots + st.CardKeys)
+		c.st.ImportedRecs += int64(countStats(st))
 		n := c.st.LoadedCards
 		c.mu.Unlock()
 		c.log.Info("first load", "page", page, "cards", n)

@@ -162,6 +162,12 @@ type till struct {
 
 func newTill(t testing.TB, h *ho, p *proxy, id, storeID string, clockSkew time.Duration) *till {
 	t.Helper()
+	return newTillWith(t, h, p, id, storeID, clockSkew, nil)
+}
+
+// newTillWith is newTill with the client's options adjusted by opt.
+func newTillWith(t testing.TB, h *ho, p *proxy, id, storeID string, clockSkew time.Duration, opt func(*client.Options)) *till {
+	t.Helper()
 	ctx := context.Background()
 	secret, err := h.srv.Enrol(ctx, id, storeID)
 	if err != nil {
@@ -174,9 +180,13 @@ func newTill(t testing.TB, h *ho, p *proxy, id, storeID string, clockSkew time.D
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	c, err := client.New(client.Options{URL: p.URL(), TillID: id, StoreID: storeID, Secret: secret, Store: st,
+	o := client.Options{URL: p.URL(), TillID: id, StoreID: storeID, Secret: secret, Store: st,
 		BatchSize: 3, SnapshotPage: 3, Interval: 50 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 80 * time.Millisecond,
-		RequestTimeout: 5 * time.Second, Clock: func() time.Time { return now }})
+		RequestTimeout: 5 * time.Second, Clock: func() time.Time { return now }}
+	if opt != nil {
+		opt(&o)
+	}
+	c, err := client.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

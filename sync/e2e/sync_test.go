@@ -230,16 +230,33 @@ func runScenario(t *testing.T, f fault) map[string]string {
 		}
 	}
 
-	// Balances: demo balance + Σ points of the union, on head office and on both tills.
+	// Balances: demo balance + Σ points of the union + debt the program's
+	// negative-balance policy wrote off, on head office and on both tills.
+	// Card 13's BONUS program forbids a negative balance, so its 200-point
+	// overdraft is written off (and still flagged, below).
 	sum := map[string]decimal.Decimal{}
 	for _, en := range hoEntries(t, e) { // complete now (waited above)
 		sum[en.CardCode] = sum[en.CardCode].Add(en.Points)
 	}
+	wos, err := h.srv.WriteOffs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wo := map[string]decimal.Decimal{}
+	for _, w := range wos {
+		wo[w.Card] = wo[w.Card].Add(w.Points.Decimal())
+		if w.Card != card13 || w.Mode != "forbid" || w.Program != "BONUS" {
+			t.Errorf("unexpected write-off %+v", w)
+		}
+	}
+	if wo[card13].String() != "200" {
+		t.Errorf("card 13 (BONUS, negative_balance forbid): %s written off, want the 200-point overdraft", wo[card13])
+	}
 	final := hoBalances(t, h)
 	for card, b := range final {
-		want := decimal.RequireFromString(initial[card]).Add(sum[card])
+		want := decimal.RequireFromString(initial[card]).Add(sum[card]).Add(wo[card])
 		if !decimal.RequireFromString(b).Equal(want) {
-			t.Errorf("card %s at head office: %s, want demo %s + journal %s", card, b, initial[card], sum[card])
+			t.Errorf("card %s at head office: %s, want demo %s + journal %s + written off %s", card, b, initial[card], sum[card], wo[card])
 		}
 		for _, tl := range []*till{e.a, e.b} {
 			tb, err := tl.st.Spendable(ctx, card, demoNow)

@@ -80,7 +80,7 @@ func importTx(ctx context.Context, tx pgx.Tx, r *store.Replica) (ImportStats, er
 				return err
 			}
 		}
-		for _, x := range r.Groups {
+		for _, x := range parentsFirst(r.Groups) {
 			if err := upsert("groups", x.ID, x); err != nil {
 				return err
 			}
@@ -164,6 +164,35 @@ func importTx(ctx context.Context, tx pgx.Tx, r *store.Replica) (ImportStats, er
 	return st, err
 }
 
+// parentsFirst orders groups so that a parent's change is logged before
+// its children's: a paged delta then never brings a group before the
+// parent it names (Validate has refused cycles).
+func parentsFirst(gs []store.ReplicaGroup) []store.ReplicaGroup {
+	pending := map[string]bool{}
+	for _, g := range gs {
+		pending[g.ID] = true
+	}
+	out := make([]store.ReplicaGroup, 0, len(gs))
+	for len(out) < len(gs) {
+		n := len(out)
+		for _, g := range gs {
+			if pending[g.ID] && !pending[g.Parent] {
+				out = append(out, g)
+				delete(pending, g.ID)
+			}
+		}
+		if len(out) == n { // a cycle (Validate refuses it): keep file order
+			for _, g := range gs {
+				if pending[g.ID] {
+					out = append(out, g)
+				}
+			}
+			break
+		}
+	}
+	return out
+}
+
 // pgExists answers Validate's reference look-ups from the database.
 func pgExists(ctx context.Context, tx pgx.Tx) store.Exists {
 	return func(table, id string) (bool, error) {
@@ -224,6 +253,11 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 	sum := sha256.Sum256(req)
 	var out CorrectionResult
 	err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		// Support's deduction is deliberate: the negative-balance policy
+		// (migration 0002, debt_policy) does not write any of it off.
+		if _, err := tx.Exec(ctx, `SELECT set_config('headoffice.debt_policy', 'off', true)`); err != nil {
+			return err
+		}
 		cards, err := lockCards(ctx, tx, []string{c.Card})
 		if err != nil {
 			return err
@@ -567,4 +601,37 @@ func (s *Server) Accruals(ctx context.Context, from, to time.Time) (AccrualTotal
 		*x.p = checkout.PointsOf(d)
 	}
 	return out, nil
+}
+
+// WriteOff is debt the card's negative-balance policy did not let it keep.
+type WriteOff struct {
+	Card    string          `json:"card"`
+	Program string          `json:"program"`
+	Mode    string          `json:"mode"`
+	Points  checkout.Points `json:"points"`
+	At      time.Time       `json:"at"`
+}
+
+// WriteOffs reports every write-off of debt, newest first.
+func (s *Server) WriteOffs(ctx context.Context) ([]WriteOff, error) {
+	rows, err := s.db.Query(ctx, `SELECT card, program, mode, points::text, at FROM debt_writeoffs ORDER BY id DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("write-offs report: %w", err)
+	}
+	defer rows.Close()
+	out := []WriteOff{}
+	for rows.Next() {
+		var w WriteOff
+		var p string
+		if err := rows.Scan(&w.Card, &w.Program, &w.Mode, &p, &w.At); err != nil {
+			return nil, fmt.Errorf("write-offs report: %w", err)
+		}
+		d, err := decimal.NewFromString(p)
+		if err != nil {
+			return nil, fmt.Errorf("write-offs report card %s: %w", w.Card, err)
+		}
+		w.Points = checkout.PointsOf(d)
+		out = append(out, w)
+	}
+	return out, rows.Err()
 }

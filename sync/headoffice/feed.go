@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,76 +16,253 @@ import (
 	"tillagent/sync/wire"
 )
 
-// Feed returns the changes a till has not seen since cursor ("" = a whole
-// snapshot) as a replica delta, with the till's folded_through watermark.
+// Feed returns every change a till has not seen since cursor in one
+// answer ("" = a whole snapshot): FeedPage without a page limit.
+func (s *Server) Feed(ctx context.Context, tillID, cursor string) (*wire.Feed, error) {
+	return s.FeedPage(ctx, tillID, FeedRequest{Cursor: cursor})
+}
+
+// FeedRequest is what a till asks the feed for.
+type FeedRequest struct {
+	// Cursor is where the delta starts ("" = a whole snapshot).
+	Cursor string
+	// After is the change the page starts after ("" = the delta's start);
+	// Limit the most change records a page holds (0: all, one answer).
+	After string
+	Limit int
+	// Folded is the watermark the till holds now ("" = none), nil when
+	// the till did not say: see FeedPage.
+	Folded *string
+}
+
+// feedTill is what a feed needs to know about the till asking.
+type feedTill struct {
+	store, folded string
+	epoch         int
+	allCards      bool // the store's card scope is "all"
+}
+
+func readFeedTill(ctx context.Context, tx pgx.Tx, tillID string) (feedTill, error) {
+	var t feedTill
+	var scope string
+	err := tx.QueryRow(ctx, `SELECT t.store_id, t.folded_through, t.feed_epoch, coalesce(sc.scope, 'all')
+		FROM tills t LEFT JOIN store_card_scope sc ON sc.store_id = t.store_id WHERE t.till_id = $1`, tillID).
+		Scan(&t.store, &t.folded, &t.epoch, &scope)
+	if err != nil {
+		return t, fmt.Errorf("read till: %w", err)
+	}
+	t.allCards = scope == ScopeAll
+	return t, nil
+}
+
+// Cursors are the xid8 bound, prefixed with the till's feed epoch once ERP
+// has reset the till's feed ("e2:1234"); epoch 0 is the bare number.
+func formatCursor(epoch int, xmin string) string {
+	if epoch == 0 {
+		return xmin
+	}
+	return "e" + strconv.Itoa(epoch) + ":" + xmin
+}
+
+func parseCursor(c string) (epoch int, xid uint64, err error) {
+	num := c
+	if rest, ok := strings.CutPrefix(c, "e"); ok {
+		e, n, ok := strings.Cut(rest, ":")
+		if !ok {
+			return 0, 0, fmt.Errorf("bad cursor %q", c)
+		}
+		if epoch, err = strconv.Atoi(e); err != nil || epoch < 1 {
+			return 0, 0, fmt.Errorf("bad cursor %q", c)
+		}
+		num = n
+	}
+	if xid, err = strconv.ParseUint(num, 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("bad cursor %q", c)
+	}
+	return epoch, xid, nil
+}
+
+// FeedPage returns the changes a till has not seen since cursor as a
+// replica delta, with the till's folded_through watermark, at most limit
+// change records of them (0: all) after the change after ("" = from the
+// start); More and Next say where the next page starts.
 //
 // Correctness of the cursor: every change row carries the xid8 of the
-// transaction that wrote it. The feed reads in one REPEATABLE READ snapshot
+// transaction that wrote it. A page reads in one REPEATABLE READ snapshot
 // and returns the current state of every record with a change of xid >=
-// cursor that the snapshot sees; the next cursor is the snapshot's xmin,
-// the oldest transaction still running. Every transaction with an xid below
+// cursor that the snapshot sees; its Cursor is the snapshot's xmin, the
+// oldest transaction still running. Every transaction with an xid below
 // xmin had finished when the snapshot was taken, so everything it wrote is
 // in this feed or an earlier one; a transaction at or above xmin (a long
 // one that commits late) is looked at again next time. Nothing is skipped;
 // a change may come twice, and applying a record's current state twice is a
-// no-op. Because every card changed since the last feed is sent with its
-// state in this same snapshot, the lots sent and the watermark read here
-// describe exactly the same folded entries.
-func (s *Server) Feed(ctx context.Context, tillID, cursor string) (*wire.Feed, error) {
+// no-op.
+//
+// Pages: the changes are walked in change-row order (seq), each page in
+// its own snapshot, every page asked with the same cursor. The till saves
+// the FIRST page's Cursor once the last page is in: a change committed
+// after the first page's snapshot belongs to a transaction that was
+// running or not yet started then, so its xid is at or above that cursor
+// and the next delta reads it, whether or not a later page saw it. A change
+// committed before has an xid below it and is visible to every page, so a
+// page whose range holds it sends it. The watermark is read in each page's
+// snapshot, and each page also carries every card of the till's entries
+// after the watermark the till says it holds (req.Folded) up to that one,
+// read in the same snapshot: importing the page then leaves every card's
+// lots and the watermark describing the same entries — a card those
+// entries touched comes with them, any other card holds none of them —
+// though the card's own change may lie pages ahead.
+//
+// Which cards: all of them when the till's store has the card scope "all";
+// with "home" only the cards home to the store, and a card becoming home
+// later comes with its whole state (change section "home/<store>").
+func (s *Server) FeedPage(ctx context.Context, tillID string, req FeedRequest) (*wire.Feed, error) {
+	cursor, after, limit := req.Cursor, req.After, req.Limit
 	var since uint64
+	epoch := 0
 	if cursor != "" {
-		v, err := strconv.ParseUint(cursor, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("feed for till %s: bad cursor %q", tillID, cursor)
+		var err error
+		if epoch, since, err = parseCursor(cursor); err != nil {
+			return nil, fmt.Errorf("feed for till %s: %w", tillID, err)
 		}
-		since = v
+	}
+	var from int64 = -1
+	if after != "" {
+		v, err := strconv.ParseInt(after, 10, 64)
+		if err != nil || v < 0 {
+			return nil, fmt.Errorf("feed for till %s: bad page position %q", tillID, after)
+		}
+		from = v
+	}
+	if cursor == "" && (limit > 0 || after != "") {
+		return nil, fmt.Errorf("feed for till %s: a paged delta needs a cursor (the first load is snapshot=1)", tillID)
 	}
 	off := s.offline
 	f := &wire.Feed{Full: cursor == "", Replica: &store.Replica{Version: store.ReplicaFormatVersion}, Offline: &off}
 	err := s.inTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Scan(&f.Cursor); err != nil {
+		var xmin string
+		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Scan(&xmin); err != nil {
 			return fmt.Errorf("snapshot: %w", err)
 		}
-		var folded string
-		if err := tx.QueryRow(ctx, `SELECT folded_through FROM tills WHERE till_id = $1`, tillID).Scan(&folded); err != nil {
-			return fmt.Errorf("read watermark: %w", err)
-		}
-		if folded != "" {
-			f.Replica.FoldedThrough = map[string]string{tillID: folded}
-		}
-		var catalogQ, cardsQ string
-		var args []any
-		if f.Full {
-			catalogQ = `SELECT section, body::text FROM catalog ORDER BY section, id`
-			cardsQ = `SELECT code FROM cards ORDER BY code`
-		} else {
-			catalogQ = `SELECT c.section, c.body::text FROM catalog c
-				WHERE (c.section, c.id) IN (SELECT section, key FROM changes WHERE xid >= $1::text::xid8 AND section <> 'cards')
-				ORDER BY c.section, c.id`
-			cardsQ = `SELECT DISTINCT key FROM changes WHERE xid >= $1::text::xid8 AND section = 'cards' ORDER BY key`
-			args = []any{strconv.FormatUint(since, 10)}
-		}
-		if err := s.feedCatalog(ctx, tx, f.Replica, catalogQ, args); err != nil {
+		t, err := readFeedTill(ctx, tx, tillID)
+		if err != nil {
 			return err
 		}
-		return s.feedCards(ctx, tx, f.Replica, cardsQ, args)
+		f.Cursor = formatCursor(t.epoch, xmin)
+		if cursor != "" && epoch != t.epoch {
+			// ERP reset this till's feed: its cursor means nothing now.
+			f.Reset = true
+			return nil
+		}
+		if t.folded != "" {
+			f.Replica.FoldedThrough = map[string]string{tillID: t.folded}
+		}
+		if f.Full {
+			if err := s.feedCatalog(ctx, tx, f.Replica, `SELECT section, body::text FROM catalog ORDER BY section, id`, nil); err != nil {
+				return err
+			}
+			return s.feedCards(ctx, tx, f.Replica, `SELECT code FROM cards c WHERE $1 OR EXISTS
+				(SELECT 1 FROM card_stores h WHERE h.store_id = $2 AND h.card = c.code) ORDER BY code`, []any{t.allCards, t.store})
+		}
+		sinceText := strconv.FormatUint(since, 10)
+		if from < 0 {
+			// Start just before the first change of the delta (the xid
+			// index finds it), not at the first change ever.
+			if err := tx.QueryRow(ctx, `SELECT coalesce(min(seq) - 1, (SELECT coalesce(max(seq), 0) FROM changes))
+				FROM changes WHERE xid >= $1::text::xid8`, sinceText).Scan(&from); err != nil {
+				return fmt.Errorf("find the delta's start: %w", err)
+			}
+		}
+		var lim any
+		if limit > 0 {
+			lim = limit
+		}
+		rows, err := tx.Query(ctx, `SELECT c.seq, c.section, c.key FROM changes c
+			WHERE c.seq > $1 AND c.xid >= $2::text::xid8
+			AND (c.section = 'cards' AND ($3 OR EXISTS (SELECT 1 FROM card_stores h WHERE h.store_id = $4 AND h.card = c.key))
+				OR c.section = 'home/' || $4
+				OR (c.section <> 'cards' AND c.section NOT LIKE 'home/%'))
+			ORDER BY c.seq LIMIT $5::bigint`, from, sinceText, t.allCards, t.store, lim)
+		if err != nil {
+			return fmt.Errorf("read changes: %w", err)
+		}
+		var n int
+		var last int64
+		var secs, ids, codes []string
+		seen := map[string]bool{}
+		for rows.Next() {
+			var section, key string
+			if err := rows.Scan(&last, &section, &key); err != nil {
+				rows.Close()
+				return err
+			}
+			n++
+			if section == "cards" || strings.HasPrefix(section, "home/") {
+				section = "cards"
+			}
+			if seen[section+"\x00"+key] {
+				continue
+			}
+			seen[section+"\x00"+key] = true
+			if section == "cards" {
+				codes = append(codes, key)
+			} else {
+				secs, ids = append(secs, section), append(ids, key)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read changes: %w", err)
+		}
+		if limit > 0 && n == limit {
+			f.More, f.Next = true, strconv.FormatInt(last, 10)
+		}
+		if req.Folded != nil && t.folded > *req.Folded {
+			// The cards of the till's entries the new watermark adds.
+			lo := *req.Folded
+			if lo == "" {
+				lo = tillID + "-"
+			}
+			rows, err := tx.Query(ctx, `SELECT DISTINCT card_code FROM journal WHERE id > $1 AND id <= $2 AND till_id = $3`, lo, t.folded, tillID)
+			if err != nil {
+				return fmt.Errorf("read the cards of entries folded since the till's watermark: %w", err)
+			}
+			folded, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return fmt.Errorf("read the cards of entries folded since the till's watermark: %w", err)
+			}
+			for _, c := range folded {
+				if !seen["cards\x00"+c] {
+					seen["cards\x00"+c] = true
+					codes = append(codes, c)
+				}
+			}
+		}
+		if len(ids) > 0 {
+			if err := s.feedCatalog(ctx, tx, f.Replica, `SELECT section, body::text FROM catalog
+				WHERE (section, id) IN (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY section, id`, []any{secs, ids}); err != nil {
+				return err
+			}
+		}
+		return s.feedCardCodes(ctx, tx, f.Replica, codes)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("feed for till %s since %q: %w", tillID, cursor, err)
+		return nil, fmt.Errorf("feed for till %s since %q after change %q: %w", tillID, cursor, after, err)
 	}
 	now := s.now()
 	f.Replica.AsOf = &now
 	return f, nil
 }
 
-// Snapshot is a whole replica in pages, for a till's first load: cards
-// (with their lots) after the code after, at most limit of them, and the
-// whole catalog on the first page. Pages carry no watermark. The first
-// page's cursor is the xmin of its snapshot: once every page is imported,
-// a Feed from that cursor re-sends every card any later transaction
-// changed, with the watermark, in one snapshot — so pages read at
-// different moments end consistent. A card no transaction from the cursor
-// on has touched reads the same in every page's snapshot.
+// Snapshot is a whole replica in pages, for a till's first load: the cards
+// the till's store may see (with their lots) after the code after, at most
+// limit of them, and the whole catalog on the first page. Pages carry no
+// watermark. The first page's cursor is the xmin of its snapshot: once
+// every page is imported, a Feed from that cursor re-sends every card any
+// later transaction changed (or made home to the store), with the
+// watermark, in one snapshot — so pages read at different moments end
+// consistent. A card no transaction from the cursor on has touched reads
+// the same in every page's snapshot.
 func (s *Server) Snapshot(ctx context.Context, tillID, after string, limit int) (*wire.Feed, error) {
 	if limit <= 0 || limit > 20000 {
 		limit = 5000
@@ -92,22 +270,39 @@ func (s *Server) Snapshot(ctx context.Context, tillID, after string, limit int) 
 	off := s.offline
 	f := &wire.Feed{Full: true, Replica: &store.Replica{Version: store.ReplicaFormatVersion}, Offline: &off}
 	err := s.inTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Scan(&f.Cursor); err != nil {
+		var xmin string
+		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Scan(&xmin); err != nil {
 			return fmt.Errorf("snapshot: %w", err)
 		}
+		t, err := readFeedTill(ctx, tx, tillID)
+		if err != nil {
+			return err
+		}
+		f.Cursor = formatCursor(t.epoch, xmin)
 		if after == "" {
 			if err := s.feedCatalog(ctx, tx, f.Replica, `SELECT section, body::text FROM catalog ORDER BY section, id`, nil); err != nil {
 				return err
 			}
 		}
-		if err := s.feedCards(ctx, tx, f.Replica, `SELECT code FROM cards WHERE code > $1 ORDER BY code LIMIT $2`,
-			[]any{after, limit}); err != nil {
-			return err
+		q := `SELECT code FROM cards WHERE code > $1 ORDER BY code LIMIT $2`
+		args := []any{after, limit}
+		if !t.allCards {
+			// The store's home cards, in code order along their key.
+			q = `SELECT card FROM card_stores WHERE store_id = $3 AND card > $1 ORDER BY card LIMIT $2`
+			args = append(args, t.store)
 		}
-		if n := len(f.Replica.Cards); n == limit {
-			f.Next, f.More = f.Replica.Cards[n-1].Code, true
+		rows, err := tx.Query(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("read cards: %w", err)
 		}
-		return nil
+		codes, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("read cards: %w", err)
+		}
+		if n := len(codes); n == limit {
+			f.Next, f.More = codes[n-1], true
+		}
+		return s.feedCardCodes(ctx, tx, f.Replica, codes)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("snapshot for till %s after card %q: %w", tillID, after, err)
@@ -174,10 +369,15 @@ func (s *Server) feedCards(ctx context.Context, tx pgx.Tx, r *store.Replica, q s
 	if err != nil {
 		return fmt.Errorf("read card changes: %w", err)
 	}
+	return s.feedCardCodes(ctx, tx, r, codes)
+}
+
+// feedCardCodes adds the cards, with all their lots, in code order.
+func (s *Server) feedCardCodes(ctx context.Context, tx pgx.Tx, r *store.Replica, codes []string) error {
 	if len(codes) == 0 {
 		return nil
 	}
-	rows, err = tx.Query(ctx, `SELECT code, kind, program, state, block_reason, holder, debt::text, history::text
+	rows, err := tx.Query(ctx, `SELECT code, kind, program, state, block_reason, holder, debt::text, history::text
 		FROM cards WHERE code = ANY($1) ORDER BY code`, codes)
 	if err != nil {
 		return fmt.Errorf("read cards: %w", err)

@@ -20,7 +20,7 @@ const MaxBody = 64 << 20
 // Handler serves the till and ERP endpoints (docs/sync.md):
 //
 //	POST /v1/till/journal          a till's journal batch (HTTP Basic: till id, secret)
-//	GET  /v1/till/feed?cursor=C    the till's store feed since C
+//	GET  /v1/till/feed?cursor=C[&after=SEQ&limit=N&folded=W]   the till's store feed since C (paged with limit)
 //	GET  /v1/till/feed?snapshot=1&after=CODE&limit=N   a page of the whole replica (first load)
 //	POST /v1/erp/tills             enrol a till {till_id, store_id} → {secret}
 //	POST /v1/erp/import            replica JSON (or YAML with Content-Type: application/yaml)
@@ -31,6 +31,10 @@ const MaxBody = 64 << 20
 //	GET  /v1/erp/reports/expiring?days=N
 //	GET  /v1/erp/reports/accruals?from=T&to=T
 //	POST /v1/erp/maintain          expire lots and settle debt now (cmd/headoffice runs it on a schedule)
+//	GET|PUT /v1/erp/stores/{store}/card-scope   {"scope": "all"|"home"}
+//	POST /v1/erp/stores/{store}/cards            {"cards": [codes]} made home to the store
+//	POST /v1/erp/tills/{till}/reset-feed         the till loads its replica afresh
+//	GET  /v1/erp/reports/writeoffs               debt the negative-balance policy wrote off
 //
 // ERP endpoints take Authorization: Bearer TOKEN.
 func (s *Server) Handler() http.Handler {
@@ -72,7 +76,62 @@ func (s *Server) Handler() http.Handler {
 		st, err := s.Maintain(r.Context())
 		s.reply(w, st, err)
 	}))
+	mux.HandleFunc("GET /v1/erp/stores/{store}/card-scope", s.erp(func(w http.ResponseWriter, r *http.Request) {
+		sc, err := s.StoreCardScope(r.Context(), r.PathValue("store"))
+		s.reply(w, sc, err)
+	}))
+	mux.HandleFunc("PUT /v1/erp/stores/{store}/card-scope", s.erp(s.handleSetScope))
+	mux.HandleFunc("POST /v1/erp/stores/{store}/cards", s.erp(s.handleAssign))
+	mux.HandleFunc("POST /v1/erp/tills/{till}/reset-feed", s.erp(func(w http.ResponseWriter, r *http.Request) {
+		epoch, err := s.ResetFeed(r.Context(), r.PathValue("till"))
+		if errors.Is(err, ErrUnknownTill) {
+			httpError(w, http.StatusNotFound, err.Error())
+			return
+		}
+		s.reply(w, map[string]any{"till_id": r.PathValue("till"), "epoch": epoch}, err)
+	}))
+	mux.HandleFunc("GET /v1/erp/reports/writeoffs", s.erp(func(w http.ResponseWriter, r *http.Request) {
+		wo, err := s.WriteOffs(r.Context())
+		s.reply(w, wo, err)
+	}))
 	return mux
+}
+
+func (s *Server) handleSetScope(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Scope string `json:"scope"`
+	}
+	if err := decodeStrict(r, &req); err != nil {
+		httpError(w, http.StatusBadRequest, "card scope: "+err.Error())
+		return
+	}
+	store := r.PathValue("store")
+	err := s.SetCardScope(r.Context(), store, req.Scope)
+	switch {
+	case errors.Is(err, ErrScopeConflict):
+		httpError(w, http.StatusConflict, err.Error())
+	case err != nil && req.Scope != ScopeAll && req.Scope != ScopeHome:
+		httpError(w, http.StatusBadRequest, err.Error())
+	default:
+		sc, err2 := s.StoreCardScope(r.Context(), store)
+		s.reply(w, sc, errors.Join(err, err2))
+	}
+}
+
+func (s *Server) handleAssign(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Cards []string `json:"cards"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<20)).Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, "assign cards: "+err.Error())
+		return
+	}
+	n, err := s.AssignCards(r.Context(), r.PathValue("store"), req.Cards)
+	if errors.Is(err, ErrUnknownCards) {
+		httpError(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	s.reply(w, map[string]int{"assigned": n}, err)
 }
 
 type tillHandler func(w http.ResponseWriter, r *http.Request, tillID, storeID string)
@@ -142,7 +201,35 @@ func (s *Server) handleFeed(w http.ResponseWriter, r *http.Request, tillID, stor
 		s.reply(w, f, err)
 		return
 	}
-	f, err := s.Feed(r.Context(), tillID, q.Get("cursor"))
+	if c := q.Get("cursor"); c != "" {
+		if _, _, err := parseCursor(c); err != nil {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("feed for till %s: %v", tillID, err))
+			return
+		}
+	}
+	if a := q.Get("after"); a != "" {
+		if n, err := strconv.ParseInt(a, 10, 64); err != nil || n < 0 {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("feed for till %s: bad page position after=%q", tillID, a))
+			return
+		}
+	}
+	limit := 0
+	if l := q.Get("limit"); l != "" {
+		// Paged only when asked: a till that does not page takes the
+		// whole delta, as before.
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 50000 {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("feed for till %s: limit %q: want 1-50000", tillID, l))
+			return
+		}
+		limit = n
+	}
+	req := FeedRequest{Cursor: q.Get("cursor"), After: q.Get("after"), Limit: limit}
+	if q.Has("folded") {
+		v := q.Get("folded")
+		req.Folded = &v
+	}
+	f, err := s.FeedPage(r.Context(), tillID, req)
 	s.reply(w, f, err)
 }
 

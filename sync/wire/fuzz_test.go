@@ -66,22 +66,31 @@ func FuzzDecodeFeed(f *testing.F) {
 	f.Add([]byte(`{"cursor":"1","replica":{"version":1,"folded_through":{"S001-T01":"S001-T01-01KX0000000000000000000002"}}}`))
 	f.Add([]byte(`{"cursor":"1","replica":{"version":1,"lots":[{"id":"L1","card":"x","points":"5","remaining":"7","accrued_at":"2026-01-01T00:00:00Z"}]}}`))
 	f.Add([]byte(`{"cursor":"","replica":null}`))
+	f.Add([]byte(`{"cursor":"e17:904","reset":true,"replica":{"version":1}}`))
+	f.Add([]byte(`{"cursor":"904","more":true,"next":"77","replica":{"version":1,"products":[{"id":"2","name":"b","group":"g","vat":"vat20","colour":"red"}],"cards":[{"code":"1","kind":"k","state":"active","debt":"x"}]}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fd, err := DecodeFeed(data)
 		if err != nil {
 			return
 		}
-		// The fast path must accept nothing the record-by-record parser refuses.
+		// Values are the till's import's to check (store.ImportFeed); the
+		// decoder loses no record: what ParseReplica reads whole, it reads
+		// whole with nothing left out, and every record it leaves out is
+		// one that does not decode on its own.
 		var raw struct {
 			Replica json.RawMessage `json:"replica"`
 		}
 		if json.Unmarshal(data, &raw) == nil {
-			if _, err := store.ParseReplica(raw.Replica, "json"); err != nil {
-				t.Fatalf("DecodeFeed accepted a replica ParseReplica refuses: %v", err)
+			if r, err := store.ParseReplica(raw.Replica, "json"); err == nil &&
+				(len(fd.Undecoded) != 0 || !reflect.DeepEqual(counts(r), counts(fd.Replica))) {
+				t.Fatalf("a replica ParseReplica reads whole lost records: %d undecoded, counts %v, want %v", len(fd.Undecoded), counts(fd.Replica), counts(r))
 			}
 		}
-		if err := fd.Replica.Validate(func(string, string) (bool, error) { return true, nil }); err != nil {
-			t.Fatalf("decoded feed does not validate: %v", err)
+		for _, u := range fd.Undecoded {
+			var m map[string]any
+			if u.Error == "" || json.Unmarshal(u.Record, &m) != nil && u.Section == "" {
+				t.Fatalf("undecoded record without its error or section: %+v", u)
+			}
 		}
 		again, err := json.Marshal(fd)
 		if err != nil {
@@ -137,5 +146,34 @@ func TestDecodeBatchErrorsNameTheEntry(t *testing.T) {
 	}
 	if b, err := DecodeBatch([]byte(seedBatch)); err != nil || len(b.Entries) != 2 || b.Entries[1].Prev != b.Entries[0].ID {
 		t.Fatalf("seed batch: %+v, %v", b, err)
+	}
+}
+
+// TestDecodeFeedLeavesOutBadRecords: a record that does not decode (an
+// unknown field, a number that is not one) is left out and named with its
+// error; the records around it decode; a malformed header still refuses
+// the feed.
+func TestDecodeFeedLeavesOutBadRecords(t *testing.T) {
+	f, err := DecodeFeed([]byte(`{"cursor":"7","replica":{"version":1,
+		"products":[{"id":"1","name":"a","group":"g","vat":"vat20"},{"id":"2","name":"b","group":"g","vat":"vat20","colour":"red"}],
+		"lots":[{"id":"L1","card":"c","points":"x5","accrued_at":"2026-01-01T00:00:00Z"},{"id":"L2","card":"c","points":"5","accrued_at":"2026-01-01T00:00:00Z"}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Replica.Products) != 1 || f.Replica.Products[0].ID != "1" || len(f.Replica.Lots) != 1 || f.Replica.Lots[0].ID != "L2" {
+		t.Fatalf("kept %+v %+v, want product 1 and lot L2", f.Replica.Products, f.Replica.Lots)
+	}
+	if len(f.Undecoded) != 2 || f.Undecoded[0].Section != "lots" || !strings.Contains(f.Undecoded[0].Key, "id L1") ||
+		f.Undecoded[1].Section != "products" || !strings.Contains(f.Undecoded[1].Error, `unknown field "colour"`) || len(f.Undecoded[1].Record) == 0 {
+		t.Fatalf("undecoded %+v", f.Undecoded)
+	}
+	for _, bad := range []string{
+		`{"cursor":"7","replica":{"version":"one"}}`,
+		`{"cursor":"7","replica":{"version":1,"gifts":[]}}`,
+		`{"cursor":"7","replica":{"version":1,"cards":{}}}`,
+	} {
+		if _, err := DecodeFeed([]byte(bad)); err == nil {
+			t.Errorf("DecodeFeed(%s) accepted", bad)
+		}
 	}
 }

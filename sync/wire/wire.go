@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	"tillagent/internal/store"
@@ -74,10 +75,17 @@ type Feed struct {
 	// Offline are the limits on spending while head office has not seen it
 	// (store.OfflineLimits); every feed carries them.
 	Offline *store.OfflineLimits `json:"offline,omitempty"`
-	// More is true on a snapshot page that is not the last; Next is the
-	// card code to ask for the next page after.
+	// More is true on a page that is not the last; Next is where the next
+	// page starts (a snapshot: the card code to ask after; a delta: the
+	// change to ask after, with the same cursor).
 	More bool   `json:"more,omitempty"`
 	Next string `json:"next,omitempty"`
+	// Reset: head office reset this till's feed (restored from a backup):
+	// drop the cursor and load the replica afresh. The replica is empty.
+	Reset bool `json:"reset,omitempty"`
+	// Undecoded are the records of the replica that did not decode (set by
+	// DecodeFeed, never sent): the rest of the feed is still good.
+	Undecoded []store.RejectedRecord `json:"-"`
 }
 
 func strictDecode(data []byte, v any) error {
@@ -193,8 +201,11 @@ func DecodeBatchResult(data []byte) (*BatchResult, error) {
 	return &r, nil
 }
 
-// DecodeFeed parses a feed; the replica goes through store.ParseReplica, so
-// it is checked exactly as a replica file is (records named in errors).
+// DecodeFeed parses a feed. The replica's records are checked by the
+// till's import (store.ImportFeed, the replica file's validation); a record
+// that does not even decode (a bad number, an unknown field) is left out of
+// Replica and listed in Undecoded with its error, so one bad record cannot
+// keep the rest of the feed out. Anything else malformed refuses the feed.
 func DecodeFeed(data []byte) (*Feed, error) {
 	var raw struct {
 		Cursor  string               `json:"cursor"`
@@ -203,6 +214,7 @@ func DecodeFeed(data []byte) (*Feed, error) {
 		Offline *store.OfflineLimits `json:"offline"`
 		More    bool                 `json:"more"`
 		Next    string               `json:"next"`
+		Reset   bool                 `json:"reset"`
 	}
 	if err := strictDecode(data, &raw); err != nil {
 		return nil, fmt.Errorf("decode feed: %w", err)
@@ -216,21 +228,106 @@ func DecodeFeed(data []byte) (*Feed, error) {
 	if o := raw.Offline; o != nil && (o.CardCap.IsNegative() || o.TillCap.IsNegative() || o.MaxAge < 0) {
 		return nil, fmt.Errorf("decode feed (cursor %s): negative offline limit", raw.Cursor)
 	}
-	// Fast path for large pages: one strict decode of the whole replica and
-	// the same record checks ParseReplica runs. Only when that fails does
-	// ParseReplica decode again, record by record, to name the bad record.
+	// Fast path for large pages: one strict decode of the whole replica.
+	// Only when that fails is it decoded again record by record, to name
+	// (and leave out) the records that do not decode.
 	var r *store.Replica
+	var undecoded []store.RejectedRecord
 	var fast store.Replica
-	if strictDecode(raw.Replica, &fast) == nil && fast.Validate(func(string, string) (bool, error) { return true, nil }) == nil {
+	if strictDecode(raw.Replica, &fast) == nil {
 		r = &fast
 	} else {
 		var err error
-		if r, err = store.ParseReplica(raw.Replica, "json"); err != nil {
+		if r, undecoded, err = decodeRecords(raw.Replica); err != nil {
 			return nil, fmt.Errorf("decode feed (cursor %s): %w", raw.Cursor, err)
 		}
 	}
 	if raw.More && raw.Next == "" {
 		return nil, fmt.Errorf("decode feed (cursor %s): more pages but no next", raw.Cursor)
 	}
-	return &Feed{Cursor: raw.Cursor, Full: raw.Full, Replica: r, Offline: raw.Offline, More: raw.More, Next: raw.Next}, nil
+	return &Feed{Cursor: raw.Cursor, Full: raw.Full, Replica: r, Offline: raw.Offline, More: raw.More, Next: raw.Next,
+		Reset: raw.Reset, Undecoded: undecoded}, nil
+}
+
+// decodeRecords decodes a replica section by section and record by
+// record; the header (version, as_of, folded_through) and the sections'
+// shape must be right, records that fail are returned apart.
+func decodeRecords(js json.RawMessage) (*store.Replica, []store.RejectedRecord, error) {
+	var top map[string]json.RawMessage
+	if err := strictDecode(js, &top); err != nil {
+		return nil, nil, fmt.Errorf("replica: %w", err)
+	}
+	var r store.Replica
+	var bad []store.RejectedRecord
+	keys := make([]string, 0, len(top))
+	for k := range top {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := top[k]
+		var err error
+		switch k {
+		case "version":
+			err = json.Unmarshal(v, &r.Version)
+		case "as_of":
+			err = json.Unmarshal(v, &r.AsOf)
+		case "folded_through":
+			err = strictDecode(v, &r.FoldedThrough)
+		case "stores":
+			err = section(k, v, &r.Stores, &bad)
+		case "groups":
+			err = section(k, v, &r.Groups, &bad)
+		case "products":
+			err = section(k, v, &r.Products, &bad)
+		case "programs":
+			err = section(k, v, &r.Programs, &bad)
+		case "promotions":
+			err = section(k, v, &r.Promotions, &bad)
+		case "card_kinds":
+			err = section(k, v, &r.CardKinds, &bad)
+		case "cards":
+			err = section(k, v, &r.Cards, &bad)
+		case "lots":
+			err = section(k, v, &r.Lots, &bad)
+		case "card_keys":
+			err = section(k, v, &r.CardKeys, &bad)
+		default:
+			err = errors.New("unknown section")
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("replica %s: %w", k, err)
+		}
+	}
+	return &r, bad, nil
+}
+
+func section[T any](name string, raw json.RawMessage, dst *[]T, bad *[]store.RejectedRecord) error {
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return err
+	}
+	for i, it := range items {
+		var v T
+		if err := strictDecode(it, &v); err != nil {
+			*bad = append(*bad, store.RejectedRecord{Section: name, Key: fmt.Sprintf("%s[%d] %s", name, i, recordName(it)),
+				Error: err.Error(), Record: append(json.RawMessage(nil), it...)})
+			continue
+		}
+		*dst = append(*dst, v)
+	}
+	return nil
+}
+
+// recordName names a raw record by its code or id, as far as it reads.
+func recordName(raw json.RawMessage) string {
+	var m map[string]any
+	if json.Unmarshal(raw, &m) == nil {
+		for _, k := range []string{"code", "id"} {
+			if v, ok := m[k]; ok {
+				return fmt.Sprintf("%s %v", k, v)
+			}
+		}
+	}
+	return "(no id)"
 }

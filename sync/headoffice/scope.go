@@ -1,0 +1,168 @@
+package headoffice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Card scopes of a store (docs/sync.md, "Which cards a store gets").
+const (
+	// ScopeAll: the store's tills receive every card (the default).
+	ScopeAll = "all"
+	// ScopeHome: they receive only the cards home to the store
+	// (AssignCards): a small replica for a store whose customers are its own.
+	ScopeHome = "home"
+)
+
+// ErrScopeConflict refuses a scope change that would leave tills stale.
+var ErrScopeConflict = errors.New("card scope change refused")
+
+// ErrUnknownCards refuses an assignment naming cards head office lacks.
+var ErrUnknownCards = errors.New("unknown cards")
+
+// CardScope is a store's card scope and how many cards are home to it.
+type CardScope struct {
+	StoreID   string `json:"store_id"`
+	Scope     string `json:"scope"`
+	HomeCards int    `json:"home_cards"`
+}
+
+// StoreCardScope returns the store's scope ("all" when never set).
+func (s *Server) StoreCardScope(ctx context.Context, storeID string) (CardScope, error) {
+	out := CardScope{StoreID: storeID}
+	err := s.db.QueryRow(ctx, `SELECT coalesce((SELECT scope FROM store_card_scope WHERE store_id = $1), 'all'),
+		(SELECT count(*) FROM card_stores WHERE store_id = $1)`, storeID).Scan(&out.Scope, &out.HomeCards)
+	if err != nil {
+		return CardScope{}, fmt.Errorf("card scope of store %s: %w", storeID, err)
+	}
+	return out, nil
+}
+
+// SetCardScope sets which cards the store's tills receive. Widening to
+// "all" makes every card not yet home to the store a change of the store
+// (section "home/<store>"), so its tills receive each card with all its
+// lots in their next deltas (paged). Narrowing to "home" is refused while
+// the store has enrolled tills: they hold cards they would stop hearing
+// about (an import never deletes), and a stale balance is an overdraft
+// waiting to happen; set it before enrolling the store's tills.
+func (s *Server) SetCardScope(ctx context.Context, storeID, scope string) error {
+	if scope != ScopeAll && scope != ScopeHome {
+		return fmt.Errorf("card scope of store %s: %q: want all or home", storeID, scope)
+	}
+	if !tillIDRe.MatchString(storeID) {
+		return fmt.Errorf("card scope: bad store id %q", storeID)
+	}
+	err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		// One scope change of a store at a time.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('card scope ' || $1))`, storeID); err != nil {
+			return err
+		}
+		var cur string
+		if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT scope FROM store_card_scope WHERE store_id = $1), 'all')`, storeID).Scan(&cur); err != nil {
+			return err
+		}
+		if cur == scope {
+			return nil
+		}
+		if scope == ScopeHome {
+			// Hold enrolment off until this commits: a till enrolled in
+			// between would load every card and then hear of few.
+			if _, err := tx.Exec(ctx, `LOCK TABLE tills IN SHARE MODE`); err != nil {
+				return err
+			}
+			var tills int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM tills WHERE store_id = $1`, storeID).Scan(&tills); err != nil {
+				return err
+			}
+			if tills > 0 {
+				return fmt.Errorf("%w: store %s has %d enrolled tills holding every card; narrowing would leave the cards outside its home set stale there (set the scope before enrolling tills)",
+					ErrScopeConflict, storeID, tills)
+			}
+		} else {
+			if _, err := tx.Exec(ctx, `INSERT INTO changes (section, key) SELECT 'home/' || $1, c.code FROM cards c
+				WHERE NOT EXISTS (SELECT 1 FROM card_stores h WHERE h.store_id = $1 AND h.card = c.code)`, storeID); err != nil {
+				return fmt.Errorf("announce the store's new cards: %w", err)
+			}
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO store_card_scope (store_id, scope) VALUES ($1, $2)
+			ON CONFLICT (store_id) DO UPDATE SET scope = excluded.scope`, storeID, scope)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("card scope of store %s: %w", storeID, err)
+	}
+	s.log.Info("store card scope set", "store", storeID, "scope", scope)
+	return nil
+}
+
+// AssignCards makes cards home to a store (idempotent) and returns how
+// many were new. Each new one is a change of the store: its tills receive
+// the card with all its lots in their next delta, however long ago the
+// card last changed. Unknown cards refuse the whole assignment, naming
+// them. A card stays home once assigned (see SetCardScope on narrowing).
+func (s *Server) AssignCards(ctx context.Context, storeID string, codes []string) (int, error) {
+	if !tillIDRe.MatchString(storeID) {
+		return 0, fmt.Errorf("assign cards: bad store id %q", storeID)
+	}
+	if len(codes) == 0 || len(codes) > 100000 {
+		return 0, fmt.Errorf("assign cards to store %s: %d cards, want 1-100000", storeID, len(codes))
+	}
+	var n int
+	err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT u.code FROM unnest($1::text[]) AS u(code)
+			WHERE NOT EXISTS (SELECT 1 FROM cards c WHERE c.code = u.code) ORDER BY 1`, codes)
+		if err != nil {
+			return err
+		}
+		missing, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		if len(missing) > 0 {
+			more := ""
+			if len(missing) > 20 {
+				missing, more = missing[:20], fmt.Sprintf(" (and %d more)", len(missing)-20)
+			}
+			return fmt.Errorf("%w: %s%s", ErrUnknownCards, strings.Join(missing, ", "), more)
+		}
+		tag, err := tx.Exec(ctx, `WITH ins AS (
+			INSERT INTO card_stores (store_id, card) SELECT DISTINCT $1, u.code FROM unnest($2::text[]) AS u(code) ORDER BY 2
+			ON CONFLICT DO NOTHING RETURNING card)
+			INSERT INTO changes (section, key) SELECT 'home/' || $1, card FROM ins`, storeID, codes)
+		n = int(tag.RowsAffected())
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("assign cards to store %s: %w", storeID, err)
+	}
+	return n, nil
+}
+
+// ResetFeed makes a till drop its feed cursor and load the replica afresh
+// at its next pull: for when head office was restored from a backup (the
+// cursors tills hold are xids of the lost history, and a new write may get
+// an xid below one of them and be skipped). It gives the till a new random
+// feed epoch (random, not counted up: the backup may hold an older count
+// that tills have already seen a higher value of);
+// the till's next delta answers "reset", its first load starts the new
+// epoch. It returns the new epoch.
+func (s *Server) ResetFeed(ctx context.Context, tillID string) (int, error) {
+	var epoch int
+	err := s.db.QueryRow(ctx, `UPDATE tills SET feed_epoch = CASE WHEN e = feed_epoch THEN e % 2147483646 + 1 ELSE e END
+		FROM (SELECT 1 + floor(random() * 2147483646)::int AS e) r WHERE till_id = $1 RETURNING feed_epoch`, tillID).Scan(&epoch)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("reset feed of till %s: %w", tillID, ErrUnknownTill)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reset feed of till %s: %w", tillID, err)
+	}
+	s.log.Warn("till feed reset", "till", tillID, "epoch", epoch)
+	return epoch, nil
+}
+
+// ErrUnknownTill is a till id head office has not enrolled.
+var ErrUnknownTill = errors.New("unknown till")
