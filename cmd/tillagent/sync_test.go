@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -70,12 +71,31 @@ func TestAgentSyncsWithHeadOffice(t *testing.T) {
 	if status.Journal.Backlog != 0 || status.Sync.State == "" {
 		t.Fatalf("status after sync: %+v", status)
 	}
-	exp, err := srv.ExportJournal(ctx, "", 100)
-	if err != nil {
-		t.Fatal(err)
+	// The export (like the feed) shows a change once no older transaction
+	// anywhere in the cluster is still open, so other tests sharing the
+	// server may delay it: wait for it, and let the feed catch up too.
+	var exp *headoffice.Export
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if exp, err = srv.ExportJournal(ctx, "", 100); err != nil {
+			t.Fatal(err)
+		}
+		var c cardAnswer
+		h.must(200, "GET", "/v1/cards/"+card, nil, &c)
+		if len(exp.Entries) == len(a.Journal) && c.Balance == a.Cards[0].Balance || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+		h.must(200, "POST", "/v1/sync/now", nil, nil)
 	}
 	if len(exp.Entries) != len(a.Journal) {
 		t.Fatalf("head office has %d entries, the sale wrote %d", len(exp.Entries), len(a.Journal))
+	}
+	// Head office gets each entry with the fiscal document of its receipt.
+	for _, e := range exp.Entries {
+		var got struct{ FD, FP uint32 }
+		if err := json.Unmarshal(e.Entry, &got); err != nil || got.FD != a.Fiscal.FD || got.FP != a.Fiscal.FP {
+			t.Fatalf("head office entry %s: FD %d FP %d, the receipt is FD %d FP %d (%v)", e.Entry, got.FD, got.FP, a.Fiscal.FD, a.Fiscal.FP, err)
+		}
 	}
 	bs, err := srv.Balances(ctx)
 	if err != nil {
