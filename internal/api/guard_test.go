@@ -1,8 +1,10 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -35,6 +37,24 @@ func TestGuardRefusesForeignPeer(t *testing.T) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error.Code != c.code {
 				t.Errorf("%s: error %s, want %s", c.remote, rec.Body, c.code)
 			}
+		}
+	}
+}
+
+// The technician's page shows /v1/status as tables, health codes marked.
+func TestStatusPage(t *testing.T) {
+	s := New(Options{Status: func(context.Context) any {
+		return map[string]any{"till_id": "S001-T01", "settled": true,
+			"printer":  map[string]any{"ok": false, "code": "printer.paper_out"},
+			"scanners": []map[string]any{{"name": "front", "code": "scanner.ok"}}}
+	}})
+	req := httptest.NewRequest("GET", "http://localhost/", nil)
+	rec := httptest.NewRecorder()
+	s.handler(viaUnix, "").ServeHTTP(rec, req)
+	body := rec.Body.String()
+	for _, want := range []string{"Кассовый агент S001-T01", `<td class="bad">printer.paper_out</td>`, `<td class="ok">scanner.ok</td>`, "Сканеры"} {
+		if rec.Code != 200 || !strings.Contains(body, want) {
+			t.Errorf("page lacks %q:\n%s", want, body)
 		}
 	}
 }
