@@ -15,7 +15,8 @@ import (
 	"tillagent/checkout"
 )
 
-// PendingEntry is an unacknowledged journal entry with the id of the entry
+// PendingEntry is an entry the sync loop is to push (unacknowledged, or
+// after the re-push position, see RepushAfter) with the id of the entry
 // written just before it ("" for the first), acknowledged or not: head
 // office folds a till's entries along this chain, so a gap (a batch lost or
 // overtaken) can never move the watermark past an entry it does not have.
@@ -24,10 +25,35 @@ type PendingEntry struct {
 	Prev string
 }
 
-// PendingChain returns up to limit unacknowledged entries in append order,
-// each with its predecessor's id.
+// PendingChain returns up to limit entries to push in append order, each
+// with its predecessor's id: the unacknowledged ones and, while a re-push
+// is asked (RepushAfter), every entry after the re-push position,
+// acknowledged or not.
 func (s *Store) PendingChain(ctx context.Context, limit int) ([]PendingEntry, error) {
-	es, err := s.Pending(ctx, limit)
+	after, active, err := s.Repush(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var es []Entry
+	if active {
+		// The re-push range starts at the seq of its first id (ids and seqs
+		// of this till grow together), so each part reads by an index:
+		// unacknowledged entries before it, then the seq range from it.
+		lo, hi := s.repushBounds(after)
+		var from int64
+		err = s.r.QueryRowContext(ctx, `SELECT coalesce((SELECT seq FROM journal WHERE id > ? AND id < ? ORDER BY id LIMIT 1),
+			(SELECT coalesce(max(seq), 0) + 1 FROM journal))`, lo, hi).Scan(&from)
+		if err != nil {
+			return nil, fmt.Errorf("pending journal: re-push after %q: %w", after, err)
+		}
+		es, err = s.entries(ctx, `WHERE j.seq IN (
+				SELECT seq FROM (SELECT seq FROM journal WHERE acked = 0 AND seq < ?1 ORDER BY seq LIMIT ?4)
+				UNION ALL
+				SELECT seq FROM (SELECT seq FROM journal WHERE seq >= ?1 AND (acked = 0 OR (id > ?2 AND id < ?3)) ORDER BY seq LIMIT ?4)
+			) ORDER BY j.seq LIMIT ?4`, from, lo, hi, limit)
+	} else {
+		es, err = s.Pending(ctx, limit)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -45,13 +71,146 @@ func (s *Store) PendingChain(ctx context.Context, limit int) ([]PendingEntry, er
 	return out, nil
 }
 
-// PendingCount is the number of unacknowledged entries (the sync backlog).
+// PendingCount is the number of entries PendingChain has to push (the sync
+// backlog): the unacknowledged ones and those of a re-push.
 func (s *Store) PendingCount(ctx context.Context) (int, error) {
+	after, active, err := s.Repush(ctx)
+	if err != nil {
+		return 0, err
+	}
+	q, args := `SELECT count(*) FROM journal WHERE acked = 0`, []any{}
+	if active {
+		lo, hi := s.repushBounds(after)
+		q, args = `SELECT (SELECT count(*) FROM journal WHERE acked = 0) +
+			(SELECT count(*) FROM journal WHERE id > ? AND id < ? AND acked = 1)`, []any{lo, hi}
+	}
 	var n int
-	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM journal WHERE acked = 0`).Scan(&n); err != nil {
+	if err := s.r.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("store %s: count pending journal: %w", s.path, err)
 	}
 	return n, nil
+}
+
+// repushStateKey holds the re-push position as JSON {"after": id}; no row
+// means no re-push ("" is a position: everything).
+const repushStateKey = "journal_repush"
+
+type repushState struct {
+	After string `json:"after"`
+}
+
+// RepushAfter asks the sync loop to push again every entry of this till
+// after the journal id after ("" = all of them), acknowledged or not, in
+// append order: head office restored from a backup has lost the entries it
+// had acknowledged after its watermark (after), and the journal rows are
+// append-only, so their acked flag cannot go back. PendingChain offers them
+// until AdvanceRepush has recorded head office's acknowledgement past the
+// last of them; with no entry after after there is nothing to send again
+// and none is asked. It changes no balance: that follows the replica's
+// watermark alone (loadCard).
+func (s *Store) RepushAfter(ctx context.Context, after string) error {
+	if after != "" {
+		rest, ok := strings.CutPrefix(after, s.tillID+"-")
+		if _, _, _, err := decodeULID(rest); !ok || err != nil {
+			return fmt.Errorf("store %s: re-push after %q: not a journal id of till %s", s.path, after, s.tillID)
+		}
+	}
+	lo, hi := s.repushBounds(after)
+	var one int
+	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM journal WHERE id > ? AND id < ? LIMIT 1`, lo, hi).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Head office has the whole journal: nothing to send again.
+		return s.endRepush(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("store %s: re-push after %q: %w", s.path, after, err)
+	}
+	b, err := json.Marshal(repushState{After: after})
+	if err != nil {
+		return err
+	}
+	return s.SetSyncState(ctx, repushStateKey, string(b))
+}
+
+func (s *Store) endRepush(ctx context.Context) error {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM sync_state WHERE key = ?`, repushStateKey); err != nil {
+		return fmt.Errorf("store %s: end re-push: %w", s.path, err)
+	}
+	return nil
+}
+
+// Repush returns the re-push position and whether a re-push is asked.
+func (s *Store) Repush(ctx context.Context) (after string, active bool, err error) {
+	raw, err := s.SyncState(ctx, repushStateKey)
+	if err != nil || raw == "" {
+		return "", false, err
+	}
+	var st repushState
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		return "", false, fmt.Errorf("store %s: saved re-push position %q: %w", s.path, raw, err)
+	}
+	return st.After, true, nil
+}
+
+// AdvanceRepush moves the re-push position over the entries right after it
+// that head office has just acknowledged (acked: the ids of a batch it
+// answered applied or duplicate), and ends the re-push once the position
+// reaches the last entry. Entries after an unacknowledged one stay in the
+// re-push (sent again, answered duplicate). No re-push asked: nothing to do.
+func (s *Store) AdvanceRepush(ctx context.Context, acked []string) error {
+	after, active, err := s.Repush(ctx)
+	if err != nil || !active || len(acked) == 0 {
+		return err
+	}
+	set := make(map[string]bool, len(acked))
+	for _, id := range acked {
+		set[id] = true
+	}
+	lo, hi := s.repushBounds(after)
+	rows, err := s.r.QueryContext(ctx, `SELECT id FROM journal WHERE id > ? AND id < ? ORDER BY id LIMIT ?`, lo, hi, len(acked)+1)
+	if err != nil {
+		return fmt.Errorf("store %s: advance re-push after %q: %w", s.path, after, err)
+	}
+	pos, end := after, true
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return fmt.Errorf("store %s: advance re-push after %q: %w", s.path, after, err)
+		}
+		if !set[id] {
+			end = false
+			break
+		}
+		pos = id
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store %s: advance re-push after %q: %w", s.path, after, err)
+	}
+	if end {
+		// Nothing after pos is left to send again; entries written from
+		// now on are unacknowledged anyway.
+		if err := s.endRepush(ctx); err != nil {
+			return err
+		}
+		s.log.Info("journal re-push complete", "through", pos)
+		return nil
+	}
+	if pos == after {
+		return nil
+	}
+	return s.RepushAfter(ctx, pos)
+}
+
+// repushBounds are the journal ids a re-push after after covers: this
+// till's ids above after.
+func (s *Store) repushBounds(after string) (lo, hi string) {
+	lo, hi = s.tillID+"-", s.tillID+"."
+	if after > lo {
+		lo = after
+	}
+	return lo, hi
 }
 
 // SyncState returns a value the sync loop saved ("" when none).

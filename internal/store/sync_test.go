@@ -173,3 +173,155 @@ func mustReadFile(t testing.TB, path string) []byte {
 	}
 	return b
 }
+
+// TestRepushAfterRestore: head office restored from a backup lost the
+// acknowledged entries after its watermark; RepushAfter makes PendingChain
+// offer them again, in order and linked, acknowledged or not, with
+// entries written meanwhile; AdvanceRepush moves the position only over
+// entries acknowledged right after it and ends the re-push at the last
+// entry. The journal rows keep acked = 1 and no balance moves.
+func TestRepushAfterRestore(t *testing.T) {
+	s := mustDemo(t)
+	ctx := context.Background()
+	card := "2900000000018" // 500 points on the demo
+	credit := func() string {
+		t.Helper()
+		ids, err := s.Append(ctx, []Entry{{CheckID: "c", CardCode: card, Kind: KindCorrection, Points: dec("1")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids[0]
+	}
+	var ids []string
+	for i := 0; i < 5; i++ {
+		ids = append(ids, credit())
+	}
+	// The first stays unacknowledged (refused, say): it is pending before
+	// and during the re-push.
+	if err := s.MarkAcked(ctx, ids[1:]); err != nil {
+		t.Fatal(err)
+	}
+	total := func(want string) {
+		t.Helper()
+		b, err := s.Spendable(ctx, card, demoNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Total.String() != want {
+			t.Fatalf("card balance %s, want %s: a re-push must not move it", b.Total, want)
+		}
+	}
+	chain := func(limit int, want ...string) {
+		t.Helper()
+		pend, err := s.PendingChain(ctx, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, p := range pend {
+			got = append(got, p.ID)
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Fatalf("pending chain %v, want %v", got, want)
+		}
+		for _, p := range pend {
+			var prev string
+			for i, id := range ids {
+				if id == p.ID && i > 0 {
+					prev = ids[i-1]
+				}
+			}
+			if p.Prev != prev {
+				t.Fatalf("entry %s: prev %q, want %q", p.ID, p.Prev, prev)
+			}
+		}
+		if n, err := s.PendingCount(ctx); err != nil || (len(want) < limit && n != len(want)) {
+			t.Fatalf("PendingCount = %d, %v; want %d", n, err, len(want))
+		}
+	}
+	position := func(want string, active bool) {
+		t.Helper()
+		after, ok, err := s.Repush(ctx)
+		if err != nil || after != want || ok != active {
+			t.Fatalf("re-push position %q active %v (%v), want %q active %v", after, ok, err, want, active)
+		}
+	}
+	total("505")
+	chain(10, ids[0])
+	position("", false)
+
+	// Head office's watermark after the restore is ids[1].
+	if err := s.RepushAfter(ctx, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	position(ids[1], true)
+	chain(10, ids[0], ids[2], ids[3], ids[4])
+	total("505")
+	ids = append(ids, credit()) // a sale while re-pushing: unacknowledged anyway
+	chain(10, ids[0], ids[2], ids[3], ids[4], ids[5])
+	chain(2, ids[0], ids[2])
+	if err := s.MarkAcked(ctx, ids[:1]); err != nil {
+		t.Fatal(err)
+	}
+	chain(2, ids[2], ids[3])
+
+	// An acknowledgement that is not right after the position moves nothing.
+	if err := s.AdvanceRepush(ctx, []string{ids[3], ids[4]}); err != nil {
+		t.Fatal(err)
+	}
+	position(ids[1], true)
+	if err := s.AdvanceRepush(ctx, []string{ids[2], ids[3]}); err != nil {
+		t.Fatal(err)
+	}
+	position(ids[3], true)
+	chain(10, ids[4], ids[5])
+	if err := s.MarkAcked(ctx, ids[4:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AdvanceRepush(ctx, ids[4:]); err != nil {
+		t.Fatal(err)
+	}
+	position("", false) // through the last entry: done
+	chain(10)
+	total("506")
+
+	// A head office with no watermark: everything, the first without prev.
+	if err := s.RepushAfter(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	position("", true)
+	chain(100, ids...)
+	if err := s.AdvanceRepush(ctx, ids); err != nil {
+		t.Fatal(err)
+	}
+	position("", false)
+	for _, e := range mustJournal(t, s) {
+		if !e.Acked {
+			t.Errorf("entry %s lost its acknowledgement", e.ID)
+		}
+	}
+	total("506")
+
+	// Head office has it all: nothing to send again.
+	if err := s.RepushAfter(ctx, ids[len(ids)-1]); err != nil {
+		t.Fatal(err)
+	}
+	position("", false)
+	chain(10)
+
+	for _, bad := range []string{"nonsense", "S002-T01-" + ids[0][len("S001-T01-"):], ids[0] + "x"} {
+		if err := s.RepushAfter(ctx, bad); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("RepushAfter(%q) = %v, want an error naming it", bad, err)
+		}
+	}
+	position("", false)
+}
+
+func mustJournal(t *testing.T, s *Store) []Entry {
+	t.Helper()
+	es, err := s.JournalAfter(context.Background(), "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}

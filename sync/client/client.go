@@ -95,6 +95,13 @@ type Status struct {
 	RejectedCount int                    `json:"rejected_count,omitempty"`
 	// Resets counts the feed resets head office asked for since start.
 	Resets int `json:"feed_resets,omitempty"`
+	// Repushing is true while the till pushes its journal again after
+	// RepushAfter, head office's watermark when it lost the rest (a
+	// restore from a backup: after a feed reset, or a feed whose watermark
+	// went back); Repushes counts how often that began since start.
+	Repushing   bool   `json:"repushing,omitempty"`
+	RepushAfter string `json:"repush_after,omitempty"`
+	Repushes    int    `json:"repushes,omitempty"`
 }
 
 // maxShownRejected bounds the rejected records Status lists (a whole
@@ -248,10 +255,14 @@ func (c *Client) cycle(ctx context.Context) error {
 		err = c.pull(ctx)
 	}
 	backlog, berr := c.o.Store.PendingCount(ctx)
+	after, repushing, rerr := c.o.Store.Repush(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if berr == nil {
 		c.st.Backlog = backlog
+	}
+	if rerr == nil {
+		c.st.Repushing, c.st.RepushAfter = repushing, after
 	}
 	if err != nil {
 		c.st.State, c.st.LastError, c.st.LastErrorAt = "failing", err.Error(), c.o.Clock()
@@ -263,7 +274,9 @@ func (c *Client) cycle(ctx context.Context) error {
 }
 
 // push sends pending entries batch by batch until none is left or head
-// office leaves some unacknowledged.
+// office leaves some unacknowledged. During a re-push (store.RepushAfter)
+// the pending entries include acknowledged ones, and each acknowledgement
+// moves the re-push position on.
 func (c *Client) push(ctx context.Context) error {
 	for {
 		pend, err := c.o.Store.PendingChain(ctx, c.o.BatchSize)
@@ -312,6 +325,9 @@ func (c *Client) push(ctx context.Context) error {
 		if err := c.o.Store.MarkAcked(ctx, acked); err != nil {
 			return fmt.Errorf("sync push: %w", err)
 		}
+		if err := c.o.Store.AdvanceRepush(ctx, acked); err != nil {
+			return fmt.Errorf("sync push: %w", err)
+		}
 		c.mu.Lock()
 		c.st.Pushed += int64(len(acked))
 		if res.FoldedThrough != "" {
@@ -336,46 +352,113 @@ type deltaState struct {
 	After string `json:"after"`
 }
 
+// pullOutcome is how one pass over the feed ended: imported (neither
+// flag), reset by head office, or refused because head office's watermark
+// for this till is behind the till's. Folded is head office's watermark
+// in the last two cases ("" = none).
+type pullOutcome struct {
+	reset, back bool
+	folded, had string
+}
+
 // pull imports the feed since the saved cursor page by page, then saves
 // the new cursor. A crash between a page and the cursor imports the same
 // changes again, which is a no-op; a crash in the middle of a delta goes on
 // from the last page imported.
+//
+// Head office restored from a backup has lost the entries the till pushed
+// after the backup: its watermark for the till is behind the till's. When
+// it says so — a reset answer carries its watermark; a page whose watermark
+// is behind the till's is not imported — the till pushes again every entry
+// after that watermark, acknowledged or not (store.RepushAfter), before it
+// imports anything more: head office folds them back, so the lots the till
+// then imports include them and go with a watermark at or past the till's.
 func (c *Client) pull(ctx context.Context) error {
-	for attempt := 0; ; attempt++ {
-		reset, err := c.pullOnce(ctx)
-		if err != nil || !reset {
+	resets, backs := 0, 0
+	for {
+		out, err := c.pullOnce(ctx)
+		if err != nil {
 			return err
 		}
-		if attempt > 0 {
-			return errors.New("sync pull: head office reset the feed twice in a row")
-		}
-		// Head office was restored or asked for a fresh start: forget the
-		// cursor and load the whole replica again (imports are upserts).
-		c.log.Warn("head office reset the feed: loading the replica afresh")
-		for _, k := range []string{cursorKey, deltaKey} {
-			if err := c.o.Store.SetSyncState(ctx, k, ""); err != nil {
+		switch {
+		case out.reset:
+			if resets++; resets > 1 {
+				return errors.New("sync pull: head office reset the feed twice in a row")
+			}
+			// Head office was restored or asked for a fresh start: push
+			// what it may have lost, forget the cursor and load the whole
+			// replica again (imports are upserts). The re-push position is
+			// saved first: should the till stop before the push is done,
+			// the next cycle's push goes on with it before any pull.
+			c.log.Warn("head office reset the feed: pushing the journal after its watermark again, then loading the replica afresh",
+				"folded_through", out.folded)
+			if err := c.o.Store.RepushAfter(ctx, out.folded); err != nil {
 				return fmt.Errorf("sync pull: %w", err)
 			}
+			for _, k := range []string{cursorKey, deltaKey} {
+				if err := c.o.Store.SetSyncState(ctx, k, ""); err != nil {
+					return fmt.Errorf("sync pull: %w", err)
+				}
+			}
+			c.mu.Lock()
+			c.st.Resets++
+			c.mu.Unlock()
+		case out.back:
+			if backs++; backs > 1 {
+				return fmt.Errorf("sync pull: head office's watermark for till %s is %q, still behind the till's %q after pushing the journal after it again",
+					c.o.TillID, out.folded, out.had)
+			}
+			c.log.Warn("head office's watermark went back (restored from a backup?): pushing the journal after it again",
+				"folded_through", out.folded, "till_folded_through", out.had)
+			if err := c.o.Store.RepushAfter(ctx, out.folded); err != nil {
+				return fmt.Errorf("sync pull: %w", err)
+			}
+		default:
+			return nil
 		}
 		c.mu.Lock()
-		c.st.Resets++
+		c.st.Repushes++
+		c.st.Repushing, c.st.RepushAfter = true, out.folded
 		c.mu.Unlock()
+		if err := c.push(ctx); err != nil {
+			return fmt.Errorf("sync pull: pushing the journal again after %q: %w", out.folded, err)
+		}
 	}
 }
 
-func (c *Client) pullOnce(ctx context.Context) (reset bool, err error) {
+// behind reports whether the page f would take this till's watermark back
+// (head office restored from a backup), and the two watermarks. A page
+// without a watermark is behind only if absentIsNone (a delta page: head
+// office sends its watermark whenever it has one).
+func (c *Client) behind(ctx context.Context, f *wire.Feed, absentIsNone bool) (pullOutcome, error) {
+	had, err := c.o.Store.FoldedThrough(ctx)
+	if err != nil || had == "" {
+		return pullOutcome{}, err
+	}
+	w, ok := "", false
+	if f.Replica != nil {
+		w, ok = f.Replica.FoldedThrough[c.o.TillID]
+	}
+	if (!ok && !absentIsNone) || w >= had {
+		return pullOutcome{}, nil
+	}
+	return pullOutcome{back: true, folded: w, had: had}, nil
+}
+
+func (c *Client) pullOnce(ctx context.Context) (pullOutcome, error) {
 	cur, err := c.o.Store.SyncState(ctx, cursorKey)
 	if err != nil {
-		return false, fmt.Errorf("sync pull: %w", err)
+		return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
 	}
 	if cur == "" {
-		if cur, err = c.initialLoad(ctx); err != nil {
-			return false, err
+		var out pullOutcome
+		if cur, out, err = c.initialLoad(ctx); err != nil || out.back {
+			return out, err
 		}
 	}
 	ds := deltaState{Since: cur}
 	if raw, err := c.o.Store.SyncState(ctx, deltaKey); err != nil {
-		return false, fmt.Errorf("sync pull: %w", err)
+		return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
 	} else if raw != "" {
 		var saved deltaState
 		if json.Unmarshal([]byte(raw), &saved) == nil && saved.Since == cur && saved.First != "" {
@@ -399,7 +482,7 @@ func (c *Client) pullOnce(ctx context.Context) (reset bool, err error) {
 		// and the watermark apart.
 		wm, err := c.o.Store.FoldedThrough(ctx)
 		if err != nil {
-			return false, fmt.Errorf("sync pull: %w", err)
+			return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
 		}
 		q := url.Values{"cursor": {cur}, "limit": {fmt.Sprint(c.o.DeltaPage)}, "folded": {wm}}
 		if ds.After != "" {
@@ -410,14 +493,22 @@ func (c *Client) pullOnce(ctx context.Context) (reset bool, err error) {
 		}
 		data, err := c.do(ctx, http.MethodGet, "/v1/till/feed", q, nil)
 		if err != nil {
-			return false, fmt.Errorf("sync pull since %q, page %d: %w", cur, page, err)
+			return pullOutcome{}, fmt.Errorf("sync pull since %q, page %d: %w", cur, page, err)
 		}
 		f, err := wire.DecodeFeed(data)
 		if err != nil {
-			return false, fmt.Errorf("sync pull since %q, page %d: %w", cur, page, err)
+			return pullOutcome{}, fmt.Errorf("sync pull since %q, page %d: %w", cur, page, err)
 		}
 		if f.Reset {
-			return true, nil
+			// Head office's watermark for this till comes with the reset:
+			// what it holds of the journal after a restore.
+			return pullOutcome{reset: true, folded: f.Replica.FoldedThrough[c.o.TillID]}, nil
+		}
+		if out, err := c.behind(ctx, f, true); err != nil || out.back {
+			if err != nil {
+				err = fmt.Errorf("sync pull since %q, page %d: %w", cur, page, err)
+			}
+			return out, err
 		}
 		if ds.First == "" {
 			ds.First = f.Cursor
@@ -429,7 +520,7 @@ func (c *Client) pullOnce(ctx context.Context) (reset bool, err error) {
 		}
 		st, err := c.importFeed(ctx, f, !f.More)
 		if err != nil {
-			return false, fmt.Errorf("sync pull since %q, page %d: %w", cur, page, err)
+			return pullOutcome{}, fmt.Errorf("sync pull since %q, page %d: %w", cur, page, err)
 		}
 		total = addStats(total, st)
 		n := countStats(st)
@@ -448,19 +539,19 @@ func (c *Client) pullOnce(ctx context.Context) (reset bool, err error) {
 		ds.After = f.Next
 		b, _ := json.Marshal(ds)
 		if err := c.o.Store.SetSyncState(ctx, deltaKey, string(b)); err != nil {
-			return false, fmt.Errorf("sync pull: %w", err)
+			return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
 		}
 		c.log.Info("delta page imported", "since", cur, "page", page, "records", n)
 	}
 	if err := c.o.Store.SetSyncState(ctx, cursorKey, ds.First); err != nil {
-		return false, fmt.Errorf("sync pull: %w", err)
+		return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
 	}
 	if err := c.o.Store.SetSyncState(ctx, deltaKey, ""); err != nil {
-		return false, fmt.Errorf("sync pull: %w", err)
+		return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
 	}
 	if last.Offline != nil {
 		if err := c.o.Store.SaveOfflineLimits(ctx, *last.Offline, c.o.Clock()); err != nil {
-			return false, fmt.Errorf("sync pull: %w", err)
+			return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
 		}
 	}
 	if n := countStats(total); last.Full || n > 0 {
@@ -469,7 +560,7 @@ func (c *Client) pullOnce(ctx context.Context) (reset bool, err error) {
 	c.mu.Lock()
 	c.st.LastPull, c.st.Cursor = c.o.Clock(), ds.First
 	c.mu.Unlock()
-	return false, nil
+	return pullOutcome{}, nil
 }
 
 // importFeed imports one page, leaving out (and reporting) the records
@@ -503,7 +594,12 @@ func addStats(a, b store.ImportStats) store.ImportStats {
 // Status) and returns the first page's cursor: the delta pulled from it next
 // makes the pages consistent with each other and with the watermark
 // (headoffice.Snapshot). Interrupted, it starts again; pages are upserts.
-func (c *Client) initialLoad(ctx context.Context) (string, error) {
+// Each page is asked with the watermark the till holds, so head office adds
+// the cards of the till's entries it has folded since, with its watermark
+// (a till with a journal, e.g. after a feed reset, never counts an entry
+// both in a page's lots and from its journal); a page whose watermark is
+// behind the till's is not imported (the outcome says so).
+func (c *Client) initialLoad(ctx context.Context) (string, pullOutcome, error) {
 	c.mu.Lock()
 	c.st.Loading, c.st.LoadedCards = true, 0
 	c.mu.Unlock()
@@ -517,7 +613,11 @@ func (c *Client) initialLoad(ctx context.Context) (string, error) {
 		err error
 	}
 	fetch := func(after string) fetched {
-		q := url.Values{"snapshot": {"1"}, "limit": {fmt.Sprint(c.o.SnapshotPage)}}
+		wm, err := c.o.Store.FoldedThrough(ctx)
+		if err != nil {
+			return fetched{err: err}
+		}
+		q := url.Values{"snapshot": {"1"}, "limit": {fmt.Sprint(c.o.SnapshotPage)}, "folded": {wm}}
 		if after != "" {
 			q.Set("after", after)
 		}
@@ -535,9 +635,15 @@ func (c *Client) initialLoad(ctx context.Context) (string, error) {
 	cur := fetch("")
 	for page := 1; ; page++ {
 		if cur.err != nil {
-			return "", fmt.Errorf("sync first load, page %d: %w", page, cur.err)
+			return "", pullOutcome{}, fmt.Errorf("sync first load, page %d: %w", page, cur.err)
 		}
 		f := cur.f
+		if out, err := c.behind(ctx, f, false); err != nil || out.back {
+			if err != nil {
+				err = fmt.Errorf("sync first load, page %d: %w", page, err)
+			}
+			return "", out, err
+		}
 		if first == "" {
 			first = f.Cursor
 		}
@@ -551,7 +657,7 @@ func (c *Client) initialLoad(ctx context.Context) (string, error) {
 			if f.More {
 				<-next
 			}
-			return "", fmt.Errorf("sync first load, page %d (cards after %q): %w", page, after, err)
+			return "", pullOutcome{}, fmt.Errorf("sync first load, page %d (cards after %q): %w", page, after, err)
 		}
 		c.mu.Lock()
 		c.st.LoadedCards += int64(st.Cards)
@@ -560,7 +666,7 @@ func (c *Client) initialLoad(ctx context.Context) (string, error) {
 		c.mu.Unlock()
 		c.log.Info("first load", "page", page, "cards", n)
 		if !f.More {
-			return first, nil
+			return first, pullOutcome{}, nil
 		}
 		after = f.Next
 		cur = <-next

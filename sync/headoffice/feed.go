@@ -149,13 +149,16 @@ func (s *Server) FeedPage(ctx context.Context, tillID string, req FeedRequest) (
 			return err
 		}
 		f.Cursor = formatCursor(t.epoch, xmin)
-		if cursor != "" && epoch != t.epoch {
-			// ERP reset this till's feed: its cursor means nothing now.
-			f.Reset = true
-			return nil
-		}
 		if t.folded != "" {
 			f.Replica.FoldedThrough = map[string]string{tillID: t.folded}
+		}
+		if cursor != "" && epoch != t.epoch {
+			// ERP reset this till's feed: its cursor means nothing now.
+			// The watermark comes along: after a restore from a backup it
+			// is where head office's copy of the till's journal ends, and
+			// the till pushes everything after it again.
+			f.Reset = true
+			return nil
 		}
 		if f.Full {
 			if err := s.feedCatalog(ctx, tx, f.Replica, `SELECT section, body::text FROM catalog ORDER BY section, id`, nil); err != nil {
@@ -217,25 +220,14 @@ func (s *Server) FeedPage(ctx context.Context, tillID string, req FeedRequest) (
 		if limit > 0 && n == limit {
 			f.More, f.Next = true, strconv.FormatInt(last, 10)
 		}
-		if req.Folded != nil && t.folded > *req.Folded {
-			// The cards of the till's entries the new watermark adds.
-			lo := *req.Folded
-			if lo == "" {
-				lo = tillID + "-"
-			}
-			rows, err := tx.Query(ctx, `SELECT DISTINCT card_code FROM journal WHERE id > $1 AND id <= $2 AND till_id = $3`, lo, t.folded, tillID)
-			if err != nil {
-				return fmt.Errorf("read the cards of entries folded since the till's watermark: %w", err)
-			}
-			folded, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				return fmt.Errorf("read the cards of entries folded since the till's watermark: %w", err)
-			}
-			for _, c := range folded {
-				if !seen["cards\x00"+c] {
-					seen["cards\x00"+c] = true
-					codes = append(codes, c)
-				}
+		folded, err := foldedCards(ctx, tx, tillID, req.Folded, t.folded)
+		if err != nil {
+			return err
+		}
+		for _, c := range folded {
+			if !seen["cards\x00"+c] {
+				seen["cards\x00"+c] = true
+				codes = append(codes, c)
 			}
 		}
 		if len(ids) > 0 {
@@ -254,16 +246,61 @@ func (s *Server) FeedPage(ctx context.Context, tillID string, req FeedRequest) (
 	return f, nil
 }
 
+// foldedCards are the cards of the till's entries after the watermark the
+// till holds (held; nil: the till did not say) up to head office's
+// (folded), read in tx: a page carrying folded must carry these cards too,
+// or the till would count those entries nowhere (their lots here, the
+// watermark past them there) or twice.
+func foldedCards(ctx context.Context, tx pgx.Tx, tillID string, held *string, folded string) ([]string, error) {
+	if held == nil || folded <= *held {
+		return nil, nil
+	}
+	lo := *held
+	if lo == "" {
+		lo = tillID + "-"
+	}
+	rows, err := tx.Query(ctx, `SELECT DISTINCT card_code FROM journal WHERE id > $1 AND id <= $2 AND till_id = $3`, lo, folded, tillID)
+	if err != nil {
+		return nil, fmt.Errorf("read the cards of entries folded since the till's watermark: %w", err)
+	}
+	codes, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read the cards of entries folded since the till's watermark: %w", err)
+	}
+	return codes, nil
+}
+
 // Snapshot is a whole replica in pages, for a till's first load: the cards
 // the till's store may see (with their lots) after the code after, at most
 // limit of them, and the whole catalog on the first page. Pages carry no
-// watermark. The first page's cursor is the xmin of its snapshot: once
-// every page is imported, a Feed from that cursor re-sends every card any
-// later transaction changed (or made home to the store), with the
-// watermark, in one snapshot — so pages read at different moments end
-// consistent. A card no transaction from the cursor on has touched reads
-// the same in every page's snapshot.
+// watermark (SnapshotPage with Folded does). The first page's cursor is
+// the xmin of its snapshot: once every page is imported, a Feed from that
+// cursor re-sends every card any later transaction changed (or made home
+// to the store), with the watermark, in one snapshot — so pages read at
+// different moments end consistent. A card no transaction from the cursor
+// on has touched reads the same in every page's snapshot.
 func (s *Server) Snapshot(ctx context.Context, tillID, after string, limit int) (*wire.Feed, error) {
+	return s.SnapshotPage(ctx, tillID, SnapshotRequest{After: after, Limit: limit})
+}
+
+// SnapshotRequest is what a till asks a first-load page for.
+type SnapshotRequest struct {
+	After string // the card code the page starts after ("" = the first page)
+	Limit int    // cards a page holds (0: 5000, at most 20000)
+	// Folded is the watermark the till holds ("" = none), nil when the
+	// till did not say: see SnapshotPage.
+	Folded *string
+}
+
+// SnapshotPage is a page of Snapshot. With req.Folded the page also
+// carries the till's watermark read in its snapshot and the cards of the
+// till's entries after req.Folded up to it: a till that already has a
+// journal (its feed reset after a restore, say) then holds, after every
+// page, lots and a watermark that describe the same entries of its own —
+// without them a page's lots would include entries the till still counts
+// from its journal, twice.
+func (s *Server) SnapshotPage(ctx context.Context, tillID string, req SnapshotRequest) (*wire.Feed, error) {
+	after, limit := req.After, req.Limit
 	if limit <= 0 || limit > 20000 {
 		limit = 5000
 	}
@@ -301,6 +338,23 @@ func (s *Server) Snapshot(ctx context.Context, tillID, after string, limit int) 
 		}
 		if n := len(codes); n == limit {
 			f.Next, f.More = codes[n-1], true
+		}
+		if req.Folded != nil && t.folded != "" {
+			f.Replica.FoldedThrough = map[string]string{tillID: t.folded}
+		}
+		folded, err := foldedCards(ctx, tx, tillID, req.Folded, t.folded)
+		if err != nil {
+			return err
+		}
+		inPage := make(map[string]bool, len(codes))
+		for _, c := range codes {
+			inPage[c] = true
+		}
+		for _, c := range folded {
+			if !inPage[c] {
+				inPage[c] = true
+				codes = append(codes, c)
+			}
 		}
 		return s.feedCardCodes(ctx, tx, f.Replica, codes)
 	})

@@ -21,7 +21,7 @@ const MaxBody = 64 << 20
 //
 //	POST /v1/till/journal          a till's journal batch (HTTP Basic: till id, secret)
 //	GET  /v1/till/feed?cursor=C[&after=SEQ&limit=N&folded=W]   the till's store feed since C (paged with limit)
-//	GET  /v1/till/feed?snapshot=1&after=CODE&limit=N   a page of the whole replica (first load)
+//	GET  /v1/till/feed?snapshot=1&after=CODE&limit=N[&folded=W]   a page of the whole replica (first load)
 //	POST /v1/erp/tills             enrol a till {till_id, store_id} → {secret}
 //	POST /v1/erp/import            replica JSON (or YAML with Content-Type: application/yaml)
 //	POST /v1/erp/corrections       {id, card, points, reason}
@@ -197,7 +197,12 @@ func (s *Server) handleFeed(w http.ResponseWriter, r *http.Request, tillID, stor
 	q := r.URL.Query()
 	if q.Get("snapshot") == "1" {
 		limit, _ := strconv.Atoi(q.Get("limit"))
-		f, err := s.Snapshot(r.Context(), tillID, q.Get("after"), limit)
+		req := SnapshotRequest{After: q.Get("after"), Limit: limit}
+		if q.Has("folded") {
+			v := q.Get("folded")
+			req.Folded = &v
+		}
+		f, err := s.SnapshotPage(r.Context(), tillID, req)
 		s.reply(w, f, err)
 		return
 	}

@@ -81,7 +81,9 @@ type Feed struct {
 	More bool   `json:"more,omitempty"`
 	Next string `json:"next,omitempty"`
 	// Reset: head office reset this till's feed (restored from a backup):
-	// drop the cursor and load the replica afresh. The replica is empty.
+	// drop the cursor and load the replica afresh. The replica is empty
+	// but for head office's watermark for the till (folded_through, absent
+	// when it has none): the till first pushes every entry after it again.
 	Reset bool `json:"reset,omitempty"`
 	// Undecoded are the records of the replica that did not decode (set by
 	// DecodeFeed, never sent): the rest of the feed is still good.
