@@ -156,7 +156,7 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 	}
 	var syncer *client.Client
 	if cfg.Sync.Enabled {
-		if syncer, err = startSync(ctx, cfg, st, clock, log.With("component", "sync")); err != nil {
+		if syncer, err = startSync(ctx, cfg, st, clock, log); err != nil {
 			return err
 		}
 		extra["GET /v1/sync"] = func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, syncer.Status()) }

@@ -334,7 +334,9 @@ func (s *Service) offlineLimit(ctx context.Context, in checkout.Input) error {
 	if reason == "" || in.Redeem.Decimal().LessThanOrEqual(limit) {
 		return nil
 	}
-	return newErr(Invalid, "redeem.offline_limit", fmt.Sprintf("Без связи с офисом можно списать не более %s баллов", limit),
+	// The cap binds until head office has folded the till's spending, so
+	// it can bind between two syncs as well as while offline.
+	return newErr(Invalid, "redeem.offline_limit", fmt.Sprintf("Сейчас с карты можно списать не более %s баллов: остальное станет доступно после обмена с офисом", limit),
 		"redeem %s points on card %s: offline limit %s (%s)", in.Redeem, code, limit, reason)
 }
 
