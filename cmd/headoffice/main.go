@@ -42,6 +42,9 @@ func main() {
 	}
 }
 
+// logOutput is where the log goes (tests read it).
+var logOutput io.Writer = os.Stderr
+
 // run is main without the process: ready, if not nil, gets the listen
 // address once serving.
 func run(ctx context.Context, args []string, out io.Writer, ready func(addr string)) error {
@@ -81,7 +84,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 	if err := errors.Join(err1, err2); err != nil || off.CardCap.IsNegative() || off.TillCap.IsNegative() || off.MaxAge < 0 {
 		return fmt.Errorf("offline limits: want non-negative numbers and a duration (%v)", err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log := slog.New(slog.NewTextHandler(logOutput, nil))
 	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: *dsn, ERPToken: token, Logger: log, Offline: off})
 	if err != nil {
 		return err
@@ -154,6 +157,10 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 	}
 	if token == "" {
 		log.Warn("no ERP token: the ERP endpoints refuse every request")
+	}
+	if off.CardCap.IsZero() && off.TillCap.IsZero() && off.MaxAge == 0 {
+		log.Warn("no offline limits: a till cut off from head office lets every card spend its whole balance, on every till at once " +
+			"(set -offline-card-cap, -offline-till-cap or -offline-max-age)")
 	}
 	if (*cert == "") != (*key == "") {
 		return errors.New("serve: -tls-cert and -tls-key go together")

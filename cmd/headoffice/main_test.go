@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -32,20 +33,38 @@ func TestServeEnrolImport(t *testing.T) {
 	if len(secret) != 64 {
 		t.Fatalf("enrol output: %q", out.String())
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(sctx, []string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0"}, &out, func(a string) { addrc <- a })
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case err := <-done:
-		t.Fatal(err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not start")
+	// Serving with no offline limit at all warns (the log is read after
+	// serve has stopped); with one it does not.
+	var logged bytes.Buffer
+	logOutput = &logged
+	defer func() { logOutput = os.Stderr }()
+	serve := func(ctx context.Context, extra ...string) (string, chan error) {
+		addrc := make(chan string, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, append([]string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0"}, extra...), &out, func(a string) { addrc <- a })
+		}()
+		select {
+		case addr := <-addrc:
+			return addr, done
+		case err := <-done:
+			t.Fatal(err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("serve did not start")
+		}
+		return "", nil
 	}
+	lctx, lcancel := context.WithCancel(ctx)
+	_, ldone := serve(lctx, "-offline-card-cap", "500")
+	lcancel()
+	if err := <-ldone; err != nil {
+		t.Fatalf("serve with a card cap: %v", err)
+	}
+	if strings.Contains(logged.String(), "no offline limits") {
+		t.Fatalf("serve with a card cap warned of no offline limits:\n%s", logged.String())
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	addr, done := serve(sctx)
 	req, _ := http.NewRequest("GET", "http://"+addr+"/v1/till/feed", nil)
 	req.SetBasicAuth("S001-T01", secret)
 	resp, err := http.DefaultClient.Do(req)
@@ -56,6 +75,9 @@ func TestServeEnrolImport(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("serve after cancel: %v", err)
+	}
+	if !strings.Contains(logged.String(), "no offline limits") {
+		t.Fatalf("serve with every offline cap 0 logged no warning:\n%s", logged.String())
 	}
 }
 

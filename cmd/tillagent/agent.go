@@ -92,6 +92,10 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	defer st.Close()
+	// The journal and the card data are not for other users of the till.
+	for _, suf := range []string{"", "-wal", "-shm"} {
+		os.Chmod(cfg.Store.Path+suf, 0o640)
+	}
 
 	imported, err := st.EnsureDemo(ctx, cfg.Store.DemoReplica)
 	if err != nil {
@@ -148,6 +152,7 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 	}
 	scancel()
 	go svc.Run(ctx)
+	go watchPrinter(ctx, svc)
 
 	drivers := scanconf.Drivers(cfg.Scanners, log.With("component", "scanner"))
 	extra := map[string]http.HandlerFunc{
@@ -267,6 +272,22 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 	svc.Drain() // a receipt being printed ends before the port closes
 	<-scanDone
 	return runErr
+}
+
+// watchPrinter reads the printer's state every few seconds, so that paper
+// out, an open cover or an unplugged printer reach the event stream before
+// a sale fails on them.
+func watchPrinter(ctx context.Context, svc *sale.Service) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			svc.Printer(ctx)
+		}
+	}
 }
 
 // startSync starts the background loop that pushes the journal to head

@@ -61,16 +61,20 @@ func newHarness(t testing.TB, mod func(*config.Config)) *harness {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, cfg: cfg, em: em, logs: &syncBuffer{}, clock: testClock()}
-	h.http = &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", cfg.API.Socket)
-		},
-	}}
+	h := &harness{t: t, cfg: cfg, em: em, logs: &syncBuffer{}, clock: testClock(), http: unixClient(cfg.API.Socket)}
 	h.start()
 	t.Cleanup(h.stop)
 	return h
+}
+
+// unixClient talks HTTP over the agent's Unix socket.
+func unixClient(sock string) *http.Client {
+	return &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}}
 }
 
 func (h *harness) start() {

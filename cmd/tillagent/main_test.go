@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"tillagent/driver/fiscal/emulator"
 	"tillagent/internal/config"
 )
 
@@ -96,5 +98,89 @@ func TestSecondAgentRefused(t *testing.T) {
 	err := m.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "in use by another tillagent") {
 		t.Fatalf("second agent: %v", err)
+	}
+}
+
+// The demo's built-in emulator keeps its fiscal memory across restarts: a
+// sale interrupted after the FN closed the receipt (simulated by putting
+// its document back to pending) is settled as fiscalised on restart, never
+// printed again; FDs continue and the shift stays open.
+func TestDemoEmulatorKeepsItsFN(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.Store.Path = filepath.Join(dir, "till.db")
+	cfg.Store.DemoReplica = "../../testdata/demo/replica.yaml"
+	cfg.API.Socket = filepath.Join(dir, "api.sock")
+	cfg.Demo.EmulatorJournal = filepath.Join(dir, "fiscal.json")
+	h := &harness{t: t, cfg: cfg, logs: &syncBuffer{}, clock: testClock(), http: unixClient(cfg.API.Socket)}
+	h.start()
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	var a saleAnswer
+	h.must(201, "POST", "/v1/sales", saleBody("keep-1", []string{card}, "", "100.00", line(1, "1001", "1", "89.90")), &a)
+	h.stop()
+
+	db, err := sql.Open("sqlite", cfg.Store.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE sale_docs SET state = 'pending', fd = NULL, fp = NULL, answer = NULL, done_ms = NULL WHERE idem_key = 'keep-1'`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	h.start()
+	defer h.stop()
+	var again saleAnswer
+	h.must(200, "POST", "/v1/sales", saleBody("keep-1", []string{card}, "", "100.00", line(1, "1001", "1", "89.90")), &again)
+	if again.Fiscal.FD != a.Fiscal.FD {
+		t.Fatalf("settled with FD %d, the receipt was FD %d", again.Fiscal.FD, a.Fiscal.FD)
+	}
+	var b saleAnswer
+	h.must(201, "POST", "/v1/sales", saleBody("keep-2", nil, "", "100.00", line(1, "1001", "1", "89.90")), &b)
+	docs, err := emulator.ReadJournal(cfg.Demo.EmulatorJournal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	receipts := 0
+	for _, d := range docs {
+		if d.Kind == "receipt" {
+			receipts++
+		}
+	}
+	if b.Fiscal.FD != a.Fiscal.FD+1 || receipts != 2 {
+		t.Fatalf("FDs %d then %d, %d receipts in the kept journal", a.Fiscal.FD, b.Fiscal.FD, receipts)
+	}
+}
+
+// A printer that lost its fiscal memory (replaced or wiped) says a
+// receipt the journal holds was never printed; the retry fiscalises it
+// again. The agent reports it for a correction receipt and keeps selling.
+func TestPrinterWithoutMemoryNeverWedges(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.Store.Path = filepath.Join(dir, "till.db")
+	cfg.Store.DemoReplica = "../../testdata/demo/replica.yaml"
+	cfg.API.Socket = filepath.Join(dir, "api.sock")
+	h := &harness{t: t, cfg: cfg, logs: &syncBuffer{}, clock: testClock(), http: unixClient(cfg.API.Socket)}
+	h.start() // printer.type emulator, no journal: a fresh FN on every start
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	body := saleBody("amn-1", []string{card}, "", "100.00", line(1, "1001", "1", "89.90"))
+	h.must(201, "POST", "/v1/sales", body, nil)
+	h.stop()
+	db, err := sql.Open("sqlite", cfg.Store.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE sale_docs SET state = 'pending', fd = NULL, fp = NULL, answer = NULL, done_ms = NULL WHERE idem_key = 'amn-1'`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	h.start()
+	defer h.stop()
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	h.refusal(409, "sale.fiscalised_twice", "POST", "/v1/sales", body)
+	h.must(201, "POST", "/v1/sales", saleBody("amn-2", nil, "", "100.00", line(1, "1001", "1", "89.90")), nil)
+	if !strings.Contains(h.logs.String(), "fiscalised twice") {
+		t.Errorf("no log for the technician:\n%s", h.logs.String())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"sync"
 	"time"
@@ -34,13 +35,20 @@ func openPrinter(ctx context.Context, c config.Config, log *slog.Logger) (fiscal
 	case "emulator":
 		ec := emulator.Config{Baud: p.Baud, JournalPath: c.Demo.EmulatorJournal, Logger: log.With("component", "emulator")}
 		if c.Demo.EmulatorJournal != "" {
-			// Continue the FD counter: a restarted demo must not reuse
-			// fiscal document numbers the journal already holds.
-			if docs, err := emulator.ReadJournal(c.Demo.EmulatorJournal); err == nil && len(docs) > 0 {
-				ec.LastFD = docs[len(docs)-1].FD
+			// The emulated FN keeps its documents across restarts, as a
+			// device does: FDs continue, and settling after a crash finds
+			// the receipt the crash interrupted.
+			docs, err := emulator.ReadJournal(c.Demo.EmulatorJournal)
+			switch {
+			case err == nil:
+				ec.Journal = docs
+			case !errors.Is(err, fs.ErrNotExist):
+				return nil, nil, fmt.Errorf("printer emulator journal %s: %w", c.Demo.EmulatorJournal, err)
 			}
 		}
-		pt, err := emulator.ServePTY(ctx, emulator.New(ec))
+		// Its own context: on shutdown the emulator outlives the receipt
+		// being printed and stops only when the printer is closed.
+		pt, err := emulator.ServePTY(context.Background(), emulator.New(ec))
 		if err != nil {
 			return nil, nil, fmt.Errorf("printer emulator: %w", err)
 		}
@@ -131,13 +139,27 @@ func (pp *portPrinter) do(f func(*shtrih.Driver) error) error {
 	return pp.check(d, f(d))
 }
 
+// read is do for commands that only read the device: after a failed port
+// (a printer power-cycled behind the same name) it reopens and asks once
+// more, so the first status after a replug is not an error.
+func (pp *portPrinter) read(f func(*shtrih.Driver) error) error {
+	err := pp.do(f)
+	if errors.Is(err, shtrih.ErrPortClosed) {
+		pp.mu.Lock()
+		pp.nextTry = time.Time{}
+		pp.mu.Unlock()
+		err = pp.do(f)
+	}
+	return err
+}
+
 func (pp *portPrinter) Status(ctx context.Context) (st fiscal.Status, err error) {
-	err = pp.do(func(d *shtrih.Driver) error { st, err = d.Status(ctx); return err })
+	err = pp.read(func(d *shtrih.Driver) error { st, err = d.Status(ctx); return err })
 	return st, err
 }
 
 func (pp *portPrinter) FNStatus(ctx context.Context) (st fiscal.FNStatus, err error) {
-	err = pp.do(func(d *shtrih.Driver) error { st, err = d.FNStatus(ctx); return err })
+	err = pp.read(func(d *shtrih.Driver) error { st, err = d.FNStatus(ctx); return err })
 	return st, err
 }
 
@@ -151,7 +173,7 @@ func (pp *portPrinter) PrintReceipt(ctx context.Context, r fiscal.Receipt, save 
 }
 
 func (pp *portPrinter) Resolve(ctx context.Context, cp fiscal.Checkpoint) (dec fiscal.Decision, err error) {
-	err = pp.do(func(d *shtrih.Driver) error { dec, err = d.Resolve(ctx, cp); return err })
+	err = pp.read(func(d *shtrih.Driver) error { dec, err = d.Resolve(ctx, cp); return err })
 	return dec, err
 }
 

@@ -555,3 +555,79 @@ func TestPrinterReconnects(t *testing.T) {
 		t.Fatalf("%d receipts, want 2", n)
 	}
 }
+
+// Partial returns of lines with a card discount and points, in both bonus
+// modes: every return prints, and the returns add up to the sale exactly —
+// totals, money and 1217 — and give the card back what the sale took.
+func TestPartialReturnsWithCardsAddUp(t *testing.T) {
+	for _, c := range []struct {
+		mode, card, redeem string
+	}{
+		{"discount", "2800000000011", ""},
+		{"discount", "2700000000014", "300"},
+		{"counter_provision", "2700000000014", "300"},
+	} {
+		t.Run(c.mode+"/"+c.card, func(t *testing.T) {
+			h := newHarness(t, func(cfg *config.Config) { cfg.Receipt.BonusMode = c.mode })
+			h.must(200, "POST", "/v1/shift/open", nil, nil)
+			var before cardAnswer
+			h.must(200, "GET", "/v1/cards/"+c.card, nil, &before)
+			var a saleAnswer
+			h.must(201, "POST", "/v1/sales", saleBody("pr-1", []string{c.card}, c.redeem, "2000.00",
+				line(1, "1005", "2", "189.90"), line(2, "1401", "3", "84.90"), line(3, "1102", "4", "52.30")), &a)
+			sale := h.receipts()[0]
+			for i, ret := range []map[string]any{
+				{"idempotency_key": "pr-r1", "lines": []any{map[string]any{"no": 1, "qty": "1"}}},
+				{"idempotency_key": "pr-r2", "lines": []any{map[string]any{"no": 2, "qty": "1"}, map[string]any{"no": 3, "qty": "3"}}},
+				{"idempotency_key": "pr-r3", "lines": []any{map[string]any{"no": 2, "qty": "1"}}},
+				{"idempotency_key": "pr-r4"},
+			} {
+				if st, b := h.do("POST", "/v1/sales/"+a.SaleID+"/returns", ret, nil); st != 201 {
+					t.Fatalf("return %d: %d %s", i+1, st, b)
+				}
+			}
+			var t1020, t1031, t1217 int64
+			for _, r := range h.receipts()[1:] {
+				t1020, t1031, t1217 = t1020+r.T1020, t1031+r.T1031, t1217+r.T1217
+			}
+			if t1020 != sale.T1020 || t1031 != sale.T1031 || t1217 != sale.T1217 {
+				t.Fatalf("returns 1020 %s 1031 %s 1217 %s; sale %s %s %s", fmtKop(t1020), fmtKop(t1031), fmtKop(t1217),
+					fmtKop(sale.T1020), fmtKop(sale.T1031), fmtKop(sale.T1217))
+			}
+			var after cardAnswer
+			h.must(200, "GET", "/v1/cards/"+c.card, nil, &after)
+			if after.Balance != before.Balance {
+				t.Fatalf("card after all returns %s, before the sale %s", after.Balance, before.Balance)
+			}
+		})
+	}
+}
+
+// A double click while the receipt prints: the second request waits for
+// the first and gets its answer; one receipt.
+func TestDoubleClickWhilePrinting(t *testing.T) {
+	h := newHarness(t, nil)
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	h.em.Inject(emulator.Fault{Kind: mustFault(t, "delay"), Cmd: 0xFF45, Delay: 400 * time.Millisecond})
+	body := saleBody("dbl-1", []string{card}, "", "100.00", line(1, "1001", "1", "89.90"))
+	type res struct {
+		st int
+		b  []byte
+	}
+	out := make(chan res, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			ht := *h
+			st, b := ht.do("POST", "/v1/sales", body, nil)
+			out <- res{st, b}
+		}()
+		time.Sleep(150 * time.Millisecond) // the second click lands while the first prints
+	}
+	r1, r2 := <-out, <-out
+	if r1.st+r2.st != 201+200 || !bytes.Equal(r1.b, r2.b) {
+		t.Fatalf("double click: %d and %d, same body %v: %s / %s", r1.st, r2.st, bytes.Equal(r1.b, r2.b), r1.b, r2.b)
+	}
+	if n := len(h.receipts()); n != 1 {
+		t.Fatalf("%d receipts", n)
+	}
+}

@@ -109,6 +109,11 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 			switch {
 			case st.Printer.Configured && st.Printer.OK:
 				printer = fmt.Sprintf("ok, shift open %v, last FD %d", st.Printer.Status["shift_open"], st.Printer.LastFD)
+				for _, k := range []string{"paper_out", "cover_open", "shift_expired", "waiting_continue", "receipt_open"} {
+					if st.Printer.Status[k] == true {
+						printer += ", " + strings.ReplaceAll(k, "_", " ")
+					}
+				}
 			case st.Printer.Configured:
 				printer = st.Printer.Code + ": " + st.Printer.Error
 			}
@@ -150,6 +155,9 @@ func cmdCard(fs *flag.FlagSet) agentRun {
 		var card struct {
 			Code, Kind, State                 string
 			ProgramName                       string `json:"program_name"`
+			BlockReason                       string `json:"block_reason"`
+			CanSpend                          bool   `json:"can_spend"`
+			Reason                            string `json:"reason"`
 			Balance, Spendable, Pending, Debt string
 			Expiring                          []struct {
 				LotID     string `json:"lot_id"`
@@ -170,6 +178,13 @@ func cmdCard(fs *flag.FlagSet) agentRun {
 				{"balance", card.Balance},
 				{"spendable", card.Spendable},
 				{"pending activation", card.Pending},
+			}
+			if !card.CanSpend {
+				why := card.Reason
+				if card.BlockReason != "" {
+					why += ": " + card.BlockReason
+				}
+				rows = append(rows, []string{"cannot spend", why})
 			}
 			if card.Debt != "0" {
 				rows = append(rows, []string{"debt", card.Debt})
@@ -434,7 +449,7 @@ func cmdDemoScan(fs *flag.FlagSet) agentRun {
 // listed types (default: all).
 func cmdEvents(types string) func(*flag.FlagSet) agentRun {
 	return func(fs *flag.FlagSet) agentRun {
-		only := fs.String("type", types, "event types to show, comma-separated (scan, health, sync); empty: all")
+		only := fs.String("type", types, "event types to show, comma-separated (scan, health, printer, sync); empty: all")
 		return func(ctx context.Context, c *agentClient, _ []string) error {
 			return followEvents(ctx, c, *only)
 		}

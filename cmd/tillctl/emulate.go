@@ -45,7 +45,18 @@ func runEmulatePrinter(ctx context.Context, args []string) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	em := emulator.New(emulator.Config{Baud: *baud, Throttle: *throttle, JournalPath: *journal, Seed: *seed,
+	var kept []emulator.Doc
+	if *journal != "" {
+		// The FN keeps its documents across restarts, as a device does.
+		docs, err := emulator.ReadJournal(*journal)
+		switch {
+		case err == nil:
+			kept = docs
+		case !errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("-journal %s: %w", *journal, err)
+		}
+	}
+	em := emulator.New(emulator.Config{Baud: *baud, Throttle: *throttle, JournalPath: *journal, Journal: kept, Seed: *seed,
 		LastFD: uint32(*lastFD), DenyZeroReceipt: *zeroDenied, Logger: log})
 	r := emulator.Random{DropIn: *drop, DropOut: *drop, BadLRC: *badLRC, NAK: *nak, Silence: *silence, PowerCut: *powerCut, PowerOffFor: *powerOff}
 	if *delay > 0 {

@@ -167,6 +167,9 @@ func (s *Service) device(ctx context.Context, f func(context.Context, fiscal.Pri
 
 // OpenShift opens the fiscal shift.
 func (s *Service) OpenShift(ctx context.Context, cashier string) error {
+	if err := checkCashier(cashier); err != nil {
+		return err
+	}
 	return s.device(ctx, func(ctx context.Context, p fiscal.Printer) error { return p.OpenShift(ctx, cashier) })
 }
 
@@ -228,9 +231,22 @@ func (s *Service) Printer(ctx context.Context) PrinterStatus {
 		var e *Error
 		if errors.As(printerError(err), &e) {
 			ps.Code = e.Code
+			s.tellPrinter(e.Code, e.Cashier)
 		}
 		ps.Error = err.Error()
 		return ps
+	}
+	// What the status shows is health too: paper and cover change without
+	// any command failing.
+	switch {
+	case st.PaperOut:
+		s.tellPrinter("printer.paper_out", "Принтер чеков: "+cashierText("printer.paper_out"))
+	case st.CoverOpen:
+		s.tellPrinter("printer.cover_open", "Принтер чеков: "+cashierText("printer.cover_open"))
+	case st.ShiftExpired:
+		s.tellPrinter("printer.shift_expired", "Принтер чеков: "+cashierText("printer.shift_expired"))
+	default:
+		s.tellPrinter("printer.ok", "")
 	}
 	ps.OK = true
 	ps.Status = &DeviceState{Mode: st.Mode, Submode: st.Submode, ShiftOpen: st.ShiftOpen, ShiftExpired: st.ShiftExpired,

@@ -168,21 +168,42 @@ func share(m checkout.Money, num, den checkout.Qty) checkout.Money {
 	return checkout.MoneyHalfUp(m.Decimal().Mul(num.Decimal()).Div(den.Decimal()))
 }
 
-// ReturnReceipt is the sale-return receipt of rr. Per returned line the
-// receipt carries the returned quantity's share of the line; of it, the
-// share of the card discount and the money withheld (deduct_refund) lower the
-// line, the refund is paid back in money and the rest is the points given
-// back (a discount or 1217, per the bonus mode). Withheld money is taken off
-// the last lines first, never below zero.
-func ReturnReceipt(id string, check checkout.Check, original checkout.Result, rr checkout.ReturnResult, refund fiscal.Payments, o ReceiptOptions, cashier string) (fiscal.Receipt, error) {
+// cumShare is this return's part of a line amount m, taken cumulatively as
+// the engine takes the refund: share(m, before+now) − share(m, before), so
+// that the returns of a line add up to the line exactly.
+func cumShare(m checkout.Money, before, now, whole checkout.Qty) checkout.Money {
+	return share(m, before.Add(now), whole).Sub(share(m, before, whole))
+}
+
+// Returned is what earlier returns took back from one line of a sale.
+type Returned struct {
+	Qty      checkout.Qty
+	Restored checkout.Points // spent points given back
+}
+
+// ReturnReceipt is the sale-return receipt of rr; prev is what earlier
+// returns of the sale took per line number. Per returned line the receipt
+// carries the returned quantity's share of the line (cumulative, so that the
+// returns of a line add up to the sale's line), of which:
+//   - the refund is paid back in money (the engine's figure);
+//   - the restored points are worth their share of the money they paid on
+//     the line, cumulative by points (restored so far / spent on the line);
+//     in discount mode they lower the line, in counter-provision mode they
+//     are 1217;
+//   - the rest lowers the line: the card discount's share, and whatever
+//     whole-point rounding keeps back until the line's last return.
+//
+// Money withheld for spent points (deduct_refund) is taken off the last
+// lines' money first and lowers those lines.
+func ReturnReceipt(id string, check checkout.Check, original checkout.Result, rr checkout.ReturnResult, prev map[int]Returned,
+	refund fiscal.Payments, o ReceiptOptions, cashier string) (fiscal.Receipt, error) {
 	byNo := map[int]int{}
 	for i, l := range original.Lines {
 		byNo[l.No] = i
 	}
 	type ret struct {
-		pl       fiscal.PlainLine
-		discount fiscal.Money
-		money    fiscal.Money
+		pl                      fiscal.PlainLine
+		discount, points, money fiscal.Money
 	}
 	rets := make([]ret, 0, len(rr.Lines))
 	for _, l := range rr.Lines {
@@ -190,14 +211,30 @@ func ReturnReceipt(id string, check checkout.Check, original checkout.Result, rr
 		if !ok || i >= len(check.Lines) {
 			return fiscal.Receipt{}, fmt.Errorf("return %s: line %d not in sale %s", id, l.No, original.CheckID)
 		}
-		ol := original.Lines[i]
-		full := share(ol.Sum, l.Qty, ol.Qty)
-		disc := share(ol.Discount, l.Qty, ol.Qty)
+		ol, before := original.Lines[i], prev[l.No]
+		full := cumShare(ol.Sum, before.Qty, l.Qty, ol.Qty)
 		pl, err := plainLine(check.Lines[i], l.Qty, full)
 		if err != nil {
 			return fiscal.Receipt{}, fmt.Errorf("return %s: %w", id, err)
 		}
-		rets = append(rets, ret{pl, kop(disc), kop(l.Refund)})
+		var points checkout.Money
+		if ol.RedeemedPoints.IsPositive() && l.RestoredPoints.IsPositive() {
+			spent := ol.RedeemedPoints.Decimal()
+			at := func(p checkout.Points) checkout.Money {
+				return checkout.MoneyHalfUp(ol.Redeemed.Decimal().Mul(p.Decimal()).Div(spent))
+			}
+			points = at(before.Restored.Add(l.RestoredPoints)).Sub(at(before.Restored))
+		}
+		r := ret{pl: pl, points: kop(points), money: kop(l.Refund)}
+		r.discount = pl.Sum - r.points - r.money
+		if r.discount < 0 { // rounding: the points' value gives way, never the refund
+			r.points += r.discount
+			r.discount = 0
+		}
+		if r.points < 0 {
+			return fiscal.Receipt{}, fmt.Errorf("return %s: line %q refund %s over its share %s", id, pl.Name, r.money, pl.Sum)
+		}
+		rets = append(rets, r)
 	}
 	withheld := kop(rr.Withheld)
 	for i := len(rets) - 1; i >= 0 && withheld > 0; i-- {
@@ -211,11 +248,7 @@ func ReturnReceipt(id string, check checkout.Check, original checkout.Result, rr
 	}
 	var parts []part
 	for _, r := range rets {
-		points := r.pl.Sum - r.discount - r.money
-		if points < 0 {
-			return fiscal.Receipt{}, fmt.Errorf("return %s: line %q refund %s over its share %s", id, r.pl.Name, r.money, r.pl.Sum-r.discount)
-		}
-		ps, err := discounted(r.pl, r.discount, points)
+		ps, err := discounted(r.pl, r.discount, r.points)
 		if err != nil {
 			return fiscal.Receipt{}, fmt.Errorf("return %s: %w", id, err)
 		}

@@ -79,12 +79,12 @@ func TestVATCodes(t *testing.T) {
 func TestReturnReceiptShares(t *testing.T) {
 	check := checkOf(2)
 	orig := priced(
-		checkout.LineResult{No: 1, Qty: checkout.MustQty("3"), Sum: m("30.00"), Discount: m("3.00"), Redeemed: m("6.00")},
+		checkout.LineResult{No: 1, Qty: checkout.MustQty("3"), Sum: m("30.00"), Discount: m("3.00"), Redeemed: m("6.00"), RedeemedPoints: checkout.MustPoints("6")},
 		checkout.LineResult{No: 2, Qty: checkout.MustQty("3"), Sum: m("30.00")},
 	)
 	rr := checkout.ReturnResult{
 		Lines: []checkout.ReturnLineResult{
-			{No: 1, Qty: checkout.MustQty("1"), Refund: m("7.00")}, // (30 − 3) / 3 = 9.00, of which 2.00 was points
+			{No: 1, Qty: checkout.MustQty("1"), Refund: m("7.00"), RestoredPoints: checkout.MustPoints("2")}, // (30 − 3) / 3 = 9.00, of which 2.00 was points
 			{No: 2, Qty: checkout.MustQty("2"), Refund: m("20.00")},
 		},
 		Withheld: m("1.50"),
@@ -94,7 +94,7 @@ func TestReturnReceiptShares(t *testing.T) {
 		mode      fiscal.BonusMode
 		total, cp fiscal.Money
 	}{{fiscal.DiscountMode, 2550, 0}, {fiscal.CounterProvisionMode, 2750, 200}} {
-		r, err := ReturnReceipt("R1", check, orig, rr, fiscal.Payments{Cash: 2550}, ReceiptOptions{BonusMode: c.mode}, "")
+		r, err := ReturnReceipt("R1", check, orig, rr, nil, fiscal.Payments{Cash: 2550}, ReceiptOptions{BonusMode: c.mode}, "")
 		if err != nil {
 			t.Fatalf("%v: %v", c.mode, err)
 		}
@@ -109,7 +109,34 @@ func TestReturnReceiptShares(t *testing.T) {
 	// A refund over the line's share is a bug upstream: refused, not printed.
 	rr.Lines[1].Refund = m("20.01")
 	rr.Withheld = checkout.Money{}
-	if _, err := ReturnReceipt("R1", check, orig, rr, fiscal.Payments{Cash: 2701}, ReceiptOptions{}, ""); err == nil {
+	if _, err := ReturnReceipt("R1", check, orig, rr, nil, fiscal.Payments{Cash: 2701}, ReceiptOptions{}, ""); err == nil {
 		t.Fatal("refund over the share accepted")
+	}
+}
+
+// Two returns of one piece each of a discounted line of two: the refunds
+// are 180.41 and 180.40 (the engine's cumulative halves of 360.81), and the
+// receipts' lines follow them, so both print and add up to the sale.
+func TestReturnReceiptsAddUp(t *testing.T) {
+	check := checkout.Check{ID: "C1", StoreID: "S001", Lines: []checkout.Line{{No: 1, ProductID: "1005", Name: "Масло", Qty: checkout.MustQty("2"), Price: m("189.90"), VAT: "vat10"}}}
+	orig := priced(checkout.LineResult{No: 1, Qty: checkout.MustQty("2"), Sum: m("379.80"), Discount: m("18.99"), Payable: m("360.81")})
+	var total fiscal.Money
+	prev := map[int]Returned{}
+	for _, refund := range []string{"180.41", "180.40"} {
+		rr := checkout.ReturnResult{Lines: []checkout.ReturnLineResult{{No: 1, Qty: checkout.MustQty("1"), Refund: m(refund)}}, Refund: m(refund)}
+		for _, mode := range []fiscal.BonusMode{fiscal.DiscountMode, fiscal.CounterProvisionMode} {
+			r, err := ReturnReceipt("R", check, orig, rr, prev, fiscal.Payments{Cash: kop(m(refund))}, ReceiptOptions{BonusMode: mode}, "")
+			if err != nil {
+				t.Fatalf("refund %s, %v: %v", refund, mode, err)
+			}
+			if r.Total() != kop(m(refund)) {
+				t.Fatalf("refund %s, %v: receipt total %s", refund, mode, r.Total())
+			}
+		}
+		total += kop(m(refund))
+		prev[1] = Returned{Qty: prev[1].Qty.Add(checkout.MustQty("1"))}
+	}
+	if total != 36081 {
+		t.Fatalf("returns refund %s, the sale took 360.81", total)
 	}
 }

@@ -70,6 +70,12 @@ func (s *Service) printerHealth(err error) error {
 		}
 		code, detail = e.Code, e.Cashier
 	}
+	s.tellPrinter(code, detail)
+	return err
+}
+
+// tellPrinter tells OnPrinter a health code if it changed.
+func (s *Service) tellPrinter(code, detail string) {
 	s.healthMu.Lock()
 	changed := code != s.health
 	s.health = code
@@ -77,7 +83,6 @@ func (s *Service) printerHealth(err error) error {
 	if changed {
 		s.o.OnPrinter(code, detail)
 	}
-	return err
 }
 
 // New returns a service. Call Settle before taking sales.
@@ -300,6 +305,10 @@ func wholePieces(lines []checkout.Line, qty map[int]checkout.Qty) error {
 				continue
 			}
 		}
+		if !q.Decimal().Shift(6).IsInteger() {
+			return newErr(Invalid, "check.qty_precision", "Количество с точностью до 0,000001",
+				"line %d: quantity %s has more than 6 decimals (the receipt carries millionths)", l.No, q)
+		}
 		if checkout.UnitOrDefault(l.Unit) == "pcs" && !q.Decimal().IsInteger() {
 			return newErr(Invalid, "check.fractional_piece", fmt.Sprintf("Товар «%s» продаётся поштучно: количество должно быть целым", l.Name),
 				"line %d: product %s is sold by the piece, quantity %s", l.No, l.ProductID, q)
@@ -382,7 +391,11 @@ func (s *Service) begin(ctx context.Context) error {
 // that it did): the stored answer, a conflict for another body, or "still
 // pending". A finished key is answered without the document lock, so a
 // retry never waits for the printer.
-func (s *Service) replayed(ctx context.Context, key, sha string) (answer []byte, done bool, err error) {
+//
+// Without the lock (locked false), a pending document is not an answer
+// yet: it may be printing right now (a double click), so the caller waits
+// for the lock and asks again.
+func (s *Service) replayed(ctx context.Context, key, sha string, locked bool) (answer []byte, done bool, err error) {
 	d, err := s.st.DocByKey(ctx, key)
 	switch {
 	case errors.Is(err, store.ErrNoDoc):
@@ -392,6 +405,8 @@ func (s *Service) replayed(ctx context.Context, key, sha string) (answer []byte,
 	case d.RequestSHA != sha:
 		return nil, true, newErr(Conflict, "idempotency.conflict", "Ошибка кассовой программы: ключ операции уже использован",
 			"idempotency key %q was used for another request (document %s)", d.IdemKey, d.ID)
+	case d.State != store.DocDone && !locked:
+		return nil, false, nil
 	case d.State != store.DocDone:
 		return nil, true, newErr(Unavailable, "sale.unsettled", "Чек ещё не завершён: проверьте принтер и повторите",
 			"document %s is still pending", d.ID)
@@ -427,14 +442,14 @@ func (s *Service) Sale(ctx context.Context, req SaleRequest) ([]byte, bool, erro
 	// of the request: a UI that renumbers a retried check is still retrying.
 	req.IdempotencyKey, req.Check.ID = "", ""
 	sha := requestSHA(req)
-	if b, done, err := s.replayed(ctx, key, sha); done {
+	if b, done, err := s.replayed(ctx, key, sha, false); done {
 		return b, err == nil, err
 	}
 	if err := s.begin(ctx); err != nil {
 		return nil, false, err
 	}
 	defer s.mu.Unlock()
-	if b, done, err := s.replayed(ctx, key, sha); done {
+	if b, done, err := s.replayed(ctx, key, sha, true); done {
 		return b, err == nil, err
 	}
 
@@ -577,6 +592,9 @@ func (s *Service) complete(ctx context.Context, d store.Doc, r fiscal.Receipt, r
 			return nil, fmt.Errorf("sale %s: stored record: %w", d.ID, err)
 		}
 		ids, err := s.st.RecordFiscalSale(ctx, rec.Result, res.FD, res.FP)
+		if errors.Is(err, store.ErrCheckConflict) {
+			return nil, s.twice(ctx, d, res, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("journal sale %s (FD %d): %w", d.ID, res.FD, err)
 		}
@@ -596,6 +614,9 @@ func (s *Service) complete(ctx context.Context, d store.Doc, r fiscal.Receipt, r
 			return nil, err
 		}
 		ids, err := s.st.RecordFiscalReturn(ctx, d.ID, orig.Result, rec.Return, res.FD, res.FP)
+		if errors.Is(err, store.ErrCheckConflict) {
+			return nil, s.twice(ctx, d, res, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("journal return %s (FD %d): %w", d.ID, res.FD, err)
 		}
@@ -619,6 +640,25 @@ func (s *Service) complete(ctx context.Context, d store.Doc, r fiscal.Receipt, r
 	s.o.Observe(d.Kind, "done")
 	s.log.Info("document fiscalised and journaled", "doc", d.ID, "kind", d.Kind, "fd", res.FD, "total", fis.Total)
 	return b, nil
+}
+
+// twice closes a document whose receipt the printer fiscalised while the
+// journal already holds the document under another receipt: only a printer
+// that lost its fiscal memory can cause it. The journal keeps the first
+// receipt's effects (points are never counted twice); the document is
+// finished with this receipt's number so that nothing waits on it for
+// ever, and the technician is told to issue a correction.
+func (s *Service) twice(ctx context.Context, d store.Doc, res fiscal.Result, cause error) error {
+	s.log.Error("document fiscalised twice: issue a correction receipt for the second", "doc", d.ID, "fd", res.FD, "err", cause)
+	s.o.Observe(d.Kind, "fiscalised_twice")
+	answer, _ := json.Marshal(map[string]any{"error": map[string]string{"code": "sale.fiscalised_twice",
+		"message": "Чек пробит повторно: вызовите техника для чека коррекции",
+		"detail":  fmt.Sprintf("document %s fiscalised again as FD %d; the journal keeps the first receipt", d.ID, res.FD)}})
+	if err := s.st.FinishDoc(ctx, d.ID, res.FD, res.FP, answer); err != nil {
+		return err
+	}
+	return &Error{Class: Conflict, Code: "sale.fiscalised_twice", Cashier: "Чек пробит повторно: вызовите техника для чека коррекции",
+		Hint: "the printer had lost its fiscal memory; issue a correction receipt for FD " + fmt.Sprint(res.FD), Err: cause}
 }
 
 func nonNil(s []string) []string {
@@ -678,14 +718,14 @@ func (s *Service) Return(ctx context.Context, saleID string, req ReturnRequest) 
 		Sale string
 		ReturnRequest
 	}{saleID, req})
-	if b, done, err := s.replayed(ctx, key, sha); done {
+	if b, done, err := s.replayed(ctx, key, sha, false); done {
 		return b, err == nil, err
 	}
 	if err := s.begin(ctx); err != nil {
 		return nil, false, err
 	}
 	defer s.mu.Unlock()
-	if b, done, err := s.replayed(ctx, key, sha); done {
+	if b, done, err := s.replayed(ctx, key, sha, true); done {
 		return b, err == nil, err
 	}
 	orig, err := s.saleOf(ctx, saleID)
@@ -699,7 +739,7 @@ func (s *Service) Return(ctx context.Context, saleID string, req ReturnRequest) 
 	lines := req.Lines
 	if len(lines) == 0 {
 		for _, l := range orig.Result.Lines {
-			if left := l.Qty.Sub(prev[l.No]); left.IsPositive() {
+			if left := l.Qty.Sub(prev[l.No].Qty); left.IsPositive() {
 				lines = append(lines, checkout.ReturnLine{No: l.No, Qty: left})
 			}
 		}
@@ -719,8 +759,8 @@ func (s *Service) Return(ctx context.Context, saleID string, req ReturnRequest) 
 		return nil, false, engineError(err)
 	}
 	ri.Lines = lines
-	for no, q := range prev {
-		ri.Previous = append(ri.Previous, checkout.ReturnLine{No: no, Qty: q})
+	for no, p := range prev {
+		ri.Previous = append(ri.Previous, checkout.ReturnLine{No: no, Qty: p.Qty})
 	}
 	rr, err := checkout.Return(ri)
 	if err != nil {
@@ -735,7 +775,7 @@ func (s *Service) Return(ctx context.Context, saleID string, req ReturnRequest) 
 		return nil, false, err
 	}
 	id := s.docID("R", key)
-	r, err := ReturnReceipt(id, orig.Check, orig.Result, rr, refund, s.o.Receipt, req.Cashier)
+	r, err := ReturnReceipt(id, orig.Check, orig.Result, rr, prev, refund, s.o.Receipt, req.Cashier)
 	if err != nil {
 		return nil, false, newErr(Invalid, "receipt.invalid", "Чек возврата нельзя напечатать", "%v", err)
 	}
@@ -744,20 +784,22 @@ func (s *Service) Return(ctx context.Context, saleID string, req ReturnRequest) 
 	return answer, false, err
 }
 
-// returned sums the quantities of the sale's finished returns per line.
-func (s *Service) returned(ctx context.Context, saleID string) (map[int]checkout.Qty, error) {
+// returned sums what the sale's finished returns took back, per line.
+func (s *Service) returned(ctx context.Context, saleID string) (map[int]Returned, error) {
 	docs, err := s.st.ReturnsOf(ctx, saleID)
 	if err != nil {
 		return nil, err
 	}
-	out := map[int]checkout.Qty{}
+	out := map[int]Returned{}
 	for _, d := range docs {
 		var rec returnRecord
 		if err := json.Unmarshal(d.Result, &rec); err != nil {
 			return nil, fmt.Errorf("return %s: stored record: %w", d.ID, err)
 		}
 		for _, l := range rec.Return.Lines {
-			out[l.No] = out[l.No].Add(l.Qty)
+			r := out[l.No]
+			r.Qty, r.Restored = r.Qty.Add(l.Qty), r.Restored.Add(l.RestoredPoints)
+			out[l.No] = r
 		}
 	}
 	return out, nil
@@ -848,6 +890,10 @@ func (s *Service) settleLocked(ctx context.Context) error {
 			continue
 		}
 		if _, err := s.complete(ctx, d, r, fiscal.Result{FD: dec.FD, FP: dec.FP, Change: change(r)}); err != nil {
+			var e *Error
+			if errors.As(err, &e) && e.Code == "sale.fiscalised_twice" {
+				continue // finished and reported; it must not block the till
+			}
 			return err
 		}
 		s.log.Warn("settled: fiscalised before the interruption, journaled", "doc", d.ID, "fd", dec.FD)

@@ -66,7 +66,23 @@ type device struct {
 }
 
 func newDevice(cfg *Config) device {
-	return device{cfg: cfg, paper: true, lastFD: cfg.LastFD, docs: map[uint32]int{}}
+	d := device{cfg: cfg, paper: true, lastFD: cfg.LastFD, docs: map[uint32]int{}}
+	for _, doc := range cfg.Journal {
+		d.journal = append(d.journal, doc)
+		d.docs[doc.FD] = len(d.journal) - 1
+		d.lastFD = max(d.lastFD, doc.FD)
+		d.docNo++
+		d.shiftNo = max(d.shiftNo, doc.Shift)
+		switch doc.Kind {
+		case "shift_open":
+			d.shiftOpen, d.receiptNo = true, 0
+		case "shift_close":
+			d.shiftOpen = false
+		case "receipt":
+			d.receiptNo = max(d.receiptNo, doc.Number)
+		}
+	}
+	return d
 }
 
 func (d *device) powerCut() {

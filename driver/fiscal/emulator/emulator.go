@@ -35,6 +35,10 @@ type Config struct {
 	Serial          uint32 // device serial number, default 12345678
 	INN             uint64 // default 7701234567
 	LastFD          uint32 // last FD in the FN at start
+	// Journal is the FN's documents at start (ReadJournal of an earlier
+	// run): a restarted emulator keeps its fiscal memory, as a device does
+	// across a power cycle, so Resolve after a crash finds the receipt.
+	Journal []Doc
 	// PrintTime is how long the device prints after a printing command
 	// (submode 5, commands answer 50h meanwhile). Default 0.
 	PrintTime time.Duration
