@@ -102,6 +102,12 @@ type Status struct {
 	Repushing   bool   `json:"repushing,omitempty"`
 	RepushAfter string `json:"repush_after,omitempty"`
 	Repushes    int    `json:"repushes,omitempty"`
+	// Refused are the journal entries head office refused in the last
+	// push ("id status: error", the first maxShownRejected; RefusedCount
+	// is how many): kept unacknowledged and sent again every push, while
+	// the feed is still pulled.
+	Refused      []string `json:"refused_entries,omitempty"`
+	RefusedCount int      `json:"refused_entries_count,omitempty"`
 }
 
 // maxShownRejected bounds the rejected records Status lists (a whole
@@ -181,7 +187,11 @@ func (c *Client) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		wait := c.o.Interval
-		if err != nil {
+		if _, refused := err.(*refusedError); refused {
+			// Head office answered and the feed came in; only entries
+			// were refused, which a sooner retry does not change.
+			c.log.Warn("sync: head office refused journal entries", "err", err)
+		} else if err != nil {
 			wait = c.backoff()
 			c.log.Warn("sync failed", "err", err, "retry_in", wait.Round(time.Millisecond))
 		}
@@ -251,8 +261,14 @@ func (c *Client) cycle(ctx context.Context) error {
 		}
 	}
 	err := c.push(ctx)
-	if err == nil {
-		err = c.pull(ctx)
+	var ref *refusedError
+	if err == nil || errors.As(err, &ref) {
+		// Head office answered: entries it refused (a conflict, a rejected
+		// entry) stay unacknowledged and shown, and must not keep the till
+		// from its feed. Only a failed exchange skips the pull.
+		if perr := c.pull(ctx); perr != nil {
+			err = errors.Join(err, perr)
+		}
 	}
 	backlog, berr := c.o.Store.PendingCount(ctx)
 	after, repushing, rerr := c.o.Store.Repush(ctx)
@@ -273,21 +289,63 @@ func (c *Client) cycle(ctx context.Context) error {
 	return nil
 }
 
-// push sends pending entries batch by batch until none is left or head
-// office leaves some unacknowledged. During a re-push (store.RepushAfter)
-// the pending entries include acknowledged ones, and each acknowledgement
-// moves the re-push position on.
+// refusedError is head office's answer leaving entries unacknowledged
+// (conflict, rejected, or not answered): the exchange itself worked.
+type refusedError struct {
+	refused []string // "id status: error"
+}
+
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("sync push: head office refused %d entries: %s", len(e.refused), strings.Join(e.refused, "; "))
+}
+
+// push sends pending entries batch by batch until each has been sent once
+// in this push. Entries head office refuses stay pending (sent again next
+// cycle) and do not hold back the ones after them; they are returned as a
+// *refusedError once the push is done, and shown in Status. During a re-push
+// (store.RepushAfter) the pending entries include acknowledged ones, and
+// each acknowledgement moves the re-push position on.
 func (c *Client) push(ctx context.Context) error {
+	var refusedAll []string
+	seenRefused := map[string]bool{}
+	sentBefore := map[string]bool{} // sent in this push
+	heldBack := 0                   // at most how many of them are still pending
+	ackedHeld := 0                  // acknowledged during a re-push after a refusal
+	refusal := func() error {
+		c.mu.Lock()
+		c.st.Refused = append([]string(nil), refusedAll[:min(len(refusedAll), maxShownRejected)]...)
+		c.st.RefusedCount = len(refusedAll)
+		c.mu.Unlock()
+		if len(refusedAll) == 0 {
+			return nil
+		}
+		return &refusedError{refused: refusedAll}
+	}
 	for {
-		pend, err := c.o.Store.PendingChain(ctx, c.o.BatchSize)
+		// Entries sent earlier in this push are not sent again until the
+		// next cycle and do not take the places of the ones after them:
+		// the refused ones, and during a re-push the acknowledged ones
+		// after a refused one (the re-push position stops at it).
+		_, repushing, err := c.o.Store.Repush(ctx)
 		if err != nil {
 			return fmt.Errorf("sync push: %w", err)
 		}
+		pend, err := c.o.Store.PendingChain(ctx, c.o.BatchSize+heldBack)
+		if err != nil {
+			return fmt.Errorf("sync push: %w", err)
+		}
+		fresh := pend[:0]
+		for _, p := range pend {
+			if !sentBefore[p.ID] && len(fresh) < c.o.BatchSize {
+				fresh = append(fresh, p)
+			}
+		}
+		pend = fresh
 		if len(pend) == 0 {
 			c.mu.Lock()
 			c.st.LastPush = c.o.Clock()
 			c.mu.Unlock()
-			return nil
+			return refusal()
 		}
 		b := wire.Batch{TillID: c.o.TillID, Entries: make([]wire.Entry, len(pend))}
 		for i, p := range pend {
@@ -308,19 +366,34 @@ func (c *Client) push(ctx context.Context) error {
 		}
 		sent := map[string]bool{}
 		for _, e := range b.Entries {
-			sent[e.ID] = true
+			sent[e.ID], sentBefore[e.ID] = true, true
 		}
 		var acked []string
-		var refused []string
+		answered := map[string]bool{}
 		for _, r := range res.Results {
 			switch {
 			case !sent[r.ID]:
 				return fmt.Errorf("sync push: head office answered for entry %s, which was not sent", r.ID)
 			case r.Acked():
 				acked = append(acked, r.ID)
-			default:
-				refused = append(refused, fmt.Sprintf("%s %s: %s", r.ID, r.Status, r.Error))
+			case !seenRefused[r.ID]:
+				seenRefused[r.ID] = true
+				refusedAll = append(refusedAll, fmt.Sprintf("%s %s: %s", r.ID, r.Status, r.Error))
 			}
+			answered[r.ID] = true
+		}
+		for _, e := range b.Entries {
+			if !answered[e.ID] && !seenRefused[e.ID] {
+				seenRefused[e.ID] = true
+				refusedAll = append(refusedAll, fmt.Sprintf("%s: not answered by head office", e.ID))
+			}
+		}
+		heldBack = len(refusedAll)
+		if repushing && len(refusedAll) > 0 {
+			// The re-push position stops at the first refused entry: the
+			// acknowledged ones after it stay pending (sent again next cycle).
+			ackedHeld += len(acked)
+			heldBack += ackedHeld
 		}
 		if err := c.o.Store.MarkAcked(ctx, acked); err != nil {
 			return fmt.Errorf("sync push: %w", err)
@@ -334,12 +407,6 @@ func (c *Client) push(ctx context.Context) error {
 			c.st.Folded = res.FoldedThrough
 		}
 		c.mu.Unlock()
-		if len(refused) > 0 {
-			return fmt.Errorf("sync push: head office refused %d entries: %s", len(refused), strings.Join(refused, "; "))
-		}
-		if len(acked) < len(pend) {
-			return fmt.Errorf("sync push: head office acknowledged %d of %d entries", len(acked), len(pend))
-		}
 	}
 }
 

@@ -83,7 +83,9 @@ type proxy struct {
 	latency    atomic.Int64 // ns added before forwarding
 	// onFeed, if set, runs before each feed request is forwarded.
 	onFeed func(r *http.Request)
-	hs     *httptest.Server
+	// onJournal, if set, runs before each journal push is forwarded.
+	onJournal func(r *http.Request)
+	hs        *httptest.Server
 }
 
 func newProxy(t testing.TB, target string) *proxy {
@@ -118,6 +120,9 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	journal := r.URL.Path == "/v1/till/journal"
 	if r.URL.Path == "/v1/till/feed" && p.onFeed != nil {
 		p.onFeed(r)
+	}
+	if journal && p.onJournal != nil {
+		p.onJournal(r)
 	}
 	forward := func() (*http.Response, []byte, error) {
 		req, _ := http.NewRequestWithContext(r.Context(), r.Method, p.target.Load().(string)+r.URL.RequestURI(), bytes.NewReader(body))

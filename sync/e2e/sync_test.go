@@ -359,6 +359,7 @@ func TestRunLoopBacksOffAndCatchesUp(t *testing.T) {
 // store's feed, ERP endpoints without the token.
 func TestTillAuthorisation(t *testing.T) {
 	h := startHO(t, pgDSN(t))
+	importDemo(t, h)
 	p := newProxy(t, h.hs.URL)
 	a := newTill(t, h, p, "S001-T03", "S001", 0)
 	b := newTill(t, h, p, "S002-T03", "S002", 0)

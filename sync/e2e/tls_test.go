@@ -20,6 +20,7 @@ import (
 func TestSyncOverTLS(t *testing.T) {
 	ctx := context.Background()
 	h := startHO(t, pgDSN(t))
+	importDemo(t, h)
 	ts := httptest.NewUnstartedServer(h.srv.Handler())
 	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
 	ts.StartTLS()

@@ -9,11 +9,24 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
 
 var tillIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,36}$`)
+
+// ErrBadRequest marks errors caused by the request's values (the HTTP
+// answer is 400, not 500).
+var ErrBadRequest = errors.New("bad request")
+
+type badRequestError struct{ err error }
+
+func (e badRequestError) Error() string   { return e.err.Error() }
+func (e badRequestError) Unwrap() []error { return []error{e.err, ErrBadRequest} }
+
+// badRequest marks err as the request's fault (errors.Is ErrBadRequest).
+func badRequest(err error) error { return badRequestError{err} }
 
 // ErrUnauthorized is a till or ERP request with wrong credentials.
 var ErrUnauthorized = errors.New("unauthorized")
@@ -24,7 +37,20 @@ var ErrUnauthorized = errors.New("unauthorized")
 // keeps its journal and watermark.
 func (s *Server) Enrol(ctx context.Context, tillID, storeID string) (string, error) {
 	if !tillIDRe.MatchString(tillID) || !tillIDRe.MatchString(storeID) {
-		return "", fmt.Errorf("enrol till %q of store %q: ids must be 1-37 of A-Z a-z 0-9 _ . : / -", tillID, storeID)
+		return "", badRequest(fmt.Errorf("enrol till %q of store %q: ids must be 1-37 of A-Z a-z 0-9 _ . : / -", tillID, storeID))
+	}
+	if up := strings.ToUpper(tillID); up == erpTill || strings.HasPrefix(up, erpTill+"-") {
+		// Head office's own journal (corrections) has ids ERP-…: a till's
+		// entry ids (TILL-ULID) must never meet them.
+		return "", badRequest(fmt.Errorf("enrol till %q: %s and %s-… are reserved for head office's own journal", tillID, erpTill, erpTill))
+	}
+	var known bool
+	if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM catalog WHERE section = 'stores' AND id = $1)`, storeID).Scan(&known); err != nil {
+		return "", fmt.Errorf("enrol till %s: look up store %s: %w", tillID, storeID, err)
+	}
+	if !known {
+		// Its feed would be empty and its history months in UTC.
+		return "", badRequest(fmt.Errorf("enrol till %s: store %q is not in head office's catalog (import it first)", tillID, storeID))
 	}
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {

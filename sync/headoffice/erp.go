@@ -56,8 +56,20 @@ func (s *Server) Import(ctx context.Context, r *store.Replica) (ImportStats, err
 func importTx(ctx context.Context, tx pgx.Tx, r *store.Replica) (ImportStats, error) {
 	var st ImportStats
 	err := func() error {
-		if err := r.Validate(pgExists(ctx, tx)); err != nil {
-			return err
+		var lookupErr error
+		exists := pgExists(ctx, tx)
+		err := r.Validate(func(table, id string) (bool, error) {
+			ok, err := exists(table, id)
+			if err != nil && lookupErr == nil {
+				lookupErr = err
+			}
+			return ok, err
+		})
+		switch {
+		case lookupErr != nil:
+			return fmt.Errorf("look up references: %w", lookupErr)
+		case err != nil:
+			return &RefusedImport{Err: err}
 		}
 		upsert := func(section, id string, v any) error {
 			body, err := json.Marshal(v)
@@ -140,7 +152,18 @@ func importTx(ctx context.Context, tx pgx.Tx, r *store.Replica) (ImportStats, er
 			}
 			st.Cards += int(tag.RowsAffected())
 		}
-		for _, l := range r.Lots {
+		// Lots by card, then id: two imports touch the lots' unique index
+		// in the same order. (Their foreign-key checks take FOR KEY SHARE
+		// on the card, which the FOR NO KEY UPDATE of ingestion and
+		// lockCards does not block.)
+		lots := append([]store.ReplicaLot(nil), r.Lots...)
+		sort.Slice(lots, func(i, j int) bool {
+			if lots[i].Card != lots[j].Card {
+				return lots[i].Card < lots[j].Card
+			}
+			return lots[i].ID < lots[j].ID
+		})
+		for _, l := range lots {
 			rem := l.Points
 			if l.Remaining != nil {
 				rem = *l.Remaining
@@ -163,6 +186,14 @@ func importTx(ctx context.Context, tx pgx.Tx, r *store.Replica) (ImportStats, er
 	}()
 	return st, err
 }
+
+// RefusedImport is an ERP import refused for its content (bad values,
+// unknown references; Err joins one error per record): a client error,
+// where any other import error is head office's (the database).
+type RefusedImport struct{ Err error }
+
+func (e *RefusedImport) Error() string { return e.Err.Error() }
+func (e *RefusedImport) Unwrap() error { return e.Err }
 
 // parentsFirst orders groups so that a parent's change is logged before
 // its children's: a paged delta then never brings a group before the
@@ -248,6 +279,9 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 	case c.ExpiresAt != nil && (c.Points.IsNegative() || !c.ExpiresAt.After(s.now())):
 		return CorrectionResult{}, fmt.Errorf("correction %s: expires_at must be in the future, on an accrual", c.ID)
 	}
+	if err := wire.CheckPoints("points", c.Points, -1); err != nil {
+		return CorrectionResult{}, fmt.Errorf("correction %s of card %s: %w", c.ID, c.Card, err)
+	}
 	id := erpTill + "-" + c.ID
 	req, _ := json.Marshal(c)
 	sum := sha256.Sum256(req)
@@ -265,6 +299,17 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		card := cards[c.Card]
 		if card == nil {
 			return fmt.Errorf("unknown card %s", c.Card)
+		}
+		var program string
+		var scale int32
+		err = tx.QueryRow(ctx, `SELECT p.id, p.scale FROM (`+sqlCardScales+`) AS p(code, id, scale)`, []string{c.Card}).Scan(&program, &scale)
+		switch {
+		case err == nil:
+			if err := wire.CheckPoints("points", c.Points, scale); err != nil {
+				return fmt.Errorf("program %s: %w", program, err)
+			}
+		case !errors.Is(err, pgx.ErrNoRows): // no row: a program head office does not know
+			return fmt.Errorf("read the program's scale: %w", err)
 		}
 		var digest []byte
 		err = tx.QueryRow(ctx, `SELECT digest FROM journal WHERE id = $1`, id).Scan(&digest)
@@ -364,7 +409,7 @@ func (s *Server) ExportJournal(ctx context.Context, cursor string, limit int) (*
 		_, e1 := strconv.ParseUint(a, 10, 64)
 		n, e2 := strconv.ParseInt(b, 10, 64)
 		if !ok || e1 != nil || e2 != nil {
-			return nil, fmt.Errorf("journal export: bad cursor %q (want XID.SEQ)", cursor)
+			return nil, badRequest(fmt.Errorf("journal export: bad cursor %q (want XID.SEQ)", cursor))
 		}
 		xid, seq = a, n
 	}
@@ -542,7 +587,7 @@ type Expiring struct {
 // expire after now and no later than now + days.
 func (s *Server) ExpiringWithin(ctx context.Context, days int) ([]Expiring, error) {
 	if days < 1 || days > 3650 {
-		return nil, fmt.Errorf("expiring report: days %d outside 1..3650", days)
+		return nil, badRequest(fmt.Errorf("expiring report: days %d outside 1..3650", days))
 	}
 	now := s.now()
 	rows, err := s.db.Query(ctx, `SELECT card, sum(remaining)::text, min(expires_at) FROM lots
@@ -576,7 +621,9 @@ type AccrualTotals struct {
 	Redeemed        checkout.Points `json:"redeemed"`
 }
 
-// Accruals sums the folded journal of entries written in [from, to).
+// Accruals sums the folded journal of entries written in [from, to):
+// entries stored but not folded yet (their chain has a gap) count once
+// they are in the balances.
 func (s *Server) Accruals(ctx context.Context, from, to time.Time) (AccrualTotals, error) {
 	var a, g, r string
 	err := s.db.QueryRow(ctx, `SELECT
@@ -585,7 +632,7 @@ func (s *Server) Accruals(ctx context.Context, from, to time.Time) (AccrualTotal
 		coalesce(-sum(j.points) FILTER (WHERE j.kind = 'redemption'), 0)::text
 		FROM journal j LEFT JOIN cards c ON c.code = j.card_code
 		LEFT JOIN catalog k ON k.section = 'card_kinds' AND k.id = c.kind
-		WHERE (j.body->>'created_at')::timestamptz >= $1 AND (j.body->>'created_at')::timestamptz < $2`, from, to).Scan(&a, &g, &r)
+		WHERE j.folded AND (j.body->>'created_at')::timestamptz >= $1 AND (j.body->>'created_at')::timestamptz < $2`, from, to).Scan(&a, &g, &r)
 	if err != nil {
 		return AccrualTotals{}, fmt.Errorf("accruals report: %w", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"tillagent/internal/store"
 	"tillagent/sync/wire"
 )
@@ -268,10 +270,24 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 			s.reply(w, st, nil)
 			return
 		}
+		var ref *RefusedImport
+		var pe *pgconn.PgError
+		if !errors.As(err, &ref) && !(errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23"))) {
+			// Not the document's fault (the database failed, a deadlock,
+			// the request cancelled; a value the database refuses, class
+			// 22 or 23, is the document's): the transaction rolled back.
+			s.log.Error("erp import failed", "err", err)
+			httpError(w, http.StatusInternalServerError, "erp import failed, nothing written: "+err.Error())
+			return
+		}
 	}
 	// Validation problems: one line per record, all of them.
 	var lines []string
 	var joined interface{ Unwrap() []error }
+	var ref *RefusedImport
+	if errors.As(err, &ref) {
+		err = ref.Err
+	}
 	if errors.As(err, &joined) {
 		for _, e := range joined.Unwrap() {
 			lines = append(lines, e.Error())
@@ -311,6 +327,10 @@ func decodeStrict(r *http.Request, v any) error {
 }
 
 func (s *Server) reply(w http.ResponseWriter, v any, err error) {
+	if errors.Is(err, ErrBadRequest) {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if err != nil {
 		s.log.Error("request failed", "err", err)
 		httpError(w, http.StatusInternalServerError, err.Error())

@@ -70,11 +70,15 @@ const (
 	sqlUnfolded = `SELECT id, prev_id, body::text, digest FROM journal WHERE till_id = $1 AND NOT folded`
 	// Every card the fold may touch — those of the batch and of the
 	// unfolded entries, a superset of the chain's — locked in code order
-	// (ORDER BY runs before FOR UPDATE), then their lots. The set is read
-	// under the till's lock, so both statements see the same one.
+	// (ORDER BY runs before the lock), then their lots. The set is read
+	// under the till's lock, so both statements see the same one. FOR NO
+	// KEY UPDATE (what an UPDATE of the card's debt and history takes
+	// anyway) does not block the FOR KEY SHARE that a lot insert's
+	// foreign-key check takes on its card, so an ERP import inserting lots
+	// in its file's order never waits for a batch (nor a batch for it).
 	sqlIngestCards     = `SELECT unnest($1::text[]) UNION SELECT card_code FROM journal WHERE till_id = $2 AND NOT folded`
 	sqlLockIngestCards = `SELECT c.code, c.debt::text, c.history::text FROM cards c
-		WHERE c.code IN (` + sqlIngestCards + `) ORDER BY c.code FOR UPDATE OF c`
+		WHERE c.code IN (` + sqlIngestCards + `) ORDER BY c.code FOR NO KEY UPDATE OF c`
 	// The lots are read card by card (LATERAL, OFFSET 0 keeps it from being
 	// flattened into a join): without statistics on lots.card the planner
 	// otherwise guesses half the table matches and scans all of it.
@@ -83,6 +87,14 @@ const (
 			LATERAL (SELECT card, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id
 				FROM lots WHERE lots.card = k.code OFFSET 0) AS l
 		ORDER BY l.card, l.lot_id`
+	// The points scale (decimal places) of each card's program, for the
+	// cards whose program head office knows (the card's own, else its
+	// kind's, as the debt policy reads it).
+	sqlCardScales = `SELECT c.code, p.id, coalesce((p.body->'point_rounding'->>'scale')::int, 0)
+		FROM cards c
+		LEFT JOIN catalog k ON k.section = 'card_kinds' AND k.id = c.kind
+		JOIN catalog p ON p.section = 'programs' AND p.id = coalesce(nullif(c.program, ''), k.body->>'program')
+		WHERE c.code IN (SELECT unnest($1::text[]))`
 	// Fresh entries are written once, already marked folded when they are
 	// on the chain (no second write of the row).
 	sqlStoreEntries = `INSERT INTO journal (id, till_id, prev_id, card_code, kind, points, body, digest, folded)
@@ -110,13 +122,11 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 	digests := make([][]byte, n)
 	codes := make([]string, n)
 	for i := range b.Entries {
-		e := b.Entries[i]
-		e.Acked = false // till-local state, not part of the entry
-		body, err := json.Marshal(e)
+		e := &b.Entries[i]
+		body, sum, err := canonicalEntry(*e)
 		if err != nil {
 			return nil, fmt.Errorf("entry %s: %w", e.ID, err)
 		}
-		sum := sha256.Sum256(body)
 		ids[i], bodies[i], digests[i], codes[i] = e.ID, string(body), sum[:], e.CardCode
 		out.Results[i] = wire.Result{ID: e.ID, Status: wire.Applied}
 	}
@@ -176,19 +186,62 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 		}
 		return rows.Err()
 	})
+	type programScale struct {
+		program string
+		scale   int32
+	}
+	scales := map[string]programScale{} // card → its program's scale
+	pa.Queue(sqlCardScales, codes).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var code string
+			var ps programScale
+			if err := rows.Scan(&code, &ps.program, &ps.scale); err != nil {
+				return fmt.Errorf("read programs' scales: %w", err)
+			}
+			scales[code] = ps
+		}
+		return rows.Err()
+	})
 	pa.Queue(sqlLockIngestCards, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanCards(rows, cards) })
 	pa.Queue(sqlIngestLots, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanLots(rows, cards) })
 	if err := conn.SendBatch(ctx, &pa).Close(); err != nil {
 		return nil, err
 	}
 
+	// A digest that differs may still be the same entry: one stored before
+	// digests were canonical, with created_at in another UTC offset. Those
+	// few are compared by their stored bodies, made canonical (one more
+	// round trip, only when there are any).
+	var differ []string
+	for i := range out.Results {
+		if d, ok := stored[ids[i]]; ok && string(d) != string(digests[i]) {
+			differ = append(differ, ids[i])
+		}
+	}
+	same, err := sameStoredContent(ctx, conn.Conn(), differ, unfolded)
+	if err != nil {
+		return nil, err
+	}
 	var fresh []int
 	for i := range out.Results {
 		d, ok := stored[ids[i]]
 		switch {
+		case !ok && folded != "" && ids[i] <= folded:
+			// Every entry at or before the watermark is folded, so one not
+			// stored can never join the chain: answering it applied would
+			// lose it. The till keeps it unacknowledged and shows this.
+			out.Results[i] = wire.Result{ID: ids[i], Status: wire.Rejected, Error: fmt.Sprintf(
+				"id at or before this till's watermark %s, so it can never be folded (a replaced till store with its clock behind?): enrol the replaced till under a new id", folded)}
+			s.log.Error("journal entry before the watermark", "till", b.TillID, "entry", ids[i], "folded_through", folded)
+		case !ok && scaleError(b.Entries[i], scales[codes[i]].scale, scales[codes[i]].program) != nil:
+			// Finer than the card's program counts points: a bug on the
+			// till; folding it would give the card points it cannot show.
+			err := scaleError(b.Entries[i], scales[codes[i]].scale, scales[codes[i]].program)
+			out.Results[i] = wire.Result{ID: ids[i], Status: wire.Rejected, Error: err.Error()}
+			s.log.Error("journal entry rejected", "till", b.TillID, "entry", ids[i], "err", err)
 		case !ok:
 			fresh = append(fresh, i)
-		case string(d) == string(digests[i]):
+		case string(d) == string(digests[i]) || string(same[ids[i]]) == string(digests[i]):
 			out.Results[i].Status = wire.Duplicate
 		default:
 			out.Results[i] = wire.Result{ID: ids[i], Status: wire.Conflict,
@@ -287,6 +340,99 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 	return out, nil
 }
 
+// scaleError checks an entry's points against the scale of its card's
+// program (program "": head office does not know it, nothing to check).
+// Only the entry's total: its lot deltas follow the lots, which an ERP
+// import may have given finer points.
+func scaleError(e wire.Entry, scale int32, program string) error {
+	if program == "" {
+		return nil
+	}
+	if err := wire.CheckPoints("points", e.Points, scale); err != nil {
+		return fmt.Errorf("card %s, program %s: %w", e.CardCode, program, err)
+	}
+	return nil
+}
+
+// canonicalEntry is the body head office stores for an entry and its
+// content digest (SHA-256 of the body). Every time is written in UTC: a
+// till reads created_at back in its process's local zone, so the same
+// entry re-sent after the till's zone changed must digest the same, or it
+// would be a conflict forever. The till-local acked flag is left out.
+// Entries pushed in UTC (every till so far runs in UTC) keep the digest
+// they were stored with; stored entries with another offset are matched by
+// sameStoredContent.
+func canonicalEntry(e wire.Entry) ([]byte, [sha256.Size]byte, error) {
+	e.Acked = false
+	e.CreatedAt = e.CreatedAt.UTC()
+	if len(e.Lots) > 0 {
+		lots := make([]store.LotChange, len(e.Lots))
+		for i, l := range e.Lots {
+			l.ActiveFrom, l.ExpiresAt = l.ActiveFrom.UTC(), l.ExpiresAt.UTC()
+			lots[i] = l
+		}
+		e.Lots = lots
+	}
+	body, err := json.Marshal(e)
+	if err != nil {
+		return nil, [sha256.Size]byte{}, err
+	}
+	return body, sha256.Sum256(body), nil
+}
+
+// sameStoredContent reads the stored bodies of ids (from known when it has
+// them) and returns their canonical digests, so an entry stored with its
+// times in another UTC offset (before digests were canonical) still
+// matches its re-sent copy as a duplicate. Recomputing every stored digest
+// in a migration instead would rewrite the whole journal in one
+// transaction; entries whose digests differ are rare (a re-send), so they
+// are compared here.
+func sameStoredContent(ctx context.Context, conn *pgx.Conn, ids []string, known map[string]string) (map[string][]byte, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	bodies := map[string]string{}
+	var ask []string
+	for _, id := range ids {
+		if b, ok := known[id]; ok {
+			bodies[id] = b
+		} else {
+			ask = append(ask, id)
+		}
+	}
+	if len(ask) > 0 {
+		rows, err := conn.Query(ctx, `SELECT id, body::text FROM journal WHERE id IN (SELECT unnest($1::text[]))`, ask)
+		if err != nil {
+			return nil, fmt.Errorf("read stored entries to compare: %w", err)
+		}
+		for rows.Next() {
+			var id, body string
+			if err := rows.Scan(&id, &body); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read stored entries to compare: %w", err)
+			}
+			bodies[id] = body
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("read stored entries to compare: %w", err)
+		}
+	}
+	out := map[string][]byte{}
+	for id, body := range bodies {
+		var e wire.Entry
+		if err := json.Unmarshal([]byte(body), &e); err != nil {
+			return nil, fmt.Errorf("stored entry %s: %w", id, err)
+		}
+		_, sum, err := canonicalEntry(e)
+		if err != nil {
+			return nil, fmt.Errorf("stored entry %s: %w", id, err)
+		}
+		out[id] = sum[:]
+	}
+	return out, nil
+}
+
 // fold applies the chain of the till's entries (in chain order, following
 // its watermark without a gap) to the locked cards' lots, debt and history
 // in memory, and returns the overdrafts to record.
@@ -355,13 +501,14 @@ type cardState struct {
 	dirty   bool
 }
 
-// lockCards locks the cards (codes sorted: the fixed lock order) and loads
-// their lots, in one round trip.
+// lockCards locks the cards (codes sorted: the fixed lock order; FOR NO
+// KEY UPDATE, as ingestion, so lot inserts' foreign-key checks are not
+// blocked) and loads their lots, in one round trip.
 func lockCards(ctx context.Context, tx pgx.Tx, sorted []string) (map[string]*cardState, error) {
 	out := map[string]*cardState{}
 	var pb pgx.Batch
 	pb.Queue(`SELECT c.code, c.debt::text, c.history::text FROM cards c
-		WHERE c.code IN (SELECT unnest($1::text[])) ORDER BY c.code FOR UPDATE OF c`, sorted).Query(func(rows pgx.Rows) error {
+		WHERE c.code IN (SELECT unnest($1::text[])) ORDER BY c.code FOR NO KEY UPDATE OF c`, sorted).Query(func(rows pgx.Rows) error {
 		return scanCards(rows, out)
 	})
 	pb.Queue(`SELECT l.card, l.lot_id, l.points::text, l.remaining::text, l.accrued_at, l.active_from, l.expires_at, l.check_id

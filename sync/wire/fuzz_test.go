@@ -126,11 +126,27 @@ func TestDecodeBatchErrorsNameTheEntry(t *testing.T) {
 			`points 2 differ from the sum of lot deltas 1`},
 		{entry("S001-T01-01KX0000000000000000000001", "accrual", "1", "", "S001-T01-01KX0000000000000000000009"),
 			`prev "S001-T01-01KX0000000000000000000009" is not an earlier id`},
+		// Values: the kind's sign, the bound, at most 9 decimal places.
+		{entry("S001-T01-01KX0000000000000000000001", "redemption", "1000", "", ""), `redemption of +1000 points: a redemption cannot add points`},
+		{entry("S001-T01-01KX0000000000000000000001", "accrual", "-5", "", ""), `accrual of -5 points`},
+		{entry("S001-T01-01KX0000000000000000000001", "reversal", "1e9999", "", ""), `more than 1000000000 in magnitude`},
+		{entry("S001-T01-01KX0000000000000000000001", "correction", "-1000000001", "", ""), `points -1000000001: more than 1000000000`},
+		{entry("S001-T01-01KX0000000000000000000001", "accrual", "1e-10", "", ""), `more than 9 decimal places`},
+		{entry("S001-T01-01KX0000000000000000000001", "reversal", "0", `,"lots":[{"lot_id":"a","delta":"2e9"},{"lot_id":"b","delta":"-2e9"}]`, ""),
+			`lot a delta 2000000000: more than 1000000000`},
 	} {
 		b, err := DecodeBatch([]byte(`{"till_id":"S001-T01","entries":[` + c.in + `,` + good + `]}`))
 		if err != nil || len(b.Invalid) != 1 || b.Invalid[0].Status != Rejected || !strings.Contains(b.Invalid[0].Error, c.want) ||
 			len(b.Entries) != 1 || b.Entries[0].ID != "S001-T01-01KX0000000000000000000005" {
 			t.Errorf("DecodeBatch(%s): %+v, %v; want it rejected with %q and the good entry kept", c.in, b, err, c.want)
+		}
+	}
+	// Reversals and corrections go either way; the bound itself is allowed.
+	for _, c := range []struct{ kind, points string }{{"reversal", "5"}, {"reversal", "-5"}, {"correction", "-1000000000"},
+		{"correction", "1000000000"}, {"redemption", "-0.5"}, {"accrual", "0"}} {
+		in := entry("S001-T01-01KX0000000000000000000001", c.kind, c.points, "", "")
+		if b, err := DecodeBatch([]byte(`{"till_id":"S001-T01","entries":[` + in + `]}`)); err != nil || len(b.Invalid) != 0 || len(b.Entries) != 1 {
+			t.Errorf("DecodeBatch(%s): %+v, %v; want it kept", in, b, err)
 		}
 	}
 	// A malformed batch is an error naming the entry.

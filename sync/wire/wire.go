@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/shopspring/decimal"
+
 	"tillagent/internal/store"
 )
 
@@ -148,8 +150,36 @@ func DecodeBatch(data []byte) (*Batch, error) {
 	return b, nil
 }
 
+// MaxPoints bounds the points of an entry, of each of its lot deltas and
+// its written-off points (a till never writes more; a bigger value is a
+// bug or an attack and would mint or wipe points).
+var MaxPoints = decimal.New(1, 9)
+
+// MaxPointsScale is the most decimal places points may have on any
+// program; the card's own program's scale is checked by head office,
+// which knows it (CheckPoints).
+const MaxPointsScale = 9
+
+// CheckPoints checks a value of points against the bound and, when
+// scale >= 0, the program's scale (decimal places); what names the value
+// in the error.
+func CheckPoints(what string, d decimal.Decimal, scale int32) error {
+	if d.Abs().GreaterThan(MaxPoints) {
+		return fmt.Errorf("%s %s: more than %s in magnitude", what, d, MaxPoints)
+	}
+	if !d.Equal(d.Truncate(MaxPointsScale)) {
+		return fmt.Errorf("%s %s: more than %d decimal places", what, d, MaxPointsScale)
+	}
+	if scale >= 0 && !d.Equal(d.Truncate(scale)) {
+		return fmt.Errorf("%s %s: finer than the program's %d decimal places", what, d, scale)
+	}
+	return nil
+}
+
 // CheckEntry checks one entry of till: its id and chain link belong to the
-// till, the kind is known and the lot deltas add up to the points.
+// till, the kind is known, the points have the kind's sign (an accrual
+// adds, a redemption takes; a reversal or a correction either) and are
+// within MaxPoints, and the lot deltas add up to the points.
 func CheckEntry(till string, e *Entry) error {
 	prefix := till + "-"
 	if !strings.HasPrefix(e.ID, prefix) || len(e.ID) != len(prefix)+26 {
@@ -166,11 +196,26 @@ func CheckEntry(till string, e *Entry) error {
 	default:
 		return fmt.Errorf("unknown kind %q", e.Kind)
 	}
+	if err := CheckPoints("points", e.Points, -1); err != nil {
+		return err
+	}
+	switch {
+	case e.Kind == store.KindAccrual && e.Points.IsNegative():
+		return fmt.Errorf("accrual of %s points: an accrual cannot take points", e.Points)
+	case e.Kind == store.KindRedemption && e.Points.IsPositive():
+		return fmt.Errorf("redemption of +%s points: a redemption cannot add points", e.Points)
+	}
+	if err := CheckPoints("written_off", e.WrittenOff, -1); err != nil {
+		return err
+	}
 	sum := e.Points.Sub(e.Points)
 	lots := map[string]bool{}
 	for _, l := range e.Lots {
 		if l.LotID == "" || lots[l.LotID] {
 			return fmt.Errorf("lot %q empty or twice", l.LotID)
+		}
+		if err := CheckPoints("lot "+l.LotID+" delta", l.Delta, -1); err != nil {
+			return err
 		}
 		lots[l.LotID] = true
 		if l.Create && (!l.Delta.IsPositive() || l.ActiveFrom.IsZero()) {
