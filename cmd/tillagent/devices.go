@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -136,10 +137,10 @@ func (v *virtualScanner) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || req.Code == "" {
+	if err := dec.Decode(&req); err != nil || req.Code == "" || strings.ContainsAny(req.Code, "\r\n") {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprintf(w, `{"error":{"code":"request.bad_json","message":"Ошибка запроса","detail":"want {\"code\": \"...\"}"}}`+"\n")
+		fmt.Fprintf(w, `{"error":{"code":"request.bad_json","message":"Ошибка запроса","detail":"want {\"code\": \"...\"}, one code without CR or LF"}}`+"\n")
 		return
 	}
 	v.mu.Lock()

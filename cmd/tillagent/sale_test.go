@@ -265,6 +265,7 @@ func TestAPIRefusals(t *testing.T) {
 	}
 	h.refusal(404, "request.unknown_route", "GET", "/v1/nope", nil)
 	h.refusal(405, "request.method_not_allowed", "GET", "/v1/sales", nil)
+	h.refusal(400, "request.bad_json", "POST", "/v1/reports/x", `{"copies": 2}`)
 	h.refusal(400, "request.bad_json", "POST", "/v1/quote", `{"check": `)
 	h.refusal(400, "request.bad_json", "POST", "/v1/quote", `{"check": {"lines": []}, "colour": "red"}`)
 	h.refusal(422, "check.empty", "POST", "/v1/quote", `{"check": {"lines": []}}`)
@@ -383,6 +384,7 @@ func TestEventsAndMetrics(t *testing.T) {
 			}
 		}
 	}()
+	h.refusal(400, "request.bad_json", "POST", "/v1/demo/scan", map[string]string{"code": "29000\r00000018"})
 	h.must(202, "POST", "/v1/demo/scan", map[string]string{"code": card}, nil)
 	h.must(202, "POST", "/v1/demo/scan", map[string]string{"code": "4600000010014"}, nil)
 	want := []string{`"kind":"loyalty_card"`, `"kind":"product"`}

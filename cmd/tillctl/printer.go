@@ -58,7 +58,11 @@ func newPrinterFlags(name string) printerFlags {
 // openPrinter opens the configured printer. With printer.type emulator and no
 // -port, an in-process emulator (fresh state) is started on a pty.
 func (pf printerFlags) open(ctx context.Context) (*shtrih.Driver, func(), error) {
-	c, err := config.Load(*pf.config)
+	path := *pf.config
+	if _, err := os.Stat(path); *pf.port != "" && errors.Is(err, os.ErrNotExist) {
+		path = "" // a named port needs no configuration file: defaults
+	}
+	c, err := config.Load(path)
 	if err != nil {
 		return nil, nil, err
 	}

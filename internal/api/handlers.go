@@ -215,16 +215,32 @@ func (s *Server) shiftOpen(w http.ResponseWriter, r *http.Request) {
 	s.done(w, r, s.o.Service.OpenShift(r.Context(), req.Cashier), "shift opened")
 }
 
+// noBody refuses a body on routes that take none, as strictly as the
+// others refuse unknown fields: an empty JSON object is fine.
+func (s *Server) noBody(w http.ResponseWriter, r *http.Request) bool {
+	if r.ContentLength == 0 {
+		return true
+	}
+	var none struct{}
+	return s.decode(w, r, &none)
+}
+
 func (s *Server) shiftClose(w http.ResponseWriter, r *http.Request) {
-	s.done(w, r, s.o.Service.CloseShift(r.Context()), "Z report printed, shift closed")
+	if s.noBody(w, r) {
+		s.done(w, r, s.o.Service.CloseShift(r.Context()), "Z report printed, shift closed")
+	}
 }
 
 func (s *Server) reportX(w http.ResponseWriter, r *http.Request) {
-	s.done(w, r, s.o.Service.XReport(r.Context()), "X report printed")
+	if s.noBody(w, r) {
+		s.done(w, r, s.o.Service.XReport(r.Context()), "X report printed")
+	}
 }
 
 func (s *Server) printerContinue(w http.ResponseWriter, r *http.Request) {
-	s.done(w, r, s.o.Service.ContinuePrint(r.Context()), "printing continued")
+	if s.noBody(w, r) {
+		s.done(w, r, s.o.Service.ContinuePrint(r.Context()), "printing continued")
+	}
 }
 
 func (s *Server) done(w http.ResponseWriter, r *http.Request, err error, what string) {
