@@ -73,7 +73,7 @@ func hasCard(tl *till, card string) bool {
 }
 
 // TestDeltaInPagesFromAMassImport: a till holds the demo; an ERP job
-// imports 30 cards with two lots each (90 change records) and the till
+// imports 90 cards with two lots each (90 change records, one a card) and the till
 // pulls the delta in pages of 7 records. A transaction that changed card
 // 13 before the import commits during the first page; between pages head
 // office corrects a card already delivered; mid-delta head office becomes
@@ -92,7 +92,7 @@ func TestDeltaInPagesFromAMassImport(t *testing.T) {
 	}
 	mass := &store.Replica{Version: 1}
 	var codes []string
-	for i := 0; i < 30; i++ {
+	for i := 0; i < 90; i++ {
 		code := fmt.Sprintf("29100000%05d", i)
 		codes = append(codes, code)
 		mass.Cards = append(mass.Cards, store.ReplicaCard{Code: code, Kind: "bonus", State: checkout.StateActive})
@@ -418,7 +418,7 @@ func TestPagedDeltaKeepsBalancesExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	mass := &store.Replica{Version: 1}
-	for i := 0; i < 30; i++ {
+	for i := 0; i < 90; i++ {
 		code := fmt.Sprintf("29200000%05d", i)
 		mass.Cards = append(mass.Cards, store.ReplicaCard{Code: code, Kind: "bonus", State: checkout.StateActive})
 		for j := 1; j <= 2; j++ {

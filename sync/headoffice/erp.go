@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/shopspring/decimal"
 
 	"tillagent/checkout"
@@ -132,25 +133,29 @@ func importTx(ctx context.Context, tx pgx.Tx, r *store.Replica) (ImportStats, er
 		// Cards in code order: the same lock order as folding.
 		cards := append([]store.ReplicaCard(nil), r.Cards...)
 		sort.Slice(cards, func(i, j int) bool { return cards[i].Code < cards[j].Code })
+		// The cards whose record or lots this import changed: one change
+		// row each, written after all of them (the feed sends a card with
+		// all its lots, so a row per lot would send the card again).
+		changed := map[string]bool{}
 		for _, c := range cards {
 			hist, err := json.Marshal(c.History)
 			if err != nil {
 				return err
 			}
-			tag, err := tx.Exec(ctx, `WITH up AS (
-				INSERT INTO cards (code, kind, program, state, block_reason, holder, debt, history)
+			tag, err := tx.Exec(ctx, `INSERT INTO cards (code, kind, program, state, block_reason, holder, debt, history)
 				VALUES ($1, $2, $3, $4, $5, $6, $7::numeric, $8)
 				ON CONFLICT (code) DO UPDATE SET kind = excluded.kind, program = excluded.program, state = excluded.state,
 					block_reason = excluded.block_reason, holder = excluded.holder
 				WHERE (cards.kind, cards.program, cards.state, cards.block_reason, cards.holder) IS DISTINCT FROM
-					(excluded.kind, excluded.program, excluded.state, excluded.block_reason, excluded.holder)
-				RETURNING 1)
-				INSERT INTO changes (section, key) SELECT 'cards', $1 FROM up`,
+					(excluded.kind, excluded.program, excluded.state, excluded.block_reason, excluded.holder)`,
 				c.Code, c.Kind, c.Program, string(c.State), c.BlockReason, c.Holder, c.Debt.String(), string(hist))
 			if err != nil {
 				return fmt.Errorf("cards code %q: %w", c.Code, err)
 			}
-			st.Cards += int(tag.RowsAffected())
+			if tag.RowsAffected() > 0 {
+				st.Cards++
+				changed[c.Code] = true
+			}
 		}
 		// Lots by card, then id: two imports touch the lots' unique index
 		// in the same order. (Their foreign-key checks take FOR KEY SHARE
@@ -172,15 +177,30 @@ func importTx(ctx context.Context, tx pgx.Tx, r *store.Replica) (ImportStats, er
 			if l.ActiveFrom != nil {
 				from = *l.ActiveFrom
 			}
-			tag, err := tx.Exec(ctx, `WITH up AS (
-				INSERT INTO lots (card, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id)
-				VALUES ($1, $2, $3::numeric, $4::numeric, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING 1)
-				INSERT INTO changes (section, key) SELECT 'cards', $1 FROM up`,
+			tag, err := tx.Exec(ctx, `INSERT INTO lots (card, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id)
+				VALUES ($1, $2, $3::numeric, $4::numeric, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
 				l.Card, l.ID, l.Points.String(), rem.String(), l.AccruedAt, from, l.ExpiresAt, l.CheckID)
 			if err != nil {
 				return fmt.Errorf("lots id %q of card %q: %w", l.ID, l.Card, err)
 			}
-			st.Lots += int(tag.RowsAffected())
+			if tag.RowsAffected() > 0 {
+				st.Lots++
+				changed[l.Card] = true
+			}
+		}
+		if len(changed) == 0 {
+			return nil
+		}
+		// In code order, in this transaction (its xid, as every change row:
+		// the feed's cursor rule is unchanged), section 'cards' (the store
+		// scope filters it as before).
+		codes := make([]string, 0, len(changed))
+		for code := range changed {
+			codes = append(codes, code)
+		}
+		sort.Strings(codes)
+		if _, err := tx.Exec(ctx, `INSERT INTO changes (section, key) SELECT 'cards', unnest($1::text[])`, codes); err != nil {
+			return fmt.Errorf("log changes of %d cards: %w", len(codes), err)
 		}
 		return nil
 	}()
@@ -194,6 +214,30 @@ type RefusedImport struct{ Err error }
 
 func (e *RefusedImport) Error() string { return e.Err.Error() }
 func (e *RefusedImport) Unwrap() error { return e.Err }
+
+// ErrRefused marks an ERP request refused for its values (HTTP 422), as
+// opposed to head office failing to carry it out (the database: 5xx).
+var ErrRefused = errors.New("refused")
+
+type refusedError struct{ err error }
+
+func (e refusedError) Error() string   { return e.err.Error() }
+func (e refusedError) Unwrap() []error { return []error{e.err, ErrRefused} }
+
+// refused marks err as the request's fault (errors.Is ErrRefused).
+func refused(err error) error { return refusedError{err} }
+
+// requestsFault tells an ERP write refused for what it sent (a marked
+// refusal, or a value PostgreSQL refuses: SQLSTATE class 22 data
+// exception, 23 integrity constraint) from a failure of head office (the
+// connection, a deadlock, the request cancelled, any other database
+// error), after which the transaction has rolled back.
+func requestsFault(err error) bool {
+	var ref *RefusedImport
+	var pe *pgconn.PgError
+	return errors.Is(err, ErrRefused) || errors.As(err, &ref) ||
+		errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23"))
+}
 
 // parentsFirst orders groups so that a parent's change is logged before
 // its children's: a paged delta then never brings a group before the
@@ -269,18 +313,18 @@ const erpTill = "ERP"
 func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, error) {
 	switch {
 	case c.ID == "" || len(c.ID) > 64 || strings.ContainsAny(c.ID, " \t\n"):
-		return CorrectionResult{}, fmt.Errorf("correction %q: id must be 1-64 characters without spaces", c.ID)
+		return CorrectionResult{}, refused(fmt.Errorf("correction %q: id must be 1-64 characters without spaces", c.ID))
 	case c.Card == "":
-		return CorrectionResult{}, fmt.Errorf("correction %s: empty card", c.ID)
+		return CorrectionResult{}, refused(fmt.Errorf("correction %s: empty card", c.ID))
 	case c.Points.IsZero():
-		return CorrectionResult{}, fmt.Errorf("correction %s: zero points", c.ID)
+		return CorrectionResult{}, refused(fmt.Errorf("correction %s: zero points", c.ID))
 	case strings.TrimSpace(c.Reason) == "":
-		return CorrectionResult{}, fmt.Errorf("correction %s: a reason is required", c.ID)
+		return CorrectionResult{}, refused(fmt.Errorf("correction %s: a reason is required", c.ID))
 	case c.ExpiresAt != nil && (c.Points.IsNegative() || !c.ExpiresAt.After(s.now())):
-		return CorrectionResult{}, fmt.Errorf("correction %s: expires_at must be in the future, on an accrual", c.ID)
+		return CorrectionResult{}, refused(fmt.Errorf("correction %s: expires_at must be in the future, on an accrual", c.ID))
 	}
 	if err := wire.CheckPoints("points", c.Points, -1); err != nil {
-		return CorrectionResult{}, fmt.Errorf("correction %s of card %s: %w", c.ID, c.Card, err)
+		return CorrectionResult{}, refused(fmt.Errorf("correction %s of card %s: %w", c.ID, c.Card, err))
 	}
 	id := erpTill + "-" + c.ID
 	req, _ := json.Marshal(c)
@@ -298,7 +342,7 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		}
 		card := cards[c.Card]
 		if card == nil {
-			return fmt.Errorf("unknown card %s", c.Card)
+			return refused(fmt.Errorf("unknown card %s", c.Card))
 		}
 		var program string
 		var scale int32
@@ -306,7 +350,7 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		switch {
 		case err == nil:
 			if err := wire.CheckPoints("points", c.Points, scale); err != nil {
-				return fmt.Errorf("program %s: %w", program, err)
+				return refused(fmt.Errorf("program %s: %w", program, err))
 			}
 		case !errors.Is(err, pgx.ErrNoRows): // no row: a program head office does not know
 			return fmt.Errorf("read the program's scale: %w", err)
@@ -315,7 +359,7 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		err = tx.QueryRow(ctx, `SELECT digest FROM journal WHERE id = $1`, id).Scan(&digest)
 		if err == nil {
 			if string(digest) != string(sum[:]) {
-				return fmt.Errorf("id %s already used for another correction", c.ID)
+				return refused(fmt.Errorf("id %s already used for another correction", c.ID))
 			}
 			out = CorrectionResult{EntryID: id, Duplicate: true}
 			return nil

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"tillagent/internal/store"
 	"tillagent/sync/wire"
 )
@@ -270,9 +268,7 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 			s.reply(w, st, nil)
 			return
 		}
-		var ref *RefusedImport
-		var pe *pgconn.PgError
-		if !errors.As(err, &ref) && !(errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23"))) {
+		if !requestsFault(err) {
 			// Not the document's fault (the database failed, a deadlock,
 			// the request cancelled; a value the database refuses, class
 			// 22 or 23, is the document's): the transaction rolled back.
@@ -307,8 +303,15 @@ func (s *Server) handleCorrection(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.Correct(r.Context(), c)
-	if err != nil {
+	switch {
+	case err == nil:
+	case requestsFault(err):
 		httpError(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	default:
+		// Head office's failure, not the correction's: rolled back.
+		s.log.Error("erp correction failed", "id", c.ID, "card", c.Card, "err", err)
+		httpError(w, http.StatusInternalServerError, "erp correction failed, nothing written: "+err.Error())
 		return
 	}
 	s.reply(w, res, nil)

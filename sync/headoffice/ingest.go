@@ -95,6 +95,18 @@ const (
 		LEFT JOIN catalog k ON k.section = 'card_kinds' AND k.id = c.kind
 		JOIN catalog p ON p.section = 'programs' AND p.id = coalesce(nullif(c.program, ''), k.body->>'program')
 		WHERE c.code IN (SELECT unnest($1::text[]))`
+	// The negative-balance policy of each card the fold may touch whose
+	// program head office knows (the card's own, else its kind's), read
+	// as migration 0002's debt_policy trigger reads it. Read after the
+	// cards are locked: an import changing a card's program waits.
+	sqlCardPolicies = `SELECT c.code, p.id, coalesce(p.body->'negative_balance'->>'mode', ''),
+			coalesce(p.body->'negative_balance'->>'limit', '0')
+		FROM cards c
+		LEFT JOIN catalog k ON k.section = 'card_kinds' AND k.id = c.kind
+		JOIN catalog p ON p.section = 'programs' AND p.id = coalesce(nullif(c.program, ''), k.body->>'program')
+		WHERE c.code IN (` + sqlIngestCards + `)`
+	sqlWriteOffs = `INSERT INTO debt_writeoffs (card, program, mode, points)
+		SELECT u.card, u.program, u.mode, u.points::numeric FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(card, program, mode, points)`
 	// Fresh entries are written once, already marked folded when they are
 	// on the chain (no second write of the row).
 	sqlStoreEntries = `INSERT INTO journal (id, till_id, prev_id, card_code, kind, points, body, digest, folded)
@@ -112,8 +124,8 @@ const (
 // ingestOnce is one attempt at a batch, in one transaction over two round
 // trips (pgx batches, pipelined): begin, lock the till, read what is stored
 // and lock the cards with their lots; then fold in memory; then store the
-// entries, write cards, lots, change rows, overdrafts and the watermark, and
-// commit.
+// entries, write cards, lots, change rows, overdrafts, write-offs and the
+// watermark, and commit.
 func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResult, error) {
 	n := len(b.Entries)
 	out := &wire.BatchResult{Results: make([]wire.Result, n)}
@@ -204,6 +216,7 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 	})
 	pa.Queue(sqlLockIngestCards, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanCards(rows, cards) })
 	pa.Queue(sqlIngestLots, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanLots(rows, cards) })
+	pa.Queue(sqlCardPolicies, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanPolicies(rows, cards) })
 	if err := conn.SendBatch(ctx, &pa).Close(); err != nil {
 		return nil, err
 	}
@@ -317,6 +330,7 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 		if err := queueSaveCards(&pc, cards); err != nil {
 			return nil, err
 		}
+		queueWriteOffs(&pc, cards)
 		if len(over) > 0 {
 			var oc, oe, op []string
 			for _, o := range over {
@@ -478,6 +492,69 @@ func (s *Server) location(tz string) *time.Location {
 	return l
 }
 
+// debtPolicy is a card's program's negative-balance policy as folding
+// applies it: the card keeps debt up to keep, and the rest of a rise is
+// written off (docs/sync.md, "Debt and the negative-balance policy").
+type debtPolicy struct {
+	program, mode string // mode as the write-off records it
+	keep          decimal.Decimal
+}
+
+// scanPolicies reads rows of (code, program, mode, limit) into the locked
+// cards of out; allow (the card keeps all its debt) sets none.
+func scanPolicies(rows pgx.Rows, out map[string]*cardState) error {
+	for rows.Next() {
+		var code, program, mode, limit string
+		if err := rows.Scan(&code, &program, &mode, &limit); err != nil {
+			return fmt.Errorf("read negative-balance policies: %w", err)
+		}
+		c := out[code]
+		if c == nil || mode == string(checkout.NegativeAllow) {
+			continue
+		}
+		p := &debtPolicy{program: program, mode: mode, keep: decimal.Zero}
+		if mode == "" {
+			p.mode = string(checkout.NegativeForbid)
+		}
+		if mode == string(checkout.NegativeLimit) {
+			l, err := decimal.NewFromString(limit)
+			if err != nil {
+				return fmt.Errorf("program %s: negative_balance limit %q: %w", program, limit, err)
+			}
+			p.keep = l
+		}
+		c.policy = p
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read negative-balance policies: %w", err)
+	}
+	return nil
+}
+
+// queueWriteOffs queues the write-offs the fold made, card by card in
+// code order, each card's in chain order.
+func queueWriteOffs(pb *pgx.Batch, cards map[string]*cardState) {
+	var codes []string
+	for code, c := range cards {
+		if len(c.writeOffs) > 0 {
+			codes = append(codes, code)
+		}
+	}
+	if len(codes) == 0 {
+		return
+	}
+	sort.Strings(codes)
+	var card, program, mode, points []string
+	for _, code := range codes {
+		c := cards[code]
+		for _, w := range c.writeOffs {
+			card, program, mode = append(card, code), append(program, c.policy.program), append(mode, c.policy.mode)
+			points = append(points, w.String())
+		}
+	}
+	pb.Queue(sqlWriteOffs, card, program, mode, points)
+}
+
 // lotState is a lot as folding changes it.
 type lotState struct {
 	ID                string
@@ -499,6 +576,31 @@ type cardState struct {
 	Lots    map[string]*lotState
 	order   []string
 	dirty   bool
+	// policy is the card's negative-balance policy while folding a till's
+	// entries (nil: the card keeps all its debt — allow, a program head
+	// office does not know, a correction); writeOffs what it wrote off.
+	policy    *debtPolicy
+	writeOffs []decimal.Decimal
+}
+
+// addDebt raises the card's debt by pts where the debt arises, entry by
+// entry, and writes off what the policy does not let the card keep: the
+// part of the rise above the larger of the policy's keep and the debt
+// the card had just before (a debt already above it is never written
+// off). Applied here, not to a batch's net debt, an accrual later in the
+// same batch cannot pay an overdraft the policy writes off: one batch
+// ends as the same entries in several do. The debt_policy trigger
+// (migration 0002) then finds no rise to cap.
+func (c *cardState) addDebt(pts decimal.Decimal) {
+	before := c.Debt
+	c.Debt = c.Debt.Add(pts)
+	if c.policy == nil {
+		return
+	}
+	if extra := c.Debt.Sub(decimal.Max(c.policy.keep, before)); extra.IsPositive() {
+		c.Debt = c.Debt.Sub(extra)
+		c.writeOffs = append(c.writeOffs, extra)
+	}
 }
 
 // lockCards locks the cards (codes sorted: the fixed lock order; FOR NO
@@ -596,7 +698,7 @@ func (c *cardState) apply(e wire.Entry, loc *time.Location) decimal.Decimal {
 	if len(e.Lots) == 0 {
 		switch {
 		case e.Points.IsNegative():
-			c.Debt = c.Debt.Sub(e.Points)
+			c.addDebt(e.Points.Neg())
 			if e.Kind == store.KindRedemption {
 				over = e.Points.Neg()
 			}
@@ -646,12 +748,12 @@ func (c *cardState) apply(e wire.Entry, loc *time.Location) decimal.Decimal {
 				// would have had it known, and only what they cannot cover
 				// is an overdraft.
 				short := c.reallocate(r.Neg(), e.CreatedAt)
-				c.Debt = c.Debt.Add(short)
+				c.addDebt(short)
 				over = over.Add(short)
 			}
 		case lc.Delta.IsNegative():
 			// The ~debt lot of a return the balance could not cover.
-			c.Debt = c.Debt.Sub(lc.Delta)
+			c.addDebt(lc.Delta.Neg())
 		case lc.Delta.IsPositive():
 			c.addLot(&lotState{ID: lc.LotID, Points: lc.Delta, Remaining: lc.Delta, AccruedAt: e.CreatedAt, ActiveFrom: e.CreatedAt, CheckID: e.CheckID})
 		}
