@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -164,18 +163,15 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 		if syncer, err = startSync(ctx, cfg, st, clock, log); err != nil {
 			return err
 		}
-		extra["GET /v1/sync"] = func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, syncer.Status()) }
+		extra["GET /v1/sync"] = func(w http.ResponseWriter, r *http.Request) { api.WriteJSON(w, http.StatusOK, syncer.Status()) }
 		extra["POST /v1/sync/now"] = func(w http.ResponseWriter, r *http.Request) {
 			ctx, cancel := context.WithTimeout(r.Context(), cfg.Sync.RequestTimeout*2)
 			defer cancel()
 			if err := syncer.SyncNow(ctx); err != nil {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusBadGateway)
-				json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": "sync.failed",
-					"message": "Нет связи с офисом: продажи продолжаются", "detail": err.Error()}})
+				api.WriteError(w, http.StatusBadGateway, "sync.failed", "Нет связи с офисом: продажи продолжаются", err.Error(), "")
 				return
 			}
-			writeJSON(w, http.StatusOK, syncer.Status())
+			api.WriteJSON(w, http.StatusOK, syncer.Status())
 		}
 	}
 	if cfg.Demo.VirtualScanner {
@@ -332,21 +328,14 @@ func publishSync(ctx context.Context, c *client.Client, events *api.Broker) {
 	}
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
 // noSync answers the sync routes while sync.url is not configured.
 func noSync(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
 	if r.Method == http.MethodGet {
-		fmt.Fprintln(w, `{"configured":false}`)
+		api.WriteJSON(w, http.StatusOK, map[string]bool{"configured": false})
 		return
 	}
-	w.WriteHeader(http.StatusServiceUnavailable)
-	fmt.Fprintln(w, `{"error":{"code":"sync.not_configured","message":"Связь с офисом не настроена","detail":"sync.url is empty: this till sells offline only"}}`)
+	api.WriteError(w, http.StatusServiceUnavailable, "sync.not_configured", "Связь с офисом не настроена",
+		"sync.enabled is off: this till sells offline only", "")
 }
 
 func newLogger(w io.Writer, c config.Log) *slog.Logger {

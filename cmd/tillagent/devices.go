@@ -138,20 +138,15 @@ func (v *virtualScanner) handle(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || req.Code == "" || strings.ContainsAny(req.Code, "\r\n") {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprintf(w, `{"error":{"code":"request.bad_json","message":"Ошибка запроса","detail":"want {\"code\": \"...\"}, one code without CR or LF"}}`+"\n")
+		api.WriteError(w, http.StatusBadRequest, "request.bad_json", "Ошибка запроса", `want {"code": "..."}, one code without CR or LF`, "")
 		return
 	}
 	v.mu.Lock()
 	_, err := v.master.Write([]byte(req.Code + "\r"))
 	v.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, `{"error":{"code":"scanner.disconnected","message":"Сканер недоступен","detail":%q}}`+"\n", err.Error())
+		api.WriteError(w, http.StatusServiceUnavailable, "scanner.disconnected", "Сканер недоступен", err.Error(), "")
 		return
 	}
-	w.WriteHeader(http.StatusAccepted)
-	fmt.Fprintln(w, `{"ok":true}`)
+	api.WriteJSON(w, http.StatusAccepted, map[string]bool{"ok": true})
 }

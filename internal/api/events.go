@@ -69,7 +69,7 @@ func (b *Broker) Subscribers() int {
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
-		writeError(w, http.StatusInternalServerError, "agent.internal", "Внутренняя ошибка", "streaming unsupported", "")
+		WriteError(w, http.StatusInternalServerError, "agent.internal", "Внутренняя ошибка", "streaming unsupported", "")
 		return
 	}
 	ch, cancel := s.o.Events.Subscribe()

@@ -43,7 +43,7 @@ func (s *Server) routesInit() {
 		allow := strings.Join(ms, ", ")
 		paths.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
-			writeError(w, http.StatusMethodNotAllowed, "request.method_not_allowed", "Ошибка кассовой программы",
+			WriteError(w, http.StatusMethodNotAllowed, "request.method_not_allowed", "Ошибка кассовой программы",
 				fmt.Sprintf("%s %s: this route takes %s", r.Method, r.URL.Path, allow), "")
 		})
 	}
@@ -52,7 +52,7 @@ func (s *Server) routesInit() {
 			h.ServeHTTP(w, r)
 			return
 		}
-		writeError(w, http.StatusNotFound, "request.unknown_route", "Ошибка кассовой программы",
+		WriteError(w, http.StatusNotFound, "request.unknown_route", "Ошибка кассовой программы",
 			fmt.Sprintf("%s %s is not an API route; see GET /v1/openapi.yaml", r.Method, r.URL.Path), "")
 	})
 }
@@ -67,13 +67,17 @@ type errorBody struct {
 	} `json:"error"`
 }
 
-func writeError(w http.ResponseWriter, status int, code, message, detail, hint string) {
+// WriteError writes the API's error body: a stable code, the cashier's
+// message and the technician's detail and hint. Routes the agent adds
+// (Options.Extra) answer with it too.
+func WriteError(w http.ResponseWriter, status int, code, message, detail, hint string) {
 	var b errorBody
 	b.Error.Code, b.Error.Message, b.Error.Detail, b.Error.Hint = code, message, detail, hint
-	writeJSON(w, status, b)
+	WriteJSON(w, status, b)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON writes v as the JSON answer.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
@@ -95,7 +99,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var e *sale.Error
 	if !errors.As(err, &e) {
 		s.log.Error("request failed", "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInternalServerError, "agent.internal", "Внутренняя ошибка кассового агента", err.Error(), "see the agent log")
+		WriteError(w, http.StatusInternalServerError, "agent.internal", "Внутренняя ошибка кассового агента", err.Error(), "see the agent log")
 		return
 	}
 	status := map[sale.Class]int{
@@ -112,7 +116,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if e.Err != nil {
 		detail = e.Err.Error()
 	}
-	writeError(w, status, e.Code, e.Cashier, detail, e.Hint)
+	WriteError(w, status, e.Code, e.Cashier, detail, e.Hint)
 }
 
 // decode reads a JSON body strictly: unknown fields and trailing data are
@@ -127,7 +131,7 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		}
 	}
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "request.bad_json", "Ошибка кассовой программы", "request body: "+err.Error(), "")
+		WriteError(w, http.StatusBadRequest, "request.bad_json", "Ошибка кассовой программы", "request body: "+err.Error(), "")
 		return false
 	}
 	return true
@@ -135,10 +139,10 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if s.o.Status == nil {
-		writeJSON(w, http.StatusOK, map[string]any{})
+		WriteJSON(w, http.StatusOK, map[string]any{})
 		return
 	}
-	writeJSON(w, http.StatusOK, s.o.Status(r.Context()))
+	WriteJSON(w, http.StatusOK, s.o.Status(r.Context()))
 }
 
 func (s *Server) card(w http.ResponseWriter, r *http.Request) {
@@ -147,7 +151,7 @@ func (s *Server) card(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, info)
+	WriteJSON(w, http.StatusOK, info)
 }
 
 func (s *Server) quote(w http.ResponseWriter, r *http.Request) {
@@ -160,7 +164,7 @@ func (s *Server) quote(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	WriteJSON(w, http.StatusOK, res)
 }
 
 // idemKey takes the key from the Idempotency-Key header when the body has none.
@@ -248,7 +252,7 @@ func (s *Server) done(w http.ResponseWriter, r *http.Request, err error, what st
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "result": what, "printer": s.o.Service.Printer(r.Context())})
+	WriteJSON(w, http.StatusOK, map[string]any{"ok": true, "result": what, "printer": s.o.Service.Printer(r.Context())})
 }
 
 func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {

@@ -167,7 +167,7 @@ func (s *Server) tokenOK(r *http.Request) bool {
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, code, format string, args ...any) {
 	s.o.Metrics.Add("tillagent_http_refused_total", 1, "code", code)
 	s.log.Warn("request refused", "code", code, "path", r.URL.Path, "remote", r.RemoteAddr, "detail", fmt.Sprintf(format, args...))
-	writeError(w, status, code, "Доступ запрещён", fmt.Sprintf(format, args...), "")
+	WriteError(w, status, code, "Доступ запрещён", fmt.Sprintf(format, args...), "")
 }
 
 // ListenUnix opens the Unix socket at path with mode and, if group is set,

@@ -8,6 +8,7 @@ import (
 
 	"tillagent/checkout"
 	"tillagent/driver/fiscal"
+	"tillagent/internal/store"
 )
 
 // CardInfo is GET /v1/cards/{code}.
@@ -62,10 +63,7 @@ func (s *Service) Card(ctx context.Context, code string) (CardInfo, error) {
 		return CardInfo{}, newErr(NotFound, "card.unknown", "Карта не найдена", "card %s", code)
 	}
 	c := in.Cards[0]
-	bal, err := s.st.Spendable(ctx, code, now)
-	if err != nil {
-		return CardInfo{}, engineError(err)
-	}
+	bal := store.BalanceOf(c, now) // the card as just loaded, not a second load
 	info := CardInfo{Code: c.Code, Kind: c.Kind, State: c.State, BlockReason: c.BlockReason, ProgramID: c.ProgramID,
 		Balance: bal.Total, Spendable: bal.Spendable, Debt: bal.Debt, ExpiringDays: s.o.ExpiringDays,
 		Expiring: []ExpiringLot{}, PurchasesAll: c.PurchasesAllTime, PurchasesPrv: c.PurchasesPrevMonth}

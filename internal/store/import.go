@@ -235,14 +235,7 @@ func importLots(ctx context.Context, tx *sql.Tx, lots []ReplicaLot, st *ImportSt
 	}
 	defer ins.Close()
 	for i, l := range lots {
-		rem := l.Points
-		if l.Remaining != nil {
-			rem = *l.Remaining
-		}
-		from := l.AccruedAt
-		if l.ActiveFrom != nil {
-			from = *l.ActiveFrom
-		}
+		rem, from := l.RemainingPoints(), l.ActiveSince()
 		var exp sql.NullInt64
 		if l.ExpiresAt != nil {
 			exp = sql.NullInt64{Int64: l.ExpiresAt.Unix(), Valid: true}
@@ -257,7 +250,13 @@ func importLots(ctx context.Context, tx *sql.Tx, lots []ReplicaLot, st *ImportSt
 }
 
 // txExists looks references up in the store, inside the import transaction.
-func txExists(ctx context.Context, tx *sql.Tx) Exists {
+func txExists(ctx context.Context, tx *sql.Tx) Exists { return existsIn(ctx, tx) }
+
+// existsIn looks replica references up through q: the import's
+// transaction or the read pool.
+func existsIn(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) Exists {
 	queries := map[string]string{
 		"stores":     `SELECT 1 FROM stores WHERE id = ?`,
 		"groups":     `SELECT 1 FROM product_groups WHERE id = ?`,
@@ -267,12 +266,12 @@ func txExists(ctx context.Context, tx *sql.Tx) Exists {
 		"cards":      `SELECT 1 FROM cards WHERE code = ?`,
 	}
 	return func(table, id string) (bool, error) {
-		q, ok := queries[table]
+		query, ok := queries[table]
 		if !ok {
 			return false, fmt.Errorf("unknown table %q", table)
 		}
 		var one int
-		err := tx.QueryRowContext(ctx, q, id).Scan(&one)
+		err := q.QueryRowContext(ctx, query, id).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
 			return false, nil
 		}

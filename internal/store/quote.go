@@ -416,6 +416,13 @@ func (s *Store) Spendable(ctx context.Context, code string, now time.Time) (Bala
 	if err != nil {
 		return Balance{}, fmt.Errorf("balance of card %s: %w", code, err)
 	}
+	return BalanceOf(c, now), nil
+}
+
+// BalanceOf is the balance of a card loaded by the store (QuoteInput,
+// Spendable) at now: unexpired remaining minus debt, and what of it is
+// active (never below 0).
+func BalanceOf(c checkout.Card, now time.Time) Balance {
 	total, active := decimal.Zero, decimal.Zero
 	for _, l := range c.Lots {
 		total = total.Add(l.Remaining.Decimal())
@@ -428,7 +435,7 @@ func (s *Store) Spendable(ctx context.Context, code string, now time.Time) (Bala
 	if sp.IsNegative() {
 		sp = decimal.Zero
 	}
-	return Balance{Total: checkout.PointsOf(total.Sub(d)), Spendable: checkout.PointsOf(sp), Debt: c.Debt}, nil
+	return Balance{Total: checkout.PointsOf(total.Sub(d)), Spendable: checkout.PointsOf(sp), Debt: c.Debt}
 }
 
 // parseDec parses a decimal column. The store writes only decimal.String

@@ -138,6 +138,22 @@ type ReplicaLot struct {
 	CheckID    string           `json:"check_id,omitempty"`
 }
 
+// RemainingPoints is Remaining, or Points when omitted.
+func (l ReplicaLot) RemainingPoints() checkout.Points {
+	if l.Remaining != nil {
+		return *l.Remaining
+	}
+	return l.Points
+}
+
+// ActiveSince is ActiveFrom, or AccruedAt when omitted.
+func (l ReplicaLot) ActiveSince() time.Time {
+	if l.ActiveFrom != nil {
+		return *l.ActiveFrom
+	}
+	return l.AccruedAt
+}
+
 // ReplicaCardKey is an Ed25519 public key that signs virtual-card QR tokens.
 type ReplicaCardKey struct {
 	// ID is the 16-bit key id signed tokens carry (0-65535).
@@ -648,11 +664,7 @@ func (r *Replica) Validate(exists Exists) error {
 			bad("lots", i, key, "active_from before accrued_at")
 		}
 		if l.ExpiresAt != nil {
-			from := l.AccruedAt
-			if l.ActiveFrom != nil {
-				from = *l.ActiveFrom
-			}
-			if !l.ExpiresAt.After(from) {
+			if !l.ExpiresAt.After(l.ActiveSince()) {
 				bad("lots", i, key, "expires_at not after active_from")
 			}
 		}

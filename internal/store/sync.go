@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -428,15 +429,15 @@ func (s *Store) ImportFeed(ctx context.Context, r *Replica, undecoded []Rejected
 	if len(again) > 0 {
 		extra, bad := decodeRecords(again)
 		keep = append(keep, bad...)
-		att.Stores = append(slicesClone(att.Stores), extra.Stores...)
-		att.Groups = append(slicesClone(att.Groups), extra.Groups...)
-		att.Products = append(slicesClone(att.Products), extra.Products...)
-		att.Programs = append(slicesClone(att.Programs), extra.Programs...)
-		att.Promotions = append(slicesClone(att.Promotions), extra.Promotions...)
-		att.CardKinds = append(slicesClone(att.CardKinds), extra.CardKinds...)
-		att.Cards = append(slicesClone(att.Cards), extra.Cards...)
-		att.Lots = append(slicesClone(att.Lots), extra.Lots...)
-		att.CardKeys = append(slicesClone(att.CardKeys), extra.CardKeys...)
+		att.Stores = append(slices.Clone(att.Stores), extra.Stores...)
+		att.Groups = append(slices.Clone(att.Groups), extra.Groups...)
+		att.Products = append(slices.Clone(att.Products), extra.Products...)
+		att.Programs = append(slices.Clone(att.Programs), extra.Programs...)
+		att.Promotions = append(slices.Clone(att.Promotions), extra.Promotions...)
+		att.CardKinds = append(slices.Clone(att.CardKinds), extra.CardKinds...)
+		att.Cards = append(slices.Clone(att.Cards), extra.Cards...)
+		att.Lots = append(slices.Clone(att.Lots), extra.Lots...)
+		att.CardKeys = append(slices.Clone(att.CardKeys), extra.CardKeys...)
 	}
 	exists := s.readExists(ctx)
 	var dropped []RejectedRecord
@@ -535,28 +536,7 @@ func slicesClone[T any](s []T) []T { return append([]T(nil), s...) }
 // readExists answers Validate's look-ups from the committed store (the sync
 // loop is the only importer, so Import's own check inside its transaction
 // sees the same).
-func (s *Store) readExists(ctx context.Context) Exists {
-	queries := map[string]string{
-		"stores":     `SELECT 1 FROM stores WHERE id = ?`,
-		"groups":     `SELECT 1 FROM product_groups WHERE id = ?`,
-		"products":   `SELECT 1 FROM products WHERE id = ?`,
-		"programs":   `SELECT 1 FROM programs WHERE id = ?`,
-		"card_kinds": `SELECT 1 FROM card_kinds WHERE id = ?`,
-		"cards":      `SELECT 1 FROM cards WHERE code = ?`,
-	}
-	return func(table, id string) (bool, error) {
-		q, ok := queries[table]
-		if !ok {
-			return false, fmt.Errorf("unknown table %q", table)
-		}
-		var one int
-		err := s.r.QueryRowContext(ctx, q, id).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return false, nil
-		}
-		return err == nil, err
-	}
-}
+func (s *Store) readExists(ctx context.Context) Exists { return existsIn(ctx, s.r) }
 
 // without removes the records drop names (section → index → error) from r,
 // and with a card or lot every record of that card, and returns them.

@@ -29,13 +29,7 @@ func BenchmarkFirstLoad(b *testing.B) {
 		n = v
 	}
 	h := startHO(b, pgDSN(b))
-	demo, err := store.ParseReplicaFile(demoPath(), mustRead(b, demoPath()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := h.srv.Import(ctx, demo); err != nil {
-		b.Fatal(err)
-	}
+	importDemo(b, h)
 	seed := time.Now()
 	db := h.srv.DB()
 	cards := make([][]any, n)

@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"github.com/shopspring/decimal"
-
-	"tillagent/internal/store"
 )
 
 // TestConcurrentTillsNeverDeadlock: six tills each sell on the same three
@@ -19,13 +17,7 @@ import (
 func TestConcurrentTillsNeverDeadlock(t *testing.T) {
 	ctx := context.Background()
 	h := startHO(t, pgDSN(t))
-	demo, err := store.ParseReplicaFile(demoPath(), mustRead(t, demoPath()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.srv.Import(ctx, demo); err != nil {
-		t.Fatal(err)
-	}
+	importDemo(t, h)
 	initial := hoBalances(t, h)
 	p := newProxy(t, h.hs.URL)
 	cards := []string{"2900000000018", "2900000000025", "2900000000049"}

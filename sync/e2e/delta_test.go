@@ -20,17 +20,6 @@ import (
 	"tillagent/sync/headoffice"
 )
 
-func importDemo(t *testing.T, h *ho) {
-	t.Helper()
-	demo, err := store.ParseReplicaFile(demoPath(), mustRead(t, demoPath()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.srv.Import(context.Background(), demo); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // erpCall sends an ERP request over HTTP and returns the status and body.
 func erpCall(t *testing.T, h *ho, method, path string, body any) (int, []byte) {
 	t.Helper()

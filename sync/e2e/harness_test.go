@@ -24,6 +24,18 @@ var demoNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.FixedZone("MSK", 3*3600)
 
 const erpToken = "erp-test-token"
 
+// importDemo loads the demo replica into head office, as an ERP job would.
+func importDemo(t testing.TB, h *ho) {
+	t.Helper()
+	demo, err := store.ParseReplicaFile(demoPath(), mustRead(t, demoPath()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.srv.Import(context.Background(), demo); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func demoPath() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "demo", "replica.yaml")

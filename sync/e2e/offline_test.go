@@ -22,13 +22,7 @@ func TestOfflineCapsBoundTheOverdraft(t *testing.T) {
 	ctx := context.Background()
 	off := store.OfflineLimits{CardCap: decimal.NewFromInt(150), TillCap: decimal.NewFromInt(200), MaxAge: 24 * time.Hour}
 	h := startHOWith(t, pgDSN(t), off)
-	demo, err := store.ParseReplicaFile(demoPath(), mustRead(t, demoPath()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.srv.Import(ctx, demo); err != nil {
-		t.Fatal(err)
-	}
+	importDemo(t, h)
 	p := newProxy(t, h.hs.URL)
 	var tills []*till
 	for i := 0; i < 3; i++ {

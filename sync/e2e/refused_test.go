@@ -11,7 +11,6 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"tillagent/internal/store"
 	"tillagent/sync/headoffice"
 	"tillagent/sync/wire"
 )
@@ -24,13 +23,7 @@ import (
 func TestRefusedEntryDoesNotStopThePull(t *testing.T) {
 	ctx := context.Background()
 	h := startHO(t, pgDSN(t))
-	demo, err := store.ParseReplicaFile(demoPath(), mustRead(t, demoPath()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.srv.Import(ctx, demo); err != nil {
-		t.Fatal(err)
-	}
+	importDemo(t, h)
 	p := newProxy(t, h.hs.URL)
 	a := newTill(t, h, p, "S001-T61", "S001", 0)
 	if err := a.c.SyncNow(ctx); err != nil {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"tillagent/internal/store"
 	"tillagent/sync/headoffice"
 )
 
@@ -19,13 +18,7 @@ import (
 func TestFirstLoadInPagesStaysConsistent(t *testing.T) {
 	ctx := context.Background()
 	h := startHO(t, pgDSN(t))
-	demo, err := store.ParseReplicaFile(demoPath(), mustRead(t, demoPath()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.srv.Import(ctx, demo); err != nil {
-		t.Fatal(err)
-	}
+	importDemo(t, h)
 	p := newProxy(t, h.hs.URL)
 	pages := 0
 	p.onFeed = func(r *http.Request) {

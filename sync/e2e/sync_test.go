@@ -161,13 +161,7 @@ func TestTwoTillsPartitioned(t *testing.T) {
 func runScenario(t *testing.T, f fault) map[string]string {
 	ctx := context.Background()
 	h := startHO(t, pgDSN(t))
-	demo, err := store.ParseReplicaFile(demoPath(), mustRead(t, demoPath()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.srv.Import(ctx, demo); err != nil {
-		t.Fatal(err)
-	}
+	importDemo(t, h)
 	initial := hoBalances(t, h)
 	p := newProxy(t, h.hs.URL)
 	e := &env{h: h, p: p, a: newTill(t, h, p, "S001-T01", "S001", f.skewA), b: newTill(t, h, p, "S002-T01", "S002", f.skewB)}
@@ -306,13 +300,7 @@ func TestRunLoopBacksOffAndCatchesUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	h := startHO(t, pgDSN(t))
-	demo, err := store.ParseReplicaFile(demoPath(), mustRead(t, demoPath()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.srv.Import(ctx, demo); err != nil {
-		t.Fatal(err)
-	}
+	importDemo(t, h)
 	p := newProxy(t, h.hs.URL)
 	a := newTill(t, h, p, "S001-T02", "S001", 0)
 	if err := a.c.SyncNow(ctx); err != nil {
@@ -503,13 +491,7 @@ func hoEntries(t *testing.T, e *env) []wire.Entry {
 func TestRejectedEntryKeepsTheRest(t *testing.T) {
 	ctx := context.Background()
 	h := startHO(t, pgDSN(t))
-	demo, err := store.ParseReplicaFile(demoPath(), mustRead(t, demoPath()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.srv.Import(ctx, demo); err != nil {
-		t.Fatal(err)
-	}
+	importDemo(t, h)
 	p := newProxy(t, h.hs.URL)
 	a := newTill(t, h, p, "S001-T60", "S001", 0)
 	if err := a.c.SyncNow(ctx); err != nil {
@@ -603,13 +585,7 @@ func TestERPOverHTTP(t *testing.T) {
 func TestReplacedTillStore(t *testing.T) {
 	ctx := context.Background()
 	h := startHO(t, pgDSN(t))
-	demo, err := store.ParseReplicaFile(demoPath(), mustRead(t, demoPath()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.srv.Import(ctx, demo); err != nil {
-		t.Fatal(err)
-	}
+	importDemo(t, h)
 	p := newProxy(t, h.hs.URL)
 	old := newTill(t, h, p, "S001-T70", "S001", 0)
 	if err := old.c.SyncNow(ctx); err != nil {

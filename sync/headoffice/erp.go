@@ -169,14 +169,7 @@ func importTx(ctx context.Context, tx pgx.Tx, r *store.Replica) (ImportStats, er
 			return lots[i].ID < lots[j].ID
 		})
 		for _, l := range lots {
-			rem := l.Points
-			if l.Remaining != nil {
-				rem = *l.Remaining
-			}
-			from := l.AccruedAt
-			if l.ActiveFrom != nil {
-				from = *l.ActiveFrom
-			}
+			rem, from := l.RemainingPoints(), l.ActiveSince()
 			tag, err := tx.Exec(ctx, `INSERT INTO lots (card, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id)
 				VALUES ($1, $2, $3::numeric, $4::numeric, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
 				l.Card, l.ID, l.Points.String(), rem.String(), l.AccruedAt, from, l.ExpiresAt, l.CheckID)

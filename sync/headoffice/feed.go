@@ -39,19 +39,24 @@ type FeedRequest struct {
 type feedTill struct {
 	store, folded string
 	epoch         int
-	allCards      bool // the store's card scope is "all"
+	allCards      bool   // the store's card scope is "all"
+	cursor        string // the next cursor: the snapshot's xmin in the till's epoch
 }
 
+// readFeedTill reads the till and, in the same statement, the bound of the
+// feed transaction's snapshot: every change below it is visible to it.
 func readFeedTill(ctx context.Context, tx pgx.Tx, tillID string) (feedTill, error) {
 	var t feedTill
-	var scope string
-	err := tx.QueryRow(ctx, `SELECT t.store_id, t.folded_through, t.feed_epoch, coalesce(sc.scope, 'all')
+	var scope, xmin string
+	err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text,
+		t.store_id, t.folded_through, t.feed_epoch, coalesce(sc.scope, 'all')
 		FROM tills t LEFT JOIN store_card_scope sc ON sc.store_id = t.store_id WHERE t.till_id = $1`, tillID).
-		Scan(&t.store, &t.folded, &t.epoch, &scope)
+		Scan(&xmin, &t.store, &t.folded, &t.epoch, &scope)
 	if err != nil {
 		return t, fmt.Errorf("read till: %w", err)
 	}
 	t.allCards = scope == ScopeAll
+	t.cursor = formatCursor(t.epoch, xmin)
 	return t, nil
 }
 
@@ -140,15 +145,11 @@ func (s *Server) FeedPage(ctx context.Context, tillID string, req FeedRequest) (
 	off := s.offline
 	f := &wire.Feed{Full: cursor == "", Replica: &store.Replica{Version: store.ReplicaFormatVersion}, Offline: &off}
 	err := s.inTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var xmin string
-		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Scan(&xmin); err != nil {
-			return fmt.Errorf("snapshot: %w", err)
-		}
 		t, err := readFeedTill(ctx, tx, tillID)
 		if err != nil {
 			return err
 		}
-		f.Cursor = formatCursor(t.epoch, xmin)
+		f.Cursor = t.cursor
 		if t.folded != "" {
 			f.Replica.FoldedThrough = map[string]string{tillID: t.folded}
 		}
@@ -307,15 +308,11 @@ func (s *Server) SnapshotPage(ctx context.Context, tillID string, req SnapshotRe
 	off := s.offline
 	f := &wire.Feed{Full: true, Replica: &store.Replica{Version: store.ReplicaFormatVersion}, Offline: &off}
 	err := s.inTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var xmin string
-		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Scan(&xmin); err != nil {
-			return fmt.Errorf("snapshot: %w", err)
-		}
 		t, err := readFeedTill(ctx, tx, tillID)
 		if err != nil {
 			return err
 		}
-		f.Cursor = formatCursor(t.epoch, xmin)
+		f.Cursor = t.cursor
 		if after == "" {
 			if err := s.feedCatalog(ctx, tx, f.Replica, `SELECT section, body::text FROM catalog ORDER BY section, id`, nil); err != nil {
 				return err
