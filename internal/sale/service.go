@@ -283,12 +283,12 @@ func (s *Service) quote(ctx context.Context, req QuoteRequest) (checkout.Input, 
 		return in, checkout.Result{}, err
 	}
 	in.Redeem, in.RedeemCard = req.Redeem, req.RedeemCard
-	if err := s.offlineLimit(ctx, in); err != nil {
-		return in, checkout.Result{}, err
-	}
 	res, err := checkout.Quote(in)
 	if err != nil {
 		return in, res, engineError(err)
+	}
+	if err := s.offlineLimit(ctx, res.Redemption); err != nil {
+		return in, checkout.Result{}, err
 	}
 	return in, res, nil
 }
@@ -318,35 +318,23 @@ func wholePieces(lines []checkout.Line, qty map[int]checkout.Qty) error {
 }
 
 // offlineLimit refuses a redemption over head office's offline caps
-// (sync/docs: per card, per till, maximum offline age). Accrual is never
-// limited. The engine's own limits apply on top.
-func (s *Service) offlineLimit(ctx context.Context, in checkout.Input) error {
-	if in.Redeem == nil || !in.Redeem.IsPositive() {
+// (docs/sync.md: per card, per till, maximum offline age) on the card and
+// points the engine chose. Accrual is never limited.
+func (s *Service) offlineLimit(ctx context.Context, r *checkout.Redemption) error {
+	if r == nil || !r.Points.IsPositive() {
 		return nil
 	}
-	code := in.RedeemCard
-	if code == "" {
-		for _, c := range in.Cards {
-			if c.Kind == checkout.KindBonus || c.Kind == checkout.KindCombined {
-				code = c.Code
-				break
-			}
-		}
-	}
-	if code == "" {
-		return nil // the engine refuses: no card can spend
-	}
-	limit, reason, err := s.st.OfflineRedeemLimit(ctx, code, s.o.Clock())
+	limit, reason, err := s.st.OfflineRedeemLimit(ctx, r.Card, s.o.Clock())
 	if err != nil {
 		return engineError(err)
 	}
-	if reason == "" || in.Redeem.Decimal().LessThanOrEqual(limit) {
+	if reason == "" || r.Points.Decimal().LessThanOrEqual(limit) {
 		return nil
 	}
 	// The cap binds until head office has folded the till's spending, so
 	// it can bind between two syncs as well as while offline.
 	return newErr(Invalid, "redeem.offline_limit", fmt.Sprintf("Сейчас с карты можно списать не более %s баллов: остальное станет доступно после обмена с офисом", limit),
-		"redeem %s points on card %s: offline limit %s (%s)", in.Redeem, code, limit, reason)
+		"redeem %s points on card %s: offline limit %s (%s)", r.Points, r.Card, limit, reason)
 }
 
 // requestSHA fingerprints a request without its idempotency key: a retry
@@ -385,6 +373,24 @@ func (s *Service) begin(ctx context.Context) error {
 			Hint: "the printer must answer so that the agent can tell whether the last receipt was fiscalised", Err: err}
 	}
 	return nil
+}
+
+// once runs do for a new key under the document lock, or answers a key
+// already used (replayed reports which): the lock is taken only when the
+// key is new or its document is being printed right now.
+func (s *Service) once(ctx context.Context, key, sha string, do func() ([]byte, error)) ([]byte, bool, error) {
+	if b, done, err := s.replayed(ctx, key, sha, false); done {
+		return b, err == nil, err
+	}
+	if err := s.begin(ctx); err != nil {
+		return nil, false, err
+	}
+	defer s.mu.Unlock()
+	if b, done, err := s.replayed(ctx, key, sha, true); done {
+		return b, err == nil, err
+	}
+	b, err := do()
+	return b, false, err
 }
 
 // replayed answers a request whose key is already used (done reports
@@ -442,34 +448,27 @@ func (s *Service) Sale(ctx context.Context, req SaleRequest) ([]byte, bool, erro
 	// of the request: a UI that renumbers a retried check is still retrying.
 	req.IdempotencyKey, req.Check.ID = "", ""
 	sha := requestSHA(req)
-	if b, done, err := s.replayed(ctx, key, sha, false); done {
-		return b, err == nil, err
-	}
-	if err := s.begin(ctx); err != nil {
-		return nil, false, err
-	}
-	defer s.mu.Unlock()
-	if b, done, err := s.replayed(ctx, key, sha, true); done {
-		return b, err == nil, err
-	}
+	return s.once(ctx, key, sha, func() ([]byte, error) { return s.sale(ctx, key, sha, req) })
+}
 
+// sale runs under the document lock for a key not used before.
+func (s *Service) sale(ctx context.Context, key, sha string, req SaleRequest) ([]byte, error) {
 	id := s.docID("C", key)
 	req.Check.ID = id
 	in, res, err := s.quote(ctx, req.QuoteRequest)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	money, err := s.payments(res, req.Payments)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	r, err := SaleReceipt(in.Check, res, money, s.o.Receipt, req.Cashier)
 	if err != nil {
-		return nil, false, newErr(Invalid, "receipt.invalid", "Чек нельзя напечатать", "%v", err)
+		return nil, newErr(Invalid, "receipt.invalid", "Чек нельзя напечатать", "%v", err)
 	}
 	rec, _ := json.Marshal(saleRecord{Check: in.Check, Result: res, Payments: money})
-	answer, err := s.print(ctx, store.Doc{ID: id, Kind: store.DocSale, IdemKey: key, RequestSHA: sha, Result: rec}, r)
-	return answer, false, err
+	return s.print(ctx, store.Doc{ID: id, Kind: store.DocSale, IdemKey: key, RequestSHA: sha, Result: rec}, r)
 }
 
 // payments checks that money covers what is due after points.
@@ -718,23 +717,18 @@ func (s *Service) Return(ctx context.Context, saleID string, req ReturnRequest) 
 		Sale string
 		ReturnRequest
 	}{saleID, req})
-	if b, done, err := s.replayed(ctx, key, sha, false); done {
-		return b, err == nil, err
-	}
-	if err := s.begin(ctx); err != nil {
-		return nil, false, err
-	}
-	defer s.mu.Unlock()
-	if b, done, err := s.replayed(ctx, key, sha, true); done {
-		return b, err == nil, err
-	}
+	return s.once(ctx, key, sha, func() ([]byte, error) { return s.ret(ctx, key, sha, saleID, req) })
+}
+
+// ret runs under the document lock for a key not used before.
+func (s *Service) ret(ctx context.Context, key, sha, saleID string, req ReturnRequest) ([]byte, error) {
 	orig, err := s.saleOf(ctx, saleID)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	prev, err := s.returned(ctx, saleID)
+	prev, refundedToCard, err := s.returned(ctx, saleID)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	lines := req.Lines
 	if len(lines) == 0 {
@@ -744,7 +738,7 @@ func (s *Service) Return(ctx context.Context, saleID string, req ReturnRequest) 
 			}
 		}
 		if len(lines) == 0 {
-			return nil, false, newErr(Conflict, "return.nothing_left", "По этому чеку всё уже возвращено", "sale %s is fully returned", saleID)
+			return nil, newErr(Conflict, "return.nothing_left", "По этому чеку всё уже возвращено", "sale %s is fully returned", saleID)
 		}
 	}
 	asked := map[int]checkout.Qty{}
@@ -752,11 +746,11 @@ func (s *Service) Return(ctx context.Context, saleID string, req ReturnRequest) 
 		asked[l.No] = asked[l.No].Add(l.Qty)
 	}
 	if err := wholePieces(orig.Check.Lines, asked); err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	ri, err := s.st.ReturnInput(ctx, orig.Result, s.o.Clock())
 	if err != nil {
-		return nil, false, engineError(err)
+		return nil, engineError(err)
 	}
 	ri.Lines = lines
 	for no, p := range prev {
@@ -764,63 +758,43 @@ func (s *Service) Return(ctx context.Context, saleID string, req ReturnRequest) 
 	}
 	rr, err := checkout.Return(ri)
 	if err != nil {
-		return nil, false, engineError(err)
+		return nil, engineError(err)
 	}
-	elecLeft, err := s.electronicLeft(ctx, saleID, orig.Payments)
+	refund, err := refundPayments(kop(rr.Refund), max(orig.Payments.Electronic-refundedToCard, 0), req.Refund)
 	if err != nil {
-		return nil, false, err
-	}
-	refund, err := refundPayments(kop(rr.Refund), elecLeft, req.Refund)
-	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	id := s.docID("R", key)
 	r, err := ReturnReceipt(id, orig.Check, orig.Result, rr, prev, refund, s.o.Receipt, req.Cashier)
 	if err != nil {
-		return nil, false, newErr(Invalid, "receipt.invalid", "Чек возврата нельзя напечатать", "%v", err)
+		return nil, newErr(Invalid, "receipt.invalid", "Чек возврата нельзя напечатать", "%v", err)
 	}
 	rec, _ := json.Marshal(returnRecord{Return: rr, Refund: refund})
-	answer, err := s.print(ctx, store.Doc{ID: id, Kind: store.DocReturn, IdemKey: key, RequestSHA: sha, OriginalID: saleID, Result: rec}, r)
-	return answer, false, err
+	return s.print(ctx, store.Doc{ID: id, Kind: store.DocReturn, IdemKey: key, RequestSHA: sha, OriginalID: saleID, Result: rec}, r)
 }
 
-// returned sums what the sale's finished returns took back, per line.
-func (s *Service) returned(ctx context.Context, saleID string) (map[int]Returned, error) {
+// returned sums what the sale's finished returns took back: per line, and
+// the money they gave back to the card.
+func (s *Service) returned(ctx context.Context, saleID string) (map[int]Returned, fiscal.Money, error) {
 	docs, err := s.st.ReturnsOf(ctx, saleID)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	out := map[int]Returned{}
+	var toCard fiscal.Money
 	for _, d := range docs {
 		var rec returnRecord
 		if err := json.Unmarshal(d.Result, &rec); err != nil {
-			return nil, fmt.Errorf("return %s: stored record: %w", d.ID, err)
+			return nil, 0, fmt.Errorf("return %s: stored record: %w", d.ID, err)
 		}
 		for _, l := range rec.Return.Lines {
 			r := out[l.No]
 			r.Qty, r.Restored = r.Qty.Add(l.Qty), r.Restored.Add(l.RestoredPoints)
 			out[l.No] = r
 		}
+		toCard += rec.Refund.Electronic
 	}
-	return out, nil
-}
-
-// electronicLeft is what the sale took by card less what earlier returns
-// gave back to the card.
-func (s *Service) electronicLeft(ctx context.Context, saleID string, paid fiscal.Payments) (fiscal.Money, error) {
-	docs, err := s.st.ReturnsOf(ctx, saleID)
-	if err != nil {
-		return 0, err
-	}
-	left := paid.Electronic
-	for _, d := range docs {
-		var rec returnRecord
-		if err := json.Unmarshal(d.Result, &rec); err != nil {
-			return 0, fmt.Errorf("return %s: stored record: %w", d.ID, err)
-		}
-		left -= rec.Refund.Electronic
-	}
-	return max(left, 0), nil
+	return out, toCard, nil
 }
 
 // refundPayments splits a refund of m the way the sale was paid: back to
