@@ -8,7 +8,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -22,17 +24,28 @@ import (
 
 const (
 	benchTills   = 100
-	benchBatches = 10
-	benchBatch   = 100
 	benchCards   = 200000
+	benchEntries = 1000 // per till
 )
 
-// BenchmarkIngest: 100 tills push 10 batches of 100 entries each at once
+// benchBatch is the entries per batch (TILLAGENT_BENCH_BATCH, else 100;
+// a till pushes up to sync.batch_size, 500 by default, after an outage)
+// and benchBatches how many each till pushes.
+var benchBatch, benchBatches = func() (int, int) {
+	n := 100
+	if v, err := strconv.Atoi(os.Getenv("TILLAGENT_BENCH_BATCH")); err == nil && v > 0 {
+		n = v
+	}
+	return n, benchEntries / n
+}()
+
+// BenchmarkIngest: 100 tills push 1,000 entries each at once, in batches
+// of 100 (TILLAGENT_BENCH_BATCH)
 // over loopback HTTP (80 % accruals creating a lot, 20 % redemptions from
 // one of the till's earlier lots, on 200,000 cards), then the same entries
 // are written by a raw batched INSERT into a bare copy of the journal
 // table, 100 writers at once, in the same run. Reports entries/s, batch
-// p50/p99 and the ratio; then one more till pushes its 10 batches alone,
+// p50/p99 and the ratio; then one more till pushes its batches alone,
 // one after another (solo-batch-p50-ms: a batch's latency without a queue).
 //
 //	go test -run '^$' -bench Ingest -benchtime 1x ./sync/headoffice/
@@ -67,7 +80,6 @@ func BenchmarkIngest(b *testing.B) {
 			return time.Since(t0), nil
 		}
 		b.StartTimer()
-
 		var mu sync.Mutex
 		var lat []time.Duration
 		start := time.Now()

@@ -339,7 +339,7 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		}
 		var program string
 		var scale int32
-		err = tx.QueryRow(ctx, `SELECT p.id, p.scale FROM (`+sqlCardScales+`) AS p(code, id, scale)`, []string{c.Card}).Scan(&program, &scale)
+		err = tx.QueryRow(ctx, `SELECT p.id, p.scale FROM (`+sqlCardPrograms+`) AS p(code, id, scale, mode, lim)`, []string{c.Card}, "").Scan(&program, &scale)
 		switch {
 		case err == nil:
 			if err := wire.CheckPoints("points", c.Points, scale); err != nil {

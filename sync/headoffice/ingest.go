@@ -87,23 +87,22 @@ const (
 			LATERAL (SELECT card, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id
 				FROM lots WHERE lots.card = k.code OFFSET 0) AS l
 		ORDER BY l.card, l.lot_id`
-	// The points scale (decimal places) of each card's program, for the
-	// cards whose program head office knows (the card's own, else its
-	// kind's, as the debt policy reads it).
-	sqlCardScales = `SELECT c.code, p.id, coalesce((p.body->'point_rounding'->>'scale')::int, 0)
+	// The program of each card the fold may touch whose program head
+	// office knows (the card's own, else its kind's, as migration 0002's
+	// debt_policy trigger reads it), with the program's points scale
+	// (decimal places) and negative-balance policy. The catalog's bodies
+	// are json, parsed on every read: programs and kinds are parsed once
+	// each here (MATERIALIZED), not once per card (that was a third of a
+	// batch's database time). Read after the cards are locked: an import
+	// changing a card's program waits.
+	sqlCardPrograms = `WITH k AS MATERIALIZED (SELECT id, body->>'program' AS program FROM catalog WHERE section = 'card_kinds'),
+		p AS MATERIALIZED (SELECT id, coalesce((body->'point_rounding'->>'scale')::int, 0) AS scale,
+			coalesce(body->'negative_balance'->>'mode', '') AS mode, coalesce(body->'negative_balance'->>'limit', '0') AS lim
+			FROM catalog WHERE section = 'programs')
+		SELECT c.code, p.id, p.scale, p.mode, p.lim
 		FROM cards c
-		LEFT JOIN catalog k ON k.section = 'card_kinds' AND k.id = c.kind
-		JOIN catalog p ON p.section = 'programs' AND p.id = coalesce(nullif(c.program, ''), k.body->>'program')
-		WHERE c.code IN (SELECT unnest($1::text[]))`
-	// The negative-balance policy of each card the fold may touch whose
-	// program head office knows (the card's own, else its kind's), read
-	// as migration 0002's debt_policy trigger reads it. Read after the
-	// cards are locked: an import changing a card's program waits.
-	sqlCardPolicies = `SELECT c.code, p.id, coalesce(p.body->'negative_balance'->>'mode', ''),
-			coalesce(p.body->'negative_balance'->>'limit', '0')
-		FROM cards c
-		LEFT JOIN catalog k ON k.section = 'card_kinds' AND k.id = c.kind
-		JOIN catalog p ON p.section = 'programs' AND p.id = coalesce(nullif(c.program, ''), k.body->>'program')
+		LEFT JOIN k ON k.id = c.kind
+		JOIN p ON p.id = coalesce(nullif(c.program, ''), k.program)
 		WHERE c.code IN (` + sqlIngestCards + `)`
 	sqlWriteOffs = `INSERT INTO debt_writeoffs (card, program, mode, points)
 		SELECT u.card, u.program, u.mode, u.points::numeric FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(card, program, mode, points)`
@@ -198,25 +197,9 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 		}
 		return rows.Err()
 	})
-	type programScale struct {
-		program string
-		scale   int32
-	}
-	scales := map[string]programScale{} // card → its program's scale
-	pa.Queue(sqlCardScales, codes).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var code string
-			var ps programScale
-			if err := rows.Scan(&code, &ps.program, &ps.scale); err != nil {
-				return fmt.Errorf("read programs' scales: %w", err)
-			}
-			scales[code] = ps
-		}
-		return rows.Err()
-	})
 	pa.Queue(sqlLockIngestCards, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanCards(rows, cards) })
 	pa.Queue(sqlIngestLots, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanLots(rows, cards) })
-	pa.Queue(sqlCardPolicies, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanPolicies(rows, cards) })
+	pa.Queue(sqlCardPrograms, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanPrograms(rows, cards) })
 	if err := conn.SendBatch(ctx, &pa).Close(); err != nil {
 		return nil, err
 	}
@@ -246,10 +229,10 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 			out.Results[i] = wire.Result{ID: ids[i], Status: wire.Rejected, Error: fmt.Sprintf(
 				"id at or before this till's watermark %s, so it can never be folded (a replaced till store with its clock behind?): enrol the replaced till under a new id", folded)}
 			s.log.Error("journal entry before the watermark", "till", b.TillID, "entry", ids[i], "folded_through", folded)
-		case !ok && scaleError(b.Entries[i], scales[codes[i]].scale, scales[codes[i]].program) != nil:
+		case !ok && scaleError(b.Entries[i], cards[codes[i]]) != nil:
 			// Finer than the card's program counts points: a bug on the
 			// till; folding it would give the card points it cannot show.
-			err := scaleError(b.Entries[i], scales[codes[i]].scale, scales[codes[i]].program)
+			err := scaleError(b.Entries[i], cards[codes[i]])
 			out.Results[i] = wire.Result{ID: ids[i], Status: wire.Rejected, Error: err.Error()}
 			s.log.Error("journal entry rejected", "till", b.TillID, "entry", ids[i], "err", err)
 		case !ok:
@@ -355,15 +338,15 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 }
 
 // scaleError checks an entry's points against the scale of its card's
-// program (program "": head office does not know it, nothing to check).
-// Only the entry's total: its lot deltas follow the lots, which an ERP
-// import may have given finer points.
-func scaleError(e wire.Entry, scale int32, program string) error {
-	if program == "" {
+// program (a card or program head office does not know: nothing to
+// check). Only the entry's total: its lot deltas follow the lots, which
+// an ERP import may have given finer points.
+func scaleError(e wire.Entry, c *cardState) error {
+	if c == nil || c.program == "" {
 		return nil
 	}
-	if err := wire.CheckPoints("points", e.Points, scale); err != nil {
-		return fmt.Errorf("card %s, program %s: %w", e.CardCode, program, err)
+	if err := wire.CheckPoints("points", e.Points, c.scale); err != nil {
+		return fmt.Errorf("card %s, program %s: %w", e.CardCode, c.program, err)
 	}
 	return nil
 }
@@ -500,16 +483,22 @@ type debtPolicy struct {
 	keep          decimal.Decimal
 }
 
-// scanPolicies reads rows of (code, program, mode, limit) into the locked
-// cards of out; allow (the card keeps all its debt) sets none.
-func scanPolicies(rows pgx.Rows, out map[string]*cardState) error {
+// scanPrograms reads rows of (code, program, scale, mode, limit) into the
+// locked cards of out: the program and its scale, and the debt policy
+// (none for allow: the card keeps all its debt).
+func scanPrograms(rows pgx.Rows, out map[string]*cardState) error {
 	for rows.Next() {
 		var code, program, mode, limit string
-		if err := rows.Scan(&code, &program, &mode, &limit); err != nil {
-			return fmt.Errorf("read negative-balance policies: %w", err)
+		var scale int32
+		if err := rows.Scan(&code, &program, &scale, &mode, &limit); err != nil {
+			return fmt.Errorf("read the cards' programs: %w", err)
 		}
 		c := out[code]
-		if c == nil || mode == string(checkout.NegativeAllow) {
+		if c == nil {
+			continue
+		}
+		c.program, c.scale = program, scale
+		if mode == string(checkout.NegativeAllow) {
 			continue
 		}
 		p := &debtPolicy{program: program, mode: mode, keep: decimal.Zero}
@@ -526,7 +515,7 @@ func scanPolicies(rows pgx.Rows, out map[string]*cardState) error {
 		c.policy = p
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read negative-balance policies: %w", err)
+		return fmt.Errorf("read the cards' programs: %w", err)
 	}
 	return nil
 }
@@ -576,6 +565,10 @@ type cardState struct {
 	Lots    map[string]*lotState
 	order   []string
 	dirty   bool
+	// program is the card's program as head office knows it ("" when it
+	// does not) and scale its points' decimal places.
+	program string
+	scale   int32
 	// policy is the card's negative-balance policy while folding a till's
 	// entries (nil: the card keeps all its debt — allow, a program head
 	// office does not know, a correction); writeOffs what it wrote off.

@@ -110,6 +110,22 @@ func strictDecode(data []byte, v any) error {
 // fails CheckEntry (an id not of TillID, an unknown kind, deltas that do not
 // add up) goes to Invalid with its error, and the others are kept.
 func DecodeBatch(data []byte) (*Batch, error) {
+	// One pass over the whole batch first: a well-formed batch, nearly
+	// every one, is decoded once. Only a malformed one is decoded again
+	// entry by entry, to name the entries that are wrong.
+	var whole struct {
+		TillID  string  `json:"till_id"`
+		Entries []Entry `json:"entries"`
+	}
+	if err := strictDecode(data, &whole); err != nil {
+		return decodeBatchByEntry(data)
+	}
+	return checkBatch(whole.TillID, whole.Entries)
+}
+
+// decodeBatchByEntry decodes a batch that did not decode whole, entry by
+// entry, so the error names each entry that is not an entry.
+func decodeBatchByEntry(data []byte) (*Batch, error) {
 	var raw struct {
 		TillID  string            `json:"till_id"`
 		Entries []json.RawMessage `json:"entries"`
@@ -117,35 +133,57 @@ func DecodeBatch(data []byte) (*Batch, error) {
 	if err := strictDecode(data, &raw); err != nil {
 		return nil, fmt.Errorf("decode journal batch: %w", err)
 	}
-	if raw.TillID == "" {
-		return nil, errors.New("decode journal batch: empty till_id")
+	if err := checkBatchSize(raw.TillID, len(raw.Entries)); err != nil {
+		return nil, err
 	}
-	if len(raw.Entries) > MaxBatch {
-		return nil, fmt.Errorf("decode journal batch of till %s: %d entries, at most %d", raw.TillID, len(raw.Entries), MaxBatch)
-	}
-	b := &Batch{TillID: raw.TillID, Entries: make([]Entry, 0, len(raw.Entries))}
-	seen := map[string]bool{}
+	entries := make([]Entry, len(raw.Entries))
 	var errs []error
 	for i, r := range raw.Entries {
-		var e Entry
-		if err := strictDecode(r, &e); err != nil {
+		if err := strictDecode(r, &entries[i]); err != nil {
 			// Not even an entry: the batch is malformed.
 			errs = append(errs, fmt.Errorf("entries[%d]: %w", i, err))
-			continue
 		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("decode journal batch of till %s: %w", raw.TillID, errors.Join(errs...))
+	}
+	return checkBatch(raw.TillID, entries)
+}
+
+func checkBatchSize(till string, n int) error {
+	if till == "" {
+		return errors.New("decode journal batch: empty till_id")
+	}
+	if n > MaxBatch {
+		return fmt.Errorf("decode journal batch of till %s: %d entries, at most %d", till, n, MaxBatch)
+	}
+	return nil
+}
+
+// checkBatch checks decoded entries: an id twice is an error of the
+// batch; an entry failing CheckEntry goes to Invalid.
+func checkBatch(till string, entries []Entry) (*Batch, error) {
+	if err := checkBatchSize(till, len(entries)); err != nil {
+		return nil, err
+	}
+	b := &Batch{TillID: till, Entries: entries[:0]}
+	seen := make(map[string]bool, len(entries))
+	var errs []error
+	for i := range entries {
+		e := entries[i]
 		if seen[e.ID] {
 			errs = append(errs, fmt.Errorf("entries[%d] id %q: twice in the batch", i, e.ID))
 			continue
 		}
 		seen[e.ID] = true
-		if err := CheckEntry(raw.TillID, &e); err != nil {
+		if err := CheckEntry(till, &e); err != nil {
 			b.Invalid = append(b.Invalid, Result{ID: e.ID, Status: Rejected, Error: fmt.Sprintf("entries[%d] id %q: %v", i, e.ID, err)})
 			continue
 		}
 		b.Entries = append(b.Entries, e)
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("decode journal batch of till %s: %w", raw.TillID, errors.Join(errs...))
+		return nil, fmt.Errorf("decode journal batch of till %s: %w", till, errors.Join(errs...))
 	}
 	return b, nil
 }
