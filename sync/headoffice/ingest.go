@@ -337,16 +337,24 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 	return out, nil
 }
 
-// scaleError checks an entry's points against the scale of its card's
-// program (a card or program head office does not know: nothing to
-// check). Only the entry's total: its lot deltas follow the lots, which
-// an ERP import may have given finer points.
+// scaleError checks an entry's points, and the lots it creates, against
+// the scale of its card's program (a card or program head office does not
+// know: nothing to check). Deltas on existing lots are not checked: they
+// follow those lots, which an ERP import may have given finer points.
 func scaleError(e wire.Entry, c *cardState) error {
 	if c == nil || c.program == "" {
 		return nil
 	}
 	if err := wire.CheckPoints("points", e.Points, c.scale); err != nil {
 		return fmt.Errorf("card %s, program %s: %w", e.CardCode, c.program, err)
+	}
+	for _, l := range e.Lots {
+		if !l.Create {
+			continue
+		}
+		if err := wire.CheckPoints("created lot "+l.LotID+" delta", l.Delta, c.scale); err != nil {
+			return fmt.Errorf("card %s, program %s: %w", e.CardCode, c.program, err)
+		}
 	}
 	return nil
 }

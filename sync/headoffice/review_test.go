@@ -278,6 +278,12 @@ func TestEntryValuesChecked(t *testing.T) {
 			e.Kind, e.Points = store.KindReversal, dec("5")
 			e.Lots = []store.LotChange{{LotID: "x", Delta: dec("1e50")}, {LotID: "y", Delta: dec("5").Sub(dec("1e50"))}}
 		}),
+		// Points on the scale, but the lots it creates are not.
+		bad(6, func(e *wire.Entry) {
+			e.Points = dec("10")
+			e.Lots = []store.LotChange{{LotID: e.ID, Delta: dec("9.5"), Create: true, ActiveFrom: e.CreatedAt},
+				{LotID: e.ID + "b", Delta: dec("0.5"), Create: true, ActiveFrom: e.CreatedAt}}
+		}),
 	}
 	body, _ := json.Marshal(wire.Batch{TillID: "S001-T09", Entries: batch})
 	code, data := call("/v1/till/journal", string(body), till)
@@ -296,7 +302,8 @@ func TestEntryValuesChecked(t *testing.T) {
 		t.Fatalf("good entry: %+v", r)
 	}
 	for i, want := range []string{"", "redemption of +1000 points", "accrual of -5 points", "more than 1000000000 in magnitude",
-		"program BONUS: points 0.0001: finer than the program's 0 decimal places", "lot x delta"} {
+		"program BONUS: points 0.0001: finer than the program's 0 decimal places", "lot x delta",
+		"program BONUS: created lot S001-T09-00000000000000000000000106 delta 9.5: finer than the program's 0 decimal places"} {
 		if i == 0 {
 			continue
 		}
