@@ -9,7 +9,9 @@
 //	headoffice reset-feed -till S001-T01               the till loads its replica afresh (after a restore)
 //
 // The database is HEADOFFICE_DSN (or -dsn); the ERP token HEADOFFICE_ERP_TOKEN
-// (or -erp-token-file).
+// (or -erp-token-file); the enrolment key, which signs till secrets so that
+// a head office restored from a backup admits tills enrolled since,
+// HEADOFFICE_ENROL_KEY (or -enrol-key-file; at least 32 bytes).
 package main
 
 import (
@@ -55,6 +57,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 	fs := flag.NewFlagSet("headoffice "+cmd, flag.ContinueOnError)
 	dsn := fs.String("dsn", os.Getenv("HEADOFFICE_DSN"), "PostgreSQL DSN (default $HEADOFFICE_DSN)")
 	tokenFile := fs.String("erp-token-file", "", "file holding the ERP token (default $HEADOFFICE_ERP_TOKEN)")
+	enrolKeyFile := fs.String("enrol-key-file", "", "file holding the enrolment key that signs till secrets (default $HEADOFFICE_ENROL_KEY; none: random secrets)")
 	listen := fs.String("listen", ":8440", "serve: address to listen on")
 	cert := fs.String("tls-cert", "", "serve: TLS certificate (PEM); with -tls-key serves HTTPS")
 	key := fs.String("tls-key", "", "serve: TLS private key (PEM)")
@@ -76,6 +79,17 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 		}
 		token = strings.TrimSpace(string(b))
 	}
+	enrolKey := os.Getenv("HEADOFFICE_ENROL_KEY")
+	if *enrolKeyFile != "" {
+		b, err := os.ReadFile(*enrolKeyFile)
+		if err != nil {
+			return fmt.Errorf("enrolment key: %w", err)
+		}
+		enrolKey = strings.TrimSpace(string(b))
+	}
+	if enrolKey != "" && len(enrolKey) < 32 {
+		return fmt.Errorf("enrolment key: %d bytes, want at least 32 (e.g. openssl rand -hex 32)", len(enrolKey))
+	}
 	var off store.OfflineLimits
 	var err1, err2 error
 	off.CardCap, err1 = decimal.NewFromString(*cardCap)
@@ -85,7 +99,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 		return fmt.Errorf("offline limits: want non-negative numbers and a duration (%v)", err)
 	}
 	log := slog.New(slog.NewTextHandler(logOutput, nil))
-	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: *dsn, ERPToken: token, Logger: log, Offline: off})
+	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: *dsn, ERPToken: token, EnrolKey: []byte(enrolKey), Logger: log, Offline: off})
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +109,34 @@ func TestCardScopeAndResetCommands(t *testing.T) {
 	}
 	if err := run(ctx, []string{"reset-feed", "-dsn", dsn, "-till", "S009-T09"}, &out, nil); err == nil || !strings.Contains(err.Error(), "unknown till") {
 		t.Fatalf("reset of an unknown till: %v", err)
+	}
+}
+
+// TestEnrolKeyFile: -enrol-key-file signs the secrets enrol prints; a key
+// shorter than 32 bytes or a missing file is refused before anything runs.
+func TestEnrolKeyFile(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	var out bytes.Buffer
+	if err := run(ctx, []string{"import", "-dsn", dsn, "../../testdata/demo/replica.yaml"}, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	good, short := filepath.Join(dir, "enrol.key"), filepath.Join(dir, "short.key")
+	os.WriteFile(good, []byte(strings.Repeat("ab", 16)+"\n"), 0o600)
+	os.WriteFile(short, []byte("too short\n"), 0o600)
+	out.Reset()
+	if err := run(ctx, []string{"enrol", "-dsn", dsn, "-enrol-key-file", good, "-till", "S001-T01", "-store", "S001"}, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if s := lines[len(lines)-1]; !strings.HasPrefix(s, "e1.") || !strings.HasSuffix(s, ".S001") {
+		t.Fatalf("keyed enrol output: %q", out.String())
+	}
+	for file, want := range map[string]string{short: "want at least 32", filepath.Join(dir, "none"): "no such file"} {
+		err := run(ctx, []string{"enrol", "-dsn", dsn, "-enrol-key-file", file, "-till", "S001-T02", "-store", "S001"}, &out, nil)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("key file %s: %v, want %q", file, err, want)
+		}
 	}
 }

@@ -46,8 +46,10 @@ type ho struct {
 	t       testing.TB
 	dsn     string
 	offline store.OfflineLimits
-	srv     *headoffice.Server
-	hs      *httptest.Server
+	// enrolKey signs till secrets (headoffice.Options.EnrolKey).
+	enrolKey []byte
+	srv      *headoffice.Server
+	hs       *httptest.Server
 }
 
 func startHO(t testing.TB, dsn string) *ho { return startHOWith(t, dsn, store.OfflineLimits{}) }
@@ -60,7 +62,7 @@ func startHOWith(t testing.TB, dsn string, off store.OfflineLimits) *ho {
 }
 
 func (h *ho) start() {
-	srv, err := headoffice.Open(context.Background(), headoffice.Options{DSN: h.dsn, ERPToken: erpToken, Offline: h.offline,
+	srv, err := headoffice.Open(context.Background(), headoffice.Options{DSN: h.dsn, ERPToken: erpToken, Offline: h.offline, EnrolKey: h.enrolKey,
 		Clock: func() time.Time { return demoNow }})
 	if err != nil {
 		h.t.Fatal(err)

@@ -2,6 +2,7 @@ package headoffice
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -9,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -32,8 +35,9 @@ func badRequest(err error) error { return badRequestError{err} }
 var ErrUnauthorized = errors.New("unauthorized")
 
 // Enrol registers a till of a store and returns its secret, shown once:
-// head office keeps only its SHA-256 (the secret is 32 random bytes, so a
-// slow hash buys nothing). Enrolling a till again issues a new secret and
+// head office keeps only its SHA-256 (the secret carries 32 random bytes
+// or, with an enrolment key, 16 random bytes and a 32-byte HMAC, so a slow
+// hash buys nothing). Enrolling a till again issues a new secret and
 // keeps its journal and watermark.
 func (s *Server) Enrol(ctx context.Context, tillID, storeID string) (string, error) {
 	if !tillIDRe.MatchString(tillID) || !tillIDRe.MatchString(storeID) {
@@ -45,26 +49,85 @@ func (s *Server) Enrol(ctx context.Context, tillID, storeID string) (string, err
 		return "", badRequest(fmt.Errorf("enrol till %q: %s and %s-… are reserved for head office's own journal", tillID, erpTill, erpTill))
 	}
 	var known bool
-	if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM catalog WHERE section = 'stores' AND id = $1)`, storeID).Scan(&known); err != nil {
+	if err := s.db.QueryRow(ctx, sqlStoreKnown, storeID).Scan(&known); err != nil {
 		return "", fmt.Errorf("enrol till %s: look up store %s: %w", tillID, storeID, err)
 	}
 	if !known {
 		// Its feed would be empty and its history months in UTC.
 		return "", badRequest(fmt.Errorf("enrol till %s: store %q is not in head office's catalog (import it first)", tillID, storeID))
 	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
+	// Wall time, not the server's clock: it orders enrolments of a till
+	// (readmit), whatever clock lot expiry runs on.
+	issued := time.UnixMilli(time.Now().UnixMilli())
+	secret, err := s.issueSecret(tillID, storeID, issued)
+	if err != nil {
 		return "", fmt.Errorf("enrol till %s: %w", tillID, err)
 	}
-	secret := hex.EncodeToString(raw)
 	sum := sha256.Sum256([]byte(secret))
-	_, err := s.db.Exec(ctx, `INSERT INTO tills (till_id, store_id, secret_sha256) VALUES ($1, $2, $3)
-		ON CONFLICT (till_id) DO UPDATE SET store_id = excluded.store_id, secret_sha256 = excluded.secret_sha256`,
-		tillID, storeID, sum[:])
+	_, err = s.db.Exec(ctx, `INSERT INTO tills (till_id, store_id, secret_sha256, enrolled_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (till_id) DO UPDATE SET store_id = excluded.store_id, secret_sha256 = excluded.secret_sha256,
+			enrolled_at = excluded.enrolled_at`,
+		tillID, storeID, sum[:], issued)
 	if err != nil {
 		return "", fmt.Errorf("enrol till %s: %w", tillID, err)
 	}
 	return secret, nil
+}
+
+const sqlStoreKnown = `SELECT EXISTS (SELECT 1 FROM catalog WHERE section = 'stores' AND id = $1)`
+
+// Secrets issued with an enrolment key (Options.EnrolKey) read
+//
+//	e1.<issued, Unix ms>.<nonce, 32 hex>.<HMAC-SHA256, 64 hex>.<store id>
+//
+// The HMAC, under a key head office keeps outside its database, binds the
+// till id, the store, the time and the nonce. A head office restored from
+// a backup taken before a till was enrolled (or enrolled again) has no row
+// (or an older one) for it; such a secret lets it admit the till again
+// without a visit to the store (readmit).
+const secretVersion = "e1"
+
+func (s *Server) issueSecret(tillID, storeID string, issued time.Time) (string, error) {
+	nonce := make([]byte, 16)
+	if len(s.enrolKey) == 0 {
+		nonce = make([]byte, 32)
+	}
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	if len(s.enrolKey) == 0 {
+		return hex.EncodeToString(nonce), nil
+	}
+	ms := strconv.FormatInt(issued.UnixMilli(), 10)
+	n := hex.EncodeToString(nonce)
+	return strings.Join([]string{secretVersion, ms, n, hex.EncodeToString(s.secretMAC(tillID, storeID, ms, n)), storeID}, "."), nil
+}
+
+func (s *Server) secretMAC(tillID, storeID, ms, nonce string) []byte {
+	m := hmac.New(sha256.New, s.enrolKey)
+	for _, part := range []string{"tillagent till secret " + secretVersion, tillID, storeID, ms, nonce} {
+		m.Write([]byte(part))
+		m.Write([]byte{0})
+	}
+	return m.Sum(nil)
+}
+
+// keyedSecret is what a secret issued with the enrolment key says, once
+// its HMAC is checked; ok is false for any other secret.
+func (s *Server) keyedSecret(tillID, secret string) (storeID string, issued time.Time, ok bool) {
+	if len(s.enrolKey) == 0 {
+		return "", time.Time{}, false
+	}
+	p := strings.SplitN(secret, ".", 5)
+	if len(p) != 5 || p[0] != secretVersion || len(p[2]) != 32 || !tillIDRe.MatchString(p[4]) {
+		return "", time.Time{}, false
+	}
+	ms, err := strconv.ParseInt(p[1], 10, 64)
+	mac, herr := hex.DecodeString(p[3])
+	if err != nil || herr != nil || !hmac.Equal(mac, s.secretMAC(tillID, p[4], p[1], p[2])) {
+		return "", time.Time{}, false
+	}
+	return p[4], time.UnixMilli(ms), true
 }
 
 // authTill checks a till's secret and returns its store.
@@ -72,17 +135,54 @@ func (s *Server) authTill(ctx context.Context, tillID, secret string) (string, e
 	var store string
 	var want []byte
 	err := s.db.QueryRow(ctx, `SELECT store_id, secret_sha256 FROM tills WHERE till_id = $1`, tillID).Scan(&store, &want)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", ErrUnauthorized
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return "", fmt.Errorf("authenticate till %s: %w", tillID, err)
 	}
 	got := sha256.Sum256([]byte(secret))
-	if subtle.ConstantTimeCompare(got[:], want) != 1 {
+	if err == nil && subtle.ConstantTimeCompare(got[:], want) == 1 {
+		return store, nil
+	}
+	return s.readmit(ctx, tillID, secret)
+}
+
+// readmit admits a till whose secret head office does not hold, when the
+// secret was issued with the enrolment key and is newer than what head
+// office holds: it has no row for the till, or one from an earlier
+// enrolment (restored from a backup taken before the till was enrolled or
+// enrolled again). A secret older than the row's enrolment (one that
+// enrolling again replaced) stays refused. The till's feed is reset (a new
+// epoch), so it pushes its journal again after head office's watermark and
+// loads the replica afresh, as after the ERP's reset-feed.
+func (s *Server) readmit(ctx context.Context, tillID, secret string) (string, error) {
+	storeID, issued, ok := s.keyedSecret(tillID, secret)
+	if !ok {
 		return "", ErrUnauthorized
 	}
-	return store, nil
+	sum := sha256.Sum256([]byte(secret))
+	tag, err := s.db.Exec(ctx, `INSERT INTO tills (till_id, store_id, secret_sha256, enrolled_at, feed_epoch)
+		SELECT $1, $2, $3, $4, 1 + floor(random() * 2147483646)::int
+		WHERE EXISTS (SELECT 1 FROM catalog WHERE section = 'stores' AND id = $2)
+		ON CONFLICT (till_id) DO UPDATE SET store_id = excluded.store_id, secret_sha256 = excluded.secret_sha256,
+			enrolled_at = excluded.enrolled_at, feed_epoch = excluded.feed_epoch
+		WHERE tills.enrolled_at < excluded.enrolled_at`,
+		tillID, storeID, sum[:], issued)
+	if err != nil {
+		return "", fmt.Errorf("authenticate till %s: readmit: %w", tillID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		// An older secret, a store head office does not know (yet), or
+		// another request of the till admitted it a moment ago.
+		var want []byte
+		err := s.db.QueryRow(ctx, `SELECT secret_sha256 FROM tills WHERE till_id = $1`, tillID).Scan(&want)
+		if err == nil && subtle.ConstantTimeCompare(sum[:], want) == 1 {
+			return storeID, nil
+		}
+		s.log.Warn("till secret refused: older than its enrolment, or its store unknown", "till", tillID, "store", storeID, "issued", issued)
+		return "", ErrUnauthorized
+	}
+	s.log.Warn("till admitted again from its enrolment secret (head office restored from a backup?): its feed is reset",
+		"till", tillID, "store", storeID, "issued", issued)
+	return storeID, nil
 }
 
 func (s *Server) authERP(token string) bool {

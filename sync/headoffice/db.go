@@ -38,6 +38,11 @@ type Options struct {
 	// card (and a till in all) may redeem before head office has folded
 	// them, and how long after its last feed a till may redeem at all.
 	Offline store.OfflineLimits
+	// EnrolKey, when set, signs the secrets Enrol issues, so that a head
+	// office restored from an older backup admits a till enrolled since
+	// (see readmit). Keep it outside the database and its backups, as
+	// safe as the ERP token: with it anyone can make a till's secret.
+	EnrolKey []byte
 	// MaxConns of the pool; 0 means 16.
 	MaxConns int32
 	Logger   *slog.Logger
@@ -49,6 +54,7 @@ type Options struct {
 type Server struct {
 	db       *pgxpool.Pool
 	erpToken string
+	enrolKey []byte
 	offline  store.OfflineLimits
 	log      *slog.Logger
 	now      func() time.Time
@@ -83,7 +89,7 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
-	s := &Server{db: db, erpToken: o.ERPToken, offline: o.Offline, log: o.Logger, now: o.Clock}
+	s := &Server{db: db, erpToken: o.ERPToken, enrolKey: o.EnrolKey, offline: o.Offline, log: o.Logger, now: o.Clock}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
