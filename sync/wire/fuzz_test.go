@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -22,7 +23,7 @@ const seedBatch = `{"till_id":"S001-T01","entries":[
 
 // FuzzDecodeBatch: any input either fails with an error or decodes to a
 // batch whose every entry passes CheckEntry, and which re-encodes to the
-// same batch.
+// same batch; the one-pass decoding agrees with the entry-by-entry one.
 func FuzzDecodeBatch(f *testing.F) {
 	f.Add([]byte(seedBatch))
 	f.Add([]byte(`{"till_id":"S001-T01","entries":[]}`))
@@ -31,8 +32,15 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add([]byte(`{"till_id":"S001-T01","entries":[]} {}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := DecodeBatch(data)
+		slow, slowErr := decodeBatchByEntry(data)
+		if (err == nil) != (slowErr == nil) {
+			t.Fatalf("one pass: %v; entry by entry: %v", err, slowErr)
+		}
 		if err != nil {
 			return
+		}
+		if j1, j2 := fmt.Sprintf("%+v", b), fmt.Sprintf("%+v", slow); j1 != j2 {
+			t.Fatalf("one pass and entry by entry differ:\n%s\n%s", j1, j2)
 		}
 		for i := range b.Entries {
 			if err := CheckEntry(b.TillID, &b.Entries[i]); err != nil {
