@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"tillagent/checkout"
@@ -194,57 +195,105 @@ func upsertPromotion(ctx context.Context, tx *sql.Tx, program string, p checkout
 }
 
 func importCards(ctx context.Context, tx *sql.Tx, cards []ReplicaCard, st *ImportStats) error {
-	if len(cards) == 0 {
-		return nil
-	}
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO cards(code, kind_id, program_id, state, block_reason, holder, debt,
-		stats_month, purchases_all_time_kop, purchases_month_kop, purchases_prev_month_kop, accrued_month, redeemed_month)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT(code) DO UPDATE SET kind_id = excluded.kind_id, program_id = excluded.program_id,
+	err := execChunked(ctx, tx, `INSERT INTO cards(code, kind_id, program_id, state, block_reason, holder, debt,
+		stats_month, purchases_all_time_kop, purchases_month_kop, purchases_prev_month_kop, accrued_month, redeemed_month)`,
+		`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		`ON CONFLICT(code) DO UPDATE SET kind_id = excluded.kind_id, program_id = excluded.program_id,
 		state = excluded.state, block_reason = excluded.block_reason, holder = excluded.holder, debt = excluded.debt,
 		stats_month = excluded.stats_month, purchases_all_time_kop = excluded.purchases_all_time_kop,
 		purchases_month_kop = excluded.purchases_month_kop, purchases_prev_month_kop = excluded.purchases_prev_month_kop,
-		accrued_month = excluded.accrued_month, redeemed_month = excluded.redeemed_month`)
+		accrued_month = excluded.accrued_month, redeemed_month = excluded.redeemed_month`,
+		len(cards), func(i int, args []any) []any {
+			c := &cards[i]
+			h := c.History
+			return append(args, c.Code, c.Kind, nullStr(c.Program), string(c.State), c.BlockReason, c.Holder,
+				c.Debt.String(), h.Month, h.PurchasesAllTime.Kopecks(), h.PurchasesMonth.Kopecks(),
+				h.PurchasesPrevMonth.Kopecks(), h.AccruedMonth.String(), h.RedeemedMonth.String())
+		}, func(i int, err error) error { return fmt.Errorf("cards[%d] code %q: %w", i, cards[i].Code, err) })
 	if err != nil {
 		return fmt.Errorf("cards: %w", err)
 	}
-	defer ins.Close()
-	for i, c := range cards {
-		h := c.History
-		if _, err := ins.ExecContext(ctx, c.Code, c.Kind, nullStr(c.Program), string(c.State), c.BlockReason, c.Holder,
-			c.Debt.String(), h.Month, h.PurchasesAllTime.Kopecks(), h.PurchasesMonth.Kopecks(),
-			h.PurchasesPrevMonth.Kopecks(), h.AccruedMonth.String(), h.RedeemedMonth.String()); err != nil {
-			return fmt.Errorf("cards[%d] code %q: %w", i, c.Code, err)
-		}
-		st.Cards++
-	}
+	st.Cards += len(cards)
 	return nil
 }
 
 func importLots(ctx context.Context, tx *sql.Tx, lots []ReplicaLot, st *ImportStats) error {
-	if len(lots) == 0 {
-		return nil
-	}
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO lots(card_id, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id)
-		VALUES ((SELECT id FROM cards WHERE code = ?), ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT(card_id, lot_id) DO UPDATE SET points = excluded.points, remaining = excluded.remaining,
+	err := execChunked(ctx, tx, `INSERT INTO lots(card_id, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id)`,
+		`((SELECT id FROM cards WHERE code = ?), ?, ?, ?, ?, ?, ?, ?)`,
+		`ON CONFLICT(card_id, lot_id) DO UPDATE SET points = excluded.points, remaining = excluded.remaining,
 		accrued_at = excluded.accrued_at, active_from = excluded.active_from, expires_at = excluded.expires_at,
-		check_id = excluded.check_id`)
+		check_id = excluded.check_id`,
+		len(lots), func(i int, args []any) []any {
+			l := &lots[i]
+			rem, from := l.RemainingPoints(), l.ActiveSince()
+			var exp sql.NullInt64
+			if l.ExpiresAt != nil {
+				exp = sql.NullInt64{Int64: l.ExpiresAt.Unix(), Valid: true}
+			}
+			return append(args, l.Card, l.ID, l.Points.String(), rem.String(), l.AccruedAt.Unix(), from.Unix(), exp, l.CheckID)
+		}, func(i int, err error) error {
+			return fmt.Errorf("lots[%d] id %q of card %q: %w", i, lots[i].ID, lots[i].Card, err)
+		})
 	if err != nil {
 		return fmt.Errorf("lots: %w", err)
 	}
-	defer ins.Close()
-	for i, l := range lots {
-		rem, from := l.RemainingPoints(), l.ActiveSince()
-		var exp sql.NullInt64
-		if l.ExpiresAt != nil {
-			exp = sql.NullInt64{Int64: l.ExpiresAt.Unix(), Valid: true}
+	st.Lots += len(lots)
+	return nil
+}
+
+// importChunk is how many rows one INSERT of an import carries: the
+// driver's cost per statement is most of a single row's.
+const importChunk = 64
+
+// execChunked inserts n rows (args appends row i's values) with
+// head VALUES row, row, … tail, importChunk rows a statement. A chunk that
+// fails is inserted again row by row (SQLite undid the failed statement,
+// and the transaction goes on), so the error, from rowErr, names the row.
+func execChunked(ctx context.Context, tx *sql.Tx, head, row, tail string, n int,
+	args func(i int, to []any) []any, rowErr func(i int, err error) error) error {
+	stmts := map[int]*sql.Stmt{}
+	defer func() {
+		for _, st := range stmts {
+			st.Close()
 		}
-		if _, err := ins.ExecContext(ctx, l.Card, l.ID, l.Points.String(), rem.String(), l.AccruedAt.Unix(),
-			from.Unix(), exp, l.CheckID); err != nil {
-			return fmt.Errorf("lots[%d] id %q of card %q: %w", i, l.ID, l.Card, err)
+	}()
+	stmt := func(rows int) (*sql.Stmt, error) {
+		if st, ok := stmts[rows]; ok {
+			return st, nil
 		}
-		st.Lots++
+		q := head + " VALUES " + row + strings.Repeat(", "+row, rows-1) + " " + tail
+		st, err := tx.PrepareContext(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		stmts[rows] = st
+		return st, nil
+	}
+	var vals []any
+	for at := 0; at < n; at += importChunk {
+		end := min(at+importChunk, n)
+		st, err := stmt(end - at)
+		if err != nil {
+			return err
+		}
+		vals = vals[:0]
+		for i := at; i < end; i++ {
+			vals = args(i, vals)
+		}
+		if _, err := st.ExecContext(ctx, vals...); err == nil {
+			continue
+		} else if end-at == 1 {
+			return rowErr(at, err)
+		}
+		one, err := stmt(1)
+		if err != nil {
+			return err
+		}
+		for i := at; i < end; i++ {
+			if _, err := one.ExecContext(ctx, args(i, nil)...); err != nil {
+				return rowErr(i, err)
+			}
+		}
 	}
 	return nil
 }

@@ -292,6 +292,26 @@ func DecodeBatchResult(data []byte) (*BatchResult, error) {
 // Replica and listed in Undecoded with its error, so one bad record cannot
 // keep the rest of the feed out. Anything else malformed refuses the feed.
 func DecodeFeed(data []byte) (*Feed, error) {
+	// Fast path for large pages: one strict decode of the whole feed. Only
+	// when that fails is it decoded again, the replica record by record, to
+	// name (and leave out) the records that do not decode.
+	var whole struct {
+		Cursor  string               `json:"cursor"`
+		Full    bool                 `json:"full"`
+		Replica *store.Replica       `json:"replica"`
+		Offline *store.OfflineLimits `json:"offline"`
+		More    bool                 `json:"more"`
+		Next    string               `json:"next"`
+		Reset   bool                 `json:"reset"`
+	}
+	if strictDecode(data, &whole) == nil && whole.Replica != nil {
+		f := &Feed{Cursor: whole.Cursor, Full: whole.Full, Replica: whole.Replica, Offline: whole.Offline, More: whole.More,
+			Next: whole.Next, Reset: whole.Reset}
+		if err := checkFeed(f, true); err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
 	var raw struct {
 		Cursor  string               `json:"cursor"`
 		Full    bool                 `json:"full"`
@@ -304,34 +324,30 @@ func DecodeFeed(data []byte) (*Feed, error) {
 	if err := strictDecode(data, &raw); err != nil {
 		return nil, fmt.Errorf("decode feed: %w", err)
 	}
-	if raw.Cursor == "" {
-		return nil, errors.New("decode feed: empty cursor")
+	f := &Feed{Cursor: raw.Cursor, Full: raw.Full, Offline: raw.Offline, More: raw.More, Next: raw.Next, Reset: raw.Reset}
+	if err := checkFeed(f, len(raw.Replica) > 0 && string(raw.Replica) != "null"); err != nil {
+		return nil, err
 	}
-	if len(raw.Replica) == 0 || string(raw.Replica) == "null" {
-		return nil, errors.New("decode feed: no replica")
+	var err error
+	if f.Replica, f.Undecoded, err = decodeRecords(raw.Replica); err != nil {
+		return nil, fmt.Errorf("decode feed (cursor %s): %w", raw.Cursor, err)
 	}
-	if o := raw.Offline; o != nil && (o.CardCap.IsNegative() || o.TillCap.IsNegative() || o.MaxAge < 0) {
-		return nil, fmt.Errorf("decode feed (cursor %s): negative offline limit", raw.Cursor)
+	return f, nil
+}
+
+// checkFeed checks what a feed says beside its records.
+func checkFeed(f *Feed, hasReplica bool) error {
+	switch {
+	case f.Cursor == "":
+		return errors.New("decode feed: empty cursor")
+	case !hasReplica:
+		return errors.New("decode feed: no replica")
+	case f.Offline != nil && (f.Offline.CardCap.IsNegative() || f.Offline.TillCap.IsNegative() || f.Offline.MaxAge < 0):
+		return fmt.Errorf("decode feed (cursor %s): negative offline limit", f.Cursor)
+	case f.More && f.Next == "":
+		return fmt.Errorf("decode feed (cursor %s): more pages but no next", f.Cursor)
 	}
-	// Fast path for large pages: one strict decode of the whole replica.
-	// Only when that fails is it decoded again record by record, to name
-	// (and leave out) the records that do not decode.
-	var r *store.Replica
-	var undecoded []store.RejectedRecord
-	var fast store.Replica
-	if strictDecode(raw.Replica, &fast) == nil {
-		r = &fast
-	} else {
-		var err error
-		if r, undecoded, err = decodeRecords(raw.Replica); err != nil {
-			return nil, fmt.Errorf("decode feed (cursor %s): %w", raw.Cursor, err)
-		}
-	}
-	if raw.More && raw.Next == "" {
-		return nil, fmt.Errorf("decode feed (cursor %s): more pages but no next", raw.Cursor)
-	}
-	return &Feed{Cursor: raw.Cursor, Full: raw.Full, Replica: r, Offline: raw.Offline, More: raw.More, Next: raw.Next,
-		Reset: raw.Reset, Undecoded: undecoded}, nil
+	return nil
 }
 
 // decodeRecords decodes a replica section by section and record by
