@@ -58,7 +58,16 @@ type Options struct {
 	DeltaPage int
 	// RequestTimeout bounds each HTTP request; 0 means 60s.
 	RequestTimeout time.Duration
-	Clock          func() time.Time
+	// RefusedRetryMin and RefusedRetryMax bound how long a journal entry
+	// head office refused (conflict, rejected) waits before it is sent
+	// again: min after the first refusal, doubling with each refusal in a
+	// row up to max. Defaults: 2×Interval (the next cycle does not re-send
+	// it) and 1h. SyncNow sends refused entries at once.
+	RefusedRetryMin, RefusedRetryMax time.Duration
+
+	// Clock stamps the times Status shows (tests pin it); the waits run
+	// on real time.
+	Clock func() time.Time
 }
 
 // Status is what /v1/status and `tillctl sync status` show.
@@ -102,12 +111,15 @@ type Status struct {
 	Repushing   bool   `json:"repushing,omitempty"`
 	RepushAfter string `json:"repush_after,omitempty"`
 	Repushes    int    `json:"repushes,omitempty"`
-	// Refused are the journal entries head office refused in the last
-	// push ("id status: error", the first maxShownRejected; RefusedCount
-	// is how many): kept unacknowledged and sent again every push, while
-	// the feed is still pulled.
-	Refused      []string `json:"refused_entries,omitempty"`
-	RefusedCount int      `json:"refused_entries_count,omitempty"`
+	// Refused are the journal entries head office refused and the till
+	// still holds ("id status: error", in journal order, the first
+	// maxShownRejected; RefusedCount is how many): kept unacknowledged,
+	// sent again after a back-off (Options.RefusedRetryMin/Max) or on
+	// SyncNow, while the rest of the journal is pushed and the feed pulled.
+	// RefusedRetryAt is when the first of them is due to be sent again.
+	Refused        []string  `json:"refused_entries,omitempty"`
+	RefusedCount   int       `json:"refused_entries_count,omitempty"`
+	RefusedRetryAt time.Time `json:"refused_retry_at,omitzero"`
 }
 
 // maxShownRejected bounds the rejected records Status lists (a whole
@@ -126,6 +138,9 @@ type Client struct {
 	st      Status
 	// rejectedLoaded: st.Rejected has been read from the store once.
 	rejectedLoaded bool
+	// refused are the journal entries head office refused, by id (under
+	// cycleMu).
+	refused map[string]*refusal
 }
 
 // New checks the options; nothing is contacted until Run or SyncNow.
@@ -175,22 +190,34 @@ func New(o Options) (*Client, error) {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
-	return &Client{o: o, base: u, log: o.Logger.With("component", "sync"), kick: make(chan struct{}, 1), st: Status{State: "idle"}}, nil
+	if o.RefusedRetryMin <= 0 {
+		o.RefusedRetryMin = 2 * o.Interval
+	}
+	if o.RefusedRetryMax < o.RefusedRetryMin {
+		o.RefusedRetryMax = max(time.Hour, o.RefusedRetryMin)
+	}
+	return &Client{o: o, base: u, log: o.Logger.With("component", "sync"), kick: make(chan struct{}, 1),
+		st: Status{State: "idle"}, refused: map[string]*refusal{}}, nil
 }
 
 // Run syncs until ctx ends: a cycle every Interval, sooner after SyncNow,
 // later (doubling up to BackoffMax) while cycles fail. It returns ctx's error.
 func (c *Client) Run(ctx context.Context) error {
 	for {
-		err := c.cycle(ctx)
+		err := c.cycle(ctx, false)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		wait := c.o.Interval
-		if _, refused := err.(*refusedError); refused {
+		if ref, refused := err.(*refusedError); refused {
 			// Head office answered and the feed came in; only entries
-			// were refused, which a sooner retry does not change.
-			c.log.Warn("sync: head office refused journal entries", "err", err)
+			// were refused, which a sooner retry does not change. Entries
+			// held back (not sent this cycle) were logged when refused.
+			lvl := slog.LevelDebug
+			if ref.fresh > 0 {
+				lvl = slog.LevelWarn
+			}
+			c.log.Log(ctx, lvl, "sync: head office refused journal entries", "err", err)
 		} else if err != nil {
 			wait = c.backoff()
 			c.log.Warn("sync failed", "err", err, "retry_in", wait.Round(time.Millisecond))
@@ -224,10 +251,12 @@ func (c *Client) backoff() time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// SyncNow runs one cycle now (push everything pending, then pull the feed)
-// and returns its error; a running Run loop then starts its interval anew.
+// SyncNow runs one cycle now (push everything pending, refused entries
+// too whatever their back-off, then pull the feed) and returns its error; a
+// running Run loop then starts its interval anew. It is how a technician
+// who fixed head office sees the result at once.
 func (c *Client) SyncNow(ctx context.Context) error {
-	err := c.cycle(ctx)
+	err := c.cycle(ctx, true)
 	select {
 	case c.kick <- struct{}{}:
 	default:
@@ -245,7 +274,9 @@ func (c *Client) Status() Status {
 	return st
 }
 
-func (c *Client) cycle(ctx context.Context) error {
+// cycle pushes, then pulls; force sends refused entries whose back-off has
+// not passed.
+func (c *Client) cycle(ctx context.Context, force bool) error {
 	c.cycleMu.Lock()
 	defer c.cycleMu.Unlock()
 	c.mu.Lock()
@@ -260,13 +291,13 @@ func (c *Client) cycle(ctx context.Context) error {
 			c.mu.Unlock()
 		}
 	}
-	err := c.push(ctx)
+	err := c.push(ctx, force)
 	var ref *refusedError
 	if err == nil || errors.As(err, &ref) {
 		// Head office answered: entries it refused (a conflict, a rejected
 		// entry) stay unacknowledged and shown, and must not keep the till
 		// from its feed. Only a failed exchange skips the pull.
-		if perr := c.pull(ctx); perr != nil {
+		if perr := c.pull(ctx, force); perr != nil {
 			err = errors.Join(err, perr)
 		}
 	}
@@ -289,111 +320,57 @@ func (c *Client) cycle(ctx context.Context) error {
 	return nil
 }
 
-// refusedError is head office's answer leaving entries unacknowledged
-// (conflict, rejected, or not answered): the exchange itself worked.
-type refusedError struct {
-	refused []string // "id status: error"
-}
-
-func (e *refusedError) Error() string {
-	return fmt.Sprintf("sync push: head office refused %d entries: %s", len(e.refused), strings.Join(e.refused, "; "))
-}
-
 // push sends pending entries batch by batch until each has been sent once
-// in this push. Entries head office refuses stay pending (sent again next
-// cycle) and do not hold back the ones after them; they are returned as a
-// *refusedError once the push is done, and shown in Status. During a re-push
-// (store.RepushAfter) the pending entries include acknowledged ones, and
-// each acknowledgement moves the re-push position on.
-func (c *Client) push(ctx context.Context) error {
-	var refusedAll []string
-	seenRefused := map[string]bool{}
-	sentBefore := map[string]bool{} // sent in this push
-	heldBack := 0                   // at most how many of them are still pending
-	ackedHeld := 0                  // acknowledged during a re-push after a refusal
-	refusal := func() error {
-		c.mu.Lock()
-		c.st.Refused = append([]string(nil), refusedAll[:min(len(refusedAll), maxShownRejected)]...)
-		c.st.RefusedCount = len(refusedAll)
-		c.mu.Unlock()
-		if len(refusedAll) == 0 {
-			return nil
-		}
-		return &refusedError{refused: refusedAll}
-	}
+// in this push. Entries head office refuses stay pending and do not hold
+// back the ones after them; each is sent again once its back-off has passed
+// (force: in this push, whatever its back-off). They are returned as a
+// *refusedError once the push is done, and shown in Status. During a
+// re-push (store.RepushAfter) the pending entries include acknowledged
+// ones, and each acknowledgement moves the re-push position on.
+func (c *Client) push(ctx context.Context, force bool) error {
+	// Entries not sent in this push: the refused ones still backing off,
+	// then every entry once sent in it.
+	skip := c.heldRefusals(time.Now(), force)
+	held := len(skip)
+	fresh := 0     // entries refused in this push
+	ackedHeld := 0 // acknowledged during a re-push while an entry is refused
 	for {
-		// Entries sent earlier in this push are not sent again until the
-		// next cycle and do not take the places of the ones after them:
+		// Skipped entries do not take the places of the ones after them:
 		// the refused ones, and during a re-push the acknowledged ones
-		// after a refused one (the re-push position stops at it).
+		// after a refused one (the re-push position stops at it), which
+		// come back pending until the next cycle.
 		_, repushing, err := c.o.Store.Repush(ctx)
 		if err != nil {
 			return fmt.Errorf("sync push: %w", err)
 		}
-		pend, err := c.o.Store.PendingChain(ctx, c.o.BatchSize+heldBack)
+		pend, err := c.o.Store.PendingChain(ctx, c.o.BatchSize+held+fresh+ackedHeld)
 		if err != nil {
 			return fmt.Errorf("sync push: %w", err)
 		}
-		fresh := pend[:0]
+		batch := pend[:0]
 		for _, p := range pend {
-			if !sentBefore[p.ID] && len(fresh) < c.o.BatchSize {
-				fresh = append(fresh, p)
+			if !skip[p.ID] && len(batch) < c.o.BatchSize {
+				batch = append(batch, p)
 			}
 		}
-		pend = fresh
-		if len(pend) == 0 {
+		if len(batch) == 0 {
 			c.mu.Lock()
 			c.st.LastPush = c.o.Clock()
 			c.mu.Unlock()
-			return refusal()
+			return c.showRefused(fresh)
 		}
-		b := wire.Batch{TillID: c.o.TillID, Entries: make([]wire.Entry, len(pend))}
-		for i, p := range pend {
-			b.Entries[i] = wire.Entry{Entry: p.Entry, Prev: p.Prev}
-			b.Entries[i].Acked = false
+		for _, p := range batch {
+			skip[p.ID] = true
 		}
-		body, err := json.Marshal(b)
+		acked, refused, err := c.pushBatch(ctx, batch)
 		if err != nil {
-			return fmt.Errorf("sync push: %w", err)
+			return err
 		}
-		data, err := c.do(ctx, http.MethodPost, "/v1/till/journal", nil, body)
-		if err != nil {
-			return fmt.Errorf("sync push of %d entries: %w", len(pend), err)
-		}
-		res, err := wire.DecodeBatchResult(data)
-		if err != nil {
-			return fmt.Errorf("sync push: %w", err)
-		}
-		sent := map[string]bool{}
-		for _, e := range b.Entries {
-			sent[e.ID], sentBefore[e.ID] = true, true
-		}
-		var acked []string
-		answered := map[string]bool{}
-		for _, r := range res.Results {
-			switch {
-			case !sent[r.ID]:
-				return fmt.Errorf("sync push: head office answered for entry %s, which was not sent", r.ID)
-			case r.Acked():
-				acked = append(acked, r.ID)
-			case !seenRefused[r.ID]:
-				seenRefused[r.ID] = true
-				refusedAll = append(refusedAll, fmt.Sprintf("%s %s: %s", r.ID, r.Status, r.Error))
-			}
-			answered[r.ID] = true
-		}
-		for _, e := range b.Entries {
-			if !answered[e.ID] && !seenRefused[e.ID] {
-				seenRefused[e.ID] = true
-				refusedAll = append(refusedAll, fmt.Sprintf("%s: not answered by head office", e.ID))
-			}
-		}
-		heldBack = len(refusedAll)
-		if repushing && len(refusedAll) > 0 {
+		fresh += refused
+		if repushing && held+fresh > 0 {
 			// The re-push position stops at the first refused entry: the
 			// acknowledged ones after it stay pending (sent again next cycle).
 			ackedHeld += len(acked)
-			heldBack += ackedHeld
 		}
 		if err := c.o.Store.MarkAcked(ctx, acked); err != nil {
 			return fmt.Errorf("sync push: %w", err)
@@ -401,13 +378,63 @@ func (c *Client) push(ctx context.Context) error {
 		if err := c.o.Store.AdvanceRepush(ctx, acked); err != nil {
 			return fmt.Errorf("sync push: %w", err)
 		}
-		c.mu.Lock()
-		c.st.Pushed += int64(len(acked))
-		if res.FoldedThrough != "" {
-			c.st.Folded = res.FoldedThrough
-		}
-		c.mu.Unlock()
 	}
+}
+
+// pushBatch sends one batch and sorts head office's answers: the ids it
+// acknowledged (applied, duplicate), and how many it refused (conflict,
+// rejected, not answered: recorded with their back-off).
+func (c *Client) pushBatch(ctx context.Context, pend []store.PendingEntry) (acked []string, refused int, err error) {
+	b := wire.Batch{TillID: c.o.TillID, Entries: make([]wire.Entry, len(pend))}
+	for i, p := range pend {
+		b.Entries[i] = wire.Entry{Entry: p.Entry, Prev: p.Prev}
+		b.Entries[i].Acked = false
+	}
+	body, err := json.Marshal(b)
+	if err != nil {
+		return nil, 0, fmt.Errorf("sync push: %w", err)
+	}
+	data, err := c.do(ctx, http.MethodPost, "/v1/till/journal", nil, body)
+	if err != nil {
+		return nil, 0, fmt.Errorf("sync push of %d entries: %w", len(pend), err)
+	}
+	res, err := wire.DecodeBatchResult(data)
+	if err != nil {
+		return nil, 0, fmt.Errorf("sync push: %w", err)
+	}
+	sent := make(map[string]bool, len(b.Entries))
+	for _, e := range b.Entries {
+		sent[e.ID] = true
+	}
+	answered := map[string]bool{}
+	for _, r := range res.Results {
+		switch {
+		case !sent[r.ID]:
+			return nil, 0, fmt.Errorf("sync push: head office answered for entry %s, which was not sent", r.ID)
+		case answered[r.ID]:
+			continue // answered twice: the first answer counts
+		case r.Acked():
+			acked = append(acked, r.ID)
+			delete(c.refused, r.ID)
+		default:
+			c.refuse(r.ID, fmt.Sprintf("%s %s: %s", r.ID, r.Status, r.Error), time.Now())
+			refused++
+		}
+		answered[r.ID] = true
+	}
+	for _, e := range b.Entries {
+		if !answered[e.ID] {
+			c.refuse(e.ID, e.ID+": not answered by head office", time.Now())
+			refused++
+		}
+	}
+	c.mu.Lock()
+	c.st.Pushed += int64(len(acked))
+	if res.FoldedThrough != "" {
+		c.st.Folded = res.FoldedThrough
+	}
+	c.mu.Unlock()
+	return acked, refused, nil
 }
 
 // deltaState is a paged delta in progress: asked since Since, the first
@@ -440,7 +467,7 @@ type pullOutcome struct {
 // after that watermark, acknowledged or not (store.RepushAfter), before it
 // imports anything more: head office folds them back, so the lots the till
 // then imports include them and go with a watermark at or past the till's.
-func (c *Client) pull(ctx context.Context) error {
+func (c *Client) pull(ctx context.Context, force bool) error {
 	resets, backs := 0, 0
 	for {
 		out, err := c.pullOnce(ctx)
@@ -487,7 +514,7 @@ func (c *Client) pull(ctx context.Context) error {
 		c.st.Repushes++
 		c.st.Repushing, c.st.RepushAfter = true, out.folded
 		c.mu.Unlock()
-		if err := c.push(ctx); err != nil {
+		if err := c.push(ctx, force); err != nil {
 			return fmt.Errorf("sync pull: pushing the journal again after %q: %w", out.folded, err)
 		}
 	}

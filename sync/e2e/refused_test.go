@@ -11,21 +11,23 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"tillagent/internal/store"
+	"tillagent/sync/client"
 	"tillagent/sync/headoffice"
 	"tillagent/sync/wire"
 )
 
-// TestRefusedEntryDoesNotStopThePull: head office holds one of the till's
-// entries with other content (a conflict, never acknowledged); the till's
-// next cycle still pushes the rest and pulls the feed (an ERP correction
-// made meanwhile reaches its replica), and the refused entry stays
-// pending and shown in Status.
-func TestRefusedEntryDoesNotStopThePull(t *testing.T) {
+// conflictFixture: head office with the demo, a till that loaded it and
+// sold once (a redemption and an accrual, unsent), and head office holding
+// the first of the two entries with other content (a conflict, permanent
+// until someone fixes head office), which it returns.
+func conflictFixture(t *testing.T, id string, opt func(*client.Options)) (*ho, *till, store.PendingEntry) {
+	t.Helper()
 	ctx := context.Background()
 	h := startHO(t, pgDSN(t))
 	importDemo(t, h)
 	p := newProxy(t, h.hs.URL)
-	a := newTill(t, h, p, "S001-T61", "S001", 0)
+	a := newTillWith(t, h, p, id, "S001", 0, opt)
 	if err := a.c.SyncNow(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -39,6 +41,17 @@ func TestRefusedEntryDoesNotStopThePull(t *testing.T) {
 	if res := post(t, &env{p: p}, a, wire.Batch{TillID: a.id, Entries: []wire.Entry{other}}); res.Results[0].Status != wire.Applied {
 		t.Fatalf("other copy: %+v", res.Results)
 	}
+	return h, a, pend[0]
+}
+
+// TestRefusedEntryDoesNotStopThePull: head office holds one of the till's
+// entries with other content (a conflict, never acknowledged); the till's
+// next cycle still pushes the rest and pulls the feed (an ERP correction
+// made meanwhile reaches its replica), and the refused entry stays
+// pending and shown in Status.
+func TestRefusedEntryDoesNotStopThePull(t *testing.T) {
+	ctx := context.Background()
+	h, a, _ := conflictFixture(t, "S001-T61", nil)
 	if _, err := h.srv.Correct(ctx, headoffice.Correction{ID: "refused-1", Card: card13, Points: decimal.NewFromInt(40), Reason: "goodwill"}); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +60,7 @@ func TestRefusedEntryDoesNotStopThePull(t *testing.T) {
 	a.sell(t, card13, powder("1"), "")
 	a.sell(t, card13, powder("2"), "")
 	a.sell(t, card13, powder("3"), "")
-	pend, err = a.st.PendingChain(ctx, 20)
+	pend, err := a.st.PendingChain(ctx, 20)
 	if err != nil || len(pend) < 5 {
 		t.Fatalf("pending: %d, %v", len(pend), err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -130,74 +131,158 @@ func importTx(ctx context.Context, tx pgx.Tx, r *store.Replica) (ImportStats, er
 				return err
 			}
 		}
-		// Cards in code order: the same lock order as folding.
-		cards := append([]store.ReplicaCard(nil), r.Cards...)
-		sort.Slice(cards, func(i, j int) bool { return cards[i].Code < cards[j].Code })
-		// The cards whose record or lots this import changed: one change
-		// row each, written after all of them (the feed sends a card with
-		// all its lots, so a row per lot would send the card again).
-		changed := map[string]bool{}
-		for _, c := range cards {
-			hist, err := json.Marshal(c.History)
-			if err != nil {
-				return err
-			}
-			tag, err := tx.Exec(ctx, `INSERT INTO cards (code, kind, program, state, block_reason, holder, debt, history)
-				VALUES ($1, $2, $3, $4, $5, $6, $7::numeric, $8)
-				ON CONFLICT (code) DO UPDATE SET kind = excluded.kind, program = excluded.program, state = excluded.state,
-					block_reason = excluded.block_reason, holder = excluded.holder
-				WHERE (cards.kind, cards.program, cards.state, cards.block_reason, cards.holder) IS DISTINCT FROM
-					(excluded.kind, excluded.program, excluded.state, excluded.block_reason, excluded.holder)`,
-				c.Code, c.Kind, c.Program, string(c.State), c.BlockReason, c.Holder, c.Debt.String(), string(hist))
-			if err != nil {
-				return fmt.Errorf("cards code %q: %w", c.Code, err)
-			}
-			if tag.RowsAffected() > 0 {
-				st.Cards++
-				changed[c.Code] = true
-			}
-		}
-		// Lots by card, then id: two imports touch the lots' unique index
-		// in the same order. (Their foreign-key checks take FOR KEY SHARE
-		// on the card, which the FOR NO KEY UPDATE of ingestion and
-		// lockCards does not block.)
-		lots := append([]store.ReplicaLot(nil), r.Lots...)
-		sort.Slice(lots, func(i, j int) bool {
-			if lots[i].Card != lots[j].Card {
-				return lots[i].Card < lots[j].Card
-			}
-			return lots[i].ID < lots[j].ID
-		})
-		for _, l := range lots {
-			rem, from := l.RemainingPoints(), l.ActiveSince()
-			tag, err := tx.Exec(ctx, `INSERT INTO lots (card, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id)
-				VALUES ($1, $2, $3::numeric, $4::numeric, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
-				l.Card, l.ID, l.Points.String(), rem.String(), l.AccruedAt, from, l.ExpiresAt, l.CheckID)
-			if err != nil {
-				return fmt.Errorf("lots id %q of card %q: %w", l.ID, l.Card, err)
-			}
-			if tag.RowsAffected() > 0 {
-				st.Lots++
-				changed[l.Card] = true
-			}
-		}
-		if len(changed) == 0 {
-			return nil
-		}
-		// In code order, in this transaction (its xid, as every change row:
-		// the feed's cursor rule is unchanged), section 'cards' (the store
-		// scope filters it as before).
-		codes := make([]string, 0, len(changed))
-		for code := range changed {
-			codes = append(codes, code)
-		}
-		sort.Strings(codes)
-		if _, err := tx.Exec(ctx, `INSERT INTO changes (section, key) SELECT 'cards', unnest($1::text[])`, codes); err != nil {
-			return fmt.Errorf("log changes of %d cards: %w", len(codes), err)
+		if err := importCards(ctx, tx, r, &st); err != nil {
+			return err
 		}
 		return nil
 	}()
 	return st, err
+}
+
+// importChunk is how many card or lot rows an import sends to PostgreSQL
+// in one round trip: a pgx batch of single-row statements, so each keeps
+// the error naming its record while an import costs rows/importChunk round
+// trips, not one a row.
+const importChunk = 1000
+
+// The cards whose record or lots an import changed are collected in a
+// temporary table, not in Go, so an import of millions of cards does not
+// hold their codes in memory; the change rows come out of it at the end.
+// It is dropped at commit (or rollback); IF NOT EXISTS and the DELETE at
+// the end let a transaction run more than one import.
+const (
+	sqlImportChangedTable = `CREATE TEMP TABLE IF NOT EXISTS erp_import_changed (code text PRIMARY KEY) ON COMMIT DROP`
+	// An upsert of one card: 1 if it changed the card, else 0.
+	sqlImportCard = `WITH up AS (
+			INSERT INTO cards (code, kind, program, state, block_reason, holder, debt, history)
+			VALUES ($1, $2, $3, $4, $5, $6, $7::numeric, $8)
+			ON CONFLICT (code) DO UPDATE SET kind = excluded.kind, program = excluded.program, state = excluded.state,
+				block_reason = excluded.block_reason, holder = excluded.holder
+			WHERE (cards.kind, cards.program, cards.state, cards.block_reason, cards.holder) IS DISTINCT FROM
+				(excluded.kind, excluded.program, excluded.state, excluded.block_reason, excluded.holder)
+			RETURNING code),
+		mark AS (INSERT INTO erp_import_changed SELECT code FROM up ON CONFLICT DO NOTHING)
+		SELECT count(*) FROM up`
+	// An insert of one lot, left alone if stored: 1 if new, else 0.
+	sqlImportLot = `WITH up AS (
+			INSERT INTO lots (card, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id)
+			VALUES ($1, $2, $3::numeric, $4::numeric, $5, $6, $7, $8) ON CONFLICT DO NOTHING
+			RETURNING card),
+		mark AS (INSERT INTO erp_import_changed SELECT card FROM up ON CONFLICT DO NOTHING)
+		SELECT count(*) FROM up`
+	// One change row per changed card, in code order, in the import's
+	// transaction (its xid, as every change row: the feed's cursor rule is
+	// unchanged), section 'cards' (the store scope filters it as before).
+	sqlImportChanges = `WITH d AS (DELETE FROM erp_import_changed RETURNING code)
+		INSERT INTO changes (section, key) SELECT 'cards', code FROM d ORDER BY code`
+)
+
+// importCards writes the replica's cards (in code order: the same lock
+// order as folding), then its lots, then one change row per card whose
+// record it changed or to which it added a lot, after all of them: the
+// feed sends a card with all its lots, so a row per lot would send the
+// card again.
+func importCards(ctx context.Context, tx pgx.Tx, r *store.Replica, st *ImportStats) error {
+	if len(r.Cards) == 0 && len(r.Lots) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, sqlImportChangedTable); err != nil {
+		return fmt.Errorf("create the table of changed cards: %w", err)
+	}
+	cards := r.Cards
+	order := sortedOrder(len(cards), func(a, b int) int { return strings.Compare(cards[a].Code, cards[b].Code) })
+	n, err := execChunked(ctx, tx, order, func(b *pgx.Batch, i int) error {
+		c := cards[i]
+		hist, err := json.Marshal(c.History)
+		if err != nil {
+			return err
+		}
+		b.Queue(sqlImportCard, c.Code, c.Kind, c.Program, string(c.State), c.BlockReason, c.Holder, c.Debt.String(), string(hist))
+		return nil
+	}, func(i int) string { return fmt.Sprintf("cards code %q", cards[i].Code) })
+	st.Cards += n
+	if err != nil {
+		return err
+	}
+	// Lots by card, then id: two imports touch the lots' unique index in
+	// the same order. (Their foreign-key checks take FOR KEY SHARE on the
+	// card, which the FOR NO KEY UPDATE of ingestion and lockCards does
+	// not block.)
+	lots := r.Lots
+	order = sortedOrder(len(lots), func(a, b int) int {
+		if c := strings.Compare(lots[a].Card, lots[b].Card); c != 0 {
+			return c
+		}
+		return strings.Compare(lots[a].ID, lots[b].ID)
+	})
+	n, err = execChunked(ctx, tx, order, func(b *pgx.Batch, i int) error {
+		l := lots[i]
+		rem, from := l.RemainingPoints(), l.ActiveSince()
+		b.Queue(sqlImportLot, l.Card, l.ID, l.Points.String(), rem.String(), l.AccruedAt, from, l.ExpiresAt, l.CheckID)
+		return nil
+	}, func(i int) string { return fmt.Sprintf("lots id %q of card %q", lots[i].ID, lots[i].Card) })
+	st.Lots += n
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, sqlImportChanges); err != nil {
+		return fmt.Errorf("log the changes of the imported cards: %w", err)
+	}
+	return nil
+}
+
+// sortedOrder returns the indices 0..n-1 in the order cmp gives: sorting
+// indices (4 bytes a record) instead of a copy of the records keeps an
+// import of millions of cards from holding them twice, and leaves the
+// caller's replica as it was.
+func sortedOrder(n int, cmp func(a, b int) int) []int32 {
+	order := make([]int32, n)
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int { return cmp(int(a), int(b)) })
+	return order
+}
+
+// execChunked sends one single-row statement per index of order, in pgx
+// batches of importChunk (one round trip each), and returns the sum of
+// the counts they select. queue queues record i's statement; name(i)
+// names the record in an error (in a batch the first failing statement
+// is the one whose error comes back first).
+func execChunked(ctx context.Context, tx pgx.Tx, order []int32, queue func(b *pgx.Batch, i int) error, name func(i int) string) (int, error) {
+	total := 0
+	for lo := 0; lo < len(order); lo += importChunk {
+		chunk := order[lo:min(lo+importChunk, len(order))]
+		b := &pgx.Batch{}
+		for _, i := range chunk {
+			if err := queue(b, int(i)); err != nil {
+				return total, fmt.Errorf("%s: %w", name(int(i)), err)
+			}
+		}
+		n, err := sumBatch(tx.SendBatch(ctx, b), chunk, name)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// sumBatch reads one count per statement of a sent batch and closes it.
+func sumBatch(br pgx.BatchResults, chunk []int32, name func(i int) string) (int, error) {
+	total := 0
+	for _, i := range chunk {
+		var n int
+		if err := br.QueryRow().Scan(&n); err != nil {
+			br.Close()
+			return total, fmt.Errorf("%s: %w", name(int(i)), err)
+		}
+		total += n
+	}
+	if err := br.Close(); err != nil {
+		return total, fmt.Errorf("%s…%s: %w", name(int(chunk[0])), name(int(chunk[len(chunk)-1])), err)
+	}
+	return total, nil
 }
 
 // RefusedImport is an ERP import refused for its content (bad values,
