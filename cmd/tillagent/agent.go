@@ -222,6 +222,9 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 		metrics.Gauge("tillagent_sync_consecutive_failures", "Sync cycles failed in a row (head office unreachable or refusing).", func(context.Context) (float64, error) {
 			return float64(syncer.Status().Failures), nil
 		})
+		metrics.Gauge("tillagent_sync_refused_entries", "Journal entries head office refused (conflict, rejected): kept, sent again after a back-off.", func(context.Context) (float64, error) {
+			return float64(syncer.Status().RefusedCount), nil
+		})
 	}
 	// Listeners open before the agent says it is ready, so that a socket
 	// that cannot be opened is a startup error.

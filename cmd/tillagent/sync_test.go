@@ -119,10 +119,25 @@ func TestAgentSyncsWithHeadOffice(t *testing.T) {
 		t.Fatalf("till after the feed: %+v, before %s", c, a.Cards[0].Balance)
 	}
 
+	metricsShow := func(want ...string) {
+		t.Helper()
+		code, body := h.do("GET", "/metrics", nil, nil)
+		for _, s := range want {
+			if code != 200 || !strings.Contains(string(body), s+"\n") {
+				t.Errorf("metrics lack %q:\n%s", s, body)
+			}
+		}
+	}
+	metricsShow("tillagent_journal_backlog 0", "tillagent_sync_consecutive_failures 0", "tillagent_sync_refused_entries 0")
+
 	// Head office goes away: the till sells on, and sync says why not.
 	hs.Close()
 	h.must(201, "POST", "/v1/sales", saleBody("sync-2", []string{card}, "", "100.00", line(1, "1001", "1", "89.90")), nil)
 	h.refusal(502, "sync.failed", "POST", "/v1/sync/now", nil)
+	metricsShow("tillagent_journal_backlog 1")
+	if _, body := h.do("GET", "/metrics", nil, nil); strings.Contains(string(body), "tillagent_sync_consecutive_failures 0\n") {
+		t.Errorf("metrics show no failed sync with head office down:\n%s", body)
+	}
 	// Offline, a card may spend at most head office's offline cap (60) in
 	// points head office has not folded: 30 now, then 31 more is refused.
 	h.must(201, "POST", "/v1/sales", saleBody("sync-3", []string{card}, "30", "500.00", line(1, "1001", "2", "89.90")), nil)
