@@ -32,6 +32,7 @@ type Config struct {
 	Classify Classify  `mapstructure:"classify"`
 	API      API       `mapstructure:"api"`
 	Receipt  Receipt   `mapstructure:"receipt"`
+	Sale     Sale      `mapstructure:"sale"`
 	Demo     Demo      `mapstructure:"demo"`
 	Sync     Sync      `mapstructure:"sync"`
 
@@ -71,6 +72,7 @@ func Default() Config {
 		Classify: DefaultClassify(),
 		API:      DefaultAPI(),
 		Receipt:  DefaultReceipt(),
+		Sale:     DefaultSale(),
 		Sync:     DefaultSync(),
 	}
 }
@@ -217,6 +219,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Classify.validate(c.File)...)
 	errs = append(errs, c.API.validate(c.File)...)
 	errs = append(errs, c.Receipt.validate(c.File)...)
+	errs = append(errs, c.Sale.validate(c.File)...)
 	errs = append(errs, c.Sync.validate(c.File)...)
 	return errors.Join(errs...)
 }

@@ -42,6 +42,12 @@ type Options struct {
 	// OnPrinter, if set, is told when the printer's health changes: its
 	// refusal or link code, or "printer.ok" after a success.
 	OnPrinter func(code, detail string)
+	// MaxChange caps the change of a cash payment (sale.max_change_kop):
+	// more is a mistyped tendered amount. 0: no cap.
+	MaxChange fiscal.Money
+	// CashRefundOfCard lets refund "cash" pay back in cash what a card
+	// paid (sale.cash_refund_of_card); off, that part must go to the card.
+	CashRefundOfCard bool
 }
 
 // Service runs sales and returns. It is safe for concurrent use; documents
@@ -197,7 +203,8 @@ type ReturnRequest struct {
 	// Lines returned; empty means everything not yet returned.
 	Lines []checkout.ReturnLine `json:"lines,omitempty"`
 	// Refund is how the money goes back: cash or electronic; empty: the way
-	// the sale was paid (electronic only if it was paid all electronically).
+	// the sale was paid (to the card first, up to what it paid, the rest in
+	// cash). Cash never pays back a card's part unless CashRefundOfCard.
 	Refund  string `json:"refund,omitempty"`
 	Cashier string `json:"cashier,omitempty"`
 }
@@ -490,7 +497,23 @@ func (s *Service) payments(res checkout.Result, p Payments) (fiscal.Payments, er
 		return fiscal.Payments{}, newErr(Invalid, "payment.short", fmt.Sprintf("Недостаточно оплаты: к оплате %s, внесено %s", due, cash+el),
 			"payments %s less than the payable %s", cash+el, due)
 	}
+	if err := s.changeCap(cash+el-due, cash, due); err != nil {
+		return fiscal.Payments{}, err
+	}
 	return fiscal.Payments{Cash: cash, Electronic: el}, nil
+}
+
+// changeCap refuses change over MaxChange: nobody needs more change than
+// one banknote, so it is a mistyped tendered amount, and the receipt must
+// not print it (the drawer holds no such sum).
+func (s *Service) changeCap(change, cash, due fiscal.Money) error {
+	if s.o.MaxChange <= 0 || change <= s.o.MaxChange {
+		return nil
+	}
+	return &Error{Class: Invalid, Code: "payment.change_over",
+		Cashier: fmt.Sprintf("Сдача %s больше допустимой (%s): проверьте сумму, полученную от покупателя", change, s.o.MaxChange),
+		Hint:    "a mistyped tendered amount; sale.max_change_kop sets the cap (0: none)",
+		Err:     fmt.Errorf("cash %s for the payable %s gives change %s over sale.max_change_kop %d", cash, due, change, int64(s.o.MaxChange))}
 }
 
 // print runs one document through the printer: pending document, checkpoint,
@@ -726,7 +749,7 @@ func (s *Service) ret(ctx context.Context, key, sha, saleID string, req ReturnRe
 	if err != nil {
 		return nil, err
 	}
-	prev, refundedToCard, err := s.returned(ctx, saleID)
+	prev, refunded, err := s.returned(ctx, saleID)
 	if err != nil {
 		return nil, err
 	}
@@ -760,7 +783,7 @@ func (s *Service) ret(ctx context.Context, key, sha, saleID string, req ReturnRe
 	if err != nil {
 		return nil, engineError(err)
 	}
-	refund, err := refundPayments(kop(rr.Refund), max(orig.Payments.Electronic-refundedToCard, 0), req.Refund)
+	refund, err := refundPayments(kop(rr.Refund), unrefunded(orig, refunded), req.Refund, s.o.CashRefundOfCard)
 	if err != nil {
 		return nil, err
 	}
@@ -774,44 +797,61 @@ func (s *Service) ret(ctx context.Context, key, sha, saleID string, req ReturnRe
 }
 
 // returned sums what the sale's finished returns took back: per line, and
-// the money they gave back to the card.
-func (s *Service) returned(ctx context.Context, saleID string) (map[int]Returned, fiscal.Money, error) {
+// the money they gave back, in cash and to the card.
+func (s *Service) returned(ctx context.Context, saleID string) (map[int]Returned, fiscal.Payments, error) {
 	docs, err := s.st.ReturnsOf(ctx, saleID)
 	if err != nil {
-		return nil, 0, err
+		return nil, fiscal.Payments{}, fmt.Errorf("returns of sale %s: %w", saleID, err)
 	}
 	out := map[int]Returned{}
-	var toCard fiscal.Money
+	var back fiscal.Payments
 	for _, d := range docs {
 		var rec returnRecord
 		if err := json.Unmarshal(d.Result, &rec); err != nil {
-			return nil, 0, fmt.Errorf("return %s: stored record: %w", d.ID, err)
+			return nil, fiscal.Payments{}, fmt.Errorf("return %s: stored record: %w", d.ID, err)
 		}
 		for _, l := range rec.Return.Lines {
 			r := out[l.No]
 			r.Qty, r.Restored = r.Qty.Add(l.Qty), r.Restored.Add(l.RestoredPoints)
 			out[l.No] = r
 		}
-		toCard += rec.Refund.Electronic
+		back.Cash += rec.Refund.Cash
+		back.Electronic += rec.Refund.Electronic
 	}
-	return out, toCard, nil
+	return out, back, nil
 }
 
-// refundPayments splits a refund of m the way the sale was paid: back to
-// the card first, up to what the card paid and was not yet refunded, the
-// rest in cash. "cash" pays it all in cash; "electronic" all to the card,
-// which may not exceed what the card paid.
-func refundPayments(m, elecLeft fiscal.Money, how string) (fiscal.Payments, error) {
+// unrefunded is what the sale's buyer paid in cash (net of change) and by
+// card that earlier returns have not given back.
+func unrefunded(orig saleRecord, back fiscal.Payments) fiscal.Payments {
+	card := orig.Payments.Electronic
+	cash := kop(orig.Result.Payable) - card
+	return fiscal.Payments{Cash: max(cash-back.Cash, 0), Electronic: max(card-back.Electronic, 0)}
+}
+
+// refundPayments splits a refund of m the way the sale was paid (left is
+// what is not yet refunded): back to the card first, up to what the card
+// paid, the rest in cash. "electronic" pays it all to the card, which may
+// not exceed what the card paid. "cash" pays it all in cash, which may not
+// take in a card's part unless cardToCash: in a Russian store a card
+// payment goes back to the card, through the bank terminal.
+func refundPayments(m fiscal.Money, left fiscal.Payments, how string, cardToCash bool) (fiscal.Payments, error) {
 	switch how {
 	case "":
-		e := min(m, elecLeft)
+		e := min(m, left.Electronic)
 		return fiscal.Payments{Electronic: e, Cash: m - e}, nil
 	case "cash":
+		if card := min(m-left.Cash, left.Electronic); card > 0 && !cardToCash {
+			return fiscal.Payments{}, &Error{Class: Invalid, Code: "return.refund_to_card",
+				Cashier: fmt.Sprintf("Оплата картой возвращается на карту: %s из возврата оплачено картой. Выберите возврат на карту", card),
+				Hint:    "send refund electronic, or no refund (the card first, the rest in cash); sale.cash_refund_of_card allows cash",
+				Err:     fmt.Errorf("refund %s in cash: %s of it was paid by card (cash not yet refunded %s), and sale.cash_refund_of_card is off", m, card, left.Cash)}
+		}
 		return fiscal.Payments{Cash: m}, nil
 	case "electronic":
-		if m > elecLeft {
+		if m > left.Electronic {
 			return fiscal.Payments{}, newErr(Invalid, "return.refund", "На карту можно вернуть не больше, чем было оплачено картой",
-				"refund %s to the card: the card paid %s not yet refunded", m, elecLeft)
+				"refund %s to the card: the card paid %s not yet refunded", m, left.Electronic)
 		}
 		return fiscal.Payments{Electronic: m}, nil
 	}
