@@ -15,6 +15,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 	"text/tabwriter"
 
 	"tillagent/checkout"
@@ -461,12 +462,41 @@ func followEvents(ctx context.Context, c *agentClient, only string) error {
 	for _, t := range cardList(only) {
 		want[t] = true
 	}
+	// The stream is followed across the agent's restarts and lost
+	// connections: it is asked again after the last event seen
+	// (Last-Event-ID), so the agent replays what came meanwhile, or says
+	// with a gap event that some is gone. Only the first connection's
+	// failure is an error.
+	last, connected := "", false
+	for {
+		err := readEvents(ctx, c, want, &last, &connected)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !connected {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "tillctl: event stream lost (%v); reconnecting\n", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// readEvents reads one connection of the stream, printing the events of
+// the wanted types (all if none) and every gap; last follows the ids seen.
+func readEvents(ctx context.Context, c *agentClient, want map[string]bool, last *string, connected *bool) error {
 	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/events", nil)
 	if err != nil {
 		return err
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if *last != "" {
+		req.Header.Set("Last-Event-ID", *last)
 	}
 	hc := *c.http
 	hc.Timeout = 0 // a stream
@@ -475,6 +505,10 @@ func followEvents(ctx context.Context, c *agentClient, only string) error {
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /v1/events: %s", resp.Status)
+	}
+	*connected = true
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		data, ok := strings.CutPrefix(sc.Text(), "data: ")
@@ -482,15 +516,26 @@ func followEvents(ctx context.Context, c *agentClient, only string) error {
 			continue
 		}
 		var e struct {
+			ID   string
 			Type string
 			At   string
 			Data map[string]any
 		}
-		if json.Unmarshal([]byte(data), &e) != nil || len(want) > 0 && !want[e.Type] {
+		if json.Unmarshal([]byte(data), &e) != nil {
+			continue
+		}
+		if e.ID != "" {
+			*last = e.ID
+		}
+		if len(want) > 0 && !want[e.Type] && e.Type != "gap" {
 			continue
 		}
 		if c.json {
 			fmt.Fprintln(c.out, data)
+			continue
+		}
+		if e.Type == "gap" {
+			fmt.Fprintf(c.out, "%s gap    events missed (%v): the kept ones follow; check `tillctl status`\n", e.At, e.Data["reason"])
 			continue
 		}
 		var parts []string
@@ -499,8 +544,8 @@ func followEvents(ctx context.Context, c *agentClient, only string) error {
 		}
 		fmt.Fprintf(c.out, "%s %-6s %s\n", e.At, e.Type, strings.Join(parts, " "))
 	}
-	if ctx.Err() != nil {
-		return nil
+	if err := sc.Err(); err != nil {
+		return err
 	}
-	return sc.Err()
+	return io.ErrUnexpectedEOF
 }
