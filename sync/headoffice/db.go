@@ -148,6 +148,9 @@ func (s *Server) migrate(ctx context.Context) error {
 		}
 		s.log.Info("head office migrated", "migration", base)
 	}
+	if err := s.renumberForeignXids(ctx, tx); err != nil {
+		return fmt.Errorf("head office start: %w", err)
+	}
 	return tx.Commit(ctx)
 }
 

@@ -515,28 +515,46 @@ type Export struct {
 	// Cursor to ask with next; More is true when the page was full.
 	Cursor string `json:"cursor"`
 	More   bool   `json:"more"`
+	// Reset is true when the cursor asked with was from before head
+	// office's database was restored into another cluster: the export
+	// starts again from the first entry (ERP keeps entries by id).
+	Reset bool `json:"reset,omitempty"`
 }
 
 // ExportJournal returns up to limit entries after cursor ("" = from the
 // start), each exactly once across pages: the cursor is (xid, seq) and a
 // page holds only entries of transactions older than the oldest one still
-// running, so a late commit is exported later, never skipped.
+// running, so a late commit is exported later, never skipped. After a
+// restore into another cluster (renumberForeignXids) cursors carry the
+// export's epoch, "e<epoch>:<xid>.<seq>"; one of another epoch starts
+// again.
 func (s *Server) ExportJournal(ctx context.Context, cursor string, limit int) (*Export, error) {
 	if limit <= 0 || limit > 10000 {
 		limit = 1000
 	}
-	xid, seq := "0", int64(0)
-	if cursor != "" {
-		a, b, ok := strings.Cut(cursor, ".")
-		_, e1 := strconv.ParseUint(a, 10, 64)
-		n, e2 := strconv.ParseInt(b, 10, 64)
-		if !ok || e1 != nil || e2 != nil {
-			return nil, badRequest(fmt.Errorf("journal export: bad cursor %q (want XID.SEQ)", cursor))
-		}
-		xid, seq = a, n
-	}
 	out := &Export{Cursor: cursor, Entries: []ExportedEntry{}}
 	err := s.inTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var epoch int
+		if err := tx.QueryRow(ctx, `SELECT epoch FROM export_epoch`).Scan(&epoch); err != nil {
+			return fmt.Errorf("read the export epoch: %w", err)
+		}
+		prefix := ""
+		if epoch != 0 {
+			prefix = "e" + strconv.Itoa(epoch) + ":"
+		}
+		xid, seq := "0", int64(0)
+		if cursor != "" {
+			ce, x, n, err := parseExportCursor(cursor)
+			if err != nil {
+				return err
+			}
+			if ce == epoch {
+				xid, seq = x, n
+			} else {
+				out.Reset, out.Cursor = true, ""
+				s.log.Warn("journal export cursor from before a restore into another cluster: the export starts again", "cursor", cursor)
+			}
+		}
 		rows, err := tx.Query(ctx, `SELECT xid::text, seq, till_id, body::text, folded, received_at FROM journal
 			WHERE (xid, seq) > ($1::text::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())
 			ORDER BY xid, seq LIMIT $3`, xid, seq, limit)
@@ -553,7 +571,7 @@ func (s *Server) ExportJournal(ctx context.Context, cursor string, limit int) (*
 			}
 			e.Entry = json.RawMessage(body)
 			out.Entries = append(out.Entries, e)
-			out.Cursor = x + "." + strconv.FormatInt(n, 10)
+			out.Cursor = prefix + x + "." + strconv.FormatInt(n, 10)
 		}
 		return rows.Err()
 	})
@@ -562,6 +580,27 @@ func (s *Server) ExportJournal(ctx context.Context, cursor string, limit int) (*
 	}
 	out.More = len(out.Entries) == limit
 	return out, nil
+}
+
+// parseExportCursor reads "[e<epoch>:]<xid>.<seq>".
+func parseExportCursor(c string) (epoch int, xid string, seq int64, err error) {
+	bad := badRequest(fmt.Errorf("journal export: bad cursor %q (want [eEPOCH:]XID.SEQ)", c))
+	pos := c
+	if rest, ok := strings.CutPrefix(c, "e"); ok {
+		e, p, ok := strings.Cut(rest, ":")
+		n, err := strconv.Atoi(e)
+		if !ok || err != nil {
+			return 0, "", 0, bad
+		}
+		epoch, pos = n, p
+	}
+	a, b, ok := strings.Cut(pos, ".")
+	_, e1 := strconv.ParseUint(a, 10, 64)
+	n, e2 := strconv.ParseInt(b, 10, 64)
+	if !ok || e1 != nil || e2 != nil {
+		return 0, "", 0, bad
+	}
+	return epoch, a, n, nil
 }
 
 // CardBalance is one line of the balances report.
