@@ -169,7 +169,7 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 			ctx, cancel := context.WithTimeout(r.Context(), cfg.Sync.RequestTimeout*2)
 			defer cancel()
 			if err := syncer.SyncNow(ctx); err != nil {
-				api.WriteError(w, http.StatusBadGateway, "sync.failed", "Нет связи с офисом: продажи продолжаются", err.Error(), "")
+				writeSyncError(w, err)
 				return
 			}
 			api.WriteJSON(w, http.StatusOK, syncer.Status())
@@ -350,4 +350,21 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// writeSyncError answers a failed `sync now` with what the technician
+// checks next: the network, the till's enrolment, or head office.
+func writeSyncError(w http.ResponseWriter, err error) {
+	switch client.FailureKind(err) {
+	case client.FailUnauthorized:
+		api.WriteError(w, http.StatusBadGateway, "sync.unauthorized", "Офис не принял кассу (неизвестная касса или неверный секрет): продажи продолжаются, нужен техник",
+			err.Error(), "enrol the till at head office again (headoffice enrol), put the new secret in sync.secret_file and restart the agent; head office's log says why it refused")
+	case client.FailRefused:
+		api.WriteError(w, http.StatusConflict, "sync.refused", "Офис не принял часть записей журнала: продажи продолжаются, записи сохранены",
+			err.Error(), "the refused entries stay on the till and are sent again (see refused_entries in sync status); a conflict needs head office's support")
+	case client.FailHeadOffice:
+		api.WriteError(w, http.StatusBadGateway, "sync.failed", "Офис ответил ошибкой: продажи продолжаются", err.Error(), "see head office's log")
+	default:
+		api.WriteError(w, http.StatusBadGateway, "sync.failed", "Нет связи с офисом: продажи продолжаются", err.Error(), "check the network and sync.url")
+	}
 }

@@ -130,6 +130,15 @@ func TestAgentSyncsWithHeadOffice(t *testing.T) {
 	}
 	metricsShow("tillagent_journal_backlog 0", "tillagent_sync_consecutive_failures 0", "tillagent_sync_refused_entries 0")
 
+	// The till enrolled again at head office (a new secret) while the
+	// agent still has the old one: sync says so, not "no connection".
+	if _, err := srv.Enrol(ctx, "S001-T01", "S001"); err != nil {
+		t.Fatal(err)
+	}
+	if e := h.refusal(502, "sync.unauthorized", "POST", "/v1/sync/now", nil); !strings.Contains(e.Error.Hint, "enrol the till") {
+		t.Errorf("unauthorized sync hint %q", e.Error.Hint)
+	}
+
 	// Head office goes away: the till sells on, and sync says why not.
 	hs.Close()
 	h.must(201, "POST", "/v1/sales", saleBody("sync-2", []string{card}, "", "100.00", line(1, "1001", "1", "89.90")), nil)

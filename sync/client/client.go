@@ -801,7 +801,41 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		if json.Unmarshal(data, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(data))
 		}
-		return nil, fmt.Errorf("%s %s: head office answered %s: %s", method, path, resp.Status, e.Error)
+		return nil, fmt.Errorf("%s %s: %w", method, path, &AnswerError{Status: resp.StatusCode, Text: resp.Status, Message: e.Error})
 	}
 	return data, nil
+}
+
+// AnswerError is head office answering a request with an error: it was
+// reached, so the network is not what to check.
+type AnswerError struct {
+	Status  int    // HTTP status code
+	Text    string // "401 Unauthorized"
+	Message string // head office's error
+}
+
+func (e *AnswerError) Error() string { return "head office answered " + e.Text + ": " + e.Message }
+
+// Why a cycle failed, for what the till tells its technician.
+const (
+	FailNetwork      = "network"      // head office not reached (or no answer)
+	FailUnauthorized = "unauthorized" // head office does not know the till or its secret
+	FailRefused      = "refused"      // journal entries refused (conflict, rejected); the rest went through
+	FailHeadOffice   = "head_office"  // head office answered with another error
+)
+
+// FailureKind sorts a cycle's error (SyncNow's) into one of the Fail
+// kinds.
+func FailureKind(err error) string {
+	var ae *AnswerError
+	var ref *refusedError
+	switch {
+	case errors.As(err, &ae) && ae.Status == http.StatusUnauthorized:
+		return FailUnauthorized
+	case errors.As(err, &ae):
+		return FailHeadOffice
+	case errors.As(err, &ref):
+		return FailRefused
+	}
+	return FailNetwork
 }

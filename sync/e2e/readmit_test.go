@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/shopspring/decimal"
+
+	"tillagent/sync/client"
 )
 
 // TestTillEnrolledAfterTheBackup: a till is enrolled after head office's
@@ -55,8 +57,8 @@ func enrolledAfterBackup(t *testing.T, keyed bool) {
 	tl.sell(t, card13, powder("1"), "30")
 	err := tl.c.SyncNow(ctx)
 	if !keyed {
-		if err == nil || !strings.Contains(err.Error(), "401") {
-			t.Fatalf("unkeyed till after the restore: %v, want refused (401)", err)
+		if err == nil || !strings.Contains(err.Error(), "401") || client.FailureKind(err) != client.FailUnauthorized {
+			t.Fatalf("unkeyed till after the restore: %v, want refused (401, FailUnauthorized)", err)
 		}
 		return
 	}

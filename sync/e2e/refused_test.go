@@ -66,8 +66,8 @@ func TestRefusedEntryDoesNotStopThePull(t *testing.T) {
 	}
 	last := pend[len(pend)-1].ID
 	err = a.c.SyncNow(ctx)
-	if err == nil || !strings.Contains(err.Error(), pend[0].ID+" conflict") {
-		t.Fatalf("cycle: %v, want the conflict of %s", err, pend[0].ID)
+	if err == nil || !strings.Contains(err.Error(), pend[0].ID+" conflict") || client.FailureKind(err) != client.FailRefused {
+		t.Fatalf("cycle: %v, want the conflict of %s (FailRefused)", err, pend[0].ID)
 	}
 	st := a.c.Status()
 	if st.RefusedCount != 1 || len(st.Refused) != 1 || !strings.Contains(st.Refused[0], pend[0].ID) || st.Backlog != 1 {

@@ -43,6 +43,11 @@ func (s *Server) Enrol(ctx context.Context, tillID, storeID string) (string, err
 	if !tillIDRe.MatchString(tillID) || !tillIDRe.MatchString(storeID) {
 		return "", badRequest(fmt.Errorf("enrol till %q of store %q: ids must be 1-37 of A-Z a-z 0-9 _ . : / -", tillID, storeID))
 	}
+	if strings.Contains(tillID, ":") {
+		// HTTP Basic splits the user from the password at the first colon:
+		// such a till could never authenticate.
+		return "", badRequest(fmt.Errorf("enrol till %q: a till id cannot hold ':' (HTTP Basic authentication splits at it)", tillID))
+	}
 	if up := strings.ToUpper(tillID); up == erpTill || strings.HasPrefix(up, erpTill+"-") {
 		// Head office's own journal (corrections) has ids ERP-…: a till's
 		// entry ids (TILL-ULID) must never meet them.
@@ -138,26 +143,37 @@ func (s *Server) authTill(ctx context.Context, tillID, secret string) (string, e
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return "", fmt.Errorf("authenticate till %s: %w", tillID, err)
 	}
+	known := err == nil
 	got := sha256.Sum256([]byte(secret))
-	if err == nil && subtle.ConstantTimeCompare(got[:], want) == 1 {
+	if known && subtle.ConstantTimeCompare(got[:], want) == 1 {
 		return store, nil
 	}
-	return s.readmit(ctx, tillID, secret)
+	if _, _, ok := s.keyedSecret(tillID, secret); ok {
+		return s.readmit(ctx, tillID, secret)
+	}
+	// Why, for head office's log (the till is told only that it is
+	// refused): what the operator does next differs.
+	switch {
+	case strings.HasPrefix(secret, secretVersion+".") && len(s.enrolKey) == 0:
+		return "", fmt.Errorf("%w: the secret is signed with an enrolment key and head office has none (set HEADOFFICE_ENROL_KEY to the key it was enrolled with)", ErrUnauthorized)
+	case strings.HasPrefix(secret, secretVersion+"."):
+		return "", fmt.Errorf("%w: the secret is signed, but not with this head office's enrolment key", ErrUnauthorized)
+	case !known:
+		return "", fmt.Errorf("%w: not enrolled here (head office restored from a backup taken before its enrolment? enrol it again)", ErrUnauthorized)
+	}
+	return "", fmt.Errorf("%w: the secret does not match its enrolment (enrolled again since? the till must use the new secret)", ErrUnauthorized)
 }
 
-// readmit admits a till whose secret head office does not hold, when the
-// secret was issued with the enrolment key and is newer than what head
-// office holds: it has no row for the till, or one from an earlier
+// readmit admits a till whose secret head office does not hold, the
+// secret issued with the enrolment key (keyedSecret) and newer than what
+// head office holds: it has no row for the till, or one from an earlier
 // enrolment (restored from a backup taken before the till was enrolled or
 // enrolled again). A secret older than the row's enrolment (one that
 // enrolling again replaced) stays refused. The till's feed is reset (a new
 // epoch), so it pushes its journal again after head office's watermark and
 // loads the replica afresh, as after the ERP's reset-feed.
 func (s *Server) readmit(ctx context.Context, tillID, secret string) (string, error) {
-	storeID, issued, ok := s.keyedSecret(tillID, secret)
-	if !ok {
-		return "", ErrUnauthorized
-	}
+	storeID, issued, _ := s.keyedSecret(tillID, secret)
 	sum := sha256.Sum256([]byte(secret))
 	tag, err := s.db.Exec(ctx, `INSERT INTO tills (till_id, store_id, secret_sha256, enrolled_at, feed_epoch)
 		SELECT $1, $2, $3, $4, 1 + floor(random() * 2147483646)::int
@@ -177,8 +193,8 @@ func (s *Server) readmit(ctx context.Context, tillID, secret string) (string, er
 		if err == nil && subtle.ConstantTimeCompare(sum[:], want) == 1 {
 			return storeID, nil
 		}
-		s.log.Warn("till secret refused: older than its enrolment, or its store unknown", "till", tillID, "store", storeID, "issued", issued)
-		return "", ErrUnauthorized
+		return "", fmt.Errorf("%w: the secret, issued %s for store %s, is older than the till's enrolment (enrolled again since), or the store is not in the catalog",
+			ErrUnauthorized, issued.UTC().Format(time.RFC3339), storeID)
 	}
 	s.log.Warn("till admitted again from its enrolment secret (head office restored from a backup?): its feed is reset",
 		"till", tillID, "store", storeID, "issued", issued)

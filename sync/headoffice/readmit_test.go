@@ -2,6 +2,7 @@ package headoffice
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -168,8 +169,13 @@ func TestReadmitFromKeyedSecret(t *testing.T) {
 // TestUnkeyedSecretsNotReadmitted: without an enrolment key secrets are
 // 32 random bytes, as before, and a till whose row is lost is refused.
 func TestUnkeyedSecretsNotReadmitted(t *testing.T) {
-	s := openTest(t)
 	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	s, err := Open(ctx, Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
 	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +192,29 @@ func TestUnkeyedSecretsNotReadmitted(t *testing.T) {
 	if _, err := s.db.Exec(ctx, `DELETE FROM tills`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.authTill(ctx, "S001-T01", secret); err != ErrUnauthorized {
-		t.Fatalf("lost row without a key: %v, want ErrUnauthorized", err)
+	if _, err := s.authTill(ctx, "S001-T01", secret); !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "not enrolled here") {
+		t.Fatalf("lost row without a key: %v, want ErrUnauthorized saying the till is not enrolled", err)
+	}
+	if _, err := s.Enrol(ctx, "S001-T01", "S001"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.authTill(ctx, "S001-T01", secret); !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "enrolled again since") {
+		t.Fatalf("old secret after enrolling again: %v, want ErrUnauthorized saying so", err)
+	}
+	// A secret signed with a key this head office was started without.
+	keyed, err := Open(ctx, Options{DSN: dsn, EnrolKey: []byte(strings.Repeat("k", 32))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keyed.Close()
+	signed, err := keyed.Enrol(ctx, "S001-T02", "S001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Exec(ctx, `DELETE FROM tills WHERE till_id = 'S001-T02'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.authTill(ctx, "S001-T02", signed); !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "head office has none") {
+		t.Fatalf("keyed secret, no key: %v, want ErrUnauthorized naming the missing key", err)
 	}
 }

@@ -358,6 +358,7 @@ func TestReportsAndEnrolRefuseBadInput(t *testing.T) {
 		{"GET", "/v1/erp/journal?cursor=zz", "", `bad cursor`},
 		{"POST", "/v1/erp/tills", `{"till_id":"ERP","store_id":"S001"}`, "reserved"},
 		{"POST", "/v1/erp/tills", `{"till_id":"erp-1","store_id":"S001"}`, "reserved"},
+		{"POST", "/v1/erp/tills", `{"till_id":"S:3","store_id":"S001"}`, "cannot hold ':'"},
 		{"POST", "/v1/erp/tills", `{"till_id":"S009-T01","store_id":"S009"}`, "is not in head office's catalog"},
 	} {
 		if code, data := call(c.method, c.path, c.body); code != http.StatusBadRequest || !strings.Contains(data, c.want) {
