@@ -15,8 +15,8 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"time"
 	"text/tabwriter"
+	"time"
 
 	"tillagent/checkout"
 )
