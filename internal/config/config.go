@@ -9,9 +9,11 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
+	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 )
 
@@ -128,14 +130,49 @@ func Load(path string) (Config, error) {
 		}
 	}
 	var c Config
-	if err := v.UnmarshalExact(&c); err != nil {
-		return Config{}, fmt.Errorf("config %s: %w", nameOr(path), err)
+	strict := func(dc *mapstructure.DecoderConfig) {
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(strictNumbers, dc.DecodeHook)
+	}
+	if err := v.UnmarshalExact(&c, strict); err != nil {
+		return Config{}, fmt.Errorf("config %s%s: %w", nameOr(path), envNote(), err)
 	}
 	c.File = path
 	if err := c.Validate(); err != nil {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// strictNumbers refuses what the weak decoding would bend: a YAML number
+// with a decimal point or an exponent for an integer key (max_change_kop:
+// 5000.00, meant as roubles, would be 5000 kopecks: a 50 ₽ cap; 5000.7
+// would be cut), and a number other than 0 or 1 for a yes/no key.
+func strictNumbers(from, to reflect.Type, data any) (any, error) {
+	switch k := to.Kind(); {
+	case k >= reflect.Int && k <= reflect.Uint64 && (from.Kind() == reflect.Float64 || from.Kind() == reflect.Float32):
+		return nil, fmt.Errorf("%v: want a whole number, written without a decimal point", data)
+	case k == reflect.Bool && from.Kind() >= reflect.Int && from.Kind() <= reflect.Uint64:
+		if n := fmt.Sprint(data); n != "0" && n != "1" {
+			return nil, fmt.Errorf("%v: want true or false", data)
+		}
+	}
+	return data, nil
+}
+
+// envNote names the TILLAGENT_* variables set, for an error that may be
+// theirs and not the file's.
+func envNote() string {
+	var set []string
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, EnvPrefix+"_") {
+			set = append(set, name)
+		}
+	}
+	if len(set) == 0 {
+		return ""
+	}
+	sort.Strings(set)
+	return " with environment overrides " + strings.Join(set, ", ")
 }
 
 func nameOr(p string) string {

@@ -36,3 +36,35 @@ func TestSaleSection(t *testing.T) {
 		t.Fatalf("negative cap: %v, want a FieldError on sale.max_change_kop naming %s", err, p)
 	}
 }
+
+// Numbers the weak decoding would bend are refused, naming the key: a
+// number with a decimal point or an exponent for an integer key (5000.00,
+// meant as roubles, read as 5000 kopecks would cap change at 50 ₽), a
+// number other than 0 or 1 for a yes/no key; an
+// error that may be an environment variable's names the variables set.
+func TestNumbersNotBent(t *testing.T) {
+	for yaml, want := range map[string]string{
+		"sale:\n  max_change_kop: 5000.00\n":              "sale.max_change_kop",
+		"sale:\n  max_change_kop: 5000.7\n":               "want a whole number",
+		"sale:\n  max_change_kop: 99999999999999999999\n": "want a whole number",
+		"sale:\n  max_change_kop: 1e5\n":                  "want a whole number",
+		"printer:\n  baud: 9600.5\n":                      "printer.baud",
+		"sale:\n  cash_refund_of_card: 2\n":               "want true or false",
+	} {
+		_, err := Load(write(t, yaml))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want an error naming %q", yaml, err, want)
+		}
+	}
+	for yaml, want := range map[string]int64{"sale:\n  max_change_kop: 250000\n": 250000, "sale:\n  max_change_kop: 0\n": 0} {
+		c, err := Load(write(t, yaml))
+		if err != nil || c.Sale.MaxChangeKop != want {
+			t.Errorf("%q: %+v %v, want %d", yaml, c.Sale, err, want)
+		}
+	}
+	t.Setenv("TILLAGENT_SALE_MAX_CHANGE_KOP", "abc")
+	_, err := Load(write(t, "log:\n  level: info\n"))
+	if err == nil || !strings.Contains(err.Error(), "environment overrides TILLAGENT_SALE_MAX_CHANGE_KOP") {
+		t.Errorf("bad environment value: %v, want the variable named", err)
+	}
+}
