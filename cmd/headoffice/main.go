@@ -54,7 +54,17 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
+	switch cmd {
+	case "serve", "enrol", "import", "card-scope", "reset-feed":
+	default:
+		// Before the flags and the database: a typo is named as such.
+		return fmt.Errorf("unknown command %q (serve, enrol, import, card-scope, reset-feed)", cmd)
+	}
 	fs := flag.NewFlagSet("headoffice "+cmd, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: headoffice [serve|enrol|import|card-scope|reset-feed] [flags]\n  (see docs/sync.md)\nflags of headoffice %s:\n", cmd)
+		fs.PrintDefaults()
+	}
 	dsn := fs.String("dsn", os.Getenv("HEADOFFICE_DSN"), "PostgreSQL DSN (default $HEADOFFICE_DSN)")
 	tokenFile := fs.String("erp-token-file", "", "file holding the ERP token (default $HEADOFFICE_ERP_TOKEN)")
 	enrolKeyFile := fs.String("enrol-key-file", "", "file holding the enrolment key that signs till secrets (default $HEADOFFICE_ENROL_KEY; none: random secrets)")
@@ -129,7 +139,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 		}
 		st, err := srv.Import(ctx, r)
 		if err != nil {
-			return err
+			return fmt.Errorf("import %s, nothing written: %w", fs.Arg(0), err)
 		}
 		fmt.Fprintf(out, "imported %s: %d catalog records, %d cards, %d lots changed\n", fs.Arg(0), st.Catalog, st.Cards, st.Lots)
 		return nil
@@ -165,9 +175,6 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 		}
 		fmt.Fprintf(out, "till %s: feed reset (epoch %d); it loads its replica afresh at its next sync\n", *tillID, epoch)
 		return nil
-	case "serve":
-	default:
-		return fmt.Errorf("unknown command %q (serve, enrol, import, card-scope, reset-feed)", cmd)
 	}
 	if token == "" {
 		log.Warn("no ERP token: the ERP endpoints refuse every request")

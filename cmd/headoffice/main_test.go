@@ -140,3 +140,22 @@ func TestEnrolKeyFile(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownCommandBeforeAnything: a mistyped command is named as such,
+// even without a database to connect to; a refused import says nothing
+// was written.
+func TestUnknownCommandBeforeAnything(t *testing.T) {
+	t.Setenv("HEADOFFICE_DSN", "")
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"bogus"}, &out, nil)
+	if err == nil || !strings.Contains(err.Error(), `unknown command "bogus"`) {
+		t.Errorf("bogus: %v, want it named an unknown command", err)
+	}
+	dsn := pgtest.DSN(t)
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("version: 1\ncards:\n  - {code: \"1\", kind: nosuch, state: active}\n"), 0o600)
+	err = run(context.Background(), []string{"import", "-dsn", dsn, bad}, &out, nil)
+	if err == nil || !strings.Contains(err.Error(), "nothing written") {
+		t.Errorf("refused import: %v, want it to say nothing was written", err)
+	}
+}

@@ -107,7 +107,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !has {
+	switch {
+	case !has && cfg.Sync.Enabled:
+		log.Info("store holds no replica yet: the first sync loads it from head office", "path", cfg.Store.Path)
+	case !has:
 		log.Warn("store holds no replica yet: import one with `tillctl replica import FILE`", "path", cfg.Store.Path)
 	}
 	return m.serve(ctx, cfg, st, log)
