@@ -135,9 +135,19 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 			case st.Sync == nil || st.Sync["configured"] == false:
 				rows = append(rows, []string{"sync", "not configured (sells offline only)"})
 			default:
-				v := fmt.Sprintf("%v, backlog %v", st.Sync["state"], st.Sync["backlog"])
+				// The journal's backlog above is now; the sync loop's is as
+				// of its last cycle, so it is named so. An old error is shown
+				// with its time, not as if it were the state.
+				v := fmt.Sprintf("%v, backlog at the last cycle %v", st.Sync["state"], st.Sync["backlog"])
+				if n, _ := st.Sync["refused_entries_count"].(float64); n > 0 {
+					v += fmt.Sprintf(", %v entries refused by head office", n)
+				}
 				if e, _ := st.Sync["last_error"].(string); e != "" {
-					v += ", last error: " + e
+					v += ", last error"
+					if at, _ := st.Sync["last_error_at"].(string); at != "" {
+						v += " at " + at
+					}
+					v += ": " + e
 				}
 				rows = append(rows, []string{"sync", v})
 			}
