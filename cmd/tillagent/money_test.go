@@ -52,6 +52,9 @@ func TestSaleChangeCap(t *testing.T) {
 		t.Fatalf("points spent by a refused sale: %+v", c)
 	}
 	h.nothingRecorded("refused sales")
+	if _, body := h.do("GET", "/metrics", nil, nil); !strings.Contains(string(body), `tillagent_api_refused_total{code="payment.change_over"} 3`) {
+		t.Errorf("metrics do not count the 3 refusals:\n%s", body)
+	}
 
 	var a saleAnswer
 	h.must(201, "POST", "/v1/sales", saleBody("chg-1", []string{card}, "40", "5139.80", milk), &a)

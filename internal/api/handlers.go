@@ -116,6 +116,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if e.Err != nil {
 		detail = e.Err.Error()
 	}
+	// A refusal is the request's outcome, not the agent's failure; counted
+	// and logged so a technician sees, say, a cashier's tendered amounts
+	// refused all day.
+	s.o.Metrics.Add("tillagent_api_refused_total", 1, "code", e.Code)
+	s.log.Info("request refused", "path", r.URL.Path, "code", e.Code, "detail", detail)
 	WriteError(w, status, e.Code, e.Cashier, detail, e.Hint)
 }
 

@@ -34,6 +34,7 @@ func NewMetrics() *Metrics {
 		"tillagent_scanner_health_total": "Scanner health transitions by device and code.",
 		"tillagent_http_requests_total":  "API requests by route and status.",
 		"tillagent_http_refused_total":   "API requests refused by the guard, by code.",
+		"tillagent_api_refused_total":    "Sales, returns and other requests refused for their content or the devices' state, by code (payment.change_over, printer.paper_out, ...).",
 		"tillagent_event_resumes_total":  "Event streams resumed after an id (resumed), caught up after falling behind (behind), or given a gap (restarted, too_old, unknown).",
 	}}
 }
