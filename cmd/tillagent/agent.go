@@ -305,7 +305,7 @@ func startSync(ctx context.Context, cfg *config.Config, st *store.Store, clock f
 		return nil, fmt.Errorf("sync.ca_file: %w", err)
 	}
 	c, err := client.New(client.Options{URL: cfg.Sync.URL, TillID: cfg.Till.TillID, StoreID: cfg.Till.StoreID,
-		Secret: secret, Store: st, HTTPClient: hc, Logger: log, BatchSize: cfg.Sync.BatchSize,
+		Secret: secret, ReloadSecret: cfg.Sync.SecretValue, Store: st, HTTPClient: hc, Logger: log, BatchSize: cfg.Sync.BatchSize,
 		Interval: cfg.Sync.Interval, BackoffMin: cfg.Sync.BackoffMin, BackoffMax: cfg.Sync.BackoffMax,
 		RequestTimeout: cfg.Sync.RequestTimeout, Clock: clock})
 	if err != nil {
@@ -361,7 +361,7 @@ func writeSyncError(w http.ResponseWriter, err error) {
 	switch client.FailureKind(err) {
 	case client.FailUnauthorized:
 		api.WriteError(w, http.StatusBadGateway, "sync.unauthorized", "Офис не принял кассу (неизвестная касса или неверный секрет): продажи продолжаются, нужен техник",
-			err.Error(), "enrol the till at head office again (headoffice enrol), put the new secret in sync.secret_file and restart the agent; head office's log says why it refused")
+			err.Error(), "enrol the till at head office again (headoffice enrol) and put the new secret in sync.secret_file: it is read again at the next sync; head office's log says why it refused")
 	case client.FailRefused:
 		api.WriteError(w, http.StatusConflict, "sync.refused", "Офис не принял часть записей журнала: продажи продолжаются, записи сохранены",
 			err.Error(), "the refused entries stay on the till and are sent again (see refused_entries in sync status); a conflict needs head office's support")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -47,8 +48,12 @@ func TestAgentSyncsWithHeadOffice(t *testing.T) {
 	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	h := newHarness(t, func(c *config.Config) {
-		c.Sync.Enabled, c.Sync.URL, c.Sync.Secret = true, hs.URL, secret
+		c.Sync.Enabled, c.Sync.URL, c.Sync.SecretFile = true, hs.URL, secretFile
 		c.Sync.Interval = time.Hour // only `sync now` below
 	})
 	h.must(200, "POST", "/v1/shift/open", nil, nil)
@@ -132,12 +137,19 @@ func TestAgentSyncsWithHeadOffice(t *testing.T) {
 
 	// The till enrolled again at head office (a new secret) while the
 	// agent still has the old one: sync says so, not "no connection".
-	if _, err := srv.Enrol(ctx, "S001-T01", "S001"); err != nil {
+	fresh, err := srv.Enrol(ctx, "S001-T01", "S001")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if e := h.refusal(502, "sync.unauthorized", "POST", "/v1/sync/now", nil); !strings.Contains(e.Error.Hint, "enrol the till") {
 		t.Errorf("unauthorized sync hint %q", e.Error.Hint)
 	}
+	// The technician writes the new secret: the next sync uses it, with
+	// no restart.
+	if err := os.WriteFile(secretFile, []byte(fresh+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.must(200, "POST", "/v1/sync/now", nil, nil)
 
 	// Head office goes away: the till sells on, and sync says why not.
 	hs.Close()

@@ -65,6 +65,12 @@ type Options struct {
 	// it) and 1h. SyncNow sends refused entries at once.
 	RefusedRetryMin, RefusedRetryMax time.Duration
 
+	// ReloadSecret, if set, is asked for the secret again when head office
+	// answers 401: a technician who enrolled the till again and wrote the
+	// new secret (sync.secret_file) sees it work at the next request, with
+	// no restart. The request is sent once more if it changed.
+	ReloadSecret func() (string, error)
+
 	// Clock stamps the times Status shows (tests pin it); the waits run
 	// on real time.
 	Clock func() time.Time
@@ -768,7 +774,23 @@ func (c *Client) initialLoad(ctx context.Context) (string, pullOutcome, error) {
 }
 
 // do sends one authenticated request and returns the body of a 2xx answer.
+// Only the cycle calls it (under cycleMu), so the secret may change here.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte) ([]byte, error) {
+	data, err := c.doOnce(ctx, method, path, q, body)
+	var ae *AnswerError
+	if !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized || c.o.ReloadSecret == nil {
+		return data, err
+	}
+	secret, rerr := c.o.ReloadSecret()
+	if rerr != nil || secret == "" || secret == c.o.Secret {
+		return data, err
+	}
+	c.log.Info("sync: secret changed on disk, using it")
+	c.o.Secret = secret
+	return c.doOnce(ctx, method, path, q, body)
+}
+
+func (c *Client) doOnce(ctx context.Context, method, path string, q url.Values, body []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.RequestTimeout)
 	defer cancel()
 	u := c.base.JoinPath(path)

@@ -146,7 +146,7 @@ func (s *Server) till(h tillHandler) http.HandlerFunc {
 		storeID, err := s.authTill(r.Context(), id, secret)
 		if errors.Is(err, ErrUnauthorized) {
 			s.log.Warn("till authentication failed", "till", id, "remote", r.RemoteAddr, "why", err)
-			httpError(w, http.StatusUnauthorized, "unknown till or wrong secret: head office's log says why; enrol the till again if it is not known, and restart its agent with the new secret")
+			httpError(w, http.StatusUnauthorized, "unknown till or wrong secret: head office's log says why; enrol the till again if it is not known, and give its agent the new secret (sync.secret_file)")
 			return
 		}
 		if err != nil {
