@@ -142,6 +142,9 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 			return fmt.Errorf("import %s, nothing written: %w", fs.Arg(0), err)
 		}
 		fmt.Fprintf(out, "imported %s: %d catalog records, %d cards, %d lots changed\n", fs.Arg(0), st.Catalog, st.Cards, st.Lots)
+		if st.LotsDiffer > 0 {
+			fmt.Fprintf(out, "%d lots differ from head office's (points, activation or expiry) and were left alone: a stored lot changes by folding and corrections only\n", st.LotsDiffer)
+		}
 		return nil
 	case "card-scope":
 		if *storeID == "" {

@@ -27,6 +27,11 @@ type ImportStats struct {
 	Catalog int `json:"catalog"`
 	Cards   int `json:"cards"`
 	Lots    int `json:"lots"`
+	// LotsDiffer counts lots the import gave that head office already
+	// holds with other points, activation or expiry: left alone (once
+	// stored, a lot changes by folding and corrections only), and counted
+	// so the ERP job sees its data differ.
+	LotsDiffer int `json:"lots_differ,omitempty"`
 }
 
 // Import loads an ERP replica (the till's replica format, docs/replica.md)
@@ -163,13 +168,19 @@ const (
 			RETURNING code),
 		mark AS (INSERT INTO erp_import_changed SELECT code FROM up ON CONFLICT DO NOTHING)
 		SELECT count(*) FROM up`
-	// An insert of one lot, left alone if stored: 1 if new, else 0.
+	// An insert of one lot, left alone if stored: 1 if new, -1 if stored
+	// with other points, activation or expiry (its remaining moves with
+	// the tills' entries, so it is not compared), else 0. The subquery
+	// reads the lot as it was before the statement.
 	sqlImportLot = `WITH up AS (
 			INSERT INTO lots (card, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id)
 			VALUES ($1, $2, $3::numeric, $4::numeric, $5, $6, $7, $8) ON CONFLICT DO NOTHING
 			RETURNING card),
 		mark AS (INSERT INTO erp_import_changed SELECT card FROM up ON CONFLICT DO NOTHING)
-		SELECT count(*) FROM up`
+		SELECT CASE WHEN EXISTS (SELECT 1 FROM up) THEN 1
+			WHEN EXISTS (SELECT 1 FROM lots WHERE card = $1 AND lot_id = $2
+				AND (points, active_from, expires_at) IS DISTINCT FROM ($3::numeric, $6::timestamptz, $7::timestamptz)) THEN -1
+			ELSE 0 END`
 	// One change row per changed card, in code order, in the import's
 	// transaction (its xid, as every change row: the feed's cursor rule is
 	// unchanged), section 'cards' (the store scope filters it as before).
@@ -191,7 +202,7 @@ func importCards(ctx context.Context, tx pgx.Tx, r *store.Replica, st *ImportSta
 	}
 	cards := r.Cards
 	order := sortedOrder(len(cards), func(a, b int) int { return strings.Compare(cards[a].Code, cards[b].Code) })
-	n, err := execChunked(ctx, tx, order, func(b *pgx.Batch, i int) error {
+	n, _, err := execChunked(ctx, tx, order, func(b *pgx.Batch, i int) error {
 		c := cards[i]
 		hist, err := json.Marshal(c.History)
 		if err != nil {
@@ -215,13 +226,13 @@ func importCards(ctx context.Context, tx pgx.Tx, r *store.Replica, st *ImportSta
 		}
 		return strings.Compare(lots[a].ID, lots[b].ID)
 	})
-	n, err = execChunked(ctx, tx, order, func(b *pgx.Batch, i int) error {
+	n, differ, err := execChunked(ctx, tx, order, func(b *pgx.Batch, i int) error {
 		l := lots[i]
 		rem, from := l.RemainingPoints(), l.ActiveSince()
 		b.Queue(sqlImportLot, l.Card, l.ID, l.Points.String(), rem.String(), l.AccruedAt, from, l.ExpiresAt, l.CheckID)
 		return nil
 	}, func(i int) string { return fmt.Sprintf("lots id %q of card %q", lots[i].ID, lots[i].Card) })
-	st.Lots += n
+	st.Lots, st.LotsDiffer = st.Lots+n, st.LotsDiffer+differ
 	if err != nil {
 		return err
 	}
@@ -245,44 +256,49 @@ func sortedOrder(n int, cmp func(a, b int) int) []int32 {
 }
 
 // execChunked sends one single-row statement per index of order, in pgx
-// batches of importChunk (one round trip each), and returns the sum of
-// the counts they select. queue queues record i's statement; name(i)
-// names the record in an error (in a batch the first failing statement
-// is the one whose error comes back first).
-func execChunked(ctx context.Context, tx pgx.Tx, order []int32, queue func(b *pgx.Batch, i int) error, name func(i int) string) (int, error) {
-	total := 0
+// batches of importChunk (one round trip each); each statement selects 1
+// (it changed something), 0 (nothing) or -1 (left alone, but the record
+// differs), and execChunked counts the 1s and the -1s. queue queues record
+// i's statement; name(i) names the record in an error (in a batch the
+// first failing statement is the one whose error comes back first).
+func execChunked(ctx context.Context, tx pgx.Tx, order []int32, queue func(b *pgx.Batch, i int) error, name func(i int) string) (changed, differ int, err error) {
 	for lo := 0; lo < len(order); lo += importChunk {
 		chunk := order[lo:min(lo+importChunk, len(order))]
 		b := &pgx.Batch{}
 		for _, i := range chunk {
 			if err := queue(b, int(i)); err != nil {
-				return total, fmt.Errorf("%s: %w", name(int(i)), err)
+				return changed, differ, fmt.Errorf("%s: %w", name(int(i)), err)
 			}
 		}
-		n, err := sumBatch(tx.SendBatch(ctx, b), chunk, name)
-		total += n
+		c, d, err := countBatch(tx.SendBatch(ctx, b), chunk, name)
+		changed, differ = changed+c, differ+d
 		if err != nil {
-			return total, err
+			return changed, differ, err
 		}
 	}
-	return total, nil
+	return changed, differ, nil
 }
 
-// sumBatch reads one count per statement of a sent batch and closes it.
-func sumBatch(br pgx.BatchResults, chunk []int32, name func(i int) string) (int, error) {
-	total := 0
+// countBatch reads one outcome per statement of a sent batch (1, 0, -1)
+// and closes it.
+func countBatch(br pgx.BatchResults, chunk []int32, name func(i int) string) (changed, differ int, err error) {
 	for _, i := range chunk {
 		var n int
 		if err := br.QueryRow().Scan(&n); err != nil {
 			br.Close()
-			return total, fmt.Errorf("%s: %w", name(int(i)), err)
+			return changed, differ, fmt.Errorf("%s: %w", name(int(i)), err)
 		}
-		total += n
+		switch {
+		case n > 0:
+			changed++
+		case n < 0:
+			differ++
+		}
 	}
 	if err := br.Close(); err != nil {
-		return total, fmt.Errorf("%s…%s: %w", name(int(chunk[0])), name(int(chunk[len(chunk)-1])), err)
+		return changed, differ, fmt.Errorf("%s…%s: %w", name(int(chunk[0])), name(int(chunk[len(chunk)-1])), err)
 	}
-	return total, nil
+	return changed, differ, nil
 }
 
 // RefusedImport is an ERP import refused for its content (bad values,

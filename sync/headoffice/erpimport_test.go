@@ -146,3 +146,36 @@ func TestImportErrorNamesTheRecordInItsChunk(t *testing.T) {
 		t.Fatalf("a database refusal reported as a validation error: %v", err)
 	}
 }
+
+// TestImportCountsLotsThatDiffer: lots an import gives again are left
+// alone; those whose points, activation or expiry differ from head
+// office's are counted (not those whose remaining moved with the tills'
+// entries), and nothing of them is written.
+func TestImportCountsLotsThatDiffer(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
+		t.Fatal(err)
+	}
+	first := massCards("77", 3, 2)
+	if _, err := s.Import(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	again := massCards("77", 3, 2)
+	rem := checkout.PointsOf(decimal.NewFromInt(0))
+	exp := demoNow.AddDate(1, 0, 0)
+	again.Lots[0].Points = checkout.PointsOf(decimal.NewFromInt(555)) // differs
+	again.Lots[1].ExpiresAt = &exp                                    // differs
+	again.Lots[2].Remaining = &rem                                    // remaining only: not counted
+	st, err := s.Import(ctx, again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Lots != 0 || st.LotsDiffer != 2 {
+		t.Fatalf("re-import: %+v, want no lot changed and 2 differing", st)
+	}
+	var pts string
+	if err := s.db.QueryRow(ctx, `SELECT points::text FROM lots WHERE card = $1 AND lot_id = $2`, again.Lots[0].Card, again.Lots[0].ID).Scan(&pts); err != nil || pts != first.Lots[0].Points.String() {
+		t.Fatalf("lot after the re-import: %s %v, want it left at %s", pts, err, first.Lots[0].Points)
+	}
+}
