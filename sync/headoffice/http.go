@@ -35,6 +35,8 @@ const MaxBody = 64 << 20
 //	POST /v1/erp/stores/{store}/cards            {"cards": [codes]} made home to the store
 //	POST /v1/erp/tills/{till}/reset-feed         the till loads its replica afresh
 //	GET  /v1/erp/reports/writeoffs               debt the negative-balance policy wrote off
+//	GET  /v1/erp/conflicts[?all=1]               till entries head office holds with other content: both copies
+//	POST /v1/erp/conflicts/{id}                  {"keep": "head_office", "reason"}: the till's copy then counts as a duplicate
 //
 // ERP endpoints take Authorization: Bearer TOKEN.
 func (s *Server) Handler() http.Handler {
@@ -90,6 +92,8 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.reply(w, map[string]any{"till_id": r.PathValue("till"), "epoch": epoch}, err)
 	}))
+	mux.HandleFunc("GET /v1/erp/conflicts", s.erp(s.handleConflicts))
+	mux.HandleFunc("POST /v1/erp/conflicts/{id}", s.erp(s.handleSettle))
 	mux.HandleFunc("GET /v1/erp/reports/writeoffs", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		wo, err := s.WriteOffs(r.Context())
 		s.reply(w, wo, err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -118,6 +119,12 @@ const (
 		SELECT u.card, $1, u.entry, u.points::numeric FROM unnest($2::text[], $3::text[], $4::text[]) AS u(card, entry, points)
 		ON CONFLICT DO NOTHING`
 	sqlAdvanceTill = `UPDATE tills SET folded_through = $2 WHERE till_id = $1`
+	// A conflicting copy is kept for support, the latest the till sent; a
+	// settled conflict whose till copy changed again is open again.
+	sqlKeepConflicts = `INSERT INTO journal_conflicts (id, till_id, body, digest)
+		SELECT u.id, $1, u.body::json, u.digest FROM unnest($2::text[], $3::text[], $4::bytea[]) AS u(id, body, digest)
+		ON CONFLICT (id) DO UPDATE SET body = excluded.body, digest = excluded.digest, last_seen = now(),
+			settled_at = CASE WHEN journal_conflicts.digest = excluded.digest THEN journal_conflicts.settled_at END`
 )
 
 // ingestOnce is one attempt at a batch, in one transaction over two round
@@ -218,7 +225,19 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 	if err != nil {
 		return nil, err
 	}
-	var fresh []int
+	// Those still different may be conflicts support settled by keeping
+	// head office's copy (one more query, only when there are any).
+	var still []string
+	for _, id := range differ {
+		if i := slices.Index(ids, id); string(same[id]) != string(digests[i]) {
+			still = append(still, id)
+		}
+	}
+	settled, err := settledConflicts(ctx, conn.Conn(), still)
+	if err != nil {
+		return nil, err
+	}
+	var fresh, conflicts []int
 	for i := range out.Results {
 		d, ok := stored[ids[i]]
 		switch {
@@ -239,10 +258,15 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 			fresh = append(fresh, i)
 		case string(d) == string(digests[i]) || string(same[ids[i]]) == string(digests[i]):
 			out.Results[i].Status = wire.Duplicate
+		case settled[ids[i]] != nil && string(settled[ids[i]]) == string(digests[i]):
+			// Support kept head office's copy: the till's counts as a
+			// duplicate, and the till acknowledges it.
+			out.Results[i].Status = wire.Duplicate
 		default:
 			out.Results[i] = wire.Result{ID: ids[i], Status: wire.Conflict,
-				Error: "an entry with this id and other content is already stored"}
+				Error: "an entry with this id and other content is already stored (support compares both: GET /v1/erp/conflicts)"}
 			s.log.Error("journal entry conflict", "till", b.TillID, "entry", ids[i])
+			conflicts = append(conflicts, i)
 		}
 	}
 	// The chain to fold: stored entries not folded yet and the fresh ones,
@@ -306,6 +330,14 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 	}
 	if len(older) > 0 {
 		pc.Queue(sqlMarkFolded, older)
+	}
+	if len(conflicts) > 0 {
+		var cid, cbody []string
+		var cdig [][]byte
+		for _, i := range conflicts {
+			cid, cbody, cdig = append(cid, ids[i]), append(cbody, bodies[i]), append(cdig, digests[i])
+		}
+		pc.Queue(sqlKeepConflicts, b.TillID, cid, cbody, cdig)
 	}
 	out.FoldedThrough = folded
 	if len(chain) > 0 {
@@ -383,6 +415,30 @@ func canonicalEntry(e wire.Entry) ([]byte, [sha256.Size]byte, error) {
 		return nil, [sha256.Size]byte{}, err
 	}
 	return body, sha256.Sum256(body), nil
+}
+
+// settledConflicts returns, of ids, those support settled by keeping head
+// office's copy, with the digest of the till's copy they settled.
+func settledConflicts(ctx context.Context, conn *pgx.Conn, ids []string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := conn.Query(ctx, `SELECT id, digest FROM journal_conflicts
+		WHERE id IN (SELECT unnest($1::text[])) AND settled_at IS NOT NULL`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read settled conflicts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var d []byte
+		if err := rows.Scan(&id, &d); err != nil {
+			return nil, fmt.Errorf("read settled conflicts: %w", err)
+		}
+		out[id] = d
+	}
+	return out, rows.Err()
 }
 
 // sameStoredContent reads the stored bodies of ids (from known when it has

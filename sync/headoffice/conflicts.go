@@ -1,0 +1,109 @@
+package headoffice
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Conflict is a till's journal entry whose id head office holds with other
+// content: both copies, for support to compare.
+type Conflict struct {
+	ID     string `json:"id"`
+	TillID string `json:"till_id"`
+	// TillCopy is the latest copy the till sent; HeadOfficeCopy the one
+	// stored, Folded whether it is in the card's lots and balance.
+	TillCopy       json.RawMessage `json:"till_copy"`
+	HeadOfficeCopy json.RawMessage `json:"head_office_copy"`
+	Folded         bool            `json:"folded"`
+	FirstSeen      time.Time       `json:"first_seen"`
+	LastSeen       time.Time       `json:"last_seen"`
+	SettledAt      *time.Time      `json:"settled_at,omitempty"`
+	Reason         string          `json:"reason,omitempty"`
+}
+
+// Conflicts lists the open conflicts (all: the settled ones too), oldest
+// first.
+func (s *Server) Conflicts(ctx context.Context, all bool) ([]Conflict, error) {
+	rows, err := s.db.Query(ctx, `SELECT c.id, c.till_id, c.body::text, j.body::text, j.folded, c.first_seen, c.last_seen, c.settled_at, c.reason
+		FROM journal_conflicts c JOIN journal j ON j.id = c.id
+		WHERE $1 OR c.settled_at IS NULL ORDER BY c.first_seen, c.id`, all)
+	if err != nil {
+		return nil, fmt.Errorf("list journal conflicts: %w", err)
+	}
+	out := []Conflict{}
+	for rows.Next() {
+		var c Conflict
+		var till, ho string
+		if err := rows.Scan(&c.ID, &c.TillID, &till, &ho, &c.Folded, &c.FirstSeen, &c.LastSeen, &c.SettledAt, &c.Reason); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("list journal conflicts: %w", err)
+		}
+		c.TillCopy, c.HeadOfficeCopy = json.RawMessage(till), json.RawMessage(ho)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// KeepHeadOffice settles a conflict keeping head office's copy: the
+// till's copy (as last sent) is then answered duplicate and the till
+// acknowledges it; its replica follows head office's lots. Taking the
+// till's copy instead is not done here: head office's copy may already be
+// folded, so support corrects the card by the difference
+// (POST /v1/erp/corrections) and then keeps head office's copy.
+func (s *Server) KeepHeadOffice(ctx context.Context, id, reason string) error {
+	if strings.TrimSpace(reason) == "" {
+		return refused(fmt.Errorf("settle conflict %s: a reason is required", id))
+	}
+	tag, err := s.db.Exec(ctx, `UPDATE journal_conflicts SET settled_at = now(), reason = $2 WHERE id = $1 AND settled_at IS NULL`, id, reason)
+	if err != nil {
+		return fmt.Errorf("settle conflict %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("settle conflict %s: %w", id, ErrNoConflict)
+	}
+	s.log.Warn("journal conflict settled: head office's copy kept", "entry", id, "reason", reason)
+	return nil
+}
+
+// ErrNoConflict is an id with no open conflict.
+var ErrNoConflict = errors.New("no open conflict with this id")
+
+func (s *Server) handleConflicts(w http.ResponseWriter, r *http.Request) {
+	c, err := s.Conflicts(r.Context(), r.URL.Query().Get("all") == "1")
+	s.reply(w, c, err)
+}
+
+func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Keep   string `json:"keep"`
+		Reason string `json:"reason"`
+	}
+	if err := decodeStrict(r, &req); err != nil {
+		httpError(w, http.StatusBadRequest, "settle conflict: "+err.Error())
+		return
+	}
+	id := r.PathValue("id")
+	var err error
+	switch req.Keep {
+	case "head_office":
+		err = s.KeepHeadOffice(r.Context(), id, req.Reason)
+	case "till":
+		err = refused(fmt.Errorf("settle conflict %s: head office does not take the till's copy in place of its own (it may be folded): correct the card by the difference (POST /v1/erp/corrections), then settle with keep head_office", id))
+	default:
+		httpError(w, http.StatusBadRequest, fmt.Sprintf(`settle conflict %s: keep must be "head_office" (or "till", refused: see the error)`, id))
+		return
+	}
+	switch {
+	case errors.Is(err, ErrNoConflict):
+		httpError(w, http.StatusNotFound, err.Error())
+	case err != nil && requestsFault(err):
+		httpError(w, http.StatusUnprocessableEntity, err.Error())
+	default:
+		s.reply(w, map[string]string{"id": id, "kept": "head_office"}, err)
+	}
+}
