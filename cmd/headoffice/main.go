@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 		fmt.Fprintf(fs.Output(), "usage: headoffice [serve|enrol|import|card-scope|reset-feed] [flags]\n  (see docs/sync.md)\nflags of headoffice %s:\n", cmd)
 		fs.PrintDefaults()
 	}
-	dsn := fs.String("dsn", os.Getenv("HEADOFFICE_DSN"), "PostgreSQL DSN (default $HEADOFFICE_DSN)")
+	dsn := fs.String("dsn", "", "PostgreSQL DSN (default $HEADOFFICE_DSN; not shown here, it may hold a password)")
 	tokenFile := fs.String("erp-token-file", "", "file holding the ERP token (default $HEADOFFICE_ERP_TOKEN)")
 	enrolKeyFile := fs.String("enrol-key-file", "", "file holding the enrolment key that signs till secrets (default $HEADOFFICE_ENROL_KEY; none: random secrets)")
 	listen := fs.String("listen", ":8440", "serve: address to listen on")
@@ -78,8 +78,13 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 	tillID := fs.String("till", "", "enrol, reset-feed: till id")
 	storeID := fs.String("store", "", "enrol, card-scope: store id")
 	scope := fs.String("scope", "", "card-scope: all or home (empty: leave as it is)")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
 		return err
+	}
+	if *dsn == "" {
+		*dsn = os.Getenv("HEADOFFICE_DSN")
 	}
 	token := os.Getenv("HEADOFFICE_ERP_TOKEN")
 	if *tokenFile != "" {
@@ -123,7 +128,10 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "till %s of store %s enrolled; its secret (shown once, put it in sync.secret_file):\n%s\n", *tillID, *storeID, secret)
+		// Only the secret on stdout: `headoffice enrol … > secret` makes
+		// a file sync.secret_file can read.
+		fmt.Fprintf(os.Stderr, "till %s of store %s enrolled; its secret (shown once, put it in sync.secret_file):\n", *tillID, *storeID)
+		fmt.Fprintln(out, secret)
 		return nil
 	case "import":
 		if fs.NArg() != 1 {
@@ -135,7 +143,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 		}
 		r, err := store.ParseReplicaFile(fs.Arg(0), data)
 		if err != nil {
-			return err
+			return fmt.Errorf("import %s, nothing written: %w", fs.Arg(0), err)
 		}
 		st, err := srv.Import(ctx, r)
 		if err != nil {

@@ -151,11 +151,19 @@ func TestUnknownCommandBeforeAnything(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `unknown command "bogus"`) {
 		t.Errorf("bogus: %v, want it named an unknown command", err)
 	}
+	if err := run(context.Background(), []string{"serve", "-h"}, &out, nil); err != nil {
+		t.Errorf("serve -h: %v, want the usage and no error", err)
+	}
 	dsn := pgtest.DSN(t)
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, []byte("version: 1\ncards:\n  - {code: \"1\", kind: nosuch, state: active}\n"), 0o600)
 	err = run(context.Background(), []string{"import", "-dsn", dsn, bad}, &out, nil)
 	if err == nil || !strings.Contains(err.Error(), "nothing written") {
 		t.Errorf("refused import: %v, want it to say nothing was written", err)
+	}
+	os.WriteFile(bad, []byte("version: 1\nlots:\n  - {id: L1, card: \"1\", points: -5, accrued_at: 2026-01-01T00:00:00Z}\n"), 0o600)
+	err = run(context.Background(), []string{"import", "-dsn", dsn, bad}, &out, nil)
+	if err == nil || !strings.Contains(err.Error(), "nothing written") {
+		t.Errorf("import refused by its file's checks: %v, want it to say nothing was written", err)
 	}
 }

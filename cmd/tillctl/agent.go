@@ -142,7 +142,12 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 				if n, _ := st.Sync["refused_entries_count"].(float64); n > 0 {
 					v += fmt.Sprintf(", %v entries refused by head office", n)
 				}
-				if e, _ := st.Sync["last_error"].(string); e != "" {
+				e, _ := st.Sync["last_error"].(string)
+				switch pull, _ := st.Sync["last_pull"].(string); {
+				case st.Sync["state"] == "ok" && pull != "":
+					// Recovered: an old error is history, not the state.
+					v += ", last feed " + pull
+				case e != "":
 					v += ", last error"
 					if at, _ := st.Sync["last_error_at"].(string); at != "" {
 						v += " at " + at

@@ -124,7 +124,8 @@ const (
 	sqlKeepConflicts = `INSERT INTO journal_conflicts (id, till_id, body, digest)
 		SELECT u.id, $1, u.body::json, u.digest FROM unnest($2::text[], $3::text[], $4::bytea[]) AS u(id, body, digest)
 		ON CONFLICT (id) DO UPDATE SET body = excluded.body, digest = excluded.digest, last_seen = now(),
-			settled_at = CASE WHEN journal_conflicts.digest = excluded.digest THEN journal_conflicts.settled_at END`
+			settled_at = CASE WHEN journal_conflicts.digest = excluded.digest THEN journal_conflicts.settled_at END,
+			reason = CASE WHEN journal_conflicts.digest = excluded.digest THEN journal_conflicts.reason ELSE '' END`
 )
 
 // ingestOnce is one attempt at a batch, in one transaction over two round
