@@ -19,14 +19,8 @@ import (
 // on every cycle, and not an export that waits for the new cluster's xids.
 func TestRestoreIntoAnotherCluster(t *testing.T) {
 	ctx := context.Background()
-	h := startHO(t, pgDSN(t))
-	importDemo(t, h)
-	p := newProxy(t, h.hs.URL)
-	tl := newTill(t, h, p, "S001-T92", "S001", 0)
+	h, p, tl := loadedTill(t, "S001-T92", nil)
 	e := &env{h: h, p: p, a: tl}
-	if err := tl.c.SyncNow(ctx); err != nil {
-		t.Fatal(err)
-	}
 	tl.sell(t, card13, powder("1"), "100")
 	tl.sell(t, "2900000000049", basket(), "")
 	if err := tl.c.SyncNow(ctx); err != nil {

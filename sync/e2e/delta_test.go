@@ -72,13 +72,7 @@ func hasCard(tl *till, card string) bool {
 // balance, the late commit and the correction included.
 func TestDeltaInPagesFromAMassImport(t *testing.T) {
 	ctx := context.Background()
-	h := startHO(t, pgDSN(t))
-	importDemo(t, h)
-	p := newProxy(t, h.hs.URL)
-	tl := newTillWith(t, h, p, "S001-T81", "S001", 0, func(o *client.Options) { o.DeltaPage = 7 })
-	if err := tl.c.SyncNow(ctx); err != nil {
-		t.Fatal(err)
-	}
+	h, p, tl := loadedTill(t, "S001-T81", func(o *client.Options) { o.DeltaPage = 7 })
 	mass := &store.Replica{Version: 1}
 	var codes []string
 	for i := 0; i < 90; i++ {
@@ -257,13 +251,7 @@ func TestHomeCardScope(t *testing.T) {
 // sends it right (the card as soon as its card kind arrives).
 func TestBadFeedRecordDoesNotBlockTheFeed(t *testing.T) {
 	ctx := context.Background()
-	h := startHO(t, pgDSN(t))
-	importDemo(t, h)
-	p := newProxy(t, h.hs.URL)
-	tl := newTill(t, h, p, "S001-T83", "S001", 0)
-	if err := tl.c.SyncNow(ctx); err != nil {
-		t.Fatal(err)
-	}
+	h, _, tl := loadedTill(t, "S001-T83", nil)
 	db := h.srv.DB()
 	for _, q := range []string{
 		`UPDATE catalog SET body = jsonb_set(body::jsonb, '{vat}', '"vat99"')::json WHERE section = 'products' AND id = '1001'`,
@@ -344,13 +332,7 @@ func TestBadFeedRecordDoesNotBlockTheFeed(t *testing.T) {
 // head office again.
 func TestResetFeedAfterRestore(t *testing.T) {
 	ctx := context.Background()
-	h := startHO(t, pgDSN(t))
-	importDemo(t, h)
-	p := newProxy(t, h.hs.URL)
-	tl := newTill(t, h, p, "S001-T84", "S001", 0)
-	if err := tl.c.SyncNow(ctx); err != nil {
-		t.Fatal(err)
-	}
+	h, _, tl := loadedTill(t, "S001-T84", nil)
 	// What the till holds after head office lost its later history.
 	if err := tl.st.SetSyncState(ctx, "feed_cursor", "999999999"); err != nil {
 		t.Fatal(err)
@@ -399,13 +381,7 @@ func TestResetFeedAfterRestore(t *testing.T) {
 // window for the rest of the delta).
 func TestPagedDeltaKeepsBalancesExact(t *testing.T) {
 	ctx := context.Background()
-	h := startHO(t, pgDSN(t))
-	importDemo(t, h)
-	p := newProxy(t, h.hs.URL)
-	tl := newTillWith(t, h, p, "S001-T85", "S001", 0, func(o *client.Options) { o.DeltaPage = 7 })
-	if err := tl.c.SyncNow(ctx); err != nil {
-		t.Fatal(err)
-	}
+	h, p, tl := loadedTill(t, "S001-T85", func(o *client.Options) { o.DeltaPage = 7 })
 	mass := &store.Replica{Version: 1}
 	for i := 0; i < 90; i++ {
 		code := fmt.Sprintf("29200000%05d", i)

@@ -287,3 +287,18 @@ func pgDSN(t testing.TB) string {
 }
 
 func readFile(path string) ([]byte, error) { return os.ReadFile(path) }
+
+// loadedTill is head office with the demo, a proxy before it, and a till
+// of store S001 (opt adjusts its client's options) that has loaded its
+// replica.
+func loadedTill(t *testing.T, id string, opt func(*client.Options)) (*ho, *proxy, *till) {
+	t.Helper()
+	h := startHO(t, pgDSN(t))
+	importDemo(t, h)
+	p := newProxy(t, h.hs.URL)
+	tl := newTillWith(t, h, p, id, "S001", 0, opt)
+	if err := tl.c.SyncNow(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return h, p, tl
+}

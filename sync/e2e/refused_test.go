@@ -24,13 +24,7 @@ import (
 func conflictFixture(t *testing.T, id string, opt func(*client.Options)) (*ho, *till, store.PendingEntry) {
 	t.Helper()
 	ctx := context.Background()
-	h := startHO(t, pgDSN(t))
-	importDemo(t, h)
-	p := newProxy(t, h.hs.URL)
-	a := newTillWith(t, h, p, id, "S001", 0, opt)
-	if err := a.c.SyncNow(ctx); err != nil {
-		t.Fatal(err)
-	}
+	h, p, a := loadedTill(t, id, opt)
 	a.sell(t, card13, powder("1"), "100")
 	pend, err := a.st.PendingChain(ctx, 10)
 	if err != nil || len(pend) != 2 {
@@ -98,13 +92,7 @@ func TestRefusedEntryDoesNotStopThePull(t *testing.T) {
 // still sends every entry once, ends, shows the conflict and pulls.
 func TestRefusedEntryDuringARepush(t *testing.T) {
 	ctx := context.Background()
-	h := startHO(t, pgDSN(t))
-	importDemo(t, h)
-	p := newProxy(t, h.hs.URL)
-	a := newTill(t, h, p, "S001-T62", "S001", 0)
-	if err := a.c.SyncNow(ctx); err != nil {
-		t.Fatal(err)
-	}
+	h, p, a := loadedTill(t, "S001-T62", nil)
 	for i := 1; i <= 8; i++ {
 		a.sell(t, card13, powder(fmt.Sprint(i)), "")
 	}

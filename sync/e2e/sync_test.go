@@ -299,13 +299,7 @@ func runScenario(t *testing.T, f fault) map[string]string {
 func TestRunLoopBacksOffAndCatchesUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	h := startHO(t, pgDSN(t))
-	importDemo(t, h)
-	p := newProxy(t, h.hs.URL)
-	a := newTill(t, h, p, "S001-T02", "S001", 0)
-	if err := a.c.SyncNow(ctx); err != nil {
-		t.Fatal(err)
-	}
+	_, p, a := loadedTill(t, "S001-T02", nil)
 	p.down.Store(true)
 	a.sell(t, card13, powder("1"), "100")
 	done := make(chan error, 1)
@@ -490,13 +484,7 @@ func hoEntries(t *testing.T, e *env) []wire.Entry {
 // valid ones and answers the bad one "rejected", naming it.
 func TestRejectedEntryKeepsTheRest(t *testing.T) {
 	ctx := context.Background()
-	h := startHO(t, pgDSN(t))
-	importDemo(t, h)
-	p := newProxy(t, h.hs.URL)
-	a := newTill(t, h, p, "S001-T60", "S001", 0)
-	if err := a.c.SyncNow(ctx); err != nil {
-		t.Fatal(err)
-	}
+	_, p, a := loadedTill(t, "S001-T60", nil)
 	a.sell(t, card13, powder("1"), "100")
 	pend, err := a.st.PendingChain(ctx, 10)
 	if err != nil || len(pend) != 2 {
@@ -584,13 +572,7 @@ func TestERPOverHTTP(t *testing.T) {
 // head office after the first load.
 func TestReplacedTillStore(t *testing.T) {
 	ctx := context.Background()
-	h := startHO(t, pgDSN(t))
-	importDemo(t, h)
-	p := newProxy(t, h.hs.URL)
-	old := newTill(t, h, p, "S001-T70", "S001", 0)
-	if err := old.c.SyncNow(ctx); err != nil {
-		t.Fatal(err)
-	}
+	h, p, old := loadedTill(t, "S001-T70", nil)
 	old.sell(t, card13, powder("1"), "100")
 	if err := old.c.SyncNow(ctx); err != nil {
 		t.Fatal(err)
