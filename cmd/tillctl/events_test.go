@@ -3,10 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,51 +15,10 @@ import (
 // last id it saw, shows the agent's gap (a restarted agent cannot replay
 // the old process's events) and the scans after it.
 func TestEventsFollowAgentRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the agent")
-	}
-	dir := t.TempDir()
-	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/tillagent", "./cmd/tillctl")
-	build.Dir = "../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	replica, _ := filepath.Abs("../../testdata/demo/replica.yaml")
-	cfg := filepath.Join(dir, "config.yaml")
-	sock := filepath.Join(dir, "tillagent.sock")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`store: {path: %s/till.db, demo_replica: %s}
-api: {socket: %s}
-demo: {virtual_scanner: true, emulator_journal: %s/fiscal.json}
-`, dir, replica, sock, dir)), 0o600)
-	var logs bytes.Buffer
-	var agent *exec.Cmd
-	start := func() {
-		t.Helper()
-		os.Remove(sock)
-		agent = exec.Command(filepath.Join(dir, "tillagent"), "-config", cfg)
-		agent.Stdout, agent.Stderr = &logs, &logs
-		if err := agent.Start(); err != nil {
-			t.Fatal(err)
-		}
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if out, err := exec.Command(filepath.Join(dir, "tillctl"), "status", "-config", cfg).CombinedOutput(); err == nil {
-				return
-			} else if time.Now().After(deadline) {
-				t.Fatalf("agent did not start: %v %s\n%s", err, out, logs.String())
-			}
-		}
-	}
-	stop := func() { agent.Process.Signal(os.Interrupt); agent.Wait() }
-	start()
-	defer func() { stop() }()
-	scan := func(code string) {
-		t.Helper()
-		if out, err := exec.Command(filepath.Join(dir, "tillctl"), "demo", "scan", "-config", cfg, code).CombinedOutput(); err != nil {
-			t.Fatalf("demo scan: %v\n%s", err, out)
-		}
-	}
+	a := newDemoAgent(t)
+	scan := func(code string) { a.tillctl(2, "demo", "scan", code) }
 
-	follow := exec.Command(filepath.Join(dir, "tillctl"), "events", "-config", cfg, "-type", "scan")
+	follow := exec.Command(a.bin("tillctl"), "events", "-config", a.cfg, "-type", "scan")
 	var stderr syncBuffer
 	follow.Stderr = &stderr
 	out, err := follow.StdoutPipe()
@@ -90,7 +46,7 @@ demo: {virtual_scanner: true, emulator_journal: %s/fiscal.json}
 			}
 			return l
 		case <-time.After(20 * time.Second):
-			t.Fatalf("tillctl events: no line with %q; stderr %s\nagent log:\n%s", want, stderr.String(), logs.String())
+			t.Fatalf("tillctl events: no line with %q; stderr %s\nagent log:\n%s", want, stderr.String(), a.logs.String())
 		}
 		return ""
 	}
@@ -98,8 +54,8 @@ demo: {virtual_scanner: true, emulator_journal: %s/fiscal.json}
 	time.Sleep(300 * time.Millisecond) // the stream is open before the first scan
 	scan("2900000000018")
 	next("card=2900000000018")
-	stop()
-	start()
+	a.stop()
+	a.start()
 	scan("2900000000025")
 	next("gap    events missed (restarted)")
 	next("card=2900000000025")

@@ -2,11 +2,7 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,56 +13,13 @@ import (
 // agent binary on the demo (printer emulator, virtual scanner), as a
 // newcomer would after `make run`.
 func TestReadmeWalkthrough(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the agent")
-	}
-	dir := t.TempDir()
-	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/tillagent", "./cmd/tillctl")
-	build.Dir = "../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	replica, _ := filepath.Abs("../../testdata/demo/replica.yaml")
-	cfg := filepath.Join(dir, "config.yaml")
-	sock := filepath.Join(dir, "tillagent.sock")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`store: {path: %s/till.db, demo_replica: %s}
-api: {socket: %s}
-demo: {virtual_scanner: true, emulator_journal: %s/fiscal.json}
-`, dir, replica, sock, dir)), 0o600)
-	var logs bytes.Buffer
-	agent := exec.Command(filepath.Join(dir, "tillagent"), "-config", cfg)
-	agent.Stdout, agent.Stderr = &logs, &logs
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { agent.Process.Signal(os.Interrupt); agent.Wait() }()
-	// tillctl runs "VERB [VERB2] -config cfg ARGS…"; words counts the verb's words.
-	tillctl := func(words int, args ...string) string {
-		t.Helper()
-		argv := append(append(append([]string{}, args[:words]...), "-config", cfg), args[words:]...)
-		cmd := exec.Command(filepath.Join(dir, "tillctl"), argv...)
-		cmd.Dir = "../.."
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("tillctl %s: %v\n%s\nagent log:\n%s", strings.Join(args, " "), err, out, logs.String())
-		}
-		return string(out)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent did not start:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	a := newDemoAgent(t)
+	tillctl := a.tillctl
 	if out := tillctl(2, "shift", "open", "-cashier", "Иванова"); !strings.Contains(out, "shift opened") {
 		t.Fatalf("shift open: %s", out)
 	}
 	// `tillctl scan view` follows the agent's classified scans.
-	view := exec.Command(filepath.Join(dir, "tillctl"), "scan", "view", "-config", cfg, "-json")
+	view := exec.Command(a.bin("tillctl"), "scan", "view", "-config", a.cfg, "-json")
 	view.Dir = "../.."
 	viewOut, err := view.StdoutPipe()
 	if err != nil {
