@@ -148,8 +148,8 @@ func (s *Server) authTill(ctx context.Context, tillID, secret string) (string, e
 	if known && subtle.ConstantTimeCompare(got[:], want) == 1 {
 		return store, nil
 	}
-	if _, _, ok := s.keyedSecret(tillID, secret); ok {
-		return s.readmit(ctx, tillID, secret)
+	if storeID, issued, ok := s.keyedSecret(tillID, secret); ok {
+		return s.readmit(ctx, tillID, storeID, issued, got[:])
 	}
 	// Why, for head office's log (the till is told only that it is
 	// refused): what the operator does next differs.
@@ -164,24 +164,22 @@ func (s *Server) authTill(ctx context.Context, tillID, secret string) (string, e
 	return "", fmt.Errorf("%w: the secret does not match its enrolment (enrolled again since? the till must use the new secret)", ErrUnauthorized)
 }
 
-// readmit admits a till whose secret head office does not hold, the
-// secret issued with the enrolment key (keyedSecret) and newer than what
-// head office holds: it has no row for the till, or one from an earlier
+// readmit admits a till whose secret head office does not hold (sum is
+// its SHA-256), the secret issued with the enrolment key for storeID at
+// issued (keyedSecret) and newer than what head office holds: it has no row for the till, or one from an earlier
 // enrolment (restored from a backup taken before the till was enrolled or
 // enrolled again). A secret older than the row's enrolment (one that
 // enrolling again replaced) stays refused. The till's feed is reset (a new
 // epoch), so it pushes its journal again after head office's watermark and
 // loads the replica afresh, as after the ERP's reset-feed.
-func (s *Server) readmit(ctx context.Context, tillID, secret string) (string, error) {
-	storeID, issued, _ := s.keyedSecret(tillID, secret)
-	sum := sha256.Sum256([]byte(secret))
+func (s *Server) readmit(ctx context.Context, tillID, storeID string, issued time.Time, sum []byte) (string, error) {
 	tag, err := s.db.Exec(ctx, `INSERT INTO tills (till_id, store_id, secret_sha256, enrolled_at, feed_epoch)
-		SELECT $1, $2, $3, $4, 1 + floor(random() * 2147483646)::int
+		SELECT $1, $2, $3, $4, `+sqlNewEpoch+`
 		WHERE EXISTS (SELECT 1 FROM catalog WHERE section = 'stores' AND id = $2)
 		ON CONFLICT (till_id) DO UPDATE SET store_id = excluded.store_id, secret_sha256 = excluded.secret_sha256,
 			enrolled_at = excluded.enrolled_at, feed_epoch = excluded.feed_epoch
 		WHERE tills.enrolled_at < excluded.enrolled_at`,
-		tillID, storeID, sum[:], issued)
+		tillID, storeID, sum, issued)
 	if err != nil {
 		return "", fmt.Errorf("authenticate till %s: readmit: %w", tillID, err)
 	}
@@ -190,7 +188,7 @@ func (s *Server) readmit(ctx context.Context, tillID, secret string) (string, er
 		// another request of the till admitted it a moment ago.
 		var want []byte
 		err := s.db.QueryRow(ctx, `SELECT secret_sha256 FROM tills WHERE till_id = $1`, tillID).Scan(&want)
-		if err == nil && subtle.ConstantTimeCompare(sum[:], want) == 1 {
+		if err == nil && subtle.ConstantTimeCompare(sum, want) == 1 {
 			return storeID, nil
 		}
 		return "", fmt.Errorf("%w: the secret, issued %s for store %s, is older than the till's enrolment (enrolled again since), or the store is not in the catalog",

@@ -40,11 +40,11 @@ func (s *Server) renumberForeignXids(ctx context.Context, tx pgx.Tx) error {
 	if err != nil {
 		return fmt.Errorf("renumber the changes' xids: %w", err)
 	}
-	t, err := tx.Exec(ctx, `UPDATE tills SET feed_epoch = 1 + floor(random() * 2147483646)::int`)
+	t, err := tx.Exec(ctx, `UPDATE tills SET feed_epoch = `+sqlNewEpoch)
 	if err != nil {
 		return fmt.Errorf("reset the tills' feeds: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE export_epoch SET epoch = 1 + floor(random() * 2147483646)::int`); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE export_epoch SET epoch = `+sqlNewEpoch); err != nil {
 		return fmt.Errorf("new export epoch: %w", err)
 	}
 	s.log.Warn("database restored from another PostgreSQL cluster: xids renumbered, every till's feed reset, ERP export cursors start again",

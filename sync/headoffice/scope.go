@@ -153,7 +153,7 @@ func (s *Server) AssignCards(ctx context.Context, storeID string, codes []string
 func (s *Server) ResetFeed(ctx context.Context, tillID string) (int, error) {
 	var epoch int
 	err := s.db.QueryRow(ctx, `UPDATE tills SET feed_epoch = CASE WHEN e = feed_epoch THEN e % 2147483646 + 1 ELSE e END
-		FROM (SELECT 1 + floor(random() * 2147483646)::int AS e) r WHERE till_id = $1 RETURNING feed_epoch`, tillID).Scan(&epoch)
+		FROM (SELECT `+sqlNewEpoch+` AS e) r WHERE till_id = $1 RETURNING feed_epoch`, tillID).Scan(&epoch)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, fmt.Errorf("reset feed of till %s: %w", tillID, ErrUnknownTill)
 	}
@@ -163,6 +163,11 @@ func (s *Server) ResetFeed(ctx context.Context, tillID string) (int, error) {
 	s.log.Warn("till feed reset", "till", tillID, "epoch", epoch)
 	return epoch, nil
 }
+
+// sqlNewEpoch is a random epoch, never 0 (0 is a till's or the export's
+// first, written in no cursor): random, not counted up, because a backup
+// may hold an older count than tills and ERP jobs have seen.
+const sqlNewEpoch = `(1 + floor(random() * 2147483646)::int)`
 
 // ErrUnknownTill is a till id head office has not enrolled.
 var ErrUnknownTill = errors.New("unknown till")
