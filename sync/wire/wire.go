@@ -295,36 +295,20 @@ func DecodeFeed(data []byte) (*Feed, error) {
 	// Fast path for large pages: one strict decode of the whole feed. Only
 	// when that fails is it decoded again, the replica record by record, to
 	// name (and leave out) the records that do not decode.
-	var whole struct {
-		Cursor  string               `json:"cursor"`
-		Full    bool                 `json:"full"`
-		Replica *store.Replica       `json:"replica"`
-		Offline *store.OfflineLimits `json:"offline"`
-		More    bool                 `json:"more"`
-		Next    string               `json:"next"`
-		Reset   bool                 `json:"reset"`
-	}
+	var whole feedEnvelope[*store.Replica]
 	if strictDecode(data, &whole) == nil && whole.Replica != nil {
-		f := &Feed{Cursor: whole.Cursor, Full: whole.Full, Replica: whole.Replica, Offline: whole.Offline, More: whole.More,
-			Next: whole.Next, Reset: whole.Reset}
+		f := whole.feed()
+		f.Replica = whole.Replica
 		if err := checkFeed(f, true); err != nil {
 			return nil, err
 		}
 		return f, nil
 	}
-	var raw struct {
-		Cursor  string               `json:"cursor"`
-		Full    bool                 `json:"full"`
-		Replica json.RawMessage      `json:"replica"`
-		Offline *store.OfflineLimits `json:"offline"`
-		More    bool                 `json:"more"`
-		Next    string               `json:"next"`
-		Reset   bool                 `json:"reset"`
-	}
+	var raw feedEnvelope[json.RawMessage]
 	if err := strictDecode(data, &raw); err != nil {
 		return nil, fmt.Errorf("decode feed: %w", err)
 	}
-	f := &Feed{Cursor: raw.Cursor, Full: raw.Full, Offline: raw.Offline, More: raw.More, Next: raw.Next, Reset: raw.Reset}
+	f := raw.feed()
 	if err := checkFeed(f, len(raw.Replica) > 0 && string(raw.Replica) != "null"); err != nil {
 		return nil, err
 	}
@@ -333,6 +317,22 @@ func DecodeFeed(data []byte) (*Feed, error) {
 		return nil, fmt.Errorf("decode feed (cursor %s): %w", raw.Cursor, err)
 	}
 	return f, nil
+}
+
+// feedEnvelope is a Feed as it is decoded, its replica R whole or raw.
+type feedEnvelope[R any] struct {
+	Cursor  string               `json:"cursor"`
+	Full    bool                 `json:"full"`
+	Replica R                    `json:"replica"`
+	Offline *store.OfflineLimits `json:"offline"`
+	More    bool                 `json:"more"`
+	Next    string               `json:"next"`
+	Reset   bool                 `json:"reset"`
+}
+
+// feed is the envelope without its replica.
+func (e *feedEnvelope[R]) feed() *Feed {
+	return &Feed{Cursor: e.Cursor, Full: e.Full, Offline: e.Offline, More: e.More, Next: e.Next, Reset: e.Reset}
 }
 
 // checkFeed checks what a feed says beside its records.
