@@ -2,9 +2,7 @@ package headoffice
 
 import (
 	"context"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -21,25 +19,9 @@ func TestCorrectionDatabaseErrorIs5xx(t *testing.T) {
 	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(s.Handler())
-	defer hs.Close()
-	post := func(body string) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, hs.URL+"/v1/erp/corrections", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer erp-secret")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(data)
-	}
-	if _, err := s.db.Exec(ctx, `CREATE FUNCTION fail_journal() RETURNS trigger LANGUAGE plpgsql AS
-		$$ BEGIN RAISE EXCEPTION 'injected fault'; END $$;
-		CREATE TRIGGER fail_journal BEFORE INSERT ON journal FOR EACH ROW EXECUTE FUNCTION fail_journal()`); err != nil {
-		t.Fatal(err)
-	}
+	call := erpHTTP(t, s)
+	post := func(body string) (int, string) { return call(http.MethodPost, "/v1/erp/corrections", body) }
+	injectFault(t, s, "journal", "BEFORE INSERT", "ROW")
 	good := `{"id":"fix-1","card":"2900000000018","points":"5","reason":"support"}`
 	code, body := post(good)
 	if code != http.StatusInternalServerError || !strings.Contains(body, "nothing written") ||

@@ -92,11 +92,7 @@ func TestIngestFailureLeavesNothing(t *testing.T) {
 	s, entries := ingestFixture(t)
 	ctx := context.Background()
 	before := readIngestState(t, s)
-	if _, err := s.db.Exec(ctx, `CREATE FUNCTION fail_changes() RETURNS trigger LANGUAGE plpgsql AS
-		$$ BEGIN RAISE EXCEPTION 'injected fault'; END $$;
-		CREATE TRIGGER fail_changes AFTER INSERT ON changes FOR EACH STATEMENT EXECUTE FUNCTION fail_changes()`); err != nil {
-		t.Fatal(err)
-	}
+	injectFault(t, s, "changes", "AFTER INSERT", "STATEMENT")
 	b := &wire.Batch{TillID: "S001-T09", Entries: entries}
 	// More attempts than the pool has connections: a connection left in a
 	// transaction would show as a hang or an error other than the fault.

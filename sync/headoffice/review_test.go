@@ -161,24 +161,9 @@ func TestImportAndIngestNeverDeadlock(t *testing.T) {
 func TestImportDatabaseErrorIs5xx(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
-	hs := httptest.NewServer(s.Handler())
-	defer hs.Close()
-	post := func(body string) (int, string) {
-		req, _ := http.NewRequest(http.MethodPost, hs.URL+"/v1/erp/import", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer erp-secret")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(data)
-	}
-	if _, err := s.db.Exec(ctx, `CREATE FUNCTION fail_changes() RETURNS trigger LANGUAGE plpgsql AS
-		$$ BEGIN RAISE EXCEPTION 'injected fault'; END $$;
-		CREATE TRIGGER fail_changes AFTER INSERT ON changes FOR EACH STATEMENT EXECUTE FUNCTION fail_changes()`); err != nil {
-		t.Fatal(err)
-	}
+	call := erpHTTP(t, s)
+	post := func(body string) (int, string) { return call(http.MethodPost, "/v1/erp/import", body) }
+	injectFault(t, s, "changes", "AFTER INSERT", "STATEMENT")
 	demo, err := json.Marshal(demoReplica(t))
 	if err != nil {
 		t.Fatal(err)
@@ -340,19 +325,7 @@ func TestEntryValuesChecked(t *testing.T) {
 func TestReportsAndEnrolRefuseBadInput(t *testing.T) {
 	s, entries := ingestFixture(t)
 	ctx := context.Background()
-	hs := httptest.NewServer(s.Handler())
-	defer hs.Close()
-	call := func(method, path, body string) (int, string) {
-		req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer erp-secret")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(data)
-	}
+	call := erpHTTP(t, s)
 	for _, c := range []struct{ method, path, body, want string }{
 		{"GET", "/v1/erp/reports/expiring?days=0", "", "days 0 outside 1..3650"},
 		{"GET", "/v1/erp/journal?cursor=zz", "", `bad cursor`},
