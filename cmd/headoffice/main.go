@@ -86,21 +86,13 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 	if *dsn == "" {
 		*dsn = os.Getenv("HEADOFFICE_DSN")
 	}
-	token := os.Getenv("HEADOFFICE_ERP_TOKEN")
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			return fmt.Errorf("erp token: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
+	token, err := secretFrom("HEADOFFICE_ERP_TOKEN", *tokenFile)
+	if err != nil {
+		return fmt.Errorf("erp token: %w", err)
 	}
-	enrolKey := os.Getenv("HEADOFFICE_ENROL_KEY")
-	if *enrolKeyFile != "" {
-		b, err := os.ReadFile(*enrolKeyFile)
-		if err != nil {
-			return fmt.Errorf("enrolment key: %w", err)
-		}
-		enrolKey = strings.TrimSpace(string(b))
+	enrolKey, err := secretFrom("HEADOFFICE_ENROL_KEY", *enrolKeyFile)
+	if err != nil {
+		return fmt.Errorf("enrolment key: %w", err)
 	}
 	if enrolKey != "" && len(enrolKey) < 32 {
 		return fmt.Errorf("enrolment key: %d bytes, want at least 32 (e.g. openssl rand -hex 32)", len(enrolKey))
@@ -236,4 +228,17 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 			return hs.Shutdown(sctx)
 		}
 	}
+}
+
+// secretFrom is the file's content (trimmed) when file is set, else the
+// environment variable env.
+func secretFrom(env, file string) (string, error) {
+	if file == "" {
+		return os.Getenv(env), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
 }
