@@ -144,6 +144,11 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 		fmt.Fprintf(out, "imported %s: %d catalog records, %d cards, %d lots changed\n", fs.Arg(0), st.Catalog, st.Cards, st.Lots)
 		if st.LotsDiffer > 0 {
 			fmt.Fprintf(out, "%d lots differ from head office's (points, activation or expiry) and were left alone: a stored lot changes by folding and corrections only\n", st.LotsDiffer)
+			more := ""
+			if st.LotsDiffer > len(st.DifferingLots) {
+				more = fmt.Sprintf(" (the first %d)", len(st.DifferingLots))
+			}
+			fmt.Fprintf(out, "differing lots%s: %s\n", more, strings.Join(st.DifferingLots, ", "))
 		}
 		return nil
 	case "card-scope":

@@ -25,6 +25,22 @@ func TestServeEnrolImport(t *testing.T) {
 	if !strings.Contains(out.String(), "8 cards, 9 lots") {
 		t.Fatalf("import output: %q", out.String())
 	}
+	// The same file again with one lot's points changed: nothing is
+	// written, and the lot that differs is named.
+	demo, err := os.ReadFile("../../testdata/demo/replica.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := filepath.Join(t.TempDir(), "replica.yaml")
+	os.WriteFile(changed, bytes.Replace(demo, []byte(`{id: L-13-2, card: "2900000000018", points: "200"`), []byte(`{id: L-13-2, card: "2900000000018", points: "250"`), 1), 0o644)
+	out.Reset()
+	if err := run(ctx, []string{"import", "-dsn", dsn, changed}, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "0 cards, 0 lots changed") || !strings.Contains(out.String(), "1 lots differ") ||
+		!strings.Contains(out.String(), "differing lots: 2900000000018/L-13-2\n") {
+		t.Fatalf("re-import with a lot changed, output: %q", out.String())
+	}
 	out.Reset()
 	if err := run(ctx, []string{"enrol", "-dsn", dsn, "-till", "S001-T01", "-store", "S001"}, &out, nil); err != nil {
 		t.Fatal(err)

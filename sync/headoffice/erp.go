@@ -32,7 +32,15 @@ type ImportStats struct {
 	// stored, a lot changes by folding and corrections only), and counted
 	// so the ERP job sees its data differ.
 	LotsDiffer int `json:"lots_differ,omitempty"`
+	// DifferingLots names the first maxDifferingLots of them as
+	// "card/lot", so the ERP job can find its data without a diff of its
+	// own.
+	DifferingLots []string `json:"differing_lots,omitempty"`
 }
+
+// maxDifferingLots bounds DifferingLots: an ERP job that re-sends a
+// million stale lots gets the count and a sample, not a megabyte answer.
+const maxDifferingLots = 100
 
 // Import loads an ERP replica (the till's replica format, docs/replica.md)
 // in one transaction: every record is checked, references may point at
@@ -232,7 +240,13 @@ func importCards(ctx context.Context, tx pgx.Tx, r *store.Replica, st *ImportSta
 		b.Queue(sqlImportLot, l.Card, l.ID, l.Points.String(), rem.String(), l.AccruedAt, from, l.ExpiresAt, l.CheckID)
 		return nil
 	}, func(i int) string { return fmt.Sprintf("lots id %q of card %q", lots[i].ID, lots[i].Card) })
-	st.Lots, st.LotsDiffer = st.Lots+n, st.LotsDiffer+differ
+	st.Lots, st.LotsDiffer = st.Lots+n, st.LotsDiffer+len(differ)
+	for _, i := range differ {
+		if len(st.DifferingLots) == maxDifferingLots {
+			break
+		}
+		st.DifferingLots = append(st.DifferingLots, lots[i].Card+"/"+lots[i].ID)
+	}
 	if err != nil {
 		return err
 	}
@@ -261,7 +275,7 @@ func sortedOrder(n int, cmp func(a, b int) int) []int32 {
 // differs), and execChunked counts the 1s and the -1s. queue queues record
 // i's statement; name(i) names the record in an error (in a batch the
 // first failing statement is the one whose error comes back first).
-func execChunked(ctx context.Context, tx pgx.Tx, order []int32, queue func(b *pgx.Batch, i int) error, name func(i int) string) (changed, differ int, err error) {
+func execChunked(ctx context.Context, tx pgx.Tx, order []int32, queue func(b *pgx.Batch, i int) error, name func(i int) string) (changed int, differ []int32, err error) {
 	for lo := 0; lo < len(order); lo += importChunk {
 		chunk := order[lo:min(lo+importChunk, len(order))]
 		b := &pgx.Batch{}
@@ -271,7 +285,7 @@ func execChunked(ctx context.Context, tx pgx.Tx, order []int32, queue func(b *pg
 			}
 		}
 		c, d, err := countBatch(tx.SendBatch(ctx, b), chunk, name)
-		changed, differ = changed+c, differ+d
+		changed, differ = changed+c, append(differ, d...)
 		if err != nil {
 			return changed, differ, err
 		}
@@ -280,8 +294,8 @@ func execChunked(ctx context.Context, tx pgx.Tx, order []int32, queue func(b *pg
 }
 
 // countBatch reads one outcome per statement of a sent batch (1, 0, -1)
-// and closes it.
-func countBatch(br pgx.BatchResults, chunk []int32, name func(i int) string) (changed, differ int, err error) {
+// and closes it: the count of 1s and the records that gave -1.
+func countBatch(br pgx.BatchResults, chunk []int32, name func(i int) string) (changed int, differ []int32, err error) {
 	for _, i := range chunk {
 		var n int
 		if err := br.QueryRow().Scan(&n); err != nil {
@@ -292,7 +306,7 @@ func countBatch(br pgx.BatchResults, chunk []int32, name func(i int) string) (ch
 		case n > 0:
 			changed++
 		case n < 0:
-			differ++
+			differ = append(differ, i)
 		}
 	}
 	if err := br.Close(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -156,7 +157,7 @@ func TestImportIdempotentAndValidated(t *testing.T) {
 	var changes int
 	s.db.QueryRow(ctx, `SELECT count(*) FROM changes`).Scan(&changes)
 	again, err := s.Import(ctx, demoReplica(t))
-	if err != nil || again != (ImportStats{}) {
+	if err != nil || !reflect.DeepEqual(again, ImportStats{}) {
 		t.Fatalf("second import = %+v, %v; want nothing changed", again, err)
 	}
 	var changes2 int
