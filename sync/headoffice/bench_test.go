@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -47,6 +48,9 @@ var benchBatch, benchBatches = func() (int, int) {
 // table, 100 writers at once, in the same run. Reports entries/s, batch
 // p50/p99 and the ratio; then one more till pushes its batches alone,
 // one after another (solo-batch-p50-ms: a batch's latency without a queue).
+// Last, rawRows writes the rows ingestion writes for the same entries
+// with nothing computed (rows-entries/s, x-rows): not a goal of the
+// issue, the floor that shows what ingestion's own work costs.
 //
 //	go test -run '^$' -bench Ingest -benchtime 1x ./sync/headoffice/
 func BenchmarkIngest(b *testing.B) {
@@ -82,26 +86,13 @@ func BenchmarkIngest(b *testing.B) {
 		b.StartTimer()
 		var mu sync.Mutex
 		var lat []time.Duration
-		start := time.Now()
-		var wg sync.WaitGroup
-		for ti := range batches {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for _, body := range batches[ti].bodies {
-					d, err := push(&batches[ti], body)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					mu.Lock()
-					lat = append(lat, d)
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-		el := time.Since(start)
+		el := concurrently(b, batches, func(t *benchTill, i int) error {
+			d, err := push(t, t.bodies[i])
+			mu.Lock()
+			lat = append(lat, d)
+			mu.Unlock()
+			return err
+		})
 		b.StopTimer()
 		var soloLat []time.Duration
 		for _, body := range solo.bodies {
@@ -121,8 +112,11 @@ func BenchmarkIngest(b *testing.B) {
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 		sort.Slice(soloLat, func(i, j int) bool { return soloLat[i] < soloLat[j] })
 		raw := rawInsert(b, s, batches)
+		rows := rawRows(b, s, batches)
 		rate := float64(n) / el.Seconds()
 		rawRate := float64(n) / raw.Seconds()
+		b.ReportMetric(float64(n)/rows.Seconds(), "rows-entries/s")
+		b.ReportMetric(rate/(float64(n)/rows.Seconds()), "x-rows")
 		b.ReportMetric(rate, "entries/s")
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "batch-p50-ms")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "batch-p99-ms")
@@ -207,21 +201,30 @@ func rawInsert(b *testing.B, s *Server, tills []benchTill) time.Duration {
 	if _, err := s.db.Exec(ctx, `CREATE TABLE raw_journal (LIKE journal INCLUDING DEFAULTS INCLUDING INDEXES)`); err != nil {
 		b.Fatal(err)
 	}
+	return concurrently(b, tills, func(t *benchTill, i int) error {
+		var pb pgx.Batch
+		for _, e := range t.entries[i] {
+			body, _ := json.Marshal(e)
+			pb.Queue(`INSERT INTO raw_journal (id, till_id, prev_id, card_code, kind, points, body, digest)
+				VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, $8)`, e.ID, t.till, e.Prev, e.CardCode,
+				string(e.Kind), e.Points.String(), string(body), []byte{1})
+		}
+		return s.db.SendBatch(ctx, &pb).Close()
+	})
+}
+
+// concurrently calls do for each batch of each till, one goroutine a till
+// (its batches in order), and returns the time they all took; a till
+// stops at its first error.
+func concurrently(b *testing.B, tills []benchTill, do func(t *benchTill, batch int) error) time.Duration {
 	start := time.Now()
 	var wg sync.WaitGroup
 	for ti := range tills {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, es := range tills[ti].entries {
-				var pb pgx.Batch
-				for _, e := range es {
-					body, _ := json.Marshal(e)
-					pb.Queue(`INSERT INTO raw_journal (id, till_id, prev_id, card_code, kind, points, body, digest)
-						VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, $8)`, e.ID, tills[ti].till, e.Prev, e.CardCode,
-						string(e.Kind), e.Points.String(), string(body), []byte{1})
-				}
-				if err := s.db.SendBatch(ctx, &pb).Close(); err != nil {
+			for i := range tills[ti].entries {
+				if err := do(&tills[ti], i); err != nil {
 					b.Error(err)
 					return
 				}
@@ -230,4 +233,60 @@ func rawInsert(b *testing.B, s *Server, tills []benchTill) time.Duration {
 	}
 	wg.Wait()
 	return time.Since(start)
+}
+
+// rawRows writes, for the same entries, the rows ingestion writes — the
+// journal row, the lot inserted (accrual) or updated (redemption), the
+// card's debt and history updated and a change row per card, in one
+// transaction per till batch, 100 writers at once — into copies of the
+// journal, lots and changes tables (the lots' foreign key kept) and the
+// real cards: plain batched statements, nothing read, locked, checked or
+// folded. The cards' history is a fixed document of the size ingestion
+// writes.
+func rawRows(b *testing.B, s *Server, tills []benchTill) time.Duration {
+	b.Helper()
+	ctx := context.Background()
+	if _, err := s.db.Exec(ctx, `CREATE TABLE rows_journal (LIKE journal INCLUDING DEFAULTS INCLUDING INDEXES);
+		CREATE TABLE rows_lots (LIKE lots INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING CONSTRAINTS);
+		ALTER TABLE rows_lots ADD FOREIGN KEY (card) REFERENCES cards(code);
+		CREATE TABLE rows_changes (LIKE changes INCLUDING DEFAULTS INCLUDING INDEXES)`); err != nil {
+		b.Fatal(err)
+	}
+	hist := `{"month":"2026-11","purchases_all_time":"100.00","purchases_month":"100.00","accrued_month":"10"}`
+	return concurrently(b, tills, func(t *benchTill, bi int) error {
+		var j struct{ id, prev, card, kind, points, body []string }
+		var ins struct{ card, id, points []string }
+		var upd struct{ card, id []string }
+		var cards []string
+		for _, e := range t.entries[bi] {
+			body, _ := json.Marshal(e)
+			j.id, j.prev, j.card = append(j.id, e.ID), append(j.prev, e.Prev), append(j.card, e.CardCode)
+			j.kind, j.points, j.body = append(j.kind, string(e.Kind)), append(j.points, e.Points.String()), append(j.body, string(body))
+			if l := e.Lots[0]; l.Create {
+				ins.card, ins.id, ins.points = append(ins.card, e.CardCode), append(ins.id, l.LotID), append(ins.points, l.Delta.String())
+			} else {
+				upd.card, upd.id = append(upd.card, e.CardCode), append(upd.id, l.LotID)
+			}
+			cards = append(cards, e.CardCode)
+		}
+		sort.Strings(cards)
+		cards = slices.Compact(cards)
+		var pb pgx.Batch
+		pb.Queue("begin")
+		pb.Queue(`INSERT INTO rows_journal (id, till_id, prev_id, card_code, kind, points, body, digest, folded)
+			SELECT u.id, $1, u.prev, u.card, u.kind, u.points::numeric, u.body::json, '\x01', true
+			FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u(id, prev, card, kind, points, body)`,
+			t.till, j.id, j.prev, j.card, j.kind, j.points, j.body)
+		pb.Queue(`INSERT INTO rows_lots (card, lot_id, points, remaining, accrued_at, active_from, check_id)
+			SELECT u.card, u.id, u.points::numeric, u.points::numeric, now(), now(), u.id
+			FROM unnest($1::text[], $2::text[], $3::text[]) AS u(card, id, points)`, ins.card, ins.id, ins.points)
+		if len(upd.card) > 0 {
+			pb.Queue(`UPDATE rows_lots l SET remaining = greatest(l.remaining - 1, 0)
+			FROM unnest($1::text[], $2::text[]) AS u(card, id) WHERE l.card = u.card AND l.lot_id = u.id`, upd.card, upd.id)
+		}
+		pb.Queue(`UPDATE cards c SET debt = 0, history = $2::json FROM unnest($1::text[]) AS u(code) WHERE c.code = u.code`, cards, hist)
+		pb.Queue(`INSERT INTO rows_changes (section, key) SELECT 'cards', unnest($1::text[])`, cards)
+		pb.Queue("commit")
+		return s.db.SendBatch(ctx, &pb).Close()
+	})
 }
