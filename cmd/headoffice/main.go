@@ -28,6 +28,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
 
@@ -50,19 +51,17 @@ var logOutput io.Writer = os.Stderr
 // run is main without the process: ready, if not nil, gets the listen
 // address once serving.
 func run(ctx context.Context, args []string, out io.Writer, ready func(addr string)) error {
-	cmd := "serve"
+	cmd, implicit := "serve", true
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
+		cmd, args, implicit = args[0], args[1:], false
 	}
-	switch cmd {
-	case "serve", "enrol", "import", "card-scope", "reset-feed":
-	default:
+	if !isCommand(cmd) {
 		// Before the flags and the database: a typo is named as such.
 		return fmt.Errorf("unknown command %q (serve, enrol, import, card-scope, reset-feed)", cmd)
 	}
 	fs := flag.NewFlagSet("headoffice "+cmd, flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: headoffice [serve|enrol|import|card-scope|reset-feed] [flags]\n  (see docs/sync.md)\nflags of headoffice %s:\n", cmd)
+		fmt.Fprintf(fs.Output(), "usage: headoffice COMMAND [flags] [ARGS]: serve | enrol | import FILE | card-scope [CODE...] | reset-feed\n  (see docs/sync.md)\nflags of headoffice %s:\n", cmd)
 		fs.PrintDefaults()
 	}
 	dsn := fs.String("dsn", "", "PostgreSQL DSN (default $HEADOFFICE_DSN; not shown here, it may hold a password)")
@@ -83,6 +82,9 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 	} else if err != nil {
 		return err
 	}
+	if err := checkArgs(cmd, implicit, fs.Args()); err != nil {
+		return err
+	}
 	if *dsn == "" {
 		*dsn = os.Getenv("HEADOFFICE_DSN")
 	}
@@ -97,13 +99,21 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 	if enrolKey != "" && len(enrolKey) < 32 {
 		return fmt.Errorf("enrolment key: %d bytes, want at least 32 (e.g. openssl rand -hex 32)", len(enrolKey))
 	}
+	if cmd == "serve" && token != "" && utf8.RuneCountInString(token) < minTokenLen {
+		return fmt.Errorf("erp token: %d characters, want at least %d random characters (e.g. openssl rand -hex 16)", utf8.RuneCountInString(token), minTokenLen)
+	}
+	if *expireEvery < 0 {
+		return fmt.Errorf("-expire-every %s: want a positive duration, or 0 for never", *expireEvery)
+	}
 	var off store.OfflineLimits
-	var err1, err2 error
-	off.CardCap, err1 = decimal.NewFromString(*cardCap)
-	off.TillCap, err2 = decimal.NewFromString(*tillCap)
-	off.MaxAge = *maxAge
-	if err := errors.Join(err1, err2); err != nil || off.CardCap.IsNegative() || off.TillCap.IsNegative() || off.MaxAge < 0 {
-		return fmt.Errorf("offline limits: want non-negative numbers and a duration (%v)", err)
+	if off.CardCap, err = pointsFlag("offline-card-cap", *cardCap); err != nil {
+		return err
+	}
+	if off.TillCap, err = pointsFlag("offline-till-cap", *tillCap); err != nil {
+		return err
+	}
+	if off.MaxAge = *maxAge; off.MaxAge < 0 {
+		return fmt.Errorf("-offline-max-age %s: want a non-negative duration (0: no limit)", off.MaxAge)
 	}
 	log := slog.New(slog.NewTextHandler(logOutput, nil))
 	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: *dsn, ERPToken: token, EnrolKey: []byte(enrolKey), Logger: log, Offline: off})
@@ -235,8 +245,53 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 	}
 }
 
+// minTokenLen is the shortest ERP token serve takes (docs/sync.md).
+const minTokenLen = 16
+
+func isCommand(cmd string) bool {
+	switch cmd {
+	case "serve", "enrol", "import", "card-scope", "reset-feed":
+		return true
+	}
+	return false
+}
+
+// checkArgs refuses arguments a command would ignore or misread: a
+// command after the flags (`headoffice -dsn D import F` would parse as
+// serve and start serving), arguments to a command that takes none, and a
+// flag after the arguments (flag parsing stops at the first argument, so
+// it would be taken for one).
+func checkArgs(cmd string, implicit bool, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	if implicit && isCommand(args[0]) {
+		return fmt.Errorf("command %q after the flags: the command comes first, then its flags (headoffice %s -dsn DSN …)", args[0], args[0])
+	}
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			return fmt.Errorf("%s: flag %s after the arguments %q: flags go right after the command, before its arguments", cmd, a, args)
+		}
+	}
+	switch cmd {
+	case "serve", "enrol", "reset-feed":
+		return fmt.Errorf("%s takes no arguments, got %q", cmd, args)
+	}
+	return nil
+}
+
+// pointsFlag reads a non-negative number of points given to -name.
+func pointsFlag(name, v string) (decimal.Decimal, error) {
+	d, err := decimal.NewFromString(v)
+	if err != nil || d.IsNegative() {
+		return decimal.Decimal{}, fmt.Errorf("-%s %q: want a non-negative number of points (0: no limit)", name, v)
+	}
+	return d, nil
+}
+
 // secretFrom is the file's content (trimmed) when file is set, else the
-// environment variable env.
+// environment variable env. A file holding nothing but white space (an
+// empty or unmounted secret) is refused, not taken as "no secret".
 func secretFrom(env, file string) (string, error) {
 	if file == "" {
 		return os.Getenv(env), nil
@@ -245,5 +300,9 @@ func secretFrom(env, file string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return strings.TrimSpace(string(b)), nil
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("%s is empty (an unmounted secret?)", file)
+	}
+	return s, nil
 }

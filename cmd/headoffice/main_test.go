@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -181,5 +182,105 @@ func TestUnknownCommandBeforeAnything(t *testing.T) {
 	err = run(context.Background(), []string{"import", "-dsn", dsn, bad}, &out, nil)
 	if err == nil || !strings.Contains(err.Error(), "nothing written") {
 		t.Errorf("import refused by its file's checks: %v, want it to say nothing was written", err)
+	}
+}
+
+// TestMisplacedArgumentsRefused: a command after the flags
+// (`headoffice -dsn D import F`, which used to parse as serve and start
+// serving), arguments to serve, and a flag after a command's arguments are
+// refused with an error saying where they go, before anything runs.
+func TestMisplacedArgumentsRefused(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	demo := "../../testdata/demo/replica.yaml"
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-dsn", dsn, "import", demo}, `command "import" after the flags: the command comes first, then its flags`},
+		{[]string{"-dsn", dsn, "-listen", "127.0.0.1:0", "enrol", "-till", "S001-T01", "-store", "S001"}, `command "enrol" after the flags`},
+		{[]string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0", "these", "are", "ignored"}, `serve takes no arguments, got ["these" "are" "ignored"]`},
+		{[]string{"-listen", "127.0.0.1:0", "stray"}, `serve takes no arguments, got ["stray"]`},
+		{[]string{"reset-feed", "-dsn", dsn, "-till", "S001-T01", "S001-T02"}, `reset-feed takes no arguments`},
+		{[]string{"import", demo, "-dsn", dsn}, `import: flag -dsn after the arguments`},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := run(ctx, c.args, &bytes.Buffer{}, func(addr string) { t.Errorf("%q started serving on %s", c.args, addr) })
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.args, err, c.want)
+		}
+	}
+	// Nothing was imported by the refused import.
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"import", "-dsn", dsn, demo}, &out, nil); err != nil || !strings.Contains(out.String(), "8 cards, 9 lots changed") {
+		t.Errorf("the import, right: %v %q (want every card new: the refused ones wrote nothing)", err, out.String())
+	}
+}
+
+// TestSecretsAndFlagsChecked: serve refuses an ERP token shorter than 16
+// characters and takes one of 16 (an ERP request with it is answered); an
+// enrolment key or token file that is empty or white space is refused, not
+// taken as "no key"; bad offline limits and a negative -expire-every name
+// the flag.
+func TestSecretsAndFlagsChecked(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	dir := t.TempDir()
+	blank, empty := filepath.Join(dir, "blank.key"), filepath.Join(dir, "empty.key")
+	os.WriteFile(blank, []byte("  \n\t\n"), 0o600)
+	os.WriteFile(empty, nil, 0o600)
+	serveArgs := []string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0", "-offline-card-cap", "500"}
+	t.Setenv("HEADOFFICE_ERP_TOKEN", "short-token-15c")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{serveArgs, "erp token: 15 characters, want at least 16 random characters"},
+		{[]string{"enrol", "-dsn", dsn, "-enrol-key-file", blank, "-till", "S001-T01", "-store", "S001"}, "enrolment key: " + blank + " is empty"},
+		{[]string{"enrol", "-dsn", dsn, "-enrol-key-file", empty, "-till", "S001-T01", "-store", "S001"}, "enrolment key: " + empty + " is empty"},
+		{append(serveArgs, "-erp-token-file", blank), "erp token: " + blank + " is empty"},
+		{append(serveArgs, "-erp-token-file", empty), "erp token: " + empty + " is empty"},
+	} {
+		err := run(context.Background(), c.args, &bytes.Buffer{}, func(addr string) { t.Errorf("%q started serving", c.args) })
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.args, err, c.want)
+		}
+	}
+	t.Setenv("HEADOFFICE_ERP_TOKEN", "0123456789abcdef")
+	for _, c := range []struct{ flag, value, want string }{
+		{"-offline-card-cap", "-5", `-offline-card-cap "-5": want a non-negative number`},
+		{"-offline-till-cap", "lots", `-offline-till-cap "lots": want a non-negative number`},
+		{"-offline-max-age", "-1h", `-offline-max-age -1h0m0s: want a non-negative duration`},
+		{"-expire-every", "-5m", `-expire-every -5m0s: want a positive duration, or 0 for never`},
+	} {
+		args := append(slices.Clone(serveArgs), c.flag, c.value)
+		err := run(context.Background(), args, &bytes.Buffer{}, func(addr string) { t.Errorf("%q started serving", args) })
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s %s: %v, want %q", c.flag, c.value, err, c.want)
+		}
+	}
+	// A 16-character token serves, and ERP requests carrying it are answered.
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc, done := make(chan string, 1), make(chan error, 1)
+	go func() { done <- run(ctx, serveArgs, &bytes.Buffer{}, func(a string) { addrc <- a }) }()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		t.Fatalf("serve with a 16-character token: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	req, _ := http.NewRequest("GET", "http://"+addr+"/v1/erp/reports/overdrafts", nil)
+	req.Header.Set("Authorization", "Bearer 0123456789abcdef")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("ERP request with the 16-character token: %v %v", resp, err)
+	}
+	if resp != nil {
+		resp.Body.Close()
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve after cancel: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -74,7 +75,21 @@ func (s *Server) KeepHeadOffice(ctx context.Context, id, reason string) error {
 var ErrNoConflict = errors.New("no open conflict with this id")
 
 func (s *Server) handleConflicts(w http.ResponseWriter, r *http.Request) {
-	c, err := s.Conflicts(r.Context(), r.URL.Query().Get("all") == "1")
+	q := r.URL.Query()
+	if err := onlyParams(q, "journal conflicts", "all"); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	all := false
+	if q.Has("all") {
+		var err error
+		// 1/true lists the settled conflicts too, 0/false only the open.
+		if all, err = strconv.ParseBool(q.Get("all")); err != nil {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("journal conflicts: all %q: want 1 or true (also the settled), 0 or false (only the open)", q.Get("all")))
+			return
+		}
+	}
+	c, err := s.Conflicts(r.Context(), all)
 	s.reply(w, c, err)
 }
 
@@ -83,8 +98,8 @@ func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request) {
 		Keep   string `json:"keep"`
 		Reason string `json:"reason"`
 	}
-	if err := decodeStrict(r, &req); err != nil {
-		httpError(w, http.StatusBadRequest, "settle conflict: "+err.Error())
+	if err := decodeStrict(w, r, 1<<20, &req); err != nil {
+		decodeFailed(w, "settle conflict", err)
 		return
 	}
 	id := r.PathValue("id")

@@ -54,7 +54,10 @@ const maxDifferingLots = 100
 func (s *Server) Import(ctx context.Context, r *store.Replica) (ImportStats, error) {
 	var st ImportStats
 	if len(r.FoldedThrough) > 0 {
-		return st, errors.New("erp import: folded_through is head office's, not an ERP field")
+		return st, &RefusedImport{Err: errors.New("erp import: folded_through is head office's, not an ERP field")}
+	}
+	if err := checkImportText(r); err != nil {
+		return st, fmt.Errorf("erp import: %w", &RefusedImport{Err: err})
 	}
 	err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		var err error
@@ -85,6 +88,9 @@ func importTx(ctx context.Context, tx pgx.Tx, r *store.Replica) (ImportStats, er
 			return fmt.Errorf("look up references: %w", lookupErr)
 		case err != nil:
 			return &RefusedImport{Err: err}
+		}
+		if err := checkImportPoints(ctx, tx, r); err != nil {
+			return err
 		}
 		upsert := func(section, id string, v any) error {
 			body, err := json.Marshal(v)
@@ -343,6 +349,10 @@ func refused(err error) error { return refusedError{err} }
 func requestsFault(err error) bool {
 	var ref *RefusedImport
 	var pe *pgconn.PgError
+	var ho headOfficeError
+	if errors.As(err, &ho) {
+		return false
+	}
 	return errors.Is(err, ErrRefused) || errors.As(err, &ref) ||
 		errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23"))
 }
@@ -431,6 +441,9 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 	case c.ExpiresAt != nil && (c.Points.IsNegative() || !c.ExpiresAt.After(s.now())):
 		return CorrectionResult{}, refused(fmt.Errorf("correction %s: expires_at must be in the future, on an accrual", c.ID))
 	}
+	if err := checkCorrectionText(c); err != nil {
+		return CorrectionResult{}, err
+	}
 	if err := wire.CheckPoints("points", c.Points, -1); err != nil {
 		return CorrectionResult{}, refused(fmt.Errorf("correction %s of card %s: %w", c.ID, c.Card, err))
 	}
@@ -446,7 +459,7 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		}
 		cards, err := lockCards(ctx, tx, []string{c.Card})
 		if err != nil {
-			return err
+			return headOffice(fmt.Errorf("read the card: %w", err))
 		}
 		card := cards[c.Card]
 		if card == nil {
@@ -461,7 +474,8 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 				return refused(fmt.Errorf("program %s: %w", program, err))
 			}
 		case !errors.Is(err, pgx.ErrNoRows): // no row: a program head office does not know
-			return fmt.Errorf("read the program's scale: %w", err)
+			// Head office's catalog, not the correction, is at fault.
+			return headOffice(fmt.Errorf("read the program's scale: %w", err))
 		}
 		var digest []byte
 		err = tx.QueryRow(ctx, `SELECT digest FROM journal WHERE id = $1`, id).Scan(&digest)
@@ -494,7 +508,12 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		}
 		card.apply(e, time.UTC)
 		out = CorrectionResult{EntryID: id}
-		return saveCards(ctx, tx, cards)
+		if err := saveCards(ctx, tx, cards); err != nil {
+			// The card's own rows and head office's triggers (the debt
+			// policy reads the catalog): nothing of the request's.
+			return headOffice(fmt.Errorf("save the card: %w", err))
+		}
+		return nil
 	})
 	if err != nil {
 		return CorrectionResult{}, fmt.Errorf("correction %s of card %s: %w", c.ID, c.Card, err)
@@ -537,6 +556,9 @@ type ExportedEntry struct {
 	Entry      json.RawMessage `json:"entry"`
 	Folded     bool            `json:"folded"`
 	ReceivedAt time.Time       `json:"received_at"`
+	// Rejected is why head office refused the entry: kept, applied to no
+	// card (docs/sync.md, "Journal ingestion").
+	Rejected string `json:"rejected,omitempty"`
 }
 
 // Export is a page of the journal export.
@@ -551,16 +573,26 @@ type Export struct {
 	Reset bool `json:"reset,omitempty"`
 }
 
+// The journal export's page size when none is asked, and the largest.
+const (
+	DefaultExportLimit = 1000
+	MaxExportLimit     = 10000
+)
+
 // ExportJournal returns up to limit entries after cursor ("" = from the
 // start), each exactly once across pages: the cursor is (xid, seq) and a
 // page holds only entries of transactions older than the oldest one still
 // running, so a late commit is exported later, never skipped. After a
 // restore into another cluster (renumberForeignXids) cursors carry the
 // export's epoch, "e<epoch>:<xid>.<seq>"; one of another epoch starts
-// again.
+// again. A limit of 0 or less is the default (DefaultExportLimit), one
+// above MaxExportLimit is cut to it.
 func (s *Server) ExportJournal(ctx context.Context, cursor string, limit int) (*Export, error) {
-	if limit <= 0 || limit > 10000 {
-		limit = 1000
+	switch {
+	case limit <= 0:
+		limit = DefaultExportLimit
+	case limit > MaxExportLimit:
+		limit = MaxExportLimit
 	}
 	out := &Export{Cursor: cursor, Entries: []ExportedEntry{}}
 	err := s.inTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
@@ -585,7 +617,7 @@ func (s *Server) ExportJournal(ctx context.Context, cursor string, limit int) (*
 				s.log.Warn("journal export cursor from before a restore into another cluster: the export starts again", "cursor", cursor)
 			}
 		}
-		rows, err := tx.Query(ctx, `SELECT xid::text, seq, till_id, body::text, folded, received_at FROM journal
+		rows, err := tx.Query(ctx, `SELECT xid::text, seq, till_id, body::text, folded, received_at, rejected FROM journal
 			WHERE (xid, seq) > ($1::text::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())
 			ORDER BY xid, seq LIMIT $3`, xid, seq, limit)
 		if err != nil {
@@ -596,7 +628,7 @@ func (s *Server) ExportJournal(ctx context.Context, cursor string, limit int) (*
 			var x, body string
 			var n int64
 			var e ExportedEntry
-			if err := rows.Scan(&x, &n, &e.TillID, &body, &e.Folded, &e.ReceivedAt); err != nil {
+			if err := rows.Scan(&x, &n, &e.TillID, &body, &e.Folded, &e.ReceivedAt, &e.Rejected); err != nil {
 				return err
 			}
 			e.Entry = json.RawMessage(body)
@@ -639,29 +671,108 @@ type CardBalance struct {
 	// Balance is Σ remaining of unexpired lots − debt.
 	Balance checkout.Points `json:"balance"`
 	Debt    checkout.Points `json:"debt"`
+	// Expired is what points expiry (maintain) has taken from the card's
+	// lots, all time: no journal entry records it.
+	Expired checkout.Points `json:"expired"`
 }
 
-// Balances reports every card's balance at now.
+// The balances report's page size when none is asked, and the largest
+// (a larger limit is cut to it).
+const (
+	DefaultBalanceLimit = 1000
+	MaxBalanceLimit     = 10000
+)
+
+// BalancePage is a page of the balances report, cards in code order
+// (byte order: codes are COLLATE "C").
+type BalancePage struct {
+	Balances []CardBalance `json:"balances"`
+	// More is true when cards follow; Next (set only then) is the after
+	// to ask with for them.
+	More bool   `json:"more"`
+	Next string `json:"next,omitempty"`
+}
+
+// ErrUnknownCard is a card head office does not hold.
+var ErrUnknownCard = errors.New("unknown card")
+
+// sqlBalances reads the balances of the cards $2 selects, at $1: the page
+// of cards is picked first, so each card's lots are read by the lots'
+// primary key (card, lot_id), never the whole table.
+const sqlBalances = `SELECT p.code,
+	(coalesce((SELECT sum(l.remaining) FROM lots l WHERE l.card = p.code AND (l.expires_at IS NULL OR l.expires_at > $1)), 0) - p.debt)::text,
+	p.debt::text,
+	coalesce((SELECT sum(l.expired) FROM lots l WHERE l.card = p.code), 0)::text
+	FROM (%s) p ORDER BY p.code`
+
+// Balances reports every card's balance at now, in one answer (tests and
+// small chains; ERP pages with BalancesPage).
 func (s *Server) Balances(ctx context.Context) ([]CardBalance, error) {
-	rows, err := s.db.Query(ctx, `SELECT c.code, (coalesce(sum(l.remaining) FILTER (WHERE l.expires_at IS NULL OR l.expires_at > $1), 0) - c.debt)::text, c.debt::text
-		FROM cards c LEFT JOIN lots l ON l.card = c.code GROUP BY c.code, c.debt ORDER BY c.code`, s.now())
+	out, err := s.balances(ctx, fmt.Sprintf(sqlBalances, `SELECT code, debt FROM cards`))
 	if err != nil {
 		return nil, fmt.Errorf("balances report: %w", err)
+	}
+	return out, nil
+}
+
+// BalancesPage reports the balances at now of up to limit cards (0: the
+// default, above the maximum: the maximum) with codes after after ("":
+// from the first).
+func (s *Server) BalancesPage(ctx context.Context, after string, limit int) (*BalancePage, error) {
+	switch {
+	case limit < 0:
+		return nil, badRequest(fmt.Errorf("balances report: limit %d is negative", limit))
+	case limit == 0:
+		limit = DefaultBalanceLimit
+	case limit > MaxBalanceLimit:
+		limit = MaxBalanceLimit
+	}
+	// One card more than the page tells whether more follow.
+	bs, err := s.balances(ctx, fmt.Sprintf(sqlBalances, `SELECT code, debt FROM cards WHERE code > $2 ORDER BY code LIMIT $3`), after, limit+1)
+	if err != nil {
+		return nil, fmt.Errorf("balances report after %q: %w", after, err)
+	}
+	out := &BalancePage{Balances: bs}
+	if len(bs) > limit {
+		out.Balances, out.More, out.Next = bs[:limit], true, bs[limit-1].Card
+	}
+	return out, nil
+}
+
+// CardBalanceOf reports one card's balance at now (ErrUnknownCard when
+// head office does not hold it).
+func (s *Server) CardBalanceOf(ctx context.Context, code string) (CardBalance, error) {
+	bs, err := s.balances(ctx, fmt.Sprintf(sqlBalances, `SELECT code, debt FROM cards WHERE code = $2`), code)
+	if err != nil {
+		return CardBalance{}, fmt.Errorf("balance of card %s: %w", code, err)
+	}
+	if len(bs) == 0 {
+		return CardBalance{}, fmt.Errorf("balance of card %s: %w", code, ErrUnknownCard)
+	}
+	return bs[0], nil
+}
+
+// balances runs a sqlBalances query (args after now).
+func (s *Server) balances(ctx context.Context, query string, args ...any) ([]CardBalance, error) {
+	rows, err := s.db.Query(ctx, query, append([]any{s.now()}, args...)...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	out := []CardBalance{}
 	for rows.Next() {
 		var b CardBalance
-		var bal, debt string
-		if err := rows.Scan(&b.Card, &bal, &debt); err != nil {
-			return nil, fmt.Errorf("balances report: %w", err)
+		var bal, debt, expired string
+		if err := rows.Scan(&b.Card, &bal, &debt, &expired); err != nil {
+			return nil, err
 		}
 		d1, e1 := decimal.NewFromString(bal)
 		d2, e2 := decimal.NewFromString(debt)
-		if err := errors.Join(e1, e2); err != nil {
-			return nil, fmt.Errorf("balances report card %s: %w", b.Card, err)
+		d3, e3 := decimal.NewFromString(expired)
+		if err := errors.Join(e1, e2, e3); err != nil {
+			return nil, fmt.Errorf("card %s: %w", b.Card, err)
 		}
-		b.Balance, b.Debt = checkout.PointsOf(d1), checkout.PointsOf(d2)
+		b.Balance, b.Debt, b.Expired = checkout.PointsOf(d1), checkout.PointsOf(d2), checkout.PointsOf(d3)
 		out = append(out, b)
 	}
 	return out, rows.Err()
@@ -740,7 +851,8 @@ func (s *Server) Maintain(ctx context.Context) (MaintainStats, error) {
 			for _, id := range c.order {
 				l := c.Lots[id]
 				if l.ExpiresAt != nil && !now.Before(*l.ExpiresAt) && l.Remaining.IsPositive() {
-					l.Remaining, l.dirty, c.dirty = decimal.Zero, true, true
+					l.Expired, l.Remaining = l.Expired.Add(l.Remaining), decimal.Zero
+					l.dirty, c.dirty = true, true
 					st.Expired++
 				}
 			}
@@ -804,55 +916,160 @@ func (s *Server) ExpiringWithin(ctx context.Context, days int) ([]Expiring, erro
 	return out, rows.Err()
 }
 
-// AccrualTotals is the accrued-points report: points the journal accrued
-// to customer cards and to agent (referral) cards, and what was redeemed.
+// AccrualTotals is the accruals report over the journal entries written
+// (created_at) in [from, to). Every total is net of the period's returns,
+// so over entries on cards head office holds,
+//
+//	customer_accrued + agent_accrued − redeemed + corrections
+//
+// is exactly the change those entries made to Σ balances (the balances
+// report). What moves balances outside the journal is not in it: lots
+// expired by Maintain (an entry spending from a lot after its expiry ran
+// takes its points from what expired, not from the balance) and debt the
+// negative-balance policy wrote off or took back on a return
+// (GET /v1/erp/reports/writeoffs). Only folded entries count: one stored
+// behind a gap in its till's chain is in Unfolded until it is folded (it
+// then counts in the period of its created_at, so a report of a past
+// period can still grow). A return counts in the period it was made, not
+// that of its sale, so a period's net totals can be below zero.
 type AccrualTotals struct {
+	// CustomerAccrued and AgentAccrued (cards of a card kind of kind
+	// "referral") are the points of accrual entries minus what reversals
+	// took back on such cards.
+	CustomerAccrued checkout.Points `json:"customer_accrued"`
+	AgentAccrued    checkout.Points `json:"agent_accrued"`
+	// Redeemed is the points spent by redemption entries minus what
+	// reversals gave back.
+	Redeemed checkout.Points `json:"redeemed"`
+	// Returned is what the period's reversals took off the three totals
+	// above (already subtracted from them).
+	Returned ReturnedTotals `json:"returned"`
+	// Corrections is the net points of ERP corrections (till "ERP").
+	Corrections checkout.Points `json:"corrections"`
+	// UnknownCards are folded entries on cards head office does not hold
+	// (folded as nothing: no card has their points), all kinds, not in any
+	// total above. A card imported after its entries were folded counts
+	// as known, though the entries never reached it.
+	UnknownCards EntryTotals `json:"unknown_cards"`
+	// Unfolded are the period's entries stored but not folded yet.
+	Unfolded EntryTotals `json:"unfolded"`
+	// Rejected are the period's entries head office kept as rejected: on
+	// their till's chain, applied to no card (GET /v1/erp/rejected).
+	Rejected EntryTotals `json:"rejected"`
+}
+
+// ReturnedTotals is what reversals (kind "reversal", a return) took off
+// the accruals report: a reversal's negative lot deltas take back an
+// accrual (the "~debt" lot too: store.DebtLot, the part the balance could
+// not cover), its positive deltas give back spent points; a reversal
+// without lots counts by the sign of its points.
+type ReturnedTotals struct {
 	CustomerAccrued checkout.Points `json:"customer_accrued"`
 	AgentAccrued    checkout.Points `json:"agent_accrued"`
 	Redeemed        checkout.Points `json:"redeemed"`
 }
 
-// Accruals sums the folded journal of entries written in [from, to):
-// entries stored but not folded yet (their chain has a gap) count once
-// they are in the balances.
+// EntryTotals counts journal entries and sums their points (signed).
+type EntryTotals struct {
+	Entries int64           `json:"entries"`
+	Points  checkout.Points `json:"points"`
+}
+
+// sqlAccruals sums the journal entries created in [$1, $2). A body
+// holding a U+0000 escape is read with it replaced by U+FFFD: PostgreSQL
+// cannot read any field of a json value holding one, and one such note
+// must not take the report down (the other bodies are read as stored,
+// not parsed twice). Replacing the six characters "\u0000" always leaves
+// valid JSON (in "\\u0000" it turns the escaped "u0000" into "ufffd").
+// A reversal's lot deltas split into taken (−Σ negative) and given
+// (Σ positive); without lots its points do.
+const sqlAccruals = `WITH e AS (
+	SELECT j.kind, j.points, j.folded AND j.rejected = '' AS folded, j.rejected <> '' AS rejected, c.code IS NOT NULL AS known,
+		coalesce(replace(k.body::text, '\u0000', '\ufffd')::json->>'kind', '') = 'referral' AS agent,
+		r.taken, r.given
+	FROM journal j
+	CROSS JOIN LATERAL (SELECT CASE WHEN strpos(j.body::text, '\u0000') = 0 THEN j.body
+		ELSE replace(j.body::text, '\u0000', '\ufffd')::json END AS b) x
+	CROSS JOIN LATERAL (
+		SELECT coalesce(-sum(d) FILTER (WHERE d < 0), 0) AS taken, coalesce(sum(d) FILTER (WHERE d > 0), 0) AS given
+		FROM (SELECT (l->>'delta')::numeric AS d
+				FROM json_array_elements(CASE WHEN j.kind = 'reversal' AND json_typeof(x.b->'lots') = 'array' THEN x.b->'lots' END) l
+			UNION ALL
+			SELECT j.points WHERE j.kind = 'reversal' AND CASE WHEN json_typeof(x.b->'lots') = 'array' THEN json_array_length(x.b->'lots') = 0 ELSE true END
+		) t) r
+	LEFT JOIN cards c ON c.code = j.card_code
+	LEFT JOIN catalog k ON k.section = 'card_kinds' AND k.id = c.kind
+	WHERE (x.b->>'created_at')::timestamptz >= $1 AND (x.b->>'created_at')::timestamptz < $2
+)
+SELECT
+	coalesce(sum(points) FILTER (WHERE folded AND known AND kind = 'accrual' AND NOT agent), 0)::text,
+	coalesce(sum(points) FILTER (WHERE folded AND known AND kind = 'accrual' AND agent), 0)::text,
+	coalesce(-sum(points) FILTER (WHERE folded AND known AND kind = 'redemption'), 0)::text,
+	coalesce(sum(taken) FILTER (WHERE folded AND known AND kind = 'reversal' AND NOT agent), 0)::text,
+	coalesce(sum(taken) FILTER (WHERE folded AND known AND kind = 'reversal' AND agent), 0)::text,
+	coalesce(sum(given) FILTER (WHERE folded AND known AND kind = 'reversal'), 0)::text,
+	coalesce(sum(points) FILTER (WHERE folded AND known AND kind = 'correction'), 0)::text,
+	count(*) FILTER (WHERE folded AND NOT known),
+	coalesce(sum(points) FILTER (WHERE folded AND NOT known), 0)::text,
+	count(*) FILTER (WHERE NOT folded AND NOT rejected),
+	coalesce(sum(points) FILTER (WHERE NOT folded AND NOT rejected), 0)::text,
+	count(*) FILTER (WHERE rejected),
+	coalesce(sum(points) FILTER (WHERE rejected), 0)::text
+FROM e`
+
+// Accruals reports the journal entries written in [from, to) (see
+// AccrualTotals for what each total counts). from must be before to.
 func (s *Server) Accruals(ctx context.Context, from, to time.Time) (AccrualTotals, error) {
-	var a, g, r string
-	err := s.db.QueryRow(ctx, `SELECT
-		coalesce(sum(j.points) FILTER (WHERE j.kind = 'accrual' AND coalesce(k.body->>'kind', '') <> 'referral'), 0)::text,
-		coalesce(sum(j.points) FILTER (WHERE j.kind = 'accrual' AND k.body->>'kind' = 'referral'), 0)::text,
-		coalesce(-sum(j.points) FILTER (WHERE j.kind = 'redemption'), 0)::text
-		FROM journal j LEFT JOIN cards c ON c.code = j.card_code
-		LEFT JOIN catalog k ON k.section = 'card_kinds' AND k.id = c.kind
-		WHERE j.folded AND (j.body->>'created_at')::timestamptz >= $1 AND (j.body->>'created_at')::timestamptz < $2`, from, to).Scan(&a, &g, &r)
+	if !from.Before(to) {
+		return AccrualTotals{}, badRequest(fmt.Errorf("accruals report: from %s is not before to %s: the period [from, to) is empty",
+			from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano)))
+	}
+	var acc, agent, red, retAcc, retAgent, retRed, corr, unkPts, unfPts, rejPts string
+	var out AccrualTotals
+	err := s.db.QueryRow(ctx, sqlAccruals, from, to).Scan(&acc, &agent, &red, &retAcc, &retAgent, &retRed, &corr,
+		&out.UnknownCards.Entries, &unkPts, &out.Unfolded.Entries, &unfPts, &out.Rejected.Entries, &rejPts)
+	if err != nil {
+		return AccrualTotals{}, fmt.Errorf("accruals report [%s, %s): %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+	}
+	num := func(s string) decimal.Decimal {
+		d, e := decimal.NewFromString(s)
+		err = errors.Join(err, e)
+		return d
+	}
+	accrued, agentAccrued, redeemed := num(acc), num(agent), num(red)
+	takenAcc, takenAgent, given := num(retAcc), num(retAgent), num(retRed)
+	out.CustomerAccrued = checkout.PointsOf(accrued.Sub(takenAcc))
+	out.AgentAccrued = checkout.PointsOf(agentAccrued.Sub(takenAgent))
+	out.Redeemed = checkout.PointsOf(redeemed.Sub(given))
+	out.Returned = ReturnedTotals{CustomerAccrued: checkout.PointsOf(takenAcc), AgentAccrued: checkout.PointsOf(takenAgent),
+		Redeemed: checkout.PointsOf(given)}
+	out.Corrections = checkout.PointsOf(num(corr))
+	out.UnknownCards.Points, out.Unfolded.Points = checkout.PointsOf(num(unkPts)), checkout.PointsOf(num(unfPts))
+	out.Rejected.Points = checkout.PointsOf(num(rejPts))
 	if err != nil {
 		return AccrualTotals{}, fmt.Errorf("accruals report: %w", err)
-	}
-	var out AccrualTotals
-	for _, x := range []struct {
-		s string
-		p *checkout.Points
-	}{{a, &out.CustomerAccrued}, {g, &out.AgentAccrued}, {r, &out.Redeemed}} {
-		d, err := decimal.NewFromString(x.s)
-		if err != nil {
-			return AccrualTotals{}, fmt.Errorf("accruals report: %w", err)
-		}
-		*x.p = checkout.PointsOf(d)
 	}
 	return out, nil
 }
 
-// WriteOff is debt the card's negative-balance policy did not let it keep.
+// WriteOff is debt the card's negative-balance policy did not let it keep
+// (mode "returned", negative: a write-off a return of its check took back).
 type WriteOff struct {
 	Card    string          `json:"card"`
 	Program string          `json:"program"`
 	Mode    string          `json:"mode"`
 	Points  checkout.Points `json:"points"`
 	At      time.Time       `json:"at"`
+	// CheckID and EntryID name the check and the entry whose fold wrote
+	// the debt off (mode "returned": whose return took it back); empty for
+	// a write-off from before migration 0006 or by the debt_policy trigger.
+	CheckID string `json:"check_id,omitempty"`
+	EntryID string `json:"entry_id,omitempty"`
 }
 
 // WriteOffs reports every write-off of debt, newest first.
 func (s *Server) WriteOffs(ctx context.Context) ([]WriteOff, error) {
-	rows, err := s.db.Query(ctx, `SELECT card, program, mode, points::text, at FROM debt_writeoffs ORDER BY id DESC`)
+	rows, err := s.db.Query(ctx, `SELECT card, program, mode, points::text, at, check_id, entry_id FROM debt_writeoffs ORDER BY id DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("write-offs report: %w", err)
 	}
@@ -861,7 +1078,7 @@ func (s *Server) WriteOffs(ctx context.Context) ([]WriteOff, error) {
 	for rows.Next() {
 		var w WriteOff
 		var p string
-		if err := rows.Scan(&w.Card, &w.Program, &w.Mode, &p, &w.At); err != nil {
+		if err := rows.Scan(&w.Card, &w.Program, &w.Mode, &p, &w.At, &w.CheckID, &w.EntryID); err != nil {
 			return nil, fmt.Errorf("write-offs report: %w", err)
 		}
 		d, err := decimal.NewFromString(p)

@@ -1,11 +1,17 @@
 package headoffice
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,8 +31,9 @@ const MaxBody = 64 << 20
 //	POST /v1/erp/tills             enrol a till {till_id, store_id} → {secret}
 //	POST /v1/erp/import            replica JSON (or YAML with Content-Type: application/yaml)
 //	POST /v1/erp/corrections       {id, card, points, reason}
-//	GET  /v1/erp/journal?cursor=C&limit=N
-//	GET  /v1/erp/reports/balances
+//	GET  /v1/erp/journal?cursor=C&limit=N   (limit 1-10000, default 1000; above 10000: 10000)
+//	GET  /v1/erp/reports/balances?after=CODE&limit=N   a page of cards' balances (limit default 1000, max 10000)
+//	GET  /v1/erp/reports/balances?card=CODE            one card's balance (unknown: 404)
 //	GET  /v1/erp/reports/overdrafts
 //	GET  /v1/erp/reports/expiring?days=N
 //	GET  /v1/erp/reports/accruals?from=T&to=T
@@ -35,8 +42,10 @@ const MaxBody = 64 << 20
 //	POST /v1/erp/stores/{store}/cards            {"cards": [codes]} made home to the store
 //	POST /v1/erp/tills/{till}/reset-feed         the till loads its replica afresh
 //	GET  /v1/erp/reports/writeoffs               debt the negative-balance policy wrote off
-//	GET  /v1/erp/conflicts[?all=1]               till entries head office holds with other content: both copies
+//	GET  /v1/erp/conflicts[?all=1|true]          till entries head office holds with other content: both copies
 //	POST /v1/erp/conflicts/{id}                  {"keep": "head_office", "reason"}: the till's copy then counts as a duplicate
+//	GET  /v1/erp/reports/tills                   every till: watermark, entries waiting behind a gap, rejected ones
+//	GET  /v1/erp/rejected                        till entries kept as rejected (on the chain, not applied), newest first
 //
 // ERP endpoints take Authorization: Bearer TOKEN.
 func (s *Server) Handler() http.Handler {
@@ -47,10 +56,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/erp/import", s.erp(s.handleImport))
 	mux.HandleFunc("POST /v1/erp/corrections", s.erp(s.handleCorrection))
 	mux.HandleFunc("GET /v1/erp/journal", s.erp(s.handleExport))
-	mux.HandleFunc("GET /v1/erp/reports/balances", s.erp(func(w http.ResponseWriter, r *http.Request) {
-		b, err := s.Balances(r.Context())
-		s.reply(w, b, err)
-	}))
+	mux.HandleFunc("GET /v1/erp/reports/balances", s.erp(s.handleBalances))
 	mux.HandleFunc("GET /v1/erp/reports/overdrafts", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		o, err := s.Overdrafts(r.Context())
 		s.reply(w, o, err)
@@ -64,15 +70,14 @@ func (s *Server) Handler() http.Handler {
 		e, err := s.ExpiringWithin(r.Context(), days)
 		s.reply(w, e, err)
 	}))
-	mux.HandleFunc("GET /v1/erp/reports/accruals", s.erp(func(w http.ResponseWriter, r *http.Request) {
-		from, err1 := time.Parse(time.RFC3339, r.URL.Query().Get("from"))
-		to, err2 := time.Parse(time.RFC3339, r.URL.Query().Get("to"))
-		if err1 != nil || err2 != nil {
-			httpError(w, http.StatusBadRequest, "accruals report: from and to (RFC 3339) required")
-			return
-		}
-		a, err := s.Accruals(r.Context(), from, to)
-		s.reply(w, a, err)
+	mux.HandleFunc("GET /v1/erp/reports/accruals", s.erp(s.handleAccruals))
+	mux.HandleFunc("GET /v1/erp/reports/tills", s.erp(func(w http.ResponseWriter, r *http.Request) {
+		ts, err := s.Tills(r.Context())
+		s.reply(w, ts, err)
+	}))
+	mux.HandleFunc("GET /v1/erp/rejected", s.erp(func(w http.ResponseWriter, r *http.Request) {
+		rej, err := s.Rejected(r.Context())
+		s.reply(w, rej, err)
 	}))
 	mux.HandleFunc("POST /v1/erp/maintain", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		st, err := s.Maintain(r.Context())
@@ -98,15 +103,56 @@ func (s *Server) Handler() http.Handler {
 		wo, err := s.WriteOffs(r.Context())
 		s.reply(w, wo, err)
 	}))
-	return mux
+	return jsonErrors(mux)
+}
+
+// jsonErrors answers the requests mux has no route for (404, and 405 with
+// its Allow header) with a JSON error like every other answer, not the
+// mux's plain text.
+func jsonErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, pattern := mux.Handler(r); pattern == "" {
+			rec := &headerRecorder{header: http.Header{}}
+			h.ServeHTTP(rec, r)
+			switch rec.code {
+			case http.StatusNotFound:
+				httpError(w, rec.code, fmt.Sprintf("no endpoint %s (docs/sync.md lists them)", r.URL.Path))
+				return
+			case http.StatusMethodNotAllowed:
+				allow := rec.header.Get("Allow")
+				w.Header().Set("Allow", allow)
+				httpError(w, rec.code, fmt.Sprintf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, allow))
+				return
+			}
+		}
+		mux.ServeHTTP(w, r) // a route, or the mux's redirect to one
+	})
+}
+
+// headerRecorder keeps the status and headers the mux's own handlers (not
+// found, method not allowed) give, and drops their text.
+type headerRecorder struct {
+	header http.Header
+	code   int
+}
+
+func (h *headerRecorder) Header() http.Header { return h.header }
+func (h *headerRecorder) WriteHeader(code int) {
+	if h.code == 0 {
+		h.code = code
+	}
+}
+func (h *headerRecorder) Write(b []byte) (int, error) {
+	h.WriteHeader(http.StatusOK)
+	return len(b), nil
 }
 
 func (s *Server) handleSetScope(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Scope string `json:"scope"`
 	}
-	if err := decodeStrict(r, &req); err != nil {
-		httpError(w, http.StatusBadRequest, "card scope: "+err.Error())
+	if err := decodeStrict(w, r, 1<<20, &req); err != nil {
+		decodeFailed(w, "card scope", err)
 		return
 	}
 	store := r.PathValue("store")
@@ -114,11 +160,11 @@ func (s *Server) handleSetScope(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrScopeConflict):
 		httpError(w, http.StatusConflict, err.Error())
-	case err != nil && req.Scope != ScopeAll && req.Scope != ScopeHome:
-		httpError(w, http.StatusBadRequest, err.Error())
+	case err != nil:
+		s.reply(w, nil, err)
 	default:
-		sc, err2 := s.StoreCardScope(r.Context(), store)
-		s.reply(w, sc, errors.Join(err, err2))
+		sc, err := s.StoreCardScope(r.Context(), store)
+		s.reply(w, sc, err)
 	}
 }
 
@@ -126,8 +172,9 @@ func (s *Server) handleAssign(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Cards []string `json:"cards"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<20)).Decode(&req); err != nil {
-		httpError(w, http.StatusBadRequest, "assign cards: "+err.Error())
+	// 100,000 codes of up to 64 characters and their quotes.
+	if err := decodeStrict(w, r, 8<<20, &req); err != nil {
+		decodeFailed(w, "assign cards", err)
 		return
 	}
 	n, err := s.AssignCards(r.Context(), r.PathValue("store"), req.Cards)
@@ -164,8 +211,9 @@ func (s *Server) till(h tillHandler) http.HandlerFunc {
 
 func (s *Server) erp(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !s.authERP(tok) {
+		// The scheme is case-insensitive (RFC 7235).
+		scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || !s.authERP(tok) {
 			httpError(w, http.StatusUnauthorized, "ERP token required (Authorization: Bearer TOKEN)")
 			return
 		}
@@ -247,8 +295,8 @@ func (s *Server) handleEnrol(w http.ResponseWriter, r *http.Request) {
 		TillID  string `json:"till_id"`
 		StoreID string `json:"store_id"`
 	}
-	if err := decodeStrict(r, &req); err != nil {
-		httpError(w, http.StatusBadRequest, "enrol: "+err.Error())
+	if err := decodeStrict(w, r, 1<<20, &req); err != nil {
+		decodeFailed(w, "enrol", err)
 		return
 	}
 	secret, err := s.Enrol(r.Context(), req.TillID, req.StoreID)
@@ -302,8 +350,8 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleCorrection(w http.ResponseWriter, r *http.Request) {
 	var c Correction
-	if err := decodeStrict(r, &c); err != nil {
-		httpError(w, http.StatusBadRequest, "correction: "+err.Error())
+	if err := decodeStrict(w, r, 1<<20, &c); err != nil {
+		decodeFailed(w, "correction", err)
 		return
 	}
 	res, err := s.Correct(r.Context(), c)
@@ -322,20 +370,182 @@ func (s *Server) handleCorrection(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
-	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-	e, err := s.ExportJournal(r.Context(), r.URL.Query().Get("cursor"), limit)
+	q := r.URL.Query()
+	if err := onlyParams(q, "journal export", "cursor", "limit"); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	limit, err := queryLimit(q, "journal export", MaxExportLimit)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	e, err := s.ExportJournal(r.Context(), q.Get("cursor"), limit)
 	s.reply(w, e, err)
 }
 
-func decodeStrict(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+// handleBalances answers one card (card=CODE, unknown: 404) or a page of
+// all cards (after=CODE, limit=N).
+func (s *Server) handleBalances(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if err := onlyParams(q, "balances report", "card", "after", "limit"); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if q.Has("card") {
+		code := q.Get("card")
+		switch {
+		case code == "":
+			httpError(w, http.StatusBadRequest, "balances report: card= is empty (want card=CODE)")
+		case q.Has("after") || q.Has("limit"):
+			httpError(w, http.StatusBadRequest, "balances report: card= asks for one card; after= and limit= page the whole report, not both")
+		default:
+			b, err := s.CardBalanceOf(r.Context(), code)
+			if errors.Is(err, ErrUnknownCard) {
+				httpError(w, http.StatusNotFound, err.Error())
+				return
+			}
+			s.reply(w, b, err)
+		}
+		return
+	}
+	limit, err := queryLimit(q, "balances report", MaxBalanceLimit)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	p, err := s.BalancesPage(r.Context(), q.Get("after"), limit)
+	s.reply(w, p, err)
+}
+
+func (s *Server) handleAccruals(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if err := onlyParams(q, "accruals report", "from", "to"); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	from, err1 := queryTime(q, "accruals report", "from")
+	to, err2 := queryTime(q, "accruals report", "to")
+	if err := errors.Join(err1, err2); err != nil {
+		httpError(w, http.StatusBadRequest, strings.ReplaceAll(err.Error(), "\n", "; "))
+		return
+	}
+	a, err := s.Accruals(r.Context(), from, to)
+	s.reply(w, a, err)
+}
+
+// onlyParams refuses query parameters other than names: a misspelt one
+// would otherwise be ignored silently.
+func onlyParams(q url.Values, op string, names ...string) error {
+	for k := range q {
+		if !slices.Contains(names, k) {
+			return fmt.Errorf("%s: unknown parameter %q (want %s)", op, k, strings.Join(names, ", "))
+		}
+	}
+	return nil
+}
+
+// queryLimit reads limit=N: absent is 0 (the default), N must be a
+// positive integer, and one above max is cut to max.
+func queryLimit(q url.Values, op string, max int) (int, error) {
+	if !q.Has("limit") {
+		return 0, nil
+	}
+	v := q.Get("limit")
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%s: limit %q is not a positive integer (at most %d)", op, v, max)
+	}
+	return min(n, max), nil
+}
+
+// queryTime reads a required RFC 3339 time parameter.
+func queryTime(q url.Values, op, name string) (time.Time, error) {
+	v := q.Get(name)
+	if v == "" {
+		return time.Time{}, fmt.Errorf("%s: %s is required (an RFC 3339 time, e.g. %s=2026-12-01T00:00:00Z)", op, name, name)
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s: %s %q is not an RFC 3339 time (e.g. 2026-12-01T00:00:00+03:00; in a URL the + must be escaped as %%2B, a bare + reads as a space)", op, name, v)
+	}
+	return t, nil
+}
+
+// decodeStrict decodes the request's JSON body, at most limit bytes, into
+// v (a pointer to a struct), refusing what encoding/json lets through: an
+// unknown field, a field named in another case than v's ("ID" for "id":
+// encoding/json matches it), and anything after the object ("{…} {…}" is
+// not two corrections). Only v's own fields are compared exactly, not
+// those of structs nested in it (the ERP bodies have none). decodeFailed
+// answers its error.
+func decodeStrict(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		return err
+	}
+	if err := exactFieldNames(data, v); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	return dec.Decode(v)
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the JSON object")
+	}
+	return nil
+}
+
+// exactFieldNames refuses a key of the JSON object data that is not one
+// of the struct v points to's JSON names exactly; data that is not an
+// object is left to the decoder to refuse.
+func exactFieldNames(data []byte, v any) error {
+	var obj map[string]json.RawMessage
+	t := reflect.TypeOf(v)
+	if json.Unmarshal(data, &obj) != nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	names := map[string]bool{}
+	for f := range t.Elem().Fields() {
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "-" && f.IsExported() {
+			names[cmp.Or(name, f.Name)] = true
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(obj)) {
+		if names[k] {
+			continue
+		}
+		for n := range names {
+			if strings.EqualFold(n, k) {
+				return fmt.Errorf("field %q: names are case-sensitive, want %q", k, n)
+			}
+		}
+		return fmt.Errorf("unknown field %q", k)
+	}
+	return nil
+}
+
+// decodeFailed answers a body decodeStrict refused: 413 when it was too
+// large (as the journal endpoint answers), else 400; what names the
+// operation.
+func decodeFailed(w http.ResponseWriter, what string, err error) {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%s: body larger than %d bytes", what, tooLarge.Limit))
+		return
+	}
+	httpError(w, http.StatusBadRequest, what+": "+err.Error())
 }
 
 func (s *Server) reply(w http.ResponseWriter, v any, err error) {
-	if errors.Is(err, ErrBadRequest) {
+	switch {
+	case errors.Is(err, ErrBadRequest):
 		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	case errors.Is(err, ErrUnknownStore):
+		httpError(w, http.StatusNotFound, err.Error())
 		return
 	}
 	if err != nil {

@@ -27,10 +27,25 @@ import (
 // same state. Locks are taken in a fixed order (the till's row, then its
 // cards sorted by code), so concurrent tills never deadlock.
 func (s *Server) Ingest(ctx context.Context, b *wire.Batch) (*wire.BatchResult, error) {
+	// Entries the decoder refused but whose chain link is the till's are
+	// stored as rejected (ingestOnce), the others only answered.
+	refused := map[string]string{}
+	all := b
+	if len(b.Refused) > 0 {
+		all = &wire.Batch{TillID: b.TillID, Entries: append(slices.Clip(b.Entries), b.Refused...)}
+		for _, e := range b.Refused {
+			refused[e.ID] = ""
+		}
+		for _, r := range b.Invalid {
+			if _, ok := refused[r.ID]; ok {
+				refused[r.ID] = r.Error
+			}
+		}
+	}
 	var res *wire.BatchResult
 	var err error
 	for attempt := 0; attempt < 4; attempt++ {
-		res, err = s.ingestOnce(ctx, b)
+		res, err = s.ingestOnce(ctx, all, refused)
 		var pe *pgconn.PgError
 		if err == nil || !errors.As(err, &pe) || (pe.Code != "40001" && pe.Code != "40P01") {
 			break
@@ -42,9 +57,11 @@ func (s *Server) Ingest(ctx context.Context, b *wire.Batch) (*wire.BatchResult, 
 		return nil, fmt.Errorf("ingest batch of till %s (%d entries): %w", b.TillID, len(b.Entries), err)
 	}
 	for _, r := range b.Invalid {
-		s.log.Error("journal entry rejected", "till", b.TillID, "entry", r.ID, "err", r.Error)
+		if _, ok := refused[r.ID]; !ok {
+			s.log.Error("journal entry rejected", "till", b.TillID, "entry", r.ID, "err", r.Error)
+			res.Results = append(res.Results, r)
+		}
 	}
-	res.Results = append(res.Results, b.Invalid...)
 	return res, nil
 }
 
@@ -68,7 +85,7 @@ const (
 	// Stored entries not folded yet (a batch that came before its
 	// predecessor): the chain may go through them. Only this till's ingest
 	// writes them, and it holds the till's row.
-	sqlUnfolded = `SELECT id, prev_id, body::text, digest FROM journal WHERE till_id = $1 AND NOT folded`
+	sqlUnfolded = `SELECT id, prev_id, body::text, digest, rejected <> '' FROM journal WHERE till_id = $1 AND NOT folded`
 	// Every card the fold may touch — those of the batch and of the
 	// unfolded entries, a superset of the chain's — locked in code order
 	// (ORDER BY runs before the lock), then their lots. The set is read
@@ -83,9 +100,9 @@ const (
 	// The lots are read card by card (LATERAL, OFFSET 0 keeps it from being
 	// flattened into a join): without statistics on lots.card the planner
 	// otherwise guesses half the table matches and scans all of it.
-	sqlIngestLots = `SELECT l.card, l.lot_id, l.points::text, l.remaining::text, l.accrued_at, l.active_from, l.expires_at, l.check_id
+	sqlIngestLots = `SELECT l.card, l.lot_id, l.points::text, l.remaining::text, l.expired::text, l.accrued_at, l.active_from, l.expires_at, l.check_id
 		FROM (` + sqlIngestCards + `) AS k(code),
-			LATERAL (SELECT card, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id
+			LATERAL (SELECT card, lot_id, points, remaining, expired, accrued_at, active_from, expires_at, check_id
 				FROM lots WHERE lots.card = k.code OFFSET 0) AS l
 		ORDER BY l.card, l.lot_id`
 	// The program of each card the fold may touch whose program head
@@ -105,14 +122,22 @@ const (
 		LEFT JOIN k ON k.id = c.kind
 		JOIN p ON p.id = coalesce(nullif(c.program, ''), k.program)
 		WHERE c.code IN (` + sqlIngestCards + `)`
-	sqlWriteOffs = `INSERT INTO debt_writeoffs (card, program, mode, points)
-		SELECT u.card, u.program, u.mode, u.points::numeric FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(card, program, mode, points)`
+	sqlWriteOffs = `INSERT INTO debt_writeoffs (card, program, mode, points, check_id, entry_id)
+		SELECT u.card, u.program, u.mode, u.points::numeric, u.check_id, u.entry_id
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(card, program, mode, points, check_id, entry_id)`
+	// What write-offs forgave, per card and check, that a return may take
+	// back: for the cards of the batch's reversals and of the till's
+	// stored reversals not folded yet.
+	sqlForgiven = `SELECT w.card, w.check_id, sum(w.points)::text FROM debt_writeoffs w
+		WHERE w.check_id <> '' AND w.card IN (SELECT unnest($1::text[])
+			UNION SELECT card_code FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal')
+		GROUP BY w.card, w.check_id HAVING sum(w.points) > 0`
 	// Fresh entries are written once, already marked folded when they are
 	// on the chain (no second write of the row).
-	sqlStoreEntries = `INSERT INTO journal (id, till_id, prev_id, card_code, kind, points, body, digest, folded)
-		SELECT u.id, $1, u.prev, u.card, u.kind, u.points::numeric, u.body::json, u.digest, u.folded
-		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bool[])
-			AS u(id, prev, card, kind, points, body, digest, folded)
+	sqlStoreEntries = `INSERT INTO journal (id, till_id, prev_id, card_code, kind, points, body, digest, folded, rejected)
+		SELECT u.id, $1, u.prev, u.card, u.kind, u.points::numeric, u.body::json, u.digest, u.folded, u.rejected
+		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bool[], $10::text[])
+			AS u(id, prev, card, kind, points, body, digest, folded, rejected)
 		ORDER BY u.id`
 	sqlMarkFolded = `UPDATE journal SET folded = true WHERE id IN (SELECT unnest($1::text[]))`
 	sqlOverdrafts = `INSERT INTO overdrafts (card, till_id, entry_id, points)
@@ -133,7 +158,12 @@ const (
 // and lock the cards with their lots; then fold in memory; then store the
 // entries, write cards, lots, change rows, overdrafts, write-offs and the
 // watermark, and commit.
-func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResult, error) {
+//
+// refused names the entries of b the decoder refused (id → why): they are
+// stored as rejected and never applied, like those whose points are finer
+// than their card's program counts. On the chain, they let the entries
+// after them fold.
+func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[string]string) (*wire.BatchResult, error) {
 	n := len(b.Entries)
 	out := &wire.BatchResult{Results: make([]wire.Result, n)}
 	ids := make([]string, n)
@@ -169,6 +199,7 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 	stored := map[string][]byte{}
 	byPrev := map[string]string{}   // prev id → id
 	unfolded := map[string]string{} // id → body, of stored entries not folded yet
+	skip := map[string]bool{}       // ids of entries kept as rejected: on the chain, not applied
 	cards := map[string]*cardState{}
 	var pa pgx.Batch
 	pa.Queue("begin")
@@ -198,16 +229,27 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 		for rows.Next() {
 			var id, prev, body string
 			var d []byte
-			if err := rows.Scan(&id, &prev, &body, &d); err != nil {
+			var rejected bool
+			if err := rows.Scan(&id, &prev, &body, &d, &rejected); err != nil {
 				return fmt.Errorf("load unfolded entries: %w", err)
 			}
 			byPrev[prev], unfolded[id], stored[id] = id, body, d
+			if rejected {
+				skip[id] = true
+			}
 		}
 		return rows.Err()
 	})
 	pa.Queue(sqlLockIngestCards, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanCards(rows, cards) })
 	pa.Queue(sqlIngestLots, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanLots(rows, cards) })
 	pa.Queue(sqlCardPrograms, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanPrograms(rows, cards) })
+	var returned []string
+	for i := range b.Entries {
+		if b.Entries[i].Kind == store.KindReversal {
+			returned = append(returned, codes[i])
+		}
+	}
+	pa.Queue(sqlForgiven, returned, b.TillID).Query(func(rows pgx.Rows) error { return scanForgiven(rows, cards) })
 	if err := conn.SendBatch(ctx, &pa).Close(); err != nil {
 		return nil, err
 	}
@@ -239,6 +281,7 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 		return nil, err
 	}
 	var fresh, conflicts []int
+	rejected := map[string]string{} // of the fresh entries: id → why
 	for i := range out.Results {
 		d, ok := stored[ids[i]]
 		switch {
@@ -249,12 +292,22 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 			out.Results[i] = wire.Result{ID: ids[i], Status: wire.Rejected, Error: fmt.Sprintf(
 				"id at or before this till's watermark %s, so it can never be folded (a replaced till store with its clock behind?): enrol the replaced till under a new id", folded)}
 			s.log.Error("journal entry before the watermark", "till", b.TillID, "entry", ids[i], "folded_through", folded)
-		case !ok && scaleError(b.Entries[i], cards[codes[i]]) != nil:
-			// Finer than the card's program counts points: a bug on the
-			// till; folding it would give the card points it cannot show.
-			err := scaleError(b.Entries[i], cards[codes[i]])
-			out.Results[i] = wire.Result{ID: ids[i], Status: wire.Rejected, Error: err.Error()}
-			s.log.Error("journal entry rejected", "till", b.TillID, "entry", ids[i], "err", err)
+		case !ok && (refused[ids[i]] != "" || scaleError(b.Entries[i], cards[codes[i]]) != nil):
+			// Refused by the decoder, or finer than the card's program
+			// counts points (a bug on the till, or a program whose scale
+			// ERP lowered; folding it would give the card points it cannot
+			// show): kept as rejected, on the chain but not applied, and
+			// answered rejected. Sent again, it is a duplicate: the till
+			// acknowledges it, and support settles the card.
+			why := refused[ids[i]]
+			if why == "" {
+				why = scaleError(b.Entries[i], cards[codes[i]]).Error()
+			}
+			rejected[ids[i]] = why
+			out.Results[i] = wire.Result{ID: ids[i], Status: wire.Rejected, Error: why +
+				"; kept at head office as rejected, not applied (support: GET /v1/erp/rejected); the till's later entries fold"}
+			s.log.Error("journal entry rejected", "till", b.TillID, "entry", ids[i], "err", why)
+			fresh = append(fresh, i)
 		case !ok:
 			fresh = append(fresh, i)
 		case string(d) == string(digests[i]) || string(same[ids[i]]) == string(digests[i]):
@@ -276,6 +329,9 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 	for _, i := range fresh {
 		byPrev[b.Entries[i].Prev] = ids[i]
 		freshByID[ids[i]] = &b.Entries[i]
+		if _, ok := rejected[ids[i]]; ok {
+			skip[ids[i]] = true
+		}
 	}
 	var chain []string
 	for cur := folded; ; {
@@ -294,27 +350,33 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 		cur = next
 	}
 	inChain := make(map[string]bool, len(chain))
-	entries := make([]wire.Entry, len(chain))
-	var older []string // stored entries that the batch completed the chain for
-	for i, id := range chain {
+	entries := make([]wire.Entry, 0, len(chain)) // to apply: the chain without those kept as rejected
+	var older []string                           // stored entries that the batch completed the chain for
+	for _, id := range chain {
 		inChain[id] = true
-		if e, ok := freshByID[id]; ok {
-			entries[i] = *e
-			continue
+		e, ok := freshByID[id]
+		if !ok {
+			older = append(older, id)
+			if skip[id] {
+				continue
+			}
+			e = &wire.Entry{}
+			if err := json.Unmarshal([]byte(unfolded[id]), e); err != nil {
+				return nil, fmt.Errorf("stored entry %s: %w", id, err)
+			}
 		}
-		if err := json.Unmarshal([]byte(unfolded[id]), &entries[i]); err != nil {
-			return nil, fmt.Errorf("stored entry %s: %w", id, err)
+		if !skip[id] {
+			entries = append(entries, *e)
 		}
-		older = append(older, id)
 	}
 
 	// Round trip 2: write and commit.
 	var pc pgx.Batch
 	if len(fresh) > 0 {
 		cols := struct {
-			id, prev, card, kind, points, body []string
-			digest                             [][]byte
-			folded                             []bool
+			id, prev, card, kind, points, body, rejected []string
+			digest                                       [][]byte
+			folded                                       []bool
 		}{}
 		for _, i := range fresh {
 			e := &b.Entries[i]
@@ -326,8 +388,9 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch) (*wire.BatchResu
 			cols.body = append(cols.body, bodies[i])
 			cols.digest = append(cols.digest, digests[i])
 			cols.folded = append(cols.folded, inChain[e.ID])
+			cols.rejected = append(cols.rejected, rejected[e.ID])
 		}
-		pc.Queue(sqlStoreEntries, b.TillID, cols.id, cols.prev, cols.card, cols.kind, cols.points, cols.body, cols.digest, cols.folded)
+		pc.Queue(sqlStoreEntries, b.TillID, cols.id, cols.prev, cols.card, cols.kind, cols.points, cols.body, cols.digest, cols.folded, cols.rejected)
 	}
 	if len(older) > 0 {
 		pc.Queue(sqlMarkFolded, older)
@@ -507,12 +570,24 @@ func (s *Server) fold(till string, loc *time.Location, cards map[string]*cardSta
 			s.log.Warn("folded entry of a card head office does not know", "till", till, "entry", e.ID, "card", e.CardCode)
 			continue
 		}
-		if p := c.apply(e, loc); p.IsPositive() {
+		at := e.CreatedAt
+		if latest := s.now().Add(maxAhead); at.After(latest) {
+			// A till clock far ahead (a year, say) would move the card's
+			// history into that month and wipe the months that decide its
+			// tier; the history counts the entry now instead.
+			s.log.Warn("entry dated ahead of head office's clock: its history counted now", "till", till, "entry", e.ID, "created_at", e.CreatedAt)
+			at = s.now()
+		}
+		if p := c.applyAt(e, loc, at); p.IsPositive() {
 			over = append(over, overdraft{card: e.CardCode, entry: e.ID, points: p})
 		}
 	}
 	return over
 }
+
+// maxAhead is how far ahead of head office's clock an entry's time is
+// taken as it is (the till clocks the tests run at ±24 h).
+const maxAhead = 25 * time.Hour
 
 type overdraft struct {
 	card, entry string
@@ -598,27 +673,58 @@ func queueWriteOffs(pb *pgx.Batch, cards map[string]*cardState) {
 		return
 	}
 	sort.Strings(codes)
-	var card, program, mode, points []string
+	var card, program, mode, points, check, entry []string
 	for _, code := range codes {
-		c := cards[code]
-		for _, w := range c.writeOffs {
-			card, program, mode = append(card, code), append(program, c.policy.program), append(mode, c.policy.mode)
-			points = append(points, w.String())
+		for _, w := range cards[code].writeOffs {
+			card, program, mode = append(card, code), append(program, w.program), append(mode, w.mode)
+			points, check, entry = append(points, w.points.String()), append(check, w.check), append(entry, w.entry)
 		}
 	}
-	pb.Queue(sqlWriteOffs, card, program, mode, points)
+	pb.Queue(sqlWriteOffs, card, program, mode, points, check, entry)
+}
+
+// writeOff is debt a fold wrote off (or, mode "returned" and negative
+// points, took back when the check was returned), with the entry and
+// check it came from.
+type writeOff struct {
+	points        decimal.Decimal
+	program, mode string
+	check, entry  string
+}
+
+// scanForgiven reads rows of (card, check, points) into the cards' forgiven.
+func scanForgiven(rows pgx.Rows, out map[string]*cardState) error {
+	for rows.Next() {
+		var card, check, pts string
+		if err := rows.Scan(&card, &check, &pts); err != nil {
+			return fmt.Errorf("read the write-offs returns may take back: %w", err)
+		}
+		d, err := decimal.NewFromString(pts)
+		if err != nil {
+			return fmt.Errorf("card %s check %s write-offs %q: %w", card, check, pts, err)
+		}
+		if c := out[card]; c != nil {
+			c.forgive(check, d)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read the write-offs returns may take back: %w", err)
+	}
+	return nil
 }
 
 // lotState is a lot as folding changes it.
 type lotState struct {
 	ID                string
 	Points, Remaining decimal.Decimal
-	AccruedAt         time.Time
-	ActiveFrom        time.Time
-	ExpiresAt         *time.Time
-	CheckID           string
-	dirty             bool
-	stored            bool // read from the database (else inserted on save)
+	// Expired is what points expiry took from the lot (Maintain).
+	Expired    decimal.Decimal
+	AccruedAt  time.Time
+	ActiveFrom time.Time
+	ExpiresAt  *time.Time
+	CheckID    string
+	dirty      bool
+	stored     bool // read from the database (else inserted on save)
 }
 
 // cardState is a locked card with its lots, changed in memory and written
@@ -638,7 +744,10 @@ type cardState struct {
 	// entries (nil: the card keeps all its debt — allow, a program head
 	// office does not know, a correction); writeOffs what it wrote off.
 	policy    *debtPolicy
-	writeOffs []decimal.Decimal
+	writeOffs []writeOff
+	// forgiven is, per check id, the points write-offs forgave the card on
+	// that check and no return has taken back yet.
+	forgiven map[string]decimal.Decimal
 }
 
 // addDebt raises the card's debt by pts where the debt arises, entry by
@@ -649,7 +758,7 @@ type cardState struct {
 // same batch cannot pay an overdraft the policy writes off: one batch
 // ends as the same entries in several do. The debt_policy trigger
 // (migration 0002) then finds no rise to cap.
-func (c *cardState) addDebt(pts decimal.Decimal) {
+func (c *cardState) addDebt(pts decimal.Decimal, e *wire.Entry) {
 	before := c.Debt
 	c.Debt = c.Debt.Add(pts)
 	if c.policy == nil {
@@ -657,8 +766,49 @@ func (c *cardState) addDebt(pts decimal.Decimal) {
 	}
 	if extra := c.Debt.Sub(decimal.Max(c.policy.keep, before)); extra.IsPositive() {
 		c.Debt = c.Debt.Sub(extra)
-		c.writeOffs = append(c.writeOffs, extra)
+		c.writeOffs = append(c.writeOffs, writeOff{points: extra, program: c.policy.program, mode: c.policy.mode, check: e.CheckID, entry: e.ID})
+		c.forgive(e.CheckID, extra)
 	}
+}
+
+func (c *cardState) forgive(check string, pts decimal.Decimal) {
+	if c.forgiven == nil {
+		c.forgiven = map[string]decimal.Decimal{}
+	}
+	c.forgiven[check] = c.forgiven[check].Add(pts)
+}
+
+// returnWriteOff takes back, when a return gives points back to the lots
+// of a check whose fold wrote debt off, what the write-off forgave: those
+// points never left the customer's balance, so giving them back would
+// make points. It takes them from the lots the return restored, up to
+// what it restored (a partial return takes the forgiven points first),
+// and records a "returned" write-off of minus that.
+func (c *cardState) returnWriteOff(e *wire.Entry) {
+	owed := c.forgiven[e.CheckID]
+	if !owed.IsPositive() {
+		return
+	}
+	taken := decimal.Zero
+	for _, lc := range e.Lots {
+		l, ok := c.Lots[lc.LotID]
+		if !ok || !lc.Delta.IsPositive() || lc.Create {
+			continue
+		}
+		t := decimal.Min(owed.Sub(taken), lc.Delta, l.Remaining)
+		if t.IsPositive() {
+			l.Remaining, l.dirty, taken = l.Remaining.Sub(t), true, taken.Add(t)
+		}
+	}
+	if !taken.IsPositive() {
+		return
+	}
+	program := c.program
+	if c.policy != nil {
+		program = c.policy.program
+	}
+	c.writeOffs = append(c.writeOffs, writeOff{points: taken.Neg(), program: program, mode: "returned", check: e.CheckID, entry: e.ID})
+	c.forgive(e.CheckID, taken.Neg())
 }
 
 // lockCards locks the cards (codes sorted: the fixed lock order; FOR NO
@@ -671,7 +821,7 @@ func lockCards(ctx context.Context, tx pgx.Tx, sorted []string) (map[string]*car
 		WHERE c.code IN (SELECT unnest($1::text[])) ORDER BY c.code FOR NO KEY UPDATE OF c`, sorted).Query(func(rows pgx.Rows) error {
 		return scanCards(rows, out)
 	})
-	pb.Queue(`SELECT l.card, l.lot_id, l.points::text, l.remaining::text, l.accrued_at, l.active_from, l.expires_at, l.check_id
+	pb.Queue(`SELECT l.card, l.lot_id, l.points::text, l.remaining::text, l.expired::text, l.accrued_at, l.active_from, l.expires_at, l.check_id
 		FROM lots l WHERE l.card IN (SELECT unnest($1::text[])) ORDER BY l.card, l.lot_id`, sorted).Query(func(rows pgx.Rows) error {
 		return scanLots(rows, out)
 	})
@@ -708,15 +858,16 @@ func scanCards(rows pgx.Rows, out map[string]*cardState) error {
 // scanLots reads lot rows (ordered by card, lot id) into the cards of out.
 func scanLots(rows pgx.Rows, out map[string]*cardState) error {
 	for rows.Next() {
-		var card, pts, rem string
+		var card, pts, rem, exp string
 		var l lotState
-		if err := rows.Scan(&card, &l.ID, &pts, &rem, &l.AccruedAt, &l.ActiveFrom, &l.ExpiresAt, &l.CheckID); err != nil {
+		if err := rows.Scan(&card, &l.ID, &pts, &rem, &exp, &l.AccruedAt, &l.ActiveFrom, &l.ExpiresAt, &l.CheckID); err != nil {
 			return fmt.Errorf("load lots: %w", err)
 		}
-		var e1, e2 error
+		var e1, e2, e3 error
 		l.Points, e1 = decimal.NewFromString(pts)
 		l.Remaining, e2 = decimal.NewFromString(rem)
-		if err := errors.Join(e1, e2); err != nil {
+		l.Expired, e3 = decimal.NewFromString(exp)
+		if err := errors.Join(e1, e2, e3); err != nil {
 			return fmt.Errorf("lot %s of card %s: %w", l.ID, card, err)
 		}
 		c := out[card]
@@ -751,12 +902,18 @@ func (c *cardState) addLot(l *lotState) {
 // active lots settle it in Maintain). Balance = Σ lots − debt is the same
 // either way. It returns the points the entry overdrew.
 func (c *cardState) apply(e wire.Entry, loc *time.Location) decimal.Decimal {
+	return c.applyAt(e, loc, e.CreatedAt)
+}
+
+// applyAt is apply counting the entry into the card's purchase history at
+// historyAt.
+func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Time) decimal.Decimal {
 	c.dirty = true
 	over := decimal.Zero
 	if len(e.Lots) == 0 {
 		switch {
 		case e.Points.IsNegative():
-			c.addDebt(e.Points.Neg())
+			c.addDebt(e.Points.Neg(), &e)
 			if e.Kind == store.KindRedemption {
 				over = e.Points.Neg()
 			}
@@ -800,23 +957,35 @@ func (c *cardState) apply(e wire.Entry, loc *time.Location) decimal.Decimal {
 				l.Points = r
 			}
 			l.Remaining, l.dirty = decimal.Max(r, decimal.Zero), true
+			if r.IsNegative() && l.Expired.IsPositive() && (l.ExpiresAt == nil || e.CreatedAt.Before(*l.ExpiresAt) || e.Kind == store.KindReversal) {
+				// Points expiry took them first: spent before the lot
+				// expired (the entry came after the expiry ran), or taken
+				// back by a return after it. They left the balance once,
+				// with the expiry; taking them from the card's other lots
+				// as well would take them twice.
+				take := decimal.Min(l.Expired, r.Neg())
+				l.Expired, r = l.Expired.Sub(take), r.Add(take)
+			}
 			if r.IsNegative() {
 				// The lot was already spent (on another till, offline): take
 				// the rest from the card's other active lots, as the till
 				// would have had it known, and only what they cannot cover
 				// is an overdraft.
 				short := c.reallocate(r.Neg(), e.CreatedAt)
-				c.addDebt(short)
+				c.addDebt(short, &e)
 				over = over.Add(short)
 			}
 		case lc.Delta.IsNegative():
 			// The ~debt lot of a return the balance could not cover.
-			c.addDebt(lc.Delta.Neg())
+			c.addDebt(lc.Delta.Neg(), &e)
 		case lc.Delta.IsPositive():
 			c.addLot(&lotState{ID: lc.LotID, Points: lc.Delta, Remaining: lc.Delta, AccruedAt: e.CreatedAt, ActiveFrom: e.CreatedAt, CheckID: e.CheckID})
 		}
 	}
-	c.History = addHistory(c.History, e, loc)
+	if e.Kind == store.KindReversal {
+		c.returnWriteOff(&e)
+	}
+	c.History = addHistory(c.History, e, historyAt, loc)
 	return over
 }
 
@@ -833,10 +1002,11 @@ func (c *cardState) reallocate(pts decimal.Decimal, t time.Time) decimal.Decimal
 }
 
 // addHistory counts an entry into the card's purchase history: the month
-// is the entry's store-local month; counters of an older month roll over as
+// is the store-local month of at (the entry's time, or now for one dated
+// ahead of head office's clock); counters of an older month roll over as
 // the till reads them (docs/replica.md, "History for tiers and caps").
-func addHistory(h store.CardHistory, e wire.Entry, loc *time.Location) store.CardHistory {
-	m := e.CreatedAt.In(loc).Format("2006-01")
+func addHistory(h store.CardHistory, e wire.Entry, at time.Time, loc *time.Location) store.CardHistory {
+	m := at.In(loc).Format("2006-01")
 	p := checkout.Kopecks(e.PurchaseKop)
 	h.PurchasesAllTime = h.PurchasesAllTime.Add(p)
 	acc, red := checkout.Points{}, checkout.Points{}
@@ -944,9 +1114,9 @@ func queueSaveCards(pb *pgx.Batch, cards map[string]*cardState) error {
 			ins.card, ins.id, ins.points, ins.remaining, ins.accrued, ins.from, ins.expires, ins.check)
 	}
 	if len(upd.card) > 0 {
-		pb.Queue(`UPDATE lots l SET points = u.points::numeric, remaining = u.remaining::numeric
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(card, lot_id, points, remaining)
-			WHERE l.card = u.card AND l.lot_id = u.lot_id`, upd.card, upd.id, upd.points, upd.remaining)
+		pb.Queue(`UPDATE lots l SET points = u.points::numeric, remaining = u.remaining::numeric, expired = u.expired::numeric
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(card, lot_id, points, remaining, expired)
+			WHERE l.card = u.card AND l.lot_id = u.lot_id`, upd.card, upd.id, upd.points, upd.remaining, upd.expired)
 	}
 	pb.Queue(`INSERT INTO changes (section, key) SELECT 'cards', unnest($1::text[])`, codes)
 	return nil
@@ -954,13 +1124,14 @@ func queueSaveCards(pb *pgx.Batch, cards map[string]*cardState) error {
 
 // lotColumns are lots as the columns of an unnest.
 type lotColumns struct {
-	card, id, points, remaining, check []string
-	accrued, from                      []time.Time
-	expires                            []*time.Time
+	card, id, points, remaining, expired, check []string
+	accrued, from                               []time.Time
+	expires                                     []*time.Time
 }
 
 func (c *lotColumns) add(card string, l *lotState) {
 	c.card, c.id, c.check = append(c.card, card), append(c.id, l.ID), append(c.check, l.CheckID)
 	c.points, c.remaining = append(c.points, l.Points.String()), append(c.remaining, l.Remaining.String())
+	c.expired = append(c.expired, l.Expired.String())
 	c.accrued, c.from, c.expires = append(c.accrued, l.AccruedAt), append(c.from, l.ActiveFrom), append(c.expires, l.ExpiresAt)
 }

@@ -221,8 +221,10 @@ func TestEntryBeforeTheWatermarkIsRejected(t *testing.T) {
 // TestEntryValuesChecked: over HTTP, a till's entries with points of the
 // wrong sign for their kind, beyond the bound or finer than the card's
 // program's scale are rejected one by one, naming the entry and why, and
-// the good one in the same batch is applied; ERP corrections out of bound
-// or finer than the program's scale are 422, and nothing is written.
+// kept as rejected (on the chain, not applied; a duplicate when sent
+// again), and the good one in the same batch is applied; ERP corrections
+// out of bound or finer than the program's scale are 422, and nothing is
+// written.
 func TestEntryValuesChecked(t *testing.T) {
 	s, entries := ingestFixture(t)
 	ctx := context.Background()
@@ -249,7 +251,12 @@ func TestEntryValuesChecked(t *testing.T) {
 	bad := func(i int, f func(e *wire.Entry)) wire.Entry {
 		e := entries[0]
 		e.ID = fmt.Sprintf("S001-T09-%026d", 100+i)
-		e.CheckID, e.Prev, e.Lots = e.ID, "", nil
+		// On the chain after the good entry: the refused are kept on it,
+		// so the watermark passes them.
+		e.CheckID, e.Prev, e.Lots = e.ID, fmt.Sprintf("S001-T09-%026d", 100+i-1), nil
+		if i == 1 {
+			e.Prev = entries[0].ID
+		}
 		f(&e)
 		return e
 	}
@@ -297,8 +304,18 @@ func TestEntryValuesChecked(t *testing.T) {
 			t.Errorf("entry %d: %+v, want rejected naming %q", i, r, want)
 		}
 	}
-	if st := readIngestState(t, s); st.journal != 1 || st.remaining != "10" {
-		t.Fatalf("state: %+v, want only the good entry", st)
+	// The refused are kept as rejected, none applied: only the good
+	// entry's 10 points are on the card.
+	var kept int
+	if err := s.db.QueryRow(ctx, `SELECT count(*) FROM journal WHERE rejected <> ''`).Scan(&kept); err != nil || kept != 6 {
+		t.Fatalf("%d entries kept as rejected, %v; want 6", kept, err)
+	}
+	if st := readIngestState(t, s); st.journal != 7 || st.folded != 7 || st.remaining != "10" || st.watermark != batch[6].ID {
+		t.Fatalf("state: %+v, want the good entry applied and the 6 others kept", st)
+	}
+	// Sent again, each is a duplicate: the till acknowledges them.
+	if code, data = call("/v1/till/journal", string(body), till); code != 200 || strings.Count(data, `"duplicate"`) != 7 {
+		t.Fatalf("the batch again: %d %s, want 7 duplicates", code, data)
 	}
 
 	for _, c := range []struct{ points, want string }{

@@ -24,6 +24,36 @@ var ErrScopeConflict = errors.New("card scope change refused")
 // ErrUnknownCards refuses an assignment naming cards head office lacks.
 var ErrUnknownCards = errors.New("unknown cards")
 
+// ErrUnknownStore is a store id that is not in head office's catalog: its
+// scope and home cards are refused (HTTP 404), as enrolling its tills is.
+var ErrUnknownStore = errors.New("unknown store")
+
+// rowQuerier is what knownStore reads with: the pool or a transaction.
+type rowQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// storeIDForm refuses a store id no store can have (ErrBadRequest); what
+// names the operation.
+func storeIDForm(what, storeID string) error {
+	if !tillIDRe.MatchString(storeID) {
+		return badRequest(fmt.Errorf("%s: bad store id %q: want 1-37 of A-Z a-z 0-9 _ . : / -", what, storeID))
+	}
+	return nil
+}
+
+// knownStore refuses a store that is not in the catalog (ErrUnknownStore).
+func knownStore(ctx context.Context, q rowQuerier, storeID string) error {
+	var known bool
+	if err := q.QueryRow(ctx, sqlStoreKnown, storeID).Scan(&known); err != nil {
+		return fmt.Errorf("look up store %s: %w", storeID, err)
+	}
+	if !known {
+		return fmt.Errorf("%w %q: not in head office's catalog (import it first)", ErrUnknownStore, storeID)
+	}
+	return nil
+}
+
 // CardScope is a store's card scope and how many cards are home to it.
 type CardScope struct {
 	StoreID   string `json:"store_id"`
@@ -34,6 +64,12 @@ type CardScope struct {
 // StoreCardScope returns the store's scope ("all" when never set).
 func (s *Server) StoreCardScope(ctx context.Context, storeID string) (CardScope, error) {
 	out := CardScope{StoreID: storeID}
+	if err := storeIDForm("card scope", storeID); err != nil {
+		return CardScope{}, err
+	}
+	if err := knownStore(ctx, s.db, storeID); err != nil {
+		return CardScope{}, fmt.Errorf("card scope of store %s: %w", storeID, err)
+	}
 	err := s.db.QueryRow(ctx, `SELECT coalesce((SELECT scope FROM store_card_scope WHERE store_id = $1), 'all'),
 		(SELECT count(*) FROM card_stores WHERE store_id = $1)`, storeID).Scan(&out.Scope, &out.HomeCards)
 	if err != nil {
@@ -51,14 +87,17 @@ func (s *Server) StoreCardScope(ctx context.Context, storeID string) (CardScope,
 // waiting to happen; set it before enrolling the store's tills.
 func (s *Server) SetCardScope(ctx context.Context, storeID, scope string) error {
 	if scope != ScopeAll && scope != ScopeHome {
-		return fmt.Errorf("card scope of store %s: %q: want all or home", storeID, scope)
+		return badRequest(fmt.Errorf("card scope of store %s: %q: want all or home", storeID, scope))
 	}
-	if !tillIDRe.MatchString(storeID) {
-		return fmt.Errorf("card scope: bad store id %q", storeID)
+	if err := storeIDForm("card scope", storeID); err != nil {
+		return err
 	}
 	err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		// One scope change of a store at a time.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('card scope ' || $1))`, storeID); err != nil {
+			return err
+		}
+		if err := knownStore(ctx, tx, storeID); err != nil {
 			return err
 		}
 		var cur string
@@ -99,20 +138,31 @@ func (s *Server) SetCardScope(ctx context.Context, storeID, scope string) error 
 	return nil
 }
 
+// maxAssign is the most cards one AssignCards takes.
+const maxAssign = 100000
+
 // AssignCards makes cards home to a store (idempotent) and returns how
 // many were new. Each new one is a change of the store: its tills receive
 // the card with all its lots in their next delta, however long ago the
 // card last changed. Unknown cards refuse the whole assignment, naming
 // them. A card stays home once assigned (see SetCardScope on narrowing).
 func (s *Server) AssignCards(ctx context.Context, storeID string, codes []string) (int, error) {
-	if !tillIDRe.MatchString(storeID) {
-		return 0, fmt.Errorf("assign cards: bad store id %q", storeID)
+	if err := storeIDForm("assign cards", storeID); err != nil {
+		return 0, err
 	}
-	if len(codes) == 0 || len(codes) > 100000 {
-		return 0, fmt.Errorf("assign cards to store %s: %d cards, want 1-100000", storeID, len(codes))
+	if len(codes) == 0 || len(codes) > maxAssign {
+		return 0, badRequest(fmt.Errorf("assign cards to store %s: %d cards, want 1-%d", storeID, len(codes), maxAssign))
+	}
+	for i, c := range codes {
+		if c == "" || strings.IndexByte(c, 0) >= 0 {
+			return 0, badRequest(fmt.Errorf("assign cards to store %s: card %d is %q: want a card code", storeID, i+1, c))
+		}
 	}
 	var n int
 	err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if err := knownStore(ctx, tx, storeID); err != nil {
+			return err
+		}
 		rows, err := tx.Query(ctx, `SELECT u.code FROM unnest($1::text[]) AS u(code)
 			WHERE NOT EXISTS (SELECT 1 FROM cards c WHERE c.code = u.code) ORDER BY 1`, codes)
 		if err != nil {

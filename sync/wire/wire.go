@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
@@ -38,6 +39,11 @@ type Batch struct {
 	// Invalid are the entries DecodeBatch refused (wrong id, kind, sums):
 	// head office answers them "rejected" and stores the rest.
 	Invalid []Result `json:"-"`
+	// Refused are those of Invalid whose id and prev are the till's, with
+	// U+0000 in their text replaced (Sanitized): head office keeps them as
+	// rejected, on the till's chain but not applied, so that one bad entry
+	// does not stop every later entry of the till from folding.
+	Refused []Entry `json:"-"`
 }
 
 // Status of one entry in head office's answer.
@@ -178,6 +184,9 @@ func checkBatch(till string, entries []Entry) (*Batch, error) {
 		seen[e.ID] = true
 		if err := CheckEntry(till, &e); err != nil {
 			b.Invalid = append(b.Invalid, Result{ID: e.ID, Status: Rejected, Error: fmt.Sprintf("entries[%d] id %q: %v", i, e.ID, err)})
+			if checkChainLink(till, &e) == nil {
+				b.Refused = append(b.Refused, Sanitized(e))
+			}
 			continue
 		}
 		b.Entries = append(b.Entries, e)
@@ -219,15 +228,15 @@ func CheckPoints(what string, d decimal.Decimal, scale int32) error {
 // adds, a redemption takes; a reversal or a correction either) and are
 // within MaxPoints, and the lot deltas add up to the points.
 func CheckEntry(till string, e *Entry) error {
-	prefix := till + "-"
-	if !strings.HasPrefix(e.ID, prefix) || len(e.ID) != len(prefix)+26 {
-		return fmt.Errorf("not a journal id of till %s", till)
-	}
-	if e.Prev != "" && (!strings.HasPrefix(e.Prev, prefix) || e.Prev >= e.ID) {
-		return fmt.Errorf("prev %q is not an earlier id of till %s", e.Prev, till)
+	if err := checkChainLink(till, e); err != nil {
+		return err
 	}
 	if e.CheckID == "" || e.CardCode == "" {
 		return errors.New("empty check_id or card_code")
+	}
+	if hasNUL(*e) {
+		// PostgreSQL cannot read a json value holding one back.
+		return errors.New("text with U+0000")
 	}
 	switch e.Kind {
 	case store.KindAccrual, store.KindRedemption, store.KindReversal, store.KindCorrection:
@@ -268,6 +277,45 @@ func CheckEntry(till string, e *Entry) error {
 		return errors.New("negative withheld_kop or written_off")
 	}
 	return nil
+}
+
+// checkChainLink checks that the entry's id and prev are ids of till, prev
+// the earlier.
+func checkChainLink(till string, e *Entry) error {
+	prefix := till + "-"
+	if !strings.HasPrefix(e.ID, prefix) || len(e.ID) != len(prefix)+26 || strings.ContainsRune(e.ID, 0) {
+		return fmt.Errorf("not a journal id of till %s", till)
+	}
+	if e.Prev != "" && (!strings.HasPrefix(e.Prev, prefix) || e.Prev >= e.ID || strings.ContainsRune(e.Prev, 0)) {
+		return fmt.Errorf("prev %q is not an earlier id of till %s", e.Prev, till)
+	}
+	return nil
+}
+
+// entryText calls f on each text field of e (not the id and prev, which
+// checkChainLink checks).
+func entryText(e *Entry, f func(*string)) {
+	f(&e.CheckID)
+	f(&e.CardCode)
+	f((*string)(&e.Kind))
+	f(&e.Note)
+	for i := range e.Lots {
+		f(&e.Lots[i].LotID)
+	}
+}
+
+func hasNUL(e Entry) bool {
+	found := false
+	entryText(&e, func(s *string) { found = found || strings.ContainsRune(*s, 0) })
+	return found
+}
+
+// Sanitized is e with each U+0000 in its text replaced by U+FFFD, so that
+// a refused entry can be kept.
+func Sanitized(e Entry) Entry {
+	e.Lots = slices.Clone(e.Lots)
+	entryText(&e, func(s *string) { *s = strings.ReplaceAll(*s, "\x00", "\uFFFD") })
+	return e
 }
 
 // DecodeBatchResult parses head office's answer to a batch.

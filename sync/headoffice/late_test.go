@@ -1,0 +1,332 @@
+package headoffice
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"tillagent/checkout"
+	"tillagent/internal/store"
+	"tillagent/sync/pgtest"
+	"tillagent/sync/wire"
+)
+
+// lateFixture is head office on a clock the test moves, with the demo and
+// cards of kind bonus (program BONUS: scale 0, negative balance forbid),
+// each with the lots given, and till S001-T01 enrolled.
+func lateFixture(t *testing.T, now *time.Time, lots ...store.ReplicaLot) *Server {
+	t.Helper()
+	s, err := Open(context.Background(), Options{DSN: pgtest.DSN(t), ERPToken: "erp-secret", Clock: func() time.Time { return *now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
+		t.Fatal(err)
+	}
+	extra := &store.Replica{Version: 1, Lots: lots}
+	seen := map[string]bool{}
+	for _, l := range lots {
+		if !seen[l.Card] {
+			seen[l.Card] = true
+			extra.Cards = append(extra.Cards, store.ReplicaCard{Code: l.Card, Kind: "bonus", State: checkout.StateActive})
+		}
+	}
+	if _, err := s.Import(ctx, extra); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Enrol(ctx, "S001-T01", "S001"); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// lateTill numbers and chains the entries it pushes as till S001-T01.
+type lateTill struct {
+	n    int
+	prev string
+}
+
+// batch gives the entries ids, chain links, a check id (when unset) and
+// created lots their entry's id.
+func (lt *lateTill) batch(es ...store.Entry) *wire.Batch {
+	b := &wire.Batch{TillID: "S001-T01"}
+	for _, e := range es {
+		lt.n++
+		e.ID = fmt.Sprintf("S001-T01-%026d", lt.n)
+		if e.CheckID == "" {
+			e.CheckID = e.ID
+		}
+		for i := range e.Lots {
+			if e.Lots[i].Create {
+				e.Lots[i].LotID = e.ID
+			}
+		}
+		b.Entries = append(b.Entries, wire.Entry{Entry: e, Prev: lt.prev})
+		lt.prev = e.ID
+	}
+	return b
+}
+
+func (lt *lateTill) push(t *testing.T, s *Server, es ...store.Entry) *wire.BatchResult {
+	t.Helper()
+	res, err := s.Ingest(context.Background(), lt.batch(es...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func lot(card, id, points string, accrued time.Time, expires *time.Time) store.ReplicaLot {
+	return store.ReplicaLot{ID: id, Card: card, Points: checkout.MustPoints(points), AccruedAt: accrued, ExpiresAt: expires}
+}
+
+// TestExpiryBeforeALatePush: a till spends 50 of a lot before it expires
+// and pushes after head office's expiry ran; the 50 come out of what
+// expiry took, not out of the card's other lot (which would take them
+// twice). A sale's accrual lot that expires and is then returned is taken
+// back from what expiry took too. A redemption dated after the expiry
+// (a till clock behind) is still taken from the other lots.
+func TestExpiryBeforeALatePush(t *testing.T) {
+	now := demoNow
+	soon := demoNow.Add(time.Hour)
+	at := demoNow.Add(-30 * 24 * time.Hour)
+	s := lateFixture(t, &now,
+		lot("3400000000001", "A1", "100", at, &soon), lot("3400000000001", "A2", "100", at, nil),
+		lot("3400000000002", "B2", "100", at, nil))
+	var lt lateTill
+	spend := store.Entry{CardCode: "3400000000001", Kind: store.KindRedemption, Points: dec("-50"), AmountKop: 5000,
+		Lots: []store.LotChange{{LotID: "A1", Delta: dec("-50")}}, CreatedAt: demoNow}
+	accrue := store.Entry{CardCode: "3400000000002", Kind: store.KindAccrual, Points: dec("30"), PurchaseKop: 30000,
+		Lots: []store.LotChange{{Create: true, Delta: dec("30"), ActiveFrom: demoNow, ExpiresAt: soon}}, CreatedAt: demoNow}
+	// The accrual is pushed at once, the spend is not.
+	res := lt.push(t, s, accrue)
+	accrualLot := res.FoldedThrough
+	if b := balanceOf(t, s, "3400000000002"); b != "130" {
+		t.Fatalf("card 2 after the accrual: %s, want 130", b)
+	}
+	spendBatch := lt.batch(spend)
+	now = demoNow.Add(2 * time.Hour)
+	if st, err := s.Maintain(context.Background()); err != nil || st.Expired != 3 {
+		t.Fatalf("maintain: %+v, %v; want A1, the accrual's lot and the demo's lapsed L-13-0 expired", st, err)
+	}
+	if _, err := s.Ingest(context.Background(), spendBatch); err != nil {
+		t.Fatal(err)
+	}
+	if b := balanceOf(t, s, "3400000000001"); b != "100" {
+		t.Fatalf("card 1 after the late spend: %s, want 100 (A2 untouched: the 50 were spent before A1 expired)", b)
+	}
+	var expired string
+	s.db.QueryRow(context.Background(), `SELECT expired::text FROM lots WHERE lot_id = 'A1'`).Scan(&expired)
+	if expired != "50" {
+		t.Fatalf("A1 expired %s, want 50 (100 lapsed, 50 of them spent before)", expired)
+	}
+	if cb, err := s.CardBalanceOf(context.Background(), "3400000000001"); err != nil || cb.Expired.String() != "50" {
+		t.Fatalf("balances report of card 1: %+v, %v; want 50 expired", cb, err)
+	}
+	// The sale on card 2 is returned after its lot expired.
+	lt.push(t, s, store.Entry{CardCode: "3400000000002", Kind: store.KindReversal, Points: dec("-30"), PurchaseKop: -30000,
+		Lots: []store.LotChange{{LotID: accrualLot, Delta: dec("-30")}}, CreatedAt: now})
+	if b := balanceOf(t, s, "3400000000002"); b != "100" {
+		t.Fatalf("card 2 after returning the expired accrual: %s, want 100", b)
+	}
+	// A till whose clock is behind spends from A1 after it expired: that
+	// is an overdraft, taken from A2.
+	lt.push(t, s, store.Entry{CardCode: "3400000000001", Kind: store.KindRedemption, Points: dec("-20"), AmountKop: 2000,
+		Lots: []store.LotChange{{LotID: "A1", Delta: dec("-20")}}, CreatedAt: now})
+	if b := balanceOf(t, s, "3400000000001"); b != "80" {
+		t.Fatalf("card 1 after a spend dated after the expiry: %s, want 80", b)
+	}
+}
+
+// TestReturnTakesBackTheWriteOff: two tills spend 250 each of a card's
+// 300 offline; folding the second writes off the 200 it overdrew (BONUS
+// forbids debt). Returning that second sale gives back only the 50 it
+// really took, in two partial returns: the first 100 returned take back
+// the write-off, then the rest; the write-offs report shows the return.
+func TestReturnTakesBackTheWriteOff(t *testing.T) {
+	now := demoNow
+	s := lateFixture(t, &now, lot("3400000000003", "C1", "300", demoNow.Add(-48*time.Hour), nil))
+	var lt lateTill
+	redeem := func(check, pts string) store.Entry {
+		return store.Entry{CheckID: check, CardCode: "3400000000003", Kind: store.KindRedemption, Points: dec("-" + pts),
+			AmountKop: 100, Lots: []store.LotChange{{LotID: "C1", Delta: dec("-" + pts)}}, CreatedAt: demoNow}
+	}
+	giveBack := func(check, pts string) store.Entry {
+		return store.Entry{CheckID: check, CardCode: "3400000000003", Kind: store.KindReversal, Points: dec(pts),
+			AmountKop: -100, Lots: []store.LotChange{{LotID: "C1", Delta: dec(pts)}}, CreatedAt: demoNow}
+	}
+	lt.push(t, s, redeem("check-1", "250"), redeem("check-2", "250"))
+	if b := balanceOf(t, s, "3400000000003"); b != "0" {
+		t.Fatalf("after both spends: %s, want 0 (200 written off)", b)
+	}
+	lt.push(t, s, giveBack("check-2", "100"))
+	if b := balanceOf(t, s, "3400000000003"); b != "0" {
+		t.Fatalf("after returning 100 of check 2: %s, want 0 (the 100 were forgiven, not paid)", b)
+	}
+	lt.push(t, s, giveBack("check-2", "150"))
+	if b := balanceOf(t, s, "3400000000003"); b != "50" {
+		t.Fatalf("after returning all of check 2: %s, want 50 (what the sale really took)", b)
+	}
+	wos, err := s.WriteOffs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range wos {
+		if w.Card == "3400000000003" {
+			got = append(got, w.Mode+" "+w.Points.String())
+		}
+	}
+	if strings.Join(got, ", ") != "returned -100, returned -100, forbid 200" {
+		t.Fatalf("write-offs of the card, newest first: %v", got)
+	}
+	// A return of check 1, which wrote nothing off, gives its points back.
+	lt.push(t, s, giveBack("check-1", "250"))
+	if b := balanceOf(t, s, "3400000000003"); b != "300" {
+		t.Fatalf("after returning check 1 too: %s, want 300", b)
+	}
+}
+
+// TestRejectedEntryDoesNotStopTheChain: over HTTP, the first of three
+// entries has points finer than its program counts and the second text
+// with U+0000; both are answered rejected and kept, the third is applied
+// and folded, and the watermark passes all three. Support lists both,
+// the reports still read the journal, and sending the batch again answers
+// the two duplicates (the till acknowledges them).
+func TestRejectedEntryDoesNotStopTheChain(t *testing.T) {
+	now := demoNow
+	s := lateFixture(t, &now, lot("3400000000004", "D1", "100", demoNow.Add(-48*time.Hour), nil))
+	secret, err := s.Enrol(context.Background(), "S001-T01", "S001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lt lateTill
+	accrue := func(pts, note string) store.Entry {
+		return store.Entry{CardCode: "3400000000004", Kind: store.KindAccrual, Points: dec(pts), PurchaseKop: 1000, Note: note,
+			Lots: []store.LotChange{{Create: true, Delta: dec(pts), ActiveFrom: demoNow}}, CreatedAt: demoNow}
+	}
+	b := lt.batch(accrue("0.5", ""), accrue("7", "a\x00b"), accrue("10", ""))
+	body, _ := json.Marshal(b)
+	erp := erpHTTP(t, s)
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	pushHTTP := func() wire.BatchResult {
+		t.Helper()
+		req, _ := http.NewRequest("POST", hs.URL+"/v1/till/journal", strings.NewReader(string(body)))
+		req.SetBasicAuth("S001-T01", secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var res wire.BatchResult
+		if err := json.NewDecoder(resp.Body).Decode(&res); resp.StatusCode != 200 || err != nil {
+			t.Fatalf("push: %s %v", resp.Status, err)
+		}
+		return res
+	}
+	res := pushHTTP()
+	got := map[string]wire.Result{}
+	for _, r := range res.Results {
+		got[r.ID] = r
+	}
+	for i, want := range []string{"finer than the program's 0 decimal places", "U+0000", ""} {
+		r := got[b.Entries[i].ID]
+		if want == "" && r.Status != wire.Applied || want != "" && (r.Status != wire.Rejected || !strings.Contains(r.Error, want) || !strings.Contains(r.Error, "kept at head office")) {
+			t.Errorf("entry %d: %+v, want %q", i, r, want)
+		}
+	}
+	if res.FoldedThrough != b.Entries[2].ID {
+		t.Fatalf("folded through %q, want the third entry %s", res.FoldedThrough, b.Entries[2].ID)
+	}
+	if bal := balanceOf(t, s, "3400000000004"); bal != "110" {
+		t.Fatalf("balance %s, want 110 (only the third entry applied)", bal)
+	}
+	code, data := erp("GET", "/v1/erp/rejected", "")
+	var rej []RejectedEntry
+	if code != 200 || json.Unmarshal([]byte(data), &rej) != nil || len(rej) != 2 {
+		t.Fatalf("rejected list: %d %s", code, data)
+	}
+	for _, r := range rej {
+		if r.TillID != "S001-T01" || r.Reason == "" || strings.Contains(string(r.Entry), `\u0000`) {
+			t.Errorf("rejected entry %+v: want its till, why, and no U+0000 kept", r)
+		}
+	}
+	if code, data := erp("GET", "/v1/erp/reports/accruals?from=2026-11-01T00:00:00Z&to=2026-12-01T00:00:00Z", ""); code != 200 {
+		t.Fatalf("accruals report after a rejected entry: %d %s", code, data)
+	}
+	again := pushHTTP()
+	if n := strings.Count(fmt.Sprint(again.Results), wire.Duplicate); n != 3 {
+		t.Fatalf("the batch again: %+v, want 3 duplicates", again.Results)
+	}
+}
+
+// TestEntryDatedAheadKeepsTheHistory: an entry from a till whose clock is
+// a year ahead is applied, but counted into the card's purchase history
+// now: the month that decides the card's tier is not wiped.
+func TestEntryDatedAheadKeepsTheHistory(t *testing.T) {
+	now := demoNow
+	s := lateFixture(t, &now, lot("3400000000005", "E1", "100", demoNow.Add(-48*time.Hour), nil))
+	var lt lateTill
+	sale := func(at time.Time) store.Entry {
+		return store.Entry{CardCode: "3400000000005", Kind: store.KindAccrual, Points: dec("5"), PurchaseKop: 50000,
+			Lots: []store.LotChange{{Create: true, Delta: dec("5"), ActiveFrom: at}}, CreatedAt: at}
+	}
+	lt.push(t, s, sale(demoNow.Add(-time.Hour)), sale(demoNow.AddDate(1, 0, 0)))
+	var hist string
+	s.db.QueryRow(context.Background(), `SELECT history::text FROM cards WHERE code = '3400000000005'`).Scan(&hist)
+	var h store.CardHistory
+	if err := json.Unmarshal([]byte(hist), &h); err != nil {
+		t.Fatal(err)
+	}
+	if h.Month != "2026-11" || h.PurchasesMonth.String() != "1000.00" {
+		t.Fatalf("history %s, want November 2026 with both purchases (1000.00)", hist)
+	}
+}
+
+// TestTillsReportShowsAGap: a till's second batch arrives before its
+// first; the tills report shows its entries waiting behind the gap, and
+// nothing waiting once the first batch comes. A rejected entry is
+// counted.
+func TestTillsReportShowsAGap(t *testing.T) {
+	now := demoNow
+	s := lateFixture(t, &now, lot("3400000000006", "F1", "100", demoNow.Add(-48*time.Hour), nil))
+	var lt lateTill
+	accrue := func(pts string) store.Entry {
+		return store.Entry{CardCode: "3400000000006", Kind: store.KindAccrual, Points: dec(pts), PurchaseKop: 1000,
+			Lots: []store.LotChange{{Create: true, Delta: dec(pts), ActiveFrom: demoNow}}, CreatedAt: demoNow}
+	}
+	first, second := lt.batch(accrue("1")), lt.batch(accrue("2"), accrue("0.5"))
+	erp := erpHTTP(t, s)
+	report := func() TillState {
+		t.Helper()
+		code, data := erp("GET", "/v1/erp/reports/tills", "")
+		var ts []TillState
+		if code != 200 || json.Unmarshal([]byte(data), &ts) != nil || len(ts) != 1 {
+			t.Fatalf("tills report: %d %s", code, data)
+		}
+		return ts[0]
+	}
+	if _, err := s.Ingest(context.Background(), second); err != nil {
+		t.Fatal(err)
+	}
+	if r := report(); r.TillID != "S001-T01" || r.Waiting != 2 || r.WaitingSince == nil || r.FoldedThrough != "" || r.Rejected != 1 {
+		t.Fatalf("with the first batch missing: %+v, want 2 waiting (1 of them rejected) after an empty watermark", r)
+	}
+	if _, err := s.Ingest(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	if r := report(); r.Waiting != 0 || r.WaitingSince != nil || r.FoldedThrough != second.Entries[1].ID || r.Rejected != 1 {
+		t.Fatalf("after the first batch: %+v, want nothing waiting, folded through %s", r, second.Entries[1].ID)
+	}
+	if b := balanceOf(t, s, "3400000000006"); b != "103" {
+		t.Fatalf("balance %s, want 103", b)
+	}
+}

@@ -1,0 +1,25 @@
+-- 0006: what folding needs to settle late entries exactly.
+--
+-- The points expiry (Maintain) took from each lot. A till's entry that spent
+-- from the lot before it expired, pushed after the expiry ran, takes its
+-- points from here: expiry counted as lapsed points the customer had
+-- already spent, and taking them from the card's other lots instead would
+-- take them twice. A return taking back an expired lot does the same.
+ALTER TABLE lots ADD COLUMN expired numeric NOT NULL DEFAULT 0 CHECK (expired >= 0);
+
+-- A write-off names the entry, and its check, whose fold wrote the debt
+-- off. When that check is returned, the points the write-off forgave are
+-- not given back: a row with mode 'returned' and negative points takes the
+-- write-off back (docs/sync.md, "Debt and the negative-balance policy").
+ALTER TABLE debt_writeoffs
+	ADD COLUMN check_id text COLLATE "C" NOT NULL DEFAULT '',
+	ADD COLUMN entry_id text COLLATE "C" NOT NULL DEFAULT '',
+	DROP CONSTRAINT debt_writeoffs_points_check,
+	ADD CONSTRAINT debt_writeoffs_points_check CHECK (points <> 0);
+CREATE INDEX debt_writeoffs_check ON debt_writeoffs (card, check_id) WHERE check_id <> '';
+
+-- An entry head office refused (why): stored, and on its till's chain so the
+-- entries after it fold, but not applied to any card. Support lists them
+-- (GET /v1/erp/rejected) and corrects the card if it must.
+ALTER TABLE journal ADD COLUMN rejected text NOT NULL DEFAULT '';
+CREATE INDEX journal_rejected ON journal (received_at) WHERE rejected <> '';

@@ -1,0 +1,356 @@
+package headoffice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+
+	"tillagent/internal/store"
+	"tillagent/sync/wire"
+)
+
+// PostgreSQL's json columns store the escape \u0000, but every ->> that
+// meets it fails (SQLSTATE 22P05) — on reports, on every till's push, on
+// corrections — until someone finds the record; text columns refuse it
+// outright. So ERP writes refuse U+0000 in any text before anything is
+// written.
+
+// maxRecordErrors bounds the per-record errors an import refusal lists, as
+// store.Replica.Validate does.
+const maxRecordErrors = 50
+
+// nulPath returns where in v (a record) a string holding U+0000 is, as the
+// JSON names it ("address", "accrual[1].include_products[0]"), or "" if
+// none is. It walks what encoding/json would marshal: exported fields
+// (embedded structs flattened, as json does), slices, maps and pointers.
+func nulPath(v any) string {
+	return nulIn(reflect.ValueOf(v), "")
+}
+
+func nulIn(v reflect.Value, path string) string {
+	switch v.Kind() {
+	case reflect.String:
+		if strings.IndexByte(v.String(), 0) >= 0 {
+			return path
+		}
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			return nulIn(v.Elem(), path)
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint8 {
+			return "" // []byte marshals as base64
+		}
+		for i := range v.Len() {
+			if p := nulIn(v.Index(i), path+"["+strconv.Itoa(i)+"]"); p != "" {
+				return p
+			}
+		}
+	case reflect.Map:
+		it := v.MapRange()
+		for it.Next() {
+			k := fmt.Sprint(it.Key().Interface())
+			if strings.IndexByte(k, 0) >= 0 {
+				return path + "[" + strconv.Quote(k) + "] (the key)"
+			}
+			if p := nulIn(it.Value(), path+"["+strconv.Quote(k)+"]"); p != "" {
+				return p
+			}
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue // json leaves it out (decimal, time: no text of theirs)
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "-" {
+				continue
+			}
+			sub := path
+			if !f.Anonymous || name != "" {
+				if name == "" {
+					name = f.Name
+				}
+				if sub != "" {
+					sub += "."
+				}
+				sub += name
+			}
+			if p := nulIn(v.Field(i), sub); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+// nulRefusal is the error of a record whose field holds U+0000.
+func nulRefusal(field string) error {
+	return fmt.Errorf("%s holds U+0000 (NUL), which head office cannot store: remove it", field)
+}
+
+// checkImportText refuses a replica any of whose records holds U+0000 in
+// its text (names, addresses, holders, ids…): one error per record
+// (store.RecordError), at most maxRecordErrors.
+func checkImportText(r *store.Replica) error {
+	var errs []error
+	check := func(section string, i int, key string, v any) {
+		if len(errs) >= maxRecordErrors {
+			return
+		}
+		if p := nulPath(v); p != "" {
+			errs = append(errs, &store.RecordError{Section: section, Index: i, Key: key, Err: nulRefusal(p)})
+		}
+	}
+	id := func(s string) string { return fmt.Sprintf("id %q", s) }
+	for i, x := range r.Stores {
+		check("stores", i, id(x.ID), x)
+	}
+	for i, x := range r.Groups {
+		check("groups", i, id(x.ID), x)
+	}
+	for i, x := range r.Products {
+		check("products", i, id(x.ID), x)
+	}
+	for i, x := range r.Programs {
+		check("programs", i, id(x.ID), x)
+	}
+	for i, x := range r.Promotions {
+		check("promotions", i, id(x.ID), x)
+	}
+	for i, x := range r.CardKinds {
+		check("card_kinds", i, id(x.ID), x)
+	}
+	for i, x := range r.CardKeys {
+		check("card_keys", i, fmt.Sprintf("id %d", x.ID), x)
+	}
+	// Cards and lots may be millions: their few text fields are checked
+	// directly rather than walked.
+	for i, c := range r.Cards {
+		if len(errs) >= maxRecordErrors {
+			break
+		}
+		for _, f := range [...]struct{ name, v string }{{"code", c.Code}, {"kind", c.Kind}, {"program", c.Program},
+			{"state", string(c.State)}, {"block_reason", c.BlockReason}, {"holder", c.Holder}, {"history.month", c.History.Month}} {
+			if strings.IndexByte(f.v, 0) >= 0 {
+				errs = append(errs, &store.RecordError{Section: "cards", Index: i, Key: fmt.Sprintf("code %q", c.Code), Err: nulRefusal(f.name)})
+				break
+			}
+		}
+	}
+	for i, l := range r.Lots {
+		if len(errs) >= maxRecordErrors {
+			break
+		}
+		for _, f := range [...]struct{ name, v string }{{"id", l.ID}, {"card", l.Card}, {"check_id", l.CheckID}} {
+			if strings.IndexByte(f.v, 0) >= 0 {
+				errs = append(errs, &store.RecordError{Section: "lots", Index: i, Key: id(l.ID), Err: nulRefusal(f.name)})
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkImportPoints refuses the lots' points and remaining and the cards'
+// debt that the rest of head office would refuse: wire.CheckPoints, the
+// check corrections and till entries pass (at most wire.MaxPoints in
+// magnitude, wire.MaxPointsScale decimal places, no finer than the card's
+// program's point scale). A lot finer than its program's scale could
+// never be spent whole by a till: the entry doing so is rejected. The
+// card's program is the one the import leaves it with (the file's card,
+// kind and program, else head office's), read in tx.
+func checkImportPoints(ctx context.Context, tx pgx.Tx, r *store.Replica) error {
+	if len(r.Cards) == 0 && len(r.Lots) == 0 {
+		return nil
+	}
+	progs, err := resolvePrograms(ctx, tx, r)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	check := func(section string, i int, key, what string, d decimal.Decimal, program string) {
+		if len(errs) >= maxRecordErrors {
+			return
+		}
+		scale, ok := progs.scale[program]
+		if !ok {
+			scale = -1 // a program head office does not know: only the bounds
+		}
+		if err := wire.CheckPoints(what, d, scale); err != nil {
+			if ok {
+				err = fmt.Errorf("program %s: %w", program, err)
+			}
+			errs = append(errs, &store.RecordError{Section: section, Index: i, Key: key, Err: err})
+		}
+	}
+	for i, c := range r.Cards {
+		check("cards", i, fmt.Sprintf("code %q", c.Code), "debt", c.Debt.Decimal(), progs.of(c.Code))
+	}
+	for i, l := range r.Lots {
+		key, prog := fmt.Sprintf("id %q", l.ID), progs.of(l.Card)
+		check("lots", i, key, "points", l.Points.Decimal(), prog)
+		if l.Remaining != nil {
+			check("lots", i, key, "remaining", l.Remaining.Decimal(), prog)
+		}
+	}
+	if len(errs) > 0 {
+		return &RefusedImport{Err: errors.Join(errs...)}
+	}
+	return nil
+}
+
+// importPrograms tells the program of each card an import names, as head
+// office will read it after the import (the card's own program, else its
+// kind's: as sqlCardPrograms), and each program's point scale. The file's
+// cards are found through their indices sorted by code (4 bytes a card,
+// not a map of codes: an import may hold millions); only programs, kinds
+// and the cards of lots that are not in the file are kept by id.
+type importPrograms struct {
+	cards  []store.ReplicaCard
+	byCode []int32 // indices of cards sorted by code
+	kinds  map[string]string
+	stored map[string]storedCard
+	scale  map[string]int32
+}
+
+type storedCard struct{ program, kind string }
+
+// fileCard finds card code in the file.
+func (p *importPrograms) fileCard(code string) (*store.ReplicaCard, bool) {
+	i, ok := slices.BinarySearchFunc(p.byCode, code, func(i int32, code string) int { return strings.Compare(p.cards[i].Code, code) })
+	if !ok {
+		return nil, false
+	}
+	return &p.cards[p.byCode[i]], true
+}
+
+// of is the program of card code ("" if none is known).
+func (p *importPrograms) of(code string) string {
+	c := p.stored[code]
+	if f, ok := p.fileCard(code); ok {
+		c = storedCard{program: f.Program, kind: f.Kind}
+	}
+	if c.program == "" {
+		return p.kinds[c.kind]
+	}
+	return c.program
+}
+
+// resolvePrograms reads from head office what the file does not give: the
+// cards of its lots that are not in it, and the kinds and programs those
+// and its cards name (three queries at most).
+func resolvePrograms(ctx context.Context, tx pgx.Tx, r *store.Replica) (*importPrograms, error) {
+	cards := r.Cards
+	p := &importPrograms{cards: cards, kinds: map[string]string{}, stored: map[string]storedCard{}, scale: map[string]int32{},
+		byCode: sortedOrder(len(cards), func(a, b int) int { return strings.Compare(cards[a].Code, cards[b].Code) })}
+	for _, x := range r.Programs {
+		p.scale[x.ID] = x.PointRounding.Scale
+	}
+	for _, k := range r.CardKinds {
+		p.kinds[k.ID] = k.Program
+	}
+	var lotCards []string
+	for _, l := range r.Lots {
+		if _, inFile := p.fileCard(l.Card); !inFile {
+			if _, ok := p.stored[l.Card]; !ok {
+				p.stored[l.Card] = storedCard{}
+				lotCards = append(lotCards, l.Card)
+			}
+		}
+	}
+	if len(lotCards) > 0 {
+		var code string
+		var c storedCard
+		if err := forEachRow(ctx, tx, []any{&code, &c.program, &c.kind}, func() { p.stored[code] = c },
+			`SELECT code, program, kind FROM cards WHERE code = ANY($1)`, lotCards); err != nil {
+			return nil, headOffice(fmt.Errorf("read the programs of the lots' cards: %w", err))
+		}
+	}
+	askKinds := map[string]bool{}
+	needKind := func(c storedCard) {
+		if _, ok := p.kinds[c.kind]; !ok && c.program == "" && c.kind != "" {
+			askKinds[c.kind] = true
+		}
+	}
+	for _, c := range cards {
+		needKind(storedCard{program: c.Program, kind: c.Kind})
+	}
+	for _, c := range p.stored {
+		needKind(c)
+	}
+	if len(askKinds) > 0 {
+		var id, program string
+		if err := forEachRow(ctx, tx, []any{&id, &program}, func() { p.kinds[id] = program },
+			`SELECT id, coalesce(body->>'program', '') FROM catalog WHERE section = 'card_kinds' AND id = ANY($1)`,
+			slices.Collect(maps.Keys(askKinds))); err != nil {
+			return nil, headOffice(fmt.Errorf("read the card kinds' programs: %w", err))
+		}
+	}
+	askPrograms := map[string]bool{}
+	needProgram := func(program string) {
+		if _, ok := p.scale[program]; !ok && program != "" {
+			askPrograms[program] = true
+		}
+	}
+	for _, program := range p.kinds {
+		needProgram(program)
+	}
+	for _, c := range cards {
+		needProgram(c.Program)
+	}
+	for _, c := range p.stored {
+		needProgram(c.program)
+	}
+	if len(askPrograms) > 0 {
+		var id string
+		var scale int32
+		if err := forEachRow(ctx, tx, []any{&id, &scale}, func() { p.scale[id] = scale },
+			`SELECT id, coalesce((body->'point_rounding'->>'scale')::int, 0) FROM catalog WHERE section = 'programs' AND id = ANY($1)`,
+			slices.Collect(maps.Keys(askPrograms))); err != nil {
+			return nil, headOffice(fmt.Errorf("read the programs' point scales: %w", err))
+		}
+	}
+	return p, nil
+}
+
+// forEachRow runs q and calls fn after scanning each row into dest.
+func forEachRow(ctx context.Context, tx pgx.Tx, dest []any, fn func(), q string, args ...any) error {
+	rows, err := tx.Query(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	_, err = pgx.ForEachRow(rows, dest, func() error { fn(); return nil })
+	return err
+}
+
+// checkCorrectionText refuses a correction holding U+0000 in its text.
+func checkCorrectionText(c Correction) error {
+	for _, f := range [...]struct{ name, v string }{{"id", c.ID}, {"card", c.Card}, {"reason", c.Reason}} {
+		if strings.IndexByte(f.v, 0) >= 0 {
+			return refused(fmt.Errorf("correction %q of card %q: %w", c.ID, c.Card, nulRefusal(f.name)))
+		}
+	}
+	return nil
+}
+
+// headOfficeError marks a failure of head office's own data or database
+// (its catalog cannot be read, say) even where it wraps a PostgreSQL data
+// exception (class 22) that would otherwise be taken for the request's
+// value: the answer is 5xx, never a 422 blaming the request.
+type headOfficeError struct{ err error }
+
+func (e headOfficeError) Error() string { return e.err.Error() }
+func (e headOfficeError) Unwrap() error { return e.err }
+
+func headOffice(err error) error { return headOfficeError{err} }
