@@ -16,6 +16,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -204,15 +205,26 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 	if (*cert == "") != (*key == "") {
 		return errors.New("serve: -tls-cert and -tls-key go together")
 	}
+	// The pair is loaded before listening: a missing or mismatched file is
+	// an error at start, not after "serving" was logged.
+	var tlsConfig *tls.Config
+	if *cert != "" {
+		pair, err := tls.LoadX509KeyPair(*cert, *key)
+		if err != nil {
+			return fmt.Errorf("serve: TLS certificate %s and key %s: %w", *cert, *key, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		TLSConfig: tlsConfig, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)} // TLS handshake errors among them
 	errc := make(chan error, 1)
 	go func() {
-		if *cert != "" {
-			errc <- hs.ServeTLS(ln, *cert, *key)
+		if tlsConfig != nil {
+			errc <- hs.ServeTLS(ln, "", "")
 		} else {
 			errc <- hs.Serve(ln)
 		}

@@ -3,6 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -282,5 +292,59 @@ func TestSecretsAndFlagsChecked(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("serve after cancel: %v", err)
+	}
+}
+
+// TestServeTLS: with -tls-cert and -tls-key head office serves HTTPS; a
+// missing key file is an error at start that names both files.
+func TestServeTLS(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+
+	err = run(context.Background(), []string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", filepath.Join(dir, "none.pem")}, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), certFile) || !strings.Contains(err.Error(), "none.pem") {
+		t.Fatalf("serve with a missing key file: %v, want an error naming both files", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc, done := make(chan string, 1), make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile}, io.Discard, func(a string) { addrc <- a })
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := client.Get("https://" + addr + "/v1/till/feed")
+	if err != nil {
+		t.Fatalf("HTTPS request: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("feed without credentials over HTTPS: %s, want 401", resp.Status)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -430,8 +432,8 @@ const erpTill = "ERP"
 // lots soonest-expiring first and what they cannot cover becomes debt.
 func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, error) {
 	switch {
-	case c.ID == "" || len(c.ID) > 64 || strings.ContainsAny(c.ID, " \t\n"):
-		return CorrectionResult{}, refused(fmt.Errorf("correction %q: id must be 1-64 characters without spaces", c.ID))
+	case c.ID == "" || utf8.RuneCountInString(c.ID) > 64 || strings.ContainsFunc(c.ID, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
+		return CorrectionResult{}, refused(fmt.Errorf("correction %q: id must be 1-64 characters without spaces or control characters", c.ID))
 	case c.Card == "":
 		return CorrectionResult{}, refused(fmt.Errorf("correction %s: empty card", c.ID))
 	case c.Points.IsZero():
@@ -448,7 +450,15 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		return CorrectionResult{}, refused(fmt.Errorf("correction %s of card %s: %w", c.ID, c.Card, err))
 	}
 	id := erpTill + "-" + c.ID
-	req, _ := json.Marshal(c)
+	// The digest tells a retry from another correction under the same id:
+	// expires_at in UTC, so a retry that writes it in another zone is the
+	// same correction.
+	canon := c
+	if c.ExpiresAt != nil {
+		utc := c.ExpiresAt.UTC()
+		canon.ExpiresAt = &utc
+	}
+	req, _ := json.Marshal(canon)
 	sum := sha256.Sum256(req)
 	var out CorrectionResult
 	err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {

@@ -330,3 +330,31 @@ func TestTillsReportShowsAGap(t *testing.T) {
 		t.Fatalf("balance %s, want 103", b)
 	}
 }
+
+// TestCorrectionIDsAndRetries: an id is up to 64 characters, not bytes
+// (Cyrillic ids are support's), and holds no control character; a retry
+// writing expires_at in another zone is the same correction.
+func TestCorrectionIDsAndRetries(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
+		t.Fatal(err)
+	}
+	cyr := strings.Repeat("ж", 40)
+	if _, err := s.Correct(ctx, Correction{ID: cyr, Card: "2900000000018", Points: dec("5"), Reason: "жалоба"}); err != nil {
+		t.Fatalf("a 40-character Cyrillic id: %v", err)
+	}
+	if _, err := s.Correct(ctx, Correction{ID: "a\rb", Card: "2900000000018", Points: dec("5"), Reason: "test"}); err == nil || !strings.Contains(err.Error(), "control") {
+		t.Fatalf("an id with CR: %v, want refused", err)
+	}
+	exp := demoNow.AddDate(0, 6, 0).UTC()
+	first, err := s.Correct(ctx, Correction{ID: "exp-1", Card: "2900000000018", Points: dec("5"), Reason: "test", ExpiresAt: &exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inMSK := exp.In(time.FixedZone("MSK", 3*3600))
+	again, err := s.Correct(ctx, Correction{ID: "exp-1", Card: "2900000000018", Points: dec("5"), Reason: "test", ExpiresAt: &inMSK})
+	if err != nil || !again.Duplicate || again.EntryID != first.EntryID {
+		t.Fatalf("the retry in another zone: %+v, %v; want a duplicate of %s", again, err, first.EntryID)
+	}
+}
