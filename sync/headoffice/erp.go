@@ -431,6 +431,9 @@ const erpTill = "ERP"
 // "ERP"): an accrual creates a lot active now; a deduction consumes active
 // lots soonest-expiring first and what they cannot cover becomes debt.
 func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, error) {
+	if err := checkCorrectionText(c); err != nil {
+		return CorrectionResult{}, err
+	}
 	switch {
 	case c.ID == "" || utf8.RuneCountInString(c.ID) > 64 || strings.ContainsFunc(c.ID, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
 		return CorrectionResult{}, refused(fmt.Errorf("correction %q: id must be 1-64 characters without spaces or control characters", c.ID))
@@ -442,9 +445,6 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		return CorrectionResult{}, refused(fmt.Errorf("correction %s: a reason is required", c.ID))
 	case c.ExpiresAt != nil && (c.Points.IsNegative() || !c.ExpiresAt.After(s.now())):
 		return CorrectionResult{}, refused(fmt.Errorf("correction %s: expires_at must be in the future, on an accrual", c.ID))
-	}
-	if err := checkCorrectionText(c); err != nil {
-		return CorrectionResult{}, err
 	}
 	if err := wire.CheckPoints("points", c.Points, -1); err != nil {
 		return CorrectionResult{}, refused(fmt.Errorf("correction %s of card %s: %w", c.ID, c.Card, err))
