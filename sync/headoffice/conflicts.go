@@ -90,7 +90,7 @@ func (s *Server) handleConflicts(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c, err := s.Conflicts(r.Context(), all)
-	s.reply(w, c, err)
+	s.reply(w, r, c, err)
 }
 
 func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request) {
@@ -119,6 +119,6 @@ func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request) {
 	case err != nil && requestsFault(err):
 		httpError(w, http.StatusUnprocessableEntity, err.Error())
 	default:
-		s.reply(w, map[string]string{"id": id, "kept": "head_office"}, err)
+		s.reply(w, r, map[string]string{"id": id, "kept": "head_office"}, err)
 	}
 }

@@ -59,7 +59,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/erp/reports/balances", s.erp(s.handleBalances))
 	mux.HandleFunc("GET /v1/erp/reports/overdrafts", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		o, err := s.Overdrafts(r.Context())
-		s.reply(w, o, err)
+		s.reply(w, r, o, err)
 	}))
 	mux.HandleFunc("GET /v1/erp/reports/expiring", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		days, err := strconv.Atoi(r.URL.Query().Get("days"))
@@ -68,24 +68,24 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		e, err := s.ExpiringWithin(r.Context(), days)
-		s.reply(w, e, err)
+		s.reply(w, r, e, err)
 	}))
 	mux.HandleFunc("GET /v1/erp/reports/accruals", s.erp(s.handleAccruals))
 	mux.HandleFunc("GET /v1/erp/reports/tills", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		ts, err := s.Tills(r.Context())
-		s.reply(w, ts, err)
+		s.reply(w, r, ts, err)
 	}))
 	mux.HandleFunc("GET /v1/erp/rejected", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		rej, err := s.Rejected(r.Context())
-		s.reply(w, rej, err)
+		s.reply(w, r, rej, err)
 	}))
 	mux.HandleFunc("POST /v1/erp/maintain", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		st, err := s.Maintain(r.Context())
-		s.reply(w, st, err)
+		s.reply(w, r, st, err)
 	}))
 	mux.HandleFunc("GET /v1/erp/stores/{store}/card-scope", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		sc, err := s.StoreCardScope(r.Context(), r.PathValue("store"))
-		s.reply(w, sc, err)
+		s.reply(w, r, sc, err)
 	}))
 	mux.HandleFunc("PUT /v1/erp/stores/{store}/card-scope", s.erp(s.handleSetScope))
 	mux.HandleFunc("POST /v1/erp/stores/{store}/cards", s.erp(s.handleAssign))
@@ -95,13 +95,13 @@ func (s *Server) Handler() http.Handler {
 			httpError(w, http.StatusNotFound, err.Error())
 			return
 		}
-		s.reply(w, map[string]any{"till_id": r.PathValue("till"), "epoch": epoch}, err)
+		s.reply(w, r, map[string]any{"till_id": r.PathValue("till"), "epoch": epoch}, err)
 	}))
 	mux.HandleFunc("GET /v1/erp/conflicts", s.erp(s.handleConflicts))
 	mux.HandleFunc("POST /v1/erp/conflicts/{id}", s.erp(s.handleSettle))
 	mux.HandleFunc("GET /v1/erp/reports/writeoffs", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		wo, err := s.WriteOffs(r.Context())
-		s.reply(w, wo, err)
+		s.reply(w, r, wo, err)
 	}))
 	return jsonErrors(mux)
 }
@@ -161,10 +161,10 @@ func (s *Server) handleSetScope(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrScopeConflict):
 		httpError(w, http.StatusConflict, err.Error())
 	case err != nil:
-		s.reply(w, nil, err)
+		s.reply(w, r, nil, err)
 	default:
 		sc, err := s.StoreCardScope(r.Context(), store)
-		s.reply(w, sc, err)
+		s.reply(w, r, sc, err)
 	}
 }
 
@@ -182,7 +182,7 @@ func (s *Server) handleAssign(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusUnprocessableEntity, err.Error())
 		return
 	}
-	s.reply(w, map[string]int{"assigned": n}, err)
+	s.reply(w, r, map[string]int{"assigned": n}, err)
 }
 
 type tillHandler func(w http.ResponseWriter, r *http.Request, tillID, storeID string)
@@ -238,7 +238,7 @@ func (s *Server) handleJournal(w http.ResponseWriter, r *http.Request, tillID, _
 		return
 	}
 	res, err := s.Ingest(r.Context(), b)
-	s.reply(w, res, err)
+	s.reply(w, r, res, err)
 }
 
 func (s *Server) handleFeed(w http.ResponseWriter, r *http.Request, tillID, storeID string) {
@@ -255,7 +255,7 @@ func (s *Server) handleFeed(w http.ResponseWriter, r *http.Request, tillID, stor
 			req.Folded = &v
 		}
 		f, err := s.SnapshotPage(r.Context(), tillID, req)
-		s.reply(w, f, err)
+		s.reply(w, r, f, err)
 		return
 	}
 	if c := q.Get("cursor"); c != "" {
@@ -287,7 +287,7 @@ func (s *Server) handleFeed(w http.ResponseWriter, r *http.Request, tillID, stor
 		req.Folded = &v
 	}
 	f, err := s.FeedPage(r.Context(), tillID, req)
-	s.reply(w, f, err)
+	s.reply(w, r, f, err)
 }
 
 func (s *Server) handleEnrol(w http.ResponseWriter, r *http.Request) {
@@ -300,7 +300,7 @@ func (s *Server) handleEnrol(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	secret, err := s.Enrol(r.Context(), req.TillID, req.StoreID)
-	s.reply(w, map[string]string{"till_id": req.TillID, "secret": secret}, err)
+	s.reply(w, r, map[string]string{"till_id": req.TillID, "secret": secret}, err)
 }
 
 func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
@@ -317,7 +317,7 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		var st ImportStats
 		if st, err = s.Import(r.Context(), rep); err == nil {
-			s.reply(w, st, nil)
+			s.reply(w, r, st, nil)
 			return
 		}
 		if !requestsFault(err) {
@@ -366,7 +366,7 @@ func (s *Server) handleCorrection(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusInternalServerError, "erp correction failed, nothing written: "+err.Error())
 		return
 	}
-	s.reply(w, res, nil)
+	s.reply(w, r, res, nil)
 }
 
 func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
@@ -381,7 +381,7 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e, err := s.ExportJournal(r.Context(), q.Get("cursor"), limit)
-	s.reply(w, e, err)
+	s.reply(w, r, e, err)
 }
 
 // handleBalances answers one card (card=CODE, unknown: 404) or a page of
@@ -405,7 +405,7 @@ func (s *Server) handleBalances(w http.ResponseWriter, r *http.Request) {
 				httpError(w, http.StatusNotFound, err.Error())
 				return
 			}
-			s.reply(w, b, err)
+			s.reply(w, r, b, err)
 		}
 		return
 	}
@@ -415,7 +415,7 @@ func (s *Server) handleBalances(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, err := s.BalancesPage(r.Context(), q.Get("after"), limit)
-	s.reply(w, p, err)
+	s.reply(w, r, p, err)
 }
 
 func (s *Server) handleAccruals(w http.ResponseWriter, r *http.Request) {
@@ -431,7 +431,7 @@ func (s *Server) handleAccruals(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, err := s.Accruals(r.Context(), from, to)
-	s.reply(w, a, err)
+	s.reply(w, r, a, err)
 }
 
 // onlyParams refuses query parameters other than names: a misspelt one
@@ -539,7 +539,7 @@ func decodeFailed(w http.ResponseWriter, what string, err error) {
 	httpError(w, http.StatusBadRequest, what+": "+err.Error())
 }
 
-func (s *Server) reply(w http.ResponseWriter, v any, err error) {
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
 	switch {
 	case errors.Is(err, ErrBadRequest):
 		httpError(w, http.StatusBadRequest, err.Error())
@@ -549,7 +549,7 @@ func (s *Server) reply(w http.ResponseWriter, v any, err error) {
 		return
 	}
 	if err != nil {
-		s.log.Error("request failed", "err", err)
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		httpError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
