@@ -170,6 +170,11 @@ type Card struct {
 	// spent so far in Now's calendar month (store-local), for monthly caps.
 	AccruedThisMonth  Points `json:"accrued_this_month,omitzero"`
 	RedeemedThisMonth Points `json:"redeemed_this_month,omitzero"`
+	// RedeemCaps are limits on spending from this card that come from
+	// outside its program (the till's offline caps from head office). Each
+	// is evaluated after the program's limits, like them: the smallest
+	// limit wins, and the minimum and all-or-nothing rules apply to it.
+	RedeemCaps []LimitValue `json:"redeem_caps,omitempty"`
 }
 
 // Lot is one accrual on a card: it becomes spendable at ActiveFrom and

@@ -113,6 +113,9 @@ func (q *quote) redeem() error {
 	if rules.MonthlyCap != nil {
 		add(LimitMonthlyCap, trunc(rules.MonthlyCap.Sub(c.card.RedeemedThisMonth)))
 	}
+	for _, l := range c.card.RedeemCaps {
+		add(l.Code, trunc(l.Points))
+	}
 	// The smallest limit wins; on a tie the first evaluated is named.
 	r.Max, r.MaxLimit = r.Limits[0].Points, r.Limits[0].Code
 	for _, l := range r.Limits[1:] {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -136,7 +137,7 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 		Store: st, Printer: printer, StoreID: cfg.Till.StoreID, TillID: cfg.Till.TillID,
 		Receipt:      sale.ReceiptOptions{BonusMode: bonusMode, LoyaltyTagName: cfg.Receipt.LoyaltyTagName, TaxSystem: byte(cfg.Receipt.TaxSystem)},
 		ExpiringDays: cfg.Receipt.ExpiringDays, Logger: log.With("component", "sale"), Clock: clock,
-		MaxChange: fiscal.Money(cfg.Sale.MaxChangeKop), CashRefundOfCard: cfg.Sale.CashRefundOfCard,
+		MaxChange: fiscal.Money(cfg.Sale.MaxChangeKop), CashRefundOfCard: cfg.Sale.CashRefundOfCard, Syncs: cfg.Sync.Enabled,
 		Observe: func(kind store.DocKind, outcome string) {
 			metrics.Add("tillagent_"+string(kind)+"s_total", 1, "outcome", outcome)
 			if outcome == "done" {
@@ -172,7 +173,7 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 			ctx, cancel := context.WithTimeout(r.Context(), cfg.Sync.RequestTimeout*2)
 			defer cancel()
 			if err := syncer.SyncNow(ctx); err != nil {
-				writeSyncError(w, err)
+				writeSyncError(w, err, cfg.Sync)
 				return
 			}
 			api.WriteJSON(w, http.StatusOK, syncer.Status())
@@ -307,7 +308,7 @@ func startSync(ctx context.Context, cfg *config.Config, st *store.Store, clock f
 	c, err := client.New(client.Options{URL: cfg.Sync.URL, TillID: cfg.Till.TillID, StoreID: cfg.Till.StoreID,
 		Secret: secret, ReloadSecret: cfg.Sync.SecretValue, Store: st, HTTPClient: hc, Logger: log, BatchSize: cfg.Sync.BatchSize,
 		Interval: cfg.Sync.Interval, BackoffMin: cfg.Sync.BackoffMin, BackoffMax: cfg.Sync.BackoffMax,
-		RequestTimeout: cfg.Sync.RequestTimeout, Clock: clock})
+		RequestTimeout: cfg.Sync.RequestTimeout, SnapshotPage: cfg.Sync.PageSize, DeltaPage: cfg.Sync.PageSize, Clock: clock})
 	if err != nil {
 		return nil, fmt.Errorf("sync: %w", err)
 	}
@@ -335,6 +336,15 @@ func publishSync(ctx context.Context, c *client.Client, events *api.Broker) {
 	}
 }
 
+// wrongURLSeen says what answered at sync.url instead of head office.
+func wrongURLSeen(err error) string {
+	var ae *client.AnswerError
+	if errors.As(err, &ae) {
+		return fmt.Sprintf("%s answered %s (%s)", ae.URL, ae.Text, ae.Message)
+	}
+	return "a server that speaks plain HTTP answered an https:// request"
+}
+
 // noSync answers the sync routes while sync.url is not configured.
 func noSync(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet {
@@ -356,9 +366,24 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 }
 
 // writeSyncError answers a failed `sync now` with what the technician
-// checks next: the network, the till's enrolment, or head office.
-func writeSyncError(w http.ResponseWriter, err error) {
+// checks next: the network, the link's speed, the TLS trust, sync.url, the
+// till's enrolment, or head office.
+func writeSyncError(w http.ResponseWriter, err error, sc config.Sync) {
 	switch client.FailureKind(err) {
+	case client.FailTimeout:
+		api.WriteError(w, http.StatusBadGateway, "sync.failed", "Офис не успевает ответить (медленная связь): продажи продолжаются", err.Error(),
+			fmt.Sprintf("head office was reached but its answer did not arrive within sync.request_timeout (%s): on a slow link raise sync.request_timeout or lower sync.page_size (%d; a feed page that times out is asked again at half the size, down to 100)",
+				sc.RequestTimeout, sc.PageSize))
+	case client.FailBusy:
+		api.WriteError(w, http.StatusServiceUnavailable, "sync.busy", "Обмен с офисом уже идёт: продажи продолжаются", err.Error(),
+			fmt.Sprintf("a sync cycle is still running (tillctl sync status: cycle_running, initial_load_cards, page_size); on a slow link each feed page may take up to sync.request_timeout (%s): if page_size went below sync.page_size (%d), pages timed out — raise sync.request_timeout or lower sync.page_size",
+				sc.RequestTimeout, sc.PageSize))
+	case client.FailTLS:
+		api.WriteError(w, http.StatusBadGateway, "sync.failed", "Сертификат офиса не принят: продажи продолжаются, нужен техник", err.Error(),
+			fmt.Sprintf("head office's TLS certificate is not trusted: set sync.ca_file (now %q) to the PEM of the CA that signed it, or check that sync.url (%s) names the host the certificate is for", sc.CAFile, sc.URL))
+	case client.FailWrongURL:
+		api.WriteError(w, http.StatusBadGateway, "sync.failed", "Адрес офиса указан неверно: продажи продолжаются, нужен техник", err.Error(),
+			fmt.Sprintf("sync.url (%s) does not reach head office's API: %s; sync.url must be head office's http(s)://host[:port] (https:// if it serves TLS)", sc.URL, wrongURLSeen(err)))
 	case client.FailUnauthorized:
 		api.WriteError(w, http.StatusBadGateway, "sync.unauthorized", "Офис не принял кассу (неизвестная касса или неверный секрет): продажи продолжаются, нужен техник",
 			err.Error(), "enrol the till at head office again (headoffice enrol) and put the new secret in sync.secret_file: it is read again at the next sync; head office's log says why it refused")

@@ -57,6 +57,9 @@ func TestAgentSyncsWithHeadOffice(t *testing.T) {
 		c.Sync.Interval = time.Hour // only `sync now` below
 	})
 	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	// A till that syncs redeems nothing until a feed brought head
+	// office's offline rules (TestRedemptionWaitsForTheFirstLoad).
+	h.must(200, "POST", "/v1/sync/now", nil, nil)
 	var a saleAnswer
 	h.must(201, "POST", "/v1/sales", saleBody("sync-1", []string{card}, "40", "500.00", line(1, "1001", "2", "89.90")), &a)
 

@@ -139,6 +139,12 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 				// of its last cycle, so it is named so. An old error is shown
 				// with its time, not as if it were the state.
 				v := fmt.Sprintf("%v, backlog at the last cycle %v", st.Sync["state"], st.Sync["backlog"])
+				if st.Sync["cycle_running"] == true {
+					v += ", a cycle is running"
+				}
+				if l := loadNote(st.Sync); l != "" {
+					v += ", " + l
+				}
 				if n, _ := st.Sync["refused_entries_count"].(float64); n > 0 {
 					v += fmt.Sprintf(", %v entries refused by head office", n)
 				}
@@ -424,14 +430,58 @@ func cmdSync(method, path string) func(*flag.FlagSet) agentRun {
 			}
 			c.show(raw, func(w io.Writer) {
 				var rows [][]string
+				if l := loadNote(st); l != "" {
+					rows = append(rows, []string{"replica", l})
+				}
 				for _, k := range sortedKeys(st) {
-					rows = append(rows, []string{k, fmt.Sprint(st[k])})
+					// A list shows one item a line, so that entries can be
+					// told apart.
+					items, ok := st[k].([]any)
+					if !ok {
+						rows = append(rows, []string{k, fmt.Sprint(st[k])})
+						continue
+					}
+					for i, it := range items {
+						name := ""
+						if i == 0 {
+							name = k
+						}
+						rows = append(rows, []string{name, listItem(it)})
+					}
 				}
 				table(w, rows)
 			})
 			return nil
 		}
 	}
+}
+
+// loadNote says where the replica's load from head office stands when it
+// has not finished ("" once it has): never loaded, or a first load running
+// or cut off, with the cards loaded so far. Head office gives no total, so
+// none is shown.
+func loadNote(sync map[string]any) string {
+	if loaded, ok := sync["replica_loaded"].(bool); !ok || loaded {
+		return ""
+	}
+	cards, _ := sync["initial_load_cards"].(float64)
+	switch {
+	case sync["initial_load"] == true:
+		return fmt.Sprintf("first load from head office running: %.0f cards loaded so far (head office gives no total)", cards)
+	case cards > 0:
+		return fmt.Sprintf("first load from head office not finished: stopped after %.0f cards, goes on at the next cycle; check the link to head office (sync.url)", cards)
+	}
+	return "replica never loaded from head office: the till needs it to sell; check the link to head office (sync.url)"
+}
+
+// listItem is one item of a status list: a refused entry ("id status:
+// error") as it is, a rejected feed record as "section key: error".
+func listItem(it any) string {
+	m, ok := it.(map[string]any)
+	if !ok {
+		return fmt.Sprint(it)
+	}
+	return fmt.Sprintf("%v %v: %v", m["section"], m["key"], m["error"])
 }
 
 func sortedKeys(m map[string]any) []string {

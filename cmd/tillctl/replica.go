@@ -21,13 +21,25 @@ func runReplicaImport(ctx context.Context, args []string) error {
 	return replicaImport(ctx, args, os.Stdout)
 }
 
-func replicaImport(ctx context.Context, args []string, out io.Writer) error {
+// importFlags are replica import's flags; -h prints them.
+func importFlags(cfgPath *string, force *bool) *flag.FlagSet {
 	fs := flag.NewFlagSet("replica import", flag.ContinueOnError)
-	cfgPath := fs.String("config", "config.example.yaml", "configuration file (store.path, store.busy_timeout, till.till_id)")
+	fs.StringVar(cfgPath, "config", "config.example.yaml", "configuration file (store.path, store.busy_timeout, till.till_id, sync.enabled)")
+	fs.BoolVar(force, "force", false, "import into a till that syncs with head office (sync.enabled, or a feed in its store) all the same:\n"+
+		"head office does not know the imported records, so no feed or feed reset removes them and points spent from them become debt at head office")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: tillctl replica import [-config FILE] REPLICA.{json,yaml}")
+		fmt.Fprintln(fs.Output(), "usage: tillctl replica import [-config FILE] [-force] REPLICA.{json,yaml}\n\n"+
+			"Loads a replica file into the till's store (a till without sync, the demo, a lab).\n"+
+			"A till that syncs gets its replica from head office: this is refused there unless -force.")
 		fs.PrintDefaults()
 	}
+	return fs
+}
+
+func replicaImport(ctx context.Context, args []string, out io.Writer) error {
+	var cfgPath string
+	var force bool
+	fs := importFlags(&cfgPath, &force)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -35,15 +47,34 @@ func replicaImport(ctx context.Context, args []string, out io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return err
+	}
+	// On a till that syncs, the replica is head office's: records imported
+	// here are unknown there, so no feed or feed reset takes them away.
+	refuse := func(why string) error {
+		return fmt.Errorf("replica import %s into %s refused: till %s syncs with head office (%s), and its replica belongs to head office: "+
+			"records imported here are unknown there, no feed or feed reset removes them, and points spent from them become debt at head office. "+
+			"Change the data at head office (headoffice import) and let the till sync, or reload this till's replica from head office with "+
+			"`headoffice reset-feed -till %s`; -force imports anyway", fs.Arg(0), cfg.Store.Path, cfg.Till.TillID, why, cfg.Till.TillID)
+	}
+	if cfg.Sync.Enabled && !force {
+		return refuse("sync.enabled is true in " + cfgPath)
 	}
 	s, err := store.Open(ctx, store.Options{Path: cfg.Store.Path, BusyTimeout: cfg.Store.BusyTimeout, TillID: cfg.Till.TillID})
 	if err != nil {
 		return err
 	}
-	st, err := s.ImportFile(ctx, fs.Arg(0))
+	var st store.ImportStats
+	why, err := s.HeadOfficeFeeds(ctx)
+	switch {
+	case err != nil:
+	case why != "" && !force:
+		err = refuse("its store holds " + why)
+	default:
+		st, err = s.ImportFile(ctx, fs.Arg(0))
+	}
 	if cerr := s.Close(); err == nil && cerr != nil {
 		err = cerr
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -26,12 +27,16 @@ type Sync struct {
 	BackoffMin     time.Duration `mapstructure:"backoff_min"`
 	BackoffMax     time.Duration `mapstructure:"backoff_max"`
 	RequestTimeout time.Duration `mapstructure:"request_timeout"`
+	// PageSize is the cards (first load) or change records (delta) the
+	// till asks per feed page. A page must arrive within RequestTimeout;
+	// one that does not is asked again at half the size, down to 100.
+	PageSize int `mapstructure:"page_size"`
 }
 
 // DefaultSync is the sync section's defaults.
 func DefaultSync() Sync {
 	return Sync{Interval: 30 * time.Second, BatchSize: 500, BackoffMin: time.Second, BackoffMax: 5 * time.Minute,
-		RequestTimeout: time.Minute}
+		RequestTimeout: time.Minute, PageSize: 5000}
 }
 
 // SecretValue is the secret from SecretFile if set, else Secret.
@@ -59,8 +64,11 @@ func (s *Sync) validate(file string) []error {
 			bad("url", s.URL, "must be http(s)://host[:port] when sync.enabled is true")
 		}
 		if s.SecretFile != "" {
-			if _, err := os.Stat(s.SecretFile); err != nil {
-				bad("secret_file", s.SecretFile, "%v", err)
+			switch sec, err := s.SecretValue(); {
+			case err != nil:
+				bad("secret_file", s.SecretFile, "%v", errors.Unwrap(err))
+			case sec == "":
+				bad("secret_file", s.SecretFile, "is empty: write the secret issued at enrolment (headoffice enrol) in it")
 			}
 		} else if len(s.Secret) < 16 {
 			bad("secret", "(hidden)", "must be the secret issued at enrolment (at least 16 characters) when sync.enabled is true")
@@ -85,6 +93,10 @@ func (s *Sync) validate(file string) []error {
 	}
 	if s.RequestTimeout < time.Second || s.RequestTimeout > 10*time.Minute {
 		bad("request_timeout", s.RequestTimeout, "must be between 1s and 10m")
+	}
+	// Head office serves snapshot pages of at most 20000 cards.
+	if s.PageSize < 10 || s.PageSize > 20000 {
+		bad("page_size", s.PageSize, "must be 10…20000")
 	}
 	return errs
 }

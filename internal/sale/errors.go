@@ -50,6 +50,8 @@ func engineError(err error) error {
 	switch {
 	case errors.As(err, &e):
 		return e
+	case errors.As(err, &re) && isOffline(re.Limit):
+		return offlineRefusal(re)
 	case errors.As(err, &re):
 		msg := fmt.Sprintf("Можно списать не более %s баллов", re.Max)
 		switch {
@@ -76,6 +78,24 @@ func engineError(err error) error {
 		return &Error{Class: Invalid, Code: "check.invalid", Cashier: "Ошибка в чеке", Err: err}
 	}
 	return err
+}
+
+// offlineRefusal is a redemption over one of head office's offline rules.
+// The cap binds until head office has folded the till's spending, so it
+// can bind between two syncs as well as while offline.
+func offlineRefusal(re *checkout.RedeemError) *Error {
+	e := &Error{Class: Invalid, Code: "redeem.offline_limit",
+		Cashier: fmt.Sprintf("Сейчас с карты можно списать не более %s баллов: остальное станет доступно после обмена с офисом", re.Max),
+		Err:     fmt.Errorf("redeem %s points on card %s: offline limit %s (%s)", re.Requested, re.Card, re.Max, re.Limit)}
+	switch re.Limit {
+	case store.OfflineTooLong:
+		e.Cashier = "Списать баллы сейчас нельзя: касса слишком долго без связи с офисом. Продажа без списания и начисление работают"
+		e.Hint = "restore the link to head office: redemption resumes after the next feed (tillctl sync status)"
+	case store.OfflineFirstLoad:
+		e.Cashier = "Списать баллы пока нельзя: первая загрузка данных из офиса не завершена. Продажа без списания и начисление работают"
+		e.Hint = "the first load of the replica from head office has not finished: check the link to head office (sync.url) and `tillctl sync status`"
+	}
+	return e
 }
 
 // printerError classifies a printer failure; points are released by then.

@@ -23,8 +23,11 @@ type CardInfo struct {
 	// Spendable is what the card may spend now: 0 when it cannot spend at
 	// all (CanSpend false, Reason says why).
 	Spendable checkout.Points `json:"spendable"`
-	CanSpend  bool            `json:"can_spend"`
-	Reason    string          `json:"reason,omitempty"`
+	// SpendableLimit names head office's offline rule that holds Spendable
+	// below the card's own spendable points (store.Offline*), if one does.
+	SpendableLimit string `json:"spendable_limit,omitempty"`
+	CanSpend       bool   `json:"can_spend"`
+	Reason         string `json:"reason,omitempty"`
 	// Pending is points earned but not yet active (activation delay).
 	Pending checkout.Points `json:"pending"`
 	Debt    checkout.Points `json:"debt"`
@@ -57,7 +60,7 @@ func (s *Service) Card(ctx context.Context, code string) (CardInfo, error) {
 	now := s.o.Clock()
 	in, err := s.st.QuoteInput(ctx, checkout.Check{ID: "lookup", StoreID: s.o.StoreID}, []string{code}, now)
 	if err != nil {
-		return CardInfo{}, engineError(err)
+		return CardInfo{}, s.storeError(ctx, err)
 	}
 	if len(in.Cards) != 1 {
 		return CardInfo{}, newErr(NotFound, "card.unknown", "Карта не найдена", "card %s", code)
@@ -76,6 +79,11 @@ func (s *Service) Card(ctx context.Context, code string) (CardInfo, error) {
 		info.Reason = "card.kind_cannot_spend"
 	default:
 		info.CanSpend = true
+	}
+	if info.CanSpend {
+		if err := s.offlineSpendable(ctx, &info, c, in.Programs, now); err != nil {
+			return CardInfo{}, err
+		}
 	}
 	if !info.CanSpend {
 		info.Spendable = checkout.IntPoints(0)
@@ -104,6 +112,30 @@ func (s *Service) Card(ctx context.Context, code string) (CardInfo, error) {
 		info.Tier = tierOf(p, c)
 	}
 	return info, nil
+}
+
+// offlineSpendable lowers a card's spendable points to head office's
+// offline cap, as a quote does (the cap cut to the program's point scale,
+// as the engine cuts its limits); a cap of nothing means the card cannot
+// spend now, with the rule as the reason.
+func (s *Service) offlineSpendable(ctx context.Context, info *CardInfo, c checkout.Card, programs []checkout.Program, now time.Time) error {
+	limit, reason, err := s.st.OfflineCap(ctx, c.Code, now, s.o.Syncs)
+	if err != nil || reason == "" {
+		return err
+	}
+	for _, p := range programs {
+		if p.ID == c.ProgramID {
+			limit = limit.Truncate(p.PointRounding.Scale)
+		}
+	}
+	capped := checkout.PointsOf(limit)
+	switch {
+	case !capped.IsPositive():
+		info.CanSpend, info.Reason, info.SpendableLimit = false, reason, reason
+	case capped.Cmp(info.Spendable) < 0:
+		info.Spendable, info.SpendableLimit = capped, reason
+	}
+	return nil
 }
 
 // tierOf reads the first tiered customer rule of the program: the level

@@ -48,6 +48,12 @@ type Options struct {
 	// CashRefundOfCard lets refund "cash" pay back in cash what a card
 	// paid (sale.cash_refund_of_card); off, that part must go to the card.
 	CashRefundOfCard bool
+	// Syncs: the till syncs with head office (sync.enabled). Until a feed
+	// has brought head office's offline rules it redeems nothing
+	// (store.OfflineFirstLoad), and a store without a replica is waiting
+	// for its first load. Off (the standalone demo), there are no offline
+	// rules unless a feed saved some.
+	Syncs bool
 }
 
 // Service runs sales and returns. It is safe for concurrent use; documents
@@ -123,12 +129,20 @@ func (s *Service) unsettle() {
 	}
 }
 
+// clockMarkEvery is how often Run records the clock for the offline age
+// (store.MarkClock): a clock set back later makes the age look at most
+// this much younger.
+const clockMarkEvery = time.Minute
+
 // Run settles, in the background, whatever is unsettled: at start (a crash
 // left a pending document) and whenever a printer answer was lost, retrying
-// with backoff (0.5 s up to 10 s) until the printer tells. It returns when
-// ctx ends.
+// with backoff (0.5 s up to 10 s) until the printer tells. Meanwhile it
+// records the clock for the offline age every clockMarkEvery. It returns
+// when ctx ends.
 func (s *Service) Run(ctx context.Context) {
 	wait := 500 * time.Millisecond
+	mark := time.NewTicker(clockMarkEvery)
+	defer mark.Stop()
 	for {
 		if !s.settled.Load() {
 			sctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -159,7 +173,17 @@ func (s *Service) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-s.kick:
+		case <-mark.C:
+			s.markClock(ctx)
 		}
+	}
+}
+
+// markClock records the clock for the offline age; a failure only logs:
+// the age is then measured from the marks and entries already recorded.
+func (s *Service) markClock(ctx context.Context) {
+	if err := s.st.MarkClock(ctx, s.o.Clock()); err != nil && ctx.Err() == nil {
+		s.log.Warn("record the clock for the offline age", "err", err)
 	}
 }
 
@@ -282,22 +306,74 @@ func (s *Service) quote(ctx context.Context, req QuoteRequest) (checkout.Input, 
 	if len(req.Check.Lines) == 0 {
 		return checkout.Input{}, checkout.Result{}, newErr(Invalid, "check.empty", "В чеке нет позиций", "check %s has no lines", req.Check.ID)
 	}
-	in, err := s.st.QuoteInput(ctx, req.Check, req.Cards, s.o.Clock())
+	now := s.o.Clock()
+	in, err := s.st.QuoteInput(ctx, req.Check, req.Cards, now)
 	if err != nil {
-		return in, checkout.Result{}, engineError(err)
+		return in, checkout.Result{}, s.storeError(ctx, err)
 	}
 	if err := wholePieces(in.Check.Lines, nil); err != nil {
 		return in, checkout.Result{}, err
+	}
+	// Head office's offline caps go into the engine as limits of the
+	// cards, so the quote's maximum is what a sale may really spend and
+	// the minimum and all-or-nothing rules apply to it.
+	for i := range in.Cards {
+		if err := s.offlineCaps(ctx, &in.Cards[i], now); err != nil {
+			return in, checkout.Result{}, err
+		}
 	}
 	in.Redeem, in.RedeemCard = req.Redeem, req.RedeemCard
 	res, err := checkout.Quote(in)
 	if err != nil {
 		return in, res, engineError(err)
 	}
-	if err := s.offlineLimit(ctx, res.Redemption); err != nil {
-		return in, checkout.Result{}, err
-	}
 	return in, res, nil
+}
+
+// offlineCaps puts head office's offline cap on a card that may spend
+// (docs/replica.md, "Offline rules"): per card, per till, maximum offline
+// age, and nothing before the first feed on a till that syncs.
+func (s *Service) offlineCaps(ctx context.Context, c *checkout.Card, now time.Time) error {
+	if c.Kind != checkout.KindBonus && c.Kind != checkout.KindCombined {
+		return nil
+	}
+	limit, reason, err := s.st.OfflineCap(ctx, c.Code, now, s.o.Syncs)
+	if err != nil || reason == "" {
+		return err
+	}
+	c.RedeemCaps = append(c.RedeemCaps, checkout.LimitValue{Code: reason, Points: checkout.PointsOf(limit)})
+	return nil
+}
+
+// isOffline reports whether a limit code is one of head office's offline rules.
+func isOffline(limit string) bool {
+	switch limit {
+	case store.OfflineCardCap, store.OfflineTillCap, store.OfflineTooLong, store.OfflineFirstLoad:
+		return true
+	}
+	return false
+}
+
+// storeError is engineError, except that an unknown store on a till whose
+// store holds no replica at all means the replica is not loaded yet: on a
+// till that syncs, its first load from head office has not finished.
+func (s *Service) storeError(ctx context.Context, err error) error {
+	if !errors.Is(err, store.ErrUnknownStore) {
+		return engineError(err)
+	}
+	if has, herr := s.st.HasReplica(ctx); herr != nil || has {
+		return engineError(err)
+	}
+	if s.o.Syncs {
+		return &Error{Class: Unavailable, Code: "replica.not_loaded",
+			Cashier: "Справочники ещё не загружены из офиса (первая загрузка не завершена): продажа пока невозможна",
+			Hint:    "the first load of the replica from head office is pending or in progress: check the link to head office (sync.url) and `tillctl sync status`",
+			Err:     fmt.Errorf("store %s holds no replica yet: the first load from head office has not finished", s.st.Path())}
+	}
+	return &Error{Class: Unavailable, Code: "replica.not_loaded",
+		Cashier: "На кассе не загружены справочники: продажа невозможна, вызовите техника",
+		Hint:    "import a replica with `tillctl replica import FILE`, or enable sync to load it from head office",
+		Err:     fmt.Errorf("store %s holds no replica", s.st.Path())}
 }
 
 // wholePieces refuses a fractional quantity of a product sold by the
@@ -322,26 +398,6 @@ func wholePieces(lines []checkout.Line, qty map[int]checkout.Qty) error {
 		}
 	}
 	return nil
-}
-
-// offlineLimit refuses a redemption over head office's offline caps
-// (docs/sync.md: per card, per till, maximum offline age) on the card and
-// points the engine chose. Accrual is never limited.
-func (s *Service) offlineLimit(ctx context.Context, r *checkout.Redemption) error {
-	if r == nil || !r.Points.IsPositive() {
-		return nil
-	}
-	limit, reason, err := s.st.OfflineRedeemLimit(ctx, r.Card, s.o.Clock())
-	if err != nil {
-		return engineError(err)
-	}
-	if reason == "" || r.Points.Decimal().LessThanOrEqual(limit) {
-		return nil
-	}
-	// The cap binds until head office has folded the till's spending, so
-	// it can bind between two syncs as well as while offline.
-	return newErr(Invalid, "redeem.offline_limit", fmt.Sprintf("Сейчас с карты можно списать не более %s баллов: остальное станет доступно после обмена с офисом", limit),
-		"redeem %s points on card %s: offline limit %s (%s)", r.Points, r.Card, limit, reason)
 }
 
 // requestSHA fingerprints a request without its idempotency key: a retry
@@ -462,6 +518,9 @@ func (s *Service) Sale(ctx context.Context, req SaleRequest) ([]byte, bool, erro
 func (s *Service) sale(ctx context.Context, key, sha string, req SaleRequest) ([]byte, error) {
 	id := s.docID("C", key)
 	req.Check.ID = id
+	if req.Redeem != nil && req.Redeem.IsPositive() {
+		s.markClock(ctx) // the offline age must not go back if the clock does later
+	}
 	in, res, err := s.quote(ctx, req.QuoteRequest)
 	if err != nil {
 		return nil, err

@@ -253,70 +253,239 @@ type OfflineLimits struct {
 	MaxAge  time.Duration   `json:"max_age_ns"`
 }
 
-// Reasons OfflineRedeemLimit gives when an offline rule binds.
+// Reasons OfflineCap and OfflineRedeemLimit give when an offline rule binds.
 const (
-	OfflineCardCap  = "offline_card_cap"
-	OfflineTillCap  = "offline_till_cap"
-	OfflineTooLong  = "offline_too_long"
-	offlineStateKey = "offline_limits"
-	contactStateKey = "last_feed_at"
+	OfflineCardCap = "offline_card_cap"
+	OfflineTillCap = "offline_till_cap"
+	OfflineTooLong = "offline_too_long"
+	// OfflineFirstLoad: the till syncs with head office, but no feed has
+	// brought it the rules yet (its first load is pending, in progress or
+	// was cut off). It redeems nothing meanwhile: the cards of the pages
+	// already loaded would otherwise spend without any cap.
+	OfflineFirstLoad = "offline_first_load"
+	offlineStateKey  = "offline_limits"
+	clockStateKey    = "offline_clock"
+	contactStateKey  = "last_feed_at"
 )
 
 type savedLimits struct {
 	OfflineLimits
 	FeedAt time.Time `json:"feed_at"`
+	// JournalSeq is the journal's last seq when the feed was saved (nil in
+	// limits saved before it was recorded): later entries were written
+	// after the feed.
+	JournalSeq *int64 `json:"journal_seq,omitempty"`
+}
+
+// clockMark is the latest time the till's clock showed since the feed of
+// FeedAt (MarkClock).
+type clockMark struct {
+	FeedAt time.Time `json:"feed_at"`
+	SeenMS int64     `json:"seen_ms"` // Unix milliseconds
 }
 
 // SaveOfflineLimits records the limits of a feed imported at feedAt (the
 // sync loop calls it after every successful pull).
 func (s *Store) SaveOfflineLimits(ctx context.Context, l OfflineLimits, feedAt time.Time) error {
-	b, err := json.Marshal(savedLimits{OfflineLimits: l, FeedAt: feedAt})
+	var seq int64
+	if err := s.r.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM journal`).Scan(&seq); err != nil {
+		return fmt.Errorf("store %s: save offline limits: %w", s.path, err)
+	}
+	b, err := json.Marshal(savedLimits{OfflineLimits: l, FeedAt: feedAt, JournalSeq: &seq})
 	if err != nil {
 		return err
 	}
 	return s.SetSyncState(ctx, offlineStateKey, string(b))
 }
 
-// OfflineRedeemLimit is the most points card code may redeem at now under
-// head office's offline rules, and the rule that bound it ("" when none did:
-// the limit is then the card's spendable points). Offline spending is what
-// head office has not folded yet: this till's redemptions after the
-// replica's watermark. With k tills each held to CardCap, a card can be
-// overdrawn by at most (k−1) × CardCap. No rules saved yet (never synced):
-// no offline limit.
+// offlineState is what the offline rules are judged on, read in one
+// statement: the saved limits (ok false when none), the clock mark and the
+// last journal entry's seq and time (seq 0: an empty journal).
+type offlineState struct {
+	limits   savedLimits
+	ok       bool
+	mark     clockMark
+	lastSeq  int64
+	lastTime time.Time
+}
+
+func (s *Store) readOfflineState(ctx context.Context) (offlineState, error) {
+	var st offlineState
+	var lim, mark sql.NullString
+	var seq, ms sql.NullInt64
+	err := s.r.QueryRowContext(ctx, `SELECT (SELECT value FROM sync_state WHERE key = ?), (SELECT value FROM sync_state WHERE key = ?),
+		(SELECT seq FROM journal ORDER BY seq DESC LIMIT 1), (SELECT created_ms FROM journal ORDER BY seq DESC LIMIT 1)`,
+		offlineStateKey, clockStateKey).Scan(&lim, &mark, &seq, &ms)
+	if err != nil {
+		return st, fmt.Errorf("store %s: read offline state: %w", s.path, err)
+	}
+	if lim.String != "" {
+		if err := json.Unmarshal([]byte(lim.String), &st.limits); err != nil {
+			return st, fmt.Errorf("store %s: saved offline limits %q: %w", s.path, lim.String, err)
+		}
+		st.ok = true
+	}
+	if mark.String != "" {
+		if err := json.Unmarshal([]byte(mark.String), &st.mark); err != nil {
+			return st, fmt.Errorf("store %s: saved clock mark %q: %w", s.path, mark.String, err)
+		}
+	}
+	if seq.Valid {
+		st.lastSeq, st.lastTime = seq.Int64, time.UnixMilli(ms.Int64)
+	}
+	return st, nil
+}
+
+// offlineNow is the moment the offline age is measured at: the latest of
+// the clock, the feed itself, the latest time MarkClock recorded since
+// that feed and the time of the last journal entry written after it. A
+// till's clock can be set back (by hand, a bad NTP source, a dead RTC
+// battery); these times are durable and cheap to read (two keys and one
+// row by primary key), so an age once reached is not undone by setting
+// the clock back, even across a restart. Only times recorded after the
+// feed count: a clock that was ahead and then set right ages the feed only
+// until the next one.
+func (st offlineState) now(clock time.Time) time.Time {
+	l := st.limits
+	now := clock
+	if l.FeedAt.After(now) {
+		now = l.FeedAt
+	}
+	if seen := time.UnixMilli(st.mark.SeenMS); st.mark.FeedAt.Equal(l.FeedAt) && seen.After(now) {
+		now = seen
+	}
+	if l.JournalSeq != nil && st.lastSeq > *l.JournalSeq && st.lastTime.After(now) {
+		now = st.lastTime
+	}
+	return now
+}
+
+// MarkClock records now as a time the till has seen since its last feed,
+// if it is later than the one recorded (see offlineState.now). The sale
+// flow calls it before each redemption and once a minute, so a clock set
+// back is caught whether or not the till sold meanwhile. Nothing to do
+// before the first feed.
+func (s *Store) MarkClock(ctx context.Context, now time.Time) error {
+	st, err := s.readOfflineState(ctx)
+	if err != nil || !st.ok {
+		return err
+	}
+	ms := now.UnixMilli()
+	if ms <= st.limits.FeedAt.UnixMilli() || st.mark.FeedAt.Equal(st.limits.FeedAt) && ms <= st.mark.SeenMS {
+		return nil
+	}
+	return s.saveMark(ctx, clockMark{FeedAt: st.limits.FeedAt, SeenMS: ms})
+}
+
+// saveMark saves m unless the saved mark is for the same feed and later:
+// two marks racing never take it back.
+func (s *Store) saveMark(ctx context.Context, m clockMark) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = s.w.ExecContext(ctx, `INSERT INTO sync_state(key, value) VALUES (?1, ?2)
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value
+		WHERE json_extract(value, '$.feed_at') IS NOT json_extract(?2, '$.feed_at')
+		   OR json_extract(value, '$.seen_ms') < json_extract(?2, '$.seen_ms')`,
+		clockStateKey, string(b))
+	if err != nil {
+		return fmt.Errorf("store %s: save clock mark: %w", s.path, err)
+	}
+	return nil
+}
+
+// OfflineCap is the most points card code may redeem on this till at now
+// under head office's offline rules alone, whatever the card holds, and
+// the rule that binds ("" and zero when none does). The rules are those of
+// the last feed (SaveOfflineLimits): nothing once the feed is older than
+// the maximum age (OfflineTooLong, measured at offlineState.now), else the
+// card cap less this till's redemptions on the card after the replica's
+// watermark (OfflineCardCap) or the till cap less its redemptions on all
+// cards after it (OfflineTillCap), whichever is smaller. Offline spending
+// is what head office has not folded yet; with k tills each held to
+// CardCap, a card can be overdrawn by at most (k−1) × CardCap. With no
+// rules saved, a till that syncs (its first load has not brought them)
+// may redeem nothing (OfflineFirstLoad), and one that does not (the
+// standalone demo) has no offline rules.
+func (s *Store) OfflineCap(ctx context.Context, code string, now time.Time, syncs bool) (decimal.Decimal, string, error) {
+	st, err := s.readOfflineState(ctx)
+	if err != nil {
+		return decimal.Zero, "", fmt.Errorf("offline cap of card %s: %w", code, err)
+	}
+	switch l := st.limits; {
+	case !st.ok && syncs:
+		return decimal.Zero, OfflineFirstLoad, nil
+	case !st.ok:
+		return decimal.Zero, "", nil
+	case l.MaxAge > 0 && st.now(now).Sub(l.FeedAt) > l.MaxAge:
+		return decimal.Zero, OfflineTooLong, nil
+	case !l.CardCap.IsPositive() && !l.TillCap.IsPositive():
+		return decimal.Zero, "", nil
+	}
+	card, all, err := s.unfoldedRedeemed(ctx, code)
+	if err != nil {
+		return decimal.Zero, "", fmt.Errorf("offline cap of card %s: %w", code, err)
+	}
+	limit, reason := decimal.Zero, ""
+	bind := func(capacity, used decimal.Decimal, why string) {
+		if !capacity.IsPositive() {
+			return
+		}
+		// On a tie the card cap, evaluated first, is named.
+		if left := decimal.Max(capacity.Sub(used), decimal.Zero); reason == "" || left.LessThan(limit) {
+			limit, reason = left, why
+		}
+	}
+	bind(st.limits.CardCap, card, OfflineCardCap)
+	bind(st.limits.TillCap, all, OfflineTillCap)
+	return limit, reason, nil
+}
+
+// OfflineRedeemLimit is the most points card code may redeem at now on a
+// till that syncs with head office: its spendable points, lowered by
+// OfflineCap, and the rule that bound it ("" when none did). Before any
+// feed it is 0 (OfflineFirstLoad). The sale flow asks OfflineCap itself,
+// with whether the till syncs.
 func (s *Store) OfflineRedeemLimit(ctx context.Context, code string, now time.Time) (decimal.Decimal, string, error) {
 	b, err := s.Spendable(ctx, code, now)
 	if err != nil {
 		return decimal.Zero, "", err
 	}
 	limit := b.Spendable.Decimal()
-	raw, err := s.SyncState(ctx, offlineStateKey)
-	if err != nil || raw == "" {
-		return limit, "", err
-	}
-	var l savedLimits
-	if err := json.Unmarshal([]byte(raw), &l); err != nil {
-		return decimal.Zero, "", fmt.Errorf("offline limit of card %s: saved limits: %w", code, err)
-	}
-	if l.MaxAge > 0 && now.Sub(l.FeedAt) > l.MaxAge {
-		return decimal.Zero, OfflineTooLong, nil
-	}
-	card, all, err := s.unfoldedRedeemed(ctx, code)
+	capped, reason, err := s.OfflineCap(ctx, code, now, true)
 	if err != nil {
-		return decimal.Zero, "", fmt.Errorf("offline limit of card %s: %w", code, err)
+		return decimal.Zero, "", err
 	}
-	reason := ""
-	bind := func(capacity, used decimal.Decimal, why string) {
-		if !capacity.IsPositive() {
-			return
+	switch {
+	case reason == OfflineTooLong || reason == OfflineFirstLoad:
+		return decimal.Zero, reason, nil
+	case reason != "" && capped.LessThan(limit):
+		return capped, reason, nil
+	}
+	return limit, "", nil
+}
+
+// HeadOfficeFeeds names what shows that head office feeds this store's
+// replica ("" when nothing does): a feed cursor, a paged delta or first
+// load under way, or the offline limits of a feed. The keys are the sync
+// loop's (sync/client).
+func (s *Store) HeadOfficeFeeds(ctx context.Context) (string, error) {
+	for _, k := range []struct{ key, what string }{
+		{"feed_cursor", "a replica feed cursor from head office"},
+		{"feed_delta", "a paged delta from head office under way"},
+		{offlineStateKey, "the offline limits of a feed from head office"},
+		{rejectedStateKey, "feed records from head office held back"},
+	} {
+		v, err := s.SyncState(ctx, k.key)
+		if err != nil {
+			return "", err
 		}
-		if left := decimal.Max(capacity.Sub(used), decimal.Zero); left.LessThan(limit) {
-			limit, reason = left, why
+		if v != "" {
+			return fmt.Sprintf("%s (sync_state %s)", k.what, k.key), nil
 		}
 	}
-	bind(l.CardCap, card, OfflineCardCap)
-	bind(l.TillCap, all, OfflineTillCap)
-	return limit, reason, nil
+	return "", nil
 }
 
 // unfoldedRedeemed sums the points this till's redemptions after the

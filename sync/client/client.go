@@ -8,16 +8,21 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"tillagent/internal/store"
@@ -50,12 +55,18 @@ type Options struct {
 	// BackoffMin and BackoffMax bound the wait after failures: it doubles
 	// from min up to max (defaults 1s, 5m), with jitter.
 	BackoffMin, BackoffMax time.Duration
-	// SnapshotPage is the cards per page of the first load; 0 means 5000.
+	// SnapshotPage is the cards per page of the first load; 0 means 5000
+	// (config sync.page_size).
 	SnapshotPage int
 	// DeltaPage is the most change records per page of a delta; 0 means
 	// 5000 (a mass ERP import arrives in pages, each imported in its own
-	// transaction).
+	// transaction; config sync.page_size).
 	DeltaPage int
+	// MinPage is the floor a feed page is halved to: a page request that
+	// gets no whole answer within RequestTimeout (a slow link) is asked
+	// again at half the size, down to MinPage; 0 means 100. The smaller
+	// size stays for the client's life.
+	MinPage int
 	// RequestTimeout bounds each HTTP request; 0 means 60s.
 	RequestTimeout time.Duration
 	// RefusedRetryMin and RefusedRetryMax bound how long a journal entry
@@ -80,25 +91,45 @@ type Options struct {
 type Status struct {
 	// State is "idle" (not run yet), "ok" (last cycle succeeded) or
 	// "failing" (head office unreachable or refusing; see LastError).
-	State        string    `json:"state"`
-	LastPush     time.Time `json:"last_push,omitzero"`     // last successful push
-	LastPull     time.Time `json:"last_pull,omitzero"`     // last successful feed import
-	LastAttempt  time.Time `json:"last_attempt,omitzero"`  // last cycle started
-	LastError    string    `json:"last_error,omitempty"`   // of the last failed cycle
-	LastErrorAt  time.Time `json:"last_error_at,omitzero"` //
-	Failures     int       `json:"consecutive_failures"`
+	State       string    `json:"state"`
+	LastPush    time.Time `json:"last_push,omitzero"`    // last successful push
+	LastPull    time.Time `json:"last_pull,omitzero"`    // last successful feed import
+	LastAttempt time.Time `json:"last_attempt,omitzero"` // last cycle started
+	// LastError is the error of the failing cycles, set while State is
+	// "failing"; a cycle that succeeds moves it to PreviousError, so an
+	// old error is never shown as the state.
+	LastError       string    `json:"last_error,omitempty"`
+	LastErrorAt     time.Time `json:"last_error_at,omitzero"`
+	PreviousError   string    `json:"previous_error,omitempty"`
+	PreviousErrorAt time.Time `json:"previous_error_at,omitzero"`
+	Failures        int       `json:"consecutive_failures"`
+	// Running is true while a cycle runs; NextAttempt is when Run starts
+	// the next one (unset while one runs, and without Run).
+	Running      bool      `json:"cycle_running,omitempty"`
 	NextAttempt  time.Time `json:"next_attempt,omitzero"`
 	Backlog      int       `json:"backlog"` // unacknowledged journal entries
 	Pushed       int64     `json:"pushed"`  // entries acknowledged since start
-	Cursor       string    `json:"cursor"`  // feed cursor
+	Cursor       string    `json:"cursor"`  // feed cursor (the saved one, read at each cycle's start)
 	Folded       string    `json:"folded_through,omitempty"`
 	ImportedRecs int64     `json:"imported_records"` // replica records imported since start
-	// Loading is true during the first load; LoadedCards counts its progress.
+	// ReplicaLoaded is true once a first load from head office has
+	// finished (the store holds a feed cursor); false before, and while the
+	// replica is loaded again after a feed reset. It is read from the store
+	// at each cycle's start.
+	ReplicaLoaded bool `json:"replica_loaded"`
+	// Loading is true during the first load; LoadedCards counts its
+	// progress (the cards head office sent in its pages so far; kept after
+	// an interrupted load until the next attempt). Head office gives no
+	// total, so none is shown.
 	Loading     bool  `json:"initial_load,omitempty"`
 	LoadedCards int64 `json:"initial_load_cards,omitempty"`
+	// PageSize is the page size the feed is asked with now: the configured
+	// one, or smaller after pages timed out (Options.MinPage).
+	PageSize int `json:"page_size,omitempty"`
 	// DeltaLoading is true while a paged delta is being imported;
 	// DeltaPages and DeltaRecords count the pages and records of the
-	// current (or last) delta.
+	// current (or last) delta, the pages imported before a restart
+	// included.
 	DeltaLoading bool  `json:"delta_in_progress,omitempty"`
 	DeltaPages   int   `json:"delta_pages,omitempty"`
 	DeltaRecords int64 `json:"delta_records,omitempty"`
@@ -137,11 +168,21 @@ type Client struct {
 	o    Options
 	base *url.URL
 	log  *slog.Logger
-	kick chan struct{}
 
-	cycleMu sync.Mutex // one cycle at a time (Run and SyncNow)
+	// kick carries SyncNow's result to Run, which then waits anew from it.
+	kick chan error
+	// snapPage and deltaPage are the feed page sizes asked now (halved
+	// after a page timed out).
+	snapPage, deltaPage atomic.Int64
+
+	// cycleMu is held by the one cycle running (Run's or SyncNow's): a
+	// one-place semaphore, so that waiting for it can end with a ctx.
+	cycleMu chan struct{}
 	mu      sync.Mutex
-	st      Status
+	// flight is the cycle running (nil: none), under mu: SyncNow waits for
+	// it and takes its outcome if it failed.
+	flight *flight
+	st     Status
 	// rejectedLoaded: st.Rejected has been read from the store once.
 	rejectedLoaded bool
 	// refused are the journal entries head office refused, by id (under
@@ -193,6 +234,9 @@ func New(o Options) (*Client, error) {
 	if o.DeltaPage <= 0 {
 		o.DeltaPage = 5000
 	}
+	if o.MinPage <= 0 {
+		o.MinPage = 100
+	}
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
@@ -202,15 +246,18 @@ func New(o Options) (*Client, error) {
 	if o.RefusedRetryMax < o.RefusedRetryMin {
 		o.RefusedRetryMax = max(time.Hour, o.RefusedRetryMin)
 	}
-	return &Client{o: o, base: u, log: o.Logger.With("component", "sync"), kick: make(chan struct{}, 1),
-		st: Status{State: "idle"}, refused: map[string]*refusal{}}, nil
+	c := &Client{o: o, base: u, log: o.Logger.With("component", "sync"), kick: make(chan error, 1), cycleMu: make(chan struct{}, 1),
+		st: Status{State: "idle", PageSize: o.SnapshotPage}, refused: map[string]*refusal{}}
+	c.snapPage.Store(int64(o.SnapshotPage))
+	c.deltaPage.Store(int64(o.DeltaPage))
+	return c, nil
 }
 
 // Run syncs until ctx ends: a cycle every Interval, sooner after SyncNow,
 // later (doubling up to BackoffMax) while cycles fail. It returns ctx's error.
 func (c *Client) Run(ctx context.Context) error {
+	err := c.cycle(ctx, false)
 	for {
-		err := c.cycle(ctx, false)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -237,7 +284,10 @@ func (c *Client) Run(ctx context.Context) error {
 			t.Stop()
 			return ctx.Err()
 		case <-t.C:
-		case <-c.kick:
+			err = c.cycle(ctx, false)
+		case err = <-c.kick:
+			// SyncNow just ran a cycle: wait from its outcome (the
+			// interval, or the backoff after a failure), not run another.
 			t.Stop()
 		}
 	}
@@ -259,16 +309,69 @@ func (c *Client) backoff() time.Duration {
 
 // SyncNow runs one cycle now (push everything pending, refused entries
 // too whatever their back-off, then pull the feed) and returns its error; a
-// running Run loop then starts its interval anew. It is how a technician
-// who fixed head office sees the result at once.
+// running Run loop then starts its wait anew from this cycle's outcome
+// (the interval, or the backoff after a failure) without running a cycle
+// of its own. It is how a technician who fixed head office sees the result
+// at once.
+//
+// If a cycle is running already, SyncNow waits for it first; if that one
+// failed other than by refused entries (head office unreachable or
+// failing just now), SyncNow returns its error instead of going at head
+// office again at once. If the wait outlasts ctx the error is a
+// *BusyError.
 func (c *Client) SyncNow(ctx context.Context) error {
-	err := c.cycle(ctx, true)
+	err := c.syncNow(ctx)
+	var be *BusyError
+	if errors.As(err, &be) {
+		return err // no cycle of its own: Run's wait stands
+	}
 	select {
-	case c.kick <- struct{}{}:
+	case <-c.kick: // an older result Run has not taken: this one replaces it
+	default:
+	}
+	select {
+	case c.kick <- err:
 	default:
 	}
 	return err
 }
+
+func (c *Client) syncNow(ctx context.Context) error {
+	c.mu.Lock()
+	f := c.flight
+	c.mu.Unlock()
+	if f != nil {
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return &BusyError{Since: f.started, Err: ctx.Err()}
+		}
+		if f.err != nil && FailureKind(f.err) != FailRefused {
+			return f.err
+		}
+	}
+	return c.cycle(ctx, true)
+}
+
+// flight is one cycle: when it started, and its error once done is closed.
+type flight struct {
+	started time.Time
+	done    chan struct{}
+	err     error
+}
+
+// BusyError is SyncNow giving up waiting for the cycle that was already
+// running (on a slow link a cycle may take many request timeouts).
+type BusyError struct {
+	Since time.Time // the running cycle's start (Options.Clock)
+	Err   error     // the caller's ctx's
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("sync now: the cycle running since %s has not ended: %v", e.Since.Format(time.TimeOnly), e.Err)
+}
+
+func (e *BusyError) Unwrap() error { return e.Err }
 
 // Status returns a copy of the current status.
 func (c *Client) Status() Status {
@@ -282,13 +385,31 @@ func (c *Client) Status() Status {
 
 // cycle pushes, then pulls; force sends refused entries whose back-off has
 // not passed.
-func (c *Client) cycle(ctx context.Context, force bool) error {
-	c.cycleMu.Lock()
-	defer c.cycleMu.Unlock()
+func (c *Client) cycle(ctx context.Context, force bool) (err error) {
+	select {
+	case c.cycleMu <- struct{}{}:
+	case <-ctx.Done():
+		c.mu.Lock()
+		since := c.st.LastAttempt
+		c.mu.Unlock()
+		return &BusyError{Since: since, Err: ctx.Err()}
+	}
+	defer func() { <-c.cycleMu }()
+	f := &flight{started: c.o.Clock(), done: make(chan struct{})}
 	c.mu.Lock()
-	c.st.LastAttempt = c.o.Clock()
+	c.flight = f
+	c.st.LastAttempt = f.started
+	c.st.Running, c.st.NextAttempt = true, time.Time{}
 	loaded := c.rejectedLoaded
 	c.mu.Unlock()
+	defer func() {
+		f.err = err
+		c.mu.Lock()
+		c.flight = nil
+		c.mu.Unlock()
+		close(f.done)
+	}()
+	c.showSaved(ctx)
 	if !loaded {
 		// Records refused before a restart are still held back: show them.
 		if rej, err := c.o.Store.Rejected(ctx); err == nil {
@@ -297,7 +418,7 @@ func (c *Client) cycle(ctx context.Context, force bool) error {
 			c.mu.Unlock()
 		}
 	}
-	err := c.push(ctx, force)
+	err = c.push(ctx, force)
 	var ref *refusedError
 	if err == nil || errors.As(err, &ref) {
 		// Head office answered: entries it refused (a conflict, a rejected
@@ -311,6 +432,7 @@ func (c *Client) cycle(ctx context.Context, force bool) error {
 	after, repushing, rerr := c.o.Store.Repush(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.st.Running = false
 	if berr == nil {
 		c.st.Backlog = backlog
 	}
@@ -322,8 +444,35 @@ func (c *Client) cycle(ctx context.Context, force bool) error {
 		c.st.Failures++
 		return err
 	}
+	if c.st.LastError != "" {
+		// Recovered: the error is history, not the state.
+		c.st.PreviousError, c.st.PreviousErrorAt = c.st.LastError, c.st.LastErrorAt
+		c.st.LastError, c.st.LastErrorAt = "", time.Time{}
+	}
 	c.st.State, c.st.Failures = "ok", 0
 	return nil
+}
+
+// showSaved puts what the store holds into Status, so that it is right
+// from the first cycle after a restart: the cursor (none: no first load
+// finished), and a paged delta in progress with the pages imported so far.
+func (c *Client) showSaved(ctx context.Context) {
+	cur, err := c.o.Store.SyncState(ctx, cursorKey)
+	if err != nil {
+		return
+	}
+	raw, err := c.o.Store.SyncState(ctx, deltaKey)
+	if err != nil {
+		return
+	}
+	var ds deltaState
+	inDelta := raw != "" && json.Unmarshal([]byte(raw), &ds) == nil && cur != "" && ds.Since == cur && ds.First != ""
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.st.Cursor, c.st.ReplicaLoaded = cur, cur != ""
+	if inDelta {
+		c.st.DeltaLoading, c.st.DeltaPages, c.st.DeltaRecords = true, ds.Pages, ds.Records
+	}
 }
 
 // push sends pending entries batch by batch until each has been sent once
@@ -383,6 +532,14 @@ func (c *Client) push(ctx context.Context, force bool) error {
 		}
 		if err := c.o.Store.AdvanceRepush(ctx, acked); err != nil {
 			return fmt.Errorf("sync push: %w", err)
+		}
+		if repushing {
+			// Status shows the position saved, not the one the re-push began at.
+			if after, still, err := c.o.Store.Repush(ctx); err == nil {
+				c.mu.Lock()
+				c.st.Repushing, c.st.RepushAfter = still, after
+				c.mu.Unlock()
+			}
 		}
 	}
 }
@@ -444,12 +601,15 @@ func (c *Client) pushBatch(ctx context.Context, pend []store.PendingEntry) (acke
 }
 
 // deltaState is a paged delta in progress: asked since Since, the first
-// page's cursor First (saved as the cursor once the last page is in), and
-// the change after which the next page starts.
+// page's cursor First (saved as the cursor once the last page is in), the
+// change after which the next page starts, and the pages and records
+// imported so far (for Status after a restart).
 type deltaState struct {
-	Since string `json:"since"`
-	First string `json:"first"`
-	After string `json:"after"`
+	Since   string `json:"since"`
+	First   string `json:"first"`
+	After   string `json:"after"`
+	Pages   int    `json:"pages,omitempty"`
+	Records int64  `json:"records,omitempty"`
 }
 
 // pullOutcome is how one pass over the feed ended: imported (neither
@@ -567,7 +727,9 @@ func (c *Client) pullOnce(ctx context.Context) (pullOutcome, error) {
 		}
 	}
 	c.mu.Lock()
-	c.st.DeltaPages, c.st.DeltaRecords = 0, 0
+	c.st.DeltaPages, c.st.DeltaRecords = ds.Pages, ds.Records
+	c.st.DeltaLoading = ds.After != ""
+	c.st.Cursor, c.st.ReplicaLoaded = cur, true
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
@@ -576,6 +738,7 @@ func (c *Client) pullOnce(ctx context.Context) (pullOutcome, error) {
 	}()
 	var last *wire.Feed
 	var total store.ImportStats
+	limitsSaved := false
 	for page := 1; ; page++ {
 		// The watermark held now: head office adds the cards of the
 		// entries its newer watermark adds, so no page leaves a card's lots
@@ -584,14 +747,14 @@ func (c *Client) pullOnce(ctx context.Context) (pullOutcome, error) {
 		if err != nil {
 			return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
 		}
-		q := url.Values{"cursor": {cur}, "limit": {fmt.Sprint(c.o.DeltaPage)}, "folded": {wm}}
+		q := url.Values{"cursor": {cur}, "folded": {wm}}
 		if ds.After != "" {
 			q.Set("after", ds.After)
 		}
 		if c.o.StoreID != "" {
 			q.Set("store", c.o.StoreID)
 		}
-		data, err := c.do(ctx, http.MethodGet, "/v1/till/feed", q, nil)
+		data, err := c.getFeed(ctx, "delta", &c.deltaPage, c.o.DeltaPage, q)
 		if err != nil {
 			return pullOutcome{}, fmt.Errorf("sync pull since %q, page %d: %w", cur, page, err)
 		}
@@ -624,9 +787,13 @@ func (c *Client) pullOnce(ctx context.Context) (pullOutcome, error) {
 		}
 		total = addStats(total, st)
 		n := countStats(st)
+		if err := c.saveLimits(ctx, f, &limitsSaved); err != nil {
+			return pullOutcome{}, fmt.Errorf("sync pull since %q, page %d: %w", cur, page, err)
+		}
+		ds.Pages++
+		ds.Records += int64(n)
 		c.mu.Lock()
-		c.st.DeltaPages++
-		c.st.DeltaRecords += int64(n)
+		c.st.DeltaPages, c.st.DeltaRecords = ds.Pages, ds.Records
 		c.st.ImportedRecs += int64(n)
 		if w := f.Replica.FoldedThrough[c.o.TillID]; w != "" {
 			c.st.Folded = w
@@ -663,6 +830,48 @@ func (c *Client) pullOnce(ctx context.Context) (pullOutcome, error) {
 	return pullOutcome{}, nil
 }
 
+// saveLimits saves the offline limits of page f if it carries them and
+// none were saved yet in this pull (*saved): a pull cut off after its first
+// page still leaves the till held to head office's caps. The last page's
+// are saved again when the pull ends, with its time.
+func (c *Client) saveLimits(ctx context.Context, f *wire.Feed, saved *bool) error {
+	if *saved || f.Offline == nil {
+		return nil
+	}
+	if err := c.o.Store.SaveOfflineLimits(ctx, *f.Offline, c.o.Clock()); err != nil {
+		return err
+	}
+	*saved = true
+	return nil
+}
+
+// getFeed asks GET /v1/till/feed with q and a page of size.Load() records
+// (what names the feed in the log). A page that does not arrive whole
+// within RequestTimeout (a slow link) is asked again at half the size, down
+// to MinPage, and the smaller size is kept for the pages after it; at the
+// floor the timeout is the error.
+func (c *Client) getFeed(ctx context.Context, what string, size *atomic.Int64, configured int, q url.Values) ([]byte, error) {
+	for {
+		n := size.Load()
+		q.Set("limit", strconv.FormatInt(n, 10))
+		data, err := c.do(ctx, http.MethodGet, "/v1/till/feed", q, nil)
+		var te *TimeoutError
+		if err == nil || !errors.As(err, &te) || n <= int64(c.o.MinPage) || ctx.Err() != nil {
+			// A timeout of the caller's ctx (sync now's) ends here: the
+			// page may have been cut short of RequestTimeout.
+			return data, err
+		}
+		half := max(n/2, int64(c.o.MinPage))
+		size.CompareAndSwap(n, half)
+		c.mu.Lock()
+		c.st.PageSize = int(half)
+		c.mu.Unlock()
+		c.log.Warn("sync: a feed page did not arrive within the request timeout (slow link?): asking smaller pages",
+			"feed", what, "page_size", n, "next_page_size", half, "configured_page_size", configured,
+			"request_timeout", c.o.RequestTimeout, "err", err)
+	}
+}
+
 // importFeed imports one page, leaving out (and reporting) the records
 // that fail; retry tries the records left out before again (the last page
 // of a pull: nothing newer of them can follow).
@@ -690,6 +899,21 @@ func addStats(a, b store.ImportStats) store.ImportStats {
 		Cards: a.Cards + b.Cards, Lots: a.Lots + b.Lots, CardKeys: a.CardKeys + b.CardKeys}
 }
 
+// pageCards counts the cards of snapshot page f in its own range (after
+// the previous page's last code, up to its Next): a page also carries the
+// cards of the till's entries head office folded since the watermark it
+// was asked with, which may belong to another page's range, and counting
+// those too would end above the cards there are.
+func pageCards(f *wire.Feed, after string) int64 {
+	var n int64
+	for _, c := range f.Replica.Cards {
+		if c.Code > after && (!f.More || c.Code <= f.Next) {
+			n++
+		}
+	}
+	return n
+}
+
 // initialLoad imports the whole replica page by page (the progress is in
 // Status) and returns the first page's cursor: the delta pulled from it next
 // makes the pages consistent with each other and with the watermark
@@ -701,7 +925,7 @@ func addStats(a, b store.ImportStats) store.ImportStats {
 // behind the till's is not imported (the outcome says so).
 func (c *Client) initialLoad(ctx context.Context) (string, pullOutcome, error) {
 	c.mu.Lock()
-	c.st.Loading, c.st.LoadedCards = true, 0
+	c.st.Loading, c.st.LoadedCards, c.st.ReplicaLoaded = true, 0, false
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
@@ -717,14 +941,14 @@ func (c *Client) initialLoad(ctx context.Context) (string, pullOutcome, error) {
 		if err != nil {
 			return fetched{err: err}
 		}
-		q := url.Values{"snapshot": {"1"}, "limit": {fmt.Sprint(c.o.SnapshotPage)}, "folded": {wm}}
+		q := url.Values{"snapshot": {"1"}, "folded": {wm}}
 		if after != "" {
 			q.Set("after", after)
 		}
 		if c.o.StoreID != "" {
 			q.Set("store", c.o.StoreID)
 		}
-		data, err := c.do(ctx, http.MethodGet, "/v1/till/feed", q, nil)
+		data, err := c.getFeed(ctx, "first load", &c.snapPage, c.o.SnapshotPage, q)
 		if err != nil {
 			return fetched{err: err}
 		}
@@ -732,6 +956,7 @@ func (c *Client) initialLoad(ctx context.Context) (string, pullOutcome, error) {
 		return fetched{f: f, err: err}
 	}
 	first, after := "", ""
+	limitsSaved := false
 	cur := fetch("")
 	for page := 1; ; page++ {
 		if cur.err != nil {
@@ -759,8 +984,17 @@ func (c *Client) initialLoad(ctx context.Context) (string, pullOutcome, error) {
 			}
 			return "", pullOutcome{}, fmt.Errorf("sync first load, page %d (cards after %q): %w", page, after, err)
 		}
+		// Every page of the load carries head office's offline limits:
+		// saved with the first, the cards loaded so far are capped even if
+		// the load stops here.
+		if err := c.saveLimits(ctx, f, &limitsSaved); err != nil {
+			if f.More {
+				<-next
+			}
+			return "", pullOutcome{}, fmt.Errorf("sync first load, page %d: %w", page, err)
+		}
 		c.mu.Lock()
-		c.st.LoadedCards += int64(st.Cards)
+		c.st.LoadedCards += pageCards(f, after)
 		c.st.ImportedRecs += int64(countStats(st))
 		n := c.st.LoadedCards
 		c.mu.Unlock()
@@ -790,9 +1024,18 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	return c.doOnce(ctx, method, path, q, body)
 }
 
-func (c *Client) doOnce(ctx context.Context, method, path string, q url.Values, body []byte) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.o.RequestTimeout)
+func (c *Client) doOnce(parent context.Context, method, path string, q url.Values, body []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(parent, c.o.RequestTimeout)
 	defer cancel()
+	// A request cut off by a deadline (RequestTimeout, or the caller's,
+	// such as sync now's) says so; one the caller cancelled does not.
+	timedOut := func(err error) error {
+		var ne net.Error
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+			return &TimeoutError{Op: method + " " + path, After: c.o.RequestTimeout, Err: err}
+		}
+		return err
+	}
 	u := c.base.JoinPath(path)
 	u.RawQuery = q.Encode()
 	var rd io.Reader
@@ -809,24 +1052,41 @@ func (c *Client) doOnce(ctx context.Context, method, path string, q url.Values, 
 	}
 	resp, err := c.o.HTTPClient.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, timedOut(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, timedOut(err))
 	}
 	if resp.StatusCode/100 != 2 {
 		var e struct {
 			Error string `json:"error"`
 		}
+		plain := false
 		if json.Unmarshal(data, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(data))
+			e.Error, plain = strings.TrimSpace(string(data)), true
 		}
-		return nil, fmt.Errorf("%s %s: %w", method, path, &AnswerError{Status: resp.StatusCode, Text: resp.Status, Message: e.Error})
+		return nil, fmt.Errorf("%s %s: %w", method, path, &AnswerError{Status: resp.StatusCode, Text: resp.Status, Message: e.Error,
+			Plain: plain, URL: c.base.JoinPath(path).String()})
 	}
 	return data, nil
 }
+
+// TimeoutError is a request to head office that got no whole answer
+// within Options.RequestTimeout (config sync.request_timeout): on a link
+// that works but is slow, a feed page too big to arrive in time.
+type TimeoutError struct {
+	Op    string        // "GET /v1/till/feed"
+	After time.Duration // the RequestTimeout
+	Err   error
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("%s: no whole answer in time (request timeout %s): %v", e.Op, e.After, e.Err)
+}
+
+func (e *TimeoutError) Unwrap() error { return e.Err }
 
 // AnswerError is head office answering a request with an error: it was
 // reached, so the network is not what to check.
@@ -834,16 +1094,30 @@ type AnswerError struct {
 	Status  int    // HTTP status code
 	Text    string // "401 Unauthorized"
 	Message string // head office's error
+	// Plain: the body was not head office's JSON error (another server,
+	// or no head office route at this URL).
+	Plain bool
+	URL   string // the URL asked, without the query
 }
 
-func (e *AnswerError) Error() string { return "head office answered " + e.Text + ": " + e.Message }
+func (e *AnswerError) Error() string {
+	if e.Plain {
+		// Maybe not head office at all (a TLS port asked in plain HTTP).
+		return e.URL + " answered " + e.Text + ": " + e.Message
+	}
+	return "head office answered " + e.Text + ": " + e.Message
+}
 
 // Why a cycle failed, for what the till tells its technician.
 const (
 	FailNetwork      = "network"      // head office not reached (or no answer)
+	FailTimeout      = "timeout"      // reached, but no whole answer within the request timeout (a slow link)
+	FailTLS          = "tls"          // head office's TLS certificate not trusted (sync.ca_file)
+	FailWrongURL     = "wrong_url"    // something answered at sync.url, but not head office's API (wrong scheme or path)
 	FailUnauthorized = "unauthorized" // head office does not know the till or its secret
 	FailRefused      = "refused"      // journal entries refused (conflict, rejected); the rest went through
 	FailHeadOffice   = "head_office"  // head office answered with another error
+	FailBusy         = "busy"         // sync now gave up waiting for the cycle already running
 )
 
 // FailureKind sorts a cycle's error (SyncNow's) into one of the Fail
@@ -851,13 +1125,56 @@ const (
 func FailureKind(err error) string {
 	var ae *AnswerError
 	var ref *refusedError
+	var te *TimeoutError
+	var be *BusyError
 	switch {
+	case errors.As(err, &be):
+		return FailBusy
 	case errors.As(err, &ae) && ae.Status == http.StatusUnauthorized:
 		return FailUnauthorized
+	case errors.As(err, &ae) && wrongURL(ae):
+		return FailWrongURL
 	case errors.As(err, &ae):
 		return FailHeadOffice
 	case errors.As(err, &ref):
 		return FailRefused
+	case errors.As(err, &te):
+		return FailTimeout
+	case untrusted(err):
+		return FailTLS
+	case notTLS(err):
+		return FailWrongURL
 	}
 	return FailNetwork
+}
+
+// wrongURL: the answer came from something at sync.url that is not head
+// office's API: a TLS server asked in plain HTTP (Go's and nginx's 400
+// texts), or no such route (a 404 that is not head office's JSON error, or
+// head office's own "no endpoint": a path in sync.url).
+func wrongURL(ae *AnswerError) bool {
+	switch {
+	case ae.Status == http.StatusBadRequest && ae.Plain &&
+		(strings.Contains(ae.Message, "HTTP request to an HTTPS server") || strings.Contains(ae.Message, "plain HTTP request was sent to HTTPS port")):
+		return true
+	case ae.Status == http.StatusNotFound:
+		return ae.Plain || strings.HasPrefix(ae.Message, "no endpoint ")
+	}
+	return false
+}
+
+// untrusted: head office's certificate did not verify (an unknown CA, an
+// expired certificate, another host name).
+func untrusted(err error) bool {
+	var ua x509.UnknownAuthorityError
+	var ci x509.CertificateInvalidError
+	var he x509.HostnameError
+	var cv *tls.CertificateVerificationError
+	return errors.As(err, &ua) || errors.As(err, &ci) || errors.As(err, &he) || errors.As(err, &cv)
+}
+
+// notTLS: https:// asked of a server that speaks plain HTTP.
+func notTLS(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.As(err, &rh) || (err != nil && strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"))
 }

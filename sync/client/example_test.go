@@ -36,6 +36,7 @@ func ExampleNew() {
 		Store: st, HTTPClient: hc, Logger: slog.Default(),
 		BatchSize: cfg.Sync.BatchSize, Interval: cfg.Sync.Interval,
 		BackoffMin: cfg.Sync.BackoffMin, BackoffMax: cfg.Sync.BackoffMax, RequestTimeout: cfg.Sync.RequestTimeout,
+		SnapshotPage: cfg.Sync.PageSize, DeltaPage: cfg.Sync.PageSize,
 	})
 	if err != nil {
 		return

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"tillagent/internal/config"
+	"tillagent/internal/store"
+)
+
+// deadHeadOffice is a head-office URL nothing listens on: the sync loop
+// fails at once and backs off, as on a till cut off from head office.
+func deadHeadOffice(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr
+}
+
+// syncingTill turns sync on against a head office that cannot be reached.
+func syncingTill(t *testing.T, more ...func(*config.Config)) func(*config.Config) {
+	url := deadHeadOffice(t)
+	return func(c *config.Config) {
+		c.Sync.Enabled, c.Sync.URL, c.Sync.Secret = true, url, "till-secret-for-tests-0123456789"
+		c.Sync.Interval, c.Sync.BackoffMin, c.Sync.BackoffMax, c.Sync.RequestTimeout = time.Hour, time.Minute, time.Hour, time.Second
+		for _, m := range more {
+			m(c)
+		}
+	}
+}
+
+// saveFeedLimits stops the agent, records offline limits in its store as a
+// feed received at feedAt would, and starts it again.
+func (h *harness) saveFeedLimits(l store.OfflineLimits, feedAt time.Time) {
+	h.t.Helper()
+	h.stop()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{Path: h.cfg.Store.Path, TillID: h.cfg.Till.TillID})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := st.SaveOfflineLimits(ctx, l, feedAt); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		h.t.Fatal(err)
+	}
+	h.start()
+}
+
+type quoteAnswer struct {
+	Redemption *struct {
+		Max      string `json:"max"`
+		MaxLimit string `json:"max_limit"`
+		Limits   []struct {
+			Code   string `json:"code"`
+			Points string `json:"points"`
+		} `json:"limits"`
+	} `json:"redemption"`
+}
+
+type cardLookup struct {
+	Balance        string `json:"balance"`
+	Spendable      string `json:"spendable"`
+	SpendableLimit string `json:"spendable_limit"`
+	CanSpend       bool   `json:"can_spend"`
+	Reason         string `json:"reason"`
+}
+
+func (h *harness) quoteMax(code string, lines ...map[string]any) (max, limit string, limits map[string]string) {
+	h.t.Helper()
+	var q quoteAnswer
+	h.must(200, "POST", "/v1/quote", map[string]any{"check": map[string]any{"lines": lines}, "cards": []string{code}}, &q)
+	if q.Redemption == nil {
+		h.t.Fatalf("quote with card %s: no redemption", code)
+	}
+	limits = map[string]string{}
+	for _, l := range q.Redemption.Limits {
+		limits[l.Code] = l.Points
+	}
+	return q.Redemption.Max, q.Redemption.MaxLimit, limits
+}
+
+func (h *harness) card(code string) cardLookup {
+	h.t.Helper()
+	var c cardLookup
+	h.must(200, "GET", "/v1/cards/"+code, nil, &c)
+	return c
+}
+
+// TestRedemptionWaitsForTheFirstLoad: a till with sync on whose first load
+// from head office has not brought the offline rules (head office
+// unreachable, the demo replica on the till) redeems nothing, saying why;
+// the card and the quote show 0 with the rule; a sale without redemption
+// and the accrual go on. Once a feed saved the rules, the card cap holds
+// instead. The standalone demo (sync off) redeems as before.
+func TestRedemptionWaitsForTheFirstLoad(t *testing.T) {
+	h := newHarness(t, syncingTill(t))
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	e := h.refusal(422, "redeem.offline_limit", "POST", "/v1/sales", saleBody("fl-1", []string{card}, "40", "500.00", line(1, "1001", "2", "89.90")))
+	if !strings.Contains(e.Error.Detail, store.OfflineFirstLoad) || !strings.Contains(e.Error.Message, "первая загрузка") || e.Error.Hint == "" {
+		t.Fatalf("refusal before the first load: %+v", e.Error)
+	}
+	if n := len(h.receipts()); n != 0 {
+		t.Fatalf("%d receipts printed for a refused sale", n)
+	}
+	var a saleAnswer
+	h.must(201, "POST", "/v1/sales", saleBody("fl-2", []string{card}, "", "500.00", line(1, "1001", "2", "89.90")), &a)
+	if len(a.Quote.Cards) != 1 || a.Quote.Cards[0].Accrued == "0" || a.Quote.Cards[0].Accrued == "" {
+		t.Fatalf("accrual before the first load: %+v", a.Quote.Cards)
+	}
+	h.must(201, "POST", "/v1/sales", saleBody("fl-3", nil, "", "100.00", line(1, "1001", "1", "89.90")), nil)
+	if max, why, limits := h.quoteMax(card, line(1, "1001", "2", "89.90")); max != "0" || why != store.OfflineFirstLoad || limits[store.OfflineFirstLoad] != "0" {
+		t.Fatalf("quote before the first load: max %s (%s), limits %v", max, why, limits)
+	}
+	if c := h.card(card); c.CanSpend || c.Spendable != "0" || c.Reason != store.OfflineFirstLoad {
+		t.Fatalf("card before the first load: %+v", c)
+	}
+
+	h.saveFeedLimits(store.OfflineLimits{CardCap: decimal.NewFromInt(30)}, h.clock())
+	h.refusal(422, "redeem.offline_limit", "POST", "/v1/sales", saleBody("fl-4", []string{card}, "40", "500.00", line(1, "1001", "2", "89.90")))
+	h.must(201, "POST", "/v1/sales", saleBody("fl-5", []string{card}, "30", "500.00", line(1, "1001", "2", "89.90")), nil)
+
+	demo := newHarness(t, nil)
+	demo.must(200, "POST", "/v1/shift/open", nil, nil)
+	demo.must(201, "POST", "/v1/sales", saleBody("demo-1", []string{card}, "40", "500.00", line(1, "1001", "2", "89.90")), nil)
+	if c := demo.card(card); !c.CanSpend || c.SpendableLimit != "" || c.Spendable != "260" {
+		t.Fatalf("standalone card after redeeming 40 of 300: %+v", c)
+	}
+}
+
+// TestOfflineAgeSurvivesClockSetBack: the last feed allows 45 s offline.
+// 50 s after it a redemption is refused (offline_too_long); the agent is
+// restarted with the clock set back an hour: still refused, and the card
+// and the quote say so. Before, the negative age lifted the limit.
+func TestOfflineAgeSurvivesClockSetBack(t *testing.T) {
+	h := newHarness(t, syncingTill(t))
+	feedAt := h.clock()
+	h.stop()
+	from := func(at time.Time) func() time.Time {
+		start := time.Now()
+		return func() time.Time { return at.Add(time.Since(start)) }
+	}
+	h.clock = from(feedAt.Add(50 * time.Second))
+	h.saveFeedLimits(store.OfflineLimits{CardCap: decimal.NewFromInt(150), MaxAge: 45 * time.Second}, feedAt)
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	e := h.refusal(422, "redeem.offline_limit", "POST", "/v1/sales", saleBody("age-1", []string{card}, "10", "500.00", line(1, "1001", "2", "89.90")))
+	if !strings.Contains(e.Error.Detail, store.OfflineTooLong) {
+		t.Fatalf("50 s after a 45 s feed: %+v", e.Error)
+	}
+	h.stop()
+	h.clock = from(feedAt.Add(50*time.Second - time.Hour))
+	h.start()
+	e = h.refusal(422, "redeem.offline_limit", "POST", "/v1/sales", saleBody("age-2", []string{card}, "10", "500.00", line(1, "1001", "2", "89.90")))
+	if !strings.Contains(e.Error.Detail, store.OfflineTooLong) || !strings.Contains(e.Error.Message, "без связи") {
+		t.Fatalf("clock set back an hour: %+v", e.Error)
+	}
+	if c := h.card(card); c.CanSpend || c.Spendable != "0" || c.Reason != store.OfflineTooLong {
+		t.Fatalf("card with the clock set back: %+v", c)
+	}
+	if max, why, _ := h.quoteMax(card, line(1, "1001", "2", "89.90")); max != "0" || why != store.OfflineTooLong {
+		t.Fatalf("quote with the clock set back: max %s (%s)", max, why)
+	}
+	h.must(201, "POST", "/v1/sales", saleBody("age-3", []string{card}, "", "500.00", line(1, "1001", "2", "89.90")), nil)
+}
+
+// TestQuoteAndCardShowOfflineCaps: with a card cap of 150 and a till cap of
+// 250, the family card (2500 points; 20 × 89.90 allows more by the
+// program's limits) is offered 150, naming the card cap, in the quote and
+// the card lookup; the sale of 150 goes through and leaves it 0 (cannot
+// spend, card cap), and more is refused. Card 13 (300 spendable) is then
+// offered 100 by the till cap (250 − 150).
+func TestQuoteAndCardShowOfflineCaps(t *testing.T) {
+	h := newHarness(t, syncingTill(t))
+	h.saveFeedLimits(store.OfflineLimits{CardCap: decimal.NewFromInt(150), TillCap: decimal.NewFromInt(250)}, h.clock())
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	const family = "2700000000014"
+	basket := line(1, "1001", "20", "89.90")
+	if max, why, limits := h.quoteMax(family, basket); max != "150" || why != store.OfflineCardCap || limits[store.OfflineCardCap] != "150" || limits["balance"] != "2500" {
+		t.Fatalf("quote: max %s (%s), limits %v; want 150 (card cap) of a balance of 2500", max, why, limits)
+	}
+	if c := h.card(family); !c.CanSpend || c.Spendable != "150" || c.SpendableLimit != store.OfflineCardCap || c.Balance != "2500" {
+		t.Fatalf("family card: %+v, want spendable 150 (card cap) of 2500", c)
+	}
+	var a saleAnswer
+	h.must(201, "POST", "/v1/sales", saleBody("cap-1", []string{family}, "150", "2000.00", basket), &a)
+	if len(a.Cards) != 1 || a.Cards[0].Spendable != "0" {
+		t.Fatalf("sale answer after spending the card cap: %+v", a.Cards)
+	}
+	if c := h.card(family); c.CanSpend || c.Spendable != "0" || c.Reason != store.OfflineCardCap {
+		t.Fatalf("family card after spending the cap: %+v", c)
+	}
+	if max, why, _ := h.quoteMax(family, basket); max != "0" || why != store.OfflineCardCap {
+		t.Fatalf("quote after spending the cap: max %s (%s)", max, why)
+	}
+	h.refusal(422, "redeem.offline_limit", "POST", "/v1/sales", saleBody("cap-2", []string{family}, "1", "2000.00", basket))
+
+	if c := h.card(card); !c.CanSpend || c.Spendable != "100" || c.SpendableLimit != store.OfflineTillCap {
+		t.Fatalf("card 13 after 150 spent on the till: %+v, want 100 (till cap 250)", c)
+	}
+	if max, why, _ := h.quoteMax(card, basket); max != "100" || why != store.OfflineTillCap {
+		t.Fatalf("quote of card 13: max %s (%s), want 100 (till cap)", max, why)
+	}
+}
+
+// TestSaleBeforeTheFirstLoad: a till with sync on that holds no replica yet
+// answers any sale, quote or card lookup with replica.not_loaded naming the
+// first load from head office, not store.unknown; a till without sync and
+// without a replica is told to import one. A store really missing from a
+// loaded replica is still store.unknown.
+func TestSaleBeforeTheFirstLoad(t *testing.T) {
+	noDemo := func(c *config.Config) { c.Store.DemoReplica = "" }
+	h := newHarness(t, syncingTill(t, noDemo))
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	e := h.refusal(503, "replica.not_loaded", "POST", "/v1/sales", saleBody("nl-1", nil, "", "100.00", line(1, "1001", "1", "89.90")))
+	if !strings.Contains(e.Error.Message, "первая загрузка") || !strings.Contains(e.Error.Detail, "first load from head office") || !strings.Contains(e.Error.Hint, "sync status") {
+		t.Fatalf("sale before the first load: %+v", e.Error)
+	}
+	h.refusal(503, "replica.not_loaded", "GET", "/v1/cards/"+card, nil)
+	h.refusal(503, "replica.not_loaded", "POST", "/v1/quote", map[string]any{"check": map[string]any{"lines": []any{line(1, "1001", "1", "89.90")}}})
+
+	alone := newHarness(t, noDemo)
+	e = alone.refusal(503, "replica.not_loaded", "POST", "/v1/sales", saleBody("nl-2", nil, "", "100.00", line(1, "1001", "1", "89.90")))
+	if !strings.Contains(e.Error.Hint, "tillctl replica import") {
+		t.Fatalf("standalone till without a replica: %+v", e.Error)
+	}
+
+	other := newHarness(t, func(c *config.Config) { c.Till.StoreID, c.Till.TillID = "S999", "S999-T01" })
+	other.refusal(422, "store.unknown", "POST", "/v1/sales", saleBody("nl-3", nil, "", "100.00", line(1, "1001", "1", "89.90")))
+}

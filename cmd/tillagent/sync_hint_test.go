@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"tillagent/internal/config"
+	"tillagent/internal/store"
+	"tillagent/sync/headoffice"
+	"tillagent/sync/pgtest"
+)
+
+// syncHO is head office on PostgreSQL holding the demo, and the secret
+// file of till S001-T01 enrolled there.
+func syncHO(t *testing.T) (*headoffice.Server, string) {
+	t.Helper()
+	ctx := context.Background()
+	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: pgtest.DSN(t), ERPToken: "erp-token-for-tests", Clock: testClock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	data, err := os.ReadFile("../../testdata/demo/replica.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo, err := store.ParseReplicaFile("replica.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Import(ctx, demo); err != nil {
+		t.Fatal(err)
+	}
+	secret, err := srv.Enrol(ctx, "S001-T01", "S001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(f, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return srv, f
+}
+
+// TestSyncNowHintsNameTheSetting: `sync now` against a head office that is
+// there but set up wrong on the till says which setting to check, and what
+// it saw: a TLS certificate from an unknown CA (sync.ca_file); http:// to
+// head office serving HTTPS, https:// to one serving plain HTTP, a path in
+// sync.url (sync.url, with what answered); a link too slow for a feed page
+// (sync.request_timeout, sync.page_size). A till whose replica never came
+// from head office says so in /v1/status.
+func TestSyncNowHintsNameTheSetting(t *testing.T) {
+	srv, secretFile := syncHO(t)
+	tlsHO := httptest.NewTLSServer(srv.Handler())
+	t.Cleanup(tlsHO.Close)
+	plainHO := httptest.NewServer(srv.Handler())
+	t.Cleanup(plainHO.Close)
+	slowHO := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/till/feed" {
+			select { // a page that takes longer than the request timeout
+			case <-time.After(2500 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		srv.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(slowHO.Close)
+	host := func(u string) string { _, h, _ := strings.Cut(u, "://"); return h }
+	for _, tc := range []struct {
+		name, url string
+		want      []string // in the hint
+	}{
+		{"unknown CA", tlsHO.URL, []string{"sync.ca_file", "not trusted"}},
+		{"http to HTTPS", "http://" + host(tlsHO.URL), []string{"sync.url", "http://" + host(tlsHO.URL), "400 Bad Request", "HTTPS server", "https://"}},
+		{"https to HTTP", "https://" + host(plainHO.URL), []string{"sync.url", "plain HTTP"}},
+		{"path in the URL", plainHO.URL + "/headoffice", []string{"sync.url", plainHO.URL + "/headoffice/v1/till", "404"}},
+		{"slow link", slowHO.URL, []string{"sync.request_timeout (1s)", "sync.page_size (200", "half the size"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, func(c *config.Config) {
+				c.Sync.Enabled, c.Sync.URL, c.Sync.SecretFile = true, tc.url, secretFile
+				c.Sync.Interval, c.Sync.RequestTimeout = time.Hour, time.Second
+				// After its first cycle the loop waits, so sync now runs its own.
+				c.Sync.BackoffMin, c.Sync.BackoffMax = time.Minute, time.Minute
+				c.Sync.PageSize = 200    // the slow link: 200, then 100, both too slow
+				c.Store.DemoReplica = "" // the replica comes from head office only
+			})
+			// The loop's first cycle (a first load) fails first (on the slow
+			// link after halving its page to 100), then sync now runs one.
+			var st struct {
+				Sync map[string]any
+			}
+			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				h.must(200, "GET", "/v1/status", nil, &st)
+				if n, _ := st.Sync["consecutive_failures"].(float64); n >= 1 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the loop's first cycle did not fail: %v", st.Sync)
+				}
+			}
+			e := h.refusal(502, "sync.failed", "POST", "/v1/sync/now", nil)
+			t.Logf("detail: %s\nhint: %s", e.Error.Detail, e.Error.Hint)
+			for _, w := range tc.want {
+				if !strings.Contains(e.Error.Hint, w) {
+					t.Errorf("hint %q does not say %q (detail %q)", e.Error.Hint, w, e.Error.Detail)
+				}
+			}
+			if strings.Contains(e.Error.Hint, "check the network") {
+				t.Errorf("hint %q sends the technician to the network", e.Error.Hint)
+			}
+			h.must(200, "GET", "/v1/status", nil, &st)
+			if st.Sync["replica_loaded"] != false || st.Sync["state"] != "failing" {
+				t.Errorf("status of a till never loaded from head office: %v", st.Sync)
+			}
+		})
+	}
+}

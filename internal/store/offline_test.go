@@ -1,0 +1,157 @@
+package store
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// offlineCap asks OfflineCap and fails the test on an error.
+func offlineCap(t *testing.T, s *Store, code string, at time.Time, syncs bool) (string, string) {
+	t.Helper()
+	l, why, err := s.OfflineCap(context.Background(), code, at, syncs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.String(), why
+}
+
+// TestOfflineCapBeforeTheFirstFeed: with no rules saved a till that syncs
+// may redeem nothing (its first load has not brought them), a standalone
+// till has no offline cap; once a feed saved rules, even "no limits" (all
+// zero), the till that syncs has no cap either.
+func TestOfflineCapBeforeTheFirstFeed(t *testing.T) {
+	s := mustDemo(t)
+	if l, why := offlineCap(t, s, "2900000000018", demoNow, true); l != "0" || why != OfflineFirstLoad {
+		t.Fatalf("syncing till, no feed yet: %s (%s), want 0 (%s)", l, why, OfflineFirstLoad)
+	}
+	if l, why := offlineCap(t, s, "2900000000018", demoNow, false); why != "" {
+		t.Fatalf("standalone till: %s (%s), want no cap", l, why)
+	}
+	if err := s.SaveOfflineLimits(context.Background(), OfflineLimits{}, demoNow); err != nil {
+		t.Fatal(err)
+	}
+	if l, why := offlineCap(t, s, "2900000000018", demoNow, true); why != "" {
+		t.Fatalf("after a feed without limits: %s (%s), want no cap", l, why)
+	}
+}
+
+// TestOfflineAgeSurvivesClockSetBack: a feed at 12:00 with a maximum age of
+// 1 h. The till's clock reached 14:00 (a sale asked, MarkClock) and was then
+// set back to 12:05: the feed is still 2 h old, also after a restart. A
+// journal entry written after the feed at 14:00 ages it the same way,
+// without any mark. Times before the feed do not count: an entry written
+// with the clock ahead, then a feed, leaves the new feed young. A new feed
+// starts the age afresh (the old mark no longer counts).
+func TestOfflineAgeSurvivesClockSetBack(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "till.db")
+	clock := demoNow
+	open := func() *Store {
+		t.Helper()
+		s, err := Open(ctx, Options{Path: path, TillID: "S001-T01", Clock: func() time.Time { return clock }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	if _, err := s.ImportFile(ctx, demoPath(t)); err != nil {
+		t.Fatal(err)
+	}
+	lim := OfflineLimits{CardCap: decimal.NewFromInt(150), MaxAge: time.Hour}
+	if err := s.SaveOfflineLimits(ctx, lim, demoNow); err != nil {
+		t.Fatal(err)
+	}
+	const card = "2900000000018"
+	if l, why := offlineCap(t, s, card, demoNow.Add(5*time.Minute), true); l != "150" || why != OfflineCardCap {
+		t.Fatalf("5 min after the feed: %s (%s), want 150 (card cap)", l, why)
+	}
+	if err := s.MarkClock(ctx, demoNow.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// An earlier mark never takes the saved one back.
+	if err := s.MarkClock(ctx, demoNow.Add(10*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	back := demoNow.Add(5 * time.Minute)
+	if l, why := offlineCap(t, s, card, back, true); l != "0" || why != OfflineTooLong {
+		t.Fatalf("clock set back to 12:05 after 14:00: %s (%s), want 0 (%s)", l, why, OfflineTooLong)
+	}
+	s.Close()
+	s = open()
+	defer func() { s.Close() }()
+	if l, why := offlineCap(t, s, card, back, true); l != "0" || why != OfflineTooLong {
+		t.Fatalf("after a restart with the clock set back: %s (%s), want 0 (%s)", l, why, OfflineTooLong)
+	}
+
+	// A new feed at 12:10 (the clock still set back): young again.
+	feed2 := demoNow.Add(10 * time.Minute)
+	if err := s.SaveOfflineLimits(ctx, lim, feed2); err != nil {
+		t.Fatal(err)
+	}
+	if l, why := offlineCap(t, s, card, feed2.Add(time.Minute), true); l != "150" || why != OfflineCardCap {
+		t.Fatalf("after a new feed: %s (%s), want 150: the mark of the old feed must not count", l, why)
+	}
+	// An entry written at 14:10 (clock ahead again), then the clock back.
+	clock = feed2.Add(2 * time.Hour)
+	if _, err := s.Append(ctx, []Entry{{CheckID: "c1", CardCode: card, Kind: KindAccrual, Points: dec("5")}}); err != nil {
+		t.Fatal(err)
+	}
+	if l, why := offlineCap(t, s, card, feed2.Add(time.Minute), true); l != "0" || why != OfflineTooLong {
+		t.Fatalf("journal entry 2 h after the feed, clock set back: %s (%s), want 0 (%s)", l, why, OfflineTooLong)
+	}
+	// The next feed comes after that entry: the entry no longer ages it.
+	feed3 := feed2.Add(2 * time.Minute)
+	if err := s.SaveOfflineLimits(ctx, lim, feed3); err != nil {
+		t.Fatal(err)
+	}
+	if l, why := offlineCap(t, s, card, feed3.Add(time.Minute), true); l != "150" || why != OfflineCardCap {
+		t.Fatalf("feed after an entry written with the clock ahead: %s (%s), want 150", l, why)
+	}
+}
+
+// TestMarkClockKeepsTheLatest: marks racing from many goroutines leave the
+// latest of them, whatever order they commit in.
+func TestMarkClockKeepsTheLatest(t *testing.T) {
+	s := mustDemo(t)
+	ctx := context.Background()
+	if err := s.SaveOfflineLimits(ctx, OfflineLimits{MaxAge: time.Hour}, demoNow); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 20)
+	for i := 1; i <= 20; i++ {
+		go func() { errs <- s.MarkClock(ctx, demoNow.Add(time.Duration(i)*time.Minute)) }()
+	}
+	for i := 0; i < 20; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := s.readOfflineState(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := time.UnixMilli(st.mark.SeenMS); !got.Equal(demoNow.Add(20*time.Minute)) || !st.mark.FeedAt.Equal(demoNow) {
+		t.Fatalf("mark after 20 racing marks: seen %s for the feed of %s, want %s", got, st.mark.FeedAt, demoNow.Add(20*time.Minute))
+	}
+	// An older mark for the same feed, saved past MarkClock's own check (as
+	// a writer that read before the newer mark committed would), does not
+	// replace it; a mark for another feed does.
+	if err := s.saveMark(ctx, clockMark{FeedAt: demoNow, SeenMS: demoNow.Add(time.Minute).UnixMilli()}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.readOfflineState(ctx); st.mark.SeenMS != demoNow.Add(20*time.Minute).UnixMilli() {
+		t.Fatalf("an older mark replaced the saved one: %+v", st.mark)
+	}
+	later := demoNow.Add(30 * time.Minute)
+	if err := s.saveMark(ctx, clockMark{FeedAt: later, SeenMS: later.UnixMilli()}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.readOfflineState(ctx); !st.mark.FeedAt.Equal(later) {
+		t.Fatalf("the mark of a newer feed was not saved: %+v", st.mark)
+	}
+}

@@ -1,0 +1,440 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"tillagent/internal/store"
+	"tillagent/sync/client"
+	"tillagent/sync/headoffice"
+)
+
+// card17 is on the first page of a first load in pages of 3 (codes sort:
+// 2600000000017, 2700000000014, 2800000000011 | 29…18, 29…25, 29…32 |
+// 29…49, 29…56); 700 points on the demo.
+const card17 = "2600000000017"
+
+// TestCutFirstLoadKeepsOfflineCaps: head office publishes a card cap of
+// 150 and a till cap of 400. A new till's first load (pages of 3 cards) is
+// cut off after its first page and head office stays unreachable. The
+// cards of that page are in the till and spendable, and they are held to
+// head office's caps, not to their whole balance; status says the replica
+// is not loaded, with the cards loaded so far.
+func TestCutFirstLoadKeepsOfflineCaps(t *testing.T) {
+	ctx := context.Background()
+	off := store.OfflineLimits{CardCap: decimal.NewFromInt(150), TillCap: decimal.NewFromInt(400)}
+	h := startHOWith(t, pgDSN(t), off)
+	importDemo(t, h)
+	p := newProxy(t, h.hs.URL)
+	p.onFeed = func(r *http.Request) {
+		if q := r.URL.Query(); q.Get("snapshot") == "1" && q.Get("after") == "" {
+			p.down.Store(true) // this page is answered, none after it
+		}
+	}
+	tl := newTill(t, h, p, "S001-T90", "S001", 0)
+	if err := tl.c.SyncNow(ctx); err == nil {
+		t.Fatal("the first load went through with head office unreachable after its first page")
+	}
+	b, err := tl.st.Spendable(ctx, card17, tl.now)
+	if err != nil {
+		t.Fatalf("card %s from the first page: %v", card17, err)
+	}
+	if !b.Spendable.Decimal().GreaterThan(decimal.NewFromInt(150)) {
+		t.Fatalf("card %s spendable %s: the test needs more than the cap", card17, b.Spendable)
+	}
+	l, why, err := tl.st.OfflineRedeemLimit(ctx, card17, tl.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.String() != "150" || why != store.OfflineCardCap {
+		t.Fatalf("card %s after a cut first load: offline limit %s (%q), want 150 (card cap)", card17, l, why)
+	}
+	st := tl.c.Status()
+	if st.ReplicaLoaded || st.Loading || st.LoadedCards != 3 || st.State != "failing" {
+		t.Fatalf("status after the cut first load: loaded %v, loading %v, %d cards, state %s; want not loaded, 3 cards, failing",
+			st.ReplicaLoaded, st.Loading, st.LoadedCards, st.State)
+	}
+}
+
+// TestCutDeltaSavesOfflineCapsAndResumes: the till loaded the replica
+// while head office had no offline caps; head office restarts with a card
+// cap of 150, ERP corrects two cards and the till pulls the delta in pages
+// of one record, cut off after the first. The new cap is in force at once.
+// The agent then restarts (a new client on the same store) with head
+// office still away and a sale to push: its status shows the saved cursor
+// and the delta's page already imported, not "" and 0.
+func TestCutDeltaSavesOfflineCapsAndResumes(t *testing.T) {
+	ctx := context.Background()
+	opt := func(o *client.Options) { o.DeltaPage = 1 }
+	h, p, tl := loadedTill(t, "S001-T91", opt)
+	if _, why, _ := tl.st.OfflineRedeemLimit(ctx, card17, tl.now); why != "" {
+		t.Fatalf("before: an offline rule binds (%s) with head office publishing none", why)
+	}
+	cursor, err := tl.st.SyncState(ctx, "feed_cursor")
+	if err != nil || cursor == "" {
+		t.Fatalf("cursor after the first load: %q, %v", cursor, err)
+	}
+	h.offline = store.OfflineLimits{CardCap: decimal.NewFromInt(150)}
+	h.restart(p)
+	for i, card := range []string{card13, "2900000000025"} {
+		if _, err := h.srv.Correct(ctx, headoffice.Correction{ID: "cut-" + strconv.Itoa(i), Card: card, Points: decimal.NewFromInt(5), Reason: "delta"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var deltas atomic.Int32
+	p.onFeed = func(r *http.Request) {
+		if r.URL.Query().Get("snapshot") == "" && deltas.Add(1) == 1 {
+			p.down.Store(true) // the first delta page is answered, none after it
+		}
+	}
+	if err := tl.c.SyncNow(ctx); err == nil {
+		t.Fatal("the delta went through with head office unreachable after its first page")
+	}
+	if l, why, err := tl.st.OfflineRedeemLimit(ctx, card17, tl.now); err != nil || l.String() != "150" || why != store.OfflineCardCap {
+		t.Fatalf("after the first page of the delta: offline limit %s (%q, %v), want 150 (card cap)", l, why, err)
+	}
+	if st := tl.c.Status(); st.DeltaPages != 1 || st.Cursor != cursor {
+		t.Fatalf("status mid-delta: %d pages, cursor %q; want 1 page, cursor %q", st.DeltaPages, st.Cursor, cursor)
+	}
+	// A sale meanwhile: the next cycle's push fails before any pull.
+	tl.sell(t, card13, powder("1"), "")
+	// The restart.
+	c, err := client.New(client.Options{URL: p.URL(), TillID: tl.id, StoreID: tl.storeID, Secret: tl.secret, Store: tl.st,
+		DeltaPage: 1, RequestTimeout: 5 * time.Second, Clock: func() time.Time { return tl.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SyncNow(ctx); err == nil {
+		t.Fatal("sync with head office down went through")
+	}
+	if st := c.Status(); st.Cursor != cursor || st.DeltaPages != 1 || st.DeltaRecords == 0 || !st.ReplicaLoaded {
+		t.Fatalf("status after the restart mid-delta: cursor %q, %d pages, %d records, loaded %v; want cursor %q, the 1 page before the restart",
+			st.Cursor, st.DeltaPages, st.DeltaRecords, st.ReplicaLoaded, cursor)
+	}
+	var after atomic.Int32 // delta pages answered after the restart
+	p.onFeed = func(r *http.Request) {
+		if r.URL.Query().Get("snapshot") == "" {
+			after.Add(1)
+		}
+	}
+	p.down.Store(false)
+	if err := c.SyncNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// How many pages the rest takes depends on what else the cluster
+	// runs (a change shows once no older transaction is open anywhere).
+	if st := c.Status(); st.DeltaPages != 1+int(after.Load()) || st.DeltaLoading {
+		t.Fatalf("status after the delta: %d pages (loading %v), want the 1 before the restart and the %d after", st.DeltaPages, st.DeltaLoading, after.Load())
+	}
+	sameBalances(t, h, tl, []string{card13, "2900000000025"})
+}
+
+// syncBuf is a log sink the loop writes from its goroutines.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// TestSlowLinkHalvesFeedPages: a link on which a feed page of more than 2
+// records cannot arrive within the request timeout (300 ms). The till,
+// asking pages of 8, halves the page after each timeout (8, 4, 2) and the
+// first load and the delta after it finish, logged; with every page too
+// slow the cycle fails with a timeout (client.FailTimeout), not as if head
+// office were unreachable.
+func TestSlowLinkHalvesFeedPages(t *testing.T) {
+	ctx := context.Background()
+	h := startHO(t, pgDSN(t))
+	importDemo(t, h)
+	p := newProxy(t, h.hs.URL)
+	var mu sync.Mutex
+	var snapLimits, deltaLimits []int
+	var slowFrom atomic.Int64
+	slowFrom.Store(3)
+	p.onFeed = func(r *http.Request) {
+		q := r.URL.Query()
+		n, _ := strconv.Atoi(q.Get("limit"))
+		mu.Lock()
+		if q.Get("snapshot") == "1" {
+			snapLimits = append(snapLimits, n)
+		} else {
+			deltaLimits = append(deltaLimits, n)
+		}
+		mu.Unlock()
+		if int64(n) >= slowFrom.Load() {
+			time.Sleep(700 * time.Millisecond)
+		}
+	}
+	logs := &syncBuf{}
+	tl := newTillWith(t, h, p, "S001-T92", "S001", 0, func(o *client.Options) {
+		o.SnapshotPage, o.DeltaPage, o.MinPage, o.RequestTimeout = 8, 8, 2, 300*time.Millisecond
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	if err := tl.c.SyncNow(ctx); err != nil {
+		t.Fatalf("first load on the slow link: %v", err)
+	}
+	mu.Lock()
+	gotSnap, gotDelta := slices.Clone(snapLimits), slices.Clone(deltaLimits)
+	mu.Unlock()
+	if len(gotSnap) < 6 || !slices.Equal(gotSnap[:3], []int{8, 4, 2}) || slices.ContainsFunc(gotSnap[3:], func(n int) bool { return n != 2 }) {
+		t.Fatalf("snapshot page sizes asked %v, want 8, 4, then 2 for each of the 4+ pages", gotSnap)
+	}
+	if len(gotDelta) < 3 || !slices.Equal(gotDelta[:3], []int{8, 4, 2}) {
+		t.Fatalf("delta page sizes asked %v, want 8, 4, 2", gotDelta)
+	}
+	st := tl.c.Status()
+	if st.LoadedCards != 8 || !st.ReplicaLoaded || st.PageSize != 2 || st.State != "ok" {
+		t.Fatalf("status after the slow first load: %d cards, loaded %v, page size %d, state %s", st.LoadedCards, st.ReplicaLoaded, st.PageSize, st.State)
+	}
+	if l := logs.String(); strings.Count(l, "asking smaller pages") != 4 || !strings.Contains(l, "next_page_size=2") {
+		t.Fatalf("log does not show the 4 halvings:\n%s", l)
+	}
+	sameBalances(t, h, tl, []string{card13, card17})
+
+	slowFrom.Store(1) // now even the smallest page is too slow
+	err := tl.c.SyncNow(ctx)
+	if err == nil || client.FailureKind(err) != client.FailTimeout || !strings.Contains(err.Error(), "request timeout") {
+		t.Fatalf("cycle with every page too slow: %v (kind %s), want a timeout", err, client.FailureKind(err))
+	}
+}
+
+// TestFirstLoadCountsEachCardOnce: head office holds entries of till
+// S001-T93 on card 2900000000049 (on the last page) when a new store of
+// that till loads the replica in pages of 3. The first page also carries
+// that card (head office adds the cards of the entries it folded since the
+// watermark the till asked with), yet the progress ends at the 8 cards
+// there are.
+func TestFirstLoadCountsEachCardOnce(t *testing.T) {
+	ctx := context.Background()
+	h, p, old := loadedTill(t, "S001-T93", nil)
+	old.sell(t, "2900000000049", powder("1"), "10")
+	if err := old.c.SyncNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var firstPageCards []string
+	fresh := newTill(t, h, p, "S001-T93", "S001", time.Minute)
+	if err := fresh.c.SyncNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	page, err := h.srv.SnapshotPage(ctx, "S001-T93", headoffice.SnapshotRequest{Limit: 3, Folded: new(string)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range page.Replica.Cards {
+		firstPageCards = append(firstPageCards, c.Code)
+	}
+	if !slices.Contains(firstPageCards, "2900000000049") {
+		t.Fatalf("first page %v does not carry the folded card: the test does not test the count", firstPageCards)
+	}
+	if st := fresh.c.Status(); st.LoadedCards != 8 {
+		t.Fatalf("first load progress ended at %d cards, head office holds 8", st.LoadedCards)
+	}
+}
+
+// TestSyncNowRestartsTheWait: with Run waiting its interval (a minute),
+// SyncNow runs one cycle and Run then waits anew, without a cycle of its
+// own straight after.
+func TestSyncNowRestartsTheWait(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, p, tl := loadedTill(t, "S001-T94", func(o *client.Options) { o.Interval = time.Minute; o.Clock = time.Now })
+	var feeds atomic.Int32
+	p.onFeed = func(*http.Request) { feeds.Add(1) }
+	done := make(chan struct{})
+	go func() { tl.c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(10 * time.Second); tl.c.Status().NextAttempt.IsZero(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Run's first cycle did not end")
+		}
+	}
+	before := feeds.Load()
+	if err := tl.c.SyncNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := feeds.Load() - before; n != 1 {
+		t.Fatalf("%d pulls after one sync now, want 1 (Run ran a cycle of its own straight after)", n)
+	}
+	if next := tl.c.Status().NextAttempt; next.Before(time.Now().Add(50 * time.Second)) {
+		t.Fatalf("next attempt %v, want about a minute after the sync now", next)
+	}
+}
+
+// TestStatusWhileACycleRuns: while a cycle runs, status says so and shows
+// no next attempt in the past; after a failed cycle and a good one, state
+// ok comes with no last_error, the old one shown as previous_error.
+func TestStatusWhileACycleRuns(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, p, tl := loadedTill(t, "S001-T95", func(o *client.Options) { o.Clock = time.Now })
+	type seen struct {
+		st client.Status
+		at time.Time
+	}
+	var mu sync.Mutex
+	var during []seen
+	var pulls atomic.Int32
+	p.onFeed = func(*http.Request) {
+		if pulls.Add(1) > 3 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+		st := tl.c.Status()
+		mu.Lock()
+		during = append(during, seen{st, time.Now()})
+		mu.Unlock()
+	}
+	done := make(chan struct{})
+	go func() { tl.c.Run(ctx); close(done) }()
+	for deadline := time.Now().Add(10 * time.Second); pulls.Load() < 4; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not run 4 cycles")
+		}
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	for i, s := range during {
+		if !s.st.Running || (!s.st.NextAttempt.IsZero() && s.st.NextAttempt.Before(s.at)) {
+			t.Errorf("status during cycle %d at %v: running %v, next attempt %v in the past",
+				i+1, s.at.Format(time.StampMilli), s.st.Running, s.st.NextAttempt.Format(time.StampMilli))
+		}
+	}
+	mu.Unlock()
+
+	p.onFeed = nil
+	p.down.Store(true)
+	if err := tl.c.SyncNow(context.Background()); err == nil {
+		t.Fatal("sync with head office down went through")
+	}
+	failed := tl.c.Status()
+	p.down.Store(false)
+	if err := tl.c.SyncNow(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := tl.c.Status()
+	if st.State != "ok" || st.LastError != "" || !st.LastErrorAt.IsZero() || st.PreviousError != failed.LastError || st.PreviousErrorAt.IsZero() || st.Running {
+		t.Fatalf("status after recovering: state %s, last_error %q at %v, previous_error %q; want ok, none, previous %q",
+			st.State, st.LastError, st.LastErrorAt, st.PreviousError, failed.LastError)
+	}
+}
+
+// TestRepushShowsTheSavedPosition: head office is restored from a backup
+// taken before five of the till's entries; the till pushes them again in
+// batches of 2. At every batch its status shows the re-push position the
+// store has saved, not the one the re-push began at.
+func TestRepushShowsTheSavedPosition(t *testing.T) {
+	ctx := context.Background()
+	h, p, tl := loadedTill(t, "S001-T96", func(o *client.Options) { o.BatchSize = 2 })
+	tl.sell(t, card13, powder("1"), "")
+	if err := tl.c.SyncNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bk := takeBackup(t, h)
+	for i := 0; i < 5; i++ {
+		tl.sell(t, card13, powder("1"), "")
+	}
+	if err := tl.c.SyncNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bk.restore(t, h, p)
+	type seen struct{ shown, saved string }
+	var mu sync.Mutex
+	var pushes []seen
+	p.onJournal = func(*http.Request) {
+		after, repushing, err := tl.st.Repush(ctx)
+		if err != nil || !repushing {
+			return
+		}
+		mu.Lock()
+		pushes = append(pushes, seen{tl.c.Status().RepushAfter, after})
+		mu.Unlock()
+	}
+	if err := tl.c.SyncNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(pushes) < 3 {
+		t.Fatalf("%d re-push batches, want 3 (5 entries in batches of 2)", len(pushes))
+	}
+	for i, s := range pushes {
+		if s.shown != s.saved {
+			t.Errorf("re-push batch %d: status repush_after %q, the store's position %q", i+1, s.shown, s.saved)
+		}
+	}
+	if st := tl.c.Status(); st.Repushing || st.Backlog != 0 {
+		t.Fatalf("after the re-push: repushing %v, backlog %d", st.Repushing, st.Backlog)
+	}
+}
+
+// TestSyncNowDuringARunningCycle: head office takes longer than the request
+// timeout to answer the feed. Sync now while the loop's cycle waits for it
+// takes that cycle's timeout as its answer, without a second request; sync
+// now whose own wait ends first says a cycle is running
+// (client.FailBusy).
+func TestSyncNowDuringARunningCycle(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, p, tl := loadedTill(t, "S001-T97", func(o *client.Options) {
+		o.Interval, o.BackoffMin, o.BackoffMax = time.Hour, time.Minute, time.Minute
+		o.RequestTimeout, o.DeltaPage, o.Clock = 400*time.Millisecond, 50, time.Now
+	})
+	var feeds atomic.Int32
+	p.onFeed = func(r *http.Request) {
+		feeds.Add(1)
+		select {
+		case <-time.After(time.Second):
+		case <-r.Context().Done():
+		}
+	}
+	done := make(chan struct{})
+	go func() { tl.c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(10 * time.Second); feeds.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the loop's cycle did not ask the feed")
+		}
+	}
+	err := tl.c.SyncNow(context.Background())
+	if client.FailureKind(err) != client.FailTimeout {
+		t.Fatalf("sync now during the loop's cycle: %v (%s), want its timeout", err, client.FailureKind(err))
+	}
+	if n := feeds.Load(); n != 1 {
+		t.Fatalf("%d feed requests, want only the loop's (sync now went at head office again at once)", n)
+	}
+	// The loop now waits its backoff (a minute): sync now runs a cycle,
+	// and a second one that waits at most 50 ms for it gives up.
+	first := make(chan error, 1)
+	go func() { first <- tl.c.SyncNow(context.Background()) }()
+	for deadline := time.Now().Add(10 * time.Second); feeds.Load() < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("sync now did not ask the feed")
+		}
+	}
+	short, stop := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer stop()
+	if err := tl.c.SyncNow(short); client.FailureKind(err) != client.FailBusy || !strings.Contains(err.Error(), "running since") {
+		t.Fatalf("sync now giving up its wait: %v (%s), want busy", err, client.FailureKind(err))
+	}
+	if err := <-first; client.FailureKind(err) != client.FailTimeout {
+		t.Fatalf("first sync now: %v, want a timeout", err)
+	}
+	if n := feeds.Load(); n != 2 {
+		t.Fatalf("%d feed requests, want 2", n)
+	}
+}
