@@ -17,11 +17,12 @@ import (
 )
 
 // syncHO is head office on PostgreSQL holding the demo, and the secret
-// file of till S001-T01 enrolled there.
-func syncHO(t *testing.T) (*headoffice.Server, string) {
+// file of till S001-T01 enrolled there; offline are the limits it
+// publishes.
+func syncHO(t *testing.T, offline store.OfflineLimits) (*headoffice.Server, string) {
 	t.Helper()
 	ctx := context.Background()
-	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: pgtest.DSN(t), ERPToken: "erp-token-for-tests", Clock: testClock()})
+	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: pgtest.DSN(t), ERPToken: "erp-token-for-tests", Clock: testClock(), Offline: offline})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func syncHO(t *testing.T) (*headoffice.Server, string) {
 // (sync.request_timeout, sync.page_size). A till whose replica never came
 // from head office says so in /v1/status.
 func TestSyncNowHintsNameTheSetting(t *testing.T) {
-	srv, secretFile := syncHO(t)
+	srv, secretFile := syncHO(t, store.OfflineLimits{})
 	tlsHO := httptest.NewTLSServer(srv.Handler())
 	t.Cleanup(tlsHO.Close)
 	plainHO := httptest.NewServer(srv.Handler())

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,43 +14,16 @@ import (
 	"tillagent/internal/config"
 	"tillagent/internal/store"
 	"tillagent/sync/headoffice"
-	"tillagent/sync/pgtest"
 )
 
 // The agent with sync on, against a real head office on PostgreSQL: a sale
 // reaches head office on `sync now`, balances agree; with head office down
 // the till still sells and says why sync failed.
 func TestAgentSyncsWithHeadOffice(t *testing.T) {
-	dsn := pgtest.DSN(t)
 	ctx := context.Background()
-	clock := testClock()
-	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: dsn, ERPToken: "erp-token-for-tests", Clock: clock,
-		Offline: store.OfflineLimits{CardCap: decimal.NewFromInt(60)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	data, err := os.ReadFile("../../testdata/demo/replica.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	demo, err := store.ParseReplicaFile("replica.yaml", data)
-	if err != nil {
-		t.Fatalf("parse demo replica: %v", err)
-	}
-	if _, err := srv.Import(ctx, demo); err != nil {
-		t.Fatal(err)
-	}
-	secret, err := srv.Enrol(ctx, "S001-T01", "S001")
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, secretFile := syncHO(t, store.OfflineLimits{CardCap: decimal.NewFromInt(60)})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	h := newHarness(t, func(c *config.Config) {
 		c.Sync.Enabled, c.Sync.URL, c.Sync.SecretFile = true, hs.URL, secretFile
 		c.Sync.Interval = time.Hour // only `sync now` below
@@ -83,6 +55,7 @@ func TestAgentSyncsWithHeadOffice(t *testing.T) {
 	// anywhere in the cluster is still open, so other tests sharing the
 	// server may delay it: wait for it, and let the feed catch up too.
 	var exp *headoffice.Export
+	var err error
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		if exp, err = srv.ExportJournal(ctx, "", 100); err != nil {
 			t.Fatal(err)
