@@ -51,7 +51,12 @@ var logOutput io.Writer = os.Stderr
 
 // run is main without the process: ready, if not nil, gets the listen
 // address once serving.
-func run(ctx context.Context, args []string, out io.Writer, ready func(addr string)) error {
+func run(ctx context.Context, args []string, out io.Writer, ready func(addr string)) (err error) {
+	defer func() {
+		if err != nil {
+			err = redactedError{err} // it may quote the DSN
+		}
+	}()
 	cmd, implicit := "serve", true
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args, implicit = args[0], args[1:], false
@@ -61,6 +66,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 		return fmt.Errorf("unknown command %q (serve, enrol, import, card-scope, reset-feed)", cmd)
 	}
 	fs := flag.NewFlagSet("headoffice "+cmd, flag.ContinueOnError)
+	fs.SetOutput(redactingWriter{os.Stderr}) // a bad value is quoted: it may be the DSN
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: headoffice COMMAND [flags] [ARGS]: serve | enrol | import FILE | card-scope [CODE...] | reset-feed\n  (see docs/sync.md)\nflags of headoffice %s:\n", cmd)
 		fs.PrintDefaults()

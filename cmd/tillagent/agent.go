@@ -97,12 +97,8 @@ func (m *Main) Run(ctx context.Context) error {
 		os.Chmod(cfg.Store.Path+suf, 0o640)
 	}
 
-	imported, err := st.EnsureDemo(ctx, cfg.Store.DemoReplica)
-	if err != nil {
-		return fmt.Errorf("import demo replica %s: %w", cfg.Store.DemoReplica, err)
-	}
-	if imported {
-		log.Info("demo replica imported", "file", cfg.Store.DemoReplica, "path", cfg.Store.Path)
+	if err := ensureDemo(ctx, cfg, st, log); err != nil {
+		return err
 	}
 	has, err := st.HasReplica(ctx)
 	if err != nil {
@@ -115,6 +111,29 @@ func (m *Main) Run(ctx context.Context) error {
 		log.Warn("store holds no replica yet: import one with `tillctl replica import FILE`", "path", cfg.Store.Path)
 	}
 	return m.serve(ctx, cfg, st, log)
+}
+
+// ensureDemo imports store.demo_replica on first start, unless the till
+// syncs: then the replica belongs to head office, and records of a local
+// file that head office lacks would stay after the first load (no feed
+// removes them) and could be spent as points head office never issued.
+func ensureDemo(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error {
+	if cfg.Store.DemoReplica == "" {
+		return nil
+	}
+	if cfg.Sync.Enabled {
+		log.Warn("store.demo_replica ignored: sync.enabled is on, so the replica comes from head office only; clear store.demo_replica",
+			"file", cfg.Store.DemoReplica)
+		return nil
+	}
+	imported, err := st.EnsureDemo(ctx, cfg.Store.DemoReplica)
+	if err != nil {
+		return fmt.Errorf("import demo replica %s: %w", cfg.Store.DemoReplica, err)
+	}
+	if imported {
+		log.Info("demo replica imported", "file", cfg.Store.DemoReplica, "path", cfg.Store.Path)
+	}
+	return nil
 }
 
 // serve starts the devices, settles what a crash left, and serves the API
@@ -133,6 +152,7 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 	bonusMode, _ := fiscal.ParseBonusMode(cfg.Receipt.BonusMode) // validated by config
 	metrics := api.NewMetrics()
 	events := api.NewBroker(64)
+	kicks := make(chan struct{}, 1) // sales that spent points, for kickSync
 	svc := sale.New(sale.Options{
 		Store: st, Printer: printer, StoreID: cfg.Till.StoreID, TillID: cfg.Till.TillID,
 		Receipt:      sale.ReceiptOptions{BonusMode: bonusMode, LoyaltyTagName: cfg.Receipt.LoyaltyTagName, TaxSystem: byte(cfg.Receipt.TaxSystem)},
@@ -146,6 +166,12 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 		},
 		OnPrinter: func(code, detail string) {
 			events.Publish(api.Event{Type: "printer", Data: map[string]string{"code": code, "message": detail}})
+		},
+		AfterRedeem: func() {
+			select {
+			case kicks <- struct{}{}:
+			default: // a push is asked already
+			}
 		},
 	})
 	// Settle what a crash left before any new sale: the service refuses
@@ -168,7 +194,10 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 		if syncer, err = startSync(ctx, cfg, st, clock, log); err != nil {
 			return err
 		}
-		extra["GET /v1/sync"] = func(w http.ResponseWriter, r *http.Request) { api.WriteJSON(w, http.StatusOK, syncer.Status()) }
+		go kickSync(ctx, syncer, kicks, cfg.Sync.RequestTimeout*2, log)
+		extra["GET /v1/sync"] = func(w http.ResponseWriter, r *http.Request) {
+			api.WriteJSON(w, http.StatusOK, withOffline(r.Context(), syncer.Status(), st, clock))
+		}
 		extra["POST /v1/sync/now"] = func(w http.ResponseWriter, r *http.Request) {
 			ctx, cancel := context.WithTimeout(r.Context(), cfg.Sync.RequestTimeout*2)
 			defer cancel()
@@ -176,7 +205,7 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 				writeSyncError(w, err, cfg.Sync)
 				return
 			}
-			api.WriteJSON(w, http.StatusOK, syncer.Status())
+			api.WriteJSON(w, http.StatusOK, withOffline(r.Context(), syncer.Status(), st, clock))
 		}
 	}
 	if cfg.Demo.VirtualScanner {
@@ -193,6 +222,7 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 	scanDone := make(chan struct{})
 	go func() { sc.run(ctx, drivers); close(scanDone) }()
 
+	offlineGauges(metrics, st, clock, cfg.Sync.Enabled)
 	metrics.Gauge("tillagent_journal_backlog", "Journal entries not yet acknowledged by head office.", func(ctx context.Context) (float64, error) {
 		n, err := st.Backlog(ctx)
 		return float64(n), err
@@ -215,6 +245,7 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 				"settled": svc.Settled(), "printer": svc.Printer(ctx), "scanners": sc.status(),
 				"journal": map[string]any{"backlog": backlog, "documents": docs},
 				"sync":    map[string]any{"configured": false},
+				"offline": offlineStatus(ctx, st, clock, cfg.Sync.Enabled),
 			}
 			if syncer != nil {
 				st["sync"] = syncer.Status()
@@ -370,10 +401,9 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 // till's enrolment, or head office.
 func writeSyncError(w http.ResponseWriter, err error, sc config.Sync) {
 	switch client.FailureKind(err) {
-	case client.FailTimeout:
-		api.WriteError(w, http.StatusBadGateway, "sync.failed", "Офис не успевает ответить (медленная связь): продажи продолжаются", err.Error(),
-			fmt.Sprintf("head office was reached but its answer did not arrive within sync.request_timeout (%s): on a slow link raise sync.request_timeout or lower sync.page_size (%d; a feed page that times out is asked again at half the size, down to 100)",
-				sc.RequestTimeout, sc.PageSize))
+	case client.FailTimeout, client.FailNoAnswer:
+		msg, hint := timeoutHint(err, sc)
+		api.WriteError(w, http.StatusBadGateway, "sync.failed", msg, err.Error(), hint)
 	case client.FailBusy:
 		api.WriteError(w, http.StatusServiceUnavailable, "sync.busy", "Обмен с офисом уже идёт: продажи продолжаются", err.Error(),
 			fmt.Sprintf("a sync cycle is still running (tillctl sync status: cycle_running, initial_load_cards, page_size); on a slow link each feed page may take up to sync.request_timeout (%s): if page_size went below sync.page_size (%d), pages timed out — raise sync.request_timeout or lower sync.page_size",

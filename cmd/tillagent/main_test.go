@@ -13,6 +13,7 @@ import (
 
 	"tillagent/driver/fiscal/emulator"
 	"tillagent/internal/config"
+	"tillagent/internal/store"
 )
 
 // syncBuffer lets the test read the log while the agent writes it.
@@ -182,5 +183,32 @@ func TestPrinterWithoutMemoryNeverWedges(t *testing.T) {
 	h.must(201, "POST", "/v1/sales", saleBody("amn-2", nil, "", "100.00", line(1, "1001", "1", "89.90")), nil)
 	if !strings.Contains(h.logs.String(), "fiscalised twice") {
 		t.Errorf("no log for the technician:\n%s", h.logs.String())
+	}
+}
+
+// TestAgentSkipsDemoWhenSyncing: with sync on, store.demo_replica is not
+// imported on first start (the replica belongs to head office: a local
+// record no feed removes would stay spendable); the agent says so and
+// starts with no replica, waiting for its first load.
+func TestAgentSkipsDemoWhenSyncing(t *testing.T) {
+	cfg := config.Default()
+	cfg.Store.Path = filepath.Join(t.TempDir(), "var", "till.db")
+	cfg.Store.DemoReplica = "../../testdata/demo/replica.yaml"
+	cfg.API.Socket = filepath.Join(filepath.Dir(cfg.Store.Path), "api.sock")
+	cfg.Sync.Enabled, cfg.Sync.URL, cfg.Sync.Secret = true, deadHeadOffice(t), "till-secret-for-tests-0123456789"
+	cfg.Sync.Interval, cfg.Sync.BackoffMin, cfg.Sync.BackoffMax, cfg.Sync.RequestTimeout = time.Hour, time.Minute, time.Hour, time.Second
+
+	logs := runAgent(t, cfg)
+	if strings.Contains(logs, "demo replica imported") || !strings.Contains(logs, "store.demo_replica ignored") ||
+		!strings.Contains(logs, "level=WARN") {
+		t.Fatalf("a syncing till's first start with demo_replica set:\n%s", logs)
+	}
+	st, err := store.Open(context.Background(), store.Options{Path: cfg.Store.Path, TillID: cfg.Till.TillID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if has, err := st.HasReplica(context.Background()); err != nil || has {
+		t.Fatalf("store holds a replica = %v (%v) after a syncing first start with demo_replica set", has, err)
 	}
 }

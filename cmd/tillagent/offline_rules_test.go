@@ -27,6 +27,10 @@ func deadHeadOffice(t *testing.T) string {
 }
 
 // syncingTill turns sync on against a head office that cannot be reached.
+// The agent does not import store.demo_replica on a till that syncs, so
+// the store is given the demo here, as an earlier load from head office
+// would have left it (no offline limits saved); a mod that clears
+// store.demo_replica leaves the store empty.
 func syncingTill(t *testing.T, more ...func(*config.Config)) func(*config.Config) {
 	url := deadHeadOffice(t)
 	return func(c *config.Config) {
@@ -35,6 +39,26 @@ func syncingTill(t *testing.T, more ...func(*config.Config)) func(*config.Config
 		for _, m := range more {
 			m(c)
 		}
+		if c.Store.DemoReplica != "" {
+			preload(t, c.Store.Path, c.Till.TillID, c.Store.DemoReplica)
+		}
+	}
+}
+
+// preload imports the replica file into the store at path before the agent
+// opens it.
+func preload(t *testing.T, path, till, file string) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{Path: path, TillID: till})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.EnsureDemo(ctx, file); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -236,4 +260,101 @@ func TestSaleBeforeTheFirstLoad(t *testing.T) {
 
 	other := newHarness(t, func(c *config.Config) { c.Till.StoreID, c.Till.TillID = "S999", "S999-T01" })
 	other.refusal(422, "store.unknown", "POST", "/v1/sales", saleBody("nl-3", nil, "", "100.00", line(1, "1001", "1", "89.90")))
+}
+
+// TestCardLookupOffersWhatTheQuoteAllows: the card lookup applies the
+// program's monthly cap and minimum redemption (BONUS: 5000 a month, at
+// least 10) as the quote does. Card 49 has spent 4980 of its month: it is
+// offered 20 (monthly_cap), not its 1200. Card 18 under a card cap of 150
+// spends 145: the 5 left are below the minimum, so the lookup says it
+// cannot spend (min_redeem), as the quote's max 0 and the sale's refusal do.
+func TestCardLookupOffersWhatTheQuoteAllows(t *testing.T) {
+	h := newHarness(t, syncingTill(t))
+	h.saveFeedLimits(store.OfflineLimits{CardCap: decimal.NewFromInt(150)}, h.clock())
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	basket := line(1, "1001", "20", "89.90")
+
+	const monthly = "2900000000049"
+	if c := h.card(monthly); !c.CanSpend || c.Spendable != "20" || c.SpendableLimit != "monthly_cap" {
+		t.Fatalf("card 49 with 20 left of its monthly cap: %+v", c)
+	}
+	if max, why, _ := h.quoteMax(monthly, basket); max != "20" || why != "monthly_cap" {
+		t.Fatalf("quote of card 49: max %s (%s), want 20 (monthly_cap)", max, why)
+	}
+
+	h.must(201, "POST", "/v1/sales", saleBody("min-1", []string{card}, "145", "2000.00", basket), nil)
+	if max, why, _ := h.quoteMax(card, basket); max != "0" || why != "min_redeem" {
+		t.Fatalf("quote with 5 left of the card cap: max %s (%s), want 0 (min_redeem)", max, why)
+	}
+	if c := h.card(card); c.CanSpend || c.Spendable != "0" || c.Reason != "min_redeem" {
+		t.Fatalf("card 18 with 5 left of the card cap, minimum 10: %+v, want can_spend false (min_redeem)", c)
+	}
+	h.refusal(422, "redeem.over_limit", "POST", "/v1/sales", saleBody("min-2", []string{card}, "5", "2000.00", basket))
+}
+
+// offlineShown is the offline part of /v1/status and /v1/sync.
+type offlineShown struct {
+	Rules    bool    `json:"rules"`
+	CardCap  string  `json:"card_cap"`
+	TillCap  string  `json:"till_cap"`
+	MaxAgeS  float64 `json:"max_age_s"`
+	AgeS     float64 `json:"feed_age_s"`
+	Blocked  string  `json:"redeem_blocked"`
+	TillUsed string  `json:"till_cap_used"`
+	TillLeft string  `json:"till_cap_left"`
+}
+
+func (h *harness) offlineShown() (status, sync offlineShown) {
+	h.t.Helper()
+	var st struct{ Offline offlineShown }
+	h.must(200, "GET", "/v1/status", nil, &st)
+	var sy struct{ Offline offlineShown }
+	h.must(200, "GET", "/v1/sync", nil, &sy)
+	return st.Offline, sy.Offline
+}
+
+func (h *harness) metricsHave(want ...string) {
+	h.t.Helper()
+	_, body := h.do("GET", "/metrics", nil, nil)
+	for _, w := range want {
+		if !strings.Contains(string(body), "\n"+w+"\n") {
+			h.t.Errorf("metrics lack %q:\n%s", w, body)
+		}
+	}
+}
+
+// TestStatusShowsOfflineRules: /v1/status, /v1/sync and /metrics show the
+// offline rules in force: before the first feed redemption is blocked on
+// the whole till (offline_first_load); after a feed the caps (card 150,
+// till 400, 45 s) and the till cap used by a redemption of 100 head office
+// has not folded; 50 s after the feed, blocked (offline_too_long).
+func TestStatusShowsOfflineRules(t *testing.T) {
+	h := newHarness(t, syncingTill(t))
+	if st, sy := h.offlineShown(); st.Blocked != store.OfflineFirstLoad || st.Rules || sy.Blocked != store.OfflineFirstLoad {
+		t.Fatalf("before the first feed: status %+v, sync %+v", st, sy)
+	}
+	h.metricsHave("tillagent_offline_redeem_blocked 1", "tillagent_offline_first_load 1", "tillagent_offline_too_long 0")
+
+	feedAt := h.clock()
+	h.saveFeedLimits(store.OfflineLimits{CardCap: decimal.NewFromInt(150), TillCap: decimal.NewFromInt(400), MaxAge: 45 * time.Second}, feedAt)
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	h.must(201, "POST", "/v1/sales", saleBody("st-1", []string{card}, "100", "2000.00", line(1, "1001", "20", "89.90")), nil)
+	st, sy := h.offlineShown()
+	if !st.Rules || st.CardCap != "150" || st.TillCap != "400" || st.MaxAgeS != 45 || st.Blocked != "" || st.TillUsed != "100" || st.TillLeft != "300" {
+		t.Fatalf("after a feed and a redemption of 100: %+v", st)
+	}
+	if sy != st {
+		t.Errorf("GET /v1/sync offline %+v, /v1/status %+v", sy, st)
+	}
+	h.metricsHave("tillagent_offline_card_cap 150", "tillagent_offline_till_cap 400", "tillagent_offline_till_cap_used 100",
+		"tillagent_offline_max_age_seconds 45", "tillagent_offline_redeem_blocked 0", "tillagent_offline_first_load 0")
+
+	h.stop()
+	start := time.Now()
+	h.clock = func() time.Time { return feedAt.Add(50*time.Second + time.Since(start)) }
+	h.start()
+	if st, _ := h.offlineShown(); st.Blocked != store.OfflineTooLong || st.AgeS < 50 || st.CardCap != "150" {
+		t.Fatalf("50 s after a 45 s feed: %+v", st)
+	}
+	h.metricsHave("tillagent_offline_redeem_blocked 1", "tillagent_offline_too_long 1")
 }

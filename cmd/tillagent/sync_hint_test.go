@@ -64,11 +64,16 @@ func TestSyncNowHintsNameTheSetting(t *testing.T) {
 	t.Cleanup(plainHO.Close)
 	slowHO := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v1/till/feed" {
-			select { // a page that takes longer than the request timeout
+			// A page that starts to arrive, then takes longer than the
+			// request timeout.
+			w.WriteHeader(http.StatusOK)
+			w.Write([]byte("{"))
+			http.NewResponseController(w).Flush()
+			select {
 			case <-time.After(2500 * time.Millisecond):
 			case <-r.Context().Done():
-				return
 			}
+			return
 		}
 		srv.Handler().ServeHTTP(w, r)
 	}))

@@ -144,3 +144,35 @@ func TestAgentSyncsWithHeadOffice(t *testing.T) {
 	}
 	h.must(201, "POST", "/v1/sales", saleBody("sync-5", []string{card}, "30", "500.00", line(1, "1001", "2", "89.90")), nil)
 }
+
+// TestRedemptionPushesAtOnce: on a till online with head office, the till
+// cap (100 points on all cards until head office folds them) does not hold
+// for a whole sync interval (an hour here): a sale that spent points kicks
+// the sync loop, head office folds the redemption, and the card can spend
+// again within moments, with no `sync now`.
+func TestRedemptionPushesAtOnce(t *testing.T) {
+	srv, secretFile := syncHO(t, store.OfflineLimits{CardCap: decimal.NewFromInt(150), TillCap: decimal.NewFromInt(100)})
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	h := newHarness(t, func(c *config.Config) {
+		c.Sync.Enabled, c.Sync.URL, c.Sync.SecretFile = true, hs.URL, secretFile
+		c.Sync.Interval = time.Hour
+	})
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	h.must(200, "POST", "/v1/sync/now", nil, nil) // the first load
+	basket := line(1, "1001", "20", "89.90")
+	h.must(201, "POST", "/v1/sales", saleBody("kick-1", []string{card}, "100", "2000.00", basket), nil)
+	var c cardLookup
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c = h.card(card); c.CanSpend && c.Spendable == "100" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("20 s after a sale used the till cap, online: %+v, want spendable 100 (folded by head office)", c)
+		}
+	}
+	if c.SpendableLimit != store.OfflineTillCap {
+		t.Errorf("after the fold: %+v, want the till cap (100) binding again", c)
+	}
+	h.must(201, "POST", "/v1/sales", saleBody("kick-2", []string{card}, "100", "2000.00", basket), nil)
+}

@@ -99,7 +99,8 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 				Backlog   int
 				Documents map[string]int
 			}
-			Sync map[string]any
+			Sync    map[string]any
+			Offline map[string]any
 		}
 		raw, err := c.call(ctx, "GET", "/v1/status", nil, &st)
 		if err != nil {
@@ -161,6 +162,9 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 					v += ": " + e
 				}
 				rows = append(rows, []string{"sync", v})
+			}
+			if st.Offline != nil {
+				rows = append(rows, []string{"offline rules", offlineNote(st.Offline)})
 			}
 			table(w, rows)
 		})
@@ -433,7 +437,13 @@ func cmdSync(method, path string) func(*flag.FlagSet) agentRun {
 				if l := loadNote(st); l != "" {
 					rows = append(rows, []string{"replica", l})
 				}
+				if o, ok := st["offline"].(map[string]any); ok {
+					rows = append(rows, []string{"offline", offlineNote(o)})
+				}
 				for _, k := range sortedKeys(st) {
+					if k == "offline" {
+						continue
+					}
 					// A list shows one item a line, so that entries can be
 					// told apart.
 					items, ok := st[k].([]any)
@@ -458,8 +468,8 @@ func cmdSync(method, path string) func(*flag.FlagSet) agentRun {
 
 // loadNote says where the replica's load from head office stands when it
 // has not finished ("" once it has): never loaded, or a first load running
-// or cut off, with the cards loaded so far. Head office gives no total, so
-// none is shown.
+// or cut off (before a restart too), with the cards loaded so far. Head
+// office gives no total, so none is shown.
 func loadNote(sync map[string]any) string {
 	if loaded, ok := sync["replica_loaded"].(bool); !ok || loaded {
 		return ""
@@ -469,9 +479,58 @@ func loadNote(sync map[string]any) string {
 	case sync["initial_load"] == true:
 		return fmt.Sprintf("first load from head office running: %.0f cards loaded so far (head office gives no total)", cards)
 	case cards > 0:
-		return fmt.Sprintf("first load from head office not finished: stopped after %.0f cards, goes on at the next cycle; check the link to head office (sync.url)", cards)
+		// The count is saved with the load's position: right after a
+		// restart too.
+		return fmt.Sprintf("first load from head office not finished: stopped after %.0f cards, which the till holds and sells on (held to the offline caps); the load goes on after them at the next cycle; check the link to head office (sync.url)", cards)
 	}
 	return "replica never loaded from head office: the till needs it to sell; check the link to head office (sync.url)"
+}
+
+// offlineNote says which of head office's offline rules are in force
+// (the agent's "offline" status): whether no card may redeem on the till
+// and why first, then the caps, the till cap used and the feed's age.
+func offlineNote(o map[string]any) string {
+	if e, _ := o["error"].(string); e != "" {
+		return "unknown: " + e
+	}
+	str := func(k string) string { v, _ := o[k].(string); return v }
+	secs := func(k string) time.Duration { v, _ := o[k].(float64); return time.Duration(v * float64(time.Second)) }
+	capText := func(k string) string {
+		if v := str(k); v != "" && v != "0" {
+			return v
+		}
+		return "none"
+	}
+	var blocked string
+	switch b := str("redeem_blocked"); b {
+	case "":
+	case "offline_too_long":
+		blocked = fmt.Sprintf("REDEMPTION BLOCKED on this till (offline_too_long): the last feed is %s old, head office allows %s; it resumes after the next feed; ",
+			secs("feed_age_s"), secs("max_age_s"))
+	case "offline_first_load":
+		blocked = "REDEMPTION BLOCKED on this till (offline_first_load): no feed has brought head office's offline rules yet (first load not finished)"
+	case "offline_till_cap":
+		blocked = "REDEMPTION BLOCKED on this till (offline_till_cap): the till cap is used up until head office folds this till's redemptions (next sync); "
+	default:
+		blocked = "REDEMPTION BLOCKED on this till (" + b + "); "
+	}
+	if rules, _ := o["rules"].(bool); !rules {
+		if blocked != "" {
+			return blocked
+		}
+		return "none (no feed has saved head office's rules: a standalone till)"
+	}
+	v := blocked + "card cap " + capText("card_cap") + ", till cap " + capText("till_cap")
+	if left := str("till_cap_left"); left != "" {
+		v += " (used " + str("till_cap_used") + ", left " + left + ")"
+	}
+	v += ", max age "
+	if secs("max_age_s") > 0 {
+		v += secs("max_age_s").String()
+	} else {
+		v += "none"
+	}
+	return v + ", last feed " + secs("feed_age_s").String() + " ago"
 }
 
 // listItem is one item of a status list: a refused entry ("id status:

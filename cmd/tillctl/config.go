@@ -34,5 +34,10 @@ func configCheck(_ context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "%s: ok (till %s of store %s, store %s, printer %s, %d scanner(s))\n",
 		*path, c.Till.TillID, c.Till.StoreID, c.Store.Path, c.Printer.Type, len(c.Scanners))
+	if c.Sync.Enabled && c.Store.DemoReplica != "" {
+		// A warning, not an error: the agent skips the file and starts.
+		fmt.Fprintf(out, "warning: store.demo_replica (%s) is ignored: sync.enabled is on, so the replica comes from head office only; clear store.demo_replica\n",
+			c.Store.DemoReplica)
+	}
 	return nil
 }

@@ -47,3 +47,38 @@ func TestConfigCheckCommand(t *testing.T) {
 		t.Errorf("stray argument: err = %v, want usage", err)
 	}
 }
+
+// TestConfigCheckWarnsDemoWithSync: store.demo_replica with sync on is a
+// warning (the agent ignores the file), not an error, and says so; with
+// sync off there is none.
+func TestConfigCheckWarnsDemoWithSync(t *testing.T) {
+	dir := t.TempDir()
+	demo, err := filepath.Abs("../../testdata/demo/replica.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, sync bool) string {
+		p := filepath.Join(dir, name)
+		body := "store:\n  demo_replica: " + demo + "\n"
+		if sync {
+			body += "sync:\n  enabled: true\n  url: http://127.0.0.1:1\n  secret: till-secret-for-tests-0123456789\n"
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var out bytes.Buffer
+	if err := configCheck(context.Background(), []string{"-config", write("sync.yaml", true)}, &out); err != nil {
+		t.Fatalf("demo_replica with sync on: %v", err)
+	}
+	for _, want := range []string{": ok (", "warning: store.demo_replica (" + demo + ") is ignored", "sync.enabled is on", "head office"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("config check output %q lacks %q", out.String(), want)
+		}
+	}
+	out.Reset()
+	if err := configCheck(context.Background(), []string{"-config", write("demo.yaml", false)}, &out); err != nil || strings.Contains(out.String(), "warning") {
+		t.Errorf("demo_replica with sync off: %v, %q", err, out.String())
+	}
+}

@@ -64,7 +64,7 @@ func TestStatusSaysTheReplicaIsNotLoaded(t *testing.T) {
 	}{
 		{client.Status{State: "failing", LastError: "no route"}, "replica never loaded from head office"},
 		{client.Status{State: "idle", Loading: true, LoadedCards: 20000, Running: true}, "first load from head office running: 20000 cards loaded so far (head office gives no total)"},
-		{client.Status{State: "failing", LoadedCards: 5000}, "first load from head office not finished: stopped after 5000 cards"},
+		{client.Status{State: "failing", LoadedCards: 5000}, "first load from head office not finished: stopped after 5000 cards, which the till holds and sells on"},
 		{client.Status{State: "ok", ReplicaLoaded: true}, ""},
 	} {
 		for _, cmd := range []func(*flag.FlagSet) agentRun{cmdStatus, cmdSync("GET", "/v1/sync")} {
@@ -80,5 +80,57 @@ func TestStatusSaysTheReplicaIsNotLoaded(t *testing.T) {
 				t.Errorf("status %+v: output lacks %q:\n%s", tc.st, tc.want, out.String())
 			}
 		}
+	}
+}
+
+// TestStatusShowsOfflineRules: `tillctl status` and `tillctl sync status`
+// show the offline rules the agent reports: the caps, the till cap used
+// and left, the maximum age and the feed's age, and first of all whether
+// redemption is blocked on the whole till and why.
+func TestStatusShowsOfflineRules(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		offline map[string]any
+		want    []string
+	}{
+		{"in force", map[string]any{"rules": true, "card_cap": "150", "till_cap": "400", "max_age_s": 7200.0, "feed_age_s": 65.0,
+			"till_cap_used": "100", "till_cap_left": "300"},
+			[]string{"card cap 150, till cap 400 (used 100, left 300), max age 2h0m0s, last feed 1m5s ago"}},
+		{"too long", map[string]any{"rules": true, "card_cap": "150", "till_cap": "0", "max_age_s": 45.0, "feed_age_s": 66.0,
+			"redeem_blocked": "offline_too_long", "till_cap_used": "0"},
+			[]string{"REDEMPTION BLOCKED on this till (offline_too_long): the last feed is 1m6s old, head office allows 45s", "till cap none"}},
+		{"first load", map[string]any{"rules": false, "redeem_blocked": "offline_first_load", "till_cap_used": "0"},
+			[]string{"REDEMPTION BLOCKED on this till (offline_first_load)"}},
+		{"till cap used up", map[string]any{"rules": true, "card_cap": "150", "till_cap": "400", "max_age_s": 0.0, "feed_age_s": 3.0,
+			"redeem_blocked": "offline_till_cap", "till_cap_used": "400", "till_cap_left": "0"},
+			[]string{"REDEMPTION BLOCKED on this till (offline_till_cap)", "(used 400, left 0), max age none"}},
+	} {
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			st := map[string]any{"state": "ok", "replica_loaded": true, "offline": tc.offline}
+			var body any = st
+			if r.URL.Path == "/v1/status" {
+				body = map[string]any{"version": "test", "till_id": "S001-T01", "store_id": "S001", "sync": st, "offline": tc.offline}
+			}
+			json.NewEncoder(w).Encode(body)
+		}))
+		for _, cmd := range []struct {
+			name string
+			run  func(*flag.FlagSet) agentRun
+		}{{"status", cmdStatus}, {"sync status", cmdSync("GET", "/v1/sync")}} {
+			var out bytes.Buffer
+			c := &agentClient{http: hs.Client(), base: hs.URL, out: &out}
+			if err := cmd.run(flag.NewFlagSet(cmd.name, flag.ContinueOnError))(context.Background(), c, nil); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("%s, tillctl %s: output lacks %q:\n%s", tc.name, cmd.name, w, out.String())
+				}
+			}
+			if strings.Contains(out.String(), "map[") {
+				t.Errorf("%s, tillctl %s: a Go map printed:\n%s", tc.name, cmd.name, out.String())
+			}
+		}
+		hs.Close()
 	}
 }

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/big"
+	"strings"
+
+	"github.com/shopspring/decimal"
 
 	"tillagent/checkout"
 	"tillagent/driver/fiscal/shtrih"
@@ -82,20 +86,49 @@ func engineError(err error) error {
 
 // offlineRefusal is a redemption over one of head office's offline rules.
 // The cap binds until head office has folded the till's spending, so it
-// can bind between two syncs as well as while offline.
+// can bind between two syncs as well as while offline. The cashier is told
+// which rule binds: the card's cap, the till's (all cards together), the
+// till too long offline, or the first load not finished.
 func offlineRefusal(re *checkout.RedeemError) *Error {
 	e := &Error{Class: Invalid, Code: "redeem.offline_limit",
-		Cashier: fmt.Sprintf("Сейчас с карты можно списать не более %s баллов: остальное станет доступно после обмена с офисом", re.Max),
-		Err:     fmt.Errorf("redeem %s points on card %s: offline limit %s (%s)", re.Requested, re.Card, re.Max, re.Limit)}
+		Err: fmt.Errorf("redeem %s points on card %s: offline limit %s (%s)", re.Requested, re.Card, re.Max, re.Limit)}
+	max := re.Max.Decimal()
 	switch re.Limit {
+	case store.OfflineCardCap:
+		e.Cashier = fmt.Sprintf("Сейчас с этой карты можно списать не более %s: остальное станет доступно после обмена с офисом", pointsText(max))
+		if !max.IsPositive() {
+			e.Cashier = "С этой карты сейчас нельзя списать баллы: предел списания по карте до обмена с офисом исчерпан"
+		}
+		e.Hint = "head office's offline card cap: the card's redemptions on this till count against it until head office has folded them (the next sync)"
+	case store.OfflineTillCap:
+		e.Cashier = fmt.Sprintf("Сейчас на кассе можно списать не более %s по всем картам: остальное станет доступно после обмена с офисом", pointsText(max))
+		if !max.IsPositive() {
+			e.Cashier = "На кассе сейчас нельзя списать баллы: общий предел списания кассы до обмена с офисом исчерпан"
+		}
+		e.Hint = "head office's offline till cap: all redemptions on this till count against it until head office has folded them (the next sync; tillctl sync status)"
 	case store.OfflineTooLong:
 		e.Cashier = "Списать баллы сейчас нельзя: касса слишком долго без связи с офисом. Продажа без списания и начисление работают"
 		e.Hint = "restore the link to head office: redemption resumes after the next feed (tillctl sync status)"
 	case store.OfflineFirstLoad:
 		e.Cashier = "Списать баллы пока нельзя: первая загрузка данных из офиса не завершена. Продажа без списания и начисление работают"
 		e.Hint = "the first load of the replica from head office has not finished: check the link to head office (sync.url) and `tillctl sync status`"
+	default:
+		e.Cashier = fmt.Sprintf("Сейчас можно списать не более %s: остальное станет доступно после обмена с офисом", pointsText(max))
 	}
 	return e
+}
+
+// pointsText is n with "балл" in the genitive after "не более": "1 балла",
+// "21 балла", "5 баллов", "11 баллов"; a fraction takes the singular
+// ("1,5 балла"), written with a decimal comma.
+func pointsText(n decimal.Decimal) string {
+	word := "баллов"
+	if !n.IsInteger() {
+		word = "балла"
+	} else if i := n.Abs().BigInt(); new(big.Int).Mod(i, big.NewInt(10)).Int64() == 1 && new(big.Int).Mod(i, big.NewInt(100)).Int64() != 11 {
+		word = "балла"
+	}
+	return strings.Replace(n.String(), ".", ",", 1) + " " + word
 }
 
 // printerError classifies a printer failure; points are released by then.

@@ -23,8 +23,9 @@ type CardInfo struct {
 	// Spendable is what the card may spend now: 0 when it cannot spend at
 	// all (CanSpend false, Reason says why).
 	Spendable checkout.Points `json:"spendable"`
-	// SpendableLimit names head office's offline rule that holds Spendable
-	// below the card's own spendable points (store.Offline*), if one does.
+	// SpendableLimit names the rule that holds Spendable below the card's
+	// own spendable points, if one does: head office's offline rule
+	// (store.Offline*) or the program's monthly cap (monthly_cap).
 	SpendableLimit string `json:"spendable_limit,omitempty"`
 	CanSpend       bool   `json:"can_spend"`
 	Reason         string `json:"reason,omitempty"`
@@ -85,6 +86,9 @@ func (s *Service) Card(ctx context.Context, code string) (CardInfo, error) {
 			return CardInfo{}, err
 		}
 	}
+	if info.CanSpend {
+		programLimits(&info, c, in.Programs)
+	}
 	if !info.CanSpend {
 		info.Spendable = checkout.IntPoints(0)
 	}
@@ -136,6 +140,35 @@ func (s *Service) offlineSpendable(ctx context.Context, info *CardInfo, c checko
 		info.Spendable, info.SpendableLimit = capped, reason
 	}
 	return nil
+}
+
+// programLimits applies the program's own limits that do not depend on
+// the check, as the quote does (checkout): the monthly cap (what is left
+// of it this month, LimitMonthlyCap), then the minimum redemption (points
+// below it cannot be spent at all, LimitMinRedeem). The lookup must not
+// offer what a sale would refuse.
+func programLimits(info *CardInfo, c checkout.Card, programs []checkout.Program) {
+	for _, p := range programs {
+		if p.ID != c.ProgramID {
+			continue
+		}
+		r := p.Redemption
+		if r.MonthlyCap != nil {
+			left := r.MonthlyCap.Sub(c.RedeemedThisMonth)
+			if left.IsNegative() {
+				left = checkout.IntPoints(0)
+			}
+			if left.Cmp(info.Spendable) < 0 {
+				info.Spendable, info.SpendableLimit = left, checkout.LimitMonthlyCap
+				if !left.IsPositive() {
+					info.CanSpend, info.Reason = false, checkout.LimitMonthlyCap
+				}
+			}
+		}
+		if info.CanSpend && info.Spendable.IsPositive() && info.Spendable.Cmp(r.MinRedeem) < 0 {
+			info.CanSpend, info.Reason = false, checkout.LimitMinRedeem
+		}
+	}
 }
 
 // tierOf reads the first tiered customer rule of the program: the level

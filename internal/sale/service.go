@@ -54,6 +54,12 @@ type Options struct {
 	// for its first load. Off (the standalone demo), there are no offline
 	// rules unless a feed saved some.
 	Syncs bool
+	// AfterRedeem, if set, is called (it must not block) after a sale
+	// that spent points is journaled: the agent then pushes at once, so
+	// that head office folds it and the offline caps, which count this
+	// till's redemptions it has not folded, free up without waiting for
+	// the sync interval.
+	AfterRedeem func()
 }
 
 // Service runs sales and returns. It is safe for concurrent use; documents
@@ -534,7 +540,11 @@ func (s *Service) sale(ctx context.Context, key, sha string, req SaleRequest) ([
 		return nil, newErr(Invalid, "receipt.invalid", "Чек нельзя напечатать", "%v", err)
 	}
 	rec, _ := json.Marshal(saleRecord{Check: in.Check, Result: res, Payments: money})
-	return s.print(ctx, store.Doc{ID: id, Kind: store.DocSale, IdemKey: key, RequestSHA: sha, Result: rec}, r)
+	b, err := s.print(ctx, store.Doc{ID: id, Kind: store.DocSale, IdemKey: key, RequestSHA: sha, Result: rec}, r)
+	if err == nil && res.Redemption != nil && res.Redemption.Requested.IsPositive() && s.o.AfterRedeem != nil {
+		s.o.AfterRedeem()
+	}
+	return b, err
 }
 
 // payments checks that money covers what is due after points.

@@ -96,8 +96,10 @@ func TestOfflineAgeSurvivesClockSetBack(t *testing.T) {
 	if l, why := offlineCap(t, s, card, feed2.Add(time.Minute), true); l != "150" || why != OfflineCardCap {
 		t.Fatalf("after a new feed: %s (%s), want 150: the mark of the old feed must not count", l, why)
 	}
-	// An entry written at 14:10 (clock ahead again), then the clock back.
-	clock = feed2.Add(2 * time.Hour)
+	// feed2 came while the clock was set back, so it was saved in the
+	// offline age's time, 14:00 (offlineState.now). An entry written 2 h
+	// after that (clock ahead again), then the clock back.
+	clock = demoNow.Add(2*time.Hour + 2*time.Hour + time.Minute)
 	if _, err := s.Append(ctx, []Entry{{CheckID: "c1", CardCode: card, Kind: KindAccrual, Points: dec("5")}}); err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +120,7 @@ func TestOfflineAgeSurvivesClockSetBack(t *testing.T) {
 // latest of them, whatever order they commit in.
 func TestMarkClockKeepsTheLatest(t *testing.T) {
 	s := mustDemo(t)
+	s.seen.elapsed = func() time.Duration { return 0 } // the marks alone, to the millisecond
 	ctx := context.Background()
 	if err := s.SaveOfflineLimits(ctx, OfflineLimits{MaxAge: time.Hour}, demoNow); err != nil {
 		t.Fatal(err)
@@ -153,5 +156,100 @@ func TestMarkClockKeepsTheLatest(t *testing.T) {
 	}
 	if st, _ := s.readOfflineState(ctx); !st.mark.FeedAt.Equal(later) {
 		t.Fatalf("the mark of a newer feed was not saved: %+v", st.mark)
+	}
+}
+
+// fakeMono is a monotonic clock the test moves.
+type fakeMono struct{ d time.Duration }
+
+func (m *fakeMono) elapsed() time.Duration { return m.d }
+
+// TestOfflineAgeGrowsWithTheClockBackAfterAFeed is QA's repro: a feed
+// allowing 45 s offline, the till restarted at once with its clock an hour
+// back; 65 s later (on the monotonic clock) redemption is refused, though
+// the wall clock is still an hour before the feed. Before, the age stayed
+// 0 until the wall clock passed the feed again.
+func TestOfflineAgeGrowsWithTheClockBackAfterAFeed(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "till.db")
+	mono := &fakeMono{}
+	clock := demoNow
+	open := func() *Store {
+		t.Helper()
+		s, err := Open(ctx, Options{Path: path, TillID: "S001-T01", Clock: func() time.Time { return clock }, Monotonic: mono.elapsed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	if _, err := s.ImportFile(ctx, demoPath(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveOfflineLimits(ctx, OfflineLimits{CardCap: decimal.NewFromInt(150), MaxAge: 45 * time.Second}, demoNow); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	// The restart: a new process, its monotonic clock from 0, the wall
+	// clock an hour back.
+	mono.d, clock = 0, demoNow.Add(-time.Hour)
+	s = open()
+	defer s.Close()
+	const card = "2900000000018"
+	if l, why := offlineCap(t, s, card, clock, true); l != "150" || why != OfflineCardCap {
+		t.Fatalf("right after the feed, clock an hour back: %s (%s), want 150 (card cap)", l, why)
+	}
+	mono.d, clock = 65*time.Second, clock.Add(65*time.Second)
+	if l, why := offlineCap(t, s, card, clock, true); l != "0" || why != OfflineTooLong {
+		t.Fatalf("65 s after a 45 s feed, clock an hour back: %s (%s), want 0 (%s)", l, why, OfflineTooLong)
+	}
+	// MarkClock saves that time: another restart, the monotonic clock
+	// from 0 again, is still refused.
+	if err := s.MarkClock(ctx, clock); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	mono.d = 0
+	s = open()
+	if l, why := offlineCap(t, s, card, clock, true); l != "0" || why != OfflineTooLong {
+		t.Fatalf("restarted again with the clock back: %s (%s), want 0 (%s)", l, why, OfflineTooLong)
+	}
+}
+
+// TestFeedWhileTheClockIsBehindIsYoung: the till saw 14:00 (a clock mark),
+// then its clock went back to 13:00 and a feed came with a 45 s maximum
+// age: the feed is saved in the offline age's time, so it is not already
+// too old, and it ages from then on the monotonic clock.
+func TestFeedWhileTheClockIsBehindIsYoung(t *testing.T) {
+	ctx := context.Background()
+	mono := &fakeMono{}
+	s, err := Open(ctx, Options{Path: filepath.Join(t.TempDir(), "till.db"), TillID: "S001-T01", Monotonic: mono.elapsed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.ImportFile(ctx, demoPath(t)); err != nil {
+		t.Fatal(err)
+	}
+	lim := OfflineLimits{CardCap: decimal.NewFromInt(150), MaxAge: 45 * time.Second}
+	if err := s.SaveOfflineLimits(ctx, lim, demoNow); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkClock(ctx, demoNow.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	behind := demoNow.Add(time.Hour)
+	if err := s.SaveOfflineLimits(ctx, lim, behind); err != nil {
+		t.Fatal(err)
+	}
+	const card = "2900000000018"
+	mono.d = time.Second
+	if l, why := offlineCap(t, s, card, behind.Add(time.Second), true); l != "150" || why != OfflineCardCap {
+		t.Fatalf("1 s after a feed taken with the clock behind: %s (%s), want 150 (card cap)", l, why)
+	}
+	mono.d = 50 * time.Second
+	if l, why := offlineCap(t, s, card, behind.Add(50*time.Second), true); why != OfflineTooLong {
+		t.Fatalf("50 s after that feed: %s (%s), want %s", l, why, OfflineTooLong)
 	}
 }

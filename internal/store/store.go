@@ -31,6 +31,11 @@ type Options struct {
 	// Clock stamps journal entries and their ids; nil means time.Now.
 	// Tests set it so that "this month" does not depend on the day they run.
 	Clock func() time.Time
+	// Monotonic is the time elapsed on a clock that is never set, from
+	// any fixed point (nil: the process's monotonic clock, from Open). It
+	// keeps the offline age growing while the wall clock is set back
+	// (offlineState.now); tests drive it.
+	Monotonic func() time.Duration
 }
 
 // Store is the till's SQLite database: the replica of head office's data and
@@ -51,6 +56,8 @@ type Store struct {
 	// only on import, and every quote needs them.
 	mu  sync.Mutex
 	cat *catalog
+
+	seen monotonic // the offline age's clock (offlineState.now)
 }
 
 // PragmaError means a connection does not run with the settings durability
@@ -96,7 +103,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	s := &Store{w: w, path: o.Path, tillID: o.TillID, log: o.Logger, want: want, now: o.Clock}
+	if o.Monotonic == nil {
+		start := time.Now()
+		o.Monotonic = func() time.Duration { return time.Since(start) }
+	}
+	s := &Store{w: w, path: o.Path, tillID: o.TillID, log: o.Logger, want: want, now: o.Clock, seen: monotonic{elapsed: o.Monotonic}}
 	// The writer goes first: it creates the file and switches it to WAL
 	// before readers (query_only) look at it.
 	if err := s.migrate(ctx); err != nil {

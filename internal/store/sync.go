@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -285,8 +286,15 @@ type clockMark struct {
 }
 
 // SaveOfflineLimits records the limits of a feed imported at feedAt (the
-// sync loop calls it after every successful pull).
+// sync loop calls it after every successful pull). The feed's time is
+// saved as the offline age's time (offlineState.now), never earlier: a
+// feed taken while the clock is set back is as young as it really is.
 func (s *Store) SaveOfflineLimits(ctx context.Context, l OfflineLimits, feedAt time.Time) error {
+	st, err := s.readOfflineState(ctx)
+	if err != nil {
+		return fmt.Errorf("store %s: save offline limits: %w", s.path, err)
+	}
+	feedAt = st.now(feedAt, &s.seen)
 	var seq int64
 	if err := s.r.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM journal`).Scan(&seq); err != nil {
 		return fmt.Errorf("store %s: save offline limits: %w", s.path, err)
@@ -336,41 +344,64 @@ func (s *Store) readOfflineState(ctx context.Context) (offlineState, error) {
 	return st, nil
 }
 
-// offlineNow is the moment the offline age is measured at: the latest of
-// the clock, the feed itself, the latest time MarkClock recorded since
-// that feed and the time of the last journal entry written after it. A
-// till's clock can be set back (by hand, a bad NTP source, a dead RTC
-// battery); these times are durable and cheap to read (two keys and one
-// row by primary key), so an age once reached is not undone by setting
-// the clock back, even across a restart. Only times recorded after the
-// feed count: a clock that was ahead and then set right ages the feed only
-// until the next one.
-func (st offlineState) now(clock time.Time) time.Time {
+// now is the moment the offline age is measured at: the latest of the
+// wall clock and of the latest time seen (the wall clock's readings in this
+// process and the durable times: the feed, the last MarkClock since it, the
+// last journal entry written after it) plus the monotonic time elapsed
+// since that was seen. A till's clock can be set back (by hand, a bad NTP
+// source, a dead RTC battery), even right after a feed and across a
+// restart; the monotonic clock cannot, so the age keeps growing at the
+// real rate from the last time anything durable recorded. Feed times and
+// clock marks are saved in this same time (SaveOfflineLimits, MarkClock),
+// so a feed taken while the clock is behind is young, not already old.
+func (st offlineState) now(clock time.Time, seen *monotonic) time.Time {
 	l := st.limits
-	now := clock
-	if l.FeedAt.After(now) {
-		now = l.FeedAt
+	latest := clock
+	if l.FeedAt.After(latest) {
+		latest = l.FeedAt
 	}
-	if seen := time.UnixMilli(st.mark.SeenMS); st.mark.FeedAt.Equal(l.FeedAt) && seen.After(now) {
-		now = seen
+	if at := time.UnixMilli(st.mark.SeenMS); st.mark.FeedAt.Equal(l.FeedAt) && at.After(latest) {
+		latest = at
 	}
-	if l.JournalSeq != nil && st.lastSeq > *l.JournalSeq && st.lastTime.After(now) {
-		now = st.lastTime
+	if l.JournalSeq != nil && st.lastSeq > *l.JournalSeq && st.lastTime.After(latest) {
+		latest = st.lastTime
 	}
-	return now
+	return seen.since(latest)
 }
 
-// MarkClock records now as a time the till has seen since its last feed,
-// if it is later than the one recorded (see offlineState.now). The sale
+// monotonic carries the latest time seen forward on the monotonic clock
+// (offlineState.now).
+type monotonic struct {
+	elapsed func() time.Duration
+	mu      sync.Mutex
+	at      time.Time     // the latest time seen...
+	atMono  time.Duration // ...and elapsed() when it was seen
+	ok      bool
+}
+
+// since records t if it is later than the time carried forward, and
+// returns the later of the two.
+func (m *monotonic) since(t time.Time) time.Time {
+	e := m.elapsed()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur := m.at.Add(e - m.atMono); !m.ok || t.After(cur) {
+		m.at, m.atMono, m.ok = t, e, true
+	}
+	return m.at.Add(e - m.atMono)
+}
+
+// MarkClock records the offline age's time at now (offlineState.now) as
+// seen since the last feed, if it is later than the one recorded. The sale
 // flow calls it before each redemption and once a minute, so a clock set
-// back is caught whether or not the till sold meanwhile. Nothing to do
-// before the first feed.
+// back is caught whether or not the till sold meanwhile, also across a
+// restart. Nothing to do before the first feed.
 func (s *Store) MarkClock(ctx context.Context, now time.Time) error {
 	st, err := s.readOfflineState(ctx)
 	if err != nil || !st.ok {
 		return err
 	}
-	ms := now.UnixMilli()
+	ms := st.now(now, &s.seen).UnixMilli()
 	if ms <= st.limits.FeedAt.UnixMilli() || st.mark.FeedAt.Equal(st.limits.FeedAt) && ms <= st.mark.SeenMS {
 		return nil
 	}
@@ -418,7 +449,7 @@ func (s *Store) OfflineCap(ctx context.Context, code string, now time.Time, sync
 		return decimal.Zero, OfflineFirstLoad, nil
 	case !st.ok:
 		return decimal.Zero, "", nil
-	case l.MaxAge > 0 && st.now(now).Sub(l.FeedAt) > l.MaxAge:
+	case l.MaxAge > 0 && st.now(now, &s.seen).Sub(l.FeedAt) > l.MaxAge:
 		return decimal.Zero, OfflineTooLong, nil
 	case !l.CardCap.IsPositive() && !l.TillCap.IsPositive():
 		return decimal.Zero, "", nil
@@ -464,6 +495,66 @@ func (s *Store) OfflineRedeemLimit(ctx context.Context, code string, now time.Ti
 		return capped, reason, nil
 	}
 	return limit, "", nil
+}
+
+// OfflineStatus is the offline rules in force on the till (for status and
+// metrics): head office's caps from the last feed, how old that feed is on
+// the offline age's clock (offlineState.now), whether no card may redeem
+// at all (Blocked: OfflineTooLong, OfflineFirstLoad, or OfflineTillCap used
+// up) and how much of the till cap the redemptions head office has not
+// folded yet use.
+type OfflineStatus struct {
+	// Rules: a feed has saved head office's rules (none: a standalone
+	// till, or one that syncs before its first feed).
+	Rules    bool            `json:"rules"`
+	CardCap  decimal.Decimal `json:"card_cap"` // 0: no cap
+	TillCap  decimal.Decimal `json:"till_cap"` // 0: no cap
+	MaxAge   time.Duration   `json:"-"`
+	MaxAgeS  float64         `json:"max_age_s"` // 0: no maximum
+	FeedAt   time.Time       `json:"feed_at,omitzero"`
+	AgeS     float64         `json:"feed_age_s"`
+	Blocked  string          `json:"redeem_blocked,omitempty"`
+	TillUsed decimal.Decimal `json:"till_cap_used"`
+	// TillLeft is what the till cap leaves all cards together (with a
+	// till cap only).
+	TillLeft *decimal.Decimal `json:"till_cap_left,omitempty"`
+}
+
+// OfflineStatus reads the offline rules in force at now on a till that
+// syncs (syncs) or not, judged as OfflineCap judges them.
+func (s *Store) OfflineStatus(ctx context.Context, now time.Time, syncs bool) (OfflineStatus, error) {
+	var out OfflineStatus
+	st, err := s.readOfflineState(ctx)
+	if err != nil {
+		return out, err
+	}
+	_, used, err := s.unfoldedRedeemed(ctx, "")
+	if err != nil {
+		return out, fmt.Errorf("store %s: offline status: %w", s.path, err)
+	}
+	out.TillUsed = used
+	if !st.ok {
+		if syncs {
+			out.Blocked = OfflineFirstLoad
+		}
+		return out, nil
+	}
+	l := st.limits
+	out.Rules, out.CardCap, out.TillCap, out.MaxAge, out.FeedAt = true, l.CardCap, l.TillCap, l.MaxAge, l.FeedAt
+	out.MaxAgeS = l.MaxAge.Seconds()
+	age := max(st.now(now, &s.seen).Sub(l.FeedAt), 0)
+	out.AgeS = age.Truncate(time.Second).Seconds()
+	if l.MaxAge > 0 && age > l.MaxAge {
+		out.Blocked = OfflineTooLong
+	}
+	if l.TillCap.IsPositive() {
+		left := decimal.Max(l.TillCap.Sub(used), decimal.Zero)
+		out.TillLeft = &left
+		if out.Blocked == "" && left.IsZero() {
+			out.Blocked = OfflineTillCap // used up: no card may redeem until head office folds
+		}
+	}
+	return out, nil
 }
 
 // HeadOfficeFeeds names what shows that head office feeds this store's

@@ -18,6 +18,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -29,11 +30,13 @@ import (
 	"tillagent/sync/wire"
 )
 
-// Keys of the client's sync_state: the feed cursor, and a paged delta in
-// progress (so an interrupted one goes on where it stopped).
+// Keys of the client's sync_state: the feed cursor, and a paged delta or
+// first load in progress (so an interrupted one goes on where it stopped,
+// and status after a restart shows how far it got).
 const (
 	cursorKey = "feed_cursor"
 	deltaKey  = "feed_delta"
+	loadKey   = "feed_first_load"
 )
 
 // Options configure New. URL, TillID, Secret and Store are required.
@@ -58,14 +61,19 @@ type Options struct {
 	// SnapshotPage is the cards per page of the first load; 0 means 5000
 	// (config sync.page_size).
 	SnapshotPage int
-	// DeltaPage is the most change records per page of a delta; 0 means
-	// 5000 (a mass ERP import arrives in pages, each imported in its own
-	// transaction; config sync.page_size).
+	// DeltaPage is the most change rows per page of a delta (each changed
+	// card comes whole with its lots, so a page carries more records); 0
+	// means 5000 (a mass ERP import arrives in pages, each imported in its
+	// own transaction; config sync.page_size).
 	DeltaPage int
-	// MinPage is the floor a feed page is halved to: a page request that
-	// gets no whole answer within RequestTimeout (a slow link) is asked
-	// again at half the size, down to MinPage; 0 means 100. The smaller
-	// size stays for the client's life.
+	// MinPage is the floor a feed page is halved to: a page whose answer
+	// started but did not arrive whole within RequestTimeout (a slow link)
+	// is asked again at half the size, down to MinPage; 0 means 100. A
+	// request that got no answer at all is not a slow link and halves
+	// nothing. A full page that arrives within a quarter of RequestTimeout
+	// doubles the size again, up to the configured one. One size serves
+	// the first load and the deltas (the same link), in memory only: a
+	// restart starts again at the configured size.
 	MinPage int
 	// RequestTimeout bounds each HTTP request; 0 means 60s.
 	RequestTimeout time.Duration
@@ -118,13 +126,16 @@ type Status struct {
 	// at each cycle's start.
 	ReplicaLoaded bool `json:"replica_loaded"`
 	// Loading is true during the first load; LoadedCards counts its
-	// progress (the cards head office sent in its pages so far; kept after
-	// an interrupted load until the next attempt). Head office gives no
+	// progress (the cards head office sent in its pages so far). It is
+	// saved with the load's position, so after an interrupted load (a cut
+	// link, a restart) it still shows the cards the till holds and sells
+	// on, and the next cycle goes on from there. Head office gives no
 	// total, so none is shown.
 	Loading     bool  `json:"initial_load,omitempty"`
 	LoadedCards int64 `json:"initial_load_cards,omitempty"`
-	// PageSize is the page size the feed is asked with now: the configured
-	// one, or smaller after pages timed out (Options.MinPage).
+	// PageSize is the page size the feed is asked with now, first load
+	// and deltas alike: the configured one, or smaller after pages came too
+	// slowly (Options.MinPage), growing back after quick ones.
 	PageSize int `json:"page_size,omitempty"`
 	// DeltaLoading is true while a paged delta is being imported;
 	// DeltaPages and DeltaRecords count the pages and records of the
@@ -171,9 +182,17 @@ type Client struct {
 
 	// kick carries SyncNow's result to Run, which then waits anew from it.
 	kick chan error
-	// snapPage and deltaPage are the feed page sizes asked now (halved
-	// after a page timed out).
-	snapPage, deltaPage atomic.Int64
+	// page is the feed page size asked now (halved after a page came too
+	// slowly, doubled after a quick one), for the first load and deltas;
+	// maxPage is the larger configured size, what it grows back to.
+	page    atomic.Int64
+	maxPage int64
+	// slowAt is the smallest page size that came too slowly (0: none
+	// since one arrived whole at that size); quickRun counts the quick
+	// full pages in a row. Growing to slowAt again takes quickRun ≥
+	// regrowAfter, so a link at the edge costs at most one timeout in
+	// regrowAfter+1 pages. Only the fetch running changes them.
+	slowAt, quickRun atomic.Int64
 
 	// cycleMu is held by the one cycle running (Run's or SyncNow's): a
 	// one-place semaphore, so that waiting for it can end with a ctx.
@@ -247,9 +266,9 @@ func New(o Options) (*Client, error) {
 		o.RefusedRetryMax = max(time.Hour, o.RefusedRetryMin)
 	}
 	c := &Client{o: o, base: u, log: o.Logger.With("component", "sync"), kick: make(chan error, 1), cycleMu: make(chan struct{}, 1),
-		st: Status{State: "idle", PageSize: o.SnapshotPage}, refused: map[string]*refusal{}}
-	c.snapPage.Store(int64(o.SnapshotPage))
-	c.deltaPage.Store(int64(o.DeltaPage))
+		st: Status{State: "idle", PageSize: max(o.SnapshotPage, o.DeltaPage)}, refused: map[string]*refusal{}}
+	c.maxPage = int64(max(o.SnapshotPage, o.DeltaPage))
+	c.page.Store(c.maxPage)
 	return c, nil
 }
 
@@ -319,8 +338,17 @@ func (c *Client) backoff() time.Duration {
 // failing just now), SyncNow returns its error instead of going at head
 // office again at once. If the wait outlasts ctx the error is a
 // *BusyError.
-func (c *Client) SyncNow(ctx context.Context) error {
-	err := c.syncNow(ctx)
+func (c *Client) SyncNow(ctx context.Context) error { return c.now(ctx, true) }
+
+// Kick is SyncNow for the agent after a sale that spent points (so head
+// office folds them and the offline caps free at once), except that
+// refused entries keep their back-off: a conflict is not sent again after
+// every sale.
+func (c *Client) Kick(ctx context.Context) error { return c.now(ctx, false) }
+
+// now runs a cycle for SyncNow (force: refused entries too) or Kick.
+func (c *Client) now(ctx context.Context, force bool) error {
+	err := c.syncNow(ctx, force)
 	var be *BusyError
 	if errors.As(err, &be) {
 		return err // no cycle of its own: Run's wait stands
@@ -336,7 +364,7 @@ func (c *Client) SyncNow(ctx context.Context) error {
 	return err
 }
 
-func (c *Client) syncNow(ctx context.Context) error {
+func (c *Client) syncNow(ctx context.Context, force bool) error {
 	c.mu.Lock()
 	f := c.flight
 	c.mu.Unlock()
@@ -350,7 +378,7 @@ func (c *Client) syncNow(ctx context.Context) error {
 			return f.err
 		}
 	}
-	return c.cycle(ctx, true)
+	return c.cycle(ctx, force)
 }
 
 // flight is one cycle: when it started, and its error once done is closed.
@@ -455,7 +483,8 @@ func (c *Client) cycle(ctx context.Context, force bool) (err error) {
 
 // showSaved puts what the store holds into Status, so that it is right
 // from the first cycle after a restart: the cursor (none: no first load
-// finished), and a paged delta in progress with the pages imported so far.
+// finished), a paged delta in progress with the pages imported so far, and
+// the cards of a first load cut off.
 func (c *Client) showSaved(ctx context.Context) {
 	cur, err := c.o.Store.SyncState(ctx, cursorKey)
 	if err != nil {
@@ -467,11 +496,20 @@ func (c *Client) showSaved(ctx context.Context) {
 	}
 	var ds deltaState
 	inDelta := raw != "" && json.Unmarshal([]byte(raw), &ds) == nil && cur != "" && ds.Since == cur && ds.First != ""
+	ls, inLoad, err := c.savedLoad(ctx)
+	if err != nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.st.Cursor, c.st.ReplicaLoaded = cur, cur != ""
 	if inDelta {
 		c.st.DeltaLoading, c.st.DeltaPages, c.st.DeltaRecords = true, ds.Pages, ds.Records
+	}
+	if cur == "" && inLoad {
+		// A first load cut off, before a restart too: the cards it brought
+		// are in the store and sell.
+		c.st.LoadedCards = ls.Cards
 	}
 }
 
@@ -557,7 +595,7 @@ func (c *Client) pushBatch(ctx context.Context, pend []store.PendingEntry) (acke
 	if err != nil {
 		return nil, 0, fmt.Errorf("sync push: %w", err)
 	}
-	data, err := c.do(ctx, http.MethodPost, "/v1/till/journal", nil, body)
+	data, err := c.do(ctx, http.MethodPost, pushPath, nil, body)
 	if err != nil {
 		return nil, 0, fmt.Errorf("sync push of %d entries: %w", len(pend), err)
 	}
@@ -655,7 +693,7 @@ func (c *Client) pull(ctx context.Context, force bool) error {
 			if err := c.o.Store.RepushAfter(ctx, out.folded); err != nil {
 				return fmt.Errorf("sync pull: %w", err)
 			}
-			for _, k := range []string{cursorKey, deltaKey} {
+			for _, k := range []string{cursorKey, deltaKey, loadKey} {
 				if err := c.o.Store.SetSyncState(ctx, k, ""); err != nil {
 					return fmt.Errorf("sync pull: %w", err)
 				}
@@ -754,11 +792,7 @@ func (c *Client) pullOnce(ctx context.Context) (pullOutcome, error) {
 		if c.o.StoreID != "" {
 			q.Set("store", c.o.StoreID)
 		}
-		data, err := c.getFeed(ctx, "delta", &c.deltaPage, c.o.DeltaPage, q)
-		if err != nil {
-			return pullOutcome{}, fmt.Errorf("sync pull since %q, page %d: %w", cur, page, err)
-		}
-		f, err := wire.DecodeFeed(data)
+		f, err := c.getFeed(ctx, "delta", c.o.DeltaPage, q)
 		if err != nil {
 			return pullOutcome{}, fmt.Errorf("sync pull since %q, page %d: %w", cur, page, err)
 		}
@@ -813,8 +847,10 @@ func (c *Client) pullOnce(ctx context.Context) (pullOutcome, error) {
 	if err := c.o.Store.SetSyncState(ctx, cursorKey, ds.First); err != nil {
 		return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
 	}
-	if err := c.o.Store.SetSyncState(ctx, deltaKey, ""); err != nil {
-		return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
+	for _, k := range []string{deltaKey, loadKey} {
+		if err := c.o.Store.SetSyncState(ctx, k, ""); err != nil {
+			return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
+		}
 	}
 	if last.Offline != nil {
 		if err := c.o.Store.SaveOfflineLimits(ctx, *last.Offline, c.o.Clock()); err != nil {
@@ -845,31 +881,89 @@ func (c *Client) saveLimits(ctx context.Context, f *wire.Feed, saved *bool) erro
 	return nil
 }
 
-// getFeed asks GET /v1/till/feed with q and a page of size.Load() records
-// (what names the feed in the log). A page that does not arrive whole
-// within RequestTimeout (a slow link) is asked again at half the size, down
-// to MinPage, and the smaller size is kept for the pages after it; at the
-// floor the timeout is the error.
-func (c *Client) getFeed(ctx context.Context, what string, size *atomic.Int64, configured int, q url.Values) ([]byte, error) {
+// getFeed asks GET /v1/till/feed with q and a page of the current size
+// (at most configured, the size of this kind of feed; what names it in the
+// log) and decodes the page.
+//
+// A page whose answer started (head office answered) but did not arrive
+// whole within RequestTimeout is a slow link: it is asked again at half
+// the size, down to MinPage, and the smaller size is kept for the pages
+// after it; at the floor the timeout is the error. A request that got no
+// answer at all (head office not answering, or not reached) is the error at
+// once: a smaller page would not help. A full page (head office has more)
+// that arrived within a quarter of RequestTimeout doubles the size, up to
+// the configured one: a page twice as big should still take at most half
+// the timeout. Back to a size that came too slowly it grows only after
+// regrowAfter such pages in a row (a link at the edge, or slow spells).
+func (c *Client) getFeed(ctx context.Context, what string, configured int, q url.Values) (*wire.Feed, error) {
 	for {
-		n := size.Load()
+		cur := c.page.Load()
+		n := min(cur, int64(configured))
 		q.Set("limit", strconv.FormatInt(n, 10))
+		began := time.Now()
 		data, err := c.do(ctx, http.MethodGet, "/v1/till/feed", q, nil)
+		took := time.Since(began)
+		if err == nil {
+			f, err := wire.DecodeFeed(data)
+			if s := c.slowAt.Load(); s > 0 && n >= s {
+				c.slowAt.Store(0) // this size gets through now
+			}
+			quick := err == nil && f.More && took <= c.o.RequestTimeout/4
+			run := int64(0)
+			if quick {
+				run = c.quickRun.Add(1)
+			} else {
+				c.quickRun.Store(0)
+			}
+			if quick && n == cur && cur < c.maxPage {
+				grown := min(2*cur, c.maxPage)
+				if s := c.slowAt.Load(); s > 0 && grown >= s && run < regrowAfter {
+					return f, nil
+				}
+				if c.page.CompareAndSwap(cur, grown) {
+					c.quickRun.Store(0)
+					c.showPage(grown)
+					c.log.Info("sync: a feed page arrived quickly: asking bigger pages",
+						"feed", what, "page_size", cur, "next_page_size", grown, "took", took.Round(time.Millisecond),
+						"request_timeout", c.o.RequestTimeout)
+				}
+			}
+			return f, err
+		}
 		var te *TimeoutError
-		if err == nil || !errors.As(err, &te) || n <= int64(c.o.MinPage) || ctx.Err() != nil {
+		if !errors.As(err, &te) || te.Stage != StageBody || n <= int64(c.o.MinPage) || ctx.Err() != nil {
 			// A timeout of the caller's ctx (sync now's) ends here: the
 			// page may have been cut short of RequestTimeout.
-			return data, err
+			return nil, err
+		}
+		c.quickRun.Store(0)
+		if s := c.slowAt.Load(); s == 0 || n < s {
+			c.slowAt.Store(n)
 		}
 		half := max(n/2, int64(c.o.MinPage))
-		size.CompareAndSwap(n, half)
-		c.mu.Lock()
-		c.st.PageSize = int(half)
-		c.mu.Unlock()
-		c.log.Warn("sync: a feed page did not arrive within the request timeout (slow link?): asking smaller pages",
+		for {
+			// Only ever smaller here: a page running at the same time
+			// may have halved it already.
+			if p := c.page.Load(); p <= half || c.page.CompareAndSwap(p, half) {
+				break
+			}
+		}
+		c.showPage(c.page.Load())
+		c.log.Warn("sync: a feed page started to arrive but not whole within the request timeout (slow link?): asking smaller pages",
 			"feed", what, "page_size", n, "next_page_size", half, "configured_page_size", configured,
 			"request_timeout", c.o.RequestTimeout, "err", err)
 	}
+}
+
+// regrowAfter is how many quick full pages in a row take the page size
+// back to a size that came too slowly.
+const regrowAfter = 8
+
+// showPage puts the page size asked now into Status.
+func (c *Client) showPage(n int64) {
+	c.mu.Lock()
+	c.st.PageSize = int(n)
+	c.mu.Unlock()
 }
 
 // importFeed imports one page, leaving out (and reporting) the records
@@ -914,18 +1008,49 @@ func pageCards(f *wire.Feed, after string) int64 {
 	return n
 }
 
+// loadState is a first load in progress (sync_state loadKey): the first
+// page's cursor, the last card code imported (the next page starts after
+// it), the cards so far (Status), and whether the last page is in (the
+// delta from First is what is left).
+type loadState struct {
+	First string `json:"first"`
+	After string `json:"after"`
+	Cards int64  `json:"cards"`
+	Done  bool   `json:"done,omitempty"`
+}
+
+// savedLoad is the first load in progress the store holds, if any.
+func (c *Client) savedLoad(ctx context.Context) (loadState, bool, error) {
+	raw, err := c.o.Store.SyncState(ctx, loadKey)
+	if err != nil || raw == "" {
+		return loadState{}, false, err
+	}
+	var ls loadState
+	if json.Unmarshal([]byte(raw), &ls) != nil || ls.First == "" {
+		return loadState{}, false, nil
+	}
+	return ls, true, nil
+}
+
 // initialLoad imports the whole replica page by page (the progress is in
 // Status) and returns the first page's cursor: the delta pulled from it next
 // makes the pages consistent with each other and with the watermark
-// (headoffice.Snapshot). Interrupted, it starts again; pages are upserts.
+// (headoffice.Snapshot). Its position is saved after each page:
+// interrupted (a cut link, a restart), the next one goes on after the last
+// page imported, with the first page's cursor, so the delta from it still
+// covers every change since (pages are upserts).
 // Each page is asked with the watermark the till holds, so head office adds
 // the cards of the till's entries it has folded since, with its watermark
 // (a till with a journal, e.g. after a feed reset, never counts an entry
 // both in a page's lots and from its journal); a page whose watermark is
 // behind the till's is not imported (the outcome says so).
 func (c *Client) initialLoad(ctx context.Context) (string, pullOutcome, error) {
+	ls, resumed, err := c.savedLoad(ctx)
+	if err != nil {
+		return "", pullOutcome{}, fmt.Errorf("sync first load: %w", err)
+	}
 	c.mu.Lock()
-	c.st.Loading, c.st.LoadedCards, c.st.ReplicaLoaded = true, 0, false
+	c.st.Loading, c.st.LoadedCards, c.st.ReplicaLoaded = true, ls.Cards, false
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
@@ -948,16 +1073,19 @@ func (c *Client) initialLoad(ctx context.Context) (string, pullOutcome, error) {
 		if c.o.StoreID != "" {
 			q.Set("store", c.o.StoreID)
 		}
-		data, err := c.getFeed(ctx, "first load", &c.snapPage, c.o.SnapshotPage, q)
-		if err != nil {
-			return fetched{err: err}
-		}
-		f, err := wire.DecodeFeed(data)
+		f, err := c.getFeed(ctx, "first load", c.o.SnapshotPage, q)
 		return fetched{f: f, err: err}
 	}
-	first, after := "", ""
+	if resumed && ls.Done {
+		// Every page is in; the delta after them was cut off.
+		return ls.First, pullOutcome{}, nil
+	}
+	if resumed {
+		c.log.Info("resuming a first load", "after_card", ls.After, "cards", ls.Cards)
+	}
+	first, after := ls.First, ls.After
 	limitsSaved := false
-	cur := fetch("")
+	cur := fetch(after)
 	for page := 1; ; page++ {
 		if cur.err != nil {
 			return "", pullOutcome{}, fmt.Errorf("sync first load, page %d: %w", page, cur.err)
@@ -999,6 +1127,13 @@ func (c *Client) initialLoad(ctx context.Context) (string, pullOutcome, error) {
 		n := c.st.LoadedCards
 		c.mu.Unlock()
 		c.log.Info("first load", "page", page, "cards", n)
+		b, _ := json.Marshal(loadState{First: first, After: f.Next, Cards: n, Done: !f.More})
+		if err := c.o.Store.SetSyncState(ctx, loadKey, string(b)); err != nil {
+			if f.More {
+				<-next
+			}
+			return "", pullOutcome{}, fmt.Errorf("sync first load, page %d: %w", page, err)
+		}
 		if !f.More {
 			return first, pullOutcome{}, nil
 		}
@@ -1027,14 +1162,35 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 func (c *Client) doOnce(parent context.Context, method, path string, q url.Values, body []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(parent, c.o.RequestTimeout)
 	defer cancel()
+	// How far the request got, to tell a slow link (the answer started)
+	// from a head office that answers nothing or was never reached.
+	var connected, sent, answered atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { connected.Store(true) },
+		WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				sent.Store(true)
+			}
+		},
+		GotFirstResponseByte: func() { answered.Store(true) },
+	})
 	// A request cut off by a deadline (RequestTimeout, or the caller's,
 	// such as sync now's) says so; one the caller cancelled does not.
 	timedOut := func(err error) error {
 		var ne net.Error
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-			return &TimeoutError{Op: method + " " + path, After: c.o.RequestTimeout, Err: err}
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) && !(errors.As(err, &ne) && ne.Timeout()) {
+			return err
 		}
-		return err
+		stage := StageConnect
+		switch {
+		case answered.Load():
+			stage = StageBody
+		case sent.Load():
+			stage = StageWait
+		case connected.Load():
+			stage = StageSend
+		}
+		return &TimeoutError{Op: method + " " + path, After: c.o.RequestTimeout, Stage: stage, Err: err}
 	}
 	u := c.base.JoinPath(path)
 	u.RawQuery = q.Encode()
@@ -1055,6 +1211,7 @@ func (c *Client) doOnce(parent context.Context, method, path string, q url.Value
 		return nil, timedOut(err)
 	}
 	defer resp.Body.Close()
+	answered.Store(true) // the headers are in
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, timedOut(err))
@@ -1074,19 +1231,48 @@ func (c *Client) doOnce(parent context.Context, method, path string, q url.Value
 }
 
 // TimeoutError is a request to head office that got no whole answer
-// within Options.RequestTimeout (config sync.request_timeout): on a link
-// that works but is slow, a feed page too big to arrive in time.
+// within Options.RequestTimeout (config sync.request_timeout), with how far
+// it got (Stage): an answer that started but did not arrive whole is a
+// link that works but is slow (a feed page, or a push batch, too big to
+// arrive in time); no answer at all is a head office that does not answer.
 type TimeoutError struct {
 	Op    string        // "GET /v1/till/feed"
 	After time.Duration // the RequestTimeout
+	Stage string        // StageConnect, StageSend, StageWait or StageBody
 	Err   error
 }
 
+// How far a request that timed out got.
+const (
+	StageConnect = "connect" // no connection to head office (or no TLS handshake)
+	StageSend    = "send"    // connected, the request not all sent (a slow link up)
+	StageWait    = "wait"    // request sent, not a byte of answer (head office not answering)
+	StageBody    = "body"    // the answer started, not all of it arrived (a slow link down)
+)
+
 func (e *TimeoutError) Error() string {
-	return fmt.Sprintf("%s: no whole answer in time (request timeout %s): %v", e.Op, e.After, e.Err)
+	var what string
+	switch e.Stage {
+	case StageConnect:
+		what = "no connection to head office"
+	case StageSend:
+		what = "the request was not all sent"
+	case StageWait:
+		what = "head office sent no answer (connected, request sent)"
+	default:
+		what = "the answer started but did not arrive whole"
+	}
+	return fmt.Sprintf("%s: %s within the request timeout (%s): %v", e.Op, what, e.After, e.Err)
 }
 
 func (e *TimeoutError) Unwrap() error { return e.Err }
+
+// Push reports whether the request was a push of journal entries (its
+// size is sync.batch_size), not a feed page (sync.page_size).
+func (e *TimeoutError) Push() bool { return e.Op == http.MethodPost+" "+pushPath }
+
+// pushPath is where the till pushes its journal.
+const pushPath = "/v1/till/journal"
 
 // AnswerError is head office answering a request with an error: it was
 // reached, so the network is not what to check.
@@ -1110,8 +1296,9 @@ func (e *AnswerError) Error() string {
 
 // Why a cycle failed, for what the till tells its technician.
 const (
-	FailNetwork      = "network"      // head office not reached (or no answer)
-	FailTimeout      = "timeout"      // reached, but no whole answer within the request timeout (a slow link)
+	FailNetwork      = "network"      // head office not reached
+	FailNoAnswer     = "no_answer"    // connected and asked, but head office sent nothing back within the request timeout
+	FailTimeout      = "timeout"      // the request or its answer did not get through whole within the request timeout (a slow link)
 	FailTLS          = "tls"          // head office's TLS certificate not trusted (sync.ca_file)
 	FailWrongURL     = "wrong_url"    // something answered at sync.url, but not head office's API (wrong scheme or path)
 	FailUnauthorized = "unauthorized" // head office does not know the till or its secret
@@ -1138,6 +1325,10 @@ func FailureKind(err error) string {
 		return FailHeadOffice
 	case errors.As(err, &ref):
 		return FailRefused
+	case errors.As(err, &te) && te.Stage == StageConnect:
+		return FailNetwork
+	case errors.As(err, &te) && te.Stage == StageWait:
+		return FailNoAnswer
 	case errors.As(err, &te):
 		return FailTimeout
 	case untrusted(err):

@@ -99,7 +99,14 @@ type proxy struct {
 	onFeed func(r *http.Request)
 	// onJournal, if set, runs before each journal push is forwarded.
 	onJournal func(r *http.Request)
-	hs        *httptest.Server
+	// slowBody, if set, is how long the answer to r takes after its
+	// headers and first byte (a slow link: the answer starts, the rest
+	// trickles in); 0 sends it at once.
+	slowBody func(r *http.Request) time.Duration
+	// hang: take the request and answer nothing, not even headers (a head
+	// office that accepts the connection and is stuck).
+	hang atomic.Bool
+	hs   *httptest.Server
 }
 
 func newProxy(t testing.TB, target string) *proxy {
@@ -138,6 +145,10 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if journal && p.onJournal != nil {
 		p.onJournal(r)
 	}
+	if p.hang.Load() {
+		<-r.Context().Done()
+		return
+	}
 	forward := func() (*http.Response, []byte, error) {
 		req, _ := http.NewRequestWithContext(r.Context(), r.Method, p.target.Load().(string)+r.URL.RequestURI(), bytes.NewReader(body))
 		req.Header = r.Header.Clone()
@@ -166,6 +177,18 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header()[k] = v
 	}
 	w.WriteHeader(resp.StatusCode)
+	if p.slowBody != nil && len(data) > 1 {
+		if d := p.slowBody(r); d > 0 {
+			w.Write(data[:1])
+			http.NewResponseController(w).Flush()
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+			data = data[1:]
+		}
+	}
 	w.Write(data)
 }
 

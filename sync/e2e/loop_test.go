@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -150,11 +151,14 @@ func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // TestSlowLinkHalvesFeedPages: a link on which a feed page of more than 2
-// records cannot arrive within the request timeout (300 ms). The till,
-// asking pages of 8, halves the page after each timeout (8, 4, 2) and the
-// first load and the delta after it finish, logged; with every page too
-// slow the cycle fails with a timeout (client.FailTimeout), not as if head
-// office were unreachable.
+// records starts to arrive (headers, a first byte) but not whole within
+// the request timeout (1 s). The till, asking pages of 8, halves the page
+// after each such timeout (8, 4, 2), the first load finishes, and the
+// delta after it goes on at 2 (one size for the link, first load and
+// deltas). Once the link is fast again, a delta of full pages grows the
+// size back to 8 (after 8 quick pages at 2, since 4 was slow), logged.
+// With every page too slow the cycle fails with a timeout
+// (client.FailTimeout), not as if head office were unreachable.
 func TestSlowLinkHalvesFeedPages(t *testing.T) {
 	ctx := context.Background()
 	h := startHO(t, pgDSN(t))
@@ -168,19 +172,22 @@ func TestSlowLinkHalvesFeedPages(t *testing.T) {
 		q := r.URL.Query()
 		n, _ := strconv.Atoi(q.Get("limit"))
 		mu.Lock()
+		defer mu.Unlock()
 		if q.Get("snapshot") == "1" {
 			snapLimits = append(snapLimits, n)
 		} else {
 			deltaLimits = append(deltaLimits, n)
 		}
-		mu.Unlock()
-		if int64(n) >= slowFrom.Load() {
-			time.Sleep(700 * time.Millisecond)
+	}
+	p.slowBody = func(r *http.Request) time.Duration {
+		if n, _ := strconv.Atoi(r.URL.Query().Get("limit")); int64(n) >= slowFrom.Load() {
+			return 1500 * time.Millisecond
 		}
+		return 0
 	}
 	logs := &syncBuf{}
 	tl := newTillWith(t, h, p, "S001-T92", "S001", 0, func(o *client.Options) {
-		o.SnapshotPage, o.DeltaPage, o.MinPage, o.RequestTimeout = 8, 8, 2, 300*time.Millisecond
+		o.SnapshotPage, o.DeltaPage, o.MinPage, o.RequestTimeout = 8, 8, 2, time.Second
 		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	})
 	if err := tl.c.SyncNow(ctx); err != nil {
@@ -192,23 +199,154 @@ func TestSlowLinkHalvesFeedPages(t *testing.T) {
 	if len(gotSnap) < 6 || !slices.Equal(gotSnap[:3], []int{8, 4, 2}) || slices.ContainsFunc(gotSnap[3:], func(n int) bool { return n != 2 }) {
 		t.Fatalf("snapshot page sizes asked %v, want 8, 4, then 2 for each of the 4+ pages", gotSnap)
 	}
-	if len(gotDelta) < 3 || !slices.Equal(gotDelta[:3], []int{8, 4, 2}) {
-		t.Fatalf("delta page sizes asked %v, want 8, 4, 2", gotDelta)
+	if len(gotDelta) == 0 || slices.ContainsFunc(gotDelta, func(n int) bool { return n != 2 }) {
+		t.Fatalf("delta page sizes asked %v, want 2 (the size the first load came down to)", gotDelta)
 	}
 	st := tl.c.Status()
 	if st.LoadedCards != 8 || !st.ReplicaLoaded || st.PageSize != 2 || st.State != "ok" {
 		t.Fatalf("status after the slow first load: %d cards, loaded %v, page size %d, state %s", st.LoadedCards, st.ReplicaLoaded, st.PageSize, st.State)
 	}
-	if l := logs.String(); strings.Count(l, "asking smaller pages") != 4 || !strings.Contains(l, "next_page_size=2") {
-		t.Fatalf("log does not show the 4 halvings:\n%s", l)
+	if l := logs.String(); strings.Count(l, "asking smaller pages") != 2 || !strings.Contains(l, "next_page_size=2") {
+		t.Fatalf("log does not show the 2 halvings:\n%s", l)
+	}
+	sameBalances(t, h, tl, []string{card13, card17})
+
+	// The link is fast again: a delta of 40 changes comes in full pages.
+	slowFrom.Store(1 << 30)
+	for i := range 40 {
+		card := []string{card13, card17}[i%2]
+		if _, err := h.srv.Correct(ctx, headoffice.Correction{ID: "grow-" + strconv.Itoa(i), Card: card, Points: decimal.NewFromInt(1), Reason: "grow"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	deltaLimits = nil
+	mu.Unlock()
+	if err := tl.c.SyncNow(ctx); err != nil {
+		t.Fatalf("delta on the fast link: %v", err)
+	}
+	mu.Lock()
+	gotDelta = slices.Clone(deltaLimits)
+	mu.Unlock()
+	want := []int{2, 2, 2, 2, 2, 2, 2, 2, 4, 8}
+	if len(gotDelta) < len(want) || !slices.Equal(gotDelta[:len(want)], want) || slices.ContainsFunc(gotDelta[len(want):], func(n int) bool { return n != 8 }) {
+		t.Fatalf("delta page sizes on the fast link %v, want 8 × 2, then 4, then 8", gotDelta)
+	}
+	if st := tl.c.Status(); st.PageSize != 8 {
+		t.Fatalf("page size after the fast delta %d, want 8 (configured)", st.PageSize)
+	}
+	if l := logs.String(); strings.Count(l, "asking bigger pages") != 2 {
+		t.Fatalf("log does not show the 2 growths:\n%s", l)
 	}
 	sameBalances(t, h, tl, []string{card13, card17})
 
 	slowFrom.Store(1) // now even the smallest page is too slow
+	if _, err := h.srv.Correct(ctx, headoffice.Correction{ID: "slow-again", Card: card13, Points: decimal.NewFromInt(1), Reason: "slow"}); err != nil {
+		t.Fatal(err)
+	}
 	err := tl.c.SyncNow(ctx)
-	if err == nil || client.FailureKind(err) != client.FailTimeout || !strings.Contains(err.Error(), "request timeout") {
+	if err == nil || client.FailureKind(err) != client.FailTimeout || !strings.Contains(err.Error(), "answer started but did not arrive whole") {
 		t.Fatalf("cycle with every page too slow: %v (kind %s), want a timeout", err, client.FailureKind(err))
 	}
+}
+
+// TestHungHeadOfficeIsNotASlowLink: head office accepts the connection and
+// answers nothing at all. A feed request is not halved and retried: the
+// cycle fails after one request (one timeout) as "no answer"
+// (client.FailNoAnswer), the page size stays as configured; a push to it
+// fails the same way and says it was a push.
+func TestHungHeadOfficeIsNotASlowLink(t *testing.T) {
+	ctx := context.Background()
+	_, p, tl := loadedTill(t, "S001-T98", func(o *client.Options) {
+		o.SnapshotPage, o.DeltaPage, o.MinPage, o.RequestTimeout = 800, 800, 100, 300*time.Millisecond
+	})
+	var feeds atomic.Int32
+	p.onFeed = func(*http.Request) { feeds.Add(1) }
+	p.hang.Store(true)
+	err := tl.c.SyncNow(ctx)
+	if client.FailureKind(err) != client.FailNoAnswer || !strings.Contains(err.Error(), "head office sent no answer") {
+		t.Fatalf("cycle against a hung head office: %v (kind %s), want no answer", err, client.FailureKind(err))
+	}
+	if n := feeds.Load(); n != 1 {
+		t.Fatalf("%d feed requests, want 1 (a hung head office is not a slow link)", n)
+	}
+	if st := tl.c.Status(); st.PageSize != 800 {
+		t.Fatalf("page size after a hung head office: %d, want 800", st.PageSize)
+	}
+	tl.sell(t, card13, powder("1"), "")
+	err = tl.c.SyncNow(ctx)
+	var te *client.TimeoutError
+	if client.FailureKind(err) != client.FailNoAnswer || !errors.As(err, &te) || !te.Push() {
+		t.Fatalf("push to a hung head office: %v (kind %s), want a push with no answer", err, client.FailureKind(err))
+	}
+	p.hang.Store(false)
+	if err := tl.c.SyncNow(ctx); err != nil {
+		t.Fatalf("after head office answers again: %v", err)
+	}
+}
+
+// TestFirstLoadResumesAfterARestart: a first load in pages of 3 is cut off
+// after its first page and the agent restarts (a new client on the same
+// store) with head office still away. Its status shows the 3 cards it
+// holds (it sells on them), not a replica never loaded; once head office
+// is back the load goes on after the last card imported, not from the
+// start, and ends with the 8 cards.
+func TestFirstLoadResumesAfterARestart(t *testing.T) {
+	ctx := context.Background()
+	h := startHO(t, pgDSN(t))
+	importDemo(t, h)
+	p := newProxy(t, h.hs.URL)
+	p.onFeed = func(r *http.Request) {
+		if q := r.URL.Query(); q.Get("snapshot") == "1" && q.Get("after") == "" {
+			p.down.Store(true) // this page is answered, none after it
+		}
+	}
+	tl := newTillWith(t, h, p, "S001-T99", "S001", 0, func(o *client.Options) { o.SnapshotPage = 3 })
+	if err := tl.c.SyncNow(ctx); err == nil {
+		t.Fatal("the first load went through with head office unreachable after its first page")
+	}
+	restart := func() *client.Client {
+		c, err := client.New(client.Options{URL: p.URL(), TillID: tl.id, StoreID: tl.storeID, Secret: tl.secret, Store: tl.st,
+			SnapshotPage: 3, RequestTimeout: 5 * time.Second, Clock: func() time.Time { return tl.now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := restart()
+	if err := c.SyncNow(ctx); err == nil {
+		t.Fatal("sync with head office down went through")
+	}
+	if st := c.Status(); st.ReplicaLoaded || st.Loading || st.LoadedCards != 3 {
+		t.Fatalf("status after the restart: loaded %v, loading %v, %d cards; want not loaded, the 3 cards before the restart",
+			st.ReplicaLoaded, st.Loading, st.LoadedCards)
+	}
+	var afters []string
+	var mu sync.Mutex
+	p.onFeed = func(r *http.Request) {
+		if q := r.URL.Query(); q.Get("snapshot") == "1" {
+			mu.Lock()
+			afters = append(afters, q.Get("after"))
+			mu.Unlock()
+		}
+	}
+	p.down.Store(false)
+	c = restart()
+	if err := c.SyncNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(afters) == 0 || afters[0] != "2800000000011" || slices.Contains(afters, "") {
+		t.Fatalf("snapshot pages asked after %q, want the load to go on after 2800000000011, the first page's last card", afters)
+	}
+	if st := c.Status(); !st.ReplicaLoaded || st.LoadedCards != 8 || st.State != "ok" {
+		t.Fatalf("status after the resumed load: loaded %v, %d cards, state %s; want loaded, 8 cards, ok", st.ReplicaLoaded, st.LoadedCards, st.State)
+	}
+	if raw, err := tl.st.SyncState(ctx, "feed_first_load"); err != nil || raw != "" {
+		t.Fatalf("first load state after it finished: %q, %v; want none", raw, err)
+	}
+	sameBalances(t, h, tl, []string{card13, card17, "2900000000049"})
 }
 
 // TestFirstLoadCountsEachCardOnce: head office holds entries of till
@@ -411,8 +549,8 @@ func TestSyncNowDuringARunningCycle(t *testing.T) {
 		}
 	}
 	err := tl.c.SyncNow(context.Background())
-	if client.FailureKind(err) != client.FailTimeout {
-		t.Fatalf("sync now during the loop's cycle: %v (%s), want its timeout", err, client.FailureKind(err))
+	if client.FailureKind(err) != client.FailNoAnswer {
+		t.Fatalf("sync now during the loop's cycle: %v (%s), want its timeout (no answer)", err, client.FailureKind(err))
 	}
 	if n := feeds.Load(); n != 1 {
 		t.Fatalf("%d feed requests, want only the loop's (sync now went at head office again at once)", n)
@@ -431,7 +569,7 @@ func TestSyncNowDuringARunningCycle(t *testing.T) {
 	if err := tl.c.SyncNow(short); client.FailureKind(err) != client.FailBusy || !strings.Contains(err.Error(), "running since") {
 		t.Fatalf("sync now giving up its wait: %v (%s), want busy", err, client.FailureKind(err))
 	}
-	if err := <-first; client.FailureKind(err) != client.FailTimeout {
+	if err := <-first; client.FailureKind(err) != client.FailNoAnswer {
 		t.Fatalf("first sync now: %v, want a timeout", err)
 	}
 	if n := feeds.Load(); n != 2 {

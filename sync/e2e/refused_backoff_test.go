@@ -78,8 +78,8 @@ func (l *sendLog) pullsBetween(a, b time.Time) int {
 // that follow, and sends it again only after its back-off (RefusedRetryMin,
 // then doubled, capped at RefusedRetryMax); entries written before and
 // during the back-off are acknowledged meanwhile, and the refused entry
-// stays pending and shown in Status throughout. SyncNow sends it at once,
-// whatever its back-off; once head office's copy is fixed, SyncNow gets it
+// stays pending and shown in Status throughout. Kick leaves it to its
+// back-off; SyncNow sends it at once, whatever its back-off; once head office's copy is fixed, SyncNow gets it
 // acknowledged and nothing is left refused.
 func TestRefusedEntryBacksOff(t *testing.T) {
 	ctx := context.Background()
@@ -167,6 +167,13 @@ func TestRefusedEntryBacksOff(t *testing.T) {
 		t.Errorf("after Run: backlog %d, head office's watermark %q; want 1 and %s (every entry after the refused one folded)", st.Backlog, st.Folded, last)
 	}
 	base := len(rec.sent(bad.ID))
+
+	// Kick (the agent's cycle after a sale that spent points) leaves it
+	// to its back-off.
+	a.c.Kick(ctx)
+	if n := len(rec.sent(bad.ID)); n != base {
+		t.Fatalf("kick: the refused entry pushed %d times in all, want %d (inside its back-off)", n, base)
+	}
 
 	// SyncNow sends it at once (twice in a row: well inside its back-off).
 	for i := 1; i <= 2; i++ {

@@ -866,17 +866,7 @@ func (s *Server) Maintain(ctx context.Context) (MaintainStats, error) {
 					st.Expired++
 				}
 			}
-			if !c.Debt.IsPositive() {
-				continue
-			}
-			before := c.Debt
-			for _, lc := range consume(c, c.Debt, now) {
-				if l, ok := c.Lots[lc.LotID]; ok {
-					l.Remaining, l.dirty = l.Remaining.Add(lc.Delta), true
-					c.Debt = c.Debt.Add(lc.Delta)
-				}
-			}
-			if !c.Debt.Equal(before) {
+			if c.settle(now) {
 				c.dirty = true
 				st.Settled++
 			}

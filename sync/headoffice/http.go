@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"tillagent/internal/store"
 	"tillagent/sync/wire"
@@ -205,6 +206,10 @@ func (s *Server) till(h tillHandler) http.HandlerFunc {
 			httpError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
+		if err := checkRequestText(r); err != nil {
+			httpError(w, http.StatusBadRequest, err.Error())
+			return
+		}
 		h(w, r, id, storeID)
 	}
 }
@@ -217,9 +222,49 @@ func (s *Server) erp(h http.HandlerFunc) http.HandlerFunc {
 			httpError(w, http.StatusUnauthorized, "ERP token required (Authorization: Bearer TOKEN)")
 			return
 		}
+		if err := checkRequestText(r); err != nil {
+			httpError(w, http.StatusBadRequest, err.Error())
+			return
+		}
 		h(w, r)
 	}
 }
+
+// pathIDs are the wildcards of the routes (Handler).
+var pathIDs = []string{"store", "till", "id"}
+
+// checkRequestText refuses what the handlers would otherwise misread or
+// pass on to PostgreSQL: a query that does not parse (r.URL.Query drops
+// such a pair silently), a parameter given twice (which value counts
+// would be a guess: the handlers read the first), and U+0000 or bytes
+// that are not UTF-8 in a parameter's name or value or in a path id
+// (PostgreSQL refuses both in text: the answer would be a 500 quoting
+// its error). The error names the parameter or the path id.
+func checkRequestText(r *http.Request) error {
+	op := cmp.Or(r.Pattern, r.Method+" "+r.URL.Path)
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return fmt.Errorf("%s: query: %v", op, err) // it names the bad pair
+	}
+	for _, k := range slices.Sorted(maps.Keys(q)) {
+		vs := q[k]
+		if len(vs) > 1 {
+			return fmt.Errorf("%s: parameter %q given %d times: give it once", op, k, len(vs))
+		}
+		if badText(k) || slices.ContainsFunc(vs, badText) {
+			return fmt.Errorf("%s: parameter %q holds U+0000 or bytes that are not UTF-8", op, k)
+		}
+	}
+	for _, name := range pathIDs {
+		if v := r.PathValue(name); badText(v) {
+			return fmt.Errorf("%s: %s %q in the path holds U+0000 or bytes that are not UTF-8", op, name, v)
+		}
+	}
+	return nil
+}
+
+// badText reports text head office cannot store or look up.
+func badText(s string) bool { return strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) }
 
 func (s *Server) handleJournal(w http.ResponseWriter, r *http.Request, tillID, _ string) {
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
@@ -473,18 +518,19 @@ func queryTime(q url.Values, op, name string) (time.Time, error) {
 }
 
 // decodeStrict decodes the request's JSON body, at most limit bytes, into
-// v (a pointer to a struct), refusing what encoding/json lets through: an
-// unknown field, a field named in another case than v's ("ID" for "id":
-// encoding/json matches it), and anything after the object ("{…} {…}" is
-// not two corrections). Only v's own fields are compared exactly, not
-// those of structs nested in it (the ERP bodies have none). decodeFailed
-// answers its error.
+// v (a pointer to a struct), refusing what encoding/json lets through: a
+// key twice in one object (encoding/json keeps the last: a correction's
+// card named twice would go to the second), an unknown field, a field
+// named in another case than v's ("ID" for "id": encoding/json matches
+// it), and anything after the object ("{…} {…}" is not two corrections).
+// Only v's own fields are compared by name, not those of structs nested
+// in it (the ERP bodies have none). decodeFailed answers its error.
 func decodeStrict(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		return err
 	}
-	if err := exactFieldNames(data, v); err != nil {
+	if err := checkKeys(data, v); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -498,13 +544,101 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, limit int64, v any) er
 	return nil
 }
 
-// exactFieldNames refuses a key of the JSON object data that is not one
-// of the struct v points to's JSON names exactly; data that is not an
-// object is left to the decoder to refuse.
-func exactFieldNames(data []byte, v any) error {
-	var obj map[string]json.RawMessage
+// checkKeys reads the first JSON value of data token by token, once: a
+// key twice in one object, at any depth, is an error naming it by its
+// path ("cards[0].a"); so is a key of the top object that is not one of
+// the JSON names of the struct v points to exactly (the first such in
+// byte order). Data that is not JSON is left to the decoder to refuse.
+func checkKeys(data []byte, v any) error {
+	// container is an object or array being read: its path, and for an
+	// object the keys seen and whether a key comes next, for an array
+	// the index of its next element.
+	type container struct {
+		path    string
+		object  bool
+		keys    map[string]bool
+		wantKey bool
+		next    int
+	}
+	var stack []*container
+	var topKeys []string
+	// valuePath names the value about to be read in c.
+	valuePath := func(c *container, key string) string {
+		if c.object {
+			if c.path == "" {
+				return key
+			}
+			return c.path + "." + key
+		}
+		return c.path + "[" + strconv.Itoa(c.next) + "]"
+	}
+	// valueDone moves c past the value just read.
+	valueDone := func(c *container) {
+		if c.object {
+			c.wantKey = true
+		} else {
+			c.next++
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	key := ""
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // the decoder names what is wrong
+		}
+		var top *container
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if top != nil && top.object && top.wantKey {
+			if tok == json.Delim('}') {
+				stack = stack[:len(stack)-1]
+				if len(stack) == 0 {
+					break
+				}
+				valueDone(stack[len(stack)-1])
+				continue
+			}
+			k, _ := tok.(string)
+			if top.keys[k] {
+				return fmt.Errorf("field %q given twice: a JSON object names each field once", valuePath(top, k))
+			}
+			top.keys[k] = true
+			if len(stack) == 1 {
+				topKeys = append(topKeys, k)
+			}
+			key, top.wantKey = k, false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			c := &container{object: tok == json.Delim('{'), wantKey: true}
+			if c.object {
+				c.keys = map[string]bool{}
+			}
+			if top != nil {
+				c.path = valuePath(top, key)
+			}
+			stack = append(stack, c)
+			continue
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		if len(stack) == 0 {
+			break // a scalar or an array at the top: the decoder refuses it
+		}
+		valueDone(stack[len(stack)-1])
+	}
+	return exactFieldNames(topKeys, v)
+}
+
+// exactFieldNames refuses a key (of the body's top object) that is not
+// one of the struct v points to's JSON names exactly, the first in byte
+// order; v not a pointer to a struct is left to the decoder.
+func exactFieldNames(keys []string, v any) error {
 	t := reflect.TypeOf(v)
-	if json.Unmarshal(data, &obj) != nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+	if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
 		return nil
 	}
 	names := map[string]bool{}
@@ -513,7 +647,7 @@ func exactFieldNames(data []byte, v any) error {
 			names[cmp.Or(name, f.Name)] = true
 		}
 	}
-	for _, k := range slices.Sorted(maps.Keys(obj)) {
+	for _, k := range slices.Sorted(slices.Values(keys)) {
 		if names[k] {
 			continue
 		}

@@ -122,16 +122,17 @@ const (
 		LEFT JOIN k ON k.id = c.kind
 		JOIN p ON p.id = coalesce(nullif(c.program, ''), k.program)
 		WHERE c.code IN (` + sqlIngestCards + `)`
-	sqlWriteOffs = `INSERT INTO debt_writeoffs (card, program, mode, points, check_id, entry_id)
-		SELECT u.card, u.program, u.mode, u.points::numeric, u.check_id, u.entry_id
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(card, program, mode, points, check_id, entry_id)`
-	// What write-offs forgave, per card and check, that a return may take
-	// back: for the cards of the batch's reversals and of the till's
-	// stored reversals not folded yet.
-	sqlForgiven = `SELECT w.card, w.check_id, sum(w.points)::text FROM debt_writeoffs w
-		WHERE w.check_id <> '' AND w.card IN (SELECT unnest($1::text[])
+	sqlWriteOffs = `INSERT INTO debt_writeoffs (card, program, mode, points, check_id, entry_id, lot_id)
+		SELECT u.card, u.program, u.mode, u.points::numeric, u.check_id, u.entry_id, u.lot_id
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+			AS u(card, program, mode, points, check_id, entry_id, lot_id)`
+	// What write-offs forgave, per card and lot spent twice, that a return
+	// may take back: for the cards of the batch's reversals and of the
+	// till's stored reversals not folded yet.
+	sqlForgiven = `SELECT w.card, w.lot_id, sum(w.points)::text FROM debt_writeoffs w
+		WHERE w.lot_id <> '' AND w.card IN (SELECT unnest($1::text[])
 			UNION SELECT card_code FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal')
-		GROUP BY w.card, w.check_id HAVING sum(w.points) > 0`
+		GROUP BY w.card, w.lot_id HAVING sum(w.points) > 0`
 	// Fresh entries are written once, already marked folded when they are
 	// on the chain (no second write of the row).
 	sqlStoreEntries = `INSERT INTO journal (id, till_id, prev_id, card_code, kind, points, body, digest, folded, rejected)
@@ -208,6 +209,10 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 	// were small stays a sequential scan of the whole table for every batch
 	// (seen: the journal and lots read in full 300 times in 300 batches).
 	pa.Queue("set local enable_seqscan = off")
+	// Folding applies the negative-balance policy itself (addDebt), with
+	// the card's lots; the trigger, which knows only the policy's keep,
+	// would write off debt that the card's points not yet active cover.
+	pa.Queue("set local headoffice.debt_policy = off")
 	pa.Queue(sqlLockTill, b.TillID).QueryRow(func(r pgx.Row) error {
 		if err := r.Scan(&folded, &tz); err != nil {
 			return fmt.Errorf("lock till: %w", err)
@@ -673,38 +678,40 @@ func queueWriteOffs(pb *pgx.Batch, cards map[string]*cardState) {
 		return
 	}
 	sort.Strings(codes)
-	var card, program, mode, points, check, entry []string
+	var card, program, mode, points, check, entry, lot []string
 	for _, code := range codes {
 		for _, w := range cards[code].writeOffs {
 			card, program, mode = append(card, code), append(program, w.program), append(mode, w.mode)
 			points, check, entry = append(points, w.points.String()), append(check, w.check), append(entry, w.entry)
+			lot = append(lot, w.lot)
 		}
 	}
-	pb.Queue(sqlWriteOffs, card, program, mode, points, check, entry)
+	pb.Queue(sqlWriteOffs, card, program, mode, points, check, entry, lot)
 }
 
 // writeOff is debt a fold wrote off (or, mode "returned" and negative
-// points, took back when the check was returned), with the entry and
-// check it came from.
+// points, took back when a return refilled the lot), with the entry and
+// check it came from and the lot spent twice whose shortfall it was ("":
+// debt of a return or of an entry without lots).
 type writeOff struct {
-	points        decimal.Decimal
-	program, mode string
-	check, entry  string
+	points            decimal.Decimal
+	program, mode     string
+	check, entry, lot string
 }
 
-// scanForgiven reads rows of (card, check, points) into the cards' forgiven.
+// scanForgiven reads rows of (card, lot, points) into the cards' forgiven.
 func scanForgiven(rows pgx.Rows, out map[string]*cardState) error {
 	for rows.Next() {
-		var card, check, pts string
-		if err := rows.Scan(&card, &check, &pts); err != nil {
+		var card, lot, pts string
+		if err := rows.Scan(&card, &lot, &pts); err != nil {
 			return fmt.Errorf("read the write-offs returns may take back: %w", err)
 		}
 		d, err := decimal.NewFromString(pts)
 		if err != nil {
-			return fmt.Errorf("card %s check %s write-offs %q: %w", card, check, pts, err)
+			return fmt.Errorf("card %s lot %s write-offs %q: %w", card, lot, pts, err)
 		}
 		if c := out[card]; c != nil {
-			c.forgive(check, d)
+			c.forgive(lot, d)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -745,70 +752,101 @@ type cardState struct {
 	// office does not know, a correction); writeOffs what it wrote off.
 	policy    *debtPolicy
 	writeOffs []writeOff
-	// forgiven is, per check id, the points write-offs forgave the card on
-	// that check and no return has taken back yet.
+	// forgiven is, per lot spent twice, the points write-offs forgave the
+	// card for its shortfall and no return has taken back yet.
 	forgiven map[string]decimal.Decimal
 }
 
 // addDebt raises the card's debt by pts where the debt arises, entry by
-// entry, and writes off what the policy does not let the card keep: the
-// part of the rise above the larger of the policy's keep and the debt
-// the card had just before (a debt already above it is never written
-// off). Applied here, not to a batch's net debt, an accrual later in the
-// same batch cannot pay an overdraft the policy writes off: one batch
-// ends as the same entries in several do. The debt_policy trigger
-// (migration 0002) then finds no rise to cap.
-func (c *cardState) addDebt(pts decimal.Decimal, e *wire.Entry) {
+// entry, and writes off what the policy does not let the card keep. The
+// policy bounds the balance, Σ lots − debt ≥ −keep, so debt up to the
+// card's unexpired lots (those not active yet settle it when they
+// activate) plus the policy's keep stays; of a rise above that, and above
+// the debt the card had just before (a debt already above it is never
+// written off), the rest is written off. lot is the lot spent twice whose
+// shortfall this is ("" for other debt): a return refilling it takes the
+// write-off back. Applied here, not to a batch's net debt, an accrual
+// later in the same batch cannot pay an overdraft the policy writes off:
+// one batch ends as the same entries in several do. (Ingestion switches
+// the debt_policy trigger of migration 0002, which knows only keep, off.)
+func (c *cardState) addDebt(pts decimal.Decimal, e *wire.Entry, lot string) {
 	before := c.Debt
 	c.Debt = c.Debt.Add(pts)
 	if c.policy == nil {
 		return
 	}
-	if extra := c.Debt.Sub(decimal.Max(c.policy.keep, before)); extra.IsPositive() {
+	floor := decimal.Max(c.policy.keep.Add(c.unexpired(e.CreatedAt)), before)
+	if extra := c.Debt.Sub(floor); extra.IsPositive() {
 		c.Debt = c.Debt.Sub(extra)
-		c.writeOffs = append(c.writeOffs, writeOff{points: extra, program: c.policy.program, mode: c.policy.mode, check: e.CheckID, entry: e.ID})
-		c.forgive(e.CheckID, extra)
+		c.writeOffs = append(c.writeOffs, writeOff{points: extra, program: c.policy.program, mode: c.policy.mode, check: e.CheckID, entry: e.ID, lot: lot})
+		if lot != "" {
+			c.forgive(lot, extra)
+		}
 	}
 }
 
-func (c *cardState) forgive(check string, pts decimal.Decimal) {
+// unexpired is Σ remaining of the card's lots unexpired at t, active or
+// not: what its balance counts.
+func (c *cardState) unexpired(t time.Time) decimal.Decimal {
+	sum := decimal.Zero
+	for _, l := range c.Lots {
+		if l.ExpiresAt == nil || t.Before(*l.ExpiresAt) {
+			sum = sum.Add(l.Remaining)
+		}
+	}
+	return sum
+}
+
+func (c *cardState) forgive(lot string, pts decimal.Decimal) {
 	if c.forgiven == nil {
 		c.forgiven = map[string]decimal.Decimal{}
 	}
-	c.forgiven[check] = c.forgiven[check].Add(pts)
+	c.forgiven[lot] = c.forgiven[lot].Add(pts)
 }
 
-// returnWriteOff takes back, when a return gives points back to the lots
-// of a check whose fold wrote debt off, what the write-off forgave: those
-// points never left the customer's balance, so giving them back would
-// make points. It takes them from the lots the return restored, up to
-// what it restored (a partial return takes the forgiven points first),
-// and records a "returned" write-off of minus that.
+// returnWriteOff takes back, when a return gives points back to a lot
+// whose shortfall (spent on two tills) a write-off forgave, what it
+// forgave, up to what the return gave that lot: whichever of the two
+// sales is returned, the other alone no longer overdraws the card, and
+// giving the forgiven points back as well would make points. A partial
+// return takes the forgiven points first. It records a "returned"
+// write-off of minus what it took.
 func (c *cardState) returnWriteOff(e *wire.Entry) {
-	owed := c.forgiven[e.CheckID]
-	if !owed.IsPositive() {
-		return
+	program := c.program
+	if c.policy != nil {
+		program = c.policy.program
 	}
-	taken := decimal.Zero
 	for _, lc := range e.Lots {
 		l, ok := c.Lots[lc.LotID]
 		if !ok || !lc.Delta.IsPositive() || lc.Create {
 			continue
 		}
-		t := decimal.Min(owed.Sub(taken), lc.Delta, l.Remaining)
-		if t.IsPositive() {
-			l.Remaining, l.dirty, taken = l.Remaining.Sub(t), true, taken.Add(t)
+		t := decimal.Min(c.forgiven[lc.LotID], lc.Delta, l.Remaining)
+		if !t.IsPositive() {
+			continue
+		}
+		l.Remaining, l.dirty = l.Remaining.Sub(t), true
+		c.writeOffs = append(c.writeOffs, writeOff{points: t.Neg(), program: program, mode: "returned", check: e.CheckID, entry: e.ID, lot: lc.LotID})
+		c.forgive(lc.LotID, t.Neg())
+	}
+}
+
+// settle pays the card's debt from its lots active and unexpired at t,
+// soonest-expiring first; the balance does not change. Debt left next to
+// spendable points would otherwise outlive them: a lot that expired
+// before settling took the card below zero.
+func (c *cardState) settle(t time.Time) bool {
+	if !c.Debt.IsPositive() {
+		return false
+	}
+	before := c.Debt
+	for _, lc := range consume(c, c.Debt, t) {
+		if l, ok := c.Lots[lc.LotID]; ok {
+			l.Remaining, l.dirty = l.Remaining.Add(lc.Delta), true
+			c.Debt = c.Debt.Add(lc.Delta)
 		}
 	}
-	if !taken.IsPositive() {
-		return
-	}
-	program := c.program
-	if c.policy != nil {
-		program = c.policy.program
-	}
-	c.writeOffs = append(c.writeOffs, writeOff{points: taken.Neg(), program: program, mode: "returned", check: e.CheckID, entry: e.ID})
-	c.forgive(e.CheckID, taken.Neg())
+	return !c.Debt.Equal(before)
 }
 
 // lockCards locks the cards (codes sorted: the fixed lock order; FOR NO
@@ -898,7 +936,7 @@ func (c *cardState) addLot(l *lotState) {
 // reads it (docs/replica.md), keeping every lot within 0..points: a lot
 // driven below zero is set to 0 and the shortfall is taken from the card's
 // other active lots, and what they cannot cover becomes card debt (the
-// returned overdraft); a new lot active at once first settles debt (later
+// returned overdraft); then debt is settled from the active lots (later
 // active lots settle it in Maintain). Balance = Σ lots − debt is the same
 // either way. It returns the points the entry overdrew.
 func (c *cardState) apply(e wire.Entry, loc *time.Location) decimal.Decimal {
@@ -913,9 +951,12 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 	if len(e.Lots) == 0 {
 		switch {
 		case e.Points.IsNegative():
-			c.addDebt(e.Points.Neg(), &e)
+			// From the card's active lots first, as a till would have
+			// taken it; only what they cannot cover is debt.
+			short := c.reallocate(e.Points.Neg(), e.CreatedAt)
+			c.addDebt(short, &e, "")
 			if e.Kind == store.KindRedemption {
-				over = e.Points.Neg()
+				over = short
 			}
 		case e.Points.IsPositive():
 			c.addLot(&lotState{ID: e.ID, Points: e.Points, Remaining: e.Points, AccruedAt: e.CreatedAt, ActiveFrom: e.CreatedAt, CheckID: e.CheckID})
@@ -972,12 +1013,15 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 				// would have had it known, and only what they cannot cover
 				// is an overdraft.
 				short := c.reallocate(r.Neg(), e.CreatedAt)
-				c.addDebt(short, &e)
+				c.addDebt(short, &e, lc.LotID)
 				over = over.Add(short)
 			}
 		case lc.Delta.IsNegative():
-			// The ~debt lot of a return the balance could not cover.
-			c.addDebt(lc.Delta.Neg(), &e)
+			// The ~debt lot of a return the till's balance could not
+			// cover: head office may know of points it did not (a
+			// correction, another till's accrual); only what the card's
+			// active lots cannot cover is debt.
+			c.addDebt(c.reallocate(lc.Delta.Neg(), e.CreatedAt), &e, "")
 		case lc.Delta.IsPositive():
 			c.addLot(&lotState{ID: lc.LotID, Points: lc.Delta, Remaining: lc.Delta, AccruedAt: e.CreatedAt, ActiveFrom: e.CreatedAt, CheckID: e.CheckID})
 		}
@@ -985,6 +1029,7 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 	if e.Kind == store.KindReversal {
 		c.returnWriteOff(&e)
 	}
+	c.settle(e.CreatedAt)
 	c.History = addHistory(c.History, e, historyAt, loc)
 	return over
 }

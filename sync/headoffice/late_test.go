@@ -358,3 +358,115 @@ func TestCorrectionIDsAndRetries(t *testing.T) {
 		t.Fatalf("the retry in another zone: %+v, %v; want a duplicate of %s", again, err, first.EntryID)
 	}
 }
+
+// policyKind imports a copy of the demo's BONUS program with the given
+// negative-balance policy and a card kind of it, and returns the kind.
+func policyKind(t *testing.T, s *Server, m checkout.NegativeBalancePolicy) string {
+	t.Helper()
+	p := demoReplica(t).Programs[0]
+	p.ID, p.Promotions, p.NegativeBalance = "P-"+string(m.Mode), nil, m
+	kind := "k-" + p.ID
+	extra := &store.Replica{Version: 1, Programs: []checkout.Program{p},
+		CardKinds: []store.ReplicaCardKind{{ID: kind, Name: p.ID, Kind: checkout.KindBonus, Program: p.ID}}}
+	if _, err := s.Import(context.Background(), extra); err != nil {
+		t.Fatal(err)
+	}
+	return kind
+}
+
+// TestReturnOfEitherSaleTakesBackTheWriteOff: two tills spend 250 each of
+// a lot of 300; the second to be folded overdraws it and BONUS writes the
+// 200 off. Returning the sale folded first gives back 50 as well: the
+// write-off belongs to the lot spent twice, not to whichever sale came
+// second.
+func TestReturnOfEitherSaleTakesBackTheWriteOff(t *testing.T) {
+	now := demoNow
+	s := lateFixture(t, &now, lot("3400000000007", "G1", "300", demoNow.Add(-48*time.Hour), nil))
+	var lt lateTill
+	spend := func(check string) store.Entry {
+		return store.Entry{CheckID: check, CardCode: "3400000000007", Kind: store.KindRedemption, Points: dec("-250"),
+			AmountKop: 100, Lots: []store.LotChange{{LotID: "G1", Delta: dec("-250")}}, CreatedAt: demoNow}
+	}
+	lt.push(t, s, spend("first"), spend("second"))
+	lt.push(t, s, store.Entry{CheckID: "first", CardCode: "3400000000007", Kind: store.KindReversal, Points: dec("250"),
+		AmountKop: -100, Lots: []store.LotChange{{LotID: "G1", Delta: dec("250")}}, CreatedAt: demoNow})
+	if b := balanceOf(t, s, "3400000000007"); b != "50" {
+		t.Fatalf("after returning the sale folded first: %s, want 50", b)
+	}
+}
+
+// TestPolicyCountsTheCardsPoints: forbid writes off only debt the card's
+// points cannot cover. A return's ~debt and a redemption without lots are
+// taken from the card's active lots (head office knows points the till
+// did not); a spend beyond the active points is kept as debt while lots
+// not active yet cover it, and settled from them when they activate.
+func TestPolicyCountsTheCardsPoints(t *testing.T) {
+	now := demoNow
+	later := demoNow.Add(72 * time.Hour)
+	s := lateFixture(t, &now,
+		lot("3400000000008", "H1", "100", demoNow.Add(-48*time.Hour), nil),
+		lot("3400000000009", "I1", "1200", demoNow.Add(-48*time.Hour), nil),
+		lot("3400000000010", "J1", "300", demoNow.Add(-48*time.Hour), nil))
+	// Card 10's second lot becomes active in three days.
+	jl := lot("3400000000010", "J2", "200", demoNow.Add(-48*time.Hour), nil)
+	jl.ActiveFrom = &later
+	if _, err := s.Import(context.Background(), &store.Replica{Version: 1, Lots: []store.ReplicaLot{jl}}); err != nil {
+		t.Fatal(err)
+	}
+	var lt lateTill
+	lt.push(t, s,
+		store.Entry{CardCode: "3400000000008", Kind: store.KindReversal, Points: dec("-30"), PurchaseKop: -3000,
+			Lots: []store.LotChange{{LotID: store.DebtLot, Delta: dec("-30")}}, CreatedAt: demoNow},
+		store.Entry{CardCode: "3400000000009", Kind: store.KindRedemption, Points: dec("-3"), AmountKop: 300, CreatedAt: demoNow},
+		store.Entry{CardCode: "3400000000010", Kind: store.KindRedemption, Points: dec("-500"), AmountKop: 500,
+			Lots: []store.LotChange{{LotID: "J1", Delta: dec("-500")}}, CreatedAt: demoNow})
+	for card, want := range map[string]string{"3400000000008": "70", "3400000000009": "1197", "3400000000010": "0"} {
+		if b := balanceOf(t, s, card); b != want {
+			t.Errorf("card %s: balance %s, want %s", card, b, want)
+		}
+	}
+	if wos, err := s.WriteOffs(context.Background()); err != nil || len(wos) != 0 {
+		t.Fatalf("write-offs %+v, %v; want none: every card's points cover its debt", wos, err)
+	}
+	now = later.Add(time.Hour)
+	if st, err := s.Maintain(context.Background()); err != nil || st.Settled != 1 {
+		t.Fatalf("maintain once J2 is active: %+v, %v; want card 10 settled", st, err)
+	}
+	if cb, err := s.CardBalanceOf(context.Background(), "3400000000010"); err != nil || cb.Balance.String() != "0" || cb.Debt.String() != "0" {
+		t.Fatalf("card 10 after settling: %+v, %v; want balance 0, no debt", cb, err)
+	}
+}
+
+// TestReturnSettlesDebtBeforeExpiry: on an allow card two sales overdraw a
+// lot by 200 (kept as debt); returning one refills the lot, and the debt
+// is settled from it at once, so when the lot later expires the card is
+// at 0, not −200.
+func TestReturnSettlesDebtBeforeExpiry(t *testing.T) {
+	now := demoNow
+	soon := demoNow.Add(time.Hour)
+	s := lateFixture(t, &now)
+	kind := policyKind(t, s, checkout.NegativeBalancePolicy{Mode: checkout.NegativeAllow})
+	extra := &store.Replica{Version: 1, Cards: []store.ReplicaCard{{Code: "3400000000011", Kind: kind, State: checkout.StateActive}},
+		Lots: []store.ReplicaLot{lot("3400000000011", "K1", "300", demoNow.Add(-48*time.Hour), &soon)}}
+	if _, err := s.Import(context.Background(), extra); err != nil {
+		t.Fatal(err)
+	}
+	var lt lateTill
+	spend := func(check string) store.Entry {
+		return store.Entry{CheckID: check, CardCode: "3400000000011", Kind: store.KindRedemption, Points: dec("-250"),
+			AmountKop: 100, Lots: []store.LotChange{{LotID: "K1", Delta: dec("-250")}}, CreatedAt: demoNow}
+	}
+	lt.push(t, s, spend("one"), spend("two"))
+	lt.push(t, s, store.Entry{CheckID: "two", CardCode: "3400000000011", Kind: store.KindReversal, Points: dec("250"),
+		AmountKop: -100, Lots: []store.LotChange{{LotID: "K1", Delta: dec("250")}}, CreatedAt: demoNow})
+	if cb, err := s.CardBalanceOf(context.Background(), "3400000000011"); err != nil || cb.Balance.String() != "50" || cb.Debt.String() != "0" {
+		t.Fatalf("after the return: %+v, %v; want balance 50 with the debt settled", cb, err)
+	}
+	now = soon.Add(time.Minute)
+	if _, err := s.Maintain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if b := balanceOf(t, s, "3400000000011"); b != "0" {
+		t.Fatalf("after K1 expired: %s, want 0", b)
+	}
+}

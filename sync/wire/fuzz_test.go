@@ -138,7 +138,14 @@ func TestDecodeBatchErrorsNameTheEntry(t *testing.T) {
 		{entry("S001-T01-01KX0000000000000000000001", "redemption", "1000", "", ""), `redemption of +1000 points: a redemption cannot add points`},
 		{entry("S001-T01-01KX0000000000000000000001", "accrual", "-5", "", ""), `accrual of -5 points`},
 		{entry("S001-T01-01KX0000000000000000000001", "reversal", "1e9999", "", ""), `more than 1000000000 in magnitude`},
-		{entry("S001-T01-01KX0000000000000000000001", "correction", "-1000000001", "", ""), `points -1000000001: more than 1000000000`},
+		{entry("S001-T01-01KX0000000000000000000001", "reversal", "-1000000001", "", ""), `points -1000000001: more than 1000000000`},
+		// A huge number is quoted short, not as its 401 digits.
+		{entry("S001-T01-01KX0000000000000000000001", "redemption", "-1e400", "", ""), `points -1e+400: more than 1000000000`},
+		{entry("S001-T01-01KX0000000000000000000001", "accrual", "1234567890123456789012345678901234567890", "", ""),
+			`points 1.234567890…e+39: more than 1000000000`},
+		{entry("S001-T01-01KX0000000000000000000001", "accrual", "1e-400", "", ""), `points 1e-400: more than 9 decimal places`},
+		// Corrections are head office's (ERP), never a till's.
+		{entry("S001-T01-01KX0000000000000000000001", "correction", "5", "", ""), `kind "correction": only head office writes corrections`},
 		{entry("S001-T01-01KX0000000000000000000001", "accrual", "1e-10", "", ""), `more than 9 decimal places`},
 		{entry("S001-T01-01KX0000000000000000000001", "reversal", "0", `,"lots":[{"lot_id":"a","delta":"2e9"},{"lot_id":"b","delta":"-2e9"}]`, ""),
 			`lot a delta 2000000000: more than 1000000000`},
@@ -149,9 +156,9 @@ func TestDecodeBatchErrorsNameTheEntry(t *testing.T) {
 			t.Errorf("DecodeBatch(%s): %+v, %v; want it rejected with %q and the good entry kept", c.in, b, err, c.want)
 		}
 	}
-	// Reversals and corrections go either way; the bound itself is allowed.
-	for _, c := range []struct{ kind, points string }{{"reversal", "5"}, {"reversal", "-5"}, {"correction", "-1000000000"},
-		{"correction", "1000000000"}, {"redemption", "-0.5"}, {"accrual", "0"}} {
+	// Reversals go either way; the bound itself is allowed.
+	for _, c := range []struct{ kind, points string }{{"reversal", "5"}, {"reversal", "-5"}, {"reversal", "-1000000000"},
+		{"reversal", "1000000000"}, {"redemption", "-0.5"}, {"accrual", "0"}} {
 		in := entry("S001-T01-01KX0000000000000000000001", c.kind, c.points, "", "")
 		if b, err := DecodeBatch([]byte(`{"till_id":"S001-T01","entries":[` + in + `]}`)); err != nil || len(b.Invalid) != 0 || len(b.Entries) != 1 {
 			t.Errorf("DecodeBatch(%s): %+v, %v; want it kept", in, b, err)

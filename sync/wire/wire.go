@@ -212,21 +212,48 @@ const MaxPointsScale = 9
 // in the error.
 func CheckPoints(what string, d decimal.Decimal, scale int32) error {
 	if d.Abs().GreaterThan(MaxPoints) {
-		return fmt.Errorf("%s %s: more than %s in magnitude", what, d, MaxPoints)
+		return fmt.Errorf("%s %s: more than %s in magnitude", what, shortNumber(d), MaxPoints)
 	}
 	if !d.Equal(d.Truncate(MaxPointsScale)) {
-		return fmt.Errorf("%s %s: more than %d decimal places", what, d, MaxPointsScale)
+		return fmt.Errorf("%s %s: more than %d decimal places", what, shortNumber(d), MaxPointsScale)
 	}
 	if scale >= 0 && !d.Equal(d.Truncate(scale)) {
-		return fmt.Errorf("%s %s: finer than the program's %d decimal places", what, d, scale)
+		return fmt.Errorf("%s %s: finer than the program's %d decimal places", what, shortNumber(d), scale)
 	}
 	return nil
 }
 
+// shortNumber is d as an error quotes it: written out when that takes at
+// most 30 characters, else in scientific notation with at most 10
+// significant digits ("-1e+400", "1.234567890…e-40"), so that a value
+// like 1e400 is not quoted as 401 digits.
+func shortNumber(d decimal.Decimal) string {
+	if s := d.String(); len(s) <= 30 {
+		return s
+	}
+	digits := strings.TrimLeft(d.Coefficient().String(), "-")
+	exp := int64(d.Exponent()) + int64(len(digits)) - 1
+	digits = strings.TrimRight(digits, "0")
+	sign := ""
+	if d.IsNegative() {
+		sign = "-"
+	}
+	mant := digits[:1]
+	if len(digits) > 1 {
+		rest, more := digits[1:], ""
+		if len(rest) > 9 {
+			rest, more = rest[:9], "…"
+		}
+		mant += "." + rest + more
+	}
+	return fmt.Sprintf("%s%se%+d", sign, mant, exp)
+}
+
 // CheckEntry checks one entry of till: its id and chain link belong to the
-// till, the kind is known, the points have the kind's sign (an accrual
-// adds, a redemption takes; a reversal or a correction either) and are
-// within MaxPoints, and the lot deltas add up to the points.
+// till, the kind is one a till writes (not a correction: those are head
+// office's), the points have the kind's sign (an accrual adds, a
+// redemption takes; a reversal either) and are within MaxPoints, and the
+// lot deltas add up to the points.
 func CheckEntry(till string, e *Entry) error {
 	if err := checkChainLink(till, e); err != nil {
 		return err
@@ -239,7 +266,11 @@ func CheckEntry(till string, e *Entry) error {
 		return errors.New("text with U+0000")
 	}
 	switch e.Kind {
-	case store.KindAccrual, store.KindRedemption, store.KindReversal, store.KindCorrection:
+	case store.KindAccrual, store.KindRedemption, store.KindReversal:
+	case store.KindCorrection:
+		// Applied, a till's "correction" would mint points and count
+		// among the ERP corrections in the accruals report.
+		return errors.New(`kind "correction": only head office writes corrections (ERP: POST /v1/erp/corrections); a till's return is a reversal`)
 	default:
 		return fmt.Errorf("unknown kind %q", e.Kind)
 	}

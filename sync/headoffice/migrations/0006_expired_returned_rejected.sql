@@ -7,16 +7,19 @@
 -- take them twice. A return taking back an expired lot does the same.
 ALTER TABLE lots ADD COLUMN expired numeric NOT NULL DEFAULT 0 CHECK (expired >= 0);
 
--- A write-off names the entry, and its check, whose fold wrote the debt
--- off. When that check is returned, the points the write-off forgave are
--- not given back: a row with mode 'returned' and negative points takes the
--- write-off back (docs/sync.md, "Debt and the negative-balance policy").
+-- A write-off names the entry and check whose fold wrote the debt off and,
+-- when the debt was the shortfall of a lot spent twice (two tills offline),
+-- that lot. A return that gives points back to the lot — whichever of the
+-- two sales it returns — first takes back what the write-off forgave: a row
+-- with mode 'returned' and negative points (docs/sync.md, "Debt and the
+-- negative-balance policy").
 ALTER TABLE debt_writeoffs
 	ADD COLUMN check_id text COLLATE "C" NOT NULL DEFAULT '',
 	ADD COLUMN entry_id text COLLATE "C" NOT NULL DEFAULT '',
+	ADD COLUMN lot_id text COLLATE "C" NOT NULL DEFAULT '',
 	DROP CONSTRAINT debt_writeoffs_points_check,
 	ADD CONSTRAINT debt_writeoffs_points_check CHECK (points <> 0);
-CREATE INDEX debt_writeoffs_check ON debt_writeoffs (card, check_id) WHERE check_id <> '';
+CREATE INDEX debt_writeoffs_lot ON debt_writeoffs (card, lot_id) WHERE lot_id <> '';
 
 -- An entry head office refused (why): stored, and on its till's chain so the
 -- entries after it fold, but not applied to any card. Support lists them

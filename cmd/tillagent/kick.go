@@ -1,0 +1,35 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"tillagent/sync/client"
+)
+
+// kickSync runs a sync cycle after each sale that spent points (kicks,
+// coalesced: one cycle covers the sales before it), so that head office
+// folds the redemptions at once and the offline caps, which count this
+// till's redemptions head office has not folded, do not hold an online
+// till for a whole sync.interval. While the last cycle got no feed (head
+// office unreachable or failing) the loop's back-off stands: a till cut off
+// from head office does not try again on every sale.
+func kickSync(ctx context.Context, c *client.Client, kicks <-chan struct{}, timeout time.Duration, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-kicks:
+		}
+		if st := c.Status(); st.State == "failing" && st.LastPull.Before(st.LastAttempt) {
+			continue // head office did not answer the last cycle (refused entries alone do not count)
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		err := c.Kick(cctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			log.Debug("sync after a redemption failed; the loop retries", "err", err)
+		}
+	}
+}
