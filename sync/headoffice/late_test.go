@@ -87,6 +87,18 @@ func lot(card, id, points string, accrued time.Time, expires *time.Time) store.R
 	return store.ReplicaLot{ID: id, Card: card, Points: checkout.MustPoints(points), AccruedAt: accrued, ExpiresAt: expires}
 }
 
+// spendFrom is check's redemption of pts from lot of card, and giveBack
+// its return's reversal, both at demoNow.
+func spendFrom(card, lot, check, pts string) store.Entry {
+	return store.Entry{CheckID: check, CardCode: card, Kind: store.KindRedemption, Points: dec("-" + pts),
+		AmountKop: 100, Lots: []store.LotChange{{LotID: lot, Delta: dec("-" + pts)}}, CreatedAt: demoNow}
+}
+
+func giveBack(card, lot, check, pts string) store.Entry {
+	return store.Entry{CheckID: check, CardCode: card, Kind: store.KindReversal, Points: dec(pts),
+		AmountKop: -100, Lots: []store.LotChange{{LotID: lot, Delta: dec(pts)}}, CreatedAt: demoNow}
+}
+
 // TestExpiryBeforeALatePush: a till spends 50 of a lot before it expires
 // and pushes after head office's expiry ran; the 50 come out of what
 // expiry took, not out of the card's other lot (which would take them
@@ -154,23 +166,17 @@ func TestReturnTakesBackTheWriteOff(t *testing.T) {
 	now := demoNow
 	s := lateFixture(t, &now, lot("3400000000003", "C1", "300", demoNow.Add(-48*time.Hour), nil))
 	var lt lateTill
-	redeem := func(check, pts string) store.Entry {
-		return store.Entry{CheckID: check, CardCode: "3400000000003", Kind: store.KindRedemption, Points: dec("-" + pts),
-			AmountKop: 100, Lots: []store.LotChange{{LotID: "C1", Delta: dec("-" + pts)}}, CreatedAt: demoNow}
-	}
-	giveBack := func(check, pts string) store.Entry {
-		return store.Entry{CheckID: check, CardCode: "3400000000003", Kind: store.KindReversal, Points: dec(pts),
-			AmountKop: -100, Lots: []store.LotChange{{LotID: "C1", Delta: dec(pts)}}, CreatedAt: demoNow}
-	}
+	redeem := func(check, pts string) store.Entry { return spendFrom("3400000000003", "C1", check, pts) }
+	back := func(check, pts string) store.Entry { return giveBack("3400000000003", "C1", check, pts) }
 	lt.push(t, s, redeem("check-1", "250"), redeem("check-2", "250"))
 	if b := balanceOf(t, s, "3400000000003"); b != "0" {
 		t.Fatalf("after both spends: %s, want 0 (200 written off)", b)
 	}
-	lt.push(t, s, giveBack("check-2", "100"))
+	lt.push(t, s, back("check-2", "100"))
 	if b := balanceOf(t, s, "3400000000003"); b != "0" {
 		t.Fatalf("after returning 100 of check 2: %s, want 0 (the 100 were forgiven, not paid)", b)
 	}
-	lt.push(t, s, giveBack("check-2", "150"))
+	lt.push(t, s, back("check-2", "150"))
 	if b := balanceOf(t, s, "3400000000003"); b != "50" {
 		t.Fatalf("after returning all of check 2: %s, want 50 (what the sale really took)", b)
 	}
@@ -188,7 +194,7 @@ func TestReturnTakesBackTheWriteOff(t *testing.T) {
 		t.Fatalf("write-offs of the card, newest first: %v", got)
 	}
 	// A return of check 1, which wrote nothing off, gives its points back.
-	lt.push(t, s, giveBack("check-1", "250"))
+	lt.push(t, s, back("check-1", "250"))
 	if b := balanceOf(t, s, "3400000000003"); b != "300" {
 		t.Fatalf("after returning check 1 too: %s, want 300", b)
 	}
@@ -383,13 +389,8 @@ func TestReturnOfEitherSaleTakesBackTheWriteOff(t *testing.T) {
 	now := demoNow
 	s := lateFixture(t, &now, lot("3400000000007", "G1", "300", demoNow.Add(-48*time.Hour), nil))
 	var lt lateTill
-	spend := func(check string) store.Entry {
-		return store.Entry{CheckID: check, CardCode: "3400000000007", Kind: store.KindRedemption, Points: dec("-250"),
-			AmountKop: 100, Lots: []store.LotChange{{LotID: "G1", Delta: dec("-250")}}, CreatedAt: demoNow}
-	}
-	lt.push(t, s, spend("first"), spend("second"))
-	lt.push(t, s, store.Entry{CheckID: "first", CardCode: "3400000000007", Kind: store.KindReversal, Points: dec("250"),
-		AmountKop: -100, Lots: []store.LotChange{{LotID: "G1", Delta: dec("250")}}, CreatedAt: demoNow})
+	lt.push(t, s, spendFrom("3400000000007", "G1", "first", "250"), spendFrom("3400000000007", "G1", "second", "250"))
+	lt.push(t, s, giveBack("3400000000007", "G1", "first", "250"))
 	if b := balanceOf(t, s, "3400000000007"); b != "50" {
 		t.Fatalf("after returning the sale folded first: %s, want 50", b)
 	}
@@ -452,13 +453,8 @@ func TestReturnSettlesDebtBeforeExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	var lt lateTill
-	spend := func(check string) store.Entry {
-		return store.Entry{CheckID: check, CardCode: "3400000000011", Kind: store.KindRedemption, Points: dec("-250"),
-			AmountKop: 100, Lots: []store.LotChange{{LotID: "K1", Delta: dec("-250")}}, CreatedAt: demoNow}
-	}
-	lt.push(t, s, spend("one"), spend("two"))
-	lt.push(t, s, store.Entry{CheckID: "two", CardCode: "3400000000011", Kind: store.KindReversal, Points: dec("250"),
-		AmountKop: -100, Lots: []store.LotChange{{LotID: "K1", Delta: dec("250")}}, CreatedAt: demoNow})
+	lt.push(t, s, spendFrom("3400000000011", "K1", "one", "250"), spendFrom("3400000000011", "K1", "two", "250"))
+	lt.push(t, s, giveBack("3400000000011", "K1", "two", "250"))
 	if cb, err := s.CardBalanceOf(context.Background(), "3400000000011"); err != nil || cb.Balance.String() != "50" || cb.Debt.String() != "0" {
 		t.Fatalf("after the return: %+v, %v; want balance 50 with the debt settled", cb, err)
 	}
