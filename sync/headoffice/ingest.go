@@ -133,6 +133,16 @@ const (
 		WHERE w.lot_id <> '' AND w.card IN (SELECT unnest($1::text[])
 			UNION SELECT card_code FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal')
 		GROUP BY w.card, w.lot_id HAVING sum(w.points) > 0`
+	// What lots spent twice borrowed from the card's other lots and have
+	// not paid back, for the same cards.
+	sqlBorrowed = `SELECT b.card, b.lot_id, b.from_lot, sum(b.points)::text FROM lot_borrows b
+		WHERE b.card IN (SELECT unnest($1::text[])
+			UNION SELECT card_code FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal')
+		GROUP BY b.card, b.lot_id, b.from_lot HAVING sum(b.points) > 0
+		ORDER BY b.card, b.lot_id, b.from_lot`
+	sqlBorrows = `INSERT INTO lot_borrows (card, lot_id, from_lot, points, entry_id)
+		SELECT u.card, u.lot_id, u.from_lot, u.points::numeric, u.entry_id
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(card, lot_id, from_lot, points, entry_id)`
 	// Fresh entries are written once, already marked folded when they are
 	// on the chain (no second write of the row).
 	sqlStoreEntries = `INSERT INTO journal (id, till_id, prev_id, card_code, kind, points, body, digest, folded, rejected)
@@ -255,6 +265,7 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 		}
 	}
 	pa.Queue(sqlForgiven, returned, b.TillID).Query(func(rows pgx.Rows) error { return scanForgiven(rows, cards) })
+	pa.Queue(sqlBorrowed, returned, b.TillID).Query(func(rows pgx.Rows) error { return scanBorrowed(rows, cards) })
 	if err := conn.SendBatch(ctx, &pa).Close(); err != nil {
 		return nil, err
 	}
@@ -415,6 +426,7 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 			return nil, err
 		}
 		queueWriteOffs(&pc, cards)
+		queueBorrows(&pc, cards)
 		if len(over) > 0 {
 			var oc, oe, op []string
 			for _, o := range over {
@@ -586,6 +598,10 @@ func (s *Server) fold(till string, loc *time.Location, cards map[string]*cardSta
 		if p := c.applyAt(e, loc, at); p.IsPositive() {
 			over = append(over, overdraft{card: e.CardCode, entry: e.ID, points: p})
 		}
+		// Debt is settled from the lots active now, not at the entry's
+		// time: a late entry's debt is paid from a lot accrued since, before
+		// that lot can expire with the debt left beside it.
+		c.settle(s.now())
 	}
 	return over
 }
@@ -699,6 +715,54 @@ type writeOff struct {
 	check, entry, lot string
 }
 
+// queueBorrows queues the borrowings (and paying back) the fold recorded,
+// card by card in code order.
+func queueBorrows(pb *pgx.Batch, cards map[string]*cardState) {
+	var codes []string
+	for code, c := range cards {
+		if len(c.newBorrows) > 0 {
+			codes = append(codes, code)
+		}
+	}
+	if len(codes) == 0 {
+		return
+	}
+	sort.Strings(codes)
+	var card, lot, from, points, entry []string
+	for _, code := range codes {
+		for _, b := range cards[code].newBorrows {
+			card, lot, from = append(card, code), append(lot, b.lot), append(from, b.from)
+			points, entry = append(points, b.points.String()), append(entry, b.entry)
+		}
+	}
+	pb.Queue(sqlBorrows, card, lot, from, points, entry)
+}
+
+// scanBorrowed reads rows of (card, lot, from lot, points) into the cards'
+// borrowed.
+func scanBorrowed(rows pgx.Rows, out map[string]*cardState) error {
+	for rows.Next() {
+		var card, lot, from, pts string
+		if err := rows.Scan(&card, &lot, &from, &pts); err != nil {
+			return fmt.Errorf("read what lots borrowed: %w", err)
+		}
+		d, err := decimal.NewFromString(pts)
+		if err != nil {
+			return fmt.Errorf("card %s lot %s borrowed from %s %q: %w", card, lot, from, pts, err)
+		}
+		if c := out[card]; c != nil {
+			if c.borrowed == nil {
+				c.borrowed = map[string][]lotBorrow{}
+			}
+			c.borrowed[lot] = append(c.borrowed[lot], lotBorrow{lot: lot, from: from, points: d})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read what lots borrowed: %w", err)
+	}
+	return nil
+}
+
 // scanForgiven reads rows of (card, lot, points) into the cards' forgiven.
 func scanForgiven(rows pgx.Rows, out map[string]*cardState) error {
 	for rows.Next() {
@@ -755,6 +819,10 @@ type cardState struct {
 	// forgiven is, per lot spent twice, the points write-offs forgave the
 	// card for its shortfall and no return has taken back yet.
 	forgiven map[string]decimal.Decimal
+	// borrowed is, per lot spent twice, what it borrowed from the card's
+	// other lots and has not paid back; newBorrows the rows to write.
+	borrowed   map[string][]lotBorrow
+	newBorrows []lotBorrow
 }
 
 // addDebt raises the card's debt by pts where the debt arises, entry by
@@ -804,13 +872,14 @@ func (c *cardState) forgive(lot string, pts decimal.Decimal) {
 	c.forgiven[lot] = c.forgiven[lot].Add(pts)
 }
 
-// returnWriteOff takes back, when a return gives points back to a lot
-// whose shortfall (spent on two tills) a write-off forgave, what it
-// forgave, up to what the return gave that lot: whichever of the two
-// sales is returned, the other alone no longer overdraws the card, and
-// giving the forgiven points back as well would make points. A partial
-// return takes the forgiven points first. It records a "returned"
-// write-off of minus what it took.
+// returnWriteOff unwinds, when a return gives points back to a lot whose
+// shortfall (spent on two tills) was covered, how it was covered, up to
+// what the return gave that lot: first what a write-off forgave —
+// whichever of the two sales is returned, the other alone no longer
+// overdraws the card, and giving the forgiven points back as well would
+// make points; a "returned" write-off of minus that is recorded — then
+// what the lot borrowed from the card's other lots, paid back to them. A
+// partial return unwinds in that order.
 func (c *cardState) returnWriteOff(e *wire.Entry) {
 	program := c.program
 	if c.policy != nil {
@@ -821,13 +890,28 @@ func (c *cardState) returnWriteOff(e *wire.Entry) {
 		if !ok || !lc.Delta.IsPositive() || lc.Create {
 			continue
 		}
-		t := decimal.Min(c.forgiven[lc.LotID], lc.Delta, l.Remaining)
-		if !t.IsPositive() {
-			continue
+		left := lc.Delta
+		if t := decimal.Min(c.forgiven[lc.LotID], left, l.Remaining); t.IsPositive() {
+			l.Remaining, l.dirty, left = l.Remaining.Sub(t), true, left.Sub(t)
+			c.writeOffs = append(c.writeOffs, writeOff{points: t.Neg(), program: program, mode: "returned", check: e.CheckID, entry: e.ID, lot: lc.LotID})
+			c.forgive(lc.LotID, t.Neg())
 		}
-		l.Remaining, l.dirty = l.Remaining.Sub(t), true
-		c.writeOffs = append(c.writeOffs, writeOff{points: t.Neg(), program: program, mode: "returned", check: e.CheckID, entry: e.ID, lot: lc.LotID})
-		c.forgive(lc.LotID, t.Neg())
+		// Then what the lot borrowed goes back to the lots it came from,
+		// with their own expiry: a return never moves points into a lot
+		// that lapses sooner (or later) than the one they were taken from.
+		for _, b := range slices.Clone(c.borrowed[lc.LotID]) {
+			from, ok := c.Lots[b.from]
+			t := decimal.Min(b.points, left, l.Remaining)
+			if !ok || !t.IsPositive() {
+				continue
+			}
+			l.Remaining, left = l.Remaining.Sub(t), left.Sub(t)
+			from.Remaining, from.dirty = from.Remaining.Add(t), true
+			if from.Remaining.GreaterThan(from.Points) {
+				from.Points = from.Remaining
+			}
+			c.borrow(lc.LotID, b.from, e.ID, t.Neg())
+		}
 	}
 }
 
@@ -1012,7 +1096,7 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 				// the rest from the card's other active lots, as the till
 				// would have had it known, and only what they cannot cover
 				// is an overdraft.
-				short := c.reallocate(r.Neg(), e.CreatedAt)
+				short := c.borrowFor(lc.LotID, e.ID, r.Neg(), e.CreatedAt)
 				c.addDebt(short, &e, lc.LotID)
 				over = over.Add(short)
 			}
@@ -1029,7 +1113,6 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 	if e.Kind == store.KindReversal {
 		c.returnWriteOff(&e)
 	}
-	c.settle(e.CreatedAt)
 	c.History = addHistory(c.History, e, historyAt, loc)
 	return over
 }
@@ -1037,13 +1120,45 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 // reallocate takes pts from the card's lots active and unexpired at t,
 // soonest-expiring first, and returns what they could not cover.
 func (c *cardState) reallocate(pts decimal.Decimal, t time.Time) decimal.Decimal {
+	return c.borrowFor("", "", pts, t)
+}
+
+// borrowFor is reallocate for the shortfall of lot (spent twice; "": not a
+// lot's), recording what the lot borrowed from each other lot (entry: the
+// one that overdrew it), so that a return refilling it pays them back.
+func (c *cardState) borrowFor(lot, entry string, pts decimal.Decimal, t time.Time) decimal.Decimal {
 	for _, lc := range consume(c, pts, t) {
 		if l, ok := c.Lots[lc.LotID]; ok {
 			l.Remaining, l.dirty = l.Remaining.Add(lc.Delta), true
 			pts = pts.Add(lc.Delta)
+			if lot != "" {
+				c.borrow(lot, lc.LotID, entry, lc.Delta.Neg())
+			}
 		}
 	}
 	return pts
+}
+
+// borrow records that lot borrowed pts from lot from (negative: paid
+// back), to be written, and in the card's running balance of borrowings.
+func (c *cardState) borrow(lot, from, entry string, pts decimal.Decimal) {
+	c.newBorrows = append(c.newBorrows, lotBorrow{lot: lot, from: from, entry: entry, points: pts})
+	if c.borrowed == nil {
+		c.borrowed = map[string][]lotBorrow{}
+	}
+	for i, b := range c.borrowed[lot] {
+		if b.from == from {
+			c.borrowed[lot][i].points = b.points.Add(pts)
+			return
+		}
+	}
+	c.borrowed[lot] = append(c.borrowed[lot], lotBorrow{lot: lot, from: from, points: pts})
+}
+
+// lotBorrow is points lot borrowed from lot from (a row of lot_borrows).
+type lotBorrow struct {
+	lot, from, entry string
+	points           decimal.Decimal
 }
 
 // addHistory counts an entry into the card's purchase history: the month

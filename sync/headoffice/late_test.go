@@ -466,3 +466,60 @@ func TestReturnSettlesDebtBeforeExpiry(t *testing.T) {
 		t.Fatalf("after K1 expired: %s, want 0", b)
 	}
 }
+
+// TestReturnPaysBackTheLotsItBorrowedFrom: lot M (300, expiring soon) is
+// spent twice (250 + 250); its shortfall takes K's 40 (no expiry) and the
+// rest, 160, is written off. Returning the second sale gives back the 160
+// write-off, K's 40 to K and 50 to M: once M expires the card keeps K's
+// 40 (before, all 90 went into M and lapsed with it).
+func TestReturnPaysBackTheLotsItBorrowedFrom(t *testing.T) {
+	now := demoNow
+	soon := demoNow.Add(time.Hour)
+	s := lateFixture(t, &now, lot("3400000000012", "M", "300", demoNow.Add(-48*time.Hour), &soon),
+		lot("3400000000012", "K", "40", demoNow.Add(-48*time.Hour), nil))
+	var lt lateTill
+	lt.push(t, s, spendFrom("3400000000012", "M", "a", "250"), spendFrom("3400000000012", "M", "b", "250"))
+	lt.push(t, s, giveBack("3400000000012", "M", "b", "250"))
+	remaining := func(lot string) string {
+		var r string
+		s.db.QueryRow(context.Background(), `SELECT remaining::text FROM lots WHERE card = '3400000000012' AND lot_id = $1`, lot).Scan(&r)
+		return r
+	}
+	if m, k := remaining("M"), remaining("K"); m != "50" || k != "40" {
+		t.Fatalf("after the return: M %s, K %s; want 50 and 40 (K's points back in K)", m, k)
+	}
+	now = soon.Add(time.Minute)
+	if _, err := s.Maintain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if b := balanceOf(t, s, "3400000000012"); b != "40" {
+		t.Fatalf("after M expired: %s, want 40", b)
+	}
+}
+
+// TestLateDebtSettledFromALotAccruedSince: a return dated an hour ago
+// leaves 30 of debt (~debt) that no lot active then covers; a lot accrued
+// since, active now, pays it at once, so when that lot expires the card is
+// at 0, not −30.
+func TestLateDebtSettledFromALotAccruedSince(t *testing.T) {
+	now := demoNow
+	soon := demoNow.Add(time.Hour)
+	s := lateFixture(t, &now, lot("3400000000013", "N0", "1", demoNow.Add(-48*time.Hour), nil))
+	var lt lateTill
+	lt.push(t, s, store.Entry{CardCode: "3400000000013", Kind: store.KindRedemption, Points: dec("-1"), AmountKop: 100,
+		Lots: []store.LotChange{{LotID: "N0", Delta: dec("-1")}}, CreatedAt: demoNow.Add(-2 * time.Hour)})
+	lt.push(t, s, store.Entry{CardCode: "3400000000013", Kind: store.KindAccrual, Points: dec("100"), PurchaseKop: 10000,
+		Lots: []store.LotChange{{Create: true, Delta: dec("100"), ActiveFrom: demoNow, ExpiresAt: soon}}, CreatedAt: demoNow})
+	lt.push(t, s, store.Entry{CardCode: "3400000000013", Kind: store.KindReversal, Points: dec("-30"), PurchaseKop: -3000,
+		Lots: []store.LotChange{{LotID: store.DebtLot, Delta: dec("-30")}}, CreatedAt: demoNow.Add(-time.Hour)})
+	if cb, err := s.CardBalanceOf(context.Background(), "3400000000013"); err != nil || cb.Balance.String() != "70" || cb.Debt.String() != "0" {
+		t.Fatalf("after the late return: %+v, %v; want balance 70, the debt settled from the new lot", cb, err)
+	}
+	now = soon.Add(time.Minute)
+	if _, err := s.Maintain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if b := balanceOf(t, s, "3400000000013"); b != "0" {
+		t.Fatalf("after the new lot expired: %s, want 0", b)
+	}
+}

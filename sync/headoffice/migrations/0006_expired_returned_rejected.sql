@@ -26,3 +26,17 @@ CREATE INDEX debt_writeoffs_lot ON debt_writeoffs (card, lot_id) WHERE lot_id <>
 -- (GET /v1/erp/rejected) and corrects the card if it must.
 ALTER TABLE journal ADD COLUMN rejected text NOT NULL DEFAULT '';
 CREATE INDEX journal_rejected ON journal (received_at) WHERE rejected <> '';
+
+-- Points a lot spent twice borrowed from the card's other lots to cover its
+-- shortfall (positive), and what a return refilling it paid back to them
+-- (negative): the return gives the points back to the lots they came from,
+-- with their own expiry, not to the lot the till named.
+CREATE TABLE lot_borrows (
+	id       bigserial PRIMARY KEY,
+	card     text COLLATE "C" NOT NULL,
+	lot_id   text COLLATE "C" NOT NULL,
+	from_lot text COLLATE "C" NOT NULL,
+	points   numeric NOT NULL CHECK (points <> 0),
+	entry_id text COLLATE "C" NOT NULL
+);
+CREATE INDEX lot_borrows_lot ON lot_borrows (card, lot_id);
