@@ -858,14 +858,7 @@ func (s *Server) Maintain(ctx context.Context) (MaintainStats, error) {
 			return err
 		}
 		for _, c := range cards {
-			for _, id := range c.order {
-				l := c.Lots[id]
-				if l.ExpiresAt != nil && !now.Before(*l.ExpiresAt) && l.Remaining.IsPositive() {
-					l.Expired, l.Remaining = l.Expired.Add(l.Remaining), decimal.Zero
-					l.dirty, c.dirty = true, true
-					st.Expired++
-				}
-			}
+			st.Expired += c.expire(now)
 			if c.settle(now) {
 				c.dirty = true
 				st.Settled++

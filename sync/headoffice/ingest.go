@@ -598,9 +598,12 @@ func (s *Server) fold(till string, loc *time.Location, cards map[string]*cardSta
 		if p := c.applyAt(e, loc, at); p.IsPositive() {
 			over = append(over, overdraft{card: e.CardCode, entry: e.ID, points: p})
 		}
-		// Debt is settled from the lots active now, not at the entry's
-		// time: a late entry's debt is paid from a lot accrued since, before
-		// that lot can expire with the debt left beside it.
+		// Points a return gave back to a lot already expired lapse now, as
+		// maintain would have them. Debt is settled from the lots active
+		// now, not at the entry's time: a late entry's debt is paid from a
+		// lot accrued since, before that lot can expire with the debt left
+		// beside it.
+		c.expire(s.now())
 		c.settle(s.now())
 	}
 	return over
@@ -913,6 +916,21 @@ func (c *cardState) returnWriteOff(e *wire.Entry) {
 			c.borrow(lc.LotID, b.from, e.ID, t.Neg())
 		}
 	}
+}
+
+// expire moves what is left in the card's lots expired at t to what
+// expiry took (lots.expired); it returns how many lots it expired.
+func (c *cardState) expire(t time.Time) int {
+	n := 0
+	for _, id := range c.order {
+		l := c.Lots[id]
+		if l.ExpiresAt != nil && !t.Before(*l.ExpiresAt) && l.Remaining.IsPositive() {
+			l.Expired, l.Remaining = l.Expired.Add(l.Remaining), decimal.Zero
+			l.dirty, c.dirty = true, true
+			n++
+		}
+	}
+	return n
 }
 
 // settle pays the card's debt from its lots active and unexpired at t,

@@ -495,6 +495,13 @@ func TestReturnPaysBackTheLotsItBorrowedFrom(t *testing.T) {
 	if b := balanceOf(t, s, "3400000000012"); b != "40" {
 		t.Fatalf("after M expired: %s, want 40", b)
 	}
+	// The first sale returned into the expired M: its points lapse at
+	// once (no maintain run), so the balance formula (loaded 340 + journal
+	// 0 + write-offs 0 − expired) holds at every moment.
+	lt.push(t, s, giveBack("3400000000012", "M", "a", "250"))
+	if cb, err := s.CardBalanceOf(context.Background(), "3400000000012"); err != nil || cb.Balance.String() != "40" || cb.Expired.String() != "300" {
+		t.Fatalf("after returning the first sale into the expired M: %+v, %v; want balance 40, 300 expired", cb, err)
+	}
 }
 
 // TestLateDebtSettledFromALotAccruedSince: a return dated an hour ago
