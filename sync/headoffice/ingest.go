@@ -684,19 +684,26 @@ func scanPrograms(rows pgx.Rows, out map[string]*cardState) error {
 	return nil
 }
 
-// queueWriteOffs queues the write-offs the fold made, card by card in
-// code order, each card's in chain order.
-func queueWriteOffs(pb *pgx.Batch, cards map[string]*cardState) {
+// codesWhere is the codes of the cards for which keep is true, sorted:
+// rows are written in a fixed order.
+func codesWhere(cards map[string]*cardState, keep func(*cardState) bool) []string {
 	var codes []string
 	for code, c := range cards {
-		if len(c.writeOffs) > 0 {
+		if keep(c) {
 			codes = append(codes, code)
 		}
 	}
+	sort.Strings(codes)
+	return codes
+}
+
+// queueWriteOffs queues the write-offs the fold made, card by card in
+// code order, each card's in chain order.
+func queueWriteOffs(pb *pgx.Batch, cards map[string]*cardState) {
+	codes := codesWhere(cards, func(c *cardState) bool { return len(c.writeOffs) > 0 })
 	if len(codes) == 0 {
 		return
 	}
-	sort.Strings(codes)
 	var card, program, mode, points, check, entry, lot []string
 	for _, code := range codes {
 		for _, w := range cards[code].writeOffs {
@@ -721,16 +728,10 @@ type writeOff struct {
 // queueBorrows queues the borrowings (and paying back) the fold recorded,
 // card by card in code order.
 func queueBorrows(pb *pgx.Batch, cards map[string]*cardState) {
-	var codes []string
-	for code, c := range cards {
-		if len(c.newBorrows) > 0 {
-			codes = append(codes, code)
-		}
-	}
+	codes := codesWhere(cards, func(c *cardState) bool { return len(c.newBorrows) > 0 })
 	if len(codes) == 0 {
 		return
 	}
-	sort.Strings(codes)
 	var card, lot, from, points, entry []string
 	for _, code := range codes {
 		for _, b := range cards[code].newBorrows {
@@ -1250,16 +1251,10 @@ func saveCards(ctx context.Context, tx pgx.Tx, cards map[string]*cardState) erro
 // queueSaveCards queues the writes of the changed cards and lots (three
 // statements) and a change row per card.
 func queueSaveCards(pb *pgx.Batch, cards map[string]*cardState) error {
-	codes := make([]string, 0, len(cards))
-	for code, c := range cards {
-		if c.dirty {
-			codes = append(codes, code)
-		}
-	}
+	codes := codesWhere(cards, func(c *cardState) bool { return c.dirty })
 	if len(codes) == 0 {
 		return nil
 	}
-	sort.Strings(codes) // rows in a fixed order
 	var debts, hists []string
 	var ins lotColumns // lots new to the database
 	var upd lotColumns // lots read from it
