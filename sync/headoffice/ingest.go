@@ -844,16 +844,19 @@ type cardState struct {
 func (c *cardState) addDebt(pts decimal.Decimal, e *wire.Entry, lot string) {
 	before := c.Debt
 	c.Debt = c.Debt.Add(pts)
-	if c.policy == nil {
-		return
-	}
-	floor := decimal.Max(c.policy.keep.Add(c.unexpired(e.CreatedAt)), before)
-	if extra := c.Debt.Sub(floor); extra.IsPositive() {
-		c.Debt = c.Debt.Sub(extra)
-		c.writeOffs = append(c.writeOffs, writeOff{points: extra, program: c.policy.program, mode: c.policy.mode, check: e.CheckID, entry: e.ID, lot: lot})
-		if lot != "" {
-			c.forgive(lot, extra)
+	kept := pts
+	if c.policy != nil {
+		floor := decimal.Max(c.policy.keep.Add(c.unexpired(e.CreatedAt)), before)
+		if extra := c.Debt.Sub(floor); extra.IsPositive() {
+			c.Debt, kept = c.Debt.Sub(extra), pts.Sub(extra)
+			c.writeOffs = append(c.writeOffs, writeOff{points: extra, program: c.policy.program, mode: c.policy.mode, check: e.CheckID, entry: e.ID, lot: lot})
+			if lot != "" {
+				c.forgive(lot, extra)
+			}
 		}
+	}
+	if lot != "" && kept.IsPositive() {
+		c.borrow(lot, store.DebtLot, e.ID, kept) // a return refilling the lot pays it off
 	}
 }
 
@@ -877,44 +880,77 @@ func (c *cardState) forgive(lot string, pts decimal.Decimal) {
 }
 
 // returnWriteOff unwinds, when a return gives points back to a lot whose
-// shortfall (spent on two tills) was covered, how it was covered, up to
-// what the return gave that lot: first what a write-off forgave —
-// whichever of the two sales is returned, the other alone no longer
-// overdraws the card, and giving the forgiven points back as well would
-// make points; a "returned" write-off of minus that is recorded — then
-// what the lot borrowed from the card's other lots, paid back to them. A
-// partial return unwinds in that order.
+// shortfall (spent on two tills) was covered, how it was covered (unwind).
 func (c *cardState) returnWriteOff(e *wire.Entry) {
-	program := c.program
-	if c.policy != nil {
-		program = c.policy.program
-	}
 	for _, lc := range e.Lots {
-		l, ok := c.Lots[lc.LotID]
-		if !ok || !lc.Delta.IsPositive() || lc.Create {
+		if l, ok := c.Lots[lc.LotID]; ok && lc.Delta.IsPositive() && !lc.Create {
+			c.unwind(l, lc.Delta, e, 0)
+		}
+	}
+}
+
+// cmpBool orders true before false when called as cmpBool(b, a).
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+// maxUnwind bounds how far paying back a lot that itself borrowed goes.
+const maxUnwind = 4
+
+// unwind takes the points just given back to lot l (amount, already in its
+// remaining) to where its shortfall came from, in the order the shortfall
+// was covered, before the rest stays in l: first what a write-off forgave
+// — whichever of the two sales is returned, the other alone no longer
+// overdraws the card, and giving the forgiven points back too would make
+// points; a "returned" write-off of minus that is recorded — then what l
+// borrowed: from the card's other lots, paid back to them with their own
+// expiry (and unwound in turn: a lot paid back may have been spent twice
+// itself), and from debt, which it pays off. A partial return unwinds in
+// that order, debt before the other lots.
+func (c *cardState) unwind(l *lotState, amount decimal.Decimal, e *wire.Entry, depth int) {
+	left := amount
+	if t := decimal.Min(c.forgiven[l.ID], left, l.Remaining); t.IsPositive() {
+		program := c.program
+		if c.policy != nil {
+			program = c.policy.program
+		}
+		l.Remaining, l.dirty, left = l.Remaining.Sub(t), true, left.Sub(t)
+		c.writeOffs = append(c.writeOffs, writeOff{points: t.Neg(), program: program, mode: "returned", check: e.CheckID, entry: e.ID, lot: l.ID})
+		c.forgive(l.ID, t.Neg())
+	}
+	// Debt first: paid off by the return, it is not left for settle to
+	// take from the very lots the rest of the return pays back.
+	borrowed := slices.Clone(c.borrowed[l.ID])
+	slices.SortStableFunc(borrowed, func(a, b lotBorrow) int {
+		return cmpBool(b.from == store.DebtLot, a.from == store.DebtLot)
+	})
+	for _, b := range borrowed {
+		t := decimal.Min(b.points, left, l.Remaining)
+		if b.from == store.DebtLot {
+			t = decimal.Min(t, c.Debt)
+		}
+		from, known := c.Lots[b.from]
+		if !t.IsPositive() || !known && b.from != store.DebtLot {
 			continue
 		}
-		left := lc.Delta
-		if t := decimal.Min(c.forgiven[lc.LotID], left, l.Remaining); t.IsPositive() {
-			l.Remaining, l.dirty, left = l.Remaining.Sub(t), true, left.Sub(t)
-			c.writeOffs = append(c.writeOffs, writeOff{points: t.Neg(), program: program, mode: "returned", check: e.CheckID, entry: e.ID, lot: lc.LotID})
-			c.forgive(lc.LotID, t.Neg())
+		l.Remaining, l.dirty, left = l.Remaining.Sub(t), true, left.Sub(t)
+		c.borrow(l.ID, b.from, e.ID, t.Neg())
+		if b.from == store.DebtLot {
+			c.Debt = c.Debt.Sub(t)
+			continue
 		}
-		// Then what the lot borrowed goes back to the lots it came from,
-		// with their own expiry: a return never moves points into a lot
-		// that lapses sooner (or later) than the one they were taken from.
-		for _, b := range slices.Clone(c.borrowed[lc.LotID]) {
-			from, ok := c.Lots[b.from]
-			t := decimal.Min(b.points, left, l.Remaining)
-			if !ok || !t.IsPositive() {
-				continue
-			}
-			l.Remaining, left = l.Remaining.Sub(t), left.Sub(t)
-			from.Remaining, from.dirty = from.Remaining.Add(t), true
-			if from.Remaining.GreaterThan(from.Points) {
-				from.Points = from.Remaining
-			}
-			c.borrow(lc.LotID, b.from, e.ID, t.Neg())
+		from.Remaining, from.dirty = from.Remaining.Add(t), true
+		if from.Remaining.GreaterThan(from.Points) {
+			from.Points = from.Remaining
+		}
+		if depth < maxUnwind {
+			c.unwind(from, t, e, depth+1)
 		}
 	}
 }

@@ -530,3 +530,61 @@ func TestLateDebtSettledFromALotAccruedSince(t *testing.T) {
 		t.Fatalf("after the new lot expired: %s, want 0", b)
 	}
 }
+
+// TestReturnUnwindsUnderEveryPolicy: lot M (300, expiring) and K (40, no
+// expiry). Sale a spends 250 of M; M expires (50 lapse); sale b, made
+// before the expiry, arrives after it and spends 250 of M: 50 from what
+// expired, 40 borrowed from K, the rest written off or kept as debt as
+// the policy says. b is then returned in two parts, after the expiry: the
+// card must end with K's 40 whatever the policy (before, under limit and
+// allow the return's points lapsed in M, and the debt was settled from
+// K's 40 in between).
+func TestReturnUnwindsUnderEveryPolicy(t *testing.T) {
+	for _, m := range []checkout.NegativeBalancePolicy{{Mode: checkout.NegativeForbid},
+		{Mode: checkout.NegativeLimit, Limit: checkout.MustPoints("100")}, {Mode: checkout.NegativeAllow}} {
+		t.Run(string(m.Mode), func(t *testing.T) {
+			now := demoNow
+			soon := demoNow.Add(time.Hour)
+			s := lateFixture(t, &now)
+			kind := policyKind(t, s, m)
+			const card = "3400000000014"
+			extra := &store.Replica{Version: 1, Cards: []store.ReplicaCard{{Code: card, Kind: kind, State: checkout.StateActive}},
+				Lots: []store.ReplicaLot{lot(card, "M", "300", demoNow.Add(-48*time.Hour), &soon), lot(card, "K", "40", demoNow.Add(-48*time.Hour), nil)}}
+			if _, err := s.Import(context.Background(), extra); err != nil {
+				t.Fatal(err)
+			}
+			var lt lateTill
+			lt.push(t, s, spendFrom(card, "M", "a", "250"))
+			now = soon.Add(time.Minute)
+			if _, err := s.Maintain(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			lt.push(t, s, spendFrom(card, "M", "b", "250"))
+			lt.push(t, s, giveBack(card, "M", "b", "100"))
+			lt.push(t, s, giveBack(card, "M", "b", "150"))
+			if cb, err := s.CardBalanceOf(context.Background(), card); err != nil || cb.Balance.String() != "40" || cb.Debt.String() != "0" {
+				t.Fatalf("after returning b: %+v, %v; want K's 40 and no debt", cb, err)
+			}
+		})
+	}
+}
+
+// TestPayingBackALotUnwindsItToo: M (300) is spent twice and borrows K's
+// 100; K is then spent twice itself (80 + 80, written off). Returning one
+// of M's sales pays K back, and K's own write-off is taken back from that
+// too: 450 loaded and corrected − (250 + 80) spent = 120.
+func TestPayingBackALotUnwindsItToo(t *testing.T) {
+	now := demoNow
+	const card = "3400000000015"
+	s := lateFixture(t, &now, lot(card, "M", "300", demoNow.Add(-48*time.Hour), nil), lot(card, "K", "100", demoNow.Add(-48*time.Hour), nil))
+	var lt lateTill
+	lt.push(t, s, spendFrom(card, "M", "a", "250"), spendFrom(card, "M", "b", "250"), spendFrom(card, "K", "c", "80"), spendFrom(card, "K", "d", "80"))
+	if _, err := s.Correct(context.Background(), Correction{ID: "plus-50", Card: card, Points: dec("50"), Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	lt.push(t, s, giveBack(card, "K", "c", "80"))
+	lt.push(t, s, giveBack(card, "M", "a", "250"))
+	if b := balanceOf(t, s, card); b != "120" {
+		t.Fatalf("after returning c and a: %s, want 120", b)
+	}
+}
