@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -586,5 +588,106 @@ func TestPayingBackALotUnwindsItToo(t *testing.T) {
 	lt.push(t, s, giveBack(card, "M", "a", "250"))
 	if b := balanceOf(t, s, card); b != "120" {
 		t.Fatalf("after returning c and a: %s, want 120", b)
+	}
+}
+
+// TestReturningEverySaleRestoresTheCard is a property: on a card with
+// three lots, random sales spend random points from random lots (often
+// more than the lot still holds: the double spending of tills offline),
+// folded in random batches; then every sale is returned, in random parts
+// and order. After every batch the docs' balance formula holds (loaded +
+// Σ journal + Σ write-offs − Σ expired) and no lot is below 0; whatever
+// the policy, the card ends where it began: its balance the lots' total,
+// no debt, the write-offs taken back to 0.
+func TestReturningEverySaleRestoresTheCard(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	policies := []checkout.NegativeBalancePolicy{{Mode: checkout.NegativeForbid}, {Mode: checkout.NegativeLimit, Limit: checkout.MustPoints("100")},
+		{Mode: checkout.NegativeDeductRefund}, {Mode: checkout.NegativeAllow}}
+	now := demoNow
+	s := lateFixture(t, &now)
+	kinds := make([]string, len(policies))
+	for i, m := range policies {
+		kinds[i] = policyKind(t, s, m)
+	}
+	var lt lateTill
+	ctx := context.Background()
+	for n := 0; n < 40; n++ {
+		card := fmt.Sprintf("35%011d", n)
+		kind := kinds[n%len(kinds)]
+		total := 0
+		extra := &store.Replica{Version: 1, Cards: []store.ReplicaCard{{Code: card, Kind: kind, State: checkout.StateActive}}}
+		for _, id := range []string{"A", "B", "C"} {
+			pts := 50 + rng.IntN(251)
+			total += pts
+			extra.Lots = append(extra.Lots, lot(card, id, strconv.Itoa(pts), demoNow.Add(-48*time.Hour), nil))
+		}
+		if _, err := s.Import(ctx, extra); err != nil {
+			t.Fatal(err)
+		}
+		type sale struct {
+			check, lot string
+			pts        int
+		}
+		// push folds a batch and checks the formula and the lots.
+		push := func(es ...store.Entry) {
+			t.Helper()
+			lt.push(t, s, es...)
+			cb, err := s.CardBalanceOf(ctx, card)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var formula string
+			var negative int
+			s.db.QueryRow(ctx, `SELECT ($2::numeric + (SELECT coalesce(sum(points), 0) FROM journal WHERE card_code = $1 AND rejected = '')
+				+ (SELECT coalesce(sum(points), 0) FROM debt_writeoffs WHERE card = $1) - (SELECT coalesce(sum(expired), 0) FROM lots WHERE card = $1))::text,
+				(SELECT count(*) FROM lots WHERE card = $1 AND remaining < 0)`, card, total).Scan(&formula, &negative)
+			if formula != cb.Balance.String() || negative != 0 {
+				t.Fatalf("card %s (%s) after %v: balance %s, the formula %s, %d lots below 0", card, kind, es, cb.Balance, formula, negative)
+			}
+		}
+		var sales []sale
+		var batch []store.Entry
+		for k := 0; k < 2+rng.IntN(4); k++ {
+			sl := sale{fmt.Sprintf("%s-s%d", card, k), []string{"A", "B", "C"}[rng.IntN(3)], 10 + rng.IntN(291)}
+			sales = append(sales, sl)
+			batch = append(batch, spendFrom(card, sl.lot, sl.check, strconv.Itoa(sl.pts)))
+			if rng.IntN(2) == 0 {
+				push(batch...)
+				batch = nil
+			}
+		}
+		var parts []store.Entry
+		for _, sl := range sales {
+			left := sl.pts
+			for left > 0 {
+				p := left
+				if left > 1 && rng.IntN(2) == 0 {
+					p = 1 + rng.IntN(left-1)
+				}
+				parts = append(parts, giveBack(card, sl.lot, sl.check, strconv.Itoa(p)))
+				left -= p
+			}
+		}
+		rng.Shuffle(len(parts), func(i, j int) { parts[i], parts[j] = parts[j], parts[i] })
+		for _, e := range parts {
+			batch = append(batch, e)
+			if rng.IntN(2) == 0 {
+				push(batch...)
+				batch = nil
+			}
+		}
+		if len(batch) > 0 {
+			push(batch...)
+		}
+		cb, err := s.CardBalanceOf(ctx, card)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var written string
+		s.db.QueryRow(ctx, `SELECT coalesce(sum(points), 0)::text FROM debt_writeoffs WHERE card = $1`, card).Scan(&written)
+		if cb.Balance.String() != strconv.Itoa(total) || cb.Debt.String() != "0" || written != "0" {
+			t.Errorf("card %s (%s), sales %+v all returned: balance %s debt %s, write-offs %s; want %d, 0, 0",
+				card, kind, sales, cb.Balance, cb.Debt, written, total)
+		}
 	}
 }
