@@ -137,7 +137,8 @@ const (
 	// not paid back, for the same cards.
 	sqlBorrowed = `SELECT b.card, b.lot_id, b.from_lot, sum(b.points)::text FROM lot_borrows b
 		WHERE b.card IN (SELECT unnest($1::text[])
-			UNION SELECT card_code FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal')
+			UNION SELECT card_code FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal'
+			UNION SELECT code FROM cards WHERE code = ANY($3::text[]) AND debt > 0)
 		GROUP BY b.card, b.lot_id, b.from_lot HAVING sum(b.points) > 0
 		ORDER BY b.card, b.lot_id, b.from_lot`
 	sqlBorrows = `INSERT INTO lot_borrows (card, lot_id, from_lot, points, entry_id)
@@ -265,7 +266,7 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 		}
 	}
 	pa.Queue(sqlForgiven, returned, b.TillID).Query(func(rows pgx.Rows) error { return scanForgiven(rows, cards) })
-	pa.Queue(sqlBorrowed, returned, b.TillID).Query(func(rows pgx.Rows) error { return scanBorrowed(rows, cards) })
+	pa.Queue(sqlBorrowed, returned, b.TillID, codes).Query(func(rows pgx.Rows) error { return scanBorrowed(rows, cards) })
 	if err := conn.SendBatch(ctx, &pa).Close(); err != nil {
 		return nil, err
 	}
@@ -426,7 +427,6 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 			return nil, err
 		}
 		queueWriteOffs(&pc, cards)
-		queueBorrows(&pc, cards)
 		if len(over) > 0 {
 			var oc, oe, op []string
 			for _, o := range over {
@@ -983,9 +983,34 @@ func (c *cardState) settle(t time.Time) bool {
 		if l, ok := c.Lots[lc.LotID]; ok {
 			l.Remaining, l.dirty = l.Remaining.Add(lc.Delta), true
 			c.Debt = c.Debt.Add(lc.Delta)
+			c.paidBy(l.ID, lc.Delta.Neg())
 		}
 	}
 	return !c.Debt.Equal(before)
+}
+
+// paidBy records that lot paid pts of the card's debt: the debt lots spent
+// twice left (borrowed from debt) is then owed to that lot, so a return
+// refilling them pays the lot back, with its own expiry, instead of
+// keeping its points in the refilled lot.
+func (c *cardState) paidBy(lot string, pts decimal.Decimal) {
+	owing := make([]string, 0, len(c.borrowed))
+	for id := range c.borrowed {
+		owing = append(owing, id)
+	}
+	sort.Strings(owing)
+	for _, id := range owing {
+		for _, b := range slices.Clone(c.borrowed[id]) {
+			if b.from != store.DebtLot || !pts.IsPositive() {
+				continue
+			}
+			if q := decimal.Min(b.points, pts); q.IsPositive() {
+				c.borrow(id, store.DebtLot, "", q.Neg())
+				c.borrow(id, lot, "", q)
+				pts = pts.Sub(q)
+			}
+		}
+	}
 }
 
 // lockCards locks the cards (codes sorted: the fixed lock order; FOR NO
@@ -1001,6 +1026,12 @@ func lockCards(ctx context.Context, tx pgx.Tx, sorted []string) (map[string]*car
 	pb.Queue(`SELECT l.card, l.lot_id, l.points::text, l.remaining::text, l.expired::text, l.accrued_at, l.active_from, l.expires_at, l.check_id
 		FROM lots l WHERE l.card IN (SELECT unnest($1::text[])) ORDER BY l.card, l.lot_id`, sorted).Query(func(rows pgx.Rows) error {
 		return scanLots(rows, out)
+	})
+	// What lots spent twice still owe (settling debt moves it to the lot
+	// that paid: cardState.paidBy).
+	pb.Queue(`SELECT b.card, b.lot_id, b.from_lot, sum(b.points)::text FROM lot_borrows b WHERE b.card = ANY($1::text[])
+		GROUP BY b.card, b.lot_id, b.from_lot HAVING sum(b.points) > 0 ORDER BY b.card, b.lot_id, b.from_lot`, sorted).Query(func(rows pgx.Rows) error {
+		return scanBorrowed(rows, out)
 	})
 	if err := tx.SendBatch(ctx, &pb).Close(); err != nil {
 		return nil, err
@@ -1129,6 +1160,7 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 				// settled amount early.
 				take := decimal.Min(c.Debt, nl.Remaining)
 				nl.Remaining, c.Debt = nl.Remaining.Sub(take), c.Debt.Sub(take)
+				c.paidBy(nl.ID, take)
 			}
 			c.addLot(nl)
 		case ok:
@@ -1328,6 +1360,7 @@ func queueSaveCards(pb *pgx.Batch, cards map[string]*cardState) error {
 			WHERE l.card = u.card AND l.lot_id = u.lot_id`, upd.card, upd.id, upd.points, upd.remaining, upd.expired)
 	}
 	pb.Queue(`INSERT INTO changes (section, key) SELECT 'cards', unnest($1::text[])`, codes)
+	queueBorrows(pb, cards)
 	return nil
 }
 

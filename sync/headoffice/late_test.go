@@ -691,3 +691,39 @@ func TestReturningEverySaleRestoresTheCard(t *testing.T) {
 		}
 	}
 }
+
+// TestReturnPaysBackTheLotThatPaidTheDebt: under limit and allow a double
+// spend of M leaves debt; a later accrual X, expiring soon, pays it. When a
+// sale is returned the points go back to X, not into M: once X expires
+// the card keeps only what M really holds (before, X's 100 lived on in M).
+func TestReturnPaysBackTheLotThatPaidTheDebt(t *testing.T) {
+	for _, m := range []checkout.NegativeBalancePolicy{{Mode: checkout.NegativeLimit, Limit: checkout.MustPoints("100")}, {Mode: checkout.NegativeAllow}} {
+		t.Run(string(m.Mode), func(t *testing.T) {
+			now := demoNow
+			soon := demoNow.Add(time.Hour)
+			s := lateFixture(t, &now)
+			kind := policyKind(t, s, m)
+			const card = "3400000000016"
+			extra := &store.Replica{Version: 1, Cards: []store.ReplicaCard{{Code: card, Kind: kind, State: checkout.StateActive}},
+				Lots: []store.ReplicaLot{lot(card, "M", "300", demoNow.Add(-48*time.Hour), nil)}}
+			if _, err := s.Import(context.Background(), extra); err != nil {
+				t.Fatal(err)
+			}
+			var lt lateTill
+			lt.push(t, s, spendFrom(card, "M", "a", "250"), spendFrom(card, "M", "b", "250"))
+			lt.push(t, s, store.Entry{CardCode: card, Kind: store.KindAccrual, Points: dec("100"), PurchaseKop: 10000,
+				Lots: []store.LotChange{{Create: true, Delta: dec("100"), ActiveFrom: demoNow, ExpiresAt: soon}}, CreatedAt: demoNow})
+			lt.push(t, s, giveBack(card, "M", "b", "250"))
+			if b := balanceOf(t, s, card); b != "150" {
+				t.Fatalf("after returning b: %s, want 150 (M 50 + X 100)", b)
+			}
+			now = soon.Add(time.Minute)
+			if _, err := s.Maintain(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if b := balanceOf(t, s, card); b != "50" {
+				t.Fatalf("after X expired: %s, want 50", b)
+			}
+		})
+	}
+}
