@@ -382,6 +382,16 @@ func policyKind(t *testing.T, s *Server, m checkout.NegativeBalancePolicy) strin
 	return kind
 }
 
+// policyCard imports card with lots, of a kind whose program has policy m.
+func policyCard(t *testing.T, s *Server, m checkout.NegativeBalancePolicy, card string, lots ...store.ReplicaLot) {
+	t.Helper()
+	kind := policyKind(t, s, m)
+	extra := &store.Replica{Version: 1, Cards: []store.ReplicaCard{{Code: card, Kind: kind, State: checkout.StateActive}}, Lots: lots}
+	if _, err := s.Import(context.Background(), extra); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestReturnOfEitherSaleTakesBackTheWriteOff: two tills spend 250 each of
 // a lot of 300; the second to be folded overdraws it and BONUS writes the
 // 200 off. Returning the sale folded first gives back 50 as well: the
@@ -448,12 +458,8 @@ func TestReturnSettlesDebtBeforeExpiry(t *testing.T) {
 	now := demoNow
 	soon := demoNow.Add(time.Hour)
 	s := lateFixture(t, &now)
-	kind := policyKind(t, s, checkout.NegativeBalancePolicy{Mode: checkout.NegativeAllow})
-	extra := &store.Replica{Version: 1, Cards: []store.ReplicaCard{{Code: "3400000000011", Kind: kind, State: checkout.StateActive}},
-		Lots: []store.ReplicaLot{lot("3400000000011", "K1", "300", demoNow.Add(-48*time.Hour), &soon)}}
-	if _, err := s.Import(context.Background(), extra); err != nil {
-		t.Fatal(err)
-	}
+	policyCard(t, s, checkout.NegativeBalancePolicy{Mode: checkout.NegativeAllow}, "3400000000011",
+		lot("3400000000011", "K1", "300", demoNow.Add(-48*time.Hour), &soon))
 	var lt lateTill
 	lt.push(t, s, spendFrom("3400000000011", "K1", "one", "250"), spendFrom("3400000000011", "K1", "two", "250"))
 	lt.push(t, s, giveBack("3400000000011", "K1", "two", "250"))
@@ -548,13 +554,8 @@ func TestReturnUnwindsUnderEveryPolicy(t *testing.T) {
 			now := demoNow
 			soon := demoNow.Add(time.Hour)
 			s := lateFixture(t, &now)
-			kind := policyKind(t, s, m)
 			const card = "3400000000014"
-			extra := &store.Replica{Version: 1, Cards: []store.ReplicaCard{{Code: card, Kind: kind, State: checkout.StateActive}},
-				Lots: []store.ReplicaLot{lot(card, "M", "300", demoNow.Add(-48*time.Hour), &soon), lot(card, "K", "40", demoNow.Add(-48*time.Hour), nil)}}
-			if _, err := s.Import(context.Background(), extra); err != nil {
-				t.Fatal(err)
-			}
+			policyCard(t, s, m, card, lot(card, "M", "300", demoNow.Add(-48*time.Hour), &soon), lot(card, "K", "40", demoNow.Add(-48*time.Hour), nil))
 			var lt lateTill
 			lt.push(t, s, spendFrom(card, "M", "a", "250"))
 			now = soon.Add(time.Minute)
@@ -702,13 +703,8 @@ func TestReturnPaysBackTheLotThatPaidTheDebt(t *testing.T) {
 			now := demoNow
 			soon := demoNow.Add(time.Hour)
 			s := lateFixture(t, &now)
-			kind := policyKind(t, s, m)
 			const card = "3400000000016"
-			extra := &store.Replica{Version: 1, Cards: []store.ReplicaCard{{Code: card, Kind: kind, State: checkout.StateActive}},
-				Lots: []store.ReplicaLot{lot(card, "M", "300", demoNow.Add(-48*time.Hour), nil)}}
-			if _, err := s.Import(context.Background(), extra); err != nil {
-				t.Fatal(err)
-			}
+			policyCard(t, s, m, card, lot(card, "M", "300", demoNow.Add(-48*time.Hour), nil))
 			var lt lateTill
 			lt.push(t, s, spendFrom(card, "M", "a", "250"), spendFrom(card, "M", "b", "250"))
 			lt.push(t, s, store.Entry{CardCode: card, Kind: store.KindAccrual, Points: dec("100"), PurchaseKop: 10000,
