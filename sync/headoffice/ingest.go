@@ -879,25 +879,14 @@ func (c *cardState) forgive(lot string, pts decimal.Decimal) {
 	c.forgiven[lot] = c.forgiven[lot].Add(pts)
 }
 
-// returnWriteOff unwinds, when a return gives points back to a lot whose
+// unwindReturn unwinds, when a return gives points back to a lot whose
 // shortfall (spent on two tills) was covered, how it was covered (unwind).
-func (c *cardState) returnWriteOff(e *wire.Entry) {
+func (c *cardState) unwindReturn(e *wire.Entry) {
 	for _, lc := range e.Lots {
 		if l, ok := c.Lots[lc.LotID]; ok && lc.Delta.IsPositive() && !lc.Create {
 			c.unwind(l, lc.Delta, e, 0)
 		}
 	}
-}
-
-// cmpBool orders true before false when called as cmpBool(b, a).
-func cmpBool(a, b bool) int {
-	switch {
-	case a == b:
-		return 0
-	case a:
-		return 1
-	}
-	return -1
 }
 
 // maxUnwind bounds how far paying back a lot that itself borrowed goes.
@@ -926,10 +915,14 @@ func (c *cardState) unwind(l *lotState, amount decimal.Decimal, e *wire.Entry, d
 	}
 	// Debt first: paid off by the return, it is not left for settle to
 	// take from the very lots the rest of the return pays back.
-	borrowed := slices.Clone(c.borrowed[l.ID])
-	slices.SortStableFunc(borrowed, func(a, b lotBorrow) int {
-		return cmpBool(b.from == store.DebtLot, a.from == store.DebtLot)
-	})
+	var borrowed []lotBorrow // a copy: borrow changes c.borrowed
+	for _, debt := range []bool{true, false} {
+		for _, b := range c.borrowed[l.ID] {
+			if (b.from == store.DebtLot) == debt {
+				borrowed = append(borrowed, b)
+			}
+		}
+	}
 	for _, b := range borrowed {
 		t := decimal.Min(b.points, left, l.Remaining)
 		if b.from == store.DebtLot {
@@ -1198,7 +1191,7 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 		}
 	}
 	if e.Kind == store.KindReversal {
-		c.returnWriteOff(&e)
+		c.unwindReturn(&e)
 	}
 	c.History = addHistory(c.History, e, historyAt, loc)
 	return over
