@@ -129,10 +129,12 @@ const (
 	// What write-offs forgave, per card and lot spent twice, that a return
 	// may take back: for the cards of the batch's reversals and of the
 	// till's stored reversals not folded yet.
-	sqlForgiven = `SELECT w.card, w.lot_id, sum(w.points)::text FROM debt_writeoffs w
+	// By check too: a return naming a lot head office never had refills
+	// the lot its check overdrew.
+	sqlForgiven = `SELECT w.card, w.lot_id, w.check_id, sum(w.points)::text FROM debt_writeoffs w
 		WHERE w.lot_id <> '' AND w.card IN (SELECT unnest($1::text[])
 			UNION SELECT card_code FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal')
-		GROUP BY w.card, w.lot_id HAVING sum(w.points) > 0`
+		GROUP BY w.card, w.lot_id, w.check_id ORDER BY w.card, w.lot_id, w.check_id`
 	// What lots spent twice borrowed from the card's other lots and have
 	// not paid back, for the same cards.
 	sqlBorrowed = `SELECT b.card, b.lot_id, b.from_lot, sum(b.points)::text FROM lot_borrows b
@@ -767,11 +769,12 @@ func scanBorrowed(rows pgx.Rows, out map[string]*cardState) error {
 	return nil
 }
 
-// scanForgiven reads rows of (card, lot, points) into the cards' forgiven.
+// scanForgiven reads rows of (card, lot, check, points) into the cards'
+// forgiven and overdrawn.
 func scanForgiven(rows pgx.Rows, out map[string]*cardState) error {
 	for rows.Next() {
-		var card, lot, pts string
-		if err := rows.Scan(&card, &lot, &pts); err != nil {
+		var card, lot, check, pts string
+		if err := rows.Scan(&card, &lot, &check, &pts); err != nil {
 			return fmt.Errorf("read the write-offs returns may take back: %w", err)
 		}
 		d, err := decimal.NewFromString(pts)
@@ -780,6 +783,9 @@ func scanForgiven(rows pgx.Rows, out map[string]*cardState) error {
 		}
 		if c := out[card]; c != nil {
 			c.forgive(lot, d)
+			if d.IsPositive() {
+				c.overdrew(check, lot)
+			}
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -823,6 +829,9 @@ type cardState struct {
 	// forgiven is, per lot spent twice, the points write-offs forgave the
 	// card for its shortfall and no return has taken back yet.
 	forgiven map[string]decimal.Decimal
+	// overdrawn is, per check, the lots spent twice whose shortfall a
+	// write-off on that check forgave.
+	overdrawn map[string][]string
 	// borrowed is, per lot spent twice, what it borrowed from the card's
 	// other lots and has not paid back; newBorrows the rows to write.
 	borrowed   map[string][]lotBorrow
@@ -852,6 +861,7 @@ func (c *cardState) addDebt(pts decimal.Decimal, e *wire.Entry, lot string) {
 			c.writeOffs = append(c.writeOffs, writeOff{points: extra, program: c.policy.program, mode: c.policy.mode, check: e.CheckID, entry: e.ID, lot: lot})
 			if lot != "" {
 				c.forgive(lot, extra)
+				c.overdrew(e.CheckID, lot)
 			}
 		}
 	}
@@ -870,6 +880,36 @@ func (c *cardState) unexpired(t time.Time) decimal.Decimal {
 		}
 	}
 	return sum
+}
+
+// overdrew records that check's sale overdrew lot (a write-off).
+func (c *cardState) overdrew(check, lot string) {
+	if c.overdrawn == nil {
+		c.overdrawn = map[string][]string{}
+	}
+	if !slices.Contains(c.overdrawn[check], lot) {
+		c.overdrawn[check] = append(c.overdrawn[check], lot)
+	}
+}
+
+// refillOverdrawn gives a return's pts for a lot head office never had to
+// the lot the return's check overdrew, if there is one, and unwinds that
+// lot's shortfall (the write-off first): creating the lot would keep the
+// write-off and make points. It reports whether it did.
+func (c *cardState) refillOverdrawn(e *wire.Entry, pts decimal.Decimal) bool {
+	if e.Kind != store.KindReversal || len(c.overdrawn[e.CheckID]) == 0 {
+		return false
+	}
+	l := c.Lots[c.overdrawn[e.CheckID][0]]
+	if l == nil {
+		return false
+	}
+	l.Remaining, l.dirty = l.Remaining.Add(pts), true
+	if l.Remaining.GreaterThan(l.Points) {
+		l.Points = l.Remaining
+	}
+	c.unwind(l, pts, e, 0)
+	return true
 }
 
 func (c *cardState) forgive(lot string, pts decimal.Decimal) {
@@ -1186,6 +1226,7 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 			// correction, another till's accrual); only what the card's
 			// active lots cannot cover is debt.
 			c.addDebt(c.reallocate(lc.Delta.Neg(), e.CreatedAt), &e, "")
+		case lc.Delta.IsPositive() && c.refillOverdrawn(&e, lc.Delta):
 		case lc.Delta.IsPositive():
 			c.addLot(&lotState{ID: lc.LotID, Points: lc.Delta, Remaining: lc.Delta, AccruedAt: e.CreatedAt, ActiveFrom: e.CreatedAt, CheckID: e.CheckID})
 		}
