@@ -33,11 +33,8 @@ func (s *Server) Ingest(ctx context.Context, b *wire.Batch) (*wire.BatchResult, 
 	all := b
 	if len(b.Refused) > 0 {
 		all = &wire.Batch{TillID: b.TillID, Entries: append(slices.Clip(b.Entries), b.Refused...)}
-		for _, e := range b.Refused {
-			refused[e.ID] = ""
-		}
 		for _, r := range b.Invalid {
-			if _, ok := refused[r.ID]; ok {
+			if slices.ContainsFunc(b.Refused, func(e wire.Entry) bool { return e.ID == r.ID }) {
 				refused[r.ID] = r.Error
 			}
 		}
@@ -126,23 +123,25 @@ const (
 		SELECT u.card, u.program, u.mode, u.points::numeric, u.check_id, u.entry_id, u.lot_id
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
 			AS u(card, program, mode, points, check_id, entry_id, lot_id)`
-	// What write-offs forgave, per card and lot spent twice, that a return
-	// may take back: for the cards of the batch's reversals and of the
-	// till's stored reversals not folded yet.
-	// By check too: a return naming a lot head office never had refills
-	// the lot its check overdrew.
+	// The cards a return may refill: those of the batch's reversals ($1)
+	// and of the till's ($2) stored reversals not folded yet.
+	sqlReturnedCards = `SELECT unnest($1::text[])
+		UNION SELECT card_code FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal'`
+	// What write-offs forgave, per card, lot spent twice and check, that a
+	// return may take back (by check too: a return naming a lot head office
+	// never had refills the lot its check overdrew).
 	sqlForgiven = `SELECT w.card, w.lot_id, w.check_id, sum(w.points)::text FROM debt_writeoffs w
-		WHERE w.lot_id <> '' AND w.card IN (SELECT unnest($1::text[])
-			UNION SELECT card_code FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal')
+		WHERE w.lot_id <> '' AND w.card IN (` + sqlReturnedCards + `)
 		GROUP BY w.card, w.lot_id, w.check_id ORDER BY w.card, w.lot_id, w.check_id`
-	// What lots spent twice borrowed from the card's other lots and have
-	// not paid back, for the same cards.
-	sqlBorrowed = `SELECT b.card, b.lot_id, b.from_lot, sum(b.points)::text FROM lot_borrows b
-		WHERE b.card IN (SELECT unnest($1::text[])
-			UNION SELECT card_code FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal'
-			UNION SELECT code FROM cards WHERE code = ANY($3::text[]) AND debt > 0)
-		GROUP BY b.card, b.lot_id, b.from_lot HAVING sum(b.points) > 0
-		ORDER BY b.card, b.lot_id, b.from_lot`
+	// What lots spent twice borrowed (from other lots or from debt) and
+	// have not paid back, of the cards the subquery between the two parts
+	// names.
+	sqlBorrowedOf  = `SELECT b.card, b.lot_id, b.from_lot, sum(b.points)::text FROM lot_borrows b WHERE b.card IN (`
+	sqlBorrowedEnd = `) GROUP BY b.card, b.lot_id, b.from_lot HAVING sum(b.points) > 0 ORDER BY b.card, b.lot_id, b.from_lot`
+	// Ingestion's: the cards a return may refill, and those in debt ($3,
+	// the batch's: settling debt moves what a lot owes, paidBy).
+	sqlBorrowed = sqlBorrowedOf + sqlReturnedCards + `
+		UNION SELECT code FROM cards WHERE code = ANY($3::text[]) AND debt > 0` + sqlBorrowedEnd
 	sqlBorrows = `INSERT INTO lot_borrows (card, lot_id, from_lot, points, entry_id)
 		SELECT u.card, u.lot_id, u.from_lot, u.points::numeric, u.entry_id
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(card, lot_id, from_lot, points, entry_id)`
@@ -303,6 +302,13 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 	rejected := map[string]string{} // of the fresh entries: id → why
 	for i := range out.Results {
 		d, ok := stored[ids[i]]
+		why := "" // of a fresh entry, why it is refused
+		if !ok {
+			why = refused[ids[i]]
+			if err := scaleError(b.Entries[i], cards[codes[i]]); why == "" && err != nil {
+				why = err.Error()
+			}
+		}
 		switch {
 		case !ok && folded != "" && ids[i] <= folded:
 			// Every entry at or before the watermark is folded, so one not
@@ -311,17 +317,13 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 			out.Results[i] = wire.Result{ID: ids[i], Status: wire.Rejected, Error: fmt.Sprintf(
 				"id at or before this till's watermark %s, so it can never be folded (a replaced till store with its clock behind?): enrol the replaced till under a new id", folded)}
 			s.log.Error("journal entry before the watermark", "till", b.TillID, "entry", ids[i], "folded_through", folded)
-		case !ok && (refused[ids[i]] != "" || scaleError(b.Entries[i], cards[codes[i]]) != nil):
+		case !ok && why != "":
 			// Refused by the decoder, or finer than the card's program
 			// counts points (a bug on the till, or a program whose scale
 			// ERP lowered; folding it would give the card points it cannot
 			// show): kept as rejected, on the chain but not applied, and
 			// answered rejected. Sent again, it is a duplicate: the till
 			// acknowledges it, and support settles the card.
-			why := refused[ids[i]]
-			if why == "" {
-				why = scaleError(b.Entries[i], cards[codes[i]]).Error()
-			}
 			rejected[ids[i]] = why
 			out.Results[i] = wire.Result{ID: ids[i], Status: wire.Rejected, Error: why +
 				"; kept at head office as rejected, not applied (support: GET /v1/erp/rejected); the till's later entries fold"}
@@ -582,6 +584,7 @@ func sameStoredContent(ctx context.Context, conn *pgx.Conn, ids []string, known 
 // in memory, and returns the overdrafts to record.
 func (s *Server) fold(till string, loc *time.Location, cards map[string]*cardState, chain []wire.Entry) []overdraft {
 	var over []overdraft
+	now := s.now() // one moment for the whole batch
 	for _, e := range chain {
 		c := cards[e.CardCode]
 		if c == nil {
@@ -590,12 +593,12 @@ func (s *Server) fold(till string, loc *time.Location, cards map[string]*cardSta
 			continue
 		}
 		at := e.CreatedAt
-		if latest := s.now().Add(maxAhead); at.After(latest) {
+		if at.After(now.Add(maxAhead)) {
 			// A till clock far ahead (a year, say) would move the card's
 			// history into that month and wipe the months that decide its
 			// tier; the history counts the entry now instead.
 			s.log.Warn("entry dated ahead of head office's clock: its history counted now", "till", till, "entry", e.ID, "created_at", e.CreatedAt)
-			at = s.now()
+			at = now
 		}
 		if p := c.applyAt(e, loc, at); p.IsPositive() {
 			over = append(over, overdraft{card: e.CardCode, entry: e.ID, points: p})
@@ -605,8 +608,8 @@ func (s *Server) fold(till string, loc *time.Location, cards map[string]*cardSta
 		// now, not at the entry's time: a late entry's debt is paid from a
 		// lot accrued since, before that lot can expire with the debt left
 		// beside it.
-		c.expire(s.now())
-		c.settle(s.now())
+		c.expire(now)
+		c.settle(now)
 	}
 	return over
 }
@@ -1062,8 +1065,7 @@ func lockCards(ctx context.Context, tx pgx.Tx, sorted []string) (map[string]*car
 	})
 	// What lots spent twice still owe (settling debt moves it to the lot
 	// that paid: cardState.paidBy).
-	pb.Queue(`SELECT b.card, b.lot_id, b.from_lot, sum(b.points)::text FROM lot_borrows b WHERE b.card = ANY($1::text[])
-		GROUP BY b.card, b.lot_id, b.from_lot HAVING sum(b.points) > 0 ORDER BY b.card, b.lot_id, b.from_lot`, sorted).Query(func(rows pgx.Rows) error {
+	pb.Queue(sqlBorrowedOf+`SELECT unnest($1::text[])`+sqlBorrowedEnd, sorted).Query(func(rows pgx.Rows) error {
 		return scanBorrowed(rows, out)
 	})
 	if err := tx.SendBatch(ctx, &pb).Close(); err != nil {
