@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"tillagent/internal/api"
@@ -13,11 +14,23 @@ import (
 // caps, how old the last feed is, whether redemption is blocked on the
 // whole till and why, and how much of the till cap is used.
 func offlineGauges(m *api.Metrics, st *store.Store, clock func() time.Time, syncs bool) {
+	// One reading of the store per scrape, not one per gauge: Metrics.Write
+	// asks every gauge with a ctx of that scrape alone, and OfflineStatus
+	// reads the journal.
+	var mu sync.Mutex
+	var scrape context.Context
+	var o store.OfflineStatus
+	var oerr error
 	read := func(f func(store.OfflineStatus) float64) func(context.Context) (float64, error) {
 		return func(ctx context.Context) (float64, error) {
-			o, err := st.OfflineStatus(ctx, clock(), syncs)
-			if err != nil {
-				return 0, err
+			mu.Lock()
+			defer mu.Unlock()
+			if ctx != scrape {
+				scrape = ctx
+				o, oerr = st.OfflineStatus(ctx, clock(), syncs)
+			}
+			if oerr != nil {
+				return 0, oerr
 			}
 			return f(o), nil
 		}

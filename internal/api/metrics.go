@@ -65,8 +65,12 @@ func (m *Metrics) Gauge(name, help string, read func(context.Context) (float64, 
 	m.gauges = append(m.gauges, gauge{name, help, read})
 }
 
-// Write renders every metric in the text exposition format.
+// Write renders every metric in the text exposition format. Its gauges
+// are read with a ctx of this scrape alone, so gauges backed by one
+// reading can share it (and read again at the next scrape).
 func (m *Metrics) Write(ctx context.Context, w io.Writer) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	m.mu.Lock()
 	names := make([]string, 0, len(m.counters))
 	for n := range m.counters {
