@@ -426,6 +426,12 @@ func (s *Store) saveMark(ctx context.Context, m clockMark) error {
 	return nil
 }
 
+// feedAge is how old the saved limits' feed is at now, measured on the
+// offline age's clock (offlineState.now), never below 0.
+func (s *Store) feedAge(st offlineState, now time.Time) time.Duration {
+	return max(st.now(now, &s.seen).Sub(st.limits.FeedAt), 0)
+}
+
 // OfflineCap is the most points card code may redeem on this till at now
 // under head office's offline rules alone, whatever the card holds, and
 // the rule that binds ("" and zero when none does). The rules are those of
@@ -449,7 +455,7 @@ func (s *Store) OfflineCap(ctx context.Context, code string, now time.Time, sync
 		return decimal.Zero, OfflineFirstLoad, nil
 	case !st.ok:
 		return decimal.Zero, "", nil
-	case l.MaxAge > 0 && st.now(now, &s.seen).Sub(l.FeedAt) > l.MaxAge:
+	case l.MaxAge > 0 && s.feedAge(st, now) > l.MaxAge:
 		return decimal.Zero, OfflineTooLong, nil
 	case !l.CardCap.IsPositive() && !l.TillCap.IsPositive():
 		return decimal.Zero, "", nil
@@ -542,7 +548,7 @@ func (s *Store) OfflineStatus(ctx context.Context, now time.Time, syncs bool) (O
 	l := st.limits
 	out.Rules, out.CardCap, out.TillCap, out.MaxAge, out.FeedAt = true, l.CardCap, l.TillCap, l.MaxAge, l.FeedAt
 	out.MaxAgeS = l.MaxAge.Seconds()
-	age := max(st.now(now, &s.seen).Sub(l.FeedAt), 0)
+	age := s.feedAge(st, now)
 	out.AgeS = age.Truncate(time.Second).Seconds()
 	if l.MaxAge > 0 && age > l.MaxAge {
 		out.Blocked = OfflineTooLong
