@@ -127,12 +127,11 @@ const (
 	// and of the till's ($2) stored reversals not folded yet.
 	sqlReturnedCards = `SELECT unnest($1::text[])
 		UNION SELECT card_code FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal'`
-	// What write-offs forgave, per card, lot spent twice and check, that a
-	// return may take back (by check too: a return naming a lot head office
-	// never had refills the lot its check overdrew).
-	sqlForgiven = `SELECT w.card, w.lot_id, w.check_id, sum(w.points)::text FROM debt_writeoffs w
+	// What write-offs forgave, per card and lot spent twice, that a return
+	// may take back.
+	sqlForgiven = `SELECT w.card, w.lot_id, sum(w.points)::text FROM debt_writeoffs w
 		WHERE w.lot_id <> '' AND w.card IN (` + sqlReturnedCards + `)
-		GROUP BY w.card, w.lot_id, w.check_id ORDER BY w.card, w.lot_id, w.check_id`
+		GROUP BY w.card, w.lot_id ORDER BY w.card, w.lot_id`
 	// What lots spent twice borrowed (from other lots or from debt) and
 	// have not paid back, of the cards the subquery between the two parts
 	// names.
@@ -147,13 +146,15 @@ const (
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(card, lot_id, from_lot, points, entry_id)`
 	// Fresh entries are written once, already marked folded when they are
 	// on the chain (no second write of the row).
-	sqlStoreEntries = `INSERT INTO journal (id, till_id, prev_id, card_code, kind, points, body, digest, folded, rejected)
-		SELECT u.id, $1, u.prev, u.card, u.kind, u.points::numeric, u.body::json, u.digest, u.folded, u.rejected
-		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bool[], $10::text[])
-			AS u(id, prev, card, kind, points, body, digest, folded, rejected)
+	sqlStoreEntries = `INSERT INTO journal (id, till_id, prev_id, card_code, kind, points, body, digest, folded, rejected, check_id)
+		SELECT u.id, $1, u.prev, u.card, u.kind, u.points::numeric, u.body::json, u.digest, u.folded, u.rejected, u.chk
+		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bool[], $10::text[], $11::text[])
+			AS u(id, prev, card, kind, points, body, digest, folded, rejected, chk)
 		ORDER BY u.id`
 	sqlMarkFolded = `UPDATE journal SET folded = true WHERE id IN (SELECT unnest($1::text[]))`
-	sqlOverdrafts = `INSERT INTO overdrafts (card, till_id, entry_id, points)
+	// Stored entries the fold found refused (a return over its check).
+	sqlMarkRejected = `UPDATE journal j SET rejected = u.why FROM unnest($1::text[], $2::text[]) AS u(id, why) WHERE j.id = u.id`
+	sqlOverdrafts   = `INSERT INTO overdrafts (card, till_id, entry_id, points)
 		SELECT u.card, $1, u.entry, u.points::numeric FROM unnest($2::text[], $3::text[], $4::text[]) AS u(card, entry, points)
 		ON CONFLICT DO NOTHING`
 	sqlAdvanceTill = `UPDATE tills SET folded_through = $2 WHERE till_id = $1`
@@ -260,12 +261,14 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 	pa.Queue(sqlLockIngestCards, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanCards(rows, cards) })
 	pa.Queue(sqlIngestLots, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanLots(rows, cards) })
 	pa.Queue(sqlCardPrograms, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanPrograms(rows, cards) })
-	var returned []string
+	var returned, checks []string // the cards and checks of the batch's returns
 	for i := range b.Entries {
-		if b.Entries[i].Kind == store.KindReversal {
-			returned = append(returned, codes[i])
+		if e := &b.Entries[i]; e.Kind == store.KindReversal {
+			returned, checks = append(returned, codes[i]), append(checks, e.CheckID)
 		}
 	}
+	spends := returnCap{}
+	pa.Queue(sqlCheckSpends, checks, b.TillID).Query(func(rows pgx.Rows) error { return scanCheckSpends(rows, spends) })
 	pa.Queue(sqlForgiven, returned, b.TillID).Query(func(rows pgx.Rows) error { return scanForgiven(rows, cards) })
 	pa.Queue(sqlBorrowed, returned, b.TillID, codes).Query(func(rows pgx.Rows) error { return scanBorrowed(rows, cards) })
 	if err := conn.SendBatch(ctx, &pa).Close(); err != nil {
@@ -325,8 +328,7 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 			// answered rejected. Sent again, it is a duplicate: the till
 			// acknowledges it, and support settles the card.
 			rejected[ids[i]] = why
-			out.Results[i] = wire.Result{ID: ids[i], Status: wire.Rejected, Error: why +
-				"; kept at head office as rejected, not applied (support: GET /v1/erp/rejected); the till's later entries fold"}
+			out.Results[i] = wire.Result{ID: ids[i], Status: wire.Rejected, Error: why + rejectedKept}
 			s.log.Error("journal entry rejected", "till", b.TillID, "entry", ids[i], "err", why)
 			fresh = append(fresh, i)
 		case !ok:
@@ -391,13 +393,31 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 		}
 	}
 
+	// Returns giving back more than their check spent are kept as
+	// rejected, like those the decoder refused (returns.go).
+	entries, overReturned := spends.capReturns(entries)
+	var laterRejected, laterWhy []string // stored before, refused now
+	for _, id := range chain {
+		why, ok := overReturned[id]
+		if !ok {
+			continue
+		}
+		s.log.Error("journal entry rejected", "till", b.TillID, "entry", id, "err", why)
+		if _, isFresh := freshByID[id]; !isFresh {
+			laterRejected, laterWhy = append(laterRejected, id), append(laterWhy, why)
+			continue
+		}
+		rejected[id] = why
+		out.Results[slices.Index(ids, id)] = wire.Result{ID: id, Status: wire.Rejected, Error: why + rejectedKept}
+	}
+
 	// Round trip 2: write and commit.
 	var pc pgx.Batch
 	if len(fresh) > 0 {
 		cols := struct {
-			id, prev, card, kind, points, body, rejected []string
-			digest                                       [][]byte
-			folded                                       []bool
+			id, prev, card, kind, points, body, rejected, check []string
+			digest                                              [][]byte
+			folded                                              []bool
 		}{}
 		for _, i := range fresh {
 			e := &b.Entries[i]
@@ -410,11 +430,15 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 			cols.digest = append(cols.digest, digests[i])
 			cols.folded = append(cols.folded, inChain[e.ID])
 			cols.rejected = append(cols.rejected, rejected[e.ID])
+			cols.check = append(cols.check, e.CheckID)
 		}
-		pc.Queue(sqlStoreEntries, b.TillID, cols.id, cols.prev, cols.card, cols.kind, cols.points, cols.body, cols.digest, cols.folded, cols.rejected)
+		pc.Queue(sqlStoreEntries, b.TillID, cols.id, cols.prev, cols.card, cols.kind, cols.points, cols.body, cols.digest, cols.folded, cols.rejected, cols.check)
 	}
 	if len(older) > 0 {
 		pc.Queue(sqlMarkFolded, older)
+	}
+	if len(laterRejected) > 0 {
+		pc.Queue(sqlMarkRejected, laterRejected, laterWhy)
 	}
 	if len(conflicts) > 0 {
 		var cid, cbody []string
@@ -453,6 +477,9 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 	}
 	return out, nil
 }
+
+// rejectedKept ends the error of an entry head office keeps as rejected.
+const rejectedKept = "; kept at head office as rejected, not applied (support: GET /v1/erp/rejected); the till's later entries fold"
 
 // scaleError checks an entry's points, and the lots it creates, against
 // the scale of its card's program (a card or program head office does not
@@ -772,12 +799,11 @@ func scanBorrowed(rows pgx.Rows, out map[string]*cardState) error {
 	return nil
 }
 
-// scanForgiven reads rows of (card, lot, check, points) into the cards'
-// forgiven and overdrawn.
+// scanForgiven reads rows of (card, lot, points) into the cards' forgiven.
 func scanForgiven(rows pgx.Rows, out map[string]*cardState) error {
 	for rows.Next() {
-		var card, lot, check, pts string
-		if err := rows.Scan(&card, &lot, &check, &pts); err != nil {
+		var card, lot, pts string
+		if err := rows.Scan(&card, &lot, &pts); err != nil {
 			return fmt.Errorf("read the write-offs returns may take back: %w", err)
 		}
 		d, err := decimal.NewFromString(pts)
@@ -786,9 +812,6 @@ func scanForgiven(rows pgx.Rows, out map[string]*cardState) error {
 		}
 		if c := out[card]; c != nil {
 			c.forgive(lot, d)
-			if d.IsPositive() {
-				c.overdrew(check, lot)
-			}
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -832,9 +855,6 @@ type cardState struct {
 	// forgiven is, per lot spent twice, the points write-offs forgave the
 	// card for its shortfall and no return has taken back yet.
 	forgiven map[string]decimal.Decimal
-	// overdrawn is, per check, the lots spent twice whose shortfall a
-	// write-off on that check forgave.
-	overdrawn map[string][]string
 	// borrowed is, per lot spent twice, what it borrowed from the card's
 	// other lots and has not paid back; newBorrows the rows to write.
 	borrowed   map[string][]lotBorrow
@@ -864,7 +884,6 @@ func (c *cardState) addDebt(pts decimal.Decimal, e *wire.Entry, lot string) {
 			c.writeOffs = append(c.writeOffs, writeOff{points: extra, program: c.policy.program, mode: c.policy.mode, check: e.CheckID, entry: e.ID, lot: lot})
 			if lot != "" {
 				c.forgive(lot, extra)
-				c.overdrew(e.CheckID, lot)
 			}
 		}
 	}
@@ -883,36 +902,6 @@ func (c *cardState) unexpired(t time.Time) decimal.Decimal {
 		}
 	}
 	return sum
-}
-
-// overdrew records that check's sale overdrew lot (a write-off).
-func (c *cardState) overdrew(check, lot string) {
-	if c.overdrawn == nil {
-		c.overdrawn = map[string][]string{}
-	}
-	if !slices.Contains(c.overdrawn[check], lot) {
-		c.overdrawn[check] = append(c.overdrawn[check], lot)
-	}
-}
-
-// refillOverdrawn gives a return's pts for a lot head office never had to
-// the lot the return's check overdrew, if there is one, and unwinds that
-// lot's shortfall (the write-off first): creating the lot would keep the
-// write-off and make points. It reports whether it did.
-func (c *cardState) refillOverdrawn(e *wire.Entry, pts decimal.Decimal) bool {
-	if e.Kind != store.KindReversal || len(c.overdrawn[e.CheckID]) == 0 {
-		return false
-	}
-	l := c.Lots[c.overdrawn[e.CheckID][0]]
-	if l == nil {
-		return false
-	}
-	l.Remaining, l.dirty = l.Remaining.Add(pts), true
-	if l.Remaining.GreaterThan(l.Points) {
-		l.Points = l.Remaining
-	}
-	c.unwind(l, pts, e, 0)
-	return true
 }
 
 func (c *cardState) forgive(lot string, pts decimal.Decimal) {
@@ -1153,6 +1142,7 @@ func (c *cardState) apply(e wire.Entry, loc *time.Location) decimal.Decimal {
 func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Time) decimal.Decimal {
 	c.dirty = true
 	over := decimal.Zero
+	var unknown []*lotState // given points back, not known to head office
 	if len(e.Lots) == 0 {
 		switch {
 		case e.Points.IsNegative():
@@ -1222,19 +1212,36 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 				c.addDebt(short, &e, lc.LotID)
 				over = over.Add(short)
 			}
-		case lc.Delta.IsNegative():
+		case lc.Delta.IsNegative() && lc.LotID == store.DebtLot:
 			// The ~debt lot of a return the till's balance could not
 			// cover: head office may know of points it did not (a
 			// correction, another till's accrual); only what the card's
 			// active lots cannot cover is debt.
 			c.addDebt(c.reallocate(lc.Delta.Neg(), e.CreatedAt), &e, "")
-		case lc.Delta.IsPositive() && c.refillOverdrawn(&e, lc.Delta):
+		case lc.Delta.IsNegative():
+			// A lot head office never had (its accrual was rejected, say):
+			// spent as a lot found empty, its shortfall borrowed from the
+			// card's other lots, then debt, all recorded against it, so a
+			// return to it unwinds them.
+			short := c.borrowFor(lc.LotID, e.ID, lc.Delta.Neg(), e.CreatedAt)
+			c.addDebt(short, &e, lc.LotID)
+			over = over.Add(short)
 		case lc.Delta.IsPositive():
-			c.addLot(&lotState{ID: lc.LotID, Points: lc.Delta, Remaining: lc.Delta, AccruedAt: e.CreatedAt, ActiveFrom: e.CreatedAt, CheckID: e.CheckID})
+			unknown = append(unknown, &lotState{ID: lc.LotID, Points: lc.Delta, Remaining: lc.Delta,
+				AccruedAt: e.CreatedAt, ActiveFrom: e.CreatedAt, CheckID: e.CheckID})
 		}
 	}
 	if e.Kind == store.KindReversal {
 		c.unwindReturn(&e)
+	}
+	for _, l := range unknown {
+		// Points given back to a lot head office never had undo its
+		// shortfall first; only the rest is a lot.
+		c.unwind(l, l.Remaining, &e, 0)
+		if l.Remaining.IsPositive() {
+			l.Points = l.Remaining
+			c.addLot(l)
+		}
 	}
 	c.History = addHistory(c.History, e, historyAt, loc)
 	return over

@@ -724,16 +724,17 @@ func TestReturnPaysBackTheLotThatPaidTheDebt(t *testing.T) {
 	}
 }
 
-// TestReturnToAnUnknownLotRefillsTheOverdrawnOne: sale b overdrew M and
-// 200 were written off; its return names a lot head office never had. The
-// points go back to M and take the write-off back (50, as if the till had
-// named M), instead of a new lot of 250 beside the write-off.
+// TestReturnToAnUnknownLotRefillsTheOverdrawnOne: sale b spent 250 from
+// lot Z, which head office never had, so they came out of M, overdrawing
+// it, and 200 were written off. b's return names Z. The points go back to
+// M and take the write-off back (50, as if the till had named M), instead
+// of a new lot of 250 beside the write-off.
 func TestReturnToAnUnknownLotRefillsTheOverdrawnOne(t *testing.T) {
 	now := demoNow
 	const card = "3400000000017"
 	s := lateFixture(t, &now, lot(card, "M", "300", demoNow.Add(-48*time.Hour), nil))
 	var lt lateTill
-	lt.push(t, s, spendFrom(card, "M", "a", "250"), spendFrom(card, "M", "b", "250"))
+	lt.push(t, s, spendFrom(card, "M", "a", "250"), spendFrom(card, "Z", "b", "250"))
 	lt.push(t, s, giveBack(card, "Z", "b", "250"))
 	if b := balanceOf(t, s, card); b != "50" {
 		t.Fatalf("after b's return to lot Z: %s, want 50", b)

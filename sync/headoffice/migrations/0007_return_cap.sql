@@ -1,0 +1,9 @@
+-- 0007: returns are checked against their sale. A till's reversal may give
+-- back to a lot no more than the redemptions of its check took from that lot,
+-- less what the check's earlier returns gave back (docs/sync.md, "Returns
+-- are checked against their sale"). The check of each redemption and
+-- reversal is a column, indexed for those two kinds only: the other entries
+-- are never looked up by check.
+ALTER TABLE journal ADD COLUMN check_id text COLLATE "C" NOT NULL DEFAULT '';
+UPDATE journal SET check_id = coalesce(body->>'check_id', '') WHERE kind IN ('redemption', 'reversal');
+CREATE INDEX journal_check ON journal (check_id) WHERE kind IN ('redemption', 'reversal');

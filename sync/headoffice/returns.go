@@ -1,0 +1,113 @@
+package headoffice
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+
+	"tillagent/internal/store"
+	"tillagent/sync/wire"
+)
+
+// A till gives points back only for a check it sold (a return is made on
+// the till that holds the sale), so a return that gives back more than its
+// check spent is a till's bug or tampering: folding it would make points.
+// Head office checks every reversal against the redemptions of its check,
+// lot by lot, in chain order: what the check took from a lot, less what
+// its earlier returns gave back to that lot, is the most a return may give
+// back to it. A return over that is kept as rejected (on the chain, applied
+// to no card) and support settles the card. Taking points away (the
+// accrual a return reverses, debt) is not capped: it can only cost the
+// card.
+
+// sqlCheckSpends reads the folded, applied redemptions and reversals of
+// the checks whose returns a fold may apply: those of the batch ($1) and
+// of the till's ($2) stored reversals not folded yet. Those not folded yet
+// are counted in chain order by returnCap itself.
+const sqlCheckSpends = `SELECT body::text FROM journal
+	WHERE check_id IN (SELECT unnest($1::text[]) UNION SELECT check_id FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal')
+		AND check_id <> '' AND kind IN ('redemption', 'reversal') AND folded AND rejected = ''`
+
+// returnCap is, per check, card and lot, what the check's redemptions took
+// from the lot less what its returns gave back to it.
+type returnCap map[spendKey]decimal.Decimal
+
+type spendKey struct{ check, card, lot string }
+
+// scanCheckSpends reads sqlCheckSpends rows into rc.
+func scanCheckSpends(rows pgx.Rows, rc returnCap) error {
+	for rows.Next() {
+		var body string
+		if err := rows.Scan(&body); err != nil {
+			return fmt.Errorf("read the spends of returned checks: %w", err)
+		}
+		var e store.Entry
+		if err := json.Unmarshal([]byte(body), &e); err != nil {
+			return fmt.Errorf("read the spends of returned checks: stored entry: %w", err)
+		}
+		rc.count(&e)
+	}
+	return rows.Err()
+}
+
+// changes is what e does to lots: its lot changes, or, an entry without
+// lots, its points on lot "".
+func changes(e *store.Entry) []store.LotChange {
+	if len(e.Lots) == 0 {
+		return []store.LotChange{{Delta: e.Points}}
+	}
+	return e.Lots
+}
+
+// count adds what a redemption took, or takes off what a return gave back.
+func (rc returnCap) count(e *store.Entry) {
+	for _, l := range changes(e) {
+		k := spendKey{e.CheckID, e.CardCode, l.LotID}
+		switch {
+		case e.Kind == store.KindRedemption && !l.Create && l.Delta.IsNegative():
+			rc[k] = rc[k].Sub(l.Delta)
+		case e.Kind == store.KindReversal && l.Delta.IsPositive():
+			rc[k] = rc[k].Sub(l.Delta)
+		}
+	}
+}
+
+// refusal is why reversal e may not be folded ("" when it may): a lot it
+// gives back more to than its check has left to give back.
+func (rc returnCap) refusal(e *store.Entry) string {
+	for _, l := range changes(e) {
+		if !l.Delta.IsPositive() {
+			continue
+		}
+		if left := rc[spendKey{e.CheckID, e.CardCode, l.LotID}]; l.Delta.GreaterThan(left) {
+			return fmt.Sprintf("return gives %s points back to lot %q of card %s, but check %q has %s spent from it left to give back",
+				l.Delta, l.LotID, e.CardCode, e.CheckID, left)
+		}
+	}
+	return ""
+}
+
+// capReturns goes through the entries to fold in chain order and takes out
+// the returns that give back more than their check spent, answering why
+// (id → why).
+func (rc returnCap) capReturns(entries []wire.Entry) ([]wire.Entry, map[string]string) {
+	var over map[string]string
+	kept := entries[:0:0]
+	for i := range entries {
+		e := &entries[i].Entry
+		if e.Kind == store.KindReversal {
+			if why := rc.refusal(e); why != "" {
+				if over == nil {
+					over = map[string]string{}
+				}
+				over[e.ID] = why
+				continue
+			}
+		}
+		rc.count(e)
+		kept = append(kept, entries[i])
+	}
+	return kept, over
+}

@@ -1,0 +1,162 @@
+package headoffice
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"tillagent/internal/store"
+	"tillagent/sync/wire"
+)
+
+func wantStatuses(t *testing.T, what string, res *wire.BatchResult, want ...string) {
+	t.Helper()
+	if got := statuses(res); got != strings.Join(want, ",") {
+		t.Fatalf("%s: results %s, want %s (%+v)", what, got, strings.Join(want, ","), res.Results)
+	}
+}
+
+// rejectedWhy is the reason head office stored entry id as rejected with
+// ("" when it was applied).
+func rejectedWhy(t *testing.T, s *Server, id string) string {
+	t.Helper()
+	var why string
+	if err := s.db.QueryRow(context.Background(), `SELECT rejected FROM journal WHERE id = $1`, id).Scan(&why); err != nil {
+		t.Fatalf("entry %s: %v", id, err)
+	}
+	return why
+}
+
+// TestReturnGivesBackNoMoreThanItsCheckSpent: check c1 spends 60 from lot
+// A. Its returns may give back 60 in all, whatever their entry ids: the
+// same return sent twice under new ids, and one more point after the 60,
+// are kept as rejected and change nothing, and the till's later entries
+// still fold. A return to a lot the check did not spend from, to another
+// card, to ~debt, or of a check that spent nothing, is rejected too;
+// taking points away (a return reversing an accrual) is not capped.
+func TestReturnGivesBackNoMoreThanItsCheckSpent(t *testing.T) {
+	now := demoNow
+	const card, other = "3400000000021", "3400000000022"
+	at := demoNow.Add(-48 * time.Hour)
+	s := lateFixture(t, &now, lot(card, "A", "100", at, nil), lot(card, "B", "100", at, nil), lot(other, "O", "100", at, nil))
+	var lt lateTill
+	lt.push(t, s, spendFrom(card, "A", "c1", "60"))
+	res := lt.push(t, s, giveBack(card, "A", "c1", "40"))
+	wantStatuses(t, "return of 40", res, wire.Applied)
+	if b := balanceOf(t, s, card); b != "180" {
+		t.Fatalf("after returning 40 of 60: %s, want 180", b)
+	}
+
+	// The same return again under a new id: only 20 are left to give back.
+	res = lt.push(t, s, giveBack(card, "A", "c1", "40"),
+		store.Entry{CardCode: card, Kind: store.KindAccrual, Points: dec("5"), PurchaseKop: 500,
+			Lots: []store.LotChange{{Create: true, Delta: dec("5"), ActiveFrom: demoNow}}, CreatedAt: demoNow})
+	wantStatuses(t, "the return again, then an accrual", res, wire.Rejected, wire.Applied)
+	if !strings.Contains(res.Results[0].Error, `check "c1" has 20 spent from it left to give back`) {
+		t.Errorf("why: %s", res.Results[0].Error)
+	}
+	if b := balanceOf(t, s, card); b != "185" {
+		t.Fatalf("after the repeated return and an accrual of 5: %s, want 185", b)
+	}
+	if why := rejectedWhy(t, s, res.Results[0].ID); why == "" {
+		t.Errorf("the repeated return is not stored as rejected")
+	}
+
+	// Sent again, the rejected return is a duplicate: the till acks it.
+	res2, err := s.Ingest(context.Background(), resend(t, s, res.Results[0].ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatuses(t, "the rejected return re-sent", res2, wire.Duplicate)
+
+	// The last 20, then one point more.
+	res = lt.push(t, s, giveBack(card, "A", "c1", "20"), giveBack(card, "A", "c1", "1"))
+	wantStatuses(t, "the last 20 and one more", res, wire.Applied, wire.Rejected)
+	if b := balanceOf(t, s, card); b != "205" {
+		t.Fatalf("after the whole 60 back: %s, want 205", b)
+	}
+
+	// Lots, cards and checks the spend never touched.
+	lt.push(t, s, spendFrom(card, "A", "c2", "10"))
+	res = lt.push(t, s,
+		giveBack(card, "B", "c2", "10"),           // a lot c2 did not spend from
+		giveBack(other, "A", "c2", "10"),          // another card
+		giveBack(card, store.DebtLot, "c2", "10"), // ~debt
+		giveBack(card, "A", "never-sold", "10"),   // a check that spent nothing
+		store.Entry{CheckID: "c2", CardCode: card, Kind: store.KindReversal, Points: dec("10"), CreatedAt: demoNow}, // no lots
+		giveBack(card, "A", "c2", "10"), // the real return
+	)
+	wantStatuses(t, "returns of c2", res, wire.Rejected, wire.Rejected, wire.Rejected, wire.Rejected, wire.Rejected, wire.Applied)
+	if b, o := balanceOf(t, s, card), balanceOf(t, s, other); b != "205" || o != "100" {
+		t.Fatalf("after c2 and its returns: %s and %s, want 205 and 100", b, o)
+	}
+
+	// Taking an accrual back is not capped.
+	res = lt.push(t, s, store.Entry{CheckID: "c3", CardCode: card, Kind: store.KindReversal, Points: dec("-5"),
+		Lots: []store.LotChange{{LotID: "B", Delta: dec("-5")}}, CreatedAt: demoNow})
+	wantStatuses(t, "a reversal taking 5 back", res, wire.Applied)
+	if b := balanceOf(t, s, card); b != "200" {
+		t.Fatalf("after taking 5 back: %s, want 200", b)
+	}
+}
+
+// resend is a batch of till S001-T01 holding its stored entry id again.
+func resend(t *testing.T, s *Server, id string) *wire.Batch {
+	t.Helper()
+	var body string
+	if err := s.db.QueryRow(context.Background(), `SELECT body::text FROM journal WHERE id = $1`, id).Scan(&body); err != nil {
+		t.Fatal(err)
+	}
+	var e wire.Entry
+	if err := json.Unmarshal([]byte(body), &e); err != nil {
+		t.Fatal(err)
+	}
+	return &wire.Batch{TillID: "S001-T01", Entries: []wire.Entry{e}}
+}
+
+// TestReturnCheckedInChainOrder: a sale and its return in one batch fold,
+// and a second return of the whole sale in the same batch is rejected. A
+// batch with a return that comes before the batch with its sale waits
+// (stored, not folded); when the sale comes, the return folds after it,
+// and an over-return stored while waiting is then kept as rejected.
+func TestReturnCheckedInChainOrder(t *testing.T) {
+	now := demoNow
+	const card = "3400000000023"
+	s := lateFixture(t, &now, lot(card, "A", "100", demoNow.Add(-48*time.Hour), nil))
+	var lt lateTill
+	res := lt.push(t, s, spendFrom(card, "A", "c1", "30"), giveBack(card, "A", "c1", "30"), giveBack(card, "A", "c1", "30"))
+	wantStatuses(t, "sale and two returns in one batch", res, wire.Applied, wire.Applied, wire.Rejected)
+	if b := balanceOf(t, s, card); b != "100" {
+		t.Fatalf("after the sale and its return: %s, want 100", b)
+	}
+
+	sale := lt.batch(spendFrom(card, "A", "c2", "50"))
+	returns := lt.batch(giveBack(card, "A", "c2", "50"), giveBack(card, "A", "c2", "50"))
+	ctx := context.Background()
+	res, err := s.Ingest(ctx, returns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatuses(t, "the returns before their sale", res, wire.Applied, wire.Applied) // stored, waiting
+	if b := balanceOf(t, s, card); b != "100" {
+		t.Fatalf("with the returns waiting: %s, want 100", b)
+	}
+	res, err = s.Ingest(ctx, sale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.FoldedThrough != returns.Entries[1].ID {
+		t.Fatalf("folded through %s, want %s", res.FoldedThrough, returns.Entries[1].ID)
+	}
+	if b := balanceOf(t, s, card); b != "100" {
+		t.Fatalf("after the sale and its returns: %s, want 100 (50 spent, 50 given back once)", b)
+	}
+	if why := rejectedWhy(t, s, returns.Entries[0].ID); why != "" {
+		t.Errorf("first return rejected: %s", why)
+	}
+	if why := rejectedWhy(t, s, returns.Entries[1].ID); !strings.Contains(why, `check "c2" has 0 spent from it left`) {
+		t.Errorf("second return: rejected %q, want kept as rejected for giving back 50 points twice", why)
+	}
+}
