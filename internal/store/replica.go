@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"tillagent/checkout"
+	"tillagent/internal/jsonkeys"
 )
 
 // ReplicaFormatVersion is the replica file format this build reads.
@@ -214,6 +215,9 @@ func ParseReplica(data []byte, format string) (*Replica, error) {
 // bad value is reported with the record it is in (`lots[3] id "L1":
 // parsing time …`), not just a position in the file.
 func decodeReplica(js []byte) (*Replica, error) {
+	if err := jsonkeys.Check(js, nil); err != nil {
+		return nil, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(js))
 	var top map[string]json.RawMessage
 	if err := dec.Decode(&top); err != nil {

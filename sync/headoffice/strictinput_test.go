@@ -55,6 +55,20 @@ func TestERPBodyKeyTwiceRefused(t *testing.T) {
 	if code, body := call("POST", "/v1/erp/corrections", `{"id":"d1","card":"2700000000014","points":"5","reason":"x"}`); code != http.StatusOK {
 		t.Errorf("the correction with each key once: %d %s", code, body)
 	}
+
+	// An import is refused whole (422, the record's path named), in JSON
+	// as in YAML: a lot's points named twice would load the second.
+	imp := `{"version":1,"cards":[{"code":"2900000000099","kind":"bonus","state":"active"}],` +
+		`"lots":[{"id":"D1","card":"2900000000099","points":"10","points":"10000","accrued_at":"2026-11-01T00:00:00Z"}]}`
+	if code, body := call("POST", "/v1/erp/import", imp); code != http.StatusUnprocessableEntity || !strings.Contains(body, `field \"lots[0].points\" given twice`) {
+		t.Errorf("import with a lot's points twice: %d %s, want 422 naming lots[0].points", code, body)
+	}
+	if n := count(t, s, `SELECT count(*) FROM cards WHERE code = '2900000000099'`); n != 0 {
+		t.Errorf("the refused import wrote its card")
+	}
+	if code, body := call("POST", "/v1/erp/import", strings.Replace(imp, `"points":"10",`, ``, 1)); code != http.StatusOK {
+		t.Errorf("the import with each key once: %d %s", code, body)
+	}
 }
 
 // TestQueryTextRefused: U+0000 or bytes that are not UTF-8 in a query
