@@ -939,10 +939,9 @@ type AccrualTotals struct {
 	Returned ReturnedTotals `json:"returned"`
 	// Corrections is the net points of ERP corrections (till "ERP").
 	Corrections checkout.Points `json:"corrections"`
-	// UnknownCards are folded entries on cards head office does not hold
-	// (folded as nothing: no card has their points), all kinds, not in any
-	// total above. A card imported after its entries were folded counts
-	// as known, though the entries never reached it.
+	// UnknownCards are folded entries on cards head office did not hold
+	// when they were folded (folded as nothing: no card has their points,
+	// even once ERP imports the card), all kinds, not in any total above.
 	UnknownCards EntryTotals `json:"unknown_cards"`
 	// Unfolded are the period's entries stored but not folded yet.
 	Unfolded EntryTotals `json:"unfolded"`
@@ -977,7 +976,7 @@ type EntryTotals struct {
 // A reversal's lot deltas split into taken (−Σ negative) and given
 // (Σ positive); without lots its points do.
 const sqlAccruals = `WITH e AS (
-	SELECT j.kind, j.points, j.folded AND j.rejected = '' AS folded, j.rejected <> '' AS rejected, c.code IS NOT NULL AS known,
+	SELECT j.kind, j.points, j.folded AND j.rejected = '' AS folded, j.rejected <> '' AS rejected, c.code IS NOT NULL AND NOT j.no_card AS known,
 		coalesce(replace(k.body::text, '\u0000', '\ufffd')::json->>'kind', '') = 'referral' AS agent,
 		r.taken, r.given
 	FROM journal j

@@ -146,12 +146,12 @@ const (
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(card, lot_id, from_lot, points, entry_id)`
 	// Fresh entries are written once, already marked folded when they are
 	// on the chain (no second write of the row).
-	sqlStoreEntries = `INSERT INTO journal (id, till_id, prev_id, card_code, kind, points, body, digest, folded, rejected, check_id)
-		SELECT u.id, $1, u.prev, u.card, u.kind, u.points::numeric, u.body::json, u.digest, u.folded, u.rejected, u.chk
-		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bool[], $10::text[], $11::text[])
-			AS u(id, prev, card, kind, points, body, digest, folded, rejected, chk)
+	sqlStoreEntries = `INSERT INTO journal (id, till_id, prev_id, card_code, kind, points, body, digest, folded, rejected, check_id, no_card)
+		SELECT u.id, $1, u.prev, u.card, u.kind, u.points::numeric, u.body::json, u.digest, u.folded, u.rejected, u.chk, u.no_card
+		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bool[], $10::text[], $11::text[], $12::bool[])
+			AS u(id, prev, card, kind, points, body, digest, folded, rejected, chk, no_card)
 		ORDER BY u.id`
-	sqlMarkFolded = `UPDATE journal SET folded = true WHERE id IN (SELECT unnest($1::text[]))`
+	sqlMarkFolded = `UPDATE journal j SET folded = true, no_card = u.no_card FROM unnest($1::text[], $2::bool[]) AS u(id, no_card) WHERE j.id = u.id`
 	// Stored entries the fold found refused (a return over its check).
 	sqlMarkRejected = `UPDATE journal j SET rejected = u.why FROM unnest($1::text[], $2::text[]) AS u(id, why) WHERE j.id = u.id`
 	sqlOverdrafts   = `INSERT INTO overdrafts (card, till_id, entry_id, points)
@@ -411,13 +411,22 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 		out.Results[slices.Index(ids, id)] = wire.Result{ID: id, Status: wire.Rejected, Error: why + rejectedKept}
 	}
 
+	// Entries of cards head office does not hold are folded as nothing,
+	// and marked so for the accruals report.
+	noCard := map[string]bool{}
+	for _, e := range entries {
+		if cards[e.CardCode] == nil {
+			noCard[e.ID] = true
+		}
+	}
+
 	// Round trip 2: write and commit.
 	var pc pgx.Batch
 	if len(fresh) > 0 {
 		cols := struct {
 			id, prev, card, kind, points, body, rejected, check []string
 			digest                                              [][]byte
-			folded                                              []bool
+			folded, noCard                                      []bool
 		}{}
 		for _, i := range fresh {
 			e := &b.Entries[i]
@@ -431,11 +440,16 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 			cols.folded = append(cols.folded, inChain[e.ID])
 			cols.rejected = append(cols.rejected, rejected[e.ID])
 			cols.check = append(cols.check, e.CheckID)
+			cols.noCard = append(cols.noCard, noCard[e.ID])
 		}
-		pc.Queue(sqlStoreEntries, b.TillID, cols.id, cols.prev, cols.card, cols.kind, cols.points, cols.body, cols.digest, cols.folded, cols.rejected, cols.check)
+		pc.Queue(sqlStoreEntries, b.TillID, cols.id, cols.prev, cols.card, cols.kind, cols.points, cols.body, cols.digest, cols.folded, cols.rejected, cols.check, cols.noCard)
 	}
 	if len(older) > 0 {
-		pc.Queue(sqlMarkFolded, older)
+		nc := make([]bool, len(older))
+		for i, id := range older {
+			nc[i] = noCard[id]
+		}
+		pc.Queue(sqlMarkFolded, older, nc)
 	}
 	if len(laterRejected) > 0 {
 		pc.Queue(sqlMarkRejected, laterRejected, laterWhy)

@@ -215,6 +215,15 @@ func TestAccrualsMatchBalances(t *testing.T) {
 		t.Errorf("family card after the returns: %+v, %v; want balance 2465, its debt of 35 settled from its lots (no write-off)", b, err)
 	}
 
+	// ERP imports the unknown card afterwards: its entry still reached no
+	// card, and the report says so as before.
+	if _, err := s.Import(ctx, &store.Replica{Version: 1, Cards: []store.ReplicaCard{{Code: "9999999999999", Kind: "bonus", State: "active"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.Accruals(ctx, from, to); err != nil || fmt.Sprint(again) != fmt.Sprint(a) {
+		t.Errorf("accruals once the unknown card is imported: %+v, %v; want as before, %+v", again, err, a)
+	}
+
 	// The period after: only till 2's entry at its start.
 	if a, err := s.Accruals(ctx, to, to.Add(time.Hour)); err != nil || a.CustomerAccrued.String() != "13" || !a.Redeemed.IsZero() || a.UnknownCards.Entries != 0 {
 		t.Errorf("accruals of the next hour: %+v, %v; want 13 accrued only", a, err)

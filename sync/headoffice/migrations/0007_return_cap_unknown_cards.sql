@@ -7,3 +7,9 @@
 ALTER TABLE journal ADD COLUMN check_id text COLLATE "C" NOT NULL DEFAULT '';
 UPDATE journal SET check_id = coalesce(body->>'check_id', '') WHERE kind IN ('redemption', 'reversal');
 CREATE INDEX journal_check ON journal (check_id) WHERE kind IN ('redemption', 'reversal');
+
+-- An entry folded while head office did not hold its card was applied to no
+-- card; the accruals report counts it apart (unknown_cards) even once ERP
+-- imports the card. Entries folded before this migration are told by
+-- whether the card is there now.
+ALTER TABLE journal ADD COLUMN no_card boolean NOT NULL DEFAULT false;
