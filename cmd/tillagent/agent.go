@@ -181,6 +181,9 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 		log.Error("unfinished sales could not be settled yet; sales wait for the printer", "err", err)
 	}
 	scancel()
+	// Before the first sale: the offline age counts the time the agent
+	// was stopped by the printer's clock.
+	svc.MarkPrinterClock(ctx)
 	go svc.Run(ctx)
 	go watchPrinter(ctx, svc)
 

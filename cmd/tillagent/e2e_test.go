@@ -42,8 +42,14 @@ func testClock() func() time.Time {
 
 func newHarness(t testing.TB, mod func(*config.Config)) *harness {
 	t.Helper()
+	return newHarnessWith(t, mod, nil)
+}
+
+// newHarnessWith is newHarness with the emulator's clock (nil: time.Now).
+func newHarnessWith(t testing.TB, mod func(*config.Config), printerNow func() time.Time) *harness {
+	t.Helper()
 	dir := t.TempDir()
-	em := emulator.New(emulator.Config{Baud: 115200, JournalPath: filepath.Join(dir, "fiscal.json")})
+	em := emulator.New(emulator.Config{Baud: 115200, JournalPath: filepath.Join(dir, "fiscal.json"), Now: printerNow})
 	pt, err := emulator.ServePTY(context.Background(), em)
 	if err != nil {
 		t.Skipf("no pty: %v", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,6 +196,33 @@ func TestOfflineAgeSurvivesClockSetBack(t *testing.T) {
 		t.Fatalf("quote with the clock set back: max %s (%s)", max, why)
 	}
 	h.must(201, "POST", "/v1/sales", saleBody("age-3", []string{card}, "", "500.00", line(1, "1001", "2", "89.90")), nil)
+}
+
+// TestPrinterClockCountsTimeStopped: the last feed allows an hour
+// offline. The agent reads the printer's clock at start, is stopped, and
+// starts again with the till's clock set back to 10 s after the feed while
+// the printer's clock moved on 2 h: the feed is 2 h old, so redeeming is
+// refused (offline_too_long), which the till's clock alone would allow.
+func TestPrinterClockCountsTimeStopped(t *testing.T) {
+	var printerOffset atomic.Int64 // ns the printer's clock is ahead of time.Now
+	h := newHarnessWith(t, syncingTill(t), func() time.Time { return time.Now().Add(time.Duration(printerOffset.Load())) })
+	feedAt := h.clock()
+	h.saveFeedLimits(store.OfflineLimits{CardCap: decimal.NewFromInt(150), MaxAge: time.Hour}, feedAt)
+	// saveFeedLimits restarted the agent: it read the printer's clock
+	// before it served.
+	h.stop()
+	start := time.Now()
+	h.clock = func() time.Time { return feedAt.Add(10 * time.Second).Add(time.Since(start)) }
+	printerOffset.Store(int64(2 * time.Hour))
+	h.start()
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	if c := h.card(card); c.CanSpend || c.Reason != store.OfflineTooLong {
+		t.Fatalf("card after 2 h stopped by the printer's clock, the till's set back: %+v, want offline_too_long", c)
+	}
+	e := h.refusal(422, "redeem.offline_limit", "POST", "/v1/sales", saleBody("pc-1", []string{card}, "10", "500.00", line(1, "1001", "2", "89.90")))
+	if !strings.Contains(e.Error.Detail, store.OfflineTooLong) {
+		t.Fatalf("redeeming: %+v", e.Error)
+	}
 }
 
 // TestQuoteAndCardShowOfflineCaps: with a card cap of 150 and a till cap of

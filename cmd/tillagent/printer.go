@@ -163,6 +163,12 @@ func (pp *portPrinter) FNStatus(ctx context.Context) (st fiscal.FNStatus, err er
 	return st, err
 }
 
+// Clock reads the printer's own clock (the offline age's stopwatch).
+func (pp *portPrinter) Clock(ctx context.Context) (t time.Time, err error) {
+	err = pp.read(func(d *shtrih.Driver) error { t, err = d.Clock(ctx); return err })
+	return t, err
+}
+
 func (pp *portPrinter) OpenShift(ctx context.Context, cashier string) error {
 	return pp.do(func(d *shtrih.Driver) error { return d.OpenShift(ctx, cashier) })
 }

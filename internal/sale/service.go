@@ -180,7 +180,7 @@ func (s *Service) Run(ctx context.Context) {
 			return
 		case <-s.kick:
 		case <-mark.C:
-			s.markClock(ctx)
+			s.MarkPrinterClock(ctx)
 		}
 	}
 }
@@ -189,6 +189,36 @@ func (s *Service) Run(ctx context.Context) {
 // the age is then measured from the marks and entries already recorded.
 func (s *Service) markClock(ctx context.Context) {
 	if err := s.st.MarkClock(ctx, s.o.Clock()); err != nil && ctx.Err() == nil {
+		s.log.Warn("record the clock for the offline age", "err", err)
+	}
+}
+
+// printerClock is a printer that can read its own clock (shtrih.Driver).
+type printerClock interface {
+	Clock(ctx context.Context) (time.Time, error)
+}
+
+// MarkPrinterClock is markClock with the printer's own clock, when the
+// printer has one and answers within a few seconds: it keeps running while
+// the agent is stopped, so the offline age counts that time even when the
+// till's clock was set back meanwhile (store.MarkPrinterClock). The agent
+// calls it once before it serves, Run once a minute; a sale does not wait
+// for the printer.
+func (s *Service) MarkPrinterClock(ctx context.Context) {
+	pc, ok := s.o.Printer.(printerClock)
+	if !ok {
+		s.markClock(ctx)
+		return
+	}
+	now := s.o.Clock()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	at, err := pc.Clock(pctx)
+	cancel()
+	if err != nil {
+		s.log.Debug("read the printer's clock for the offline age", "err", err)
+		at = time.Time{}
+	}
+	if err := s.st.MarkPrinterClock(ctx, now, at); err != nil && ctx.Err() == nil {
 		s.log.Warn("record the clock for the offline age", "err", err)
 	}
 }

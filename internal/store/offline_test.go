@@ -253,3 +253,68 @@ func TestFeedWhileTheClockIsBehindIsYoung(t *testing.T) {
 		t.Fatalf("50 s after that feed: %s (%s), want %s", l, why, OfflineTooLong)
 	}
 }
+
+// TestPrinterClockCountsTimeStopped: a feed at 12:00 with a maximum age of
+// 1 h; at 12:10 the agent reads the printer's clock (3 h ahead: another
+// zone) and is stopped. Two hours later it starts with the till's clock
+// set back to 12:10: by the till's clock alone the feed is 10 min old, but
+// the printer's clock moved on 2 h, so the feed is 2 h 10 min old and
+// redeeming offline is refused, also after another restart. A printer
+// clock then set back adds nothing.
+func TestPrinterClockCountsTimeStopped(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "till.db")
+	clock := demoNow
+	open := func() *Store {
+		t.Helper()
+		s, err := Open(ctx, Options{Path: path, TillID: "S001-T01", Clock: func() time.Time { return clock },
+			Monotonic: (&fakeMono{}).elapsed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	if _, err := s.ImportFile(ctx, demoPath(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveOfflineLimits(ctx, OfflineLimits{CardCap: decimal.NewFromInt(150), MaxAge: time.Hour}, demoNow); err != nil {
+		t.Fatal(err)
+	}
+	const card = "2900000000018"
+	at := demoNow.Add(10 * time.Minute)
+	printer := at.Add(3 * time.Hour)
+	if err := s.MarkPrinterClock(ctx, at, printer); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = open() // two hours later, the till's clock back at 12:10
+	if l, why := offlineCap(t, s, card, at, true); l != "150" || why != OfflineCardCap {
+		t.Fatalf("by the till's clock alone: %s (%s), want 150 (card cap)", l, why)
+	}
+	if err := s.MarkPrinterClock(ctx, at, printer.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if l, why := offlineCap(t, s, card, at, true); l != "0" || why != OfflineTooLong {
+		t.Fatalf("the printer's clock 2 h on: %s (%s), want 0 (%s)", l, why, OfflineTooLong)
+	}
+	s.Close()
+	s = open()
+	defer func() { s.Close() }()
+	if l, why := offlineCap(t, s, card, at, true); l != "0" || why != OfflineTooLong {
+		t.Fatalf("restarted again: %s (%s), want 0 (%s)", l, why, OfflineTooLong)
+	}
+
+	// A new feed, then the printer's clock set back an hour: nothing added.
+	feed := at
+	if err := s.SaveOfflineLimits(ctx, OfflineLimits{CardCap: decimal.NewFromInt(150), MaxAge: time.Hour}, feed); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkPrinterClock(ctx, at, printer.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if l, why := offlineCap(t, s, card, at, true); l != "150" || why != OfflineCardCap {
+		t.Fatalf("after a new feed, the printer's clock set back: %s (%s), want 150 (card cap)", l, why)
+	}
+}

@@ -266,6 +266,7 @@ const (
 	OfflineFirstLoad = "offline_first_load"
 	offlineStateKey  = "offline_limits"
 	clockStateKey    = "offline_clock"
+	printerClockKey  = "offline_printer_clock"
 	contactStateKey  = "last_feed_at"
 )
 
@@ -283,6 +284,14 @@ type savedLimits struct {
 type clockMark struct {
 	FeedAt time.Time `json:"feed_at"`
 	SeenMS int64     `json:"seen_ms"` // Unix milliseconds
+}
+
+// printerMark pairs a reading of the fiscal printer's own clock with the
+// offline age's time then (MarkPrinterClock): the printer's clock keeps
+// running while the agent is stopped, so it measures how long it was.
+type printerMark struct {
+	SeenMS    int64 `json:"seen_ms"`    // the offline age's time, Unix ms
+	PrinterMS int64 `json:"printer_ms"` // the printer's clock, its wall time read as UTC, Unix ms
 }
 
 // SaveOfflineLimits records the limits of a feed imported at feedAt (the
@@ -313,17 +322,19 @@ type offlineState struct {
 	limits   savedLimits
 	ok       bool
 	mark     clockMark
+	printer  printerMark // zero: never read
 	lastSeq  int64
 	lastTime time.Time
 }
 
 func (s *Store) readOfflineState(ctx context.Context) (offlineState, error) {
 	var st offlineState
-	var lim, mark sql.NullString
+	var lim, mark, printer sql.NullString
 	var seq, ms sql.NullInt64
 	err := s.r.QueryRowContext(ctx, `SELECT (SELECT value FROM sync_state WHERE key = ?), (SELECT value FROM sync_state WHERE key = ?),
+		(SELECT value FROM sync_state WHERE key = ?),
 		(SELECT seq FROM journal ORDER BY seq DESC LIMIT 1), (SELECT created_ms FROM journal ORDER BY seq DESC LIMIT 1)`,
-		offlineStateKey, clockStateKey).Scan(&lim, &mark, &seq, &ms)
+		offlineStateKey, clockStateKey, printerClockKey).Scan(&lim, &mark, &printer, &seq, &ms)
 	if err != nil {
 		return st, fmt.Errorf("store %s: read offline state: %w", s.path, err)
 	}
@@ -336,6 +347,11 @@ func (s *Store) readOfflineState(ctx context.Context) (offlineState, error) {
 	if mark.String != "" {
 		if err := json.Unmarshal([]byte(mark.String), &st.mark); err != nil {
 			return st, fmt.Errorf("store %s: saved clock mark %q: %w", s.path, mark.String, err)
+		}
+	}
+	if printer.String != "" {
+		if err := json.Unmarshal([]byte(printer.String), &st.printer); err != nil {
+			return st, fmt.Errorf("store %s: saved printer clock %q: %w", s.path, printer.String, err)
 		}
 	}
 	if seq.Valid {
@@ -397,11 +413,36 @@ func (m *monotonic) since(t time.Time) time.Time {
 // back is caught whether or not the till sold meanwhile, also across a
 // restart. Nothing to do before the first feed.
 func (s *Store) MarkClock(ctx context.Context, now time.Time) error {
+	return s.MarkPrinterClock(ctx, now, time.Time{})
+}
+
+// MarkPrinterClock is MarkClock with printer, the fiscal printer's own
+// clock read at now (zero: not read). The printer's clock is a stopwatch:
+// the time it moved on since its last reading is added to the offline
+// age's time of that reading, so time the agent was stopped counts even
+// when the till's clock was set back meanwhile (only setting both back
+// hides it). Only the difference between two readings counts, so a
+// printer clock in another zone, or minutes off, changes nothing; one set
+// forward adds that much to the age once (the safe side), one set back
+// adds nothing.
+func (s *Store) MarkPrinterClock(ctx context.Context, now, printer time.Time) error {
 	st, err := s.readOfflineState(ctx)
 	if err != nil || !st.ok {
 		return err
 	}
+	p := printer.UnixMilli()
+	if !printer.IsZero() && st.printer.PrinterMS != 0 && p > st.printer.PrinterMS {
+		if ran := time.UnixMilli(st.printer.SeenMS + p - st.printer.PrinterMS); ran.After(now) {
+			now = ran
+		}
+	}
 	ms := st.now(now, &s.seen).UnixMilli()
+	if !printer.IsZero() {
+		b, _ := json.Marshal(printerMark{SeenMS: ms, PrinterMS: p})
+		if err := s.SetSyncState(ctx, printerClockKey, string(b)); err != nil {
+			return err
+		}
+	}
 	if ms <= st.limits.FeedAt.UnixMilli() || st.mark.FeedAt.Equal(st.limits.FeedAt) && ms <= st.mark.SeenMS {
 		return nil
 	}

@@ -262,6 +262,18 @@ func (d *Driver) FullStatus(ctx context.Context) (FullStatus, error) {
 	return DecodeFullStatus(b)
 }
 
+// Clock reads the device's own clock (11h): its wall time, which has no
+// zone, read as UTC. The agent uses it as a stopwatch for the offline age
+// (store.MarkPrinterClock), so only differences between readings count.
+func (d *Driver) Clock(ctx context.Context) (time.Time, error) {
+	f, err := d.FullStatus(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	t := f.Date
+	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), 0, time.UTC), nil
+}
+
 // DecodeFNStatus decodes the FF01 answer data (after ERR).
 func DecodeFNStatus(b []byte) (fiscal.FNStatus, error) {
 	if len(b) < 30 {

@@ -289,6 +289,15 @@ func TestErrorPaths(t *testing.T) {
 			t.Errorf("11h: %+v", fs)
 		}
 	})
+	t.Run("Clock", func(t *testing.T) {
+		// The device's wall time, in whatever zone it keeps, read as UTC.
+		at := time.Date(2026, 11, 23, 15, 4, 5, 0, time.Local)
+		r := newRig(t, rigOpts{emu: emulator.Config{Now: func() time.Time { return at }}})
+		got, err := r.drv.Clock(ctx)
+		if want := time.Date(2026, 11, 23, 15, 4, 5, 0, time.UTC); err != nil || !got.Equal(want) {
+			t.Errorf("clock: %v, %v; want %v", got, err, want)
+		}
+	})
 	t.Run("PortClosed", func(t *testing.T) {
 		r := newRig(t, rigOpts{})
 		r.port.Close()
