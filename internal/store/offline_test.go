@@ -19,6 +19,19 @@ func offlineCap(t *testing.T, s *Store, code string, at time.Time, syncs bool) (
 	return l.String(), why
 }
 
+// reopener opens till S001-T01's store at path on *clock (mono nil: the
+// process's monotonic clock), a restart each call.
+func reopener(t *testing.T, path string, clock *time.Time, mono func() time.Duration) func() *Store {
+	return func() *Store {
+		t.Helper()
+		s, err := Open(context.Background(), Options{Path: path, TillID: "S001-T01", Clock: func() time.Time { return *clock }, Monotonic: mono})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+}
+
 // TestOfflineCapBeforeTheFirstFeed: with no rules saved a till that syncs
 // may redeem nothing (its first load has not brought them), a standalone
 // till has no offline cap; once a feed saved rules, even "no limits" (all
@@ -50,14 +63,7 @@ func TestOfflineAgeSurvivesClockSetBack(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "till.db")
 	clock := demoNow
-	open := func() *Store {
-		t.Helper()
-		s, err := Open(ctx, Options{Path: path, TillID: "S001-T01", Clock: func() time.Time { return clock }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	open := reopener(t, path, &clock, nil)
 	s := open()
 	if _, err := s.ImportFile(ctx, demoPath(t)); err != nil {
 		t.Fatal(err)
@@ -174,14 +180,7 @@ func TestOfflineAgeGrowsWithTheClockBackAfterAFeed(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "till.db")
 	mono := &fakeMono{}
 	clock := demoNow
-	open := func() *Store {
-		t.Helper()
-		s, err := Open(ctx, Options{Path: path, TillID: "S001-T01", Clock: func() time.Time { return clock }, Monotonic: mono.elapsed})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	open := reopener(t, path, &clock, mono.elapsed)
 	s := open()
 	if _, err := s.ImportFile(ctx, demoPath(t)); err != nil {
 		t.Fatal(err)
@@ -265,15 +264,7 @@ func TestPrinterClockCountsTimeStopped(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "till.db")
 	clock := demoNow
-	open := func() *Store {
-		t.Helper()
-		s, err := Open(ctx, Options{Path: path, TillID: "S001-T01", Clock: func() time.Time { return clock },
-			Monotonic: (&fakeMono{}).elapsed})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	open := reopener(t, path, &clock, (&fakeMono{}).elapsed)
 	s := open()
 	if _, err := s.ImportFile(ctx, demoPath(t)); err != nil {
 		t.Fatal(err)
