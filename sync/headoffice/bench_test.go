@@ -273,6 +273,7 @@ func rawRows(b *testing.B, s *Server, tills []benchTill) time.Duration {
 		cards = slices.Compact(cards)
 		var pb pgx.Batch
 		pb.Queue("begin")
+		pb.Queue("set local enable_seqscan = off") // as ingestion: the new tables have no statistics
 		pb.Queue(`INSERT INTO rows_journal (id, till_id, prev_id, card_code, kind, points, body, digest, folded)
 			SELECT u.id, $1, u.prev, u.card, u.kind, u.points::numeric, u.body::json, '\x01', true
 			FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u(id, prev, card, kind, points, body)`,

@@ -25,10 +25,14 @@ import (
 // sqlCheckSpends reads the folded, applied redemptions and reversals of
 // the checks whose returns a fold may apply: those of the batch ($1) and
 // of the till's ($2) stored reversals not folded yet. Those not folded yet
-// are counted in chain order by returnCap itself.
-const sqlCheckSpends = `SELECT body::text FROM journal
-	WHERE check_id IN (SELECT unnest($1::text[]) UNION SELECT check_id FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal')
-		AND check_id <> '' AND kind IN ('redemption', 'reversal') AND folded AND rejected = ''`
+// are counted in chain order by returnCap itself. Read check by check
+// (LATERAL, OFFSET 0, as the lots are): as a join the planner scanned the
+// whole index, 20 µs an entry in a batch without any return.
+const sqlCheckSpends = `SELECT j.body::text
+	FROM (SELECT unnest($1::text[]) UNION SELECT check_id FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal') AS k(check_id),
+		LATERAL (SELECT body FROM journal WHERE journal.check_id = k.check_id AND kind IN ('redemption', 'reversal')
+			AND folded AND rejected = '' OFFSET 0) AS j
+	WHERE k.check_id <> ''`
 
 // returnCap is, per check, card and lot, what the check's redemptions took
 // from the lot less what its returns gave back to it.
