@@ -462,6 +462,12 @@ func (e *RecordError) Unwrap() error { return e.Err }
 // "stores", "groups", "products", "programs", "card_kinds", "cards".
 type Exists func(table, id string) (bool, error)
 
+// ValidID reports whether id may name a replica record (a lot, a card, a
+// program…): a letter or digit, then up to 63 letters, digits or "_.:/-".
+// A till's journal entry may only name lots by such ids (or DebtLot): head
+// office folds them into lots that every till's feed must carry.
+func ValidID(id string) bool { return idRe.MatchString(id) }
+
 var (
 	idRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$`)
 	monthRe = regexp.MustCompile(`^\d{4}-(0[1-9]|1[0-2])$`)

@@ -395,7 +395,7 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 
 	// Returns giving back more than their check spent are kept as
 	// rejected, like those the decoder refused (returns.go).
-	entries, overReturned := spends.capReturns(entries)
+	entries, overReturned := spends.capReturns(entries, func(card string) bool { return cards[card] != nil })
 	var laterRejected, laterWhy []string // stored before, refused now
 	for _, id := range chain {
 		why, ok := overReturned[id]

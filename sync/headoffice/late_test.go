@@ -1,6 +1,7 @@
 package headoffice
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -49,8 +50,10 @@ func lateFixture(t *testing.T, now *time.Time, lots ...store.ReplicaLot) *Server
 	return s
 }
 
-// lateTill numbers and chains the entries it pushes as till S001-T01.
+// lateTill numbers and chains the entries it pushes as till S001-T01 (or
+// till, enrolled by the test).
 type lateTill struct {
+	till string
 	n    int
 	prev string
 }
@@ -58,10 +61,11 @@ type lateTill struct {
 // batch gives the entries ids, chain links, a check id (when unset) and
 // created lots their entry's id.
 func (lt *lateTill) batch(es ...store.Entry) *wire.Batch {
-	b := &wire.Batch{TillID: "S001-T01"}
+	till := cmp.Or(lt.till, "S001-T01")
+	b := &wire.Batch{TillID: till}
 	for _, e := range es {
 		lt.n++
-		e.ID = fmt.Sprintf("S001-T01-%026d", lt.n)
+		e.ID = fmt.Sprintf("%s-%026d", till, lt.n)
 		if e.CheckID == "" {
 			e.CheckID = e.ID
 		}

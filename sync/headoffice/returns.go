@@ -14,13 +14,16 @@ import (
 // A till gives points back only for a check it sold (a return is made on
 // the till that holds the sale), so a return that gives back more than its
 // check spent is a till's bug or tampering: folding it would make points.
-// Head office checks every reversal against the redemptions of its check,
-// lot by lot, in chain order: what the check took from a lot, less what
-// its earlier returns gave back to that lot, is the most a return may give
-// back to it. A return over that is kept as rejected (on the chain, applied
-// to no card) and support settles the card. Taking points away (the
-// accrual a return reverses, debt) is not capped: it can only cost the
-// card.
+// Head office checks every reversal against the redemptions of its check
+// on the same till, lot by lot, in chain order: what the check took from a
+// lot, less what its earlier returns gave back to that lot, is the most a
+// return may give back to it. Points go back only to lots the sale named:
+// a reversal giving points back without naming lots is over the cap too.
+// Only redemptions folded into a card count (not those of a card head
+// office did not hold). A return over the cap is kept as rejected, whole:
+// a till that sends it is not trusted for the rest of the entry either (the
+// accrual it takes back), and support settles the card from
+// GET /v1/erp/rejected.
 
 // sqlCheckSpends reads the folded, applied redemptions and reversals of
 // the checks whose returns a fold may apply: those of the batch ($1) and
@@ -31,7 +34,7 @@ import (
 const sqlCheckSpends = `SELECT j.body::text
 	FROM (SELECT unnest($1::text[]) UNION SELECT check_id FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal') AS k(check_id),
 		LATERAL (SELECT body FROM journal WHERE journal.check_id = k.check_id AND kind IN ('redemption', 'reversal')
-			AND folded AND rejected = '' OFFSET 0) AS j
+			AND till_id = $2 AND folded AND rejected = '' AND NOT no_card OFFSET 0) AS j
 	WHERE k.check_id <> ''`
 
 // returnCap is, per check, card and lot, what the check's redemptions took
@@ -56,21 +59,12 @@ func scanCheckSpends(rows pgx.Rows, rc returnCap) error {
 	return rows.Err()
 }
 
-// changes is what e does to lots: its lot changes, or, an entry without
-// lots, its points on lot "".
-func changes(e *store.Entry) []store.LotChange {
-	if len(e.Lots) == 0 {
-		return []store.LotChange{{Delta: e.Points}}
-	}
-	return e.Lots
-}
-
 // count adds what a redemption took, or takes off what a return gave back.
 func (rc returnCap) count(e *store.Entry) {
-	for _, l := range changes(e) {
+	for _, l := range e.Lots {
 		k := spendKey{e.CheckID, e.CardCode, l.LotID}
 		switch {
-		case e.Kind == store.KindRedemption && !l.Create && l.Delta.IsNegative():
+		case e.Kind == store.KindRedemption && l.Delta.IsNegative():
 			rc[k] = rc[k].Sub(l.Delta)
 		case e.Kind == store.KindReversal && l.Delta.IsPositive():
 			rc[k] = rc[k].Sub(l.Delta)
@@ -79,9 +73,13 @@ func (rc returnCap) count(e *store.Entry) {
 }
 
 // refusal is why reversal e may not be folded ("" when it may): a lot it
-// gives back more to than its check has left to give back.
+// gives back more to than its check has left to give back, or points given
+// back to no lot.
 func (rc returnCap) refusal(e *store.Entry) string {
-	for _, l := range changes(e) {
+	if len(e.Lots) == 0 && e.Points.IsPositive() {
+		return fmt.Sprintf("return gives %s points back to no lot: a return gives points back to the lots its sale spent", e.Points)
+	}
+	for _, l := range e.Lots {
 		if !l.Delta.IsPositive() {
 			continue
 		}
@@ -95,8 +93,9 @@ func (rc returnCap) refusal(e *store.Entry) string {
 
 // capReturns goes through the entries to fold in chain order and takes out
 // the returns that give back more than their check spent, answering why
-// (id → why).
-func (rc returnCap) capReturns(entries []wire.Entry) ([]wire.Entry, map[string]string) {
+// (id → why). known tells the cards head office holds: only entries folded
+// into a card count.
+func (rc returnCap) capReturns(entries []wire.Entry, known func(card string) bool) ([]wire.Entry, map[string]string) {
 	var over map[string]string
 	kept := entries[:0:0]
 	for i := range entries {
@@ -110,7 +109,9 @@ func (rc returnCap) capReturns(entries []wire.Entry) ([]wire.Entry, map[string]s
 				continue
 			}
 		}
-		rc.count(e)
+		if known(e.CardCode) {
+			rc.count(e)
+		}
 		kept = append(kept, entries[i])
 	}
 	return kept, over

@@ -3,16 +3,22 @@ package headoffice
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"tillagent/checkout"
 	"tillagent/internal/store"
 	"tillagent/sync/wire"
 )
 
+// wantStatuses checks the results' statuses in the order of their ids,
+// which is the batch's order (head office answers the entries the decoder
+// refused last).
 func wantStatuses(t *testing.T, what string, res *wire.BatchResult, want ...string) {
 	t.Helper()
+	slices.SortFunc(res.Results, func(a, b wire.Result) int { return strings.Compare(a.ID, b.ID) })
 	if got := statuses(res); got != strings.Join(want, ",") {
 		t.Fatalf("%s: results %s, want %s (%+v)", what, got, strings.Join(want, ","), res.Results)
 	}
@@ -158,5 +164,91 @@ func TestReturnCheckedInChainOrder(t *testing.T) {
 	}
 	if why := rejectedWhy(t, s, returns.Entries[1].ID); !strings.Contains(why, `check "c2" has 0 spent from it left`) {
 		t.Errorf("second return: rejected %q, want kept as rejected for giving back 50 points twice", why)
+	}
+}
+
+// pushDecoded pushes the entries as lt does, through the batch decoder as
+// the journal endpoint does, so the decoder's refusals count.
+func (lt *lateTill) pushDecoded(t *testing.T, s *Server, es ...store.Entry) *wire.BatchResult {
+	t.Helper()
+	data, err := json.Marshal(lt.batch(es...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := wire.DecodeBatch(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Ingest(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// TestReturnCapHasNoBackDoor: the ways QA found to give back points no
+// sale took are all refused and change nothing:
+//   - a redemption naming ~debt, and a return giving points to ~debt (head
+//     office would hold a lot "~debt", which no till's feed can carry);
+//   - a redemption that adds to a lot (its return would give back points
+//     the redemption moved, not spent);
+//   - a return without lots after a redemption without lots (its
+//     write-off could not be taken back);
+//   - a return of a sale folded while head office did not hold the card,
+//     once ERP imports the card;
+//   - a return pushed by another till naming this till's check; this
+//     till's own return of it then folds.
+func TestReturnCapHasNoBackDoor(t *testing.T) {
+	now := demoNow
+	const card, empty = "3400000000031", "3400000000032"
+	at := demoNow.Add(-48 * time.Hour)
+	s := lateFixture(t, &now, lot(card, "A", "100", at, nil), lot(card, "B", "100", at, nil))
+	policyCard(t, s, checkout.NegativeBalancePolicy{Mode: checkout.NegativeForbid}, empty)
+	var lt lateTill
+
+	res := lt.pushDecoded(t, s,
+		store.Entry{CheckID: "d", CardCode: empty, Kind: store.KindRedemption, Points: dec("-100"),
+			Lots: []store.LotChange{{LotID: store.DebtLot, Delta: dec("-100")}}, CreatedAt: demoNow},
+		giveBack(empty, store.DebtLot, "d", "100"),
+		store.Entry{CheckID: "m", CardCode: card, Kind: store.KindRedemption, Points: dec("0"),
+			Lots: []store.LotChange{{LotID: "A", Delta: dec("-100")}, {LotID: "B", Delta: dec("100")}}, CreatedAt: demoNow},
+		giveBack(card, "A", "m", "100"),
+		store.Entry{CheckID: "n", CardCode: empty, Kind: store.KindRedemption, Points: dec("-100"), CreatedAt: demoNow},
+		store.Entry{CheckID: "n", CardCode: empty, Kind: store.KindReversal, Points: dec("100"), CreatedAt: demoNow},
+	)
+	wantStatuses(t, "the back doors", res, wire.Rejected, wire.Rejected, wire.Rejected, wire.Rejected, wire.Applied, wire.Rejected)
+	if b, e := balanceOf(t, s, card), balanceOf(t, s, empty); b != "200" || e != "0" {
+		t.Fatalf("after the back doors: %s and %s, want 200 and 0", b, e)
+	}
+	if n := count(t, s, `SELECT count(*) FROM lots WHERE lot_id = '~debt'`); n != 0 {
+		t.Fatalf("head office holds %d lots named ~debt", n)
+	}
+
+	// A sale on a card head office does not hold yet, then ERP imports
+	// the card with the lot the sale spent, then the return.
+	const later = "3400000000033"
+	lt.push(t, s, spendFrom(later, "L", "u", "100"))
+	if _, err := s.Import(context.Background(), &store.Replica{Version: 1,
+		Cards: []store.ReplicaCard{{Code: later, Kind: "bonus", State: checkout.StateActive}}, Lots: []store.ReplicaLot{lot(later, "L", "100", at, nil)}}); err != nil {
+		t.Fatal(err)
+	}
+	res = lt.push(t, s, giveBack(later, "L", "u", "100"))
+	wantStatuses(t, "the return of a sale folded on no card", res, wire.Rejected)
+	if b := balanceOf(t, s, later); b != "100" {
+		t.Fatalf("card imported after its sale, then the return: %s, want 100", b)
+	}
+
+	// Another till names this till's check.
+	lt.push(t, s, spendFrom(card, "A", "S001-T01-Cmine", "60"))
+	if _, err := s.Enrol(context.Background(), "S001-T09", "S001"); err != nil {
+		t.Fatal(err)
+	}
+	other := lateTill{till: "S001-T09"}
+	res = other.push(t, s, giveBack(card, "A", "S001-T01-Cmine", "60"))
+	wantStatuses(t, "another till's return of this till's check", res, wire.Rejected)
+	res = lt.push(t, s, giveBack(card, "A", "S001-T01-Cmine", "60"))
+	wantStatuses(t, "this till's own return", res, wire.Applied)
+	if b := balanceOf(t, s, card); b != "200" {
+		t.Fatalf("after the sale and its return: %s, want 200", b)
 	}
 }

@@ -149,6 +149,19 @@ func TestDecodeBatchErrorsNameTheEntry(t *testing.T) {
 		{entry("S001-T01-01KX0000000000000000000001", "accrual", "1e-10", "", ""), `more than 9 decimal places`},
 		{entry("S001-T01-01KX0000000000000000000001", "reversal", "0", `,"lots":[{"lot_id":"a","delta":"2e9"},{"lot_id":"b","delta":"-2e9"}]`, ""),
 			`lot a delta 2000000000: more than 1000000000`},
+		// Lot changes a till never writes: a redemption adding to a lot or
+		// creating one, an accrual changing an existing lot, the debt named
+		// but by a return's debit, an id the replica feed cannot carry.
+		{entry("S001-T01-01KX0000000000000000000001", "redemption", "0", `,"lots":[{"lot_id":"a","delta":"-1"},{"lot_id":"b","delta":"1"}]`, ""),
+			`lot b: a redemption only takes points from lots`},
+		{entry("S001-T01-01KX0000000000000000000001", "redemption", "0", `,"lots":[{"lot_id":"a","delta":"-1"},{"lot_id":"b","delta":"1","create":true,"active_from":"2026-01-01T00:00:00Z"}]`, ""),
+			`lot b: a redemption only takes points from lots`},
+		{entry("S001-T01-01KX0000000000000000000001", "accrual", "1", `,"lots":[{"lot_id":"a","delta":"1"}]`, ""), `lot a: an accrual only creates lots`},
+		{entry("S001-T01-01KX0000000000000000000001", "redemption", "-1", `,"lots":[{"lot_id":"~debt","delta":"-1"}]`, ""),
+			`lot ~debt: only a return's debit beyond the balance names it`},
+		{entry("S001-T01-01KX0000000000000000000001", "reversal", "1", `,"lots":[{"lot_id":"~debt","delta":"1"}]`, ""),
+			`lot ~debt: only a return's debit beyond the balance names it`},
+		{entry("S001-T01-01KX0000000000000000000001", "reversal", "1", `,"lots":[{"lot_id":"~x","delta":"1"}]`, ""), `lot id "~x": not a replica lot id`},
 	} {
 		b, err := DecodeBatch([]byte(`{"till_id":"S001-T01","entries":[` + c.in + `,` + good + `]}`))
 		if err != nil || len(b.Invalid) != 1 || b.Invalid[0].Status != Rejected || !strings.Contains(b.Invalid[0].Error, c.want) ||
@@ -157,9 +170,11 @@ func TestDecodeBatchErrorsNameTheEntry(t *testing.T) {
 		}
 	}
 	// Reversals go either way; the bound itself is allowed.
-	for _, c := range []struct{ kind, points string }{{"reversal", "5"}, {"reversal", "-5"}, {"reversal", "-1000000000"},
-		{"reversal", "1000000000"}, {"redemption", "-0.5"}, {"accrual", "0"}} {
-		in := entry("S001-T01-01KX0000000000000000000001", c.kind, c.points, "", "")
+	for _, c := range []struct{ kind, points, lots string }{{"reversal", "5", ""}, {"reversal", "-5", ""}, {"reversal", "-1000000000", ""},
+		{"reversal", "1000000000", ""}, {"redemption", "-0.5", ""}, {"accrual", "0", ""},
+		// What a till's return writes: spent points back, the accrual and the debt taken.
+		{"reversal", "-5", `,"lots":[{"lot_id":"L-1","delta":"10"},{"lot_id":"S001-T01-01KX0000000000000000000000","delta":"-10"},{"lot_id":"~debt","delta":"-5"}]`}} {
+		in := entry("S001-T01-01KX0000000000000000000001", c.kind, c.points, c.lots, "")
 		if b, err := DecodeBatch([]byte(`{"till_id":"S001-T01","entries":[` + in + `]}`)); err != nil || len(b.Invalid) != 0 || len(b.Entries) != 1 {
 			t.Errorf("DecodeBatch(%s): %+v, %v; want it kept", in, b, err)
 		}

@@ -299,6 +299,9 @@ func CheckEntry(till string, e *Entry) error {
 		if l.Create && (!l.Delta.IsPositive() || l.ActiveFrom.IsZero()) {
 			return fmt.Errorf("created lot %s needs a positive delta and active_from", l.LotID)
 		}
+		if err := checkLotChange(e.Kind, l); err != nil {
+			return err
+		}
 		sum = sum.Add(l.Delta)
 	}
 	if len(e.Lots) > 0 && !sum.Equal(e.Points) {
@@ -306,6 +309,25 @@ func CheckEntry(till string, e *Entry) error {
 	}
 	if e.WithheldKop < 0 || e.WrittenOff.IsNegative() {
 		return errors.New("negative withheld_kop or written_off")
+	}
+	return nil
+}
+
+// checkLotChange checks that a lot change is one an entry of kind makes on
+// a till (store.RecordSale, RecordReturn): a redemption only takes from
+// lots, an accrual only creates them, and only a return's debit beyond the
+// balance names store.DebtLot; every other lot id is one the replica feed
+// can carry, since head office folds it into a lot every till must import.
+func checkLotChange(kind store.Kind, l store.LotChange) error {
+	switch {
+	case l.LotID == store.DebtLot && (kind != store.KindReversal || !l.Delta.IsNegative() || l.Create):
+		return fmt.Errorf("lot %s: only a return's debit beyond the balance names it (a negative delta on a reversal)", l.LotID)
+	case l.LotID != store.DebtLot && !store.ValidID(l.LotID):
+		return fmt.Errorf("lot id %q: not a replica lot id (a letter or digit, then up to 63 letters, digits or _.:/-)", l.LotID)
+	case kind == store.KindRedemption && (l.Create || l.Delta.IsPositive()):
+		return fmt.Errorf("lot %s: a redemption only takes points from lots (delta %s)", l.LotID, l.Delta)
+	case kind == store.KindAccrual && !l.Create:
+		return fmt.Errorf("lot %s: an accrual only creates lots", l.LotID)
 	}
 	return nil
 }
