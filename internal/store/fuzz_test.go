@@ -98,9 +98,11 @@ func TestReplicaFixtures(t *testing.T) {
 		`stores[0] id "S9": empty name`,
 		`stores[0] id "S9": timezone "Mars/Olympus"`,
 		`products[0] id "x": vat "vat18"`,
-		`products[0] id "x": negative last_purchase_price -1.00`,
+		`products[0] id "x": last_purchase_price -1.00 outside 0..10000000000000.00`,
 		`lots[0] id "L": remaining 7 outside 0..5`,
 		`lots[0] id "L": expires_at not after active_from`,
+		`cards[0] code "2900000000990": history purchases_all_time 100000000000000000.00 outside 0..10000000000000.00`,
+		`lots[1] id "M": expires_at not after active_from`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("bad-values.yaml: error %v lacks %q", err, want)

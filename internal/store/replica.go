@@ -462,6 +462,12 @@ func (e *RecordError) Unwrap() error { return e.Err }
 // "stores", "groups", "products", "programs", "card_kinds", "cards".
 type Exists func(table, id string) (bool, error)
 
+// MaxHistory bounds each purchase counter of a card's history and a
+// product's last purchase price (10^15 kopecks, 10 trillion roubles): the
+// till keeps them in int64 kopecks, and a value past that would stop every
+// till's import of the card. Head office's folding stops a counter here.
+var MaxHistory = checkout.Kopecks(1_000_000_000_000_000)
+
 // ValidID reports whether id may name a replica record (a lot, a card, a
 // program…): a letter or digit, then up to 63 letters, digits or "_.:/-".
 // A till's journal entry may only name lots by such ids (or DebtLot): head
@@ -570,8 +576,8 @@ func (r *Replica) Validate(exists Exists) error {
 		default:
 			bad("products", i, key, "vat %q: want vat22, vat20, vat10, vat7, vat5, vat0 or none", p.VAT)
 		}
-		if p.LastPurchasePrice != nil && p.LastPurchasePrice.IsNegative() {
-			bad("products", i, key, "negative last_purchase_price %s", p.LastPurchasePrice)
+		if p.LastPurchasePrice != nil && (p.LastPurchasePrice.IsNegative() || p.LastPurchasePrice.Cmp(MaxHistory) > 0) {
+			bad("products", i, key, "last_purchase_price %s outside 0..%s", p.LastPurchasePrice, MaxHistory)
 		}
 		if !checkout.ValidUnit(p.Unit) {
 			bad("products", i, key, "unit %q: want pcs, g, kg, ml, l, m, m2 or m3", p.Unit)
@@ -649,8 +655,8 @@ func (r *Replica) Validate(exists Exists) error {
 			bad("cards", i, key, "history has monthly counters but no month")
 		}
 		for name, m := range map[string]checkout.Money{"purchases_all_time": h.PurchasesAllTime, "purchases_month": h.PurchasesMonth, "purchases_prev_month": h.PurchasesPrevMonth} {
-			if m.IsNegative() {
-				bad("cards", i, key, "negative history %s %s", name, m)
+			if m.IsNegative() || m.Cmp(MaxHistory) > 0 {
+				bad("cards", i, key, "history %s %s outside 0..%s", name, m, MaxHistory)
 			}
 		}
 		if h.AccruedMonth.IsNegative() || h.RedeemedMonth.IsNegative() {
@@ -681,7 +687,10 @@ func (r *Replica) Validate(exists Exists) error {
 			bad("lots", i, key, "active_from before accrued_at")
 		}
 		if l.ExpiresAt != nil {
-			if !l.ExpiresAt.After(l.ActiveSince()) {
+			// In milliseconds, as the till keeps them: a lot expiring
+			// within the millisecond it activates is stored with both
+			// times equal.
+			if !l.ExpiresAt.Truncate(time.Millisecond).After(l.ActiveSince().Truncate(time.Millisecond)) {
 				bad("lots", i, key, "expires_at not after active_from")
 			}
 		}

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -436,6 +437,15 @@ func (c *Client) cycle(ctx context.Context, force bool) (err error) {
 		c.flight = nil
 		c.mu.Unlock()
 		close(f.done)
+	}()
+	defer func() {
+		// A bug on either side (a feed value the import cannot hold) must
+		// not take the till down with it: the cycle fails, and the loop
+		// backs off and sells on.
+		if p := recover(); p != nil {
+			c.log.Error("sync cycle panicked", "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("sync cycle: internal error: %v", p)
+		}
 	}()
 	c.showSaved(ctx)
 	if !loaded {

@@ -570,8 +570,17 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error)
 		httpError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
+	// Encoded whole before the status goes out: a value that cannot be
+	// encoded (a time past year 9999) is a 500 the till retries, not a 200
+	// with a cut body.
+	body, err := json.Marshal(v)
+	if err != nil {
+		s.log.Error("encode reply", "method", r.Method, "path", r.URL.Path, "err", err)
+		httpError(w, http.StatusInternalServerError, "encode reply: "+err.Error())
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
-	if err := json.NewEncoder(w).Encode(v); err != nil {
+	if _, err := w.Write(append(body, '\n')); err != nil {
 		s.log.Warn("write reply", "err", err)
 	}
 }

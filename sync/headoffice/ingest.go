@@ -1186,10 +1186,11 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 			if nl.ActiveFrom.Before(nl.AccruedAt) {
 				nl.AccruedAt = nl.ActiveFrom
 			}
-			if nl.ExpiresAt != nil && !nl.ExpiresAt.After(nl.ActiveFrom) {
+			if nl.ExpiresAt != nil && !nl.ExpiresAt.Truncate(time.Millisecond).After(nl.ActiveFrom.Truncate(time.Millisecond)) {
 				// A lot that lapses before it activates is worth nothing, but
-				// a replica lot must expire after it activates, or every
-				// till's feed import would be refused over it.
+				// a replica lot must expire after it activates (in the
+				// milliseconds the till keeps), or every till's feed import
+				// would be refused over it.
 				t := nl.ActiveFrom.Add(time.Second)
 				nl.ExpiresAt = &t
 			}
@@ -1343,10 +1344,15 @@ func addHistory(h store.CardHistory, e wire.Entry, at time.Time, loc *time.Locat
 		h.PurchasesPrevMonth = h.PurchasesPrevMonth.Add(p)
 	}
 	// A return can take a month's counters below zero only if the sale was
-	// counted in a month head office has rolled over; keep them valid.
+	// counted in a month head office has rolled over; keep them valid. A
+	// counter stops at store.MaxHistory (10 trillion roubles, beyond any
+	// card): past it, no till could import the card.
 	for _, m := range []*checkout.Money{&h.PurchasesAllTime, &h.PurchasesMonth, &h.PurchasesPrevMonth} {
 		if m.IsNegative() {
 			*m = checkout.Money{}
+		}
+		if m.Cmp(store.MaxHistory) > 0 {
+			*m = store.MaxHistory
 		}
 	}
 	for _, p := range []*checkout.Points{&h.AccruedMonth, &h.RedeemedMonth} {

@@ -162,6 +162,18 @@ func TestDecodeBatchErrorsNameTheEntry(t *testing.T) {
 		{entry("S001-T01-01KX0000000000000000000001", "reversal", "1", `,"lots":[{"lot_id":"~debt","delta":"1"}]`, ""),
 			`lot ~debt: only a return's debit beyond the balance names it`},
 		{entry("S001-T01-01KX0000000000000000000001", "reversal", "1", `,"lots":[{"lot_id":"~x","delta":"1"}]`, ""), `lot id "~x": not a replica lot id`},
+		{entry("S001-T01-01KX0000000000000000000001", "reversal", "1", `,"lots":[{"lot_id":"a","delta":"1","create":true,"active_from":"2026-01-01T00:00:00Z"}]`, ""),
+			`lot a: a return gives points back to the lots its sale spent and takes them from lots; it creates none`},
+		// Money and times every till can carry: a purchase past a check's
+		// largest sum would overflow the card's history on every till; a
+		// zero time or one at year 9999 gives a lot no feed can carry.
+		{entry("S001-T01-01KX0000000000000000000001", "accrual", "0", `,"purchase_kop":9223372036854775807`, ""),
+			`purchase_kop 9223372036854775807: more than 1000000000000`},
+		{entry("S001-T01-01KX0000000000000000000001", "reversal", "-1", `,"amount_kop":-1000000000001`, ""), `amount_kop -1000000000001: more than`},
+		{strings.Replace(entry("S001-T01-01KX0000000000000000000001", "accrual", "1", "", ""), "2026-01-01T00:00:00Z", "0001-01-01T00:00:00Z", 1),
+			`created_at 0001-01-01T00:00:00Z: outside 2000..2199`},
+		{entry("S001-T01-01KX0000000000000000000001", "accrual", "1", `,"lots":[{"lot_id":"a","delta":"1","create":true,"active_from":"9999-12-31T23:59:59Z","expires_at":"9999-12-31T23:59:59Z"}]`, ""),
+			`lot a active_from 9999-12-31T23:59:59Z: outside 2000..2199`},
 	} {
 		b, err := DecodeBatch([]byte(`{"till_id":"S001-T01","entries":[` + c.in + `,` + good + `]}`))
 		if err != nil || len(b.Invalid) != 1 || b.Invalid[0].Status != Rejected || !strings.Contains(b.Invalid[0].Error, c.want) ||

@@ -14,9 +14,11 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/shopspring/decimal"
 
+	"tillagent/checkout"
 	"tillagent/internal/store"
 )
 
@@ -310,6 +312,42 @@ func CheckEntry(till string, e *Entry) error {
 	if e.WithheldKop < 0 || e.WrittenOff.IsNegative() {
 		return errors.New("negative withheld_kop or written_off")
 	}
+	for _, k := range []struct {
+		name string
+		kop  int64
+	}{{"amount_kop", e.AmountKop}, {"purchase_kop", e.PurchaseKop}, {"withheld_kop", e.WithheldKop}} {
+		if k.kop > MaxKop || k.kop < -MaxKop {
+			return fmt.Errorf("%s %d: more than %d (a check's largest sum) in magnitude", k.name, k.kop, MaxKop)
+		}
+	}
+	if err := checkTime("created_at", e.CreatedAt); err != nil {
+		return err
+	}
+	for _, l := range e.Lots {
+		if err := checkTime("lot "+l.LotID+" active_from", l.ActiveFrom); l.Create && err != nil {
+			return err
+		}
+		if err := checkTime("lot "+l.LotID+" expires_at", l.ExpiresAt); !l.ExpiresAt.IsZero() && err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MaxKop bounds an entry's money (amount_kop, purchase_kop, withheld_kop):
+// a check's largest sum. Head office adds purchase_kop to the card's
+// purchase history, which every till keeps in int64 kopecks.
+var MaxKop = checkout.MaxCheckTotal.Kopecks()
+
+// Entries' times lie within [minTime, maxTime): a zero time, or one head
+// office cannot carry a day further in JSON (year 9999), would give the
+// card a lot no till's feed import takes.
+var minTime, maxTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func checkTime(name string, t time.Time) error {
+	if t.Before(minTime) || !t.Before(maxTime) {
+		return fmt.Errorf("%s %s: outside %d..%d", name, t.UTC().Format(time.RFC3339Nano), minTime.Year(), maxTime.Year()-1)
+	}
 	return nil
 }
 
@@ -328,6 +366,8 @@ func checkLotChange(kind store.Kind, l store.LotChange) error {
 		return fmt.Errorf("lot %s: a redemption only takes points from lots (delta %s)", l.LotID, l.Delta)
 	case kind == store.KindAccrual && !l.Create:
 		return fmt.Errorf("lot %s: an accrual only creates lots", l.LotID)
+	case kind == store.KindReversal && l.Create:
+		return fmt.Errorf("lot %s: a return gives points back to the lots its sale spent and takes them from lots; it creates none", l.LotID)
 	}
 	return nil
 }
