@@ -23,7 +23,16 @@ var (
 	MaxCheckTotal = Kopecks(maxCheckTotalKop)
 	// MaxPointValue is the largest value of one point: 1 000 000.00 roubles.
 	MaxPointValue = Kopecks(1_000_000_00)
+	// MaxCheckPoints is the most points one check may accrue or redeem on a
+	// card, one accrual rule may give per unit or check, and one journal
+	// entry may carry (head office refuses entries beyond it: wire.MaxPoints).
+	MaxCheckPoints = Points{decimal.New(1, 9)}
 )
+
+// maxRulePercent bounds an accrual percent (tiers too) and maxMultiplier a
+// promotion's multiplier: far beyond any program, low enough that a rule
+// cannot overflow the engine's integers on a check within the bounds.
+var maxRulePercent, maxMultiplier = decimal.NewFromInt(10_000), decimal.NewFromInt(1_000)
 
 const maxCheckTotalKop = 1_000_000_000_000
 

@@ -108,3 +108,33 @@ func TestMoneyKopecksRange(t *testing.T) {
 		}()
 	}
 }
+
+// A check may accrue or redeem at most MaxCheckPoints on a card: head
+// office refuses journal entries beyond it, so the receipt would print
+// points that never count (a redemption spendable again). A rule whose
+// points or percent could overflow the engine is refused as a program.
+func TestPointsPerCheckBounded(t *testing.T) {
+	rule := AccrualRule{ID: "u", Kind: AccrualPerUnit, Points: MustPoints("1000000000")}
+	in := input([]Line{ln(1, "a", "1.00", "1")}, []Program{prog(withRules(rule))}, crd("A", KindBonus, StateActive))
+	if _, err := Quote(in); err != nil {
+		t.Fatalf("accrual of 10^9 points, the bound: %v", err)
+	}
+	in = input([]Line{ln(1, "a", "1.00", "2")}, []Program{prog(withRules(rule))}, crd("A", KindBonus, StateActive))
+	if _, err := Quote(in); !errors.Is(err, ErrOutOfRange) || !strings.Contains(err.Error(), "card A: accrual 2000000000 or redemption 0 over 1000000000 points") {
+		t.Errorf("accrual of 2·10^9 points: err = %v, want ErrOutOfRange naming the card", err)
+	}
+	in = input([]Line{ln(1, "a", "100000000.00", "20")}, []Program{prog()}, crd("A", KindBonus, StateActive, lot("L", "2000000000", 0)))
+	redeem := MustPoints("1500000000")
+	in.Redeem = &redeem
+	if _, err := Quote(in); !errors.Is(err, ErrOutOfRange) || !strings.Contains(err.Error(), "redemption 1500000000 over 1000000000 points") {
+		t.Errorf("redemption of 1.5·10^9 points: err = %v, want ErrOutOfRange", err)
+	}
+	for _, p := range []Program{
+		prog(withRules(AccrualRule{ID: "u", Kind: AccrualPerUnit, Points: MustPoints("1000000001")})),
+		prog(withRules(percentRule("p", "10001"))),
+	} {
+		if err := ValidateProgram(&p); !errors.Is(err, ErrOutOfRange) {
+			t.Errorf("ValidateProgram(%+v): %v, want ErrOutOfRange", p.Accrual, err)
+		}
+	}
+}

@@ -57,7 +57,25 @@ func Quote(in Input) (_ Result, err error) {
 	for _, c := range q.cards {
 		q.accrue(c)
 	}
-	return q.result(), nil
+	res := q.result()
+	if err := checkPointsBound(res.Cards); err != nil {
+		return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
+	}
+	return res, nil
+}
+
+// checkPointsBound refuses a check accruing or redeeming more than
+// MaxCheckPoints on a card: head office refuses journal entries beyond it, so
+// the sale would be printed and then not count (a redemption spendable
+// again: a double spend).
+func checkPointsBound(cards []CardResult) error {
+	for _, c := range cards {
+		if c.Accrued.d.GreaterThan(MaxCheckPoints.d) || c.Redeemed.d.GreaterThan(MaxCheckPoints.d) {
+			return fmt.Errorf("card %s: accrual %s or redemption %s over %s points, the most one check may move: %w",
+				c.Code, c.Accrued, c.Redeemed, MaxCheckPoints, errRange)
+		}
+	}
+	return nil
 }
 
 // quote is the working state of one Quote call.
@@ -287,7 +305,7 @@ func indexPrograms(ps []Program) (map[string]*Program, error) {
 	m := make(map[string]*Program, len(ps))
 	for i := range ps {
 		p := &ps[i]
-		if err := validateProgram(p); err != nil {
+		if err := ValidateProgram(p); err != nil {
 			return nil, err
 		}
 		m[p.ID] = p
@@ -295,7 +313,10 @@ func indexPrograms(ps []Program) (map[string]*Program, error) {
 	return m, nil
 }
 
-func validateProgram(p *Program) error {
+// ValidateProgram checks a program as Quote and Return do before using it:
+// the replica import (store.Replica.Validate) applies it too, so that head
+// office refuses a program every till's engine would refuse.
+func ValidateProgram(p *Program) error {
 	if p.ID == "" {
 		return fmt.Errorf("program with empty id: %w", ErrInvalidInput)
 	}
@@ -330,6 +351,9 @@ func validateProgram(p *Program) error {
 		if r.Percent.d.IsNegative() || r.Points.IsNegative() {
 			return fmt.Errorf("program %s rule %s: negative percent or points: %w", p.ID, r.ID, ErrInvalidInput)
 		}
+		if r.Percent.d.GreaterThan(maxRulePercent) || r.Points.d.GreaterThan(MaxCheckPoints.d) {
+			return fmt.Errorf("program %s rule %s: percent %s or points %s over %s%% or %s: %w", p.ID, r.ID, r.Percent, r.Points, maxRulePercent, MaxCheckPoints, errRange)
+		}
 		if r.Tiers != nil {
 			switch r.Tiers.Basis {
 			case BasisCheck, BasisPrevMonth, BasisAllTime:
@@ -344,12 +368,12 @@ func validateProgram(p *Program) error {
 		default:
 			return fmt.Errorf("program %s promotion %s: unknown scope %q: %w", p.ID, pr.ID, pr.Scope, ErrInvalidInput)
 		}
-		bad := pr.Multiplier.d.IsNegative()
+		bad := pr.Multiplier.d.IsNegative() || pr.Multiplier.d.GreaterThan(maxMultiplier)
 		for _, m := range pr.ProductMultipliers {
-			bad = bad || m.d.IsNegative()
+			bad = bad || m.d.IsNegative() || m.d.GreaterThan(maxMultiplier)
 		}
 		if bad {
-			return fmt.Errorf("program %s promotion %s: negative multiplier: %w", p.ID, pr.ID, ErrInvalidInput)
+			return fmt.Errorf("program %s promotion %s: multiplier outside 0..%s: %w", p.ID, pr.ID, maxMultiplier, ErrInvalidInput)
 		}
 	}
 	// Every percent of the program must be ≥ 0; the first negative one is
@@ -365,6 +389,9 @@ func validateProgram(p *Program) error {
 			for _, l := range r.Tiers.Levels {
 				if err := negPct(l.Percent); err != nil {
 					return err
+				}
+				if l.Percent.d.GreaterThan(maxRulePercent) {
+					return fmt.Errorf("program %s rule %s: tier percent %s over %s%%: %w", p.ID, r.ID, l.Percent, maxRulePercent, errRange)
 				}
 			}
 		}

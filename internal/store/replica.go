@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/shopspring/decimal"
 	"gopkg.in/yaml.v3"
@@ -468,6 +469,27 @@ type Exists func(table, id string) (bool, error)
 // till's import of the card. Head office's folding stops a counter here.
 var MaxHistory = checkout.Kopecks(1_000_000_000_000_000)
 
+// Lots' and card keys' times lie within [minReplicaTime, maxReplicaTime):
+// the till keeps them in Unix milliseconds, and head office's feed sends
+// them in UTC, where a time near year 9999 in a western zone is year 10000
+// and cannot be encoded (every till's feed would fail).
+var minReplicaTime, maxReplicaTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func replicaTime(t time.Time) bool { return !t.Before(minReplicaTime) && t.Before(maxReplicaTime) }
+
+// printable reports whether s holds something a receipt line shows: a
+// letter, digit, mark, punctuation or symbol (not only spaces or
+// zero-width characters, which leave a line with no name or an invisible
+// one).
+func printable(s string) bool {
+	for _, r := range s {
+		if unicode.IsGraphic(r) && !unicode.IsSpace(r) && !unicode.Is(unicode.Cf, r) {
+			return true
+		}
+	}
+	return false
+}
+
 // ValidID reports whether id may name a replica record (a lot, a card, a
 // program…): a letter or digit, then up to 63 letters, digits or "_.:/-".
 // A till's journal entry may only name lots by such ids (or DebtLot): head
@@ -567,8 +589,8 @@ func (r *Replica) Validate(exists Exists) error {
 	for i, p := range r.Products {
 		key := fmt.Sprintf("id %q", p.ID)
 		unique("products", i, key, p.ID)
-		if p.Name == "" {
-			bad("products", i, key, "empty name")
+		if !printable(p.Name) {
+			bad("products", i, key, "name %q: nothing to print on a receipt line", p.Name)
 		}
 		ref("products", i, key, "groups", "group", p.Group)
 		switch p.VAT {
@@ -683,6 +705,11 @@ func (r *Replica) Validate(exists Exists) error {
 		if l.AccruedAt.IsZero() {
 			bad("lots", i, key, "missing accrued_at")
 		}
+		for name, t := range map[string]*time.Time{"accrued_at": &l.AccruedAt, "active_from": l.ActiveFrom, "expires_at": l.ExpiresAt} {
+			if t != nil && !t.IsZero() && !replicaTime(*t) {
+				bad("lots", i, key, "%s %s outside %d..%d", name, t.UTC().Format(time.RFC3339Nano), minReplicaTime.Year(), maxReplicaTime.Year()-1)
+			}
+		}
 		if l.ActiveFrom != nil && l.ActiveFrom.Before(l.AccruedAt) {
 			bad("lots", i, key, "active_from before accrued_at")
 		}
@@ -724,6 +751,9 @@ func (r *Replica) Validate(exists Exists) error {
 		if k.ValidTo != nil && !k.ValidTo.After(k.ValidFrom) {
 			bad("card_keys", i, key, "valid_to not after valid_from")
 		}
+		if !k.ValidFrom.IsZero() && !replicaTime(k.ValidFrom) || k.ValidTo != nil && !replicaTime(*k.ValidTo) {
+			bad("card_keys", i, key, "valid_from or valid_to outside %d..%d", minReplicaTime.Year(), maxReplicaTime.Year()-1)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -745,6 +775,11 @@ func (r *Replica) checkProgram(p *checkout.Program, known Exists) []error {
 	}
 	if p.ExpiryDays < 0 || p.ExpiryDays > 36500 {
 		add("expiry_days %d out of range 0..36500", p.ExpiryDays)
+	}
+	// What every till's engine checks before it uses the program: refused
+	// here, it cannot stop every quote with the program's cards.
+	if err := checkout.ValidateProgram(p); err != nil {
+		add("%v", err)
 	}
 	refs := func(where, what, table string, ids []string) {
 		for _, id := range ids {

@@ -3,6 +3,7 @@ package headoffice
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,6 +93,9 @@ func importTx(ctx context.Context, tx pgx.Tx, r *store.Replica) (ImportStats, er
 			return &RefusedImport{Err: err}
 		}
 		if err := checkImportPoints(ctx, tx, r); err != nil {
+			return err
+		}
+		if err := checkCatalogChanges(ctx, tx, r); err != nil {
 			return err
 		}
 		upsert := func(section, id string, v any) error {
@@ -445,6 +449,9 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		return CorrectionResult{}, refused(fmt.Errorf("correction %s: a reason is required", c.ID))
 	case c.ExpiresAt != nil && (c.Points.IsNegative() || !c.ExpiresAt.After(s.now())):
 		return CorrectionResult{}, refused(fmt.Errorf("correction %s: expires_at must be in the future, on an accrual", c.ID))
+	case c.ExpiresAt != nil && !c.ExpiresAt.Before(maxCorrectionExpiry):
+		// Past year 9999 in UTC no feed could carry the lot.
+		return CorrectionResult{}, refused(fmt.Errorf("correction %s: expires_at %s: want before %d", c.ID, c.ExpiresAt.UTC().Format(time.RFC3339), maxCorrectionExpiry.Year()))
 	}
 	if err := wire.CheckPoints("points", c.Points, -1); err != nil {
 		return CorrectionResult{}, refused(fmt.Errorf("correction %s of card %s: %w", c.ID, c.Card, err))
@@ -502,8 +509,12 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		now := s.now()
 		e := wire.Entry{Entry: store.Entry{ID: id, CheckID: id, CardCode: c.Card, Kind: store.KindCorrection,
 			Points: c.Points, Note: c.Reason, CreatedAt: now}}
+		lot := correctionLot(id)
+		if _, taken := card.Lots[lot]; taken && c.Points.IsPositive() {
+			return refused(fmt.Errorf("card %s already has a lot %s (an ERP import named one so): give the correction another id", c.Card, lot))
+		}
 		if c.Points.IsPositive() {
-			lc := store.LotChange{LotID: id, Delta: c.Points, Create: true, ActiveFrom: now}
+			lc := store.LotChange{LotID: lot, Delta: c.Points, Create: true, ActiveFrom: now}
 			if c.ExpiresAt != nil {
 				lc.ExpiresAt = *c.ExpiresAt
 			}
@@ -530,6 +541,22 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 	}
 	return out, nil
 }
+
+// correctionLot names the lot of correction entry id: the id itself when it
+// is a replica id, which every till's feed must carry (ERP-<id> of 60
+// letters, digits or _.:/- at most), else ERP- and the first 16 bytes of
+// the id's SHA-256 in hex (a support ticket's "#", Cyrillic, a long id).
+func correctionLot(id string) string {
+	if store.ValidID(id) {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return erpTill + "-" + hex.EncodeToString(sum[:16])
+}
+
+// maxCorrectionExpiry bounds a correction's expires_at, as the replica
+// bounds lots' times (store.Replica.Validate).
+var maxCorrectionExpiry = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // consume picks lots for a deduction of pts: active, unexpired, soonest
 // expiry first; the rest is a delta on "~debt" (becomes card debt).

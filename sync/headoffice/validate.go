@@ -27,42 +27,43 @@ import (
 // store.Replica.Validate does.
 const maxRecordErrors = 50
 
-// nulPath returns where in v (a record) a string holding U+0000 is, as the
-// JSON names it ("address", "accrual[1].include_products[0]"), or "" if
-// none is. It walks what encoding/json would marshal: exported fields
-// (embedded structs flattened, as json does), slices, maps and pointers.
-func nulPath(v any) string {
-	return nulIn(reflect.ValueOf(v), "")
+// recordText returns where in v (a record) a text textFault refuses is, as the
+// JSON names it ("address", "accrual[1].include_products[0]"), and why
+// ("" if none is). It walks what encoding/json would marshal: exported
+// fields (embedded structs flattened, as json does), slices, maps and
+// pointers.
+func recordText(v any) (path, fault string) {
+	return recordTextIn(reflect.ValueOf(v), "")
 }
 
-func nulIn(v reflect.Value, path string) string {
+func recordTextIn(v reflect.Value, path string) (string, string) {
 	switch v.Kind() {
 	case reflect.String:
-		if strings.IndexByte(v.String(), 0) >= 0 {
-			return path
+		if f := textFault(v.String()); f != "" {
+			return path, f
 		}
 	case reflect.Pointer, reflect.Interface:
 		if !v.IsNil() {
-			return nulIn(v.Elem(), path)
+			return recordTextIn(v.Elem(), path)
 		}
 	case reflect.Slice, reflect.Array:
 		if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint8 {
-			return "" // []byte marshals as base64
+			return "", "" // []byte marshals as base64
 		}
 		for i := range v.Len() {
-			if p := nulIn(v.Index(i), path+"["+strconv.Itoa(i)+"]"); p != "" {
-				return p
+			if p, f := recordTextIn(v.Index(i), path+"["+strconv.Itoa(i)+"]"); f != "" {
+				return p, f
 			}
 		}
 	case reflect.Map:
 		it := v.MapRange()
 		for it.Next() {
 			k := fmt.Sprint(it.Key().Interface())
-			if strings.IndexByte(k, 0) >= 0 {
-				return path + "[" + strconv.Quote(k) + "] (the key)"
+			if f := textFault(k); f != "" {
+				return path + "[" + strconv.Quote(k) + "] (the key)", f
 			}
-			if p := nulIn(it.Value(), path+"["+strconv.Quote(k)+"]"); p != "" {
-				return p
+			if p, f := recordTextIn(it.Value(), path+"["+strconv.Quote(k)+"]"); f != "" {
+				return p, f
 			}
 		}
 	case reflect.Struct:
@@ -86,30 +87,47 @@ func nulIn(v reflect.Value, path string) string {
 				}
 				sub += name
 			}
-			if p := nulIn(v.Field(i), sub); p != "" {
-				return p
+			if p, f := recordTextIn(v.Field(i), sub); f != "" {
+				return p, f
 			}
 		}
+	}
+	return "", ""
+}
+
+// maxTextBytes bounds each text of an ERP record: a name or holder of
+// megabytes would make the feed pages carrying it too large for a till
+// to read.
+const maxTextBytes = 4096
+
+// textFault is what is wrong with an ERP text ("" if nothing).
+func textFault(s string) string {
+	switch {
+	case strings.IndexByte(s, 0) >= 0:
+		return "holds U+0000 (NUL), which head office cannot store: remove it"
+	case len(s) > maxTextBytes:
+		return fmt.Sprintf("is %d bytes long, over %d", len(s), maxTextBytes)
 	}
 	return ""
 }
 
 // nulRefusal is the error of a record whose field holds U+0000.
 func nulRefusal(field string) error {
-	return fmt.Errorf("%s holds U+0000 (NUL), which head office cannot store: remove it", field)
+	return fmt.Errorf("%s %s", field, textFault("\x00"))
 }
 
 // checkImportText refuses a replica any of whose records holds U+0000 in
-// its text (names, addresses, holders, ids…): one error per record
-// (store.RecordError), at most maxRecordErrors.
+// its text (names, addresses, holders, ids…), or a text over
+// maxTextBytes: one error per record (store.RecordError), at most
+// maxRecordErrors.
 func checkImportText(r *store.Replica) error {
 	var errs []error
 	check := func(section string, i int, key string, v any) {
 		if len(errs) >= maxRecordErrors {
 			return
 		}
-		if p := nulPath(v); p != "" {
-			errs = append(errs, &store.RecordError{Section: section, Index: i, Key: key, Err: nulRefusal(p)})
+		if p, f := recordText(v); f != "" {
+			errs = append(errs, &store.RecordError{Section: section, Index: i, Key: key, Err: fmt.Errorf("%s %s", p, f)})
 		}
 	}
 	id := func(s string) string { return fmt.Sprintf("id %q", s) }
@@ -142,8 +160,8 @@ func checkImportText(r *store.Replica) error {
 		}
 		for _, f := range [...]struct{ name, v string }{{"code", c.Code}, {"kind", c.Kind}, {"program", c.Program},
 			{"state", string(c.State)}, {"block_reason", c.BlockReason}, {"holder", c.Holder}, {"history.month", c.History.Month}} {
-			if strings.IndexByte(f.v, 0) >= 0 {
-				errs = append(errs, &store.RecordError{Section: "cards", Index: i, Key: fmt.Sprintf("code %q", c.Code), Err: nulRefusal(f.name)})
+			if fault := textFault(f.v); fault != "" {
+				errs = append(errs, &store.RecordError{Section: "cards", Index: i, Key: fmt.Sprintf("code %q", c.Code), Err: fmt.Errorf("%s %s", f.name, fault)})
 				break
 			}
 		}
@@ -153,8 +171,8 @@ func checkImportText(r *store.Replica) error {
 			break
 		}
 		for _, f := range [...]struct{ name, v string }{{"id", l.ID}, {"card", l.Card}, {"check_id", l.CheckID}} {
-			if strings.IndexByte(f.v, 0) >= 0 {
-				errs = append(errs, &store.RecordError{Section: "lots", Index: i, Key: id(l.ID), Err: nulRefusal(f.name)})
+			if fault := textFault(f.v); fault != "" {
+				errs = append(errs, &store.RecordError{Section: "lots", Index: i, Key: id(l.ID), Err: fmt.Errorf("%s %s", f.name, fault)})
 				break
 			}
 		}
@@ -354,3 +372,60 @@ func (e headOfficeError) Error() string { return e.err.Error() }
 func (e headOfficeError) Unwrap() error { return e.err }
 
 func headOffice(err error) error { return headOfficeError{err} }
+
+// checkCatalogChanges refuses what is valid in the file but not against
+// what head office holds (read in tx): a program whose points get coarser
+// (a lower point_rounding.scale: lots, and tills' entries not pushed yet,
+// hold finer points, and those entries would be refused as finer than the
+// program counts — an accrual lost, a redemption spendable again), and a
+// group whose parents lead back to it through groups stored before (the
+// file alone has no cycle; every till loading afresh would refuse the
+// groups and everything under them).
+func checkCatalogChanges(ctx context.Context, tx pgx.Tx, r *store.Replica) error {
+	var errs []error
+	if len(r.Programs) > 0 {
+		ids := make([]string, len(r.Programs))
+		for i, p := range r.Programs {
+			ids[i] = p.ID
+		}
+		stored := map[string]int32{}
+		var id string
+		var scale int32
+		if err := forEachRow(ctx, tx, []any{&id, &scale}, func() { stored[id] = scale },
+			`SELECT id, coalesce((body->'point_rounding'->>'scale')::int, 0) FROM catalog WHERE section = 'programs' AND id = ANY($1)`, ids); err != nil {
+			return headOffice(fmt.Errorf("read the stored programs: %w", err))
+		}
+		for i, p := range r.Programs {
+			if old, ok := stored[p.ID]; ok && p.PointRounding.Scale < old {
+				errs = append(errs, &store.RecordError{Section: "programs", Index: i, Key: fmt.Sprintf("id %q", p.ID),
+					Err: fmt.Errorf("point_rounding.scale %d below the %d stored: its lots and tills' entries not pushed yet hold finer points; points may only get finer (a new program for coarser ones)", p.PointRounding.Scale, old)})
+			}
+		}
+	}
+	if len(r.Groups) > 0 {
+		parent := map[string]string{}
+		var id, par string
+		if err := forEachRow(ctx, tx, []any{&id, &par}, func() { parent[id] = par },
+			`SELECT id, coalesce(body->>'parent', '') FROM catalog WHERE section = 'groups'`); err != nil {
+			return headOffice(fmt.Errorf("read the stored groups: %w", err))
+		}
+		for _, g := range r.Groups {
+			parent[g.ID] = g.Parent
+		}
+		for i, g := range r.Groups {
+			seen := map[string]bool{g.ID: true}
+			for p := g.Parent; p != ""; p = parent[p] {
+				if seen[p] {
+					errs = append(errs, &store.RecordError{Section: "groups", Index: i, Key: fmt.Sprintf("id %q", g.ID),
+						Err: fmt.Errorf("parent %q: its parents with the stored groups lead back to %q", g.Parent, p)})
+					break
+				}
+				seen[p] = true
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return &RefusedImport{Err: errors.Join(errs...)}
+	}
+	return nil
+}

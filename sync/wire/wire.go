@@ -202,7 +202,7 @@ func checkBatch(till string, entries []Entry) (*Batch, error) {
 // MaxPoints bounds the points of an entry, of each of its lot deltas and
 // its written-off points (a till never writes more; a bigger value is a
 // bug or an attack and would mint or wipe points).
-var MaxPoints = decimal.New(1, 9)
+var MaxPoints = checkout.MaxCheckPoints.Decimal()
 
 // MaxPointsScale is the most decimal places points may have on any
 // program; the card's own program's scale is checked by head office,

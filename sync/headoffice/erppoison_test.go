@@ -1,0 +1,129 @@
+package headoffice
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"tillagent/checkout"
+	"tillagent/internal/store"
+	"tillagent/sync/wire"
+)
+
+// TestERPPoisonRefused: ERP records head office used to accept although
+// every till then refused them (freezing a card or a whole catalogue
+// chain-wide), or that stopped every till's feed, or that every till's
+// engine refused on each quote, are refused (422 naming the record) and
+// nothing is written. A correction id that is no replica id still gets a
+// lot every till takes. Afterwards a till's first load imports the whole
+// feed with nothing refused.
+func TestERPPoisonRefused(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
+		t.Fatal(err)
+	}
+	call := erpHTTP(t, s)
+	lotAt := func(field, at string) string {
+		return `{"version":1,"lots":[{"id":"LX","card":"2900000000018","points":"10","accrued_at":"2026-10-01T00:00:00Z","` + field + `":"` + at + `"}]}`
+	}
+	for _, c := range []struct{ what, body, want string }{
+		{"a lot expiring in year 10000 in UTC", lotAt("expires_at", "9999-12-31T23:00:00-05:00"), `expires_at 10000-01-01T04:00:00Z outside 1970..2199`},
+		{"a lot accrued in year -1 in UTC", strings.Replace(lotAt("active_from", "2026-10-01T00:00:00Z"), `"accrued_at":"2026-10-01T00:00:00Z"`, `"accrued_at":"0000-01-01T00:00:00+01:00"`, 1), `accrued_at`},
+		{"a group cycle through a stored group", `{"version":1,"groups":[{"id":"food","name":"Продукты","segment":"regular","parent":"dairy"}]}`,
+			`groups[0] id \"food\": parent \"dairy\": its parents with the stored groups lead back`},
+		{"a product named with a space", `{"version":1,"products":[{"id":"QP1","name":" ","group":"dairy","vat":"vat20"}]}`, `nothing to print on a receipt line`},
+		{"a product named with a zero-width space", `{"version":1,"products":[{"id":"QP2","name":"\u200b","group":"dairy","vat":"vat20"}]}`, `nothing to print on a receipt line`},
+		{"a holder of 5000 bytes", `{"version":1,"cards":[{"code":"2900000000999","kind":"bonus","state":"active","holder":"` + strings.Repeat("x", 5000) + `"}]}`,
+			`holder is 5000 bytes long, over 4096`},
+	} {
+		if code, body := call("POST", "/v1/erp/import", c.body); code != http.StatusUnprocessableEntity || !strings.Contains(body, c.want) {
+			t.Errorf("%s: %d %s, want 422 naming %q", c.what, code, body, c.want)
+		}
+	}
+
+	// Programs every till's engine would refuse, and coarser points.
+	bonus := demoReplica(t).Programs[0]
+	for _, c := range []struct {
+		what string
+		mod  func(p *checkout.Program)
+		want string
+	}{
+		{"an unknown all_or_nothing_mode", func(p *checkout.Program) { p.Redemption.AllOrNothingMode = "Balance" }, `unknown all_or_nothing_mode "Balance"`},
+		{"a point value over the maximum", func(p *checkout.Program) { p.PointValue = checkout.MustMoney("1000000000000") }, `over the maximum 1000000.00`},
+		{"a rule of 10^30 points", func(p *checkout.Program) {
+			p.Accrual = append(p.Accrual, checkout.AccrualRule{ID: "huge", Kind: checkout.AccrualPerUnit, Points: checkout.MustPoints("1e30")})
+		}, `over 10000% or 1000000000`},
+	} {
+		p := bonus
+		p.Accrual = append([]checkout.AccrualRule(nil), p.Accrual...)
+		c.mod(&p)
+		_, err := s.Import(ctx, &store.Replica{Version: 1, Programs: []checkout.Program{p}})
+		var ref *RefusedImport
+		if !errors.As(err, &ref) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("program with %s: %v, want refused naming %q", c.what, err, c.want)
+		}
+	}
+	fine := bonus
+	fine.ID, fine.Promotions, fine.PointRounding = "PZ", nil, checkout.Rounding{Scale: 2}
+	if _, err := s.Import(ctx, &store.Replica{Version: 1, Programs: []checkout.Program{fine}}); err != nil {
+		t.Fatal(err)
+	}
+	fine.PointRounding.Scale = 0
+	if _, err := s.Import(ctx, &store.Replica{Version: 1, Programs: []checkout.Program{fine}}); err == nil || !strings.Contains(err.Error(), "point_rounding.scale 0 below the 2 stored") {
+		t.Errorf("points made coarser: %v, want refused", err)
+	}
+	fine.PointRounding.Scale = 3
+	if _, err := s.Import(ctx, &store.Replica{Version: 1, Programs: []checkout.Program{fine}}); err != nil {
+		t.Errorf("points made finer: %v", err)
+	}
+
+	// Corrections.
+	for _, c := range []struct{ what, body string }{
+		{"expiring in year 10000 in UTC", `{"id":"c10000","card":"2900000000018","points":"10","reason":"qa","expires_at":"9999-12-31T23:00:00-05:00"}`},
+	} {
+		if code, body := call("POST", "/v1/erp/corrections", c.body); code != http.StatusUnprocessableEntity {
+			t.Errorf("correction %s: %d %s, want 422", c.what, code, body)
+		}
+	}
+	for _, id := range []string{"ticket#1001", "бонус-1", strings.Repeat("x", 64)} {
+		if _, err := s.Correct(ctx, Correction{ID: id, Card: "2900000000018", Points: dec("10"), Reason: "goodwill"}); err != nil {
+			t.Errorf("correction %q: %v", id, err)
+		}
+	}
+	if _, err := s.Import(ctx, &store.Replica{Version: 1, Lots: []store.ReplicaLot{lot("2900000000025", "ERP-c77", "5", demoNow, nil)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Correct(ctx, Correction{ID: "c77", Card: "2900000000025", Points: dec("50"), Reason: "goodwill"}); err == nil || !strings.Contains(err.Error(), "already has a lot ERP-c77") {
+		t.Errorf("a correction whose lot is taken: %v, want refused", err)
+	}
+
+	// A till loading afresh takes every record.
+	if _, err := s.Enrol(ctx, "S001-T01", "S001"); err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.Feed(ctx, "S001-T01", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := wire.DecodeFeed(data)
+	if err != nil || len(got.Undecoded) != 0 {
+		t.Fatalf("decode feed: %v, left out %+v", err, got.Undecoded)
+	}
+	st, err := store.Open(ctx, store.Options{Path: filepath.Join(t.TempDir(), "till.db"), TillID: "S001-T01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, refused, err := st.ImportFeed(ctx, got.Replica, got.Undecoded, false); err != nil || len(refused) != 0 {
+		t.Fatalf("till import of the feed: %v, refused %+v", err, refused)
+	}
+}
