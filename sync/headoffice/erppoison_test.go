@@ -38,12 +38,20 @@ func TestERPPoisonRefused(t *testing.T) {
 			`groups[0] id \"food\": parent \"dairy\": its parents with the stored groups lead back`},
 		{"a product named with a space", `{"version":1,"products":[{"id":"QP1","name":" ","group":"dairy","vat":"vat20"}]}`, `nothing to print on a receipt line`},
 		{"a product named with a zero-width space", `{"version":1,"products":[{"id":"QP2","name":"\u200b","group":"dairy","vat":"vat20"}]}`, `nothing to print on a receipt line`},
+		{"a barcode another product holds", `{"version":1,"products":[{"id":"QP6","name":"Дубль","group":"dairy","vat":"vat10","barcodes":["4600000010014"]}]}`,
+			`barcode 4600000010014 is product \"1001\"'s`},
 		{"a holder of 5000 bytes", `{"version":1,"cards":[{"code":"2900000000999","kind":"bonus","state":"active","holder":"` + strings.Repeat("x", 5000) + `"}]}`,
 			`holder is 5000 bytes long, over 4096`},
 	} {
 		if code, body := call("POST", "/v1/erp/import", c.body); code != http.StatusUnprocessableEntity || !strings.Contains(body, c.want) {
 			t.Errorf("%s: %d %s, want 422 naming %q", c.what, code, body, c.want)
 		}
+	}
+
+	// Moving a barcode: the old product without it, in the same import.
+	if code, body := call("POST", "/v1/erp/import", `{"version":1,"products":[{"id":"QP6","name":"Дубль","group":"dairy","vat":"vat10","barcodes":["4600000010014"]},`+
+		`{"id":"1001","name":"Молоко 3,2% 1 л","group":"dairy","vat":"vat10","last_purchase_price":"62.00"}]}`); code != http.StatusOK {
+		t.Errorf("moving a barcode with its old product: %d %s", code, body)
 	}
 
 	// Programs every till's engine would refuse, and coarser points.

@@ -424,8 +424,43 @@ func checkCatalogChanges(ctx context.Context, tx pgx.Tx, r *store.Replica) error
 			}
 		}
 	}
+	if err := checkBarcodeOwners(ctx, tx, r, &errs); err != nil {
+		return err
+	}
 	if len(errs) > 0 {
 		return &RefusedImport{Err: errors.Join(errs...)}
+	}
+	return nil
+}
+
+// checkBarcodeOwners adds to errs a product of r given a barcode that a
+// stored product, not in r, still has: every till would scan it as
+// whichever came last. Moving a barcode means sending the old product
+// without it in the same import.
+func checkBarcodeOwners(ctx context.Context, tx pgx.Tx, r *store.Replica, errs *[]error) error {
+	owner := map[string]int{} // barcode → index in r.Products
+	inFile := map[string]bool{}
+	var codes []string
+	for i, p := range r.Products {
+		inFile[p.ID] = true
+		for _, b := range p.Barcodes {
+			owner[b] = i
+			codes = append(codes, b)
+		}
+	}
+	if len(codes) == 0 {
+		return nil
+	}
+	var id, code string
+	err := forEachRow(ctx, tx, []any{&id, &code}, func() {
+		if i, ok := owner[code]; ok && !inFile[id] && len(*errs) < maxRecordErrors {
+			*errs = append(*errs, &store.RecordError{Section: "products", Index: i, Key: fmt.Sprintf("id %q", r.Products[i].ID),
+				Err: fmt.Errorf("barcode %s is product %q's: send %q without it in the same import to move it", code, id, id)})
+		}
+	}, `SELECT p.id, b FROM catalog p CROSS JOIN LATERAL json_array_elements_text(coalesce(p.body->'barcodes', '[]')) AS b
+		WHERE p.section = 'products' AND b = ANY($1) ORDER BY p.id, b`, codes)
+	if err != nil {
+		return headOffice(fmt.Errorf("read the stored barcodes: %w", err))
 	}
 	return nil
 }
