@@ -2,16 +2,13 @@ package headoffice
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"tillagent/checkout"
 	"tillagent/internal/store"
-	"tillagent/sync/wire"
 )
 
 // TestERPPoisonRefused: ERP records head office used to accept although
@@ -114,24 +111,5 @@ func TestERPPoisonRefused(t *testing.T) {
 	if _, err := s.Enrol(ctx, "S001-T01", "S001"); err != nil {
 		t.Fatal(err)
 	}
-	f, err := s.Feed(ctx, "S001-T01", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := json.Marshal(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := wire.DecodeFeed(data)
-	if err != nil || len(got.Undecoded) != 0 {
-		t.Fatalf("decode feed: %v, left out %+v", err, got.Undecoded)
-	}
-	st, err := store.Open(ctx, store.Options{Path: filepath.Join(t.TempDir(), "till.db"), TillID: "S001-T01"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, refused, err := st.ImportFeed(ctx, got.Replica, got.Undecoded, false); err != nil || len(refused) != 0 {
-		t.Fatalf("till import of the feed: %v, refused %+v", err, refused)
-	}
+	tillTakesTheFeed(t, s, "S001-T01")
 }
