@@ -126,8 +126,13 @@ func TestPointsPerCheckBounded(t *testing.T) {
 	in = input([]Line{ln(1, "a", "100000000.00", "20")}, []Program{prog()}, crd("A", KindBonus, StateActive, lot("L", "2000000000", 0)))
 	redeem := MustPoints("1500000000")
 	in.Redeem = &redeem
-	if _, err := Quote(in); !errors.Is(err, ErrOutOfRange) || !strings.Contains(err.Error(), "redemption 1500000000 over 1000000000 points") {
-		t.Errorf("redemption of 1.5·10^9 points: err = %v, want ErrOutOfRange", err)
+	if _, err := Quote(in); !errors.Is(err, ErrRedeemNotAllowed) || !strings.Contains(err.Error(), "allowed at most 1000000000 (limit check_points)") {
+		t.Errorf("redemption of 1.5·10^9 points: err = %v, want refused by the check_points limit", err)
+	}
+	// The quote offers at most the bound, naming it.
+	in.Redeem = nil
+	if r, err := Quote(in); err != nil || r.Redemption == nil || r.Redemption.Max.String() != "1000000000" || r.Redemption.MaxLimit != LimitCheckPoints {
+		t.Errorf("quote on 2·10^9 points: %+v, %v; want max 10^9 (%s)", r.Redemption, err, LimitCheckPoints)
 	}
 	for _, p := range []Program{
 		prog(withRules(AccrualRule{ID: "u", Kind: AccrualPerUnit, Points: MustPoints("1000000001")})),

@@ -746,6 +746,7 @@ const (
 	LimitAllOrNothing = "all_or_nothing" // cannot spend the whole balance → 0
 	LimitWholeCheck   = "whole_check"    // points cannot pay the whole check → 0 (mode "check")
 	LimitCardState    = "card_state"     // the card cannot spend
+	LimitCheckPoints  = "check_points"   // MaxCheckPoints, the most one check may move (only listed when it binds)
 )
 
 // Per-line redemption cap reasons.

@@ -105,6 +105,9 @@ func (q *quote) redeem() error {
 		add(LimitCardState, Points{})
 	}
 	add(LimitBalance, trunc(c.spendable))
+	if trunc(c.spendable).Cmp(MaxCheckPoints) > 0 {
+		add(LimitCheckPoints, MaxCheckPoints) // the journal's bound (checkPointsBound)
+	}
 	add(LimitLines, linesCap)
 	if rules.MaxCheckPercent != nil {
 		// Rounding: the percent of the check is taken down to the kopeck.

@@ -309,7 +309,12 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 		if !ok {
 			why = refused[ids[i]]
 			if err := scaleError(b.Entries[i], cards[codes[i]]); why == "" && err != nil {
-				why = err.Error()
+				// The till priced the check with the program it had then;
+				// ERP may since have made its points coarser or moved the
+				// card to another program. Refusing the entry would lose
+				// a printed accrual, or make a spent redemption spendable
+				// again: the fold takes it as it is.
+				s.log.Warn("journal entry finer than its card's program counts points", "till", b.TillID, "entry", ids[i], "err", err)
 			}
 		}
 		switch {
@@ -496,9 +501,10 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 const rejectedKept = "; kept at head office as rejected, not applied (support: GET /v1/erp/rejected); the till's later entries fold"
 
 // scaleError checks an entry's points, and the lots it creates, against
-// the scale of its card's program (a card or program head office does not
-// know: nothing to check). Deltas on existing lots are not checked: they
-// follow those lots, which an ERP import may have given finer points.
+// the scale of its card's program now (a card or program head office does
+// not know: nothing to check), for the log. Deltas on existing lots are
+// not checked: they follow those lots, which an ERP import may have given
+// finer points.
 func scaleError(e wire.Entry, c *cardState) error {
 	if c == nil || c.program == "" {
 		return nil

@@ -207,7 +207,7 @@ func TestReturnTakesBackTheWriteOff(t *testing.T) {
 }
 
 // TestRejectedEntryDoesNotStopTheChain: over HTTP, the first of three
-// entries has points finer than its program counts and the second text
+// entries has points of more than 9 decimal places and the second text
 // with U+0000; both are answered rejected and kept, the third is applied
 // and folded, and the watermark passes all three. Support lists both,
 // the reports still read the journal, and sending the batch again answers
@@ -224,7 +224,7 @@ func TestRejectedEntryDoesNotStopTheChain(t *testing.T) {
 		return store.Entry{CardCode: "3400000000004", Kind: store.KindAccrual, Points: dec(pts), PurchaseKop: 1000, Note: note,
 			Lots: []store.LotChange{{Create: true, Delta: dec(pts), ActiveFrom: demoNow}}, CreatedAt: demoNow}
 	}
-	b := lt.batch(accrue("0.5", ""), accrue("7", "a\x00b"), accrue("10", ""))
+	b := lt.batch(accrue("0.0000000005", ""), accrue("7", "a\x00b"), accrue("10", ""))
 	body, _ := json.Marshal(b)
 	erp := erpHTTP(t, s)
 	hs := httptest.NewServer(s.Handler())
@@ -249,7 +249,7 @@ func TestRejectedEntryDoesNotStopTheChain(t *testing.T) {
 	for _, r := range res.Results {
 		got[r.ID] = r
 	}
-	for i, want := range []string{"finer than the program's 0 decimal places", "U+0000", ""} {
+	for i, want := range []string{"more than 9 decimal places", "U+0000", ""} {
 		r := got[b.Entries[i].ID]
 		if want == "" && r.Status != wire.Applied || want != "" && (r.Status != wire.Rejected || !strings.Contains(r.Error, want) || !strings.Contains(r.Error, "kept at head office")) {
 			t.Errorf("entry %d: %+v, want %q", i, r, want)
@@ -315,7 +315,7 @@ func TestTillsReportShowsAGap(t *testing.T) {
 		return store.Entry{CardCode: "3400000000006", Kind: store.KindAccrual, Points: dec(pts), PurchaseKop: 1000,
 			Lots: []store.LotChange{{Create: true, Delta: dec(pts), ActiveFrom: demoNow}}, CreatedAt: demoNow}
 	}
-	first, second := lt.batch(accrue("1")), lt.batch(accrue("2"), accrue("0.5"))
+	first, second := lt.batch(accrue("1")), lt.batch(accrue("2"), accrue("0.0000000005"))
 	erp := erpHTTP(t, s)
 	report := func() TillState {
 		t.Helper()
@@ -326,7 +326,12 @@ func TestTillsReportShowsAGap(t *testing.T) {
 		}
 		return ts[0]
 	}
-	if _, err := s.Ingest(context.Background(), second); err != nil {
+	data, _ := json.Marshal(second)
+	decoded, err := wire.DecodeBatch(data) // refuses the 10 decimal places
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Ingest(context.Background(), decoded); err != nil {
 		t.Fatal(err)
 	}
 	if r := report(); r.TillID != "S001-T01" || r.Waiting != 2 || r.WaitingSince == nil || r.FoldedThrough != "" || r.Rejected != 1 {

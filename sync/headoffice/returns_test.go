@@ -252,3 +252,34 @@ func TestReturnCapHasNoBackDoor(t *testing.T) {
 		t.Fatalf("after the sale and its return: %s, want 200", b)
 	}
 }
+
+// TestEntryFinerThanTheProgramFolds: a till priced a check with the
+// program it had (2 decimal places); ERP has since moved the card to one
+// counting whole points. The redemption, the accrual and the return are
+// folded as they are: refusing them would make the spent points
+// spendable again and lose the printed accrual. ERP re-sending the finer
+// lot unchanged is accepted.
+func TestEntryFinerThanTheProgramFolds(t *testing.T) {
+	now := demoNow
+	const card = "3400000000051" // kind bonus: BONUS, whole points
+	s := lateFixture(t, &now, lot(card, "A", "100", demoNow.Add(-48*time.Hour), nil))
+	var lt lateTill
+	res := lt.pushDecoded(t, s, spendFrom(card, "A", "c", "10.55"),
+		store.Entry{CheckID: "c", CardCode: card, Kind: store.KindAccrual, Points: dec("3.55"), PurchaseKop: 10000,
+			Lots: []store.LotChange{{Create: true, Delta: dec("3.55"), ActiveFrom: demoNow}}, CreatedAt: demoNow})
+	wantStatuses(t, "the sale", res, wire.Applied, wire.Applied)
+	if b := balanceOf(t, s, card); b != "93" {
+		t.Fatalf("after the sale: %s, want 93 (100 − 10.55 + 3.55)", b)
+	}
+	// ERP re-sending the card's lots as it holds them is not refused over
+	// the finer one (the import leaves stored lots alone).
+	if _, err := s.Import(context.Background(), &store.Replica{Version: 1, Lots: []store.ReplicaLot{
+		lot(card, res.Results[1].ID, "3.55", demoNow, nil), lot(card, "A", "100", demoNow.Add(-48*time.Hour), nil)}}); err != nil {
+		t.Errorf("re-sending the stored lots: %v", err)
+	}
+	res = lt.pushDecoded(t, s, giveBack(card, "A", "c", "10.55"))
+	wantStatuses(t, "the return", res, wire.Applied)
+	if b := balanceOf(t, s, card); b != "103.55" {
+		t.Fatalf("after the return: %s, want 103.55", b)
+	}
+}

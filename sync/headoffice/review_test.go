@@ -219,8 +219,8 @@ func TestEntryBeforeTheWatermarkIsRejected(t *testing.T) {
 }
 
 // TestEntryValuesChecked: over HTTP, a till's entries with points of the
-// wrong sign for their kind, beyond the bound or finer than the card's
-// program's scale are rejected one by one, naming the entry and why, and
+// wrong sign for their kind, beyond the bound or the 9 decimal places,
+// or with lot changes a till never writes, are rejected one by one, naming the entry and why, and
 // kept as rejected (on the chain, not applied; a duplicate when sent
 // again), and the good one in the same batch is applied; ERP corrections
 // out of bound or finer than the program's scale are 422, and nothing is
@@ -265,16 +265,15 @@ func TestEntryValuesChecked(t *testing.T) {
 		bad(1, func(e *wire.Entry) { e.Kind, e.Points = store.KindRedemption, dec("1000") }),
 		bad(2, func(e *wire.Entry) { e.Points = dec("-5") }),
 		bad(3, func(e *wire.Entry) { e.Points = dec("1e9999") }),
-		bad(4, func(e *wire.Entry) { e.Points = dec("0.0001") }),
+		bad(4, func(e *wire.Entry) { e.Points = dec("0.0000000001") }),
 		bad(5, func(e *wire.Entry) {
 			e.Kind, e.Points = store.KindReversal, dec("5")
 			e.Lots = []store.LotChange{{LotID: "x", Delta: dec("1e50")}, {LotID: "y", Delta: dec("5").Sub(dec("1e50"))}}
 		}),
-		// Points on the scale, but the lots it creates are not.
+		// An accrual adding to a lot it does not create.
 		bad(6, func(e *wire.Entry) {
 			e.Points = dec("10")
-			e.Lots = []store.LotChange{{LotID: e.ID, Delta: dec("9.5"), Create: true, ActiveFrom: e.CreatedAt},
-				{LotID: e.ID + "b", Delta: dec("0.5"), Create: true, ActiveFrom: e.CreatedAt}}
+			e.Lots = []store.LotChange{{LotID: "L-old", Delta: dec("10")}}
 		}),
 	}
 	body, _ := json.Marshal(wire.Batch{TillID: "S001-T09", Entries: batch})
@@ -294,8 +293,7 @@ func TestEntryValuesChecked(t *testing.T) {
 		t.Fatalf("good entry: %+v", r)
 	}
 	for i, want := range []string{"", "redemption of +1000 points", "accrual of -5 points", "more than 1000000000 in magnitude",
-		"program BONUS: points 0.0001: finer than the program's 0 decimal places", "lot x delta",
-		"program BONUS: created lot S001-T09-00000000000000000000000106 delta 9.5: finer than the program's 0 decimal places"} {
+		"points 0.0000000001: more than 9 decimal places", "lot x delta", "lot L-old: an accrual only creates lots"} {
 		if i == 0 {
 			continue
 		}

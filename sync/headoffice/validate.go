@@ -184,10 +184,10 @@ func checkImportText(r *store.Replica) error {
 // debt that the rest of head office would refuse: wire.CheckPoints, the
 // check corrections and till entries pass (at most wire.MaxPoints in
 // magnitude, wire.MaxPointsScale decimal places, no finer than the card's
-// program's point scale). A lot finer than its program's scale could
-// never be spent whole by a till: the entry doing so is rejected. The
-// card's program is the one the import leaves it with (the file's card,
-// kind and program, else head office's), read in tx.
+// program's point scale). A new lot finer than its program's scale could
+// never be spent whole by a till. The card's program is the one the import
+// leaves it with (the file's card, kind and program, else head office's),
+// read in tx.
 func checkImportPoints(ctx context.Context, tx pgx.Tx, r *store.Replica) error {
 	if len(r.Cards) == 0 && len(r.Lots) == 0 {
 		return nil
@@ -212,10 +212,23 @@ func checkImportPoints(ctx context.Context, tx pgx.Tx, r *store.Replica) error {
 			errs = append(errs, &store.RecordError{Section: section, Index: i, Key: key, Err: err})
 		}
 	}
+	// A stored card's debt and a stored lot are head office's and the
+	// import leaves them alone: ERP re-sending them unchanged after the
+	// card moved to a coarser program is not refused over them.
+	stored, err := storedCardsAndLots(ctx, tx, r)
+	if err != nil {
+		return err
+	}
 	for i, c := range r.Cards {
+		if stored[[2]string{c.Code, ""}] {
+			continue
+		}
 		check("cards", i, fmt.Sprintf("code %q", c.Code), "debt", c.Debt.Decimal(), progs.of(c.Code))
 	}
 	for i, l := range r.Lots {
+		if stored[[2]string{l.Card, l.ID}] {
+			continue
+		}
 		key, prog := fmt.Sprintf("id %q", l.ID), progs.of(l.Card)
 		check("lots", i, key, "points", l.Points.Decimal(), prog)
 		if l.Remaining != nil {
@@ -226,6 +239,28 @@ func checkImportPoints(ctx context.Context, tx pgx.Tx, r *store.Replica) error {
 		return &RefusedImport{Err: errors.Join(errs...)}
 	}
 	return nil
+}
+
+// storedCardsAndLots is which of r's cards ({code, ""}) and lots ({card,
+// id}) head office holds already.
+func storedCardsAndLots(ctx context.Context, tx pgx.Tx, r *store.Replica) (map[[2]string]bool, error) {
+	codes := make([]string, len(r.Cards))
+	for i, c := range r.Cards {
+		codes[i] = c.Code
+	}
+	lotCards, lotIDs := make([]string, len(r.Lots)), make([]string, len(r.Lots))
+	for i, l := range r.Lots {
+		lotCards[i], lotIDs[i] = l.Card, l.ID
+	}
+	out := map[[2]string]bool{}
+	var a, b string
+	if err := forEachRow(ctx, tx, []any{&a, &b}, func() { out[[2]string{a, b}] = true },
+		`SELECT code, '' FROM cards WHERE code = ANY($1)
+		UNION ALL SELECT l.card, l.lot_id FROM unnest($2::text[], $3::text[]) AS u(card, id)
+			JOIN lots l ON l.card = u.card AND l.lot_id = u.id`, codes, lotCards, lotIDs); err != nil {
+		return nil, headOffice(fmt.Errorf("read the stored cards and lots: %w", err))
+	}
+	return out, nil
 }
 
 // importPrograms tells the program of each card an import names, as head

@@ -342,7 +342,7 @@ var MaxKop = checkout.MaxCheckTotal.Kopecks()
 // Entries' times lie within [minTime, maxTime): a zero time, or one head
 // office cannot carry a day further in JSON (year 9999), would give the
 // card a lot no till's feed import takes.
-var minTime, maxTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+var minTime, maxTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2199, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func checkTime(name string, t time.Time) error {
 	if t.Before(minTime) || !t.Before(maxTime) {
