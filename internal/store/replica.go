@@ -469,11 +469,11 @@ type Exists func(table, id string) (bool, error)
 // till's import of the card. Head office's folding stops a counter here.
 var MaxHistory = checkout.Kopecks(1_000_000_000_000_000)
 
-// Lots' and card keys' times lie within [minReplicaTime, maxReplicaTime):
-// the till keeps them in Unix milliseconds, and head office's feed sends
-// them in UTC, where a time near year 9999 in a western zone is year 10000
-// and cannot be encoded (every till's feed would fail).
-var minReplicaTime, maxReplicaTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+// Lots' and card keys' times lie within the years 1..9999 in UTC: head
+// office's feed sends them in UTC, where a time near year 9999 in a
+// western zone is year 10000 and cannot be encoded (every till's feed
+// would fail). ERP's "no date" sentinels (0001-01-01, 9999-12-31) pass.
+var minReplicaTime, maxReplicaTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func replicaTime(t time.Time) bool { return !t.Before(minReplicaTime) && t.Before(maxReplicaTime) }
 

@@ -556,7 +556,7 @@ func correctionLot(id string) string {
 
 // maxCorrectionExpiry bounds a correction's expires_at, as the replica
 // bounds lots' times (store.Replica.Validate).
-var maxCorrectionExpiry = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+var maxCorrectionExpiry = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // consume picks lots for a deduction of pts: active, unexpired, soonest
 // expiry first; the rest is a delta on "~debt" (becomes card debt).

@@ -29,12 +29,14 @@ func TestERPPoisonRefused(t *testing.T) {
 		return `{"version":1,"lots":[{"id":"LX","card":"2900000000018","points":"10","accrued_at":"2026-10-01T00:00:00Z","` + field + `":"` + at + `"}]}`
 	}
 	for _, c := range []struct{ what, body, want string }{
-		{"a lot expiring in year 10000 in UTC", lotAt("expires_at", "9999-12-31T23:00:00-05:00"), `expires_at 10000-01-01T04:00:00Z outside 1970..2199`},
+		{"a lot expiring in year 10000 in UTC", lotAt("expires_at", "9999-12-31T23:00:00-05:00"), `expires_at 10000-01-01T04:00:00Z outside 1..9999`},
 		{"a lot accrued in year -1 in UTC", strings.Replace(lotAt("active_from", "2026-10-01T00:00:00Z"), `"accrued_at":"2026-10-01T00:00:00Z"`, `"accrued_at":"0000-01-01T00:00:00+01:00"`, 1), `accrued_at`},
 		{"a group cycle through a stored group", `{"version":1,"groups":[{"id":"food","name":"Продукты","segment":"regular","parent":"dairy"}]}`,
 			`groups[0] id \"food\": parent \"dairy\": its parents with the stored groups lead back`},
 		{"a product named with a space", `{"version":1,"products":[{"id":"QP1","name":" ","group":"dairy","vat":"vat20"}]}`, `nothing to print on a receipt line`},
 		{"a product named with a zero-width space", `{"version":1,"products":[{"id":"QP2","name":"\u200b","group":"dairy","vat":"vat20"}]}`, `nothing to print on a receipt line`},
+		{"a product name with a line break", `{"version":1,"products":[{"id":"QP3","name":"Молоко\nESC","group":"dairy","vat":"vat10"}]}`, `control characters`},
+		{"a product name with a line break", `{"version":1,"products":[{"id":"QP3","name":"Молоко\nESC","group":"dairy","vat":"vat10"}]}`, `control characters`},
 		{"a barcode another product holds", `{"version":1,"products":[{"id":"QP6","name":"Дубль","group":"dairy","vat":"vat10","barcodes":["4600000010014"]}]}`,
 			`barcode 4600000010014 is product \"1001\"'s`},
 		{"a holder of 5000 bytes", `{"version":1,"cards":[{"code":"2900000000999","kind":"bonus","state":"active","holder":"` + strings.Repeat("x", 5000) + `"}]}`,

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
@@ -139,6 +140,12 @@ func checkImportText(r *store.Replica) error {
 	}
 	for i, x := range r.Products {
 		check("products", i, id(x.ID), x)
+		if strings.ContainsFunc(x.Name, unicode.IsControl) && len(errs) < maxRecordErrors {
+			// ESC, line breaks: the fiscal printer takes them as commands.
+			// Refused here, not by the tills' import, which takes such
+			// names stored before.
+			errs = append(errs, &store.RecordError{Section: "products", Index: i, Key: id(x.ID), Err: fmt.Errorf("name %q: control characters", x.Name)})
+		}
 	}
 	for i, x := range r.Programs {
 		check("programs", i, id(x.ID), x)
