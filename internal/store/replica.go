@@ -677,7 +677,7 @@ func (r *Replica) Validate(exists Exists) error {
 			bad("cards", i, key, "history has monthly counters but no month")
 		}
 		for name, m := range map[string]checkout.Money{"purchases_all_time": h.PurchasesAllTime, "purchases_month": h.PurchasesMonth, "purchases_prev_month": h.PurchasesPrevMonth} {
-			if m.IsNegative() || m.Cmp(MaxHistory) > 0 {
+			if !m.IsZero() && (m.IsNegative() || m.Cmp(MaxHistory) > 0) {
 				bad("cards", i, key, "history %s %s outside 0..%s", name, m, MaxHistory)
 			}
 		}
@@ -705,9 +705,12 @@ func (r *Replica) Validate(exists Exists) error {
 		if l.AccruedAt.IsZero() {
 			bad("lots", i, key, "missing accrued_at")
 		}
-		for name, t := range map[string]*time.Time{"accrued_at": &l.AccruedAt, "active_from": l.ActiveFrom, "expires_at": l.ExpiresAt} {
-			if t != nil && !t.IsZero() && !replicaTime(*t) {
-				bad("lots", i, key, "%s %s outside %d..%d", name, t.UTC().Format(time.RFC3339Nano), minReplicaTime.Year(), maxReplicaTime.Year()-1)
+		for _, t := range [...]struct {
+			name string
+			at   *time.Time
+		}{{"accrued_at", &r.Lots[i].AccruedAt}, {"active_from", l.ActiveFrom}, {"expires_at", l.ExpiresAt}} {
+			if t.at != nil && !replicaTime(*t.at) {
+				bad("lots", i, key, "%s %s outside %d..%d", t.name, t.at.UTC().Format(time.RFC3339Nano), minReplicaTime.Year(), maxReplicaTime.Year()-1)
 			}
 		}
 		if l.ActiveFrom != nil && l.ActiveFrom.Before(l.AccruedAt) {

@@ -203,11 +203,18 @@ func checkImportPoints(ctx context.Context, tx pgx.Tx, r *store.Replica) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
-	check := func(section string, i int, key, what string, d decimal.Decimal, program string) {
-		if len(errs) >= maxRecordErrors {
-			return
-		}
+	// A stored card's debt and a stored lot are head office's and the
+	// import leaves them alone: ERP re-sending them unchanged after the
+	// card moved to a coarser program is not refused over them. So the
+	// records that fail are looked up, and the stored ones let through
+	// (failures are few: the look-up is only theirs).
+	type failure struct {
+		err  *store.RecordError
+		card string
+		lot  string // "" for a card's debt
+	}
+	var fails []failure
+	check := func(section string, i int, key, what string, d decimal.Decimal, program, card, lot string) {
 		scale, ok := progs.scale[program]
 		if !ok {
 			scale = -1 // a program head office does not know: only the bounds
@@ -216,58 +223,48 @@ func checkImportPoints(ctx context.Context, tx pgx.Tx, r *store.Replica) error {
 			if ok {
 				err = fmt.Errorf("program %s: %w", program, err)
 			}
-			errs = append(errs, &store.RecordError{Section: section, Index: i, Key: key, Err: err})
+			fails = append(fails, failure{&store.RecordError{Section: section, Index: i, Key: key, Err: err}, card, lot})
 		}
-	}
-	// A stored card's debt and a stored lot are head office's and the
-	// import leaves them alone: ERP re-sending them unchanged after the
-	// card moved to a coarser program is not refused over them.
-	stored, err := storedCardsAndLots(ctx, tx, r)
-	if err != nil {
-		return err
 	}
 	for i, c := range r.Cards {
-		if stored[[2]string{c.Code, ""}] {
-			continue
-		}
-		check("cards", i, fmt.Sprintf("code %q", c.Code), "debt", c.Debt.Decimal(), progs.of(c.Code))
+		check("cards", i, fmt.Sprintf("code %q", c.Code), "debt", c.Debt.Decimal(), progs.of(c.Code), c.Code, "")
 	}
 	for i, l := range r.Lots {
-		if stored[[2]string{l.Card, l.ID}] {
-			continue
-		}
 		key, prog := fmt.Sprintf("id %q", l.ID), progs.of(l.Card)
-		check("lots", i, key, "points", l.Points.Decimal(), prog)
+		check("lots", i, key, "points", l.Points.Decimal(), prog, l.Card, l.ID)
 		if l.Remaining != nil {
-			check("lots", i, key, "remaining", l.Remaining.Decimal(), prog)
+			check("lots", i, key, "remaining", l.Remaining.Decimal(), prog, l.Card, l.ID)
+		}
+	}
+	if len(fails) == 0 {
+		return nil
+	}
+	cards, lotCards, lotIDs := []string{}, []string{}, []string{}
+	for _, f := range fails {
+		if f.lot == "" {
+			cards = append(cards, f.card)
+		} else {
+			lotCards, lotIDs = append(lotCards, f.card), append(lotIDs, f.lot)
+		}
+	}
+	stored := map[[2]string]bool{}
+	var a, b string
+	if err := forEachRow(ctx, tx, []any{&a, &b}, func() { stored[[2]string{a, b}] = true },
+		`SELECT code, '' FROM cards WHERE code = ANY($1)
+		UNION ALL SELECT l.card, l.lot_id FROM unnest($2::text[], $3::text[]) AS u(card, id)
+			JOIN lots l ON l.card = u.card AND l.lot_id = u.id`, cards, lotCards, lotIDs); err != nil {
+		return headOffice(fmt.Errorf("read the stored cards and lots: %w", err))
+	}
+	var errs []error
+	for _, f := range fails {
+		if !stored[[2]string{f.card, f.lot}] && len(errs) < maxRecordErrors {
+			errs = append(errs, f.err)
 		}
 	}
 	if len(errs) > 0 {
 		return &RefusedImport{Err: errors.Join(errs...)}
 	}
 	return nil
-}
-
-// storedCardsAndLots is which of r's cards ({code, ""}) and lots ({card,
-// id}) head office holds already.
-func storedCardsAndLots(ctx context.Context, tx pgx.Tx, r *store.Replica) (map[[2]string]bool, error) {
-	codes := make([]string, len(r.Cards))
-	for i, c := range r.Cards {
-		codes[i] = c.Code
-	}
-	lotCards, lotIDs := make([]string, len(r.Lots)), make([]string, len(r.Lots))
-	for i, l := range r.Lots {
-		lotCards[i], lotIDs[i] = l.Card, l.ID
-	}
-	out := map[[2]string]bool{}
-	var a, b string
-	if err := forEachRow(ctx, tx, []any{&a, &b}, func() { out[[2]string{a, b}] = true },
-		`SELECT code, '' FROM cards WHERE code = ANY($1)
-		UNION ALL SELECT l.card, l.lot_id FROM unnest($2::text[], $3::text[]) AS u(card, id)
-			JOIN lots l ON l.card = u.card AND l.lot_id = u.id`, codes, lotCards, lotIDs); err != nil {
-		return nil, headOffice(fmt.Errorf("read the stored cards and lots: %w", err))
-	}
-	return out, nil
 }
 
 // importPrograms tells the program of each card an import names, as head
