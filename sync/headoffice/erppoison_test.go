@@ -115,3 +115,64 @@ func TestERPPoisonRefused(t *testing.T) {
 	}
 	tillTakesTheFeed(t, s, "S001-T01")
 }
+
+// TestStoredCatalogChecked: records an older head office stored and every
+// till's feed import now refuses (a program the engine refuses, a product
+// with nothing to print) are found by CheckCatalog, which Open logs; the
+// demo catalog passes.
+func TestStoredCatalogChecked(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckCatalog(ctx); err != nil {
+		t.Fatalf("the demo catalog: %v", err)
+	}
+	if _, err := s.db.Exec(ctx, `UPDATE catalog SET body = jsonb_set(body::jsonb, '{redemption,all_or_nothing_mode}', '"Balance"')::json
+		WHERE section = 'programs' AND id = 'BONUS';
+		UPDATE catalog SET body = jsonb_set(body::jsonb, '{name}', '" "')::json WHERE section = 'products' AND id = '1001'`); err != nil {
+		t.Fatal(err)
+	}
+	err := s.CheckCatalog(ctx)
+	for _, want := range []string{`programs[0] id "BONUS"`, `unknown all_or_nothing_mode "Balance"`, `id "1001": name " ": nothing to print`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckCatalog: %v, want it to name %q", err, want)
+		}
+	}
+}
+
+// TestMigration0007MarksUnknownCards: migration 0007 marks the entries an
+// older build folded on cards it did not hold (still unknown at the
+// upgrade) as folded on no card, so a return of such a sale gives nothing
+// back. Its statement is run again here over such a row.
+func TestMigration0007MarksUnknownCards(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
+		t.Fatal(err)
+	}
+	sql, err := migrationFS.ReadFile("migrations/0007_return_cap_unknown_cards.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(sql), "UPDATE journal j SET no_card = true")
+	if i < 0 {
+		t.Fatal("migration 0007 has no no_card backfill")
+	}
+	if _, err := s.db.Exec(ctx, `INSERT INTO journal (id, till_id, card_code, kind, points, body, digest, folded, check_id) VALUES
+		('S001-T01-old1', 'S001-T01', '9999999999999', 'redemption', -5, '{}', '\x00', true, 'c'),
+		('S001-T01-old2', 'S001-T01', '2900000000018', 'redemption', -5, '{}', '\x00', true, 'c')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Exec(ctx, string(sql[i:])); err != nil {
+		t.Fatal(err)
+	}
+	var unknown, known bool
+	if err := s.db.QueryRow(ctx, `SELECT (SELECT no_card FROM journal WHERE id = 'S001-T01-old1'), (SELECT no_card FROM journal WHERE id = 'S001-T01-old2')`).Scan(&unknown, &known); err != nil {
+		t.Fatal(err)
+	}
+	if !unknown || known {
+		t.Errorf("no_card of the entry on an unknown card %v, on a known one %v; want true, false", unknown, known)
+	}
+}

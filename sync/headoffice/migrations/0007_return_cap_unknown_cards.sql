@@ -14,6 +14,9 @@ CREATE INDEX journal_check ON journal (check_id) WHERE kind IN ('redemption', 'r
 
 -- An entry folded while head office did not hold its card was applied to no
 -- card; the accruals report counts it apart (unknown_cards) even once ERP
--- imports the card. Entries folded before this migration are told by
--- whether the card is there now.
+-- imports the card, and a return of it gives nothing back (returns.go).
+-- Entries folded before this migration are told by whether the card is there
+-- now: one whose card ERP imported since cannot be told apart.
 ALTER TABLE journal ADD COLUMN no_card boolean NOT NULL DEFAULT false;
+UPDATE journal j SET no_card = true
+	WHERE j.folded AND j.rejected = '' AND NOT EXISTS (SELECT 1 FROM cards c WHERE c.code = j.card_code);
