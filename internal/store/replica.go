@@ -475,7 +475,9 @@ var MaxHistory = checkout.Kopecks(1_000_000_000_000_000)
 // would fail). ERP's "no date" sentinels (0001-01-01, 9999-12-31) pass.
 var minReplicaTime, maxReplicaTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func replicaTime(t time.Time) bool { return !t.Before(minReplicaTime) && t.Before(maxReplicaTime) }
+// ReplicaTime reports whether t lies within those years: a lot's times,
+// and a correction's expiry at head office, which becomes one.
+func ReplicaTime(t time.Time) bool { return !t.Before(minReplicaTime) && t.Before(maxReplicaTime) }
 
 // printable reports whether s holds something a receipt line shows: a
 // letter, digit, mark, punctuation or symbol (not only spaces or
@@ -709,7 +711,7 @@ func (r *Replica) Validate(exists Exists) error {
 			name string
 			at   *time.Time
 		}{{"accrued_at", &r.Lots[i].AccruedAt}, {"active_from", l.ActiveFrom}, {"expires_at", l.ExpiresAt}} {
-			if t.at != nil && !replicaTime(*t.at) {
+			if t.at != nil && !ReplicaTime(*t.at) {
 				bad("lots", i, key, "%s %s outside %d..%d", t.name, t.at.UTC().Format(time.RFC3339Nano), minReplicaTime.Year(), maxReplicaTime.Year()-1)
 			}
 		}
@@ -754,7 +756,7 @@ func (r *Replica) Validate(exists Exists) error {
 		if k.ValidTo != nil && !k.ValidTo.After(k.ValidFrom) {
 			bad("card_keys", i, key, "valid_to not after valid_from")
 		}
-		if !k.ValidFrom.IsZero() && !replicaTime(k.ValidFrom) || k.ValidTo != nil && !replicaTime(*k.ValidTo) {
+		if !k.ValidFrom.IsZero() && !ReplicaTime(k.ValidFrom) || k.ValidTo != nil && !ReplicaTime(*k.ValidTo) {
 			bad("card_keys", i, key, "valid_from or valid_to outside %d..%d", minReplicaTime.Year(), maxReplicaTime.Year()-1)
 		}
 	}

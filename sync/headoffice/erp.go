@@ -449,9 +449,9 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		return CorrectionResult{}, refused(fmt.Errorf("correction %s: a reason is required", c.ID))
 	case c.ExpiresAt != nil && (c.Points.IsNegative() || !c.ExpiresAt.After(s.now())):
 		return CorrectionResult{}, refused(fmt.Errorf("correction %s: expires_at must be in the future, on an accrual", c.ID))
-	case c.ExpiresAt != nil && !c.ExpiresAt.Before(maxCorrectionExpiry):
+	case c.ExpiresAt != nil && !store.ReplicaTime(*c.ExpiresAt):
 		// Past year 9999 in UTC no feed could carry the lot.
-		return CorrectionResult{}, refused(fmt.Errorf("correction %s: expires_at %s: want before %d", c.ID, c.ExpiresAt.UTC().Format(time.RFC3339), maxCorrectionExpiry.Year()))
+		return CorrectionResult{}, refused(fmt.Errorf("correction %s: expires_at %s: want before year 10000 in UTC", c.ID, c.ExpiresAt.UTC().Format(time.RFC3339)))
 	}
 	if err := wire.CheckPoints("points", c.Points, -1); err != nil {
 		return CorrectionResult{}, refused(fmt.Errorf("correction %s of card %s: %w", c.ID, c.Card, err))
@@ -553,10 +553,6 @@ func correctionLot(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return erpTill + "-" + hex.EncodeToString(sum[:16])
 }
-
-// maxCorrectionExpiry bounds a correction's expires_at, as the replica
-// bounds lots' times (store.Replica.Validate).
-var maxCorrectionExpiry = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // consume picks lots for a deduction of pts: active, unexpired, soonest
 // expiry first; the rest is a delta on "~debt" (becomes card debt).

@@ -125,8 +125,10 @@ const (
 			AS u(card, program, mode, points, check_id, entry_id, lot_id)`
 	// The cards a return may refill: those of the batch's reversals ($1)
 	// and of the till's ($2) stored reversals not folded yet.
-	sqlReturnedCards = `SELECT unnest($1::text[])
-		UNION SELECT card_code FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal'`
+	sqlReturnedCards = `SELECT unnest($1::text[]) UNION SELECT card_code` + sqlFromTillReversals
+	// The till's ($2) stored reversals not folded yet, after a SELECT of
+	// their column (also the checks a return may refer to: returns.go).
+	sqlFromTillReversals = ` FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal'`
 	// What write-offs forgave, per card and lot spent twice, that a return
 	// may take back.
 	sqlForgiven = `SELECT w.card, w.lot_id, sum(w.points)::text FROM debt_writeoffs w

@@ -3,6 +3,7 @@ package headoffice
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
@@ -32,7 +33,7 @@ import (
 // (LATERAL, OFFSET 0, as the lots are): as a join the planner scanned the
 // whole index, 20 µs an entry in a batch without any return.
 const sqlCheckSpends = `SELECT j.body::text
-	FROM (SELECT unnest($1::text[]) UNION SELECT check_id FROM journal WHERE till_id = $2 AND NOT folded AND kind = 'reversal') AS k(check_id),
+	FROM (SELECT unnest($1::text[]) UNION SELECT check_id` + sqlFromTillReversals + `) AS k(check_id),
 		LATERAL (SELECT body FROM journal WHERE journal.check_id = k.check_id AND kind IN ('redemption', 'reversal')
 			AND till_id = $2 AND folded AND rejected = '' AND NOT no_card OFFSET 0) AS j
 	WHERE k.check_id <> ''`
@@ -97,13 +98,13 @@ func (rc returnCap) refusal(e *store.Entry) string {
 // into a card count.
 func (rc returnCap) capReturns(entries []wire.Entry, known func(card string) bool) ([]wire.Entry, map[string]string) {
 	var over map[string]string
-	kept := entries[:0:0]
+	var kept []wire.Entry // a copy only once one is taken out: most batches keep all
 	for i := range entries {
 		e := &entries[i].Entry
 		if e.Kind == store.KindReversal {
 			if why := rc.refusal(e); why != "" {
 				if over == nil {
-					over = map[string]string{}
+					over, kept = map[string]string{}, slices.Clone(entries[:i])
 				}
 				over[e.ID] = why
 				continue
@@ -112,7 +113,12 @@ func (rc returnCap) capReturns(entries []wire.Entry, known func(card string) boo
 		if known(e.CardCode) {
 			rc.count(e)
 		}
-		kept = append(kept, entries[i])
+		if over != nil {
+			kept = append(kept, entries[i])
+		}
+	}
+	if over == nil {
+		return entries, nil
 	}
 	return kept, over
 }

@@ -165,26 +165,31 @@ func checkImportText(r *store.Replica) error {
 		if len(errs) >= maxRecordErrors {
 			break
 		}
-		for _, f := range [...]struct{ name, v string }{{"code", c.Code}, {"kind", c.Kind}, {"program", c.Program},
-			{"state", string(c.State)}, {"block_reason", c.BlockReason}, {"holder", c.Holder}, {"history.month", c.History.Month}} {
-			if fault := textFault(f.v); fault != "" {
-				errs = append(errs, &store.RecordError{Section: "cards", Index: i, Key: fmt.Sprintf("code %q", c.Code), Err: fmt.Errorf("%s %s", f.name, fault)})
-				break
-			}
+		if err := fieldFault("code", c.Code, "kind", c.Kind, "program", c.Program, "state", string(c.State),
+			"block_reason", c.BlockReason, "holder", c.Holder, "history.month", c.History.Month); err != nil {
+			errs = append(errs, &store.RecordError{Section: "cards", Index: i, Key: fmt.Sprintf("code %q", c.Code), Err: err})
 		}
 	}
 	for i, l := range r.Lots {
 		if len(errs) >= maxRecordErrors {
 			break
 		}
-		for _, f := range [...]struct{ name, v string }{{"id", l.ID}, {"card", l.Card}, {"check_id", l.CheckID}} {
-			if fault := textFault(f.v); fault != "" {
-				errs = append(errs, &store.RecordError{Section: "lots", Index: i, Key: id(l.ID), Err: fmt.Errorf("%s %s", f.name, fault)})
-				break
-			}
+		if err := fieldFault("id", l.ID, "card", l.Card, "check_id", l.CheckID); err != nil {
+			errs = append(errs, &store.RecordError{Section: "lots", Index: i, Key: id(l.ID), Err: err})
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// fieldFault is the first of the (name, text) pairs textFault refuses,
+// naming the field; nil if none.
+func fieldFault(pairs ...string) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if fault := textFault(pairs[i+1]); fault != "" {
+			return fmt.Errorf("%s %s", pairs[i], fault)
+		}
+	}
+	return nil
 }
 
 // checkImportPoints refuses the lots' points and remaining and the cards'

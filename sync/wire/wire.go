@@ -304,6 +304,12 @@ func CheckEntry(till string, e *Entry) error {
 		if err := checkLotChange(e.Kind, l); err != nil {
 			return err
 		}
+		if err := checkTime("lot "+l.LotID+" active_from", l.ActiveFrom); l.Create && err != nil {
+			return err
+		}
+		if err := checkTime("lot "+l.LotID+" expires_at", l.ExpiresAt); !l.ExpiresAt.IsZero() && err != nil {
+			return err
+		}
 		sum = sum.Add(l.Delta)
 	}
 	if len(e.Lots) > 0 && !sum.Equal(e.Points) {
@@ -320,18 +326,7 @@ func CheckEntry(till string, e *Entry) error {
 			return fmt.Errorf("%s %d: more than %d (a check's largest sum) in magnitude", k.name, k.kop, MaxKop)
 		}
 	}
-	if err := checkTime("created_at", e.CreatedAt); err != nil {
-		return err
-	}
-	for _, l := range e.Lots {
-		if err := checkTime("lot "+l.LotID+" active_from", l.ActiveFrom); l.Create && err != nil {
-			return err
-		}
-		if err := checkTime("lot "+l.LotID+" expires_at", l.ExpiresAt); !l.ExpiresAt.IsZero() && err != nil {
-			return err
-		}
-	}
-	return nil
+	return checkTime("created_at", e.CreatedAt)
 }
 
 // MaxKop bounds an entry's money (amount_kop, purchase_kop, withheld_kop):
