@@ -185,10 +185,11 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
-// markClock records the clock for the offline age; a failure only logs:
-// the age is then measured from the marks and entries already recorded.
-func (s *Service) markClock(ctx context.Context) {
-	if err := s.st.MarkClock(ctx, s.o.Clock()); err != nil && ctx.Err() == nil {
+// markClock records the clock for the offline age, with the printer's own
+// clock read at now (zero: not read); a failure only logs: the age is then
+// measured from the marks and entries already recorded.
+func (s *Service) markClock(ctx context.Context, now, printer time.Time) {
+	if err := s.st.MarkPrinterClock(ctx, now, printer); err != nil && ctx.Err() == nil {
 		s.log.Warn("record the clock for the offline age", "err", err)
 	}
 }
@@ -205,22 +206,17 @@ type printerClock interface {
 // calls it once before it serves, Run once a minute; a sale does not wait
 // for the printer.
 func (s *Service) MarkPrinterClock(ctx context.Context) {
-	pc, ok := s.o.Printer.(printerClock)
-	if !ok {
-		s.markClock(ctx)
-		return
+	now, at := s.o.Clock(), time.Time{}
+	if pc, ok := s.o.Printer.(printerClock); ok {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var err error
+		if at, err = pc.Clock(pctx); err != nil {
+			s.log.Debug("read the printer's clock for the offline age", "err", err)
+			at = time.Time{}
+		}
+		cancel()
 	}
-	now := s.o.Clock()
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	at, err := pc.Clock(pctx)
-	cancel()
-	if err != nil {
-		s.log.Debug("read the printer's clock for the offline age", "err", err)
-		at = time.Time{}
-	}
-	if err := s.st.MarkPrinterClock(ctx, now, at); err != nil && ctx.Err() == nil {
-		s.log.Warn("record the clock for the offline age", "err", err)
-	}
+	s.markClock(ctx, now, at)
 }
 
 // Drain waits for the document being printed, if any: the agent calls it
@@ -555,7 +551,7 @@ func (s *Service) sale(ctx context.Context, key, sha string, req SaleRequest) ([
 	id := s.docID("C", key)
 	req.Check.ID = id
 	if req.Redeem != nil && req.Redeem.IsPositive() {
-		s.markClock(ctx) // the offline age must not go back if the clock does later
+		s.markClock(ctx, s.o.Clock(), time.Time{}) // the offline age must not go back if the clock does later
 	}
 	in, res, err := s.quote(ctx, req.QuoteRequest)
 	if err != nil {
