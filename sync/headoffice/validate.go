@@ -105,16 +105,18 @@ const maxTextBytes = 4096
 func textFault(s string) string {
 	switch {
 	case strings.IndexByte(s, 0) >= 0:
-		return "holds U+0000 (NUL), which head office cannot store: remove it"
+		return nulFault
 	case len(s) > maxTextBytes:
 		return fmt.Sprintf("is %d bytes long, over %d", len(s), maxTextBytes)
 	}
 	return ""
 }
 
+const nulFault = "holds U+0000 (NUL), which head office cannot store: remove it"
+
 // nulRefusal is the error of a record whose field holds U+0000.
 func nulRefusal(field string) error {
-	return fmt.Errorf("%s %s", field, textFault("\x00"))
+	return fmt.Errorf("%s %s", field, nulFault)
 }
 
 // checkImportText refuses a replica any of whose records holds U+0000 in
