@@ -523,8 +523,8 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 			e.Lots = consume(card, c.Points.Neg(), now)
 		}
 		body, _ := json.Marshal(e)
-		if _, err := tx.Exec(ctx, `INSERT INTO journal (id, till_id, card_code, kind, points, body, digest, folded)
-			VALUES ($1, $2, $3, 'correction', $4::numeric, $5, $6, true)`, id, erpTill, c.Card, c.Points.String(), string(body), sum[:]); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO journal (id, till_id, card_code, kind, points, body, digest, folded, created_at)
+			VALUES ($1, $2, $3, 'correction', $4::numeric, $5, $6, true, $7)`, id, erpTill, c.Card, c.Points.String(), string(body), sum[:], e.CreatedAt); err != nil {
 			return fmt.Errorf("write journal: %w", err)
 		}
 		card.apply(e, time.UTC)
@@ -859,41 +859,62 @@ type MaintainStats struct {
 // at now lose their remaining points, and a card's debt is settled from its
 // active lots (soonest-expiring first), which leaves its balance and what it
 // may spend unchanged and clears the debt from the overdraft report. Cards
-// are locked in code order, like folding.
+// are locked in code order, like folding, maintainChunk of them a
+// transaction: a campaign's lots expiring at once on half the cards must
+// not hold those cards from the tills' batches until all are done. A chunk
+// that fails leaves the ones before it done and returns the error with
+// their counts; the next run goes on from the cards still due.
 func (s *Server) Maintain(ctx context.Context) (MaintainStats, error) {
 	now := s.now()
 	var st MaintainStats
-	err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		st = MaintainStats{}
-		rows, err := tx.Query(ctx, `SELECT code FROM cards WHERE code IN
-			(SELECT card FROM lots WHERE expires_at <= $1 AND remaining > 0)
-			OR (debt > 0 AND code IN (SELECT card FROM lots WHERE remaining > 0 AND active_from <= $1))
-			ORDER BY code`, now)
-		if err != nil {
-			return err
-		}
-		codes, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil || len(codes) == 0 {
-			return err
-		}
-		cards, err := lockCards(ctx, tx, codes)
-		if err != nil {
-			return err
-		}
-		for _, c := range cards {
-			st.Expired += c.expire(now)
-			if c.settle(now) {
-				c.dirty = true
-				st.Settled++
-			}
-		}
-		return saveCards(ctx, tx, cards)
-	})
+	// The cards due, found through the index of lots not yet used up
+	// (migration 0008): lots only grow, one an accrual, and a run must not
+	// read them all. A card's state is read again under its lock below.
+	rows, err := s.db.Query(ctx, sqlMaintainDue, now)
 	if err != nil {
-		return MaintainStats{}, fmt.Errorf("maintain lots: %w", err)
+		return st, fmt.Errorf("maintain lots: find the cards due: %w", err)
+	}
+	codes, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return st, fmt.Errorf("maintain lots: find the cards due: %w", err)
+	}
+	for lo := 0; lo < len(codes); lo += maintainChunk {
+		chunk := codes[lo:min(lo+maintainChunk, len(codes))]
+		var done MaintainStats
+		err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			done = MaintainStats{}
+			cards, err := lockCards(ctx, tx, chunk)
+			if err != nil {
+				return err
+			}
+			for _, c := range cards {
+				done.Expired += c.expire(now)
+				if c.settle(now) {
+					c.dirty = true
+					done.Settled++
+				}
+			}
+			return saveCards(ctx, tx, cards)
+		})
+		if err != nil {
+			return st, fmt.Errorf("maintain lots: cards %s…%s: %w", chunk[0], chunk[len(chunk)-1], err)
+		}
+		st.Expired, st.Settled = st.Expired+done.Expired, st.Settled+done.Settled
 	}
 	return st, nil
 }
+
+// maintainChunk is how many cards one Maintain transaction locks.
+const maintainChunk = 500
+
+// sqlMaintainDue are the cards Maintain has work on at $1, in code order:
+// those with points in a lot expired by then, and those in debt with a
+// lot active by then to settle it from. Cards in debt are few; their lots
+// are read through the lots' key.
+const sqlMaintainDue = `SELECT card FROM lots WHERE expires_at <= $1 AND remaining > 0
+	UNION SELECT c.code FROM cards c WHERE c.debt > 0
+		AND EXISTS (SELECT 1 FROM lots l WHERE l.card = c.code AND l.remaining > 0 AND l.active_from <= $1)
+	ORDER BY 1`
 
 // Expiring is one card's points that lapse within the report's window.
 type Expiring struct {
@@ -990,7 +1011,8 @@ type EntryTotals struct {
 	Points  checkout.Points `json:"points"`
 }
 
-// sqlAccruals sums the journal entries created in [$1, $2). A body
+// sqlAccruals sums the journal entries created in [$1, $2) on their tills
+// (journal.created_at, indexed: the period's entries only are read). A body
 // holding a U+0000 escape is read with it replaced by U+FFFD: PostgreSQL
 // cannot read any field of a json value holding one, and one such note
 // must not take the report down (the other bodies are read as stored,
@@ -1014,7 +1036,7 @@ const sqlAccruals = `WITH e AS (
 		) t) r
 	LEFT JOIN cards c ON c.code = j.card_code
 	LEFT JOIN catalog k ON k.section = 'card_kinds' AND k.id = c.kind
-	WHERE (x.b->>'created_at')::timestamptz >= $1 AND (x.b->>'created_at')::timestamptz < $2
+	WHERE j.created_at >= $1 AND j.created_at < $2
 )
 SELECT
 	coalesce(sum(points) FILTER (WHERE folded AND known AND kind = 'accrual' AND NOT agent), 0)::text,

@@ -87,6 +87,27 @@ func parseCursor(c string) (epoch int, xid uint64, err error) {
 	return epoch, xid, nil
 }
 
+// The delta's SQL. Both read only the changes from the cursor on, however
+// long the change log grows (TestDeltaReadsOnlyTheChangesSinceTheCursor).
+const (
+	// sqlDeltaStart is where a delta starts: just before its first
+	// change ($1: the cursor's xid). The xids are found through their
+	// index; min(seq) over the table itself would be planned as a walk
+	// along seq from the first change ever, skipping every older one
+	// (88 ms a poll at a million changes).
+	sqlDeltaStart = `SELECT coalesce(min(seq) - 1, (SELECT coalesce(max(seq), 0) FROM changes))
+		FROM (SELECT seq FROM changes WHERE xid >= $1::text::xid8 ORDER BY xid OFFSET 0) AS d`
+	// sqlDeltaChanges are the changes after $1 of transactions from the
+	// cursor's xid ($2) on that the store ($4; $3: it gets every card)
+	// sees, at most $5 (NULL: all).
+	sqlDeltaChanges = `SELECT c.seq, c.section, c.key FROM changes c
+		WHERE c.seq > $1 AND c.xid >= $2::text::xid8
+		AND (c.section = 'cards' AND ($3 OR EXISTS (SELECT 1 FROM card_stores h WHERE h.store_id = $4 AND h.card = c.key))
+			OR c.section = 'home/' || $4
+			OR (c.section <> 'cards' AND c.section NOT LIKE 'home/%'))
+		ORDER BY c.seq LIMIT $5::bigint`
+)
+
 // FeedPage returns the changes a till has not seen since cursor as a
 // replica delta, with the till's folded_through watermark, at most limit
 // change records of them (0: all) after the change after ("" = from the
@@ -172,8 +193,7 @@ func (s *Server) FeedPage(ctx context.Context, tillID string, req FeedRequest) (
 		if from < 0 {
 			// Start just before the first change of the delta (the xid
 			// index finds it), not at the first change ever.
-			if err := tx.QueryRow(ctx, `SELECT coalesce(min(seq) - 1, (SELECT coalesce(max(seq), 0) FROM changes))
-				FROM changes WHERE xid >= $1::text::xid8`, sinceText).Scan(&from); err != nil {
+			if err := tx.QueryRow(ctx, sqlDeltaStart, sinceText).Scan(&from); err != nil {
 				return fmt.Errorf("find the delta's start: %w", err)
 			}
 		}
@@ -181,12 +201,7 @@ func (s *Server) FeedPage(ctx context.Context, tillID string, req FeedRequest) (
 		if limit > 0 {
 			lim = limit
 		}
-		rows, err := tx.Query(ctx, `SELECT c.seq, c.section, c.key FROM changes c
-			WHERE c.seq > $1 AND c.xid >= $2::text::xid8
-			AND (c.section = 'cards' AND ($3 OR EXISTS (SELECT 1 FROM card_stores h WHERE h.store_id = $4 AND h.card = c.key))
-				OR c.section = 'home/' || $4
-				OR (c.section <> 'cards' AND c.section NOT LIKE 'home/%'))
-			ORDER BY c.seq LIMIT $5::bigint`, from, sinceText, t.allCards, t.store, lim)
+		rows, err := tx.Query(ctx, sqlDeltaChanges, from, sinceText, t.allCards, t.store, lim)
 		if err != nil {
 			return fmt.Errorf("read changes: %w", err)
 		}

@@ -148,10 +148,10 @@ const (
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(card, lot_id, from_lot, points, entry_id)`
 	// Fresh entries are written once, already marked folded when they are
 	// on the chain (no second write of the row).
-	sqlStoreEntries = `INSERT INTO journal (id, till_id, prev_id, card_code, kind, points, body, digest, folded, rejected, check_id, no_card)
-		SELECT u.id, $1, u.prev, u.card, u.kind, u.points::numeric, u.body::json, u.digest, u.folded, u.rejected, u.chk, u.no_card
-		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bool[], $10::text[], $11::text[], $12::bool[])
-			AS u(id, prev, card, kind, points, body, digest, folded, rejected, chk, no_card)
+	sqlStoreEntries = `INSERT INTO journal (id, till_id, prev_id, card_code, kind, points, body, digest, folded, rejected, check_id, no_card, created_at)
+		SELECT u.id, $1, u.prev, u.card, u.kind, u.points::numeric, u.body::json, u.digest, u.folded, u.rejected, u.chk, u.no_card, u.created
+		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bool[], $10::text[], $11::text[], $12::bool[], $13::timestamptz[])
+			AS u(id, prev, card, kind, points, body, digest, folded, rejected, chk, no_card, created)
 		ORDER BY u.id`
 	sqlMarkFolded = `UPDATE journal j SET folded = true, no_card = u.no_card FROM unnest($1::text[], $2::bool[]) AS u(id, no_card) WHERE j.id = u.id`
 	// Stored entries the fold found refused (a return over its check).
@@ -434,6 +434,7 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 			id, prev, card, kind, points, body, rejected, check []string
 			digest                                              [][]byte
 			folded, noCard                                      []bool
+			created                                             []time.Time
 		}{}
 		for _, i := range fresh {
 			e := &b.Entries[i]
@@ -448,8 +449,9 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 			cols.rejected = append(cols.rejected, rejected[e.ID])
 			cols.check = append(cols.check, e.CheckID)
 			cols.noCard = append(cols.noCard, noCard[e.ID])
+			cols.created = append(cols.created, e.CreatedAt)
 		}
-		pc.Queue(sqlStoreEntries, b.TillID, cols.id, cols.prev, cols.card, cols.kind, cols.points, cols.body, cols.digest, cols.folded, cols.rejected, cols.check, cols.noCard)
+		pc.Queue(sqlStoreEntries, b.TillID, cols.id, cols.prev, cols.card, cols.kind, cols.points, cols.body, cols.digest, cols.folded, cols.rejected, cols.check, cols.noCard, cols.created)
 	}
 	if len(older) > 0 {
 		nc := make([]bool, len(older))

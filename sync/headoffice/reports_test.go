@@ -241,8 +241,8 @@ func TestAccrualsReadABodyWithNUL(t *testing.T) {
 	}
 	body := `{"id":"ERP-nul","check_id":"ERP-nul","card_code":"2900000000018","kind":"correction","points":"3","note":"typo\u0000 \\u0000",` +
 		`"created_at":"` + demoNow.UTC().Format(time.RFC3339) + `","amount_kop":0,"purchase_kop":0,"acked":false,"prev":""}`
-	if _, err := s.db.Exec(ctx, `INSERT INTO journal (id, till_id, card_code, kind, points, body, digest, folded)
-		VALUES ('ERP-nul', 'ERP', '2900000000018', 'correction', 3, $1, '\x00', true)`, body); err != nil {
+	if _, err := s.db.Exec(ctx, `INSERT INTO journal (id, till_id, card_code, kind, points, body, digest, folded, created_at)
+		VALUES ('ERP-nul', 'ERP', '2900000000018', 'correction', 3, $1, '\x00', true, $2)`, body, demoNow); err != nil {
 		t.Skipf("the journal refuses a body with \\u0000 (%v): nothing left to read", err)
 	}
 	a, err := s.Accruals(ctx, demoNow.Add(-time.Hour), demoNow.Add(time.Hour))
