@@ -995,9 +995,6 @@ func (c *cardState) unwind(l *lotState, amount decimal.Decimal, e *wire.Entry, d
 			continue
 		}
 		from.Remaining, from.dirty = from.Remaining.Add(t), true
-		if from.Remaining.GreaterThan(from.Points) {
-			from.Points = from.Remaining
-		}
 		if depth < maxUnwind {
 			c.unwind(from, t, e, depth+1)
 		}
@@ -1215,9 +1212,6 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 			c.addLot(nl)
 		case ok:
 			r := l.Remaining.Add(lc.Delta)
-			if r.GreaterThan(l.Points) {
-				l.Points = r
-			}
 			l.Remaining, l.dirty = decimal.Max(r, decimal.Zero), true
 			if r.IsNegative() && l.Expired.IsPositive() && (l.ExpiresAt == nil || e.CreatedAt.Before(*l.ExpiresAt) || e.Kind == store.KindReversal) {
 				// Points expiry took them first: spent before the lot
@@ -1266,6 +1260,16 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 		if l.Remaining.IsPositive() {
 			l.Points = l.Remaining
 			c.addLot(l)
+		}
+	}
+	// A lot never holds more than it was issued, but a return may fill it
+	// past that on the way: given back to a lot spent on two tills, the
+	// points pass through it to the lots its shortfall borrowed from, and
+	// points paid back to one of those pass on to what it owes in turn.
+	// Only what stays when the entry is done may raise what it was issued.
+	for _, l := range c.Lots {
+		if l.Remaining.GreaterThan(l.Points) {
+			l.Points, l.dirty = l.Remaining, true
 		}
 	}
 	c.History = addHistory(c.History, e, historyAt, loc)

@@ -283,3 +283,85 @@ func TestEntryFinerThanTheProgramFolds(t *testing.T) {
 		t.Fatalf("after the return: %s, want 103.55", b)
 	}
 }
+
+// TestReturnsKeepTheLotsIssuedPoints: returns of sales that spent the same
+// lots on two tills leave every lot with the points it was issued, while
+// the points pass through it on their way back. Found by TestChaosSoak:
+// till 1 spends A 100 and B 50; till 2, not knowing, spends A 100 and B
+// 112 (A's 100 borrowed from B, 62 debt) and returns it: B got the 112
+// and the 100 A borrowed (212) before paying the debt (150 left) and kept
+// 212 points. And: two tills spend all of A (the second borrowing B's),
+// the first sale is returned (through A, B is paid back), then the second:
+// both lots as issued.
+func TestReturnsKeepTheLotsIssuedPoints(t *testing.T) {
+	at := demoNow.Add(-48 * time.Hour)
+	lots := func(t *testing.T, s *Server, card string) string {
+		t.Helper()
+		rows, err := s.db.Query(context.Background(), `SELECT lot_id || ' ' || points || '/' || remaining FROM lots WHERE card = $1 ORDER BY lot_id`, card)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for rows.Next() {
+			var l string
+			if err := rows.Scan(&l); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, l)
+		}
+		return strings.Join(out, ", ")
+	}
+	spend := func(card, check string, lotPts ...string) store.Entry {
+		e := store.Entry{CheckID: check, CardCode: card, Kind: store.KindRedemption, AmountKop: 100, CreatedAt: demoNow}
+		for i := 0; i < len(lotPts); i += 2 {
+			e.Lots = append(e.Lots, store.LotChange{LotID: lotPts[i], Delta: dec("-" + lotPts[i+1])})
+			e.Points = e.Points.Sub(dec(lotPts[i+1]))
+		}
+		return e
+	}
+	back := func(e store.Entry) store.Entry {
+		r := store.Entry{CheckID: e.CheckID, CardCode: e.CardCode, Kind: store.KindReversal, Points: e.Points.Neg(), AmountKop: -100, CreatedAt: demoNow}
+		for _, l := range e.Lots {
+			r.Lots = append(r.Lots, store.LotChange{LotID: l.LotID, Delta: l.Delta.Neg()})
+		}
+		return r
+	}
+	t.Run("a return passing points on twice", func(t *testing.T) {
+		now := demoNow
+		const card = "3400000000031"
+		s := lateFixture(t, &now, lot(card, "A", "100", at, nil), lot(card, "B", "200", at, nil))
+		if _, err := s.Enrol(context.Background(), "S001-T02", "S001"); err != nil {
+			t.Fatal(err)
+		}
+		t1, t2 := lateTill{}, lateTill{till: "S001-T02"}
+		wantStatuses(t, "till 1's sale", t1.push(t, s, spend(card, "c1", "A", "100", "B", "50")), wire.Applied)
+		sale := spend(card, "c2", "A", "100", "B", "112")
+		wantStatuses(t, "till 2's sale and its return", t2.push(t, s, sale, back(sale)), wire.Applied, wire.Applied)
+		if got := lots(t, s, card); got != "A 100/0, B 200/150" {
+			t.Errorf("lots: %s, want A 100/0, B 200/150", got)
+		}
+		if b := balanceOf(t, s, card); b != "150" {
+			t.Errorf("balance %s, want 150", b)
+		}
+	})
+	t.Run("the borrowing sale returned last", func(t *testing.T) {
+		now := demoNow
+		const card = "3400000000032"
+		s := lateFixture(t, &now, lot(card, "A", "100", at, nil), lot(card, "B", "100", at, nil))
+		if _, err := s.Enrol(context.Background(), "S001-T02", "S001"); err != nil {
+			t.Fatal(err)
+		}
+		t1, t2 := lateTill{}, lateTill{till: "S001-T02"}
+		s1, s2 := spend(card, "c1", "A", "100"), spend(card, "c2", "A", "100")
+		wantStatuses(t, "till 1's sale", t1.push(t, s, s1), wire.Applied)
+		wantStatuses(t, "till 2's sale", t2.push(t, s, s2), wire.Applied)
+		wantStatuses(t, "till 1's return", t1.push(t, s, back(s1)), wire.Applied)
+		wantStatuses(t, "till 2's return", t2.push(t, s, back(s2)), wire.Applied)
+		if got := lots(t, s, card); got != "A 100/100, B 100/100" {
+			t.Errorf("lots: %s, want A 100/100, B 100/100", got)
+		}
+		if b := balanceOf(t, s, card); b != "200" {
+			t.Errorf("balance %s, want 200", b)
+		}
+	})
+}
