@@ -41,6 +41,18 @@ func demoPath() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "demo", "replica.yaml")
 }
 
+// testClock is a clock a test can move (head office's, a till's).
+type testClock struct{ ns atomic.Int64 }
+
+func newTestClock(t time.Time) *testClock {
+	c := &testClock{}
+	c.ns.Store(t.UnixNano())
+	return c
+}
+
+func (c *testClock) Now() time.Time      { return time.Unix(0, c.ns.Load()).In(demoNow.Location()) }
+func (c *testClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+
 // ho is head office on a loopback listener; restart keeps the database.
 type ho struct {
 	t       testing.TB
@@ -50,20 +62,26 @@ type ho struct {
 	enrolKey []byte
 	srv      *headoffice.Server
 	hs       *httptest.Server
+	// clock is head office's (demoNow unless a test moves it); restart
+	// keeps it.
+	clock *testClock
 }
 
 func startHO(t testing.TB, dsn string) *ho { return startHOWith(t, dsn, store.OfflineLimits{}) }
 
 func startHOWith(t testing.TB, dsn string, off store.OfflineLimits) *ho {
-	h := &ho{t: t, dsn: dsn, offline: off}
+	h := &ho{t: t, dsn: dsn, offline: off, clock: newTestClock(demoNow)}
 	h.start()
 	t.Cleanup(h.stop)
 	return h
 }
 
 func (h *ho) start() {
+	if h.clock == nil {
+		h.clock = newTestClock(demoNow)
+	}
 	srv, err := headoffice.Open(context.Background(), headoffice.Options{DSN: h.dsn, ERPToken: erpToken, Offline: h.offline, EnrolKey: h.enrolKey,
-		Clock: func() time.Time { return demoNow }})
+		Clock: h.clock.Now})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -200,6 +218,9 @@ type till struct {
 	now         time.Time
 	secret      string
 	checks      int
+	// clock is the till's (its store's and client's): demoNow + the skew
+	// unless a test moves it; now is what it showed at the start.
+	clock *testClock
 }
 
 func newTill(t testing.TB, h *ho, p *proxy, id, storeID string, clockSkew time.Duration) *till {
@@ -215,16 +236,17 @@ func newTillWith(t testing.TB, h *ho, p *proxy, id, storeID string, clockSkew ti
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := demoNow.Add(clockSkew)
+	clock := newTestClock(demoNow.Add(clockSkew))
+	now := clock.Now()
 	st, err := store.Open(ctx, store.Options{Path: filepath.Join(t.TempDir(), "till.db"), TillID: id,
-		Clock: func() time.Time { return now }})
+		Clock: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	o := client.Options{URL: p.URL(), TillID: id, StoreID: storeID, Secret: secret, Store: st,
 		BatchSize: 3, SnapshotPage: 3, Interval: 50 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 80 * time.Millisecond,
-		RequestTimeout: 5 * time.Second, Clock: func() time.Time { return now }}
+		RequestTimeout: 5 * time.Second, Clock: clock.Now}
 	if opt != nil {
 		opt(&o)
 	}
@@ -232,7 +254,7 @@ func newTillWith(t testing.TB, h *ho, p *proxy, id, storeID string, clockSkew ti
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &till{id: id, storeID: storeID, st: st, c: c, now: now, secret: secret}
+	return &till{id: id, storeID: storeID, st: st, c: c, now: now, secret: secret, clock: clock}
 }
 
 // sell prices a check on the till (QuoteInput + checkout.Quote, as the

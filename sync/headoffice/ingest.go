@@ -980,7 +980,10 @@ func (c *cardState) unwind(l *lotState, amount decimal.Decimal, e *wire.Entry, d
 		}
 	}
 	for _, b := range borrowed {
-		t := decimal.Min(b.points, left, l.Remaining)
+		// What l still owes b.from now: a nested unwind (a lot l paid back
+		// that had borrowed from l in turn) may have paid some of it back
+		// since the copy was taken.
+		t := decimal.Min(c.owed(l.ID, b.from), left, l.Remaining)
 		if b.from == store.DebtLot {
 			t = decimal.Min(t, c.Debt)
 		}
@@ -1312,6 +1315,16 @@ func (c *cardState) borrow(lot, from, entry string, pts decimal.Decimal) {
 		}
 	}
 	c.borrowed[lot] = append(c.borrowed[lot], lotBorrow{lot: lot, from: from, points: pts})
+}
+
+// owed is what lot still owes from (its borrows from it, net).
+func (c *cardState) owed(lot, from string) decimal.Decimal {
+	for _, b := range c.borrowed[lot] {
+		if b.from == from {
+			return b.points
+		}
+	}
+	return decimal.Zero
 }
 
 // lotBorrow is points lot borrowed from lot from (a row of lot_borrows).
