@@ -326,14 +326,19 @@ func TestReturnsKeepTheLotsIssuedPoints(t *testing.T) {
 		}
 		return r
 	}
-	t.Run("a return passing points on twice", func(t *testing.T) {
+	// twoTills is head office with lots A (100) and B of card, and tills
+	// S001-T01 and S001-T02.
+	twoTills := func(t *testing.T, card, b string) (*Server, lateTill, lateTill) {
 		now := demoNow
-		const card = "3400000000031"
-		s := lateFixture(t, &now, lot(card, "A", "100", at, nil), lot(card, "B", "200", at, nil))
+		s := lateFixture(t, &now, lot(card, "A", "100", at, nil), lot(card, "B", b, at, nil))
 		if _, err := s.Enrol(context.Background(), "S001-T02", "S001"); err != nil {
 			t.Fatal(err)
 		}
-		t1, t2 := lateTill{}, lateTill{till: "S001-T02"}
+		return s, lateTill{}, lateTill{till: "S001-T02"}
+	}
+	t.Run("a return passing points on twice", func(t *testing.T) {
+		const card = "3400000000031"
+		s, t1, t2 := twoTills(t, card, "200")
 		wantStatuses(t, "till 1's sale", t1.push(t, s, spend(card, "c1", "A", "100", "B", "50")), wire.Applied)
 		sale := spend(card, "c2", "A", "100", "B", "112")
 		wantStatuses(t, "till 2's sale and its return", t2.push(t, s, sale, back(sale)), wire.Applied, wire.Applied)
@@ -345,13 +350,8 @@ func TestReturnsKeepTheLotsIssuedPoints(t *testing.T) {
 		}
 	})
 	t.Run("the borrowing sale returned last", func(t *testing.T) {
-		now := demoNow
 		const card = "3400000000032"
-		s := lateFixture(t, &now, lot(card, "A", "100", at, nil), lot(card, "B", "100", at, nil))
-		if _, err := s.Enrol(context.Background(), "S001-T02", "S001"); err != nil {
-			t.Fatal(err)
-		}
-		t1, t2 := lateTill{}, lateTill{till: "S001-T02"}
+		s, t1, t2 := twoTills(t, card, "100")
 		s1, s2 := spend(card, "c1", "A", "100"), spend(card, "c2", "A", "100")
 		wantStatuses(t, "till 1's sale", t1.push(t, s, s1), wire.Applied)
 		wantStatuses(t, "till 2's sale", t2.push(t, s, s2), wire.Applied)
