@@ -47,6 +47,17 @@ func (s *Store) ImportFile(ctx context.Context, path string) (ImportStats, error
 // written if anything is invalid. References may point into the file or at
 // records already in the store.
 func (s *Store) Import(ctx context.Context, r *Replica) (ImportStats, error) {
+	return s.importReplica(ctx, r, false)
+}
+
+// importReplica is Import; with wholeCards (a feed page, which carries
+// every card with all its lots) a card's lots the page does not carry are
+// emptied: head office no longer holds them (restored from a backup that
+// predates them, their store gone), and kept they would count in the
+// card's balance here for ever. The row stays, at 0, so that a return of
+// a sale that spent from it still gives its points back here, as head
+// office takes such a return (a lot it does not have).
+func (s *Store) importReplica(ctx context.Context, r *Replica, wholeCards bool) (ImportStats, error) {
 	var st ImportStats
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -146,6 +157,11 @@ func (s *Store) Import(ctx context.Context, r *Replica) (ImportStats, error) {
 	if err := importLots(ctx, tx, r.Lots, &st); err != nil {
 		return st, err
 	}
+	if wholeCards && len(r.Cards) > 0 {
+		if err := emptyLotsNotSent(ctx, tx, r); err != nil {
+			return st, err
+		}
+	}
 	for i, x := range r.CardKeys {
 		key, _ := decodeKey(x.PublicKey) // Validate checked it
 		var to sql.NullInt64
@@ -214,6 +230,35 @@ func importCards(ctx context.Context, tx *sql.Tx, cards []ReplicaCard, st *Impor
 		return fmt.Errorf("cards: %w", err)
 	}
 	st.Cards += len(cards)
+	return nil
+}
+
+// emptyLotsNotSent sets to 0 the remaining points of the lots r does not
+// carry of the cards it carries (one statement a page).
+func emptyLotsNotSent(ctx context.Context, tx *sql.Tx, r *Replica) error {
+	codes := make([]string, len(r.Cards))
+	for i, c := range r.Cards {
+		codes[i] = c.Code
+	}
+	keys := make([][2]string, len(r.Lots))
+	for i, l := range r.Lots {
+		keys[i] = [2]string{l.Card, l.ID}
+	}
+	cj, err := json.Marshal(codes)
+	if err != nil {
+		return err
+	}
+	lj, err := json.Marshal(keys)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE lots SET remaining = '0' WHERE remaining <> '0'
+		AND card_id IN (SELECT c.id FROM cards c JOIN json_each(?1) j ON c.code = j.value)
+		AND (card_id, lot_id) NOT IN (SELECT c.id, json_extract(l.value, '$[1]') FROM json_each(?2) l JOIN cards c ON c.code = json_extract(l.value, '$[0]'))`,
+		string(cj), string(lj))
+	if err != nil {
+		return fmt.Errorf("lots head office no longer holds: %w", err)
+	}
 	return nil
 }
 

@@ -235,6 +235,16 @@ func (s *Store) SetSyncState(ctx context.Context, key, value string) error {
 	return nil
 }
 
+// HasEntriesIn reports whether the journal holds an entry with an id in
+// (lo, hi]: one of this till's own between two watermarks.
+func (s *Store) HasEntriesIn(ctx context.Context, lo, hi string) (bool, error) {
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM journal WHERE id > ? AND id <= ? LIMIT 1)`, lo, hi).Scan(&n); err != nil {
+		return false, fmt.Errorf("store %s: journal between %q and %q: %w", s.path, lo, hi, err)
+	}
+	return n > 0, nil
+}
+
 // JournalAfter returns up to limit journal entries after the entry with id
 // after ("" = from the start), in append order, acknowledged or not: for
 // comparing a till's journal with head office's.
@@ -707,7 +717,7 @@ func (s *Store) ImportFeed(ctx context.Context, r *Replica, undecoded []Rejected
 	}
 	if len(saved) == 0 && len(undecoded) == 0 {
 		// The usual case, nothing held back: one validation, inside Import.
-		st, err := s.Import(ctx, r)
+		st, err := s.importReplica(ctx, r, true)
 		var re *RecordError
 		if err == nil || !errors.As(err, &re) {
 			if err != nil {
@@ -805,7 +815,7 @@ func (s *Store) ImportFeed(ctx context.Context, r *Replica, undecoded []Rejected
 	if err != nil {
 		return ImportStats{}, rejected, err
 	}
-	st, err := s.Import(ctx, &att)
+	st, err := s.importReplica(ctx, &att, true)
 	if err != nil {
 		return st, rejected, fmt.Errorf("import feed: %w", err)
 	}

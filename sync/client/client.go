@@ -463,7 +463,10 @@ func (c *Client) cycle(ctx context.Context, force bool) (err error) {
 		// entry) stay unacknowledged and shown, and must not keep the till
 		// from its feed. Only a failed exchange skips the pull.
 		if perr := c.pull(ctx, force); perr != nil {
-			err = errors.Join(err, perr)
+			// A re-push's refusal is shown once, with the push's.
+			if _, onlyRefused := perr.(*refusedError); !onlyRefused || ref == nil {
+				err = errors.Join(err, perr)
+			}
 		}
 	}
 	backlog, berr := c.o.Store.PendingCount(ctx)
@@ -683,10 +686,11 @@ type pullOutcome struct {
 // then imports include them and go with a watermark at or past the till's.
 func (c *Client) pull(ctx context.Context, force bool) error {
 	resets, backs := 0, 0
+	var refused error // a re-push head office answered, refusing some entries
 	for {
 		out, err := c.pullOnce(ctx)
 		if err != nil {
-			return err
+			return errors.Join(refused, err)
 		}
 		switch {
 		case out.reset:
@@ -722,14 +726,22 @@ func (c *Client) pull(ctx context.Context, force bool) error {
 				return fmt.Errorf("sync pull: %w", err)
 			}
 		default:
-			return nil
+			return refused
 		}
 		c.mu.Lock()
 		c.st.Repushes++
 		c.st.Repushing, c.st.RepushAfter = true, out.folded
 		c.mu.Unlock()
 		if err := c.push(ctx, force); err != nil {
-			return fmt.Errorf("sync pull: pushing the journal again after %q: %w", out.folded, err)
+			var ref *refusedError
+			if !errors.As(err, &ref) {
+				return fmt.Errorf("sync pull: pushing the journal again after %q: %w", out.folded, err)
+			}
+			// Head office answered: what it refused stays unacknowledged
+			// (the re-push position stops at it) and must not keep the
+			// till from its feed, as in a cycle's own push. A page whose
+			// watermark is still behind is not imported.
+			refused = err
 		}
 	}
 }
@@ -749,6 +761,17 @@ func (c *Client) behind(ctx context.Context, f *wire.Feed, absentIsNone bool) (p
 	}
 	if (!ok && !absentIsNone) || w >= had {
 		return pullOutcome{}, nil
+	}
+	// Only the till's own entries between the two watermarks would be
+	// counted twice (in its lots and from its journal). A replaced store
+	// holds none of the old one's, which head office lost for good: the
+	// page describes exactly what it has, so it is taken.
+	if own, err := c.o.Store.HasEntriesIn(ctx, w, had); err != nil || !own {
+		if err == nil {
+			c.log.Warn("head office's watermark is behind the till's, which names no entry of this store (replaced): taking it",
+				"folded_through", w, "till_folded_through", had)
+		}
+		return pullOutcome{}, err
 	}
 	return pullOutcome{back: true, folded: w, had: had}, nil
 }

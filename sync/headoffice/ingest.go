@@ -364,13 +364,14 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 		}
 	}
 	var chain []string
+	restarted := false
 	for cur := folded; ; {
 		next, ok := byPrev[cur]
 		if !ok && len(chain) == 0 && folded != "" && byPrev[""] > folded {
 			// A first entry ("" before it) after the watermark: the till's
 			// store was replaced and its journal starts again. Its old
 			// unsent entries are gone with the old file; go on from here.
-			next, ok = byPrev[""], true
+			next, ok, restarted = byPrev[""], true, true
 			s.log.Warn("till journal restarted", "till", b.TillID, "folded_through", folded, "first", next)
 		}
 		if !ok {
@@ -378,6 +379,24 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 		}
 		chain = append(chain, next)
 		cur = next
+	}
+	// The old store's entries stored behind a gap (a batch that overtook
+	// the one before it) can never be folded once a new store's first
+	// entry starts the chain (after the watermark, or with none): their
+	// predecessor went with the old file. They are kept as rejected, for
+	// support (GET /v1/erp/rejected), not left waiting for ever.
+	var orphans, orphanWhy []string
+	if restarted || len(chain) > 0 && folded == "" && byPrev[""] == chain[0] {
+		for id := range unfolded {
+			if id < chain[0] && !skip[id] {
+				orphans = append(orphans, id)
+			}
+		}
+		slices.Sort(orphans)
+		for _, id := range orphans {
+			orphanWhy = append(orphanWhy, "the till's store was replaced before the entry before this one arrived: it can never be folded (support corrects the card if it should count)")
+			s.log.Error("journal entry rejected", "till", b.TillID, "entry", id, "err", "left behind a gap by a replaced till store")
+		}
 	}
 	inChain := make(map[string]bool, len(chain))
 	entries := make([]wire.Entry, 0, len(chain)) // to apply: the chain without those kept as rejected
@@ -462,6 +481,10 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 	}
 	if len(laterRejected) > 0 {
 		pc.Queue(sqlMarkRejected, laterRejected, laterWhy)
+	}
+	if len(orphans) > 0 {
+		pc.Queue(sqlMarkFolded, orphans, make([]bool, len(orphans)))
+		pc.Queue(sqlMarkRejected, orphans, orphanWhy)
 	}
 	if len(conflicts) > 0 {
 		var cid, cbody []string
