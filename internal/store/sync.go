@@ -238,11 +238,11 @@ func (s *Store) SetSyncState(ctx context.Context, key, value string) error {
 // HasEntriesIn reports whether the journal holds an entry with an id in
 // (lo, hi]: one of this till's own between two watermarks.
 func (s *Store) HasEntriesIn(ctx context.Context, lo, hi string) (bool, error) {
-	var n int
-	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM journal WHERE id > ? AND id <= ? LIMIT 1)`, lo, hi).Scan(&n); err != nil {
+	var has bool
+	if err := s.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM journal WHERE id > ? AND id <= ?)`, lo, hi).Scan(&has); err != nil {
 		return false, fmt.Errorf("store %s: journal between %q and %q: %w", s.path, lo, hi, err)
 	}
-	return n > 0, nil
+	return has, nil
 }
 
 // JournalAfter returns up to limit journal entries after the entry with id

@@ -658,17 +658,24 @@ func (c *chaos) refusedOK(tl *chaosTill, err error) bool {
 	return true
 }
 
+// column is the one text column query reads at head office.
+func (c *chaos) column(query string, args ...any) []string {
+	c.t.Helper()
+	rows, err := c.h.srv.DB().Query(c.ctx, query, args...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return out
+}
+
 // hoHeld is the ids head office holds of till id.
 func (c *chaos) hoHeld(id string) map[string]bool {
 	c.t.Helper()
-	rows, err := c.h.srv.DB().Query(c.ctx, `SELECT id FROM journal WHERE till_id = $1`, id)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		c.t.Fatal(err)
-	}
+	ids := c.column(`SELECT id FROM journal WHERE till_id = $1`, id)
 	out := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		out[id] = true
@@ -817,14 +824,7 @@ func (c *chaos) replaceStore(tl *chaosTill) {
 	if c.x.restoreWait == tl.id {
 		return
 	}
-	rows, err := c.h.srv.DB().Query(c.ctx, `SELECT id FROM journal WHERE till_id = $1 AND NOT folded`, tl.id)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	waiting, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		c.t.Fatal(err)
-	}
+	waiting := c.column(`SELECT id FROM journal WHERE till_id = $1 AND NOT folded`, tl.id)
 	for _, id := range waiting {
 		c.x.orphans[id] = true
 	}
@@ -860,15 +860,8 @@ func (c *chaos) replaceStore(tl *chaosTill) {
 // one before).
 func (c *chaos) backupHO() {
 	c.t.Helper()
-	rows, err := c.h.srv.DB().Query(c.ctx, `SELECT table_name FROM information_schema.tables
+	old := c.column(`SELECT table_name FROM information_schema.tables
 		WHERE table_schema = current_schema() AND table_name LIKE 'bk\_%'`)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	old, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		c.t.Fatal(err)
-	}
 	for _, tb := range old {
 		if _, err := c.h.srv.DB().Exec(c.ctx, `DROP TABLE `+pgx.Identifier{tb}.Sanitize()); err != nil {
 			c.t.Fatal(err)
@@ -987,14 +980,7 @@ func (c *chaos) restoreHO() {
 		}
 	}
 	ids := map[string]bool{}
-	rows, err := c.h.srv.DB().Query(c.ctx, `SELECT id FROM journal WHERE till_id = 'ERP'`)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	erpIDs, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		c.t.Fatal(err)
-	}
+	erpIDs := c.column(`SELECT id FROM journal WHERE till_id = 'ERP'`)
 	for _, id := range erpIDs {
 		ids[id] = true
 	}
@@ -1258,11 +1244,7 @@ func replacedAfterBackup(t *testing.T) (h *ho, a2, b *till, lot string) {
 	p := newProxy(t, h.hs.URL)
 	a := newTill(t, h, p, "S001-T71", "S001", 0)
 	b = newTill(t, h, p, "S001-T72", "S001", 0)
-	for _, tl := range []*till{a, b} {
-		if err := tl.c.SyncNow(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	syncEach(t, a, b)
 	a.sell(t, card13, powder("1"), "")
 	if err := a.c.SyncNow(ctx); err != nil {
 		t.Fatal(err)

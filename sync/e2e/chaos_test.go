@@ -1783,11 +1783,7 @@ func TestReturnKeepsTheLotsIssuedPoints(t *testing.T) {
 	p := newProxy(t, h.hs.URL)
 	a := newTill(t, h, p, "S001-T01", "S001", 0)
 	b := newTill(t, h, p, "S001-T02", "S001", 0)
-	for _, tl := range []*till{a, b} {
-		if err := tl.c.SyncNow(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	syncEach(t, a, b)
 	a.sell(t, card13, powder("1"), "150")
 	if err := a.c.SyncNow(ctx); err != nil {
 		t.Fatal(err)
@@ -1838,11 +1834,7 @@ func TestReturnThroughABorrowCyclePaysBackOnce(t *testing.T) {
 	p := newProxy(t, h.hs.URL)
 	t1 := newTill(t, h, p, "S001-T01", "S001", 0)
 	t2 := newTill(t, h, p, "S001-T02", "S001", 0)
-	for _, tl := range []*till{t1, t2} {
-		if err := tl.c.SyncNow(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	syncEach(t, t1, t2)
 	s1 := t1.sell(t, chaosFamily, powder("1"), "1800")
 	if err := t1.c.SyncNow(ctx); err != nil {
 		t.Fatal(err)

@@ -187,11 +187,7 @@ func TestHomeCardScope(t *testing.T) {
 	p := newProxy(t, h.hs.URL)
 	b := newTillWith(t, h, p, "S002-T81", "S002", 0, func(o *client.Options) { o.DeltaPage = 2 })
 	a := newTill(t, h, p, "S001-T82", "S001", 0)
-	for _, tl := range []*till{a, b} {
-		if err := tl.c.SyncNow(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	syncEach(t, a, b)
 	all := []string{}
 	for card := range hoBalances(t, h) {
 		all = append(all, card)

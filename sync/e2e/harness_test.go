@@ -257,6 +257,16 @@ func newTillWith(t testing.TB, h *ho, p *proxy, id, storeID string, clockSkew ti
 	return &till{id: id, storeID: storeID, st: st, c: c, now: now, secret: secret, clock: clock}
 }
 
+// syncEach runs one sync cycle on each till, failing the test on an error.
+func syncEach(t *testing.T, tills ...*till) {
+	t.Helper()
+	for _, tl := range tills {
+		if err := tl.c.SyncNow(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // sell prices a check on the till (QuoteInput + checkout.Quote, as the
 // agent does) and records it; redeem "" spends nothing.
 func (tl *till) sell(t *testing.T, card string, lines []checkout.Line, redeem string) checkout.Result {

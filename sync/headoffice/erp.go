@@ -882,7 +882,6 @@ func (s *Server) Maintain(ctx context.Context) (MaintainStats, error) {
 		chunk := codes[lo:min(lo+maintainChunk, len(codes))]
 		var done MaintainStats
 		err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-			done = MaintainStats{}
 			cards, err := lockCards(ctx, tx, chunk)
 			if err != nil {
 				return err

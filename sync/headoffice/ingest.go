@@ -384,9 +384,10 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 	// the one before it) can never be folded once a new store's first
 	// entry starts the chain (after the watermark, or with none): their
 	// predecessor went with the old file. They are kept as rejected, for
-	// support (GET /v1/erp/rejected), not left waiting for ever.
+	// support (GET /v1/erp/rejected), not left waiting for ever. (With no
+	// watermark the chain always starts at a first entry.)
 	var orphans, orphanWhy []string
-	if restarted || len(chain) > 0 && folded == "" && byPrev[""] == chain[0] {
+	if restarted || len(chain) > 0 && folded == "" {
 		for id := range unfolded {
 			if id < chain[0] && !skip[id] {
 				orphans = append(orphans, id)
@@ -1190,6 +1191,7 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 	c.dirty = true
 	over := decimal.Zero
 	var unknown []*lotState // given points back, not known to head office
+	refilled := false       // points given back to a lot head office has
 	if len(e.Lots) == 0 {
 		switch {
 		case e.Points.IsNegative():
@@ -1239,6 +1241,7 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 		case ok:
 			r := l.Remaining.Add(lc.Delta)
 			l.Remaining, l.dirty = decimal.Max(r, decimal.Zero), true
+			refilled = refilled || lc.Delta.IsPositive()
 			if r.IsNegative() && l.Expired.IsPositive() && (l.ExpiresAt == nil || e.CreatedAt.Before(*l.ExpiresAt) || e.Kind == store.KindReversal) {
 				// Points expiry took them first: spent before the lot
 				// expired (the entry came after the expiry ran), or taken
@@ -1293,9 +1296,13 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 	// points pass through it to the lots its shortfall borrowed from, and
 	// points paid back to one of those pass on to what it owes in turn.
 	// Only what stays when the entry is done may raise what it was issued.
-	for _, l := range c.Lots {
-		if l.Remaining.GreaterThan(l.Points) {
-			l.Points, l.dirty = l.Remaining, true
+	// Only points given back move a lot up (the rest of a batch's entries,
+	// nearly all, skip the walk over the card's lots).
+	if refilled || len(unknown) > 0 {
+		for _, l := range c.Lots {
+			if l.Remaining.GreaterThan(l.Points) {
+				l.Points, l.dirty = l.Remaining, true
+			}
 		}
 	}
 	c.History = addHistory(c.History, e, historyAt, loc)
