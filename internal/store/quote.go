@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -238,7 +239,22 @@ func (s *Store) loadCard(ctx context.Context, cat *catalog, code string, now tim
 			case lc.Delta.IsNegative():
 				debtD = debtD.Sub(lc.Delta)
 			default:
-				s.log.Debug("journal restores a lot the replica lacks", "card", code, "lot", lc.LotID, "entry", e.ID)
+				// Points given back to a lot the replica lacks: head
+				// office sends live lots only, so one this till created
+				// and that was used up before a feed carried it is never
+				// here. Its creation in this till's journal says what it
+				// is; any other is left to head office's next feed.
+				l, ok, err := s.ownLot(ctx, tx, lc.LotID)
+				if err != nil {
+					return checkout.Card{}, err
+				}
+				if !ok {
+					s.log.Debug("journal restores a lot the replica lacks", "card", code, "lot", lc.LotID, "entry", e.ID)
+					continue
+				}
+				l.Remaining = checkout.PointsOf(lc.Delta)
+				lots = append(lots, l)
+				byID[lc.LotID] = len(lots) - 1
 			}
 		}
 	}
@@ -330,6 +346,34 @@ func (s *Store) FoldedThrough(ctx context.Context) (string, error) {
 	}
 	defer tx.Rollback()
 	return s.watermark(ctx, tx)
+}
+
+// ownLot is lot id as this till's journal created it (its entry's id, or
+// the id and /n for an entry's later lots), with nothing remaining; false
+// when no entry of this till created it.
+func (s *Store) ownLot(ctx context.Context, tx *sql.Tx, id string) (checkout.Lot, bool, error) {
+	entry, _, _ := strings.Cut(id, "/")
+	var delta, check string
+	var created int64
+	var from, exp sql.NullInt64
+	err := tx.QueryRowContext(ctx, `SELECT jl.delta, j.check_id, j.created_ms, jl.active_from, jl.expires_at
+		FROM journal j JOIN journal_lots jl ON jl.entry_seq = j.seq AND jl.lot_id = ?2
+		WHERE j.id = ?1 AND jl.created = 1`, entry, id).Scan(&delta, &check, &created, &from, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return checkout.Lot{}, false, nil
+	}
+	if err != nil {
+		return checkout.Lot{}, false, fmt.Errorf("lot %s in the journal: %w", id, err)
+	}
+	pts, err := parseDec(delta, "journal lot "+id+" delta")
+	if err != nil {
+		return checkout.Lot{}, false, err
+	}
+	l := checkout.Lot{ID: id, Points: checkout.PointsOf(pts), AccruedAt: time.UnixMilli(created).UTC(), ActiveFrom: fromNullUnix(from), CheckID: check}
+	if t := fromNullUnix(exp); !t.IsZero() {
+		l.ExpiresAt = &t
+	}
+	return l, true, nil
 }
 
 // unfoldedForCard returns this till's journal entries on the card after the

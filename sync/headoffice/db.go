@@ -59,12 +59,18 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	retries  atomic.Int64 // ingest transactions retried after a deadlock or serialization failure
+	rereads  atomic.Int64 // ingests folded again reading every lot of their cards
 }
 
 // Retries is how many ingest transactions PostgreSQL aborted for a deadlock
 // or a serialization failure and were retried (0 is the design: fixed lock
 // order).
 func (s *Server) Retries() int64 { return s.retries.Load() }
+
+// LotRereads is how many ingests were folded again reading every lot of
+// their cards, because a lot an entry creates existed already, used up
+// (a till or ERP reusing an id; 0 in trade).
+func (s *Server) LotRereads() int64 { return s.rereads.Load() }
 
 // Open connects, applies the embedded migrations and returns the server.
 func Open(ctx context.Context, o Options) (*Server, error) {

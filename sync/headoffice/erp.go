@@ -474,7 +474,7 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		if _, err := tx.Exec(ctx, `SELECT set_config('headoffice.debt_policy', 'off', true)`); err != nil {
 			return err
 		}
-		cards, err := lockCards(ctx, tx, []string{c.Card})
+		cards, err := lockCards(ctx, tx, []string{c.Card}, correctionLot(id))
 		if err != nil {
 			return headOffice(fmt.Errorf("read the card: %w", err))
 		}
@@ -882,7 +882,7 @@ func (s *Server) Maintain(ctx context.Context) (MaintainStats, error) {
 		chunk := codes[lo:min(lo+maintainChunk, len(codes))]
 		var done MaintainStats
 		err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-			cards, err := lockCards(ctx, tx, chunk)
+			cards, err := lockCards(ctx, tx, chunk, "")
 			if err != nil {
 				return err
 			}

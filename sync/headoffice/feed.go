@@ -438,7 +438,7 @@ func (s *Server) feedCards(ctx context.Context, tx pgx.Tx, r *store.Replica, q s
 	return s.feedCardCodes(ctx, tx, r, codes)
 }
 
-// feedCardCodes adds the cards, with all their lots, in code order.
+// feedCardCodes adds the cards, with their live lots, in code order.
 func (s *Server) feedCardCodes(ctx context.Context, tx pgx.Tx, r *store.Replica, codes []string) error {
 	if len(codes) == 0 {
 		return nil
@@ -471,8 +471,12 @@ func (s *Server) feedCardCodes(ctx context.Context, tx pgx.Tx, r *store.Replica,
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	// Only the live lots: a card keeps every lot of its history, nearly all
+	// used up, and a page or delta carries each of its cards whole, so the
+	// till sets the lots it holds and is not sent to 0 (emptyLotsNotSent),
+	// which is what they hold here.
 	rows, err = tx.Query(ctx, `SELECT card, lot_id, points::text, remaining::text, accrued_at, active_from, expires_at, check_id
-		FROM lots WHERE card = ANY($1) ORDER BY card, lot_id`, codes)
+		FROM lots WHERE card = ANY($1) AND remaining > 0 ORDER BY card, lot_id`, codes)
 	if err != nil {
 		return fmt.Errorf("read lots: %w", err)
 	}

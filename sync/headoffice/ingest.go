@@ -41,10 +41,24 @@ func (s *Server) Ingest(ctx context.Context, b *wire.Batch) (*wire.BatchResult, 
 	}
 	var res *wire.BatchResult
 	var err error
+	allLots := false
 	for attempt := 0; attempt < 4; attempt++ {
-		res, err = s.ingestOnce(ctx, all, refused)
+		res, err = s.ingestOnce(ctx, all, refused, allLots)
 		var pe *pgconn.PgError
-		if err == nil || !errors.As(err, &pe) || (pe.Code != "40001" && pe.Code != "40P01") {
+		if err == nil || !errors.As(err, &pe) {
+			break
+		}
+		if pe.Code == "23505" && pe.ConstraintName == "lots_pkey" && !allLots {
+			// A lot an entry creates (its lot id, or the id of an accrual
+			// without lots) exists, used up: only the live lots were read,
+			// and the fold took it for new. Read them all and fold again,
+			// so the fold finds it (and never counts a lot twice).
+			allLots = true
+			s.rereads.Add(1)
+			s.log.Warn("ingest retried reading every lot of the batch's cards", "till", b.TillID, "err", pe.Detail)
+			continue
+		}
+		if pe.Code != "40001" && pe.Code != "40P01" {
 			break
 		}
 		s.retries.Add(1)
@@ -94,14 +108,21 @@ const (
 	sqlIngestCards     = `SELECT unnest($1::text[]) UNION SELECT card_code FROM journal WHERE till_id = $2 AND NOT folded`
 	sqlLockIngestCards = `SELECT c.code, c.debt::text, c.history::text FROM cards c
 		WHERE c.code IN (` + sqlIngestCards + `) ORDER BY c.code FOR NO KEY UPDATE OF c`
-	// The lots are read card by card (LATERAL, OFFSET 0 keeps it from being
-	// flattened into a join): without statistics on lots.card the planner
-	// otherwise guesses half the table matches and scans all of it.
-	sqlIngestLots = `SELECT l.card, l.lot_id, l.points::text, l.remaining::text, l.expired::text, l.accrued_at, l.active_from, l.expires_at, l.check_id
-		FROM (` + sqlIngestCards + `) AS k(code),
-			LATERAL (SELECT card, lot_id, points, remaining, expired, accrued_at, active_from, expires_at, check_id
-				FROM lots WHERE lots.card = k.code OFFSET 0) AS l
+	// The lots the fold may touch: each card's live ones (remaining > 0,
+	// through lots_live), read card by card (LATERAL, OFFSET 0 keeps it
+	// from being flattened into a join: without statistics on lots.card the
+	// planner otherwise guesses half the table matches and scans all of
+	// it). A card keeps every lot of its history, nearly all used up; those
+	// the chain names are read after it is built (loadNamedLots), and with
+	// allLots (a lot an entry creates turned out to exist) every one.
+	sqlIngestLots    = sqlIngestLotsOf + ` AND lots.remaining > 0` + sqlIngestLotsEnd
+	sqlIngestAllLots = sqlIngestLotsOf + sqlIngestLotsEnd
+	sqlIngestLotsOf  = sqlLotColumns + `FROM (` + sqlIngestCards + `) AS k(code), LATERAL (SELECT * FROM lots WHERE lots.card = k.code`
+	sqlIngestLotsEnd = ` OFFSET 0) AS l ORDER BY l.card, l.lot_id`
+	sqlNamedLots     = sqlLotColumns + `FROM unnest($1::text[], $2::text[]) AS n(card, lot_id),
+			LATERAL (SELECT * FROM lots WHERE lots.card = n.card AND lots.lot_id = n.lot_id OFFSET 0) AS l
 		ORDER BY l.card, l.lot_id`
+	sqlLotColumns = `SELECT l.card, l.lot_id, l.points::text, l.remaining::text, l.expired::text, l.accrued_at, l.active_from, l.expires_at, l.check_id `
 	// The program of each card the fold may touch whose program head
 	// office knows (the card's own, else its kind's, as migration 0002's
 	// debt_policy trigger reads it), with the program's points scale
@@ -178,8 +199,9 @@ const (
 // refused names the entries of b the decoder refused (id → why): they are
 // stored as rejected and never applied, like those whose points are finer
 // than their card's program counts. On the chain, they let the entries
-// after them fold.
-func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[string]string) (*wire.BatchResult, error) {
+// after them fold. allLots reads every lot of the cards, not only the
+// live ones and those the chain names.
+func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[string]string, allLots bool) (*wire.BatchResult, error) {
 	n := len(b.Entries)
 	out := &wire.BatchResult{Results: make([]wire.Result, n)}
 	ids := make([]string, n)
@@ -261,7 +283,11 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 		return rows.Err()
 	})
 	pa.Queue(sqlLockIngestCards, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanCards(rows, cards) })
-	pa.Queue(sqlIngestLots, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanLots(rows, cards) })
+	lotsSQL := sqlIngestLots
+	if allLots {
+		lotsSQL = sqlIngestAllLots
+	}
+	pa.Queue(lotsSQL, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanLots(rows, cards) })
 	pa.Queue(sqlCardPrograms, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanPrograms(rows, cards) })
 	var returned, checks []string // the cards and checks of the batch's returns
 	for i := range b.Entries {
@@ -420,6 +446,9 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 		}
 	}
 
+	if err := loadNamedLots(ctx, conn.Conn(), cards, entries); err != nil {
+		return nil, err
+	}
 	// Returns giving back more than their check spent are kept as
 	// rejected, like those the decoder refused (returns.go).
 	entries, overReturned := spends.capReturns(entries, func(card string) bool { return cards[card] != nil })
@@ -1088,18 +1117,27 @@ func (c *cardState) paidBy(lot string, pts decimal.Decimal) {
 
 // lockCards locks the cards (codes sorted: the fixed lock order; FOR NO
 // KEY UPDATE, as ingestion, so lot inserts' foreign-key checks are not
-// blocked) and loads their lots, in one round trip.
-func lockCards(ctx context.Context, tx pgx.Tx, sorted []string) (map[string]*cardState, error) {
+// blocked) and loads their live lots, and lot (if not "") whatever it
+// holds, in one round trip: what a correction (which creates lot or
+// spends live ones) and Maintain (which expires and settles from live
+// ones) may touch.
+func lockCards(ctx context.Context, tx pgx.Tx, sorted []string, lot string) (map[string]*cardState, error) {
 	out := map[string]*cardState{}
 	var pb pgx.Batch
 	pb.Queue(`SELECT c.code, c.debt::text, c.history::text FROM cards c
 		WHERE c.code IN (SELECT unnest($1::text[])) ORDER BY c.code FOR NO KEY UPDATE OF c`, sorted).Query(func(rows pgx.Rows) error {
 		return scanCards(rows, out)
 	})
-	pb.Queue(`SELECT l.card, l.lot_id, l.points::text, l.remaining::text, l.expired::text, l.accrued_at, l.active_from, l.expires_at, l.check_id
-		FROM lots l WHERE l.card IN (SELECT unnest($1::text[])) ORDER BY l.card, l.lot_id`, sorted).Query(func(rows pgx.Rows) error {
+	pb.Queue(sqlLotColumns+`FROM unnest($1::text[]) AS k(code),
+			LATERAL (SELECT * FROM lots WHERE lots.card = k.code AND lots.remaining > 0 OFFSET 0) AS l
+		ORDER BY l.card, l.lot_id`, sorted).Query(func(rows pgx.Rows) error {
 		return scanLots(rows, out)
 	})
+	if lot != "" {
+		pb.Queue(sqlLotColumns+`FROM lots l WHERE l.card = ANY($1::text[]) AND l.lot_id = $2 AND l.remaining = 0`, sorted, lot).Query(func(rows pgx.Rows) error {
+			return scanLots(rows, out)
+		})
+	}
 	// What lots spent twice still owe (settling debt moves it to the lot
 	// that paid: cardState.paidBy).
 	pb.Queue(sqlBorrowedOf+`SELECT unnest($1::text[])`+sqlBorrowedEnd, sorted).Query(func(rows pgx.Rows) error {
@@ -1109,6 +1147,52 @@ func lockCards(ctx context.Context, tx pgx.Tx, sorted []string) (map[string]*car
 		return nil, err
 	}
 	return out, nil
+}
+
+// loadNamedLots reads the lots the fold may touch that the live ones read
+// with the cards left out, one more query only when there are any: used
+// up, but named by an entry of the chain (spent, or given back to by a
+// return) or by what a lot spent twice borrowed (lent from, paid back).
+// A lot the fold does not hold is one head office never had. Lots that
+// entries create are not looked for: one that exists makes the insert
+// fail, and Ingest folds again reading every lot of the cards.
+func loadNamedLots(ctx context.Context, conn *pgx.Conn, cards map[string]*cardState, entries []wire.Entry) error {
+	var cs, ls []string
+	seen := map[[2]string]bool{}
+	want := func(card, lot string) {
+		c := cards[card]
+		if c == nil || lot == store.DebtLot || seen[[2]string{card, lot}] {
+			return
+		}
+		if _, ok := c.Lots[lot]; !ok {
+			seen[[2]string{card, lot}] = true
+			cs, ls = append(cs, card), append(ls, lot)
+		}
+	}
+	for _, e := range entries {
+		for _, lc := range e.Lots {
+			if !lc.Create {
+				want(e.CardCode, lc.LotID)
+			}
+		}
+	}
+	for code, c := range cards {
+		for lot, bs := range c.borrowed {
+			want(code, lot)
+			for _, b := range bs {
+				want(code, b.from)
+			}
+		}
+	}
+	if len(cs) == 0 {
+		return nil
+	}
+	rows, err := conn.Query(ctx, sqlNamedLots, cs, ls)
+	if err != nil {
+		return fmt.Errorf("load the used-up lots the chain names: %w", err)
+	}
+	defer rows.Close()
+	return scanLots(rows, cards)
 }
 
 // scanCards reads rows of (code, debt, history) into out.
@@ -1156,7 +1240,10 @@ func scanLots(rows pgx.Rows, out map[string]*cardState) error {
 		}
 		l.stored = true
 		c.Lots[l.ID] = &l
-		c.order = append(c.order, l.ID)
+		// In lot id order, as the fold has always walked them: live and
+		// used-up lots come in two reads.
+		at, _ := slices.BinarySearch(c.order, l.ID)
+		c.order = slices.Insert(c.order, at, l.ID)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("load lots: %w", err)
