@@ -51,10 +51,10 @@ func (s *Store) Import(ctx context.Context, r *Replica) (ImportStats, error) {
 }
 
 // importReplica is Import; with wholeCards (a feed page, which carries
-// every card with all its lots) a card's lots the page does not carry are
-// emptied: head office no longer holds them (restored from a backup that
-// predates them, their store gone), and kept they would count in the
-// card's balance here for ever. The row stays, at 0, so that a return of
+// every card with all its live lots) a card's lots the page does not carry
+// are emptied: they hold nothing at head office (used up, or lost with a
+// restore from a backup that predates them), and kept they would count in
+// the card's balance here for ever. The row stays, at 0, so that a return of
 // a sale that spent from it still gives its points back here, as head
 // office takes such a return (a lot it does not have).
 func (s *Store) importReplica(ctx context.Context, r *Replica, wholeCards bool) (ImportStats, error) {

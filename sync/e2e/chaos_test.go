@@ -1778,12 +1778,8 @@ func (c *chaos) exportJournal(want int) map[string]headoffice.ExportedEntry {
 // points, and every till's feed carried them).
 func TestReturnKeepsTheLotsIssuedPoints(t *testing.T) {
 	ctx := context.Background()
-	h := startHO(t, pgDSN(t))
-	importDemo(t, h)
-	p := newProxy(t, h.hs.URL)
-	a := newTill(t, h, p, "S001-T01", "S001", 0)
-	b := newTill(t, h, p, "S001-T02", "S001", 0)
-	syncEach(t, a, b)
+	h, tills := demoTills(t, "S001-T01", "S001-T02")
+	a, b := tills[0], tills[1]
 	a.sell(t, card13, powder("1"), "150")
 	if err := a.c.SyncNow(ctx); err != nil {
 		t.Fatal(err)
@@ -1829,12 +1825,8 @@ func TestReturnKeepsTheLotsIssuedPoints(t *testing.T) {
 // few, and L-15-1's borrow from A2 is −14.
 func TestReturnThroughABorrowCyclePaysBackOnce(t *testing.T) {
 	ctx := context.Background()
-	h := startHO(t, pgDSN(t))
-	importDemo(t, h)
-	p := newProxy(t, h.hs.URL)
-	t1 := newTill(t, h, p, "S001-T01", "S001", 0)
-	t2 := newTill(t, h, p, "S001-T02", "S001", 0)
-	syncEach(t, t1, t2)
+	h, tills := demoTills(t, "S001-T01", "S001-T02")
+	t1, t2 := tills[0], tills[1]
 	s1 := t1.sell(t, chaosFamily, powder("1"), "1800")
 	if err := t1.c.SyncNow(ctx); err != nil {
 		t.Fatal(err)
@@ -1921,11 +1913,8 @@ func TestReturnThroughABorrowCyclePaysBackOnce(t *testing.T) {
 // journal, and agrees with head office after the sync.
 func TestReturnToAnOwnLotUsedUpShowsAtOnce(t *testing.T) {
 	ctx := context.Background()
-	h := startHO(t, pgDSN(t))
-	importDemo(t, h)
-	p := newProxy(t, h.hs.URL)
-	a := newTill(t, h, p, "S001-T01", "S001", 0)
-	syncEach(t, a)
+	h, tills := demoTills(t, "S001-T01")
+	a := tills[0]
 	balance := func() decimal.Decimal {
 		t.Helper()
 		b, err := a.st.Spendable(ctx, chaosFamily, a.now)

@@ -257,6 +257,21 @@ func newTillWith(t testing.TB, h *ho, p *proxy, id, storeID string, clockSkew ti
 	return &till{id: id, storeID: storeID, st: st, c: c, now: now, secret: secret, clock: clock}
 }
 
+// demoTills is head office with the demo imported and tills ids of store
+// S001 behind one proxy, each synced once.
+func demoTills(t *testing.T, ids ...string) (*ho, []*till) {
+	t.Helper()
+	h := startHO(t, pgDSN(t))
+	importDemo(t, h)
+	p := newProxy(t, h.hs.URL)
+	var tills []*till
+	for _, id := range ids {
+		tills = append(tills, newTill(t, h, p, id, "S001", 0))
+	}
+	syncEach(t, tills...)
+	return h, tills
+}
+
 // syncEach runs one sync cycle on each till, failing the test on an error.
 func syncEach(t *testing.T, tills ...*till) {
 	t.Helper()

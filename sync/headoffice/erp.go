@@ -474,7 +474,8 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		if _, err := tx.Exec(ctx, `SELECT set_config('headoffice.debt_policy', 'off', true)`); err != nil {
 			return err
 		}
-		cards, err := lockCards(ctx, tx, []string{c.Card}, correctionLot(id))
+		lot := correctionLot(id)
+		cards, err := lockCards(ctx, tx, []string{c.Card}, lot)
 		if err != nil {
 			return headOffice(fmt.Errorf("read the card: %w", err))
 		}
@@ -509,7 +510,6 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		now := s.now()
 		e := wire.Entry{Entry: store.Entry{ID: id, CheckID: id, CardCode: c.Card, Kind: store.KindCorrection,
 			Points: c.Points, Note: c.Reason, CreatedAt: now}}
-		lot := correctionLot(id)
 		if _, taken := card.Lots[lot]; taken && c.Points.IsPositive() {
 			return refused(fmt.Errorf("card %s already has a lot %s (an ERP import named one so): give the correction another id", c.Card, lot))
 		}

@@ -113,7 +113,7 @@ func TestERPPoisonRefused(t *testing.T) {
 	if _, err := s.Enrol(ctx, "S001-T01", "S001"); err != nil {
 		t.Fatal(err)
 	}
-	tillTakesTheFeed(t, s, "S001-T01")
+	takeFeed(t, s, "S001-T01")
 }
 
 // TestStoredCatalogChecked: records an older head office stored and every

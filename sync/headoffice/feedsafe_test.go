@@ -2,6 +2,7 @@ package headoffice
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -48,34 +49,87 @@ func TestFoldedCardsStayImportable(t *testing.T) {
 		t.Fatalf("history %s, lot life %s; want %s and at least 1 s", hist, life, store.MaxHistory)
 	}
 
-	tillTakesTheFeed(t, s, "S001-T01")
+	takeFeed(t, s, "S001-T01")
 }
 
-// tillTakesTheFeed loads till's whole feed, as its first load does, into a
-// fresh till store, and fails the test if the store refuses any record.
-func tillTakesTheFeed(t *testing.T, s *Server, till string) {
+// feedTillStore is a till's store taking head office's feed as its sync
+// loop does.
+type feedTillStore struct {
+	s      *Server
+	st     *store.Store
+	till   string
+	cursor string
+}
+
+// takeFeed opens a fresh store for till (enrolled) and loads its whole
+// feed, as a first load does; the test fails if the store refuses any
+// record.
+func takeFeed(t *testing.T, s *Server, till string) *feedTillStore {
 	t.Helper()
 	ctx := context.Background()
-	f, err := s.Feed(ctx, till, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := json.Marshal(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := wire.DecodeFeed(data)
-	if err != nil || len(got.Undecoded) != 0 {
-		t.Fatalf("decode feed: %v, left out %+v", err, got.Undecoded)
-	}
 	st, err := store.Open(ctx, store.Options{Path: filepath.Join(t.TempDir(), "till.db"), TillID: till})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	if _, refused, err := st.ImportFeed(ctx, got.Replica, got.Undecoded, false); err != nil || len(refused) != 0 {
-		t.Fatalf("till import of the feed: %v, refused %+v", err, refused)
+	t.Cleanup(func() { st.Close() })
+	f := &feedTillStore{s: s, st: st, till: till}
+	f.pull(t)
+	return f
+}
+
+// pull takes the feed since the till's cursor, every page, over the wire
+// encoding.
+func (f *feedTillStore) pull(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	req := FeedRequest{Cursor: f.cursor}
+	for {
+		page, err := f.s.FeedPage(ctx, f.till, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := json.Marshal(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := wire.DecodeFeed(data)
+		if err != nil || len(got.Undecoded) != 0 {
+			t.Fatalf("decode feed: %v, left out %+v", err, got.Undecoded)
+		}
+		if _, refused, err := f.st.ImportFeed(ctx, got.Replica, got.Undecoded, !page.More); err != nil || len(refused) != 0 {
+			t.Fatalf("till import of the feed: %v, refused %+v", err, refused)
+		}
+		if !page.More {
+			f.cursor = page.Cursor
+			return
+		}
+		req.After = page.Next
 	}
+}
+
+// lots are the card's lots in the till's replica: "id points/remaining".
+func (f *feedTillStore) lots(t *testing.T, card string) []string {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+f.st.Path()+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(context.Background(), `SELECT l.lot_id, l.points, l.remaining FROM lots l
+		JOIN cards c ON c.id = l.card_id WHERE c.code = ? ORDER BY l.lot_id`, card)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id, pts, rem string
+		if err := rows.Scan(&id, &pts, &rem); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, id+" "+pts+"/"+rem)
+	}
+	return out
 }
 
 // TestReplyEncodedBeforeTheStatus: a value that cannot be encoded (a time

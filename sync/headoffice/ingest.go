@@ -115,12 +115,16 @@ const (
 	// it). A card keeps every lot of its history, nearly all used up; those
 	// the chain names are read after it is built (loadNamedLots), and with
 	// allLots (a lot an entry creates turned out to exist) every one.
-	sqlIngestLots    = sqlIngestLotsOf + ` AND lots.remaining > 0` + sqlIngestLotsEnd
-	sqlIngestAllLots = sqlIngestLotsOf + sqlIngestLotsEnd
-	sqlIngestLotsOf  = sqlLotColumns + `FROM (` + sqlIngestCards + `) AS k(code), LATERAL (SELECT * FROM lots WHERE lots.card = k.code`
-	sqlIngestLotsEnd = ` OFFSET 0) AS l ORDER BY l.card, l.lot_id`
-	sqlNamedLots     = sqlLotColumns + `FROM unnest($1::text[], $2::text[]) AS n(card, lot_id),
-			LATERAL (SELECT * FROM lots WHERE lots.card = n.card AND lots.lot_id = n.lot_id OFFSET 0) AS l
+	sqlIngestLots    = sqlLotColumns + `FROM (` + sqlIngestCards + sqlLotsOfCards + sqlLiveLotsEnd
+	sqlIngestAllLots = sqlLotColumns + `FROM (` + sqlIngestCards + sqlLotsOfCards + sqlLotsEnd
+	// A subquery of card codes, then these: the cards' lots (all of them
+	// with sqlLotsEnd, the live ones with sqlLiveLotsEnd), card by card.
+	sqlLotsOfCards = `) AS k(code), LATERAL (SELECT * FROM lots WHERE lots.card = k.code`
+	sqlLiveLotsEnd = ` AND lots.remaining > 0` + sqlLotsEnd
+	sqlLotsEnd     = ` OFFSET 0) AS l ORDER BY l.card, l.lot_id`
+	// The used-up lots of the keys ($1 cards, $2 lot ids), key by key.
+	sqlNamedLots = sqlLotColumns + `FROM unnest($1::text[], $2::text[]) AS n(card, lot_id),
+			LATERAL (SELECT * FROM lots WHERE lots.card = n.card AND lots.lot_id = n.lot_id AND lots.remaining = 0 OFFSET 0) AS l
 		ORDER BY l.card, l.lot_id`
 	sqlLotColumns = `SELECT l.card, l.lot_id, l.points::text, l.remaining::text, l.expired::text, l.accrued_at, l.active_from, l.expires_at, l.check_id `
 	// The program of each card the fold may touch whose program head
@@ -1128,13 +1132,11 @@ func lockCards(ctx context.Context, tx pgx.Tx, sorted []string, lot string) (map
 		WHERE c.code IN (SELECT unnest($1::text[])) ORDER BY c.code FOR NO KEY UPDATE OF c`, sorted).Query(func(rows pgx.Rows) error {
 		return scanCards(rows, out)
 	})
-	pb.Queue(sqlLotColumns+`FROM unnest($1::text[]) AS k(code),
-			LATERAL (SELECT * FROM lots WHERE lots.card = k.code AND lots.remaining > 0 OFFSET 0) AS l
-		ORDER BY l.card, l.lot_id`, sorted).Query(func(rows pgx.Rows) error {
+	pb.Queue(sqlLotColumns+`FROM (SELECT unnest($1::text[])`+sqlLotsOfCards+sqlLiveLotsEnd, sorted).Query(func(rows pgx.Rows) error {
 		return scanLots(rows, out)
 	})
 	if lot != "" {
-		pb.Queue(sqlLotColumns+`FROM lots l WHERE l.card = ANY($1::text[]) AND l.lot_id = $2 AND l.remaining = 0`, sorted, lot).Query(func(rows pgx.Rows) error {
+		pb.Queue(sqlNamedLots, sorted, slices.Repeat([]string{lot}, len(sorted))).Query(func(rows pgx.Rows) error {
 			return scanLots(rows, out)
 		})
 	}

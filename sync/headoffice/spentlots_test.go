@@ -2,10 +2,7 @@ package headoffice
 
 import (
 	"context"
-	"database/sql"
-	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +79,9 @@ func TestUsedUpLotsStillFold(t *testing.T) {
 	s := lateFixture(t, &now, lot(card, "A", "100", demoNow.Add(-48*time.Hour), nil), lot(card, "B", "50", demoNow.Add(-48*time.Hour), nil))
 	usedUpLots(t, s, card, 50)
 	ctx := context.Background()
+	if _, err := s.Enrol(ctx, "S001-T02", "S001"); err != nil {
+		t.Fatal(err)
+	}
 	feed := takeFeed(t, s, "S001-T02")
 	lotsAtTill := func(want, balance string) {
 		t.Helper()
@@ -147,84 +147,4 @@ func TestUsedUpLotsStillFold(t *testing.T) {
 	}
 	feed.pull(t)
 	lotsAtTill("A 100/100 B 50/45 "+accrual+" 3/3", "148")
-}
-
-// feedTillStore is a till's store taking head office's feed as its sync
-// loop does.
-type feedTillStore struct {
-	s      *Server
-	st     *store.Store
-	till   string
-	cursor string
-}
-
-func takeFeed(t *testing.T, s *Server, till string) *feedTillStore {
-	t.Helper()
-	ctx := context.Background()
-	if _, err := s.Enrol(ctx, till, "S001"); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(ctx, store.Options{Path: filepath.Join(t.TempDir(), "till.db"), TillID: till})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	f := &feedTillStore{s: s, st: st, till: till}
-	f.pull(t)
-	return f
-}
-
-// pull takes the feed since the till's cursor, every page, over the wire
-// encoding.
-func (f *feedTillStore) pull(t *testing.T) {
-	t.Helper()
-	ctx := context.Background()
-	req := FeedRequest{Cursor: f.cursor}
-	for {
-		page, err := f.s.FeedPage(ctx, f.till, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := json.Marshal(page)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := wire.DecodeFeed(data)
-		if err != nil || len(got.Undecoded) != 0 {
-			t.Fatalf("decode feed: %v, left out %+v", err, got.Undecoded)
-		}
-		if _, refused, err := f.st.ImportFeed(ctx, got.Replica, got.Undecoded, !page.More); err != nil || len(refused) != 0 {
-			t.Fatalf("till import of the feed: %v, refused %+v", err, refused)
-		}
-		if !page.More {
-			f.cursor = page.Cursor
-			return
-		}
-		req.After = page.Next
-	}
-}
-
-// lots are the card's lots in the till's replica: "id points/remaining".
-func (f *feedTillStore) lots(t *testing.T, card string) []string {
-	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+f.st.Path()+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	rows, err := db.QueryContext(context.Background(), `SELECT l.lot_id, l.points, l.remaining FROM lots l
-		JOIN cards c ON c.id = l.card_id WHERE c.code = ? ORDER BY l.lot_id`, card)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id, pts, rem string
-		if err := rows.Scan(&id, &pts, &rem); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, id+" "+pts+"/"+rem)
-	}
-	return out
 }
