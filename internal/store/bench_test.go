@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,13 +24,29 @@ import (
 // generated once (10–20 s on the 2-core machine) into $TILLAGENT_BENCH_DB or
 // $TMPDIR/tillagent-bench-v1.db and reused by later runs. Only benchmarks
 // call benchStore, so the normal test run never builds it.
+//
+// With TILLAGENT_BENCH_SPENT_LOTS=N every card also has N used-up lots
+// (remaining 0), as a till that held the card for years keeps them; that
+// replica goes to tillagent-bench-v1-spentN.db (N=20: 45 s, 1 GB).
 const (
 	benchCards       = 1_000_000
 	benchLotsPerCard = 5
 	benchProducts    = 5_000
 	benchGroups      = 100
 	benchPromotions  = 20
-	benchMarker      = "v1:1000000x5"
+)
+
+var (
+	benchSpentLots = func() int {
+		n, _ := strconv.Atoi(os.Getenv("TILLAGENT_BENCH_SPENT_LOTS"))
+		return max(n, 0)
+	}()
+	benchMarker = func() string {
+		if benchSpentLots > 0 {
+			return fmt.Sprintf("v1:1000000x5+%d", benchSpentLots)
+		}
+		return "v1:1000000x5"
+	}()
 )
 
 var benchNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.FixedZone("MSK", 3*3600))
@@ -39,6 +56,9 @@ func benchStore(b *testing.B) *Store {
 	path := os.Getenv("TILLAGENT_BENCH_DB")
 	if path == "" {
 		path = filepath.Join(os.TempDir(), "tillagent-bench-v1.db")
+		if benchSpentLots > 0 {
+			path = filepath.Join(os.TempDir(), fmt.Sprintf("tillagent-bench-v1-spent%d.db", benchSpentLots))
+		}
 	}
 	ctx := context.Background()
 	if s, err := Open(ctx, Options{Path: path, TillID: "BENCH-T01"}); err == nil {
@@ -165,10 +185,14 @@ func generateBench(ctx context.Context, s *Store) error {
 					return err
 				}
 			}
-			for l := 0; l < benchLotsPerCard; l++ {
+			for l := 0; l < benchLotsPerCard+benchSpentLots; l++ {
 				acc := base - int64(rng.IntN(200*86400))
 				pts := 10 + rng.IntN(500)
-				largs = append(largs, id, fmt.Sprintf("L%d", l), pts, pts-rng.IntN(pts/2+1), acc, acc+14*86400, acc+194*86400)
+				rem := pts - rng.IntN(pts/2+1)
+				if l >= benchLotsPerCard {
+					rem = 0
+				}
+				largs = append(largs, id, fmt.Sprintf("L%d", l), pts, rem, acc, acc+14*86400, acc+194*86400)
 				if len(largs) == cap(largs) {
 					if err := flush(ls, &largs); err != nil {
 						tx.Rollback()

@@ -176,7 +176,7 @@ func (s *Store) loadCard(ctx context.Context, cat *catalog, code string, now tim
 		return checkout.Card{}, err
 	}
 
-	lots, err := s.replicaLots(ctx, tx, id)
+	lots, err := s.replicaLots(ctx, tx, s.q.lots, id)
 	if err != nil {
 		return checkout.Card{}, err
 	}
@@ -191,6 +191,24 @@ func (s *Store) loadCard(ctx context.Context, cat *catalog, code string, now tim
 	entries, err := s.unfoldedForCard(ctx, tx, code, wm)
 	if err != nil {
 		return checkout.Card{}, err
+	}
+	// The used-up lots the entries name, read by key: with them the sums
+	// below are those over all the card's lots, zero rows adding nothing.
+	for _, e := range entries {
+		for _, lc := range e.Lots {
+			if _, ok := byID[lc.LotID]; ok {
+				continue
+			}
+			spent, err := s.replicaLots(ctx, tx, s.q.lot, id, lc.LotID)
+			if err != nil {
+				return checkout.Card{}, err
+			}
+			byID[lc.LotID] = -1 // asked: not asked again when absent
+			for _, l := range spent {
+				lots = append(lots, l)
+				byID[l.ID] = len(lots) - 1
+			}
+		}
 	}
 	for _, e := range entries {
 		switch ym(e.CreatedAt) {
@@ -215,7 +233,7 @@ func (s *Store) loadCard(ctx context.Context, cat *catalog, code string, now tim
 			byID[e.ID] = len(lots) - 1
 		}
 		for _, lc := range e.Lots {
-			if i, ok := byID[lc.LotID]; ok {
+			if i, ok := byID[lc.LotID]; ok && i >= 0 {
 				if lc.Create {
 					// The replica already holds this lot although the
 					// watermark says it has not folded the entry: trust the
@@ -292,8 +310,10 @@ func expiresBefore(a, b checkout.Lot) bool {
 	return a.ExpiresAt.Before(*b.ExpiresAt)
 }
 
-func (s *Store) replicaLots(ctx context.Context, tx *sql.Tx, cardID int64) ([]checkout.Lot, error) {
-	rows, err := tx.StmtContext(ctx, s.q.lots).QueryContext(ctx, cardID)
+// replicaLots reads a card's lots with q (s.q.lots: the live ones; s.q.lot:
+// one by key).
+func (s *Store) replicaLots(ctx context.Context, tx *sql.Tx, q *sql.Stmt, args ...any) ([]checkout.Lot, error) {
+	rows, err := tx.StmtContext(ctx, q).QueryContext(ctx, args...)
 	if err != nil {
 		return nil, fmt.Errorf("load lots: %w", err)
 	}
@@ -496,7 +516,7 @@ func parseDec(s, what string) (decimal.Decimal, error) {
 // readQueries are the statements of the quote path, prepared once on the
 // read pool (database/sql re-prepares them per connection as needed).
 type readQueries struct {
-	card, lots, pending, pendingLots, folded *sql.Stmt
+	card, lots, lot, pending, pendingLots, folded *sql.Stmt
 }
 
 func (s *Store) prepareReads(ctx context.Context) error {
@@ -512,8 +532,12 @@ func (s *Store) prepareReads(ctx context.Context) error {
 	s.q.card = prep(`SELECT id, kind_id, program_id, state, block_reason, debt, stats_month,
 		purchases_all_time_kop, purchases_month_kop, purchases_prev_month_kop, accrued_month, redeemed_month
 		FROM cards WHERE code = ?`)
+	// Live lots only (lots_live): used-up ones are most of a card's
+	// history, and only those a pending entry names matter (loadCard).
 	s.q.lots = prep(`SELECT lot_id, points, remaining, accrued_at, active_from, expires_at, check_id
-		FROM lots WHERE card_id = ?`)
+		FROM lots INDEXED BY lots_live WHERE card_id = ? AND remaining <> '0'`)
+	s.q.lot = prep(`SELECT lot_id, points, remaining, accrued_at, active_from, expires_at, check_id
+		FROM lots WHERE card_id = ? AND lot_id = ?`)
 	// id > lo: the watermark itself is folded.
 	s.q.pending = prep(`SELECT seq, id, check_id, kind, points, amount_kop, purchase_kop, created_ms
 		FROM journal WHERE card_code = ? AND id > ? AND id < ? ORDER BY seq`)

@@ -174,3 +174,36 @@ func TestFoldedThroughValidated(t *testing.T) {
 		t.Fatalf("a real journal id as watermark: %v", err)
 	}
 }
+
+// TestUsedUpLotsCountWhenTheJournalNamesThem: a quote reads a card's live
+// lots, and by key the used-up ones this till's unfolded entries name.
+// L-13-1 is used up at head office (another till spent it); this till then
+// gives 30 points back to it (a return), and spends 5 from it and gives
+// them back. The 30 show at once, and the 5 out and in leave no debt.
+func TestUsedUpLotsCountWhenTheJournalNamesThem(t *testing.T) {
+	s := mustDemo(t)
+	ctx := context.Background()
+	if _, err := s.Import(ctx, &Replica{Version: ReplicaFormatVersion, Lots: []ReplicaLot{demoLot(t, "L-13-1", "0")}}); err != nil {
+		t.Fatal(err)
+	}
+	// 100 of L-13-1 gone: L-13-2's 200 active, L-13-3's 200 not yet (demo).
+	wantBalance(t, s, "L-13-1 used up", "200", "400", "0")
+	if _, err := s.Append(ctx, []Entry{{CheckID: "R1", CardCode: "2900000000018", Kind: KindReversal, Points: dec("30"), AmountKop: -3000,
+		Lots: []LotChange{{LotID: "L-13-1", Delta: dec("30")}}}}); err != nil {
+		t.Fatal(err)
+	}
+	wantBalance(t, s, "30 given back to the used-up lot", "230", "430", "0")
+	if _, err := s.Append(ctx, []Entry{
+		{CheckID: "C2", CardCode: "2900000000018", Kind: KindRedemption, Points: dec("-5"), AmountKop: 500,
+			Lots: []LotChange{{LotID: "L-13-1", Delta: dec("-5")}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, []Entry{
+		{CheckID: "R2", CardCode: "2900000000018", Kind: KindReversal, Points: dec("5"), AmountKop: -500,
+			Lots: []LotChange{{LotID: "L-13-1", Delta: dec("5")}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wantBalance(t, s, "5 spent from it and given back", "230", "430", "0")
+}
