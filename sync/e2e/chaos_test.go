@@ -406,6 +406,7 @@ func (c *chaos) heal(all bool) {
 		tl.p.dropJournal.Store(0)
 		tl.p.dupJournal.Store(false)
 		tl.p.latency.Store(0)
+		tl.p.resets.Store(false)
 		tl.p.onFeed, tl.p.onJournal = nil, nil
 	}
 }

@@ -124,6 +124,13 @@ type proxy struct {
 	// hang: take the request and answer nothing, not even headers (a head
 	// office that accepts the connection and is stuck).
 	hang atomic.Bool
+	// resets: two requests of three are cut (Go's transport sends a GET
+	// cut on a reused connection once more by itself), in turn: before it
+	// reaches head office, 0–3 ms after it left for head office (on its
+	// way, or while head office works on it), and after head office
+	// answered (the answer lost).
+	resets atomic.Bool
+	resetN atomic.Int64
 	hs   *httptest.Server
 }
 
@@ -167,8 +174,8 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done()
 		return
 	}
-	forward := func() (*http.Response, []byte, error) {
-		req, _ := http.NewRequestWithContext(r.Context(), r.Method, p.target.Load().(string)+r.URL.RequestURI(), bytes.NewReader(body))
+	forwardCtx := func(ctx context.Context) (*http.Response, []byte, error) {
+		req, _ := http.NewRequestWithContext(ctx, r.Method, p.target.Load().(string)+r.URL.RequestURI(), bytes.NewReader(body))
 		req.Header = r.Header.Clone()
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -177,6 +184,21 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer resp.Body.Close()
 		data, err := io.ReadAll(resp.Body)
 		return resp, data, err
+	}
+	forward := func() (*http.Response, []byte, error) { return forwardCtx(r.Context()) }
+	if !p.resets.Load() {
+		// counted only while cutting: the first request after is cut
+	} else if n := p.resetN.Add(1); n%3 != 0 {
+		switch n / 3 % 3 { // in pairs: a GET and the transport's retry of it
+		case 1:
+			ctx, cancel := context.WithTimeout(r.Context(), time.Duration(n%4)*time.Millisecond)
+			forwardCtx(ctx)
+			cancel()
+		case 2:
+			forward()
+		}
+		hangUp(w)
+		return
 	}
 	resp, data, err := forward()
 	if err == nil && journal && p.dupJournal.Load() {

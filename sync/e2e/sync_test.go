@@ -98,6 +98,23 @@ var faults = []fault{
 		}
 		syncAll(t, e, 1) // the till resends all (never acked): duplicates
 	}},
+	{name: "connection-resets", reconnect: func(t *testing.T, e *env) {
+		// Two of three requests of till A cut (before, during or after head
+		// office's work); the syncs that fail are tried again.
+		e.p.resets.Store(true)
+		ctx := context.Background()
+		failed := 0
+		for i := 0; i < 6; i++ {
+			if e.a.c.SyncNow(ctx) != nil {
+				failed++
+			}
+		}
+		if failed == 0 {
+			t.Fatal("no sync failed although two requests of three were cut")
+		}
+		e.p.resets.Store(false)
+		syncAll(t, e, 1)
+	}},
 	{name: "head-office-restart", reconnect: func(t *testing.T, e *env) {
 		ctx := context.Background()
 		if err := e.a.c.SyncNow(ctx); err != nil {
