@@ -254,11 +254,7 @@ func checkHeadOfficeHoldsTheJournal(t *testing.T, pg *pgx.Conn, dbPath string, c
 // entryContent is an entry as till and head office must agree on it.
 func entryContent(t *testing.T, e store.Entry) string {
 	t.Helper()
-	e.Acked = false
-	e.CreatedAt = e.CreatedAt.UTC()
-	for i := range e.Lots {
-		e.Lots[i].ActiveFrom, e.Lots[i].ExpiresAt = e.Lots[i].ActiveFrom.UTC(), e.Lots[i].ExpiresAt.UTC()
-	}
+	e = e.InUTC()
 	slices.SortFunc(e.Lots, func(a, b store.LotChange) int { return strings.Compare(a.LotID, b.LotID) })
 	b, err := json.Marshal(e)
 	if err != nil {

@@ -78,6 +78,23 @@ type Entry struct {
 // ErrEmptySale is returned by Append for a sale without entries.
 var ErrEmptySale = errors.New("sale has no journal entries")
 
+// InUTC is e with every time in UTC and the till-local acked flag
+// cleared: its content as head office stores it, the same whatever zone
+// the till read it back in. Its lots are a copy.
+func (e Entry) InUTC() Entry {
+	e.Acked = false
+	e.CreatedAt = e.CreatedAt.UTC()
+	if len(e.Lots) > 0 {
+		lots := make([]LotChange, len(e.Lots))
+		for i, l := range e.Lots {
+			l.ActiveFrom, l.ExpiresAt = l.ActiveFrom.UTC(), l.ExpiresAt.UTC()
+			lots[i] = l
+		}
+		e.Lots = lots
+	}
+	return e
+}
+
 func (e *Entry) validate() error {
 	if e.CheckID == "" {
 		return errors.New("empty check id")

@@ -433,11 +433,7 @@ func hoBalances(t testing.TB, h *ho) map[string]string {
 // canonical is an entry's content as both sides must agree on it.
 func canonical(t *testing.T, e store.Entry) string {
 	t.Helper()
-	e.Acked = false
-	e.CreatedAt = e.CreatedAt.UTC()
-	for i := range e.Lots {
-		e.Lots[i].ActiveFrom, e.Lots[i].ExpiresAt = e.Lots[i].ActiveFrom.UTC(), e.Lots[i].ExpiresAt.UTC()
-	}
+	e = e.InUTC()
 	sort.Slice(e.Lots, func(i, j int) bool { return e.Lots[i].LotID < e.Lots[j].LotID })
 	b, err := json.Marshal(e)
 	if err != nil {

@@ -593,16 +593,7 @@ func scaleError(e wire.Entry, c *cardState) error {
 // they were stored with; stored entries with another offset are matched by
 // sameStoredContent.
 func canonicalEntry(e wire.Entry) ([]byte, [sha256.Size]byte, error) {
-	e.Acked = false
-	e.CreatedAt = e.CreatedAt.UTC()
-	if len(e.Lots) > 0 {
-		lots := make([]store.LotChange, len(e.Lots))
-		for i, l := range e.Lots {
-			l.ActiveFrom, l.ExpiresAt = l.ActiveFrom.UTC(), l.ExpiresAt.UTC()
-			lots[i] = l
-		}
-		e.Lots = lots
-	}
+	e.Entry = e.Entry.InUTC()
 	body, err := json.Marshal(e)
 	if err != nil {
 		return nil, [sha256.Size]byte{}, err
