@@ -965,8 +965,8 @@ func (c *chaos) sendCorrection(url string, k *chaosCorrection) {
 	body, _ := json.Marshal(map[string]any{"id": k.id, "card": k.card, "points": k.points.String(), "reason": k.reason})
 	code, data, err := c.erp(url, "POST", "/v1/erp/corrections", "", body)
 	switch {
-	case err != nil:
-		return // head office went away: sent again later
+	case err != nil || dbLost(code, data):
+		return // head office went away or lost its database: sent again later
 	case code != 200:
 		c.problem("correction %s (%s on %s): HTTP %d %s", k.id, k.points, k.card, code, data)
 	default:
@@ -978,6 +978,12 @@ func (c *chaos) sendCorrection(url string, k *chaosCorrection) {
 		k.done = true
 		c.mu.Unlock()
 	}
+}
+
+// dbLost: head office answered that it lost its database connection
+// (retry).
+func dbLost(code int, data []byte) bool {
+	return code == http.StatusServiceUnavailable && strings.Contains(string(data), "lost its database connection")
 }
 
 func (c *chaos) correct() {
@@ -1131,10 +1137,13 @@ func (c *chaos) burst() {
 	}
 	url := c.h.hs.URL
 	restart := c.rng.IntN(4) == 0
+	// Or PostgreSQL drops head office's connections: the tills' requests
+	// reconnect and go on, an ERP request may be answered 503.
+	dbCut := !restart && c.rng.IntN(3) == 0
 	ks := []*chaosCorrection{c.newCorrection(false), c.newCorrection(false)}
 	seq := c.x.seq
 	c.counts["burst"]++
-	c.logf("burst: concurrent syncs, corrections %s %s, maintain, demo import; restart %v", ks[0].id, ks[1].id, restart)
+	c.logf("burst: concurrent syncs, corrections %s %s, maintain, demo import; restart %v, database connections cut %v", ks[0].id, ks[1].id, restart, dbCut)
 	var wg sync.WaitGroup
 	errs := make([]error, len(c.tills))
 	for i, tl := range c.tills {
@@ -1151,21 +1160,26 @@ func (c *chaos) burst() {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		if code, data, err := c.erp(url, "POST", "/v1/erp/maintain", "", nil); err == nil && code != 200 {
+		if code, data, err := c.erp(url, "POST", "/v1/erp/maintain", "", nil); err == nil && code != 200 && !dbLost(code, data) {
 			c.problem("burst: maintain: HTTP %d %s", code, data)
 		}
 	}()
 	go func() {
 		defer wg.Done()
 		code, data, err := c.erp(url, "POST", "/v1/erp/import", "application/yaml", mustRead(c.t, demoPath()))
-		if err == nil && code != 200 {
+		if err == nil && code != 200 && !dbLost(code, data) {
 			c.problem("burst: demo import: HTTP %d %s", code, data)
 		}
 	}()
-	if restart {
+	switch {
+	case restart:
 		time.Sleep(time.Duration(c.rng.IntN(20)) * time.Millisecond)
 		c.h.restart(c.tills[0].p)
 		c.retarget()
+	case dbCut:
+		time.Sleep(time.Duration(c.rng.IntN(20)) * time.Millisecond)
+		c.counts["database connections cut"]++
+		c.logf("PostgreSQL drops head office's %d connections", c.h.cutDB())
 	}
 	wg.Wait()
 	for i, tl := range c.tills {
@@ -1186,7 +1200,7 @@ func (c *chaos) burst() {
 			}
 		}
 	}()
-	if restart {
+	if restart || dbCut {
 		// The import's answer may be lost: bring the card to a known state.
 		code, data, err := c.erp(c.h.hs.URL, "POST", "/v1/erp/import", "application/yaml", mustRead(c.t, demoPath()))
 		if err != nil || code != 200 {

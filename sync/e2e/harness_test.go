@@ -3,15 +3,20 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"tillagent/checkout"
 	"tillagent/internal/store"
@@ -65,6 +70,9 @@ type ho struct {
 	// clock is head office's (demoNow unless a test moves it); restart
 	// keeps it.
 	clock *testClock
+	// app is the application_name of head office's connections, for
+	// cutDB to find them.
+	app string
 }
 
 func startHO(t testing.TB, dsn string) *ho { return startHOWith(t, dsn, store.OfflineLimits{}) }
@@ -80,7 +88,19 @@ func (h *ho) start() {
 	if h.clock == nil {
 		h.clock = newTestClock(demoNow)
 	}
-	srv, err := headoffice.Open(context.Background(), headoffice.Options{DSN: h.dsn, ERPToken: erpToken, Offline: h.offline, EnrolKey: h.enrolKey,
+	if h.app == "" {
+		b := make([]byte, 6)
+		rand.Read(b)
+		h.app = "ho-" + hex.EncodeToString(b)
+	}
+	dsn := h.dsn
+	if u, err := url.Parse(dsn); err == nil {
+		q := u.Query()
+		q.Set("application_name", h.app)
+		u.RawQuery = q.Encode()
+		dsn = u.String()
+	}
+	srv, err := headoffice.Open(context.Background(), headoffice.Options{DSN: dsn, ERPToken: erpToken, Offline: h.offline, EnrolKey: h.enrolKey,
 		Clock: h.clock.Now})
 	if err != nil {
 		h.t.Fatal(err)
@@ -95,6 +115,23 @@ func (h *ho) stop() {
 		h.srv.Close()
 		h.hs = nil
 	}
+}
+
+// cutDB has PostgreSQL drop every connection of head office's pool, in a
+// transaction or idle (a failover, an administrator, a proxy restarting),
+// and returns how many it dropped.
+func (h *ho) cutDB() int {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, h.dsn)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1`, h.app).Scan(&n); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
 }
 
 func (h *ho) restart(p *proxy) {
@@ -131,7 +168,7 @@ type proxy struct {
 	// answered (the answer lost).
 	resets atomic.Bool
 	resetN atomic.Int64
-	hs   *httptest.Server
+	hs     *httptest.Server
 }
 
 func newProxy(t testing.TB, target string) *proxy {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tillagent/internal/store"
@@ -60,7 +62,60 @@ type Server struct {
 	now      func() time.Time
 	retries  atomic.Int64 // ingest transactions retried after a deadlock or serialization failure
 	rereads  atomic.Int64 // ingests folded again reading every lot of their cards
+	// lost counts the connections to PostgreSQL found gone (the pool
+	// reconnected).
+	lost atomic.Int64
 }
+
+// connLost reports whether err says the connection to PostgreSQL is gone:
+// the server restarted or failed over, or an administrator or a proxy cut
+// it. Not a statement failing: the same request may run again on a new
+// connection (ingestion is idempotent; a commit whose answer was lost is a
+// duplicate the second time).
+func connLost(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "57P01", "57P02", "57P03": // admin_shutdown, crash_shutdown, cannot_connect_now
+			return true
+		}
+		return strings.HasPrefix(pe.Code, "08") // connection_exception
+	}
+	var ne net.Error
+	return pgconn.SafeToRetry(err) || errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed)
+}
+
+// lostConn, when err is a lost connection, closes every connection of the
+// pool (a failover takes them all; an idle one is not pinged before its
+// next use) so that what runs next connects afresh, and says so.
+func (s *Server) lostConn(err error) bool {
+	if !connLost(err) {
+		return false
+	}
+	s.lost.Add(1)
+	s.db.Reset()
+	s.log.Warn("connection to PostgreSQL lost: reconnecting", "err", err)
+	return true
+}
+
+// retryLost runs op, and once more on fresh connections when it failed
+// on a lost one: for the tills' requests, which a failover should only
+// slow down. op must be safe to run twice.
+func (s *Server) retryLost(op func() error) error {
+	err := op()
+	if s.lostConn(err) {
+		err = op()
+	}
+	return err
+}
+
+// LostConnections is how many times a request found its connection to
+// PostgreSQL gone.
+func (s *Server) LostConnections() int64 { return s.lost.Load() }
 
 // Retries is how many ingest transactions PostgreSQL aborted for a deadlock
 // or a serialization failure and were retried (0 is the design: fixed lock

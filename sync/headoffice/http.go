@@ -195,7 +195,11 @@ func (s *Server) till(h tillHandler) http.HandlerFunc {
 			httpError(w, http.StatusUnauthorized, "till credentials required (HTTP Basic: till id and secret)")
 			return
 		}
-		storeID, err := s.authTill(r.Context(), id, secret)
+		var storeID string
+		err := s.retryLost(func() (err error) {
+			storeID, err = s.authTill(r.Context(), id, secret)
+			return err
+		})
 		if errors.Is(err, ErrUnauthorized) {
 			s.log.Warn("till authentication failed", "till", id, "remote", r.RemoteAddr, "why", err)
 			httpError(w, http.StatusUnauthorized, "unknown till or wrong secret: head office's log says why; enrol the till again if it is not known, and give its agent the new secret (sync.secret_file)")
@@ -299,7 +303,11 @@ func (s *Server) handleFeed(w http.ResponseWriter, r *http.Request, tillID, stor
 			v := q.Get("folded")
 			req.Folded = &v
 		}
-		f, err := s.SnapshotPage(r.Context(), tillID, req)
+		var f *wire.Feed
+		err := s.retryLost(func() (err error) {
+			f, err = s.SnapshotPage(r.Context(), tillID, req)
+			return err
+		})
 		s.reply(w, r, f, err)
 		return
 	}
@@ -331,7 +339,11 @@ func (s *Server) handleFeed(w http.ResponseWriter, r *http.Request, tillID, stor
 		v := q.Get("folded")
 		req.Folded = &v
 	}
-	f, err := s.FeedPage(r.Context(), tillID, req)
+	var f *wire.Feed
+	err := s.retryLost(func() (err error) {
+		f, err = s.FeedPage(r.Context(), tillID, req)
+		return err
+	})
 	s.reply(w, r, f, err)
 }
 
@@ -361,8 +373,12 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 	rep, err := store.ParseReplica(data, format)
 	if err == nil {
 		var st ImportStats
-		if st, err = s.Import(r.Context(), rep); err == nil {
+		// An import is idempotent: run again after a lost connection.
+		if err = s.retryLost(func() (err error) { st, err = s.Import(r.Context(), rep); return err }); err == nil {
 			s.reply(w, r, st, nil)
+			return
+		}
+		if s.lostReply(w, err) {
 			return
 		}
 		if !requestsFault(err) {
@@ -399,9 +415,13 @@ func (s *Server) handleCorrection(w http.ResponseWriter, r *http.Request) {
 		decodeFailed(w, "correction", err)
 		return
 	}
-	res, err := s.Correct(r.Context(), c)
+	// A correction is idempotent by its id: run again after a lost connection.
+	var res CorrectionResult
+	err := s.retryLost(func() (err error) { res, err = s.Correct(r.Context(), c); return err })
 	switch {
 	case err == nil:
+	case s.lostReply(w, err):
+		return
 	case requestsFault(err):
 		httpError(w, http.StatusUnprocessableEntity, err.Error())
 		return
@@ -565,6 +585,9 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error)
 		httpError(w, http.StatusNotFound, err.Error())
 		return
 	}
+	if s.lostReply(w, err) {
+		return
+	}
 	if err != nil {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		httpError(w, http.StatusInternalServerError, err.Error())
@@ -583,6 +606,18 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error)
 	if _, err := w.Write(append(body, '\n')); err != nil {
 		s.log.Warn("write reply", "err", err)
 	}
+}
+
+// lostReply answers 503 when err is a lost database connection (the next
+// request reconnects) and says whether it did. Whether a write that lost
+// its connection committed is unknown: the caller sends it again, which
+// every ERP write and till push allows.
+func (s *Server) lostReply(w http.ResponseWriter, err error) bool {
+	if !s.lostConn(err) {
+		return false
+	}
+	httpError(w, http.StatusServiceUnavailable, "head office lost its database connection, send the request again: "+err.Error())
+	return true
 }
 
 func httpError(w http.ResponseWriter, code int, msg string) {

@@ -44,6 +44,9 @@ func (s *Server) Ingest(ctx context.Context, b *wire.Batch) (*wire.BatchResult, 
 	allLots := false
 	for attempt := 0; attempt < 4; attempt++ {
 		res, err = s.ingestOnce(ctx, all, refused, allLots)
+		if s.lostConn(err) {
+			continue // idempotent: a commit whose answer was lost is a duplicate now
+		}
 		var pe *pgconn.PgError
 		if err == nil || !errors.As(err, &pe) {
 			break
