@@ -98,6 +98,11 @@ var faults = []fault{
 		}
 		syncAll(t, e, 1) // the till resends all (never acked): duplicates
 	}},
+	{name: "latency", reconnect: func(t *testing.T, e *env) {
+		// 20 ms before every request of till A reaches head office.
+		e.p.latency.Store(int64(20 * time.Millisecond))
+		syncAll(t, e, 1)
+	}},
 	{name: "connection-resets", reconnect: func(t *testing.T, e *env) {
 		// Two of three requests of till A cut (before, during or after head
 		// office's work); the syncs that fail are tried again.
