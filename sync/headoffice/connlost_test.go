@@ -7,12 +7,16 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
 
 	"tillagent/internal/store"
 	"tillagent/sync/pgtest"
@@ -136,5 +140,171 @@ func TestDatabaseConnectionsCut(t *testing.T) {
 	wantStatuses(t, "ingest", res, wire.Applied)
 	if got, want := balance(), dec(before).Add(dec("28")).String(); got != want {
 		t.Fatalf("balance after 4 pushes: %s, want %s", got, want)
+	}
+}
+
+// pgLink is a TCP proxy between head office and PostgreSQL that the test
+// can cut (every connection reset, as a failed-over server's or a broken
+// network's: no FATAL message first) and take down (connections refused).
+type pgLink struct {
+	t      *testing.T
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  map[net.Conn]bool
+	down   bool
+}
+
+func newPGLink(t *testing.T, target string) *pgLink {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &pgLink{t: t, ln: ln, target: target, conns: map[net.Conn]bool{}}
+	t.Cleanup(func() { ln.Close(); l.cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			l.mu.Lock()
+			down := l.down
+			l.mu.Unlock()
+			if down {
+				c.Close()
+				continue
+			}
+			go l.serve(c)
+		}
+	}()
+	return l
+}
+
+func (l *pgLink) serve(c net.Conn) {
+	up, err := net.Dial("tcp", l.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	l.mu.Lock()
+	l.conns[c], l.conns[up] = true, true
+	l.mu.Unlock()
+	go func() { io.Copy(up, c); up.Close() }()
+	io.Copy(c, up)
+	c.Close()
+}
+
+// cut resets every connection through the link.
+func (l *pgLink) cut() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for c := range l.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0) // a reset, not an orderly close
+		}
+		c.Close()
+		delete(l.conns, c)
+		n++
+	}
+	return n
+}
+
+func (l *pgLink) setDown(down bool) {
+	l.mu.Lock()
+	l.down = down
+	l.mu.Unlock()
+}
+
+// TestDatabaseLinkCut: the network between head office and PostgreSQL
+// breaks: every connection reset with no word from the server, then for a
+// while no connection at all, then back. A push while the link is cut
+// goes through on a new connection; while it is down it is answered 503
+// (the till tries again later); once back, the next push works, and every
+// accepted push counts once.
+func TestDatabaseLinkCut(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := newPGLink(t, u.Host)
+	u.Host = link.ln.Addr().String()
+	s, err := Open(context.Background(), Options{DSN: u.String(), ERPToken: "erp-secret", Clock: func() time.Time { return demoNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
+		t.Fatal(err)
+	}
+	secret, err := s.Enrol(ctx, "S001-T01", "S001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(hs.Close)
+	card := "2900000000018"
+	before, err := s.CardBalanceOf(ctx, card)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lt lateTill
+	next := func() []byte {
+		body, _ := json.Marshal(lt.batch(store.Entry{CardCode: card, Kind: store.KindAccrual, Points: dec("7"), PurchaseKop: 700, CreatedAt: demoNow,
+			Lots: []store.LotChange{{Create: true, Delta: dec("7"), ActiveFrom: demoNow}}}))
+		return body
+	}
+	push := func(body []byte) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", hs.URL+"/v1/till/journal", bytes.NewReader(body))
+		req.SetBasicAuth("S001-T01", secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, data
+	}
+	applied := 0
+	wantApplied := func(what string, code int, data []byte) {
+		t.Helper()
+		var res wire.BatchResult
+		if code != 200 || json.Unmarshal(data, &res) != nil {
+			t.Fatalf("%s: %d %s", what, code, data)
+		}
+		wantStatuses(t, what, &res, wire.Applied)
+		applied++
+	}
+	code, data := push(next())
+	wantApplied("push before the cut", code, data)
+	if n := link.cut(); n == 0 {
+		t.Fatal("no connection through the link to cut")
+	}
+	code, data = push(next())
+	wantApplied("push after the link was cut", code, data)
+
+	link.setDown(true)
+	link.cut()
+	body := next()
+	if code, data = push(body); code != http.StatusServiceUnavailable {
+		t.Fatalf("push with PostgreSQL unreachable: %d %s, want 503", code, data)
+	}
+	link.setDown(false)
+	code, data = push(body) // the till sends the same batch again
+	wantApplied("push once the link is back", code, data)
+	if s.LostConnections() == 0 {
+		t.Error("no lost connection counted")
+	}
+
+	got, err := s.CardBalanceOf(ctx, card)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := before.Balance.Decimal().Add(dec("7").Mul(decimal.NewFromInt(int64(applied)))); !got.Balance.Decimal().Equal(want) {
+		t.Fatalf("balance after %d pushes: %s, want %s", applied, got.Balance, want)
 	}
 }
