@@ -13,14 +13,16 @@ import (
 )
 
 // TestSpendableMatchesModel drives the demo card 2900000000018 through a
-// random sequence of redemptions, accruals, reversals, acknowledgements and
-// replica feeds that fold a prefix of the journal (lots below zero become
-// card debt, as head office books them), and after every step compares Spendable with a plain
-// in-memory model of the documented arithmetic. Invariants: spendable is
-// never negative and never above the active remaining points; balance =
-// remaining of unexpired lots − debt.
+// random sequence of redemptions, returns giving points back (also to lots
+// a feed emptied, which the quote reads by key), accruals,
+// acknowledgements and replica feeds that fold a prefix of the journal
+// (lots below zero become card debt, as head office books them), and after
+// every step compares Spendable with a plain in-memory model of the
+// documented arithmetic, 20 seeds. Invariants: spendable is never negative
+// and never above the active remaining points; balance = remaining of
+// unexpired lots − debt.
 func TestSpendableMatchesModel(t *testing.T) {
-	for seed := uint64(1); seed <= 3; seed++ {
+	for seed := uint64(1); seed <= 20; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { spendableModel(t, seed) })
 	}
 }
@@ -54,12 +56,13 @@ func spendableModel(t *testing.T, seed uint64) {
 	replicaDebt := decimal.Zero   // card debt the feeds carried
 	points := map[string]string{} // credited points of the lots this test created
 	lotIDs := []string{"L-13-1", "L-13-2", "L-13-3", "L-13-0"}
-	model := func(now time.Time) (spend, total, debt decimal.Decimal) {
+	// The lots as the till must see them: the replica's, then the
+	// entries after the watermark.
+	modelLots := func() map[string]modelLot {
 		lots := map[string]modelLot{}
 		for id, l := range replica {
 			lots[id] = l
 		}
-		debt = replicaDebt
 		for _, e := range entries[folded:] { // acknowledged or not
 			for id, l := range e.newLot {
 				lots[id] = l
@@ -70,6 +73,18 @@ func spendableModel(t *testing.T, seed uint64) {
 				lots[id] = l
 			}
 		}
+		return lots
+	}
+	issued := func(id string) decimal.Decimal { // a lot's credited points
+		if p, ok := points[id]; ok {
+			return decimal.RequireFromString(p)
+		}
+		return map[string]decimal.Decimal{"L-13-1": decimal.NewFromInt(150), "L-13-2": decimal.NewFromInt(200),
+			"L-13-3": decimal.NewFromInt(200), "L-13-0": decimal.NewFromInt(80)}[id]
+	}
+	model := func(now time.Time) (spend, total, debt decimal.Decimal) {
+		lots := modelLots()
+		debt = replicaDebt
 		active := decimal.Zero
 		for _, l := range lots {
 			if l.remaining.IsNegative() {
@@ -93,16 +108,27 @@ func spendableModel(t *testing.T, seed uint64) {
 		me := &modelEntry{deltas: map[string]decimal.Decimal{}, newLot: map[string]modelLot{}}
 		check := fmt.Sprintf("P%d", step)
 		switch op := rng.IntN(4); op {
-		case 0, 1: // redeem from one or two lots, possibly below zero (a return's reversal)
+		case 0, 1: // redeem from one or two lots, possibly below zero; or a
+			// return giving points back, also to a lot the feed emptied
 			e = Entry{CheckID: check, CardCode: card, Kind: KindRedemption}
+			sign := int64(-1)
 			if op == 1 {
-				e.Kind = KindReversal
+				e.Kind, sign = KindReversal, 1
 			}
 			for _, id := range []string{lotIDs[rng.IntN(len(lotIDs))], lotIDs[rng.IntN(len(lotIDs))]} {
 				if _, dup := me.deltas[id]; dup {
 					continue
 				}
-				d := decimal.NewFromInt(-int64(1 + rng.IntN(120)))
+				d := decimal.NewFromInt(sign * int64(1+rng.IntN(120)))
+				if sign > 0 {
+					// Never above what the lot was issued (the feed refuses
+					// it), nor to a lot below zero (head office would pay
+					// its debt first; this model's feed only empties it).
+					rem := modelLots()[id].remaining
+					if d = decimal.Min(d, issued(id).Sub(rem)); rem.IsNegative() || !d.IsPositive() {
+						continue
+					}
+				}
 				me.deltas[id] = d
 				e.Lots = append(e.Lots, LotChange{LotID: id, Delta: d})
 				e.Points = e.Points.Add(d)
