@@ -308,3 +308,57 @@ func TestDatabaseLinkCut(t *testing.T) {
 		t.Fatalf("balance after %d pushes: %s, want %s", applied, got.Balance, want)
 	}
 }
+
+// TestOneTillOnTwoHeadOffices: behind a load balancer, a till's push that
+// timed out is sent again and lands on the second head-office process
+// while the first still works on it. Each of 20 batches goes to both at
+// once: one answer says applied, the other duplicate (never an error,
+// never both applied), and the card gains each batch's points once.
+func TestOneTillOnTwoHeadOffices(t *testing.T) {
+	now := demoNow
+	a := lateFixture(t, &now)
+	ctx := context.Background()
+	b, err := Open(ctx, Options{DSN: a.db.Config().ConnString(), Clock: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	card := "2900000000018"
+	before, err := a.CardBalanceOf(ctx, card)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lt lateTill
+	for i := 0; i < 20; i++ {
+		batch := lt.batch(
+			store.Entry{CardCode: card, Kind: store.KindAccrual, Points: dec("5"), PurchaseKop: 500, CreatedAt: demoNow,
+				Lots: []store.LotChange{{Create: true, Delta: dec("5"), ActiveFrom: demoNow}}},
+			store.Entry{CardCode: card, Kind: store.KindRedemption, Points: dec("-2"), AmountKop: 200, CreatedAt: demoNow,
+				Lots: []store.LotChange{{LotID: "L-13-2", Delta: dec("-2")}}})
+		got := make(chan string, 2)
+		for _, s := range []*Server{a, b} {
+			go func() {
+				res, err := s.Ingest(ctx, batch)
+				if err != nil {
+					got <- err.Error()
+					return
+				}
+				got <- statuses(res)
+			}()
+		}
+		x, y := <-got, <-got
+		if x > y {
+			x, y = y, x
+		}
+		if x != "applied,applied" || y != "duplicate,duplicate" {
+			t.Fatalf("batch %d on both: %q and %q, want one applied and one duplicate", i, x, y)
+		}
+	}
+	after, err := a.CardBalanceOf(ctx, card)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := before.Balance.Decimal().Add(dec("60")); !after.Balance.Decimal().Equal(want) {
+		t.Fatalf("balance %s after 20 batches of +3, want %s", after.Balance, want)
+	}
+}

@@ -130,3 +130,50 @@ func TestMaintainInChunks(t *testing.T) {
 		t.Fatalf("change rows for %d of the %d expired cards (%v): the tills would not see their lots expire", changed, len(codes), err)
 	}
 }
+
+// TestTwoHeadOfficesMaintainTogether: two head-office processes on one
+// database (for availability) run their scheduled maintenance at the same
+// moment. Each lot due expires once: the two runs' counts add up to the
+// lots, every lot's points went to expired exactly once, and each card's
+// balance report says so.
+func TestTwoHeadOfficesMaintainTogether(t *testing.T) {
+	a := openTest(t)
+	ctx := context.Background()
+	codes := seedExpiringCards(t, a, 2*maintainChunk+100)
+	b, err := Open(ctx, Options{DSN: a.db.Config().ConnString(), Clock: func() time.Time { return demoNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	type result struct {
+		st  MaintainStats
+		err error
+	}
+	done := make(chan result, 2)
+	for _, s := range []*Server{a, b} {
+		go func() {
+			st, err := s.Maintain(ctx)
+			done <- result{st, err}
+		}()
+	}
+	r1, r2 := <-done, <-done
+	if r1.err != nil || r2.err != nil {
+		t.Fatal(r1.err, r2.err)
+	}
+	var seeded, twice int
+	if err := a.db.QueryRow(ctx, `SELECT count(*) FILTER (WHERE remaining = 0 AND expired = 10), count(*) FILTER (WHERE expired > 10)
+		FROM lots WHERE lot_id LIKE 'X35%'`).Scan(&seeded, &twice); err != nil {
+		t.Fatal(err)
+	}
+	if seeded != len(codes) || twice != 0 {
+		t.Fatalf("%d of %d seeded lots expired once, %d more than once", seeded, len(codes), twice)
+	}
+	// The demo's own lapsed lot (L-13-0) is due too.
+	if got := r1.st.Expired + r2.st.Expired; got != len(codes)+1 {
+		t.Fatalf("the two runs expired %d + %d lots, want %d in all", r1.st.Expired, r2.st.Expired, len(codes)+1)
+	}
+	bal, err := a.CardBalanceOf(ctx, codes[len(codes)/2])
+	if err != nil || !bal.Balance.IsZero() || bal.Expired.String() != "10" {
+		t.Fatalf("balance of an expired card: %+v, %v; want 0 with 10 expired", bal, err)
+	}
+}
