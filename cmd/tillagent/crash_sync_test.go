@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,15 +26,18 @@ import (
 	"tillagent/sync/pgtest"
 )
 
-// TestCrashKill9WhileSyncing is TestCrashKill9 with the sync loop on: the
-// agent is killed with SIGKILL while it sells and while it pushes its
+// TestCrashKill9WhileSyncing is TestCrashKill9 with the sync loop on.
+// First the agent is killed during its first load (3,002 cards in pages of
+// 10) until a start completes it. Then it is killed with SIGKILL while it
+// sells and while it pushes its
 // journal and imports the feed (`sync now` is asked over and over, batches
 // and pages are small so a cycle is many requests), and head office, a
 // process of its own on PostgreSQL, is killed now and then too. After the
 // last start and a sync, head office holds exactly the till's journal
 // (each entry once, the same content, all folded, none refused), its
 // balances are the replica's plus the journal and equal Σ lots, and the
-// till shows the same balances. It counts the kills that landed between
+// till shows the same balances and every card of the first load with its
+// own. It counts the kills that landed between
 // head office committing a push and the till recording the answer, the
 // case a lost answer leaves behind.
 //
@@ -44,6 +48,22 @@ func TestCrashKill9WhileSyncing(t *testing.T) {
 	r := newCrashRig(t, kills+1, "") // the config is written below, with head office's address
 	ho := newHOProc(t, filepath.Join(r.dir, "headoffice"), dsn)
 	ho.run("import", "testdata/crash.yaml")
+	// 3,000 more cards, one lot each, so that the first load is 300 pages
+	// for the kills to land in.
+	var extra strings.Builder
+	extra.WriteString("version: 1\ncards:\n")
+	for i := range crashExtraCards {
+		fmt.Fprintf(&extra, "  - {code: %q, kind: bonus, state: active}\n", crashExtraCard(i))
+	}
+	extra.WriteString("lots:\n")
+	for i := range crashExtraCards {
+		fmt.Fprintf(&extra, "  - {id: X%d, card: %q, points: \"%d\", accrued_at: 2026-10-01T10:00:00+03:00}\n", i, crashExtraCard(i), 1+i%500)
+	}
+	extraFile := filepath.Join(r.dir, "extra.yaml")
+	if err := os.WriteFile(extraFile, []byte(extra.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ho.run("import", extraFile)
 	secret := strings.TrimSpace(ho.run("enrol", "-till", "S001-T01", "-store", "S001"))
 	secretFile := filepath.Join(r.dir, "secret")
 	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
@@ -67,6 +87,21 @@ func TestCrashKill9WhileSyncing(t *testing.T) {
 
 	ho.start()
 	killRng := rand.New(rand.NewPCG(13, uint64(kills)))
+	// The first load, killed until it is through (at most 20 times).
+	loadKills, midLoad := 0, 0
+	for ; loadKills < 20; loadKills++ {
+		cmd := r.start()
+		time.Sleep(time.Duration(50+killRng.IntN(250)) * time.Millisecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+		n := r.tillCards()
+		if n == 2+crashExtraCards {
+			break
+		}
+		if n > 0 {
+			midLoad++
+		}
+	}
 	var syncKilled, hoKills, betweenCommitAndAck int
 	for i := 0; i < kills && !t.Failed(); i++ {
 		if !ho.running() {
@@ -132,8 +167,50 @@ func TestCrashKill9WhileSyncing(t *testing.T) {
 	}
 	checkCrashInvariants(t, r.dbPath, r.journalPath, r.acked, r.cards)
 	checkHeadOfficeHoldsTheJournal(t, pg, r.dbPath, r.cards)
-	t.Logf("%d kills of the agent (%d during a sync now), %d of head office; %d sales acknowledged; %d entries were committed at head office and not yet acknowledged at the till when it died",
-		kills, syncKilled, hoKills, len(r.acked), betweenCommitAndAck)
+	checkExtraCards(t, r.dbPath)
+	t.Logf("first load killed %d times (%d with part of it in); %d kills of the agent (%d during a sync now), %d of head office; %d sales acknowledged; %d entries were committed at head office and not yet acknowledged at the till when it died",
+		loadKills, midLoad, kills, syncKilled, hoKills, len(r.acked), betweenCommitAndAck)
+}
+
+// The crash test's extra cards (codes 2910000000000 + i, check digit
+// aside) hold one lot each of 1 + i%500 points, never sold to.
+const crashExtraCards = 3000
+
+func crashExtraCard(i int) string { return fmt.Sprintf("291%010d", i) }
+
+// tillCards counts the cards in the dead agent's replica.
+func (r *crashRig) tillCards() int {
+	db, err := sql.Open("sqlite", "file:"+r.dbPath+"?mode=ro")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM cards`).Scan(&n); err != nil {
+		return 0 // no schema yet: killed before the store was made
+	}
+	return n
+}
+
+// checkExtraCards: after the kills, the till holds every extra card with
+// its balance, each counted once.
+func checkExtraCards(t *testing.T, dbPath string) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{Path: dbPath, TillID: "S001-T01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for i := range crashExtraCards {
+		b, err := st.Spendable(ctx, crashExtraCard(i), time.Now())
+		if err != nil {
+			t.Fatalf("extra card %s: %v", crashExtraCard(i), err)
+		}
+		if want := decimal.NewFromInt(int64(1 + i%500)); !b.Total.Decimal().Equal(want) {
+			t.Fatalf("extra card %s: balance %s, want %s", crashExtraCard(i), b.Total, want)
+		}
+	}
 }
 
 // syncUntilCaughtUp asks `sync now` until it succeeds with nothing left to
