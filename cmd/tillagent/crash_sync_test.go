@@ -27,19 +27,18 @@ import (
 )
 
 // TestCrashKill9WhileSyncing is TestCrashKill9 with the sync loop on.
-// First the agent is killed during its first load (3,002 cards in pages of
-// 10) until a start completes it. Then it is killed with SIGKILL while it
-// sells and while it pushes its
-// journal and imports the feed (`sync now` is asked over and over, batches
-// and pages are small so a cycle is many requests), and head office, a
-// process of its own on PostgreSQL, is killed now and then too. After the
-// last start and a sync, head office holds exactly the till's journal
-// (each entry once, the same content, all folded, none refused), its
-// balances are the replica's plus the journal and equal Σ lots, and the
-// till shows the same balances and every card of the first load with its
-// own. It counts the kills that landed between
-// head office committing a push and the till recording the answer, the
-// case a lost answer leaves behind.
+// First the agent is killed during its first load (3,002 cards in pages
+// of 10) until a start completes it. Then it is killed with SIGKILL while
+// it sells and while it pushes its journal and imports the feed (`sync
+// now` is asked over and over, batches and pages are small so a cycle is
+// many requests), and head office, a process of its own on PostgreSQL, is
+// killed now and then too. After the last start and a sync, head office
+// holds exactly the till's journal (each entry once, the same content,
+// all folded, none refused), its balances are the replica's plus the
+// journal and equal Σ lots, and the till shows the same balances and every
+// card of the first load with its own. It counts the kills that landed
+// between head office committing a push and the till recording the
+// answer, the case a lost answer leaves behind.
 //
 // Kills: 40 by default; TILLAGENT_CRASH_KILLS for more.
 func TestCrashKill9WhileSyncing(t *testing.T) {
