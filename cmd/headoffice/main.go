@@ -2,7 +2,7 @@
 // HTTP/JSON API for tills (journal push, replica feed) and ERP jobs. See
 // docs/sync.md.
 //
-//	headoffice serve  [-listen :8440] [-tls-cert F -tls-key F] [-expire-every 1h]
+//	headoffice serve  [-listen :8440] [-tls-cert F -tls-key F [-tls-client-ca F]] [-expire-every 1h]
 //	headoffice enrol  -till S001-T01 -store S001      prints the till's secret
 //	headoffice import FILE                             ERP replica file (.json/.yaml)
 //	headoffice card-scope -store S001 [-scope all|home] [CODE...]   show or set the store's card scope; CODEs made home to it
@@ -17,6 +17,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -77,6 +78,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 	listen := fs.String("listen", ":8440", "serve: address to listen on")
 	cert := fs.String("tls-cert", "", "serve: TLS certificate (PEM); with -tls-key serves HTTPS")
 	key := fs.String("tls-key", "", "serve: TLS private key (PEM)")
+	clientCA := fs.String("tls-client-ca", "", "serve: CA bundle (PEM) of the tills' certificates: a till presenting one it signed, its common name the till id, needs no secret")
 	expireEvery := fs.Duration("expire-every", time.Hour, "serve: how often expired lots are written off and debt settled (0: never)")
 	cardCap := fs.String("offline-card-cap", "0", "serve: points a card may redeem on one till before head office has seen them (0: no limit)")
 	tillCap := fs.String("offline-till-cap", "0", "serve: points all cards together may redeem on one till before head office has seen them (0: no limit)")
@@ -211,6 +213,9 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 	if (*cert == "") != (*key == "") {
 		return errors.New("serve: -tls-cert and -tls-key go together")
 	}
+	if *clientCA != "" && *cert == "" {
+		return errors.New("serve: -tls-client-ca needs -tls-cert and -tls-key (the tills' certificates are checked in the TLS handshake)")
+	}
 	// The pair is loaded before listening: a missing or mismatched file is
 	// an error at start, not after "serving" was logged.
 	var tlsConfig *tls.Config
@@ -220,6 +225,18 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 			return fmt.Errorf("serve: TLS certificate %s and key %s: %w", *cert, *key, err)
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	}
+	if *clientCA != "" {
+		pem, err := os.ReadFile(*clientCA)
+		if err != nil {
+			return fmt.Errorf("serve: -tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("serve: -tls-client-ca %s: no PEM certificate in it", *clientCA)
+		}
+		// If given: tills with a secret only, and ERP jobs, present none.
+		tlsConfig.ClientCAs, tlsConfig.ClientAuth = pool, tls.VerifyClientCertIfGiven
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

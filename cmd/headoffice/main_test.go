@@ -3,16 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"tillagent/internal/testpki"
 	"tillagent/sync/pgtest"
 )
 
@@ -300,22 +293,11 @@ func TestSecretsAndFlagsChecked(t *testing.T) {
 func TestServeTLS(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	dir := t.TempDir()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	ca := testpki.NewCA(t, "head office's CA")
+	srv := ca.Server(t)
+	certFile, keyFile := srv.CertFile, srv.KeyFile
 
-	err = run(context.Background(), []string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", filepath.Join(dir, "none.pem")}, io.Discard, nil)
+	err := run(context.Background(), []string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", filepath.Join(dir, "none.pem")}, io.Discard, nil)
 	if err == nil || !strings.Contains(err.Error(), certFile) || !strings.Contains(err.Error(), "none.pem") {
 		t.Fatalf("serve with a missing key file: %v, want an error naming both files", err)
 	}
@@ -331,10 +313,7 @@ func TestServeTLS(t *testing.T) {
 	case err := <-done:
 		t.Fatal(err)
 	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
 	resp, err := client.Get("https://" + addr + "/v1/till/feed")
 	if err != nil {
 		t.Fatalf("HTTPS request: %v", err)
@@ -342,6 +321,76 @@ func TestServeTLS(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("feed without credentials over HTTPS: %s, want 401", resp.Status)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestServeClientCA: with -tls-client-ca, a till presenting a certificate
+// that CA signed (its common name the till id) is served its feed with no
+// secret; -tls-client-ca without -tls-cert, or naming a file with no
+// certificate in it, is refused before serving.
+func TestServeClientCA(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	ca := testpki.NewCA(t, "tills CA")
+	srv := ca.Server(t)
+	certFile, keyFile, caFile := srv.CertFile, srv.KeyFile, ca.File
+	notPEM := filepath.Join(dir, "junk.pem")
+	os.WriteFile(notPEM, []byte("not a certificate"), 0o600)
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-tls-client-ca", caFile}, "-tls-client-ca needs -tls-cert"},
+		{[]string{"-tls-cert", certFile, "-tls-key", keyFile, "-tls-client-ca", notPEM}, "no PEM certificate"},
+	} {
+		err := run(ctx, append([]string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0"}, c.args...), io.Discard, nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("serve %v: %v, want %q", c.args, err, c.want)
+		}
+	}
+
+	if err := run(ctx, []string{"import", "-dsn", dsn, "../../testdata/demo/replica.yaml"}, io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, []string{"enrol", "-dsn", dsn, "-till", "S001-T07", "-store", "S001"}, io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	addrc, done := make(chan string, 1), make(chan error, 1)
+	go func() {
+		done <- run(sctx, []string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile, "-tls-client-ca", caFile},
+			io.Discard, func(a string) { addrc <- a })
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	till := ca.Till(t, "S001-T07").TLS
+	for _, c := range []struct {
+		cert *tls.Certificate
+		want int
+	}{{nil, http.StatusUnauthorized}, {&till, http.StatusOK}} {
+		tc := &tls.Config{RootCAs: ca.Pool()}
+		if c.cert != nil {
+			tc.Certificates = []tls.Certificate{*c.cert}
+		}
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+		resp, err := client.Get("https://" + addr + "/v1/till/feed")
+		if err != nil {
+			t.Fatalf("HTTPS request: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("feed with certificate %v: %s, want %d", c.cert != nil, resp.Status, c.want)
+		}
 	}
 	cancel()
 	if err := <-done; err != nil {

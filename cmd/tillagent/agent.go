@@ -335,12 +335,12 @@ func startSync(ctx context.Context, cfg *config.Config, st *store.Store, clock f
 	if err != nil {
 		return nil, err
 	}
-	hc, err := client.HTTPClient(cfg.Sync.CAFile)
+	hc, err := client.HTTPClient(client.TLSFiles{CA: cfg.Sync.CAFile, Cert: cfg.Sync.CertFile, Key: cfg.Sync.KeyFile, TillID: cfg.Till.TillID})
 	if err != nil {
-		return nil, fmt.Errorf("sync.ca_file: %w", err)
+		return nil, fmt.Errorf("sync.ca_file, sync.cert_file, sync.key_file (till.till_id %s): %w", cfg.Till.TillID, err)
 	}
 	c, err := client.New(client.Options{URL: cfg.Sync.URL, TillID: cfg.Till.TillID, StoreID: cfg.Till.StoreID,
-		Secret: secret, ReloadSecret: cfg.Sync.SecretValue, Store: st, HTTPClient: hc, Logger: log, BatchSize: cfg.Sync.BatchSize,
+		Secret: secret, CertAuth: cfg.Sync.CertFile != "", ReloadSecret: cfg.Sync.SecretValue, Store: st, HTTPClient: hc, Logger: log, BatchSize: cfg.Sync.BatchSize,
 		Interval: cfg.Sync.Interval, BackoffMin: cfg.Sync.BackoffMin, BackoffMax: cfg.Sync.BackoffMax,
 		RequestTimeout: cfg.Sync.RequestTimeout, SnapshotPage: cfg.Sync.PageSize, DeltaPage: cfg.Sync.PageSize, Clock: clock})
 	if err != nil {
@@ -418,6 +418,11 @@ func writeSyncError(w http.ResponseWriter, err error, sc config.Sync) {
 		api.WriteError(w, http.StatusBadGateway, "sync.failed", "Адрес офиса указан неверно: продажи продолжаются, нужен техник", err.Error(),
 			fmt.Sprintf("sync.url (%s) does not reach head office's API: %s; sync.url must be head office's http(s)://host[:port] (https:// if it serves TLS)", sc.URL, wrongURLSeen(err)))
 	case client.FailUnauthorized:
+		if sc.CertFile != "" && sc.Secret == "" && sc.SecretFile == "" {
+			api.WriteError(w, http.StatusBadGateway, "sync.unauthorized", "Офис не принял кассу (неизвестная касса или её сертификат): продажи продолжаются, нужен техник",
+				err.Error(), fmt.Sprintf("head office did not admit the till's certificate (sync.cert_file %s): the till must be enrolled (headoffice enrol), the certificate's common name must be its till id, and head office must check tills' certificates (headoffice serve -tls-client-ca); head office's log says why it refused", sc.CertFile))
+			return
+		}
 		api.WriteError(w, http.StatusBadGateway, "sync.unauthorized", "Офис не принял кассу (неизвестная касса или неверный секрет): продажи продолжаются, нужен техник",
 			err.Error(), "enrol the till at head office again (headoffice enrol) and put the new secret in sync.secret_file: it is read again at the next sync; head office's log says why it refused")
 	case client.FailRefused:

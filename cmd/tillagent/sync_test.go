@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"net/http/httptest"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"tillagent/internal/config"
 	"tillagent/internal/store"
+	"tillagent/internal/testpki"
 	"tillagent/sync/headoffice"
 )
 
@@ -175,4 +177,41 @@ func TestRedemptionPushesAtOnce(t *testing.T) {
 		t.Errorf("after the fold: %+v, want the till cap (100) binding again", c)
 	}
 	h.must(201, "POST", "/v1/sales", saleBody("kick-2", []string{card}, "100", "2000.00", basket), nil)
+}
+
+// TestAgentSyncsOverMutualTLS: the agent configured with a till
+// certificate (sync.cert_file, sync.key_file) and no secret syncs with a
+// head office that checks tills' certificates.
+func TestAgentSyncsOverMutualTLS(t *testing.T) {
+	srv, _ := syncHO(t, store.OfflineLimits{})
+	ca := testpki.NewCA(t, "tills CA")
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Server(t).TLS}, ClientCAs: ca.Pool(), ClientAuth: tls.VerifyClientCertIfGiven}
+	hs.StartTLS()
+	t.Cleanup(hs.Close)
+	pair := ca.Till(t, "S001-T01")
+	h := newHarness(t, func(c *config.Config) {
+		c.Sync.Enabled, c.Sync.URL, c.Sync.CAFile, c.Sync.CertFile, c.Sync.KeyFile = true, hs.URL, ca.File, pair.CertFile, pair.KeyFile
+		c.Sync.Interval = time.Hour // only `sync now` below
+	})
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	h.must(200, "POST", "/v1/sync/now", nil, nil)
+	h.must(201, "POST", "/v1/sales", saleBody("mtls-1", []string{card}, "", "500.00", line(1, "1001", "2", "89.90")), nil)
+	var st struct {
+		Backlog int `json:"backlog"`
+	}
+	h.must(200, "POST", "/v1/sync/now", nil, &st)
+	if st.Backlog != 0 {
+		t.Fatalf("after sync now over mutual TLS: %+v", st)
+	}
+	// A certificate for a till head office has not enrolled: the hint
+	// names the certificate, not a secret.
+	other := ca.Till(t, "S001-T99")
+	h2 := newHarness(t, func(c *config.Config) {
+		c.Sync.Enabled, c.Sync.URL, c.Sync.CAFile, c.Sync.CertFile, c.Sync.KeyFile = true, hs.URL, ca.File, other.CertFile, other.KeyFile
+		c.Sync.Interval, c.Till.TillID = time.Hour, "S001-T99"
+	})
+	if e := h2.refusal(502, "sync.unauthorized", "POST", "/v1/sync/now", nil); !strings.Contains(e.Error.Hint, "sync.cert_file") {
+		t.Errorf("unauthorized hint with a certificate: %q", e.Error.Hint)
+	}
 }

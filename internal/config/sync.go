@@ -21,7 +21,12 @@ type Sync struct {
 	SecretFile string `mapstructure:"secret_file"`
 	// CAFile is a PEM bundle to trust for head office's TLS certificate
 	// (empty: the system roots).
-	CAFile         string        `mapstructure:"ca_file"`
+	CAFile string `mapstructure:"ca_file"`
+	// CertFile and KeyFile are the till's own certificate (PEM, its
+	// common name the till id) and key for mutual TLS: head office then
+	// takes the certificate instead of the secret.
+	CertFile       string        `mapstructure:"cert_file"`
+	KeyFile        string        `mapstructure:"key_file"`
 	Interval       time.Duration `mapstructure:"interval"`
 	BatchSize      int           `mapstructure:"batch_size"`
 	BackoffMin     time.Duration `mapstructure:"backoff_min"`
@@ -63,21 +68,30 @@ func (s *Sync) validate(file string) []error {
 		if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("url", s.URL, "must be http(s)://host[:port] when sync.enabled is true")
 		}
-		if s.SecretFile != "" {
+		switch {
+		case s.SecretFile != "":
 			switch sec, err := s.SecretValue(); {
 			case err != nil:
 				bad("secret_file", s.SecretFile, "%v", errors.Unwrap(err))
 			case sec == "":
 				bad("secret_file", s.SecretFile, "is empty: write the secret issued at enrolment (headoffice enrol) in it")
 			}
-		} else if len(s.Secret) < 16 {
-			bad("secret", "(hidden)", "must be the secret issued at enrolment (at least 16 characters) when sync.enabled is true")
+		case s.Secret == "" && s.CertFile != "":
+			// The till's certificate authenticates it.
+		case len(s.Secret) < 16:
+			bad("secret", "(hidden)", "must be the secret issued at enrolment (at least 16 characters) when sync.enabled is true, unless sync.cert_file is set")
 		}
 	}
-	if s.CAFile != "" {
-		if _, err := os.Stat(s.CAFile); err != nil {
-			bad("ca_file", s.CAFile, "%v", err)
+	for _, f := range []struct{ key, path string }{{"ca_file", s.CAFile}, {"cert_file", s.CertFile}, {"key_file", s.KeyFile}} {
+		if f.path == "" {
+			continue
 		}
+		if _, err := os.Stat(f.path); err != nil {
+			bad(f.key, f.path, "%v", err)
+		}
+	}
+	if (s.CertFile == "") != (s.KeyFile == "") {
+		bad("cert_file", s.CertFile, "and sync.key_file go together (now key_file %q)", s.KeyFile)
 	}
 	if s.Interval < time.Second || s.Interval > time.Hour {
 		bad("interval", s.Interval, "must be between 1s and 1h")

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,5 +35,34 @@ func TestSyncSection(t *testing.T) {
 	}
 	if sec, _ := c.Sync.SecretValue(); sec != "0123456789abcdef0123" || c.Sync.Interval != 5*time.Second {
 		t.Errorf("env not applied to sync: %+v", c.Sync)
+	}
+}
+
+// TestSyncTillCertificate: a till certificate stands for the secret;
+// its file and key file go together and must exist.
+func TestSyncTillCertificate(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "till.pem"), filepath.Join(dir, "till-key.pem")
+	for _, f := range []string{cert, key} {
+		if err := os.WriteFile(f, []byte("PEM"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := Load(write(t, "sync:\n  enabled: true\n  url: https://ho.example:8443\n  cert_file: "+cert+"\n  key_file: "+key+"\n"))
+	if err != nil {
+		t.Fatalf("a till certificate and no secret: %v", err)
+	}
+	if c.Sync.CertFile != cert || c.Sync.KeyFile != key {
+		t.Errorf("sync = %+v", c.Sync)
+	}
+	for _, bad := range []struct{ yaml, key string }{
+		{"  cert_file: " + cert + "\n", "sync.cert_file"},
+		{"  cert_file: " + cert + "\n  key_file: " + filepath.Join(dir, "none.pem") + "\n", "sync.key_file"},
+		{"", "sync.secret"},
+	} {
+		_, err := Load(write(t, "sync:\n  enabled: true\n  url: https://ho.example:8443\n"+bad.yaml))
+		if err == nil || !strings.Contains(err.Error(), bad.key) {
+			t.Errorf("sync with\n%s: %v; want %s named", bad.yaml, err, bad.key)
+		}
 	}
 }

@@ -40,14 +40,19 @@ const (
 	loadKey   = "feed_first_load"
 )
 
-// Options configure New. URL, TillID, Secret and Store are required.
+// Options configure New. URL, TillID, Store and Secret (or CertAuth) are
+// required.
 type Options struct {
 	// URL of head office, e.g. https://ho.example.ru (config sync.url).
 	URL     string
 	TillID  string // config till.till_id
 	StoreID string // config till.store_id
 	Secret  string // issued at enrolment (config sync.secret)
-	Store   *store.Store
+	// CertAuth: HTTPClient presents the till's certificate (mutual TLS,
+	// HTTPClient with TLSFiles.Cert), which head office takes instead of
+	// the secret; Secret may then be empty.
+	CertAuth bool
+	Store    *store.Store
 	// HTTPClient defaults to one with no overall timeout (RequestTimeout
 	// bounds each request).
 	HTTPClient *http.Client
@@ -219,8 +224,8 @@ func New(o Options) (*Client, error) {
 	switch {
 	case o.TillID == "":
 		return nil, errors.New("sync client: empty till id")
-	case o.Secret == "":
-		return nil, fmt.Errorf("sync client for till %s: empty secret", o.TillID)
+	case o.Secret == "" && !o.CertAuth:
+		return nil, fmt.Errorf("sync client for till %s: empty secret and no till certificate", o.TillID)
 	case o.Store == nil:
 		return nil, fmt.Errorf("sync client for till %s: no store", o.TillID)
 	}
@@ -1235,7 +1240,9 @@ func (c *Client) doOnce(parent context.Context, method, path string, q url.Value
 	if err != nil {
 		return nil, err
 	}
-	req.SetBasicAuth(c.o.TillID, c.o.Secret)
+	if c.o.Secret != "" {
+		req.SetBasicAuth(c.o.TillID, c.o.Secret)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

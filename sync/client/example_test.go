@@ -27,12 +27,12 @@ func ExampleNew() {
 	if err != nil {
 		return
 	}
-	hc, err := client.HTTPClient(cfg.Sync.CAFile)
+	hc, err := client.HTTPClient(client.TLSFiles{CA: cfg.Sync.CAFile, Cert: cfg.Sync.CertFile, Key: cfg.Sync.KeyFile})
 	if err != nil {
 		return
 	}
 	c, err := client.New(client.Options{
-		URL: cfg.Sync.URL, TillID: cfg.Till.TillID, StoreID: cfg.Till.StoreID, Secret: secret,
+		URL: cfg.Sync.URL, TillID: cfg.Till.TillID, StoreID: cfg.Till.StoreID, Secret: secret, CertAuth: cfg.Sync.CertFile != "",
 		Store: st, HTTPClient: hc, Logger: slog.Default(),
 		BatchSize: cfg.Sync.BatchSize, Interval: cfg.Sync.Interval,
 		BackoffMin: cfg.Sync.BackoffMin, BackoffMax: cfg.Sync.BackoffMax, RequestTimeout: cfg.Sync.RequestTimeout,

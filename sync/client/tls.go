@@ -3,26 +3,62 @@ package client
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 )
 
+// TLSFiles are the till's TLS files: CA a PEM bundle to trust for head
+// office's certificate (empty: the system roots; config sync.ca_file);
+// Cert and Key the till's own certificate and key for mutual TLS (config
+// sync.cert_file, sync.key_file; both or neither). TillID, if set, is the
+// till the certificate must be for (its common name): head office takes
+// the name from it.
+type TLSFiles struct{ CA, Cert, Key, TillID string }
+
 // HTTPClient is the client for Options.HTTPClient: TLS 1.2 or newer,
-// trusting the PEM bundle caFile (config sync.ca_file) or, when it is
-// empty, the system roots.
-func HTTPClient(caFile string) (*http.Client, error) {
+// trusting f.CA or the system roots, and presenting the till's
+// certificate when f names one. The certificate is read again at each
+// handshake, so a renewed one (certificates for tills are short-lived)
+// needs no restart.
+func HTTPClient(f TLSFiles) (*http.Client, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+	if f.CA != "" {
+		pem, err := os.ReadFile(f.CA)
 		if err != nil {
 			return nil, fmt.Errorf("sync client: ca file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("sync client: ca file %s: no PEM certificate in it", caFile)
+			return nil, fmt.Errorf("sync client: ca file %s: no PEM certificate in it", f.CA)
 		}
 		cfg.RootCAs = pool
+	}
+	switch {
+	case (f.Cert == "") != (f.Key == ""):
+		return nil, errors.New("sync client: a till certificate needs both its file and its key file")
+	case f.Cert != "":
+		pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		if err != nil {
+			return nil, fmt.Errorf("sync client: till certificate %s and key %s: %w", f.Cert, f.Key, err)
+		}
+		leaf := pair.Leaf
+		if leaf == nil { // GODEBUG=x509keypairleaf=0
+			if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+				return nil, fmt.Errorf("sync client: till certificate %s: %w", f.Cert, err)
+			}
+		}
+		if f.TillID != "" && leaf.Subject.CommonName != f.TillID {
+			return nil, fmt.Errorf("sync client: till certificate %s is for till %q (its common name), this till is %s", f.Cert, leaf.Subject.CommonName, f.TillID)
+		}
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+			if err != nil {
+				return nil, fmt.Errorf("sync client: till certificate %s and key %s: %w", f.Cert, f.Key, err)
+			}
+			return &pair, nil
+		}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = cfg

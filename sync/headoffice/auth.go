@@ -164,6 +164,21 @@ func (s *Server) authTill(ctx context.Context, tillID, secret string) (string, e
 	return "", fmt.Errorf("%w: the secret does not match its enrolment (enrolled again since? the till must use the new secret)", ErrUnauthorized)
 }
 
+// authTillCert admits a till by the certificate it presented (verified by
+// the TLS layer, its common name tillID) and returns its store: the
+// certificate stands for the secret, the till must still be enrolled.
+func (s *Server) authTillCert(ctx context.Context, tillID string) (string, error) {
+	var store string
+	err := s.db.QueryRow(ctx, `SELECT store_id FROM tills WHERE till_id = $1`, tillID).Scan(&store)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", fmt.Errorf("%w: till %s has a certificate but is not enrolled here (enrol it: headoffice enrol)", ErrUnauthorized, tillID)
+	case err != nil:
+		return "", fmt.Errorf("authenticate till %s: %w", tillID, err)
+	}
+	return store, nil
+}
+
 // readmit admits a till whose secret head office does not hold (sum is
 // its SHA-256), the secret issued with the enrolment key for storeID at
 // issued (keyedSecret) and newer than what head office holds: it has no row for the till, or one from an earlier

@@ -190,14 +190,26 @@ type tillHandler func(w http.ResponseWriter, r *http.Request, tillID, storeID st
 
 func (s *Server) till(h tillHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, secret, ok := r.BasicAuth()
-		if !ok {
-			httpError(w, http.StatusUnauthorized, "till credentials required (HTTP Basic: till id and secret)")
+		id, secret, basic := r.BasicAuth()
+		certID, cert := tillCertificate(r)
+		switch {
+		case cert && basic && id != certID:
+			s.log.Warn("till authentication failed", "till", id, "certificate", certID, "remote", r.RemoteAddr)
+			httpError(w, http.StatusUnauthorized, fmt.Sprintf("the TLS certificate is till %s's, the credentials till %s's", certID, id))
+			return
+		case cert:
+			id = certID
+		case !basic:
+			httpError(w, http.StatusUnauthorized, "till credentials required (HTTP Basic: till id and secret, or the till's TLS certificate)")
 			return
 		}
 		var storeID string
 		err := s.retryLost(func() (err error) {
-			storeID, err = s.authTill(r.Context(), id, secret)
+			if cert {
+				storeID, err = s.authTillCert(r.Context(), id)
+			} else {
+				storeID, err = s.authTill(r.Context(), id, secret)
+			}
 			return err
 		})
 		if errors.Is(err, ErrUnauthorized) {
@@ -216,6 +228,17 @@ func (s *Server) till(h tillHandler) http.HandlerFunc {
 		}
 		h(w, r, id, storeID)
 	}
+}
+
+// tillCertificate is the till id of the request's client certificate,
+// when it presented one that the server's client CAs verified
+// (`headoffice serve -tls-client-ca`): its subject's common name.
+func tillCertificate(r *http.Request) (string, bool) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return "", false
+	}
+	cn := r.TLS.VerifiedChains[0][0].Subject.CommonName
+	return cn, cn != ""
 }
 
 func (s *Server) erp(h http.HandlerFunc) http.HandlerFunc {
