@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -23,6 +24,63 @@ import (
 	"tillagent/sync/wire"
 )
 
+// servedHO is head office on dsn with the demo and till S001-T01
+// enrolled, served over loopback HTTP; it returns the till's secret.
+func servedHO(t *testing.T, dsn string) (*Server, *httptest.Server, string) {
+	t.Helper()
+	s, err := Open(context.Background(), Options{DSN: dsn, ERPToken: "erp-secret", Clock: func() time.Time { return demoNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if _, err := s.Import(context.Background(), demoReplica(t)); err != nil {
+		t.Fatal(err)
+	}
+	secret, err := s.Enrol(context.Background(), "S001-T01", "S001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(hs.Close)
+	return s, hs, secret
+}
+
+// httpCall sends a request to hs as till S001-T01 with secret, or as ERP
+// when secret is empty, and returns the status and the body.
+func httpCall(t *testing.T, hs *httptest.Server, method, path string, body []byte, secret string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, hs.URL+path, bytes.NewReader(body))
+	if secret != "" {
+		req.SetBasicAuth("S001-T01", secret)
+	} else {
+		req.Header.Set("Authorization", "Bearer erp-secret")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+// accrual7 is lt's next batch: 7 points accrued to card in a lot of their
+// own, active now.
+func accrual7(lt *lateTill, card string) *wire.Batch {
+	return lt.batch(store.Entry{CardCode: card, Kind: store.KindAccrual, Points: dec("7"), PurchaseKop: 700, CreatedAt: demoNow,
+		Lots: []store.LotChange{{Create: true, Delta: dec("7"), ActiveFrom: demoNow}}})
+}
+
+// wantApplied: a push answered 200, every entry applied.
+func wantApplied(t *testing.T, what string, code int, data []byte) {
+	t.Helper()
+	var res wire.BatchResult
+	if code != 200 || json.Unmarshal(data, &res) != nil {
+		t.Fatalf("%s: %d %s", what, code, data)
+	}
+	wantStatuses(t, what, &res, wire.Applied)
+}
+
 // TestDatabaseConnectionsCut: PostgreSQL drops every connection of head
 // office's pool (a failover, an administrator, a proxy in between
 // restarting) while they sit idle. A till's next push and feed work as if
@@ -33,22 +91,8 @@ func TestDatabaseConnectionsCut(t *testing.T) {
 	b := make([]byte, 6)
 	rand.Read(b)
 	app := "ho-test-" + hex.EncodeToString(b)
-	s, err := Open(context.Background(), Options{DSN: pgtest.DSN(t) + "&application_name=" + app, ERPToken: "erp-secret",
-		Clock: func() time.Time { return demoNow }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
+	s, hs, secret := servedHO(t, pgtest.DSN(t)+"&application_name="+app)
 	ctx := context.Background()
-	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
-		t.Fatal(err)
-	}
-	secret, err := s.Enrol(ctx, "S001-T01", "S001")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(s.Handler())
-	t.Cleanup(hs.Close)
 	admin, err := pgx.Connect(ctx, pgtest.DSN(t))
 	if err != nil {
 		t.Fatal(err)
@@ -75,28 +119,12 @@ func TestDatabaseConnectionsCut(t *testing.T) {
 			}
 		}
 	}
-	do := func(method, path string, body []byte, till bool) (int, []byte) {
-		t.Helper()
-		req, _ := http.NewRequest(method, hs.URL+path, bytes.NewReader(body))
-		if till {
-			req.SetBasicAuth("S001-T01", secret)
-		} else {
-			req.Header.Set("Authorization", "Bearer erp-secret")
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, data
-	}
 	card := "2900000000018"
 	balance := func() string {
 		t.Helper()
-		code, data := do("GET", "/v1/erp/reports/balances?card="+card, nil, false)
+		code, data := httpCall(t, hs, "GET", "/v1/erp/reports/balances?card="+card, nil, "")
 		if code == http.StatusServiceUnavailable {
-			code, data = do("GET", "/v1/erp/reports/balances?card="+card, nil, false)
+			code, data = httpCall(t, hs, "GET", "/v1/erp/reports/balances?card="+card, nil, "")
 		}
 		var cb CardBalance
 		if code != 200 || json.Unmarshal(data, &cb) != nil {
@@ -108,16 +136,11 @@ func TestDatabaseConnectionsCut(t *testing.T) {
 	var lt lateTill
 	for round := 1; round <= 3; round++ {
 		cut()
-		body, _ := json.Marshal(lt.batch(store.Entry{CardCode: card, Kind: store.KindAccrual, Points: dec("7"), PurchaseKop: 700, CreatedAt: demoNow,
-			Lots: []store.LotChange{{Create: true, Delta: dec("7"), ActiveFrom: demoNow}}}))
-		code, data := do("POST", "/v1/till/journal", body, true)
-		var res wire.BatchResult
-		if code != 200 || json.Unmarshal(data, &res) != nil {
-			t.Fatalf("push %d after the connections were cut: %d %s", round, code, data)
-		}
-		wantStatuses(t, "push", &res, wire.Applied)
+		body, _ := json.Marshal(accrual7(&lt, card))
+		code, data := httpCall(t, hs, "POST", "/v1/till/journal", body, secret)
+		wantApplied(t, fmt.Sprintf("push %d after the connections were cut", round), code, data)
 		cut()
-		if code, data := do("GET", "/v1/till/feed", nil, true); code != 200 {
+		if code, data := httpCall(t, hs, "GET", "/v1/till/feed", nil, secret); code != 200 {
 			t.Fatalf("feed %d after the connections were cut: %d %s", round, code, data)
 		}
 		cut()
@@ -132,8 +155,7 @@ func TestDatabaseConnectionsCut(t *testing.T) {
 	// Ingest itself reconnects too: a connection lost between the till's
 	// authentication and its batch.
 	cut()
-	res, err := s.Ingest(ctx, lt.batch(store.Entry{CardCode: card, Kind: store.KindAccrual, Points: dec("7"), PurchaseKop: 700, CreatedAt: demoNow,
-		Lots: []store.LotChange{{Create: true, Delta: dec("7"), ActiveFrom: demoNow}}}))
+	res, err := s.Ingest(ctx, accrual7(&lt, card))
 	if err != nil {
 		t.Fatalf("ingest after the connections were cut: %v", err)
 	}
@@ -231,21 +253,8 @@ func TestDatabaseLinkCut(t *testing.T) {
 	}
 	link := newPGLink(t, u.Host)
 	u.Host = link.ln.Addr().String()
-	s, err := Open(context.Background(), Options{DSN: u.String(), ERPToken: "erp-secret", Clock: func() time.Time { return demoNow }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
+	s, hs, secret := servedHO(t, u.String())
 	ctx := context.Background()
-	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
-		t.Fatal(err)
-	}
-	secret, err := s.Enrol(ctx, "S001-T01", "S001")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(s.Handler())
-	t.Cleanup(hs.Close)
 	card := "2900000000018"
 	before, err := s.CardBalanceOf(ctx, card)
 	if err != nil {
@@ -253,39 +262,20 @@ func TestDatabaseLinkCut(t *testing.T) {
 	}
 	var lt lateTill
 	next := func() []byte {
-		body, _ := json.Marshal(lt.batch(store.Entry{CardCode: card, Kind: store.KindAccrual, Points: dec("7"), PurchaseKop: 700, CreatedAt: demoNow,
-			Lots: []store.LotChange{{Create: true, Delta: dec("7"), ActiveFrom: demoNow}}}))
+		body, _ := json.Marshal(accrual7(&lt, card))
 		return body
 	}
-	push := func(body []byte) (int, []byte) {
-		t.Helper()
-		req, _ := http.NewRequest("POST", hs.URL+"/v1/till/journal", bytes.NewReader(body))
-		req.SetBasicAuth("S001-T01", secret)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, data
-	}
+	push := func(body []byte) (int, []byte) { return httpCall(t, hs, "POST", "/v1/till/journal", body, secret) }
 	applied := 0
-	wantApplied := func(what string, code int, data []byte) {
-		t.Helper()
-		var res wire.BatchResult
-		if code != 200 || json.Unmarshal(data, &res) != nil {
-			t.Fatalf("%s: %d %s", what, code, data)
-		}
-		wantStatuses(t, what, &res, wire.Applied)
-		applied++
-	}
 	code, data := push(next())
-	wantApplied("push before the cut", code, data)
+	wantApplied(t, "push before the cut", code, data)
+	applied++
 	if n := link.cut(); n == 0 {
 		t.Fatal("no connection through the link to cut")
 	}
 	code, data = push(next())
-	wantApplied("push after the link was cut", code, data)
+	wantApplied(t, "push after the link was cut", code, data)
+	applied++
 
 	link.setDown(true)
 	link.cut()
@@ -295,7 +285,8 @@ func TestDatabaseLinkCut(t *testing.T) {
 	}
 	link.setDown(false)
 	code, data = push(body) // the till sends the same batch again
-	wantApplied("push once the link is back", code, data)
+	wantApplied(t, "push once the link is back", code, data)
+	applied++
 	if s.LostConnections() == 0 {
 		t.Error("no lost connection counted")
 	}

@@ -2,10 +2,7 @@ package headoffice
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 
 	"github.com/shopspring/decimal"
@@ -20,15 +17,8 @@ func erpHTTP(t *testing.T, s *Server) func(method, path, body string) (int, stri
 	t.Cleanup(hs.Close)
 	return func(method, path, body string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer erp-secret")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(data)
+		code, data := httpCall(t, hs, method, path, []byte(body), "")
+		return code, string(data)
 	}
 }
 
