@@ -196,10 +196,7 @@ func (r *crashRig) tillCards() int {
 func checkExtraCards(t *testing.T, dbPath string) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{Path: dbPath, TillID: "S001-T01"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openTillStore(t, dbPath)
 	defer st.Close()
 	for i := range crashExtraCards {
 		b, err := st.Spendable(ctx, crashExtraCard(i), time.Now())
@@ -240,10 +237,7 @@ func (r *crashRig) syncUntilCaughtUp(d time.Duration) bool {
 // head office has already stored: kills between its commit and the till's.
 func (r *crashRig) unackedAtHeadOffice(pg *pgx.Conn) int {
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{Path: r.dbPath, TillID: "S001-T01"})
-	if err != nil {
-		r.t.Fatal(err)
-	}
+	st := openTillStore(r.t, r.dbPath)
 	defer st.Close()
 	pend, err := st.Pending(ctx, 1_000_000)
 	if err != nil {
@@ -267,10 +261,7 @@ func (r *crashRig) unackedAtHeadOffice(pg *pgx.Conn) int {
 func checkHeadOfficeHoldsTheJournal(t *testing.T, pg *pgx.Conn, dbPath string, cards []string) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{Path: dbPath, TillID: "S001-T01"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openTillStore(t, dbPath)
 	defer st.Close()
 	mine, err := st.JournalAfter(ctx, "", 1_000_000)
 	if err != nil {

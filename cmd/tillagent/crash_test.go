@@ -267,10 +267,7 @@ type ackedSale struct {
 func checkCrashInvariants(t *testing.T, dbPath, journalPath string, acked map[string]ackedSale, cards []string) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{Path: dbPath, TillID: "S001-T01"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openTillStore(t, dbPath)
 	defer st.Close()
 	docs, err := emulator.ReadJournal(journalPath)
 	if err != nil {
@@ -355,6 +352,16 @@ func checkCrashInvariants(t *testing.T, dbPath, journalPath string, acked map[st
 			t.Fatalf("card %s: balance %s spendable %s, journal says %s", c, b.Total, b.Spendable, want)
 		}
 	}
+}
+
+// openTillStore opens the store of the agent the test killed (S001-T01).
+func openTillStore(t *testing.T, path string) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Options{Path: path, TillID: "S001-T01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 func waitFor(d time.Duration, ok func() bool) bool {
