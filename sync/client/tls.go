@@ -39,9 +39,16 @@ func HTTPClient(f TLSFiles) (*http.Client, error) {
 	case (f.Cert == "") != (f.Key == ""):
 		return nil, errors.New("sync client: a till certificate needs both its file and its key file")
 	case f.Cert != "":
-		pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		load := func() (tls.Certificate, error) {
+			pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+			if err != nil {
+				return pair, fmt.Errorf("sync client: till certificate %s and key %s: %w", f.Cert, f.Key, err)
+			}
+			return pair, nil
+		}
+		pair, err := load()
 		if err != nil {
-			return nil, fmt.Errorf("sync client: till certificate %s and key %s: %w", f.Cert, f.Key, err)
+			return nil, err
 		}
 		leaf := pair.Leaf
 		if leaf == nil { // GODEBUG=x509keypairleaf=0
@@ -53,11 +60,8 @@ func HTTPClient(f TLSFiles) (*http.Client, error) {
 			return nil, fmt.Errorf("sync client: till certificate %s is for till %q (its common name), this till is %s", f.Cert, leaf.Subject.CommonName, f.TillID)
 		}
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
-			if err != nil {
-				return nil, fmt.Errorf("sync client: till certificate %s and key %s: %w", f.Cert, f.Key, err)
-			}
-			return &pair, nil
+			pair, err := load()
+			return &pair, err
 		}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()

@@ -66,7 +66,9 @@ func TestSyncOverTLS(t *testing.T) {
 
 // TestSyncOverMutualTLS: head office checks the tills' certificates
 // against its client CA (`headoffice serve -tls-client-ca`). A till with
-// its certificate and no secret loads its replica and pushes a sale; a
+// its certificate and no secret loads its replica and pushes a sale; its
+// certificate files are read at each handshake (another CA's written over
+// them is refused, a renewed one works, with no restart); a
 // certificate of an enrolled till stands for that till only (pushing
 // another's journal is refused, and so are credentials of another till);
 // one of a till not enrolled is refused 401; one signed by another CA
@@ -95,9 +97,33 @@ func TestSyncOverMutualTLS(t *testing.T) {
 		hc := certClient(cn, signer)
 		return func(o *client.Options) { o.URL, o.HTTPClient, o.CertAuth, o.Secret = ts.URL, hc, true, "" }
 	}
-	a := newTillWith(t, h, p, "S001-T40", "S001", 0, withCert("S001-T40", ca))
+	aPair := ca.Till(t, "S001-T40")
+	aClient, err := client.HTTPClient(client.TLSFiles{CA: ca.File, Cert: aPair.CertFile, Key: aPair.KeyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newTillWith(t, h, p, "S001-T40", "S001", 0, func(o *client.Options) {
+		o.URL, o.HTTPClient, o.CertAuth, o.Secret = ts.URL, aClient, true, ""
+	})
 	if err := a.c.SyncNow(ctx); err != nil {
 		t.Fatalf("till with its certificate: %v", err)
+	}
+	// The files are read at each handshake: a certificate of another CA
+	// written over them is refused, a renewed one works, no restart.
+	rogue := testpki.NewCA(t, "rogue CA").Till(t, "S001-T40")
+	for _, f := range [][2]string{{rogue.CertFile, aPair.CertFile}, {rogue.KeyFile, aPair.KeyFile}} {
+		if err := os.WriteFile(f[1], mustRead(t, f[0]), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	aClient.CloseIdleConnections()
+	if err := a.c.SyncNow(ctx); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("after another CA's certificate was written over the till's: %v, want refused", err)
+	}
+	ca.Till(t, "S001-T40") // renewed, into the same files
+	aClient.CloseIdleConnections()
+	if err := a.c.SyncNow(ctx); err != nil {
+		t.Fatalf("with the renewed certificate: %v", err)
 	}
 	sale := a.sell(t, card13, powder("1"), "100")
 	if err := a.c.SyncNow(ctx); err != nil {
