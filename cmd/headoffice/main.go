@@ -7,6 +7,7 @@
 //	headoffice import FILE                             ERP replica file (.json/.yaml)
 //	headoffice card-scope -store S001 [-scope all|home] [CODE...]   show or set the store's card scope; CODEs made home to it
 //	headoffice reset-feed -till S001-T01               the till loads its replica afresh (after a restore)
+//	headoffice retire -till S001-T01                   the till is admitted no more (stolen, broken); enrol brings it back
 //
 // The database is HEADOFFICE_DSN (or -dsn); the ERP token HEADOFFICE_ERP_TOKEN
 // (or -erp-token-file); the enrolment key, which signs till secrets so that
@@ -64,12 +65,12 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 	}
 	if !isCommand(cmd) {
 		// Before the flags and the database: a typo is named as such.
-		return fmt.Errorf("unknown command %q (serve, enrol, import, card-scope, reset-feed)", cmd)
+		return fmt.Errorf("unknown command %q (serve, enrol, import, card-scope, reset-feed, retire)", cmd)
 	}
 	fs := flag.NewFlagSet("headoffice "+cmd, flag.ContinueOnError)
 	fs.SetOutput(redactingWriter{os.Stderr}) // a bad value is quoted: it may be the DSN
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: headoffice COMMAND [flags] [ARGS]: serve | enrol | import FILE | card-scope [CODE...] | reset-feed\n  (see docs/sync.md)\nflags of headoffice %s:\n", cmd)
+		fmt.Fprintf(fs.Output(), "usage: headoffice COMMAND [flags] [ARGS]: serve | enrol | import FILE | card-scope [CODE...] | reset-feed | retire\n  (see docs/sync.md)\nflags of headoffice %s:\n", cmd)
 		fs.PrintDefaults()
 	}
 	dsn := fs.String("dsn", "", "PostgreSQL DSN (default $HEADOFFICE_DSN; not shown here, it may hold a password)")
@@ -83,7 +84,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 	cardCap := fs.String("offline-card-cap", "0", "serve: points a card may redeem on one till before head office has seen them (0: no limit)")
 	tillCap := fs.String("offline-till-cap", "0", "serve: points all cards together may redeem on one till before head office has seen them (0: no limit)")
 	maxAge := fs.Duration("offline-max-age", 0, "serve: no redemption on a till whose last feed is older (0: no limit)")
-	tillID := fs.String("till", "", "enrol, reset-feed: till id")
+	tillID := fs.String("till", "", "enrol, reset-feed, retire: till id")
 	storeID := fs.String("store", "", "enrol, card-scope: store id")
 	scope := fs.String("scope", "", "card-scope: all or home (empty: leave as it is)")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
@@ -202,6 +203,16 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 		}
 		fmt.Fprintf(out, "till %s: feed reset (epoch %d); it loads its replica afresh at its next sync\n", *tillID, epoch)
 		return nil
+	case "retire":
+		if *tillID == "" {
+			return errors.New("retire: -till is required")
+		}
+		at, err := srv.Retire(ctx, *tillID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "till %s: retired at %s; neither its secret nor its certificate is admitted until it is enrolled again\n", *tillID, at.UTC().Format(time.RFC3339))
+		return nil
 	}
 	if token == "" {
 		log.Warn("no ERP token: the ERP endpoints refuse every request")
@@ -285,7 +296,7 @@ const minTokenLen = 16
 
 func isCommand(cmd string) bool {
 	switch cmd {
-	case "serve", "enrol", "import", "card-scope", "reset-feed":
+	case "serve", "enrol", "import", "card-scope", "reset-feed", "retire":
 		return true
 	}
 	return false
@@ -309,7 +320,7 @@ func checkArgs(cmd string, implicit bool, args []string) error {
 		}
 	}
 	switch cmd {
-	case "serve", "enrol", "reset-feed":
+	case "serve", "enrol", "reset-feed", "retire":
 		return fmt.Errorf("%s takes no arguments, got %q", cmd, args)
 	}
 	return nil

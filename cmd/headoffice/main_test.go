@@ -130,6 +130,13 @@ func TestCardScopeAndResetCommands(t *testing.T) {
 	if err := run(ctx, []string{"reset-feed", "-dsn", dsn, "-till", "S009-T09"}, &out, nil); err == nil || !strings.Contains(err.Error(), "unknown till") {
 		t.Fatalf("reset of an unknown till: %v", err)
 	}
+	out.Reset()
+	if err := run(ctx, []string{"retire", "-dsn", dsn, "-till", "S001-T01"}, &out, nil); err != nil || !strings.Contains(out.String(), "till S001-T01: retired at ") {
+		t.Fatalf("retire: %v, output %q", err, out.String())
+	}
+	if err := run(ctx, []string{"retire", "-dsn", dsn, "-till", "S009-T09"}, &out, nil); err == nil || !strings.Contains(err.Error(), "unknown till") {
+		t.Fatalf("retire of an unknown till: %v", err)
+	}
 }
 
 // TestEnrolKeyFile: -enrol-key-file signs the secrets enrol prints; a key

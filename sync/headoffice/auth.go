@@ -34,6 +34,28 @@ func badRequest(err error) error { return badRequestError{err} }
 // ErrUnauthorized is a till or ERP request with wrong credentials.
 var ErrUnauthorized = errors.New("unauthorized")
 
+// Retire takes a till out of service (stolen, broken, replaced): from now
+// on neither its secret nor its certificate is admitted, and a secret
+// signed with the enrolment key from before now is not readmitted after a
+// restore. Its journal and watermark stay; enrolling it again brings it
+// back. Retiring a retired till answers when it was retired.
+func (s *Server) Retire(ctx context.Context, tillID string) (time.Time, error) {
+	var at time.Time
+	err := s.db.QueryRow(ctx, `UPDATE tills SET retired_at = coalesce(retired_at, now()) WHERE till_id = $1 RETURNING retired_at`, tillID).Scan(&at)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return time.Time{}, fmt.Errorf("retire till %s: %w", tillID, ErrUnknownTill)
+	case err != nil:
+		return time.Time{}, fmt.Errorf("retire till %s: %w", tillID, err)
+	}
+	return at, nil
+}
+
+// retiredError says a till is retired, for head office's log.
+func retiredError(tillID string, at time.Time) error {
+	return fmt.Errorf("%w: till %s was retired at %s (enrol it again to bring it back)", ErrUnauthorized, tillID, at.UTC().Format(time.RFC3339))
+}
+
 // Enrol registers a till of a store and returns its secret, shown once:
 // head office keeps only its SHA-256 (the secret carries 32 random bytes
 // or, with an enrolment key, 16 random bytes and a 32-byte HMAC, so a slow
@@ -71,7 +93,7 @@ func (s *Server) Enrol(ctx context.Context, tillID, storeID string) (string, err
 	sum := sha256.Sum256([]byte(secret))
 	_, err = s.db.Exec(ctx, `INSERT INTO tills (till_id, store_id, secret_sha256, enrolled_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (till_id) DO UPDATE SET store_id = excluded.store_id, secret_sha256 = excluded.secret_sha256,
-			enrolled_at = excluded.enrolled_at`,
+			enrolled_at = excluded.enrolled_at, retired_at = NULL`,
 		tillID, storeID, sum[:], issued)
 	if err != nil {
 		return "", fmt.Errorf("enrol till %s: %w", tillID, err)
@@ -139,11 +161,17 @@ func (s *Server) keyedSecret(tillID, secret string) (storeID string, issued time
 func (s *Server) authTill(ctx context.Context, tillID, secret string) (string, error) {
 	var store string
 	var want []byte
-	err := s.db.QueryRow(ctx, `SELECT store_id, secret_sha256 FROM tills WHERE till_id = $1`, tillID).Scan(&store, &want)
+	var retired *time.Time
+	err := s.db.QueryRow(ctx, `SELECT store_id, secret_sha256, retired_at FROM tills WHERE till_id = $1`, tillID).Scan(&store, &want, &retired)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return "", fmt.Errorf("authenticate till %s: %w", tillID, err)
 	}
 	known := err == nil
+	if known && retired != nil {
+		if _, issued, ok := s.keyedSecret(tillID, secret); !ok || !issued.After(*retired) {
+			return "", retiredError(tillID, *retired)
+		}
+	}
 	got := sha256.Sum256([]byte(secret))
 	if known && subtle.ConstantTimeCompare(got[:], want) == 1 {
 		return store, nil
@@ -169,12 +197,15 @@ func (s *Server) authTill(ctx context.Context, tillID, secret string) (string, e
 // certificate stands for the secret, the till must still be enrolled.
 func (s *Server) authTillCert(ctx context.Context, tillID string) (string, error) {
 	var store string
-	err := s.db.QueryRow(ctx, `SELECT store_id FROM tills WHERE till_id = $1`, tillID).Scan(&store)
+	var retired *time.Time
+	err := s.db.QueryRow(ctx, `SELECT store_id, retired_at FROM tills WHERE till_id = $1`, tillID).Scan(&store, &retired)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return "", fmt.Errorf("%w: till %s has a certificate but is not enrolled here (enrol it: headoffice enrol)", ErrUnauthorized, tillID)
 	case err != nil:
 		return "", fmt.Errorf("authenticate till %s: %w", tillID, err)
+	case retired != nil:
+		return "", retiredError(tillID, *retired)
 	}
 	return store, nil
 }
@@ -192,8 +223,8 @@ func (s *Server) readmit(ctx context.Context, tillID, storeID string, issued tim
 		SELECT $1, $2, $3, $4, `+sqlNewEpoch+`
 		WHERE EXISTS (SELECT 1 FROM catalog WHERE section = 'stores' AND id = $2)
 		ON CONFLICT (till_id) DO UPDATE SET store_id = excluded.store_id, secret_sha256 = excluded.secret_sha256,
-			enrolled_at = excluded.enrolled_at, feed_epoch = excluded.feed_epoch
-		WHERE tills.enrolled_at < excluded.enrolled_at`,
+			enrolled_at = excluded.enrolled_at, feed_epoch = excluded.feed_epoch, retired_at = NULL
+		WHERE tills.enrolled_at < excluded.enrolled_at AND (tills.retired_at IS NULL OR tills.retired_at < excluded.enrolled_at)`,
 		tillID, storeID, sum, issued)
 	if err != nil {
 		return "", fmt.Errorf("authenticate till %s: readmit: %w", tillID, err)

@@ -41,6 +41,7 @@ const MaxBody = 64 << 20
 //	POST /v1/erp/maintain          expire lots and settle debt now (cmd/headoffice runs it on a schedule)
 //	GET|PUT /v1/erp/stores/{store}/card-scope   {"scope": "all"|"home"}
 //	POST /v1/erp/stores/{store}/cards            {"cards": [codes]} made home to the store
+//	POST /v1/erp/tills/{till}/retire             the till is admitted no more (until enrolled again)
 //	POST /v1/erp/tills/{till}/reset-feed         the till loads its replica afresh
 //	GET  /v1/erp/reports/writeoffs               debt the negative-balance policy wrote off
 //	GET  /v1/erp/conflicts[?all=1|true]          till entries head office holds with other content: both copies
@@ -90,6 +91,14 @@ func (s *Server) Handler() http.Handler {
 	}))
 	mux.HandleFunc("PUT /v1/erp/stores/{store}/card-scope", s.erp(s.handleSetScope))
 	mux.HandleFunc("POST /v1/erp/stores/{store}/cards", s.erp(s.handleAssign))
+	mux.HandleFunc("POST /v1/erp/tills/{till}/retire", s.erp(func(w http.ResponseWriter, r *http.Request) {
+		at, err := s.Retire(r.Context(), r.PathValue("till"))
+		if errors.Is(err, ErrUnknownTill) {
+			httpError(w, http.StatusNotFound, err.Error())
+			return
+		}
+		s.reply(w, r, map[string]any{"till_id": r.PathValue("till"), "retired_at": at}, err)
+	}))
 	mux.HandleFunc("POST /v1/erp/tills/{till}/reset-feed", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		epoch, err := s.ResetFeed(r.Context(), r.PathValue("till"))
 		if errors.Is(err, ErrUnknownTill) {

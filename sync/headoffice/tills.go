@@ -19,6 +19,7 @@ type TillState struct {
 	WaitingSince   *time.Time `json:"waiting_since,omitempty"`    // the oldest of them received
 	Rejected       int        `json:"rejected"`                   // kept as rejected (GET /v1/erp/rejected)
 	LastRejectedAt *time.Time `json:"last_rejected_at,omitempty"` // the newest of them received
+	RetiredAt      *time.Time `json:"retired_at,omitempty"`       // taken out of service (Retire)
 }
 
 // Tills reports every enrolled till, those with entries waiting first
@@ -26,7 +27,7 @@ type TillState struct {
 // partial indexes (unfolded, rejected), not the whole journal.
 func (s *Server) Tills(ctx context.Context) ([]TillState, error) {
 	rows, err := s.db.Query(ctx, `SELECT t.till_id, t.store_id, t.enrolled_at, t.folded_through,
-			coalesce(w.n, 0), w.since, coalesce(r.n, 0), r.last
+			coalesce(w.n, 0), w.since, coalesce(r.n, 0), r.last, t.retired_at
 		FROM tills t
 		LEFT JOIN (SELECT till_id, count(*) AS n, min(received_at) AS since FROM journal WHERE NOT folded GROUP BY till_id) w
 			ON w.till_id = t.till_id
@@ -40,7 +41,7 @@ func (s *Server) Tills(ctx context.Context) ([]TillState, error) {
 	out := []TillState{}
 	for rows.Next() {
 		var t TillState
-		if err := rows.Scan(&t.TillID, &t.StoreID, &t.EnrolledAt, &t.FoldedThrough, &t.Waiting, &t.WaitingSince, &t.Rejected, &t.LastRejectedAt); err != nil {
+		if err := rows.Scan(&t.TillID, &t.StoreID, &t.EnrolledAt, &t.FoldedThrough, &t.Waiting, &t.WaitingSince, &t.Rejected, &t.LastRejectedAt, &t.RetiredAt); err != nil {
 			return nil, fmt.Errorf("tills report: %w", err)
 		}
 		out = append(out, t)
