@@ -264,6 +264,17 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 		metrics.Gauge("tillagent_sync_refused_entries", "Journal entries head office refused (conflict, rejected): kept, sent again after a back-off.", func(context.Context) (float64, error) {
 			return float64(syncer.Status().RefusedCount), nil
 		})
+		if f := cfg.Sync.CertFile; f != "" {
+			// Short-lived certificates lapse: an expired one stops the sync
+			// (and, after offline_max_age, redemption).
+			metrics.Gauge("tillagent_sync_certificate_expiry_seconds", "Seconds until the till's TLS certificate (sync.cert_file) expires; negative once expired.", func(context.Context) (float64, error) {
+				at, err := client.CertificateExpiry(f)
+				return time.Until(at).Seconds(), err
+			})
+			if at, err := client.CertificateExpiry(f); err == nil && time.Until(at) < 7*24*time.Hour {
+				log.Warn("the till's TLS certificate expires soon: renew it (the new one is read at the next connection)", "cert_file", f, "not_after", at)
+			}
+		}
 	}
 	// Listeners open before the agent says it is ready, so that a socket
 	// that cannot be opened is a startup error.

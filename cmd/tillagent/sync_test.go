@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -203,6 +204,17 @@ func TestAgentSyncsOverMutualTLS(t *testing.T) {
 	h.must(200, "POST", "/v1/sync/now", nil, &st)
 	if st.Backlog != 0 {
 		t.Fatalf("after sync now over mutual TLS: %+v", st)
+	}
+	// The certificate is valid for an hour (testpki): /metrics counts down.
+	_, body := h.do("GET", "/metrics", nil, nil)
+	var left float64
+	for _, l := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(l, "tillagent_sync_certificate_expiry_seconds "); ok {
+			left, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if left < 3000 || left > 3600 {
+		t.Errorf("certificate expiry metric %v s, want just under an hour:\n%s", left, body)
 	}
 	// A certificate for a till head office has not enrolled: the hint
 	// names the certificate, not a secret.

@@ -3,10 +3,12 @@ package client
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"time"
 )
 
 // TLSFiles are the till's TLS files: CA a PEM bundle to trust for head
@@ -67,4 +69,22 @@ func HTTPClient(f TLSFiles) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = cfg
 	return &http.Client{Transport: tr}, nil
+}
+
+// CertificateExpiry is when the till certificate in certFile (its first
+// PEM block) expires: read from the file each time, so a renewal shows.
+func CertificateExpiry(certFile string) (time.Time, error) {
+	data, err := os.ReadFile(certFile)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("till certificate: %w", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return time.Time{}, fmt.Errorf("till certificate %s: no PEM block", certFile)
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("till certificate %s: %w", certFile, err)
+	}
+	return c.NotAfter, nil
 }
