@@ -317,6 +317,11 @@ func runScenario(t *testing.T, f fault) map[string]string {
 	if over.String() != "200" {
 		t.Errorf("flagged overdraft of card 13: %s points in %d records, want 200", over, len(ods))
 	}
+	// No fault here touches PostgreSQL: a till's cut request must not pass
+	// for a lost database connection (each would reset the pool).
+	if n := e.h.srv.LostConnections(); n != 0 {
+		t.Errorf("%d lost database connections counted under %s", n, f.name)
+	}
 	return final
 }
 
