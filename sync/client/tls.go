@@ -72,15 +72,22 @@ func HTTPClient(f TLSFiles) (*http.Client, error) {
 }
 
 // CertificateExpiry is when the till certificate in certFile (its first
-// PEM block) expires: read from the file each time, so a renewal shows.
+// CERTIFICATE block: the key may come first in the same file, as
+// tls.LoadX509KeyPair takes it) expires: read from the file each time, so
+// a renewal shows.
 func CertificateExpiry(certFile string) (time.Time, error) {
 	data, err := os.ReadFile(certFile)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("till certificate: %w", err)
 	}
-	block, _ := pem.Decode(data)
+	var block *pem.Block
+	for {
+		if block, data = pem.Decode(data); block == nil || block.Type == "CERTIFICATE" {
+			break
+		}
+	}
 	if block == nil {
-		return time.Time{}, fmt.Errorf("till certificate %s: no PEM block", certFile)
+		return time.Time{}, fmt.Errorf("till certificate %s: no CERTIFICATE block", certFile)
 	}
 	c, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {

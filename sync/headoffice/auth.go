@@ -38,10 +38,15 @@ var ErrUnauthorized = errors.New("unauthorized")
 // on neither its secret nor its certificate is admitted, and a secret
 // signed with the enrolment key from before now is not readmitted after a
 // restore. Its journal and watermark stay; enrolling it again brings it
-// back. Retiring a retired till answers when it was retired.
+// back with a new secret, and only certificates issued after now (a push
+// in flight is refused under the till's row lock, see sqlLockTill).
+// Retiring a retired till answers when it was retired.
 func (s *Server) Retire(ctx context.Context, tillID string) (time.Time, error) {
+	// Wall time, as Enrol stamps enrolments: the two are compared.
+	now := time.UnixMilli(time.Now().UnixMilli())
 	var at time.Time
-	err := s.db.QueryRow(ctx, `UPDATE tills SET retired_at = coalesce(retired_at, now()) WHERE till_id = $1 RETURNING retired_at`, tillID).Scan(&at)
+	err := s.db.QueryRow(ctx, `UPDATE tills SET retired_at = coalesce(retired_at, $2), certs_after = coalesce(retired_at, $2)
+		WHERE till_id = $1 RETURNING retired_at`, tillID, now).Scan(&at)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return time.Time{}, fmt.Errorf("retire till %s: %w", tillID, ErrUnknownTill)
@@ -193,12 +198,14 @@ func (s *Server) authTill(ctx context.Context, tillID, secret string) (string, e
 }
 
 // authTillCert admits a till by the certificate it presented (verified by
-// the TLS layer, its common name tillID) and returns its store: the
-// certificate stands for the secret, the till must still be enrolled.
-func (s *Server) authTillCert(ctx context.Context, tillID string) (string, error) {
+// the TLS layer, its common name tillID, valid from notBefore) and returns
+// its store: the certificate stands for the secret, the till must still be
+// enrolled, and a certificate from before its last retirement is refused
+// (a stolen till's, after its replacement was enrolled under its id).
+func (s *Server) authTillCert(ctx context.Context, tillID string, notBefore time.Time) (string, error) {
 	var store string
-	var retired *time.Time
-	err := s.db.QueryRow(ctx, `SELECT store_id, retired_at FROM tills WHERE till_id = $1`, tillID).Scan(&store, &retired)
+	var retired, certsAfter *time.Time
+	err := s.db.QueryRow(ctx, `SELECT store_id, retired_at, certs_after FROM tills WHERE till_id = $1`, tillID).Scan(&store, &retired, &certsAfter)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return "", fmt.Errorf("%w: till %s has a certificate but is not enrolled here (enrol it: headoffice enrol)", ErrUnauthorized, tillID)
@@ -206,6 +213,9 @@ func (s *Server) authTillCert(ctx context.Context, tillID string) (string, error
 		return "", fmt.Errorf("authenticate till %s: %w", tillID, err)
 	case retired != nil:
 		return "", retiredError(tillID, *retired)
+	case certsAfter != nil && !notBefore.After(*certsAfter):
+		return "", fmt.Errorf("%w: till %s's certificate is valid from %s, before the till was retired at %s: issue its replacement a new one",
+			ErrUnauthorized, tillID, notBefore.UTC().Format(time.RFC3339), certsAfter.UTC().Format(time.RFC3339))
 	}
 	return store, nil
 }

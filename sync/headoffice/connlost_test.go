@@ -45,6 +45,40 @@ func servedHO(t *testing.T, dsn string) (*Server, *httptest.Server, string) {
 	return s, hs, secret
 }
 
+// namedHO is servedHO on a fresh test schema whose connections carry a
+// name of their own (application_name app), to find them in
+// pg_stat_activity; dsn is the schema's DSN without the name.
+func namedHO(t *testing.T) (s *Server, hs *httptest.Server, secret, dsn, app string) {
+	t.Helper()
+	b := make([]byte, 6)
+	rand.Read(b)
+	app = "ho-test-" + hex.EncodeToString(b)
+	dsn = pgtest.DSN(t)
+	s, hs, secret = servedHO(t, dsn+"&application_name="+app)
+	return s, hs, secret, dsn, app
+}
+
+// holdTillRow locks till S001-T01's row on a connection of its own, until
+// the returned transaction ends.
+func holdTillRow(t *testing.T, dsn string) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	holder, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { holder.Close(context.Background()) })
+	hold, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hold.Rollback(context.Background()) })
+	if _, err := hold.Exec(ctx, `SELECT 1 FROM tills WHERE till_id = 'S001-T01' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	return hold
+}
+
 // httpCall sends a request to hs as till S001-T01 with secret, or as ERP
 // when secret is empty, and returns the status and the body.
 func httpCall(t *testing.T, hs *httptest.Server, method, path string, body []byte, secret string) (int, []byte) {
@@ -88,10 +122,7 @@ func wantApplied(t *testing.T, what string, code int, data []byte) {
 // 503 "retry" at most once, and the next one works; Ingest called in
 // process reconnects too.
 func TestDatabaseConnectionsCut(t *testing.T) {
-	b := make([]byte, 6)
-	rand.Read(b)
-	app := "ho-test-" + hex.EncodeToString(b)
-	s, hs, secret := servedHO(t, pgtest.DSN(t)+"&application_name="+app)
+	s, hs, secret, _, app := namedHO(t)
 	ctx := context.Background()
 	admin, err := pgx.Connect(ctx, pgtest.DSN(t))
 	if err != nil {

@@ -73,8 +73,15 @@ type Server struct {
 // connection (ingestion is idempotent; a commit whose answer was lost is a
 // duplicate the second time).
 func connLost(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	var after afterLost
+	var ce *pgconn.ConnectError
+	switch {
+	case err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return false
+	case errors.As(err, &after) || errors.As(err, &ce):
+		// Run again after a lost connection, or no connection to be had
+		// (the server down, starting, or out of connection slots).
+		return true
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
@@ -108,9 +115,25 @@ func (s *Server) lostConn(err error) bool {
 func (s *Server) retryLost(op func() error) error {
 	err := op()
 	if s.lostConn(err) {
-		err = op()
+		err = lostBefore(op())
 	}
 	return err
+}
+
+// afterLost is an error of a request run again after its connection was
+// lost: whether the first run committed is unknown, so whatever the second
+// says, the caller is told to send the request again (connLost).
+type afterLost struct{ err error }
+
+func (e afterLost) Error() string { return e.err.Error() }
+func (e afterLost) Unwrap() error { return e.err }
+
+// lostBefore marks err (if any) as coming after a lost connection.
+func lostBefore(err error) error {
+	if err == nil {
+		return nil
+	}
+	return afterLost{err}
 }
 
 // LostConnections is how many times a request found its connection to

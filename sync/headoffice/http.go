@@ -3,6 +3,7 @@ package headoffice
 import (
 	"bytes"
 	"cmp"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -200,7 +201,11 @@ type tillHandler func(w http.ResponseWriter, r *http.Request, tillID, storeID st
 func (s *Server) till(h tillHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, secret, basic := r.BasicAuth()
-		certID, cert := tillCertificate(r)
+		leaf := tillCertificate(r)
+		certID, cert := "", leaf != nil
+		if cert {
+			certID = leaf.Subject.CommonName
+		}
 		switch {
 		case cert && basic && id != certID:
 			s.log.Warn("till authentication failed", "till", id, "certificate", certID, "remote", r.RemoteAddr)
@@ -212,10 +217,16 @@ func (s *Server) till(h tillHandler) http.HandlerFunc {
 			httpError(w, http.StatusUnauthorized, "till credentials required (HTTP Basic: till id and secret, or the till's TLS certificate)")
 			return
 		}
+		if !tillIDRe.MatchString(id) {
+			// No enrolled till has such an id (Enrol checks it), and
+			// PostgreSQL may not even take it (U+0000, bytes not UTF-8).
+			httpError(w, http.StatusUnauthorized, "unknown till: a till id is 1-37 of A-Z a-z 0-9 _ . : / -")
+			return
+		}
 		var storeID string
 		err := s.retryLost(func() (err error) {
 			if cert {
-				storeID, err = s.authTillCert(r.Context(), id)
+				storeID, err = s.authTillCert(r.Context(), id, leaf.NotBefore)
 			} else {
 				storeID, err = s.authTill(r.Context(), id, secret)
 			}
@@ -239,15 +250,17 @@ func (s *Server) till(h tillHandler) http.HandlerFunc {
 	}
 }
 
-// tillCertificate is the till id of the request's client certificate,
-// when it presented one that the server's client CAs verified
-// (`headoffice serve -tls-client-ca`): its subject's common name.
-func tillCertificate(r *http.Request) (string, bool) {
+// tillCertificate is the request's client certificate naming a till (its
+// subject's common name), when it presented one that the server's client
+// CAs verified (`headoffice serve -tls-client-ca`); nil otherwise.
+func tillCertificate(r *http.Request) *x509.Certificate {
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
-		return "", false
+		return nil
 	}
-	cn := r.TLS.VerifiedChains[0][0].Subject.CommonName
-	return cn, cn != ""
+	if leaf := r.TLS.VerifiedChains[0][0]; leaf.Subject.CommonName != "" {
+		return leaf
+	}
+	return nil
 }
 
 func (s *Server) erp(h http.HandlerFunc) http.HandlerFunc {
@@ -615,6 +628,11 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error)
 		return
 	case errors.Is(err, ErrUnknownStore):
 		httpError(w, http.StatusNotFound, err.Error())
+		return
+	case errors.Is(err, ErrUnauthorized):
+		// A till retired while its request ran (sqlLockTill).
+		s.log.Warn("till refused", "method", r.Method, "path", r.URL.Path, "why", err)
+		httpError(w, http.StatusUnauthorized, "unknown till or wrong secret: head office's log says why")
 		return
 	}
 	if s.lostReply(w, err) {

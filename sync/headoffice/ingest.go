@@ -41,10 +41,11 @@ func (s *Server) Ingest(ctx context.Context, b *wire.Batch) (*wire.BatchResult, 
 	}
 	var res *wire.BatchResult
 	var err error
-	allLots := false
+	allLots, lost := false, false
 	for attempt := 0; attempt < 4; attempt++ {
 		res, err = s.ingestOnce(ctx, all, refused, allLots)
 		if s.lostConn(err) {
+			lost = true
 			continue // idempotent: a commit whose answer was lost is a duplicate now
 		}
 		var pe *pgconn.PgError
@@ -68,6 +69,9 @@ func (s *Server) Ingest(ctx context.Context, b *wire.Batch) (*wire.BatchResult, 
 		s.log.Warn("ingest retried", "till", b.TillID, "code", pe.Code)
 	}
 	if err != nil {
+		if lost {
+			err = lostBefore(err) // an earlier run may have committed: the till sends the batch again
+		}
 		return nil, fmt.Errorf("ingest batch of till %s (%d entries): %w", b.TillID, len(b.Entries), err)
 	}
 	for _, r := range b.Invalid {
@@ -85,8 +89,10 @@ func (s *Server) Ingest(ctx context.Context, b *wire.Batch) (*wire.BatchResult, 
 const (
 	// The till's row first (the fixed lock order), with its store's
 	// time zone for the history months.
+	// A till retired since it authenticated is refused here, under the
+	// row lock Retire takes too: nothing of its batch is written.
 	sqlLockTill = `SELECT t.folded_through,
-			coalesce((SELECT c.body->>'timezone' FROM catalog c WHERE c.section = 'stores' AND c.id = t.store_id), '')
+			coalesce((SELECT c.body->>'timezone' FROM catalog c WHERE c.section = 'stores' AND c.id = t.store_id), ''), t.retired_at
 		FROM tills t WHERE t.till_id = $1 FOR UPDATE OF t`
 	// Entries of the batch stored and folded before: a retry (same digest)
 	// or a conflict. Only ids up to the watermark are looked up: ids rise
@@ -258,8 +264,12 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 	// would write off debt that the card's points not yet active cover.
 	pa.Queue("set local headoffice.debt_policy = off")
 	pa.Queue(sqlLockTill, b.TillID).QueryRow(func(r pgx.Row) error {
-		if err := r.Scan(&folded, &tz); err != nil {
+		var retired *time.Time
+		if err := r.Scan(&folded, &tz, &retired); err != nil {
 			return fmt.Errorf("lock till: %w", err)
+		}
+		if retired != nil {
+			return retiredError(b.TillID, *retired)
 		}
 		return nil
 	})

@@ -1,0 +1,252 @@
+package headoffice
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"tillagent/sync/pgtest"
+)
+
+// testCert is a certificate and its key, made in memory (these tests).
+type testCert struct {
+	cert *x509.Certificate
+	der  []byte
+	key  *ecdsa.PrivateKey
+}
+
+// issueCert makes a certificate for cn signed by parent (nil: self-signed),
+// valid from notBefore to notAfter; ca makes it a CA.
+func issueCert(t *testing.T, parent *testCert, cn string, ca bool, usage x509.ExtKeyUsage, notBefore, notAfter time.Time) *testCert {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{SerialNumber: sn, Subject: pkix.Name{CommonName: cn}, NotBefore: notBefore, NotAfter: notAfter}
+	if ca {
+		tmpl.IsCA, tmpl.BasicConstraintsValid, tmpl.KeyUsage = true, true, x509.KeyUsageCertSign
+	} else {
+		tmpl.KeyUsage, tmpl.ExtKeyUsage = x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{usage}
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+	}
+	signer, signKey := tmpl, key
+	if parent != nil {
+		signer, signKey = parent.cert, parent.key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCert{cert: c, der: der, key: key}
+}
+
+// tlsCert is c (and the chain after it) for a tls.Config.
+func (c *testCert) tlsCert(chain ...*testCert) tls.Certificate {
+	tc := tls.Certificate{Certificate: [][]byte{c.der}, PrivateKey: c.key, Leaf: c.cert}
+	for _, x := range chain {
+		tc.Certificate = append(tc.Certificate, x.der)
+	}
+	return tc
+}
+
+// mtlsRig is a tills' CA and head office served over mutual TLS with it
+// (as `headoffice serve -tls-client-ca`), on s's handler.
+type mtlsRig struct {
+	ca  *testCert
+	hs  *httptest.Server
+	now time.Time
+}
+
+func mtlsHO(t *testing.T, s *Server) *mtlsRig {
+	t.Helper()
+	now := time.Now()
+	ca := issueCert(t, nil, "tills CA", true, 0, now.Add(-48*time.Hour), now.Add(48*time.Hour))
+	srv := issueCert(t, ca, "head office", false, x509.ExtKeyUsageServerAuth, now.Add(-time.Hour), now.Add(time.Hour))
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	hs := httptest.NewUnstartedServer(s.Handler())
+	hs.TLS = &tls.Config{Certificates: []tls.Certificate{srv.tlsCert()}, ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}
+	hs.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
+	hs.StartTLS()
+	t.Cleanup(hs.Close)
+	return &mtlsRig{ca: ca, hs: hs, now: now}
+}
+
+// till issues a till certificate for cn, valid from an hour ago for an hour.
+func (p *mtlsRig) till(t *testing.T, cn string) *testCert {
+	return issueCert(t, p.ca, cn, false, x509.ExtKeyUsageClientAuth, p.now.Add(-time.Hour), p.now.Add(time.Hour))
+}
+
+// get sends GET path presenting cert (nil: none), with HTTP Basic user and
+// secret when user is set, or the ERP token when bearer is set; it returns
+// the status, or 0 and the error when the request failed (a refused
+// handshake).
+func (p *mtlsRig) get(t *testing.T, path string, cert *tls.Certificate, user, secret, bearer string) (int, error) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AddCert(p.ca.cert)
+	cfg := &tls.Config{RootCAs: pool}
+	if cert != nil {
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
+	req, _ := http.NewRequest("GET", p.hs.URL+path, nil)
+	if user != "" {
+		req.SetBasicAuth(user, secret)
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// TestRetiredTillsCertificateRefusedAfterReEnrol: a till is stolen,
+// retired, and its replacement enrolled under the same id (the position
+// in the store keeps its id). The stolen till's secret stays refused, and
+// so does its certificate, still valid (certificates are short-lived, not
+// revoked): one valid from before the retirement is refused even once the
+// till is enrolled again.
+func TestRetiredTillsCertificateRefusedAfterReEnrol(t *testing.T) {
+	s, _, secret := servedHO(t, pgtest.DSN(t))
+	ctx := context.Background()
+	p := mtlsHO(t, s)
+	stolen := p.till(t, "S001-T01").tlsCert()
+	if code, err := p.get(t, "/v1/till/feed", &stolen, "", "", ""); code != 200 {
+		t.Fatalf("feed with the till's certificate before it was stolen: %d %v", code, err)
+	}
+	if _, err := s.Retire(ctx, "S001-T01"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := p.get(t, "/v1/till/feed", &stolen, "", "", ""); code != 401 {
+		t.Fatalf("feed with the retired till's certificate: %d, want 401", code)
+	}
+	// The replacement till is enrolled under the same id.
+	newSecret, err := s.Enrol(ctx, "S001-T01", "S001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := p.get(t, "/v1/till/feed", nil, "S001-T01", newSecret, ""); code != 200 {
+		t.Fatalf("replacement till with its new secret: %d, want 200", code)
+	}
+	if code, _ := p.get(t, "/v1/till/feed", nil, "S001-T01", secret, ""); code != 401 {
+		t.Fatalf("stolen till's secret after the re-enrolment: %d, want 401", code)
+	}
+	if code, _ := p.get(t, "/v1/till/feed", &stolen, "", "", ""); code != 401 {
+		t.Errorf("stolen till's certificate (issued before the retirement) after the re-enrolment: %d, want 401 like its secret", code)
+	}
+}
+
+// TestTillCertificateEdgeCases guards what the mutual-TLS admission got
+// right:
+//   - a till certificate with a wrong secret of the same till is
+//     admitted: the verified certificate is the credential (docs: "needs no
+//     secret"); a till keeping a stale secret file after it was enrolled
+//     again must not be cut off, and refusing would protect nothing (the
+//     holder of the certificate can drop the header);
+//   - a certificate whose common name is not an enrolled till (the ERP's
+//     reserved name, the store's id, the till id with a trailing space or
+//     in other case) is 401;
+//   - a certificate with an empty common name stands for no till: the
+//     request's HTTP Basic credentials decide (right secret 200, wrong 401);
+//   - a till certificate on an ERP endpoint is no ERP credential (401);
+//   - a chain through an intermediate CA is admitted as the leaf's till;
+//   - an expired certificate, a not-yet-valid one, and a server
+//     certificate (no client-auth usage) of the same CA fail the
+//     handshake; an intermediate CA's own certificate names no till.
+func TestTillCertificateEdgeCases(t *testing.T) {
+	s, _, secret := servedHO(t, pgtest.DSN(t))
+	p := mtlsHO(t, s)
+	feed := "/v1/till/feed"
+	a := p.till(t, "S001-T01").tlsCert()
+	if code, err := p.get(t, feed, &a, "S001-T01", "wrong-secret-wrong-secret", ""); code != 200 {
+		t.Errorf("till certificate with a wrong secret of the same till: %d %v, want 200 (the certificate is the credential)", code, err)
+	}
+	for _, cn := range []string{"ERP", "S001", "S001-T01 ", "s001-t01", "S001-T01/../S001-T02"} {
+		c := p.till(t, cn).tlsCert()
+		if code, err := p.get(t, feed, &c, "", "", ""); code != 401 {
+			t.Errorf("certificate for %q: %d %v, want 401", cn, code, err)
+		}
+	}
+	empty := p.till(t, "").tlsCert()
+	if code, err := p.get(t, feed, &empty, "S001-T01", secret, ""); code != 200 {
+		t.Errorf("certificate with no common name and the till's secret: %d %v, want 200", code, err)
+	}
+	if code, err := p.get(t, feed, &empty, "S001-T01", "wrong-secret-wrong-secret", ""); code != 401 {
+		t.Errorf("certificate with no common name and a wrong secret: %d %v, want 401", code, err)
+	}
+	if code, err := p.get(t, "/v1/erp/reports/tills", &a, "", "", ""); code != 401 {
+		t.Errorf("till certificate on an ERP endpoint: %d %v, want 401", code, err)
+	}
+	if code, err := p.get(t, "/v1/erp/reports/tills", &a, "", "", "erp-secret"); code != 200 {
+		t.Errorf("ERP token over a connection with a till certificate: %d %v, want 200", code, err)
+	}
+
+	inter := issueCert(t, p.ca, "store S001 CA", true, 0, p.now.Add(-time.Hour), p.now.Add(time.Hour))
+	leaf := issueCert(t, inter, "S001-T01", false, x509.ExtKeyUsageClientAuth, p.now.Add(-time.Hour), p.now.Add(time.Hour))
+	chained := leaf.tlsCert(inter)
+	if code, err := p.get(t, feed, &chained, "", "", ""); code != 200 {
+		t.Errorf("till certificate through an intermediate CA: %d %v, want 200", code, err)
+	}
+	// The intermediate presented as a client certificate (no extended key
+	// usage: Go lets it through the handshake) names no till: refused.
+	asInter := inter.tlsCert()
+	if code, err := p.get(t, feed, &asInter, "", "", ""); code == 200 {
+		t.Errorf("the intermediate CA's own certificate as a till's: %d %v, want refused", code, err)
+	}
+	for what, c := range map[string]tls.Certificate{
+		"expired":       issueCert(t, p.ca, "S001-T01", false, x509.ExtKeyUsageClientAuth, p.now.Add(-2*time.Hour), p.now.Add(-time.Hour)).tlsCert(),
+		"not yet valid": issueCert(t, p.ca, "S001-T01", false, x509.ExtKeyUsageClientAuth, p.now.Add(time.Hour), p.now.Add(2*time.Hour)).tlsCert(),
+		"server usage":  issueCert(t, p.ca, "S001-T01", false, x509.ExtKeyUsageServerAuth, p.now.Add(-time.Hour), p.now.Add(time.Hour)).tlsCert(),
+	} {
+		code, err := p.get(t, feed, &c, "", "", "")
+		if err == nil {
+			t.Errorf("%s certificate: answered %d, want the handshake refused", what, code)
+		}
+	}
+}
+
+// TestTillIDPostgresCannotStoreIs401: a till certificate whose common
+// name holds U+0000 (UTF8String allows it), or HTTP Basic credentials
+// whose user holds U+0000 or bytes that are not UTF-8, name no till head
+// office could have enrolled (Enrol admits only [A-Za-z0-9_.:/-]). They
+// are 401 with no query sent, not a 503 quoting PostgreSQL's encoding
+// error (a till with such a certificate would retry forever as if head
+// office were down, and anyone could make head office log errors).
+func TestTillIDPostgresCannotStoreIs401(t *testing.T) {
+	s, _, _ := servedHO(t, pgtest.DSN(t))
+	p := mtlsHO(t, s)
+	nul := p.till(t, "S001-T01\x00").tlsCert()
+	if code, err := p.get(t, "/v1/till/feed", &nul, "", "", ""); code != 401 {
+		t.Errorf("till certificate with U+0000 in its common name: %d %v, want 401", code, err)
+	}
+	for _, user := range []string{"S001-T01\x00", "S001-\xff"} {
+		if code, err := p.get(t, "/v1/till/feed", nil, user, "some-secret-some-secret", ""); code != 401 {
+			t.Errorf("HTTP Basic user %q: %d %v, want 401", user, code, err)
+		}
+	}
+}
