@@ -472,6 +472,10 @@ func (c *Client) cycle(ctx context.Context, force bool) (err error) {
 			if _, onlyRefused := perr.(*refusedError); !onlyRefused || ref == nil {
 				err = errors.Join(err, perr)
 			}
+		} else if ref != nil {
+			// The pull's re-push may have gone past what the push refused
+			// (acknowledged entries): the cycle says what is refused now.
+			err = c.showRefused(ref.fresh)
 		}
 	}
 	backlog, berr := c.o.Store.PendingCount(ctx)
@@ -554,7 +558,8 @@ func (c *Client) push(ctx context.Context, force bool) error {
 		if err != nil {
 			return fmt.Errorf("sync push: %w", err)
 		}
-		pend, err := c.o.Store.PendingChain(ctx, c.o.BatchSize+held+fresh+ackedHeld)
+		limit := c.o.BatchSize + held + fresh + ackedHeld
+		pend, err := c.o.Store.PendingChain(ctx, limit)
 		if err != nil {
 			return fmt.Errorf("sync push: %w", err)
 		}
@@ -562,6 +567,20 @@ func (c *Client) push(ctx context.Context, force bool) error {
 		for _, p := range pend {
 			if !skip[p.ID] && len(batch) < c.o.BatchSize {
 				batch = append(batch, p)
+			}
+		}
+		if len(batch) == 0 && len(pend) < limit {
+			// pend is every entry still to push: a refusal of one that is
+			// not (acknowledged since: head office refused it during a
+			// re-push, which then went past it) is no longer true.
+			pending := make(map[string]bool, len(pend))
+			for _, p := range pend {
+				pending[p.ID] = true
+			}
+			for id := range c.refused {
+				if !pending[id] {
+					delete(c.refused, id)
+				}
 			}
 		}
 		if len(batch) == 0 {

@@ -1,10 +1,20 @@
 package client
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
+
 	"tillagent/internal/store"
+	"tillagent/sync/wire"
 )
 
 // TestRefusedWaitDefaults: with the defaults a refused entry waits two
@@ -36,4 +46,63 @@ func TestRefusedWaitDefaults(t *testing.T) {
 	if c.refused["S001-T01-A"].times != 1 {
 		t.Errorf("refusals of A: %d, want 1", c.refused["S001-T01-A"].times)
 	}
+}
+
+// TestRefusalOfAnEntryNoLongerPendingIsDropped: head office refuses an
+// entry, which is then acknowledged another way (a re-push sends
+// acknowledged entries again; head office, restored, refused one, and the
+// re-push went past it). The next push has nothing to send and shows no
+// refusal: the till does not report "head office refused" for ever (found
+// by the chaos soak).
+func TestRefusalOfAnEntryNoLongerPendingIsDropped(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{Path: filepath.Join(t.TempDir(), "till.db"), TillID: "S001-T01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ids, err := st.Append(ctx, []store.Entry{{CheckID: "C1", CardCode: "2900000000018", Kind: store.KindAccrual,
+		Points: decimal.NewFromInt(5), Lots: []store.LotChange{{Create: true, Delta: decimal.NewFromInt(5), ActiveFrom: time.Now()}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ho := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := wire.DecodeBatch(mustReadAll(t, r.Body))
+		if err != nil {
+			t.Errorf("batch: %v", err)
+			return
+		}
+		var res wire.BatchResult
+		for _, e := range b.Entries {
+			res.Results = append(res.Results, wire.Result{ID: e.ID, Status: wire.Conflict, Error: "other content"})
+		}
+		json.NewEncoder(w).Encode(res)
+	}))
+	defer ho.Close()
+	c, err := New(Options{URL: ho.URL, TillID: "S001-T01", Secret: "s", Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var re *refusedError
+	if err := c.push(ctx, true); !errors.As(err, &re) || len(re.refused) != 1 {
+		t.Fatalf("first push: %v, want the entry refused", err)
+	}
+	if err := st.MarkAcked(ctx, ids); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.push(ctx, true); err != nil {
+		t.Fatalf("push with the refused entry acknowledged since: %v, want nothing refused", err)
+	}
+	if n := c.Status().RefusedCount; n != 0 {
+		t.Errorf("status shows %d refused entries, want 0", n)
+	}
+}
+
+func mustReadAll(t *testing.T, r io.Reader) []byte {
+	t.Helper()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
