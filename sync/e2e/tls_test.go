@@ -110,18 +110,20 @@ func TestSyncOverMutualTLS(t *testing.T) {
 	}
 	// The files are read at each handshake: a certificate of another CA
 	// written over them is refused, a renewed one works, no restart.
-	rogue := testpki.NewCA(t, "rogue CA").Till(t, "S001-T40")
-	for _, f := range [][2]string{{rogue.CertFile, aPair.CertFile}, {rogue.KeyFile, aPair.KeyFile}} {
-		if err := os.WriteFile(f[1], mustRead(t, f[0]), 0o600); err != nil {
-			t.Fatal(err)
+	writeOver := func(p testpki.Pair) {
+		t.Helper()
+		for _, f := range [][2]string{{p.CertFile, aPair.CertFile}, {p.KeyFile, aPair.KeyFile}} {
+			if err := os.WriteFile(f[1], mustRead(t, f[0]), 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
+		aClient.CloseIdleConnections()
 	}
-	aClient.CloseIdleConnections()
+	writeOver(testpki.NewCA(t, "rogue CA").Till(t, "S001-T40"))
 	if err := a.c.SyncNow(ctx); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("after another CA's certificate was written over the till's: %v, want refused", err)
 	}
-	ca.Till(t, "S001-T40") // renewed, into the same files
-	aClient.CloseIdleConnections()
+	writeOver(ca.Till(t, "S001-T40")) // renewed
 	if err := a.c.SyncNow(ctx); err != nil {
 		t.Fatalf("with the renewed certificate: %v", err)
 	}

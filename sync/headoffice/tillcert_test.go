@@ -2,98 +2,40 @@ package headoffice
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
 	"log"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	"tillagent/internal/testpki"
 	"tillagent/sync/pgtest"
 )
-
-// testCert is a certificate and its key, made in memory (these tests).
-type testCert struct {
-	cert *x509.Certificate
-	der  []byte
-	key  *ecdsa.PrivateKey
-}
-
-// issueCert makes a certificate for cn signed by parent (nil: self-signed),
-// valid from notBefore to notAfter; ca makes it a CA.
-func issueCert(t *testing.T, parent *testCert, cn string, ca bool, usage x509.ExtKeyUsage, notBefore, notAfter time.Time) *testCert {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sn, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: sn, Subject: pkix.Name{CommonName: cn}, NotBefore: notBefore, NotAfter: notAfter}
-	if ca {
-		tmpl.IsCA, tmpl.BasicConstraintsValid, tmpl.KeyUsage = true, true, x509.KeyUsageCertSign
-	} else {
-		tmpl.KeyUsage, tmpl.ExtKeyUsage = x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{usage}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	signer, signKey := tmpl, key
-	if parent != nil {
-		signer, signKey = parent.cert, parent.key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCert{cert: c, der: der, key: key}
-}
-
-// tlsCert is c (and the chain after it) for a tls.Config.
-func (c *testCert) tlsCert(chain ...*testCert) tls.Certificate {
-	tc := tls.Certificate{Certificate: [][]byte{c.der}, PrivateKey: c.key, Leaf: c.cert}
-	for _, x := range chain {
-		tc.Certificate = append(tc.Certificate, x.der)
-	}
-	return tc
-}
 
 // mtlsRig is a tills' CA and head office served over mutual TLS with it
 // (as `headoffice serve -tls-client-ca`), on s's handler.
 type mtlsRig struct {
-	ca  *testCert
+	ca  *testpki.CA
 	hs  *httptest.Server
 	now time.Time
 }
 
 func mtlsHO(t *testing.T, s *Server) *mtlsRig {
 	t.Helper()
-	now := time.Now()
-	ca := issueCert(t, nil, "tills CA", true, 0, now.Add(-48*time.Hour), now.Add(48*time.Hour))
-	srv := issueCert(t, ca, "head office", false, x509.ExtKeyUsageServerAuth, now.Add(-time.Hour), now.Add(time.Hour))
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
+	ca := testpki.NewCA(t, "tills CA")
 	hs := httptest.NewUnstartedServer(s.Handler())
-	hs.TLS = &tls.Config{Certificates: []tls.Certificate{srv.tlsCert()}, ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}
+	hs.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Server(t).TLS}, ClientCAs: ca.Pool(), ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}
 	hs.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
 	hs.StartTLS()
 	t.Cleanup(hs.Close)
-	return &mtlsRig{ca: ca, hs: hs, now: now}
+	return &mtlsRig{ca: ca, hs: hs, now: time.Now()}
 }
 
 // till issues a till certificate for cn, valid from an hour ago for an hour.
-func (p *mtlsRig) till(t *testing.T, cn string) *testCert {
-	return issueCert(t, p.ca, cn, false, x509.ExtKeyUsageClientAuth, p.now.Add(-time.Hour), p.now.Add(time.Hour))
-}
+func (p *mtlsRig) till(t *testing.T, cn string) tls.Certificate { return p.ca.Till(t, cn).TLS }
 
 // get sends GET path presenting cert (nil: none), with HTTP Basic user and
 // secret when user is set, or the ERP token when bearer is set; it returns
@@ -101,9 +43,7 @@ func (p *mtlsRig) till(t *testing.T, cn string) *testCert {
 // handshake).
 func (p *mtlsRig) get(t *testing.T, path string, cert *tls.Certificate, user, secret, bearer string) (int, error) {
 	t.Helper()
-	pool := x509.NewCertPool()
-	pool.AddCert(p.ca.cert)
-	cfg := &tls.Config{RootCAs: pool}
+	cfg := &tls.Config{RootCAs: p.ca.Pool()}
 	if cert != nil {
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	}
@@ -135,7 +75,7 @@ func TestRetiredTillsCertificateRefusedAfterReEnrol(t *testing.T) {
 	s, _, secret := servedHO(t, pgtest.DSN(t))
 	ctx := context.Background()
 	p := mtlsHO(t, s)
-	stolen := p.till(t, "S001-T01").tlsCert()
+	stolen := p.till(t, "S001-T01")
 	if code, err := p.get(t, "/v1/till/feed", &stolen, "", "", ""); code != 200 {
 		t.Fatalf("feed with the till's certificate before it was stolen: %d %v", code, err)
 	}
@@ -182,17 +122,17 @@ func TestTillCertificateEdgeCases(t *testing.T) {
 	s, _, secret := servedHO(t, pgtest.DSN(t))
 	p := mtlsHO(t, s)
 	feed := "/v1/till/feed"
-	a := p.till(t, "S001-T01").tlsCert()
+	a := p.till(t, "S001-T01")
 	if code, err := p.get(t, feed, &a, "S001-T01", "wrong-secret-wrong-secret", ""); code != 200 {
 		t.Errorf("till certificate with a wrong secret of the same till: %d %v, want 200 (the certificate is the credential)", code, err)
 	}
 	for _, cn := range []string{"ERP", "S001", "S001-T01 ", "s001-t01", "S001-T01/../S001-T02"} {
-		c := p.till(t, cn).tlsCert()
+		c := p.till(t, cn)
 		if code, err := p.get(t, feed, &c, "", "", ""); code != 401 {
 			t.Errorf("certificate for %q: %d %v, want 401", cn, code, err)
 		}
 	}
-	empty := p.till(t, "").tlsCert()
+	empty := p.till(t, "")
 	if code, err := p.get(t, feed, &empty, "S001-T01", secret, ""); code != 200 {
 		t.Errorf("certificate with no common name and the till's secret: %d %v, want 200", code, err)
 	}
@@ -206,22 +146,23 @@ func TestTillCertificateEdgeCases(t *testing.T) {
 		t.Errorf("ERP token over a connection with a till certificate: %d %v, want 200", code, err)
 	}
 
-	inter := issueCert(t, p.ca, "store S001 CA", true, 0, p.now.Add(-time.Hour), p.now.Add(time.Hour))
-	leaf := issueCert(t, inter, "S001-T01", false, x509.ExtKeyUsageClientAuth, p.now.Add(-time.Hour), p.now.Add(time.Hour))
-	chained := leaf.tlsCert(inter)
+	inter := p.ca.Intermediate(t, "store S001 CA")
+	chained := inter.Till(t, "S001-T01").TLS
 	if code, err := p.get(t, feed, &chained, "", "", ""); code != 200 {
 		t.Errorf("till certificate through an intermediate CA: %d %v, want 200", code, err)
 	}
 	// The intermediate presented as a client certificate (no extended key
 	// usage: Go lets it through the handshake) names no till: refused.
-	asInter := inter.tlsCert()
+	asInter := inter.TLS()
 	if code, err := p.get(t, feed, &asInter, "", "", ""); code == 200 {
 		t.Errorf("the intermediate CA's own certificate as a till's: %d %v, want refused", code, err)
 	}
 	for what, c := range map[string]tls.Certificate{
-		"expired":       issueCert(t, p.ca, "S001-T01", false, x509.ExtKeyUsageClientAuth, p.now.Add(-2*time.Hour), p.now.Add(-time.Hour)).tlsCert(),
-		"not yet valid": issueCert(t, p.ca, "S001-T01", false, x509.ExtKeyUsageClientAuth, p.now.Add(time.Hour), p.now.Add(2*time.Hour)).tlsCert(),
-		"server usage":  issueCert(t, p.ca, "S001-T01", false, x509.ExtKeyUsageServerAuth, p.now.Add(-time.Hour), p.now.Add(time.Hour)).tlsCert(),
+		"expired": p.ca.Issue(t, testpki.Spec{CN: "S001-T01", Usage: x509.ExtKeyUsageClientAuth,
+			NotBefore: p.now.Add(-2 * time.Hour), NotAfter: p.now.Add(-time.Hour)}).TLS,
+		"not yet valid": p.ca.Issue(t, testpki.Spec{CN: "S001-T01", Usage: x509.ExtKeyUsageClientAuth,
+			NotBefore: p.now.Add(time.Hour), NotAfter: p.now.Add(2 * time.Hour)}).TLS,
+		"server usage": p.ca.Issue(t, testpki.Spec{CN: "S001-T01", Usage: x509.ExtKeyUsageServerAuth}).TLS,
 	} {
 		code, err := p.get(t, feed, &c, "", "", "")
 		if err == nil {
@@ -240,7 +181,7 @@ func TestTillCertificateEdgeCases(t *testing.T) {
 func TestTillIDPostgresCannotStoreIs401(t *testing.T) {
 	s, _, _ := servedHO(t, pgtest.DSN(t))
 	p := mtlsHO(t, s)
-	nul := p.till(t, "S001-T01\x00").tlsCert()
+	nul := p.till(t, "S001-T01\x00")
 	if code, err := p.get(t, "/v1/till/feed", &nul, "", "", ""); code != 401 {
 		t.Errorf("till certificate with U+0000 in its common name: %d %v, want 401", code, err)
 	}
