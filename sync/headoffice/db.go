@@ -73,14 +73,13 @@ type Server struct {
 // connection (ingestion is idempotent; a commit whose answer was lost is a
 // duplicate the second time).
 func connLost(err error) bool {
-	var after afterLost
 	var ce *pgconn.ConnectError
 	switch {
 	case err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return false
-	case errors.As(err, &after) || errors.As(err, &ce):
-		// Run again after a lost connection, or no connection to be had
-		// (the server down, starting, or out of connection slots).
+	case errors.As(err, &ce):
+		// No connection to be had: the server down, starting, or out of
+		// connection slots.
 		return true
 	}
 	var pe *pgconn.PgError
@@ -122,7 +121,9 @@ func (s *Server) retryLost(op func() error) error {
 
 // afterLost is an error of a request run again after its connection was
 // lost: whether the first run committed is unknown, so whatever the second
-// says, the caller is told to send the request again (connLost).
+// says, the caller is told to send the request again (lostReply). The pool
+// was reset for the first loss; a second one resets it again (connLost of
+// the error inside).
 type afterLost struct{ err error }
 
 func (e afterLost) Error() string { return e.err.Error() }

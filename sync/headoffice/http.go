@@ -202,17 +202,13 @@ func (s *Server) till(h tillHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, secret, basic := r.BasicAuth()
 		leaf := tillCertificate(r)
-		certID, cert := "", leaf != nil
-		if cert {
-			certID = leaf.Subject.CommonName
-		}
 		switch {
-		case cert && basic && id != certID:
-			s.log.Warn("till authentication failed", "till", id, "certificate", certID, "remote", r.RemoteAddr)
-			httpError(w, http.StatusUnauthorized, fmt.Sprintf("the TLS certificate is till %s's, the credentials till %s's", certID, id))
+		case leaf != nil && basic && id != leaf.Subject.CommonName:
+			s.log.Warn("till authentication failed", "till", id, "certificate", leaf.Subject.CommonName, "remote", r.RemoteAddr)
+			httpError(w, http.StatusUnauthorized, fmt.Sprintf("the TLS certificate is till %s's, the credentials till %s's", leaf.Subject.CommonName, id))
 			return
-		case cert:
-			id = certID
+		case leaf != nil:
+			id = leaf.Subject.CommonName
 		case !basic:
 			httpError(w, http.StatusUnauthorized, "till credentials required (HTTP Basic: till id and secret, or the till's TLS certificate)")
 			return
@@ -225,7 +221,7 @@ func (s *Server) till(h tillHandler) http.HandlerFunc {
 		}
 		var storeID string
 		err := s.retryLost(func() (err error) {
-			if cert {
+			if leaf != nil {
 				storeID, err = s.authTillCert(r.Context(), id, leaf.NotBefore)
 			} else {
 				storeID, err = s.authTill(r.Context(), id, secret)
@@ -663,7 +659,8 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error)
 // its connection committed is unknown: the caller sends it again, which
 // every ERP write and till push allows.
 func (s *Server) lostReply(w http.ResponseWriter, err error) bool {
-	if !s.lostConn(err) {
+	var after afterLost
+	if !s.lostConn(err) && !errors.As(err, &after) {
 		return false
 	}
 	httpError(w, http.StatusServiceUnavailable, "head office lost its database connection, send the request again: "+err.Error())
