@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"tillagent/sync/pgtest"
 )
 
@@ -29,11 +27,7 @@ import (
 func TestClientCancelIsNotALostConnection(t *testing.T) {
 	s, hs, secret, dsn, app := namedHO(t)
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(context.Background())
+	admin := pgConn(t, dsn)
 	holdTillRow(t, dsn)
 	var lt lateTill
 	hc := &http.Client{Timeout: 300 * time.Millisecond}
@@ -210,11 +204,7 @@ func TestCommittedCorrectionWithLostAnswerIs503(t *testing.T) {
 		t.Fatalf("the proxy saw no COMMIT to cut: %d %s", code, data)
 	}
 	var n int
-	admin, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(context.Background())
+	admin := pgConn(t, dsn)
 	if err := admin.QueryRow(context.Background(), `SELECT count(*) FROM journal WHERE id = 'ERP-commit-cut-1'`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}

@@ -58,17 +58,23 @@ func namedHO(t *testing.T) (s *Server, hs *httptest.Server, secret, dsn, app str
 	return s, hs, secret, dsn, app
 }
 
+// pgConn is a connection of the test's own to dsn, closed when it ends.
+func pgConn(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
 // holdTillRow locks till S001-T01's row on a connection of its own, until
 // the returned transaction ends.
 func holdTillRow(t *testing.T, dsn string) pgx.Tx {
 	t.Helper()
 	ctx := context.Background()
-	holder, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { holder.Close(context.Background()) })
-	hold, err := holder.Begin(ctx)
+	hold, err := pgConn(t, dsn).Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,13 +128,9 @@ func wantApplied(t *testing.T, what string, code int, data []byte) {
 // 503 "retry" at most once, and the next one works; Ingest called in
 // process reconnects too.
 func TestDatabaseConnectionsCut(t *testing.T) {
-	s, hs, secret, _, app := namedHO(t)
+	s, hs, secret, dsn, app := namedHO(t)
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, pgtest.DSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
+	admin := pgConn(t, dsn)
 	cut := func() {
 		t.Helper()
 		var n int

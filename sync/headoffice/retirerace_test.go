@@ -44,11 +44,7 @@ func lockWaiters(t *testing.T, admin *pgx.Conn, app string, n int) {
 func TestRetireRefusesAPushInFlight(t *testing.T) {
 	s, hs, secret, dsn, app := namedHO(t)
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(context.Background())
+	admin := pgConn(t, dsn)
 	card := "2900000000018"
 	before, err := s.CardBalanceOf(ctx, card)
 	if err != nil {
