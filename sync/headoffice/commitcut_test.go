@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -66,38 +65,26 @@ func TestClientCancelIsNotALostConnection(t *testing.T) {
 // connection FATAL 53300 "too many clients", as a PostgreSQL does that
 // every client of a failed-over cluster reconnects to at once.
 type commitCutter struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	armed  bool
-	busy   bool
-	cut    chan struct{}
+	mu    sync.Mutex
+	armed bool
+	busy  bool
+	cut   chan struct{}
 }
 
-func newCommitCutter(t *testing.T, target string) *commitCutter {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &commitCutter{ln: ln, target: target, cut: make(chan struct{})}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			busy := p.busy
-			p.mu.Unlock()
-			if busy {
-				go tooManyClients(c)
-				continue
-			}
-			go p.serve(c)
+// newCommitCutter puts a commitCutter in front of PostgreSQL at dsn and
+// returns the DSN through it.
+func newCommitCutter(t *testing.T, dsn string) (*commitCutter, string) {
+	p := &commitCutter{cut: make(chan struct{})}
+	return p, pgProxy(t, dsn, func(c net.Conn, target string) {
+		p.mu.Lock()
+		busy := p.busy
+		p.mu.Unlock()
+		if busy {
+			tooManyClients(c)
+			return
 		}
-	}()
-	return p
+		p.serve(c, target)
+	})
 }
 
 // tooManyClients reads the startup message and answers FATAL 53300.
@@ -118,8 +105,8 @@ func tooManyClients(c net.Conn) {
 	c.Write(msg)
 }
 
-func (p *commitCutter) serve(c net.Conn) {
-	up, err := net.Dial("tcp", p.target)
+func (p *commitCutter) serve(c net.Conn, target string) {
+	up, err := net.Dial("tcp", target)
 	if err != nil {
 		c.Close()
 		return
@@ -186,13 +173,8 @@ func (p *commitCutter) serve(c net.Conn) {
 // the correction's id makes safe.
 func TestCommittedCorrectionWithLostAnswerIs503(t *testing.T) {
 	dsn := pgtest.DSN(t)
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cutter := newCommitCutter(t, u.Host)
-	u.Host = cutter.ln.Addr().String()
-	_, hs, _ := servedHO(t, u.String())
+	cutter, proxied := newCommitCutter(t, dsn)
+	_, hs, _ := servedHO(t, proxied)
 	cutter.mu.Lock()
 	cutter.armed = true
 	cutter.mu.Unlock()

@@ -202,42 +202,58 @@ func TestDatabaseConnectionsCut(t *testing.T) {
 // can cut (every connection reset, as a failed-over server's or a broken
 // network's: no FATAL message first) and take down (connections refused).
 type pgLink struct {
-	t      *testing.T
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  map[net.Conn]bool
-	down   bool
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+	down  bool
 }
 
-func newPGLink(t *testing.T, target string) *pgLink {
+// pgProxy listens on loopback in front of PostgreSQL at dsn and hands
+// each connection to accept (on a goroutine of its own) with the server's
+// address; it returns dsn pointing at the proxy.
+func pgProxy(t *testing.T, dsn string, accept func(c net.Conn, target string)) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &pgLink{t: t, ln: ln, target: target, conns: map[net.Conn]bool{}}
-	t.Cleanup(func() { ln.Close(); l.cut() })
+	t.Cleanup(func() { ln.Close() })
+	target := u.Host
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			l.mu.Lock()
-			down := l.down
-			l.mu.Unlock()
-			if down {
-				c.Close()
-				continue
-			}
-			go l.serve(c)
+			go accept(c, target)
 		}
 	}()
-	return l
+	u.Host = ln.Addr().String()
+	return u.String()
 }
 
-func (l *pgLink) serve(c net.Conn) {
-	up, err := net.Dial("tcp", l.target)
+// newPGLink puts a pgLink in front of PostgreSQL at dsn and returns the
+// DSN through it.
+func newPGLink(t *testing.T, dsn string) (*pgLink, string) {
+	l := &pgLink{conns: map[net.Conn]bool{}}
+	t.Cleanup(func() { l.cut() })
+	return l, pgProxy(t, dsn, func(c net.Conn, target string) {
+		l.mu.Lock()
+		down := l.down
+		l.mu.Unlock()
+		if down {
+			c.Close()
+			return
+		}
+		l.serve(c, target)
+	})
+}
+
+func (l *pgLink) serve(c net.Conn, target string) {
+	up, err := net.Dial("tcp", target)
 	if err != nil {
 		c.Close()
 		return
@@ -279,14 +295,8 @@ func (l *pgLink) setDown(down bool) {
 // (the till tries again later); once back, the next push works, and every
 // accepted push counts once.
 func TestDatabaseLinkCut(t *testing.T) {
-	dsn := pgtest.DSN(t)
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	link := newPGLink(t, u.Host)
-	u.Host = link.ln.Addr().String()
-	s, hs, secret := servedHO(t, u.String())
+	link, dsn := newPGLink(t, pgtest.DSN(t))
+	s, hs, secret := servedHO(t, dsn)
 	ctx := context.Background()
 	card := "2900000000018"
 	before, err := s.CardBalanceOf(ctx, card)
