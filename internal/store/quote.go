@@ -192,11 +192,15 @@ func (s *Store) loadCard(ctx context.Context, cat *catalog, code string, now tim
 	if err != nil {
 		return checkout.Card{}, err
 	}
-	// The used-up lots the entries name, read by key: with them the sums
-	// below are those over all the card's lots, zero rows adding nothing.
+	// The used-up lots the entries spend from or give back to, read by key:
+	// with them the sums below are those over all the card's lots, zero
+	// rows adding nothing. Not the lots they create: head office sends its
+	// lots and its watermark from one snapshot, so it has not folded an
+	// entry after the watermark, nor spent the lot it creates (so a quote
+	// looks nothing up for each pending accrual).
 	for _, e := range entries {
 		for _, lc := range e.Lots {
-			if _, ok := byID[lc.LotID]; ok {
+			if _, ok := byID[lc.LotID]; ok || lc.Create {
 				continue
 			}
 			spent, err := s.replicaLots(ctx, tx, s.q.lot, id, lc.LotID)
