@@ -94,18 +94,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/erp/stores/{store}/cards", s.erp(s.handleAssign))
 	mux.HandleFunc("POST /v1/erp/tills/{till}/retire", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		at, err := s.Retire(r.Context(), r.PathValue("till"))
-		if errors.Is(err, ErrUnknownTill) {
-			httpError(w, http.StatusNotFound, err.Error())
-			return
-		}
 		s.reply(w, r, map[string]any{"till_id": r.PathValue("till"), "retired_at": at}, err)
 	}))
 	mux.HandleFunc("POST /v1/erp/tills/{till}/reset-feed", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		epoch, err := s.ResetFeed(r.Context(), r.PathValue("till"))
-		if errors.Is(err, ErrUnknownTill) {
-			httpError(w, http.StatusNotFound, err.Error())
-			return
-		}
 		s.reply(w, r, map[string]any{"till_id": r.PathValue("till"), "epoch": epoch}, err)
 	}))
 	mux.HandleFunc("GET /v1/erp/conflicts", s.erp(s.handleConflicts))
@@ -622,7 +614,7 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error)
 	case errors.Is(err, ErrBadRequest):
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
-	case errors.Is(err, ErrUnknownStore):
+	case errors.Is(err, ErrUnknownStore), errors.Is(err, ErrUnknownTill):
 		httpError(w, http.StatusNotFound, err.Error())
 		return
 	case errors.Is(err, ErrUnauthorized):
