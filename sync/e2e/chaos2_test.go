@@ -1343,7 +1343,7 @@ func TestReloadDropsLotsHeadOfficeLost(t *testing.T) {
 // next cycle.
 func TestResetWithAConflictStillReloads(t *testing.T) {
 	ctx := context.Background()
-	h, a, bad := conflictFixture(t, "S001-T73", nil)
+	h, _, a, bad := conflictFixture(t, "S001-T73", nil)
 	if err := a.c.SyncNow(ctx); err == nil || !strings.Contains(err.Error(), bad.ID+" conflict") {
 		t.Fatalf("sync: %v, want the conflict of %s", err, bad.ID)
 	}

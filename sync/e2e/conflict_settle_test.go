@@ -17,7 +17,7 @@ import (
 // balances agree. Bad settlements are refused, naming why.
 func TestConflictSettledKeepingHeadOffice(t *testing.T) {
 	ctx := context.Background()
-	h, a, bad := conflictFixture(t, "S001-T64", nil)
+	h, _, a, bad := conflictFixture(t, "S001-T64", nil)
 	if err := a.c.SyncNow(ctx); err == nil || !strings.Contains(err.Error(), bad.ID+" conflict") {
 		t.Fatalf("sync: %v, want the conflict of %s", err, bad.ID)
 	}

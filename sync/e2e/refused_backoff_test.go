@@ -85,7 +85,7 @@ func TestRefusedEntryBacksOff(t *testing.T) {
 	ctx := context.Background()
 	const retryMin, retryMax = 400 * time.Millisecond, 800 * time.Millisecond
 	rec := &sendLog{sends: map[string][]time.Time{}}
-	h, a, bad := conflictFixture(t, "S001-T63", func(o *client.Options) {
+	h, _, a, bad := conflictFixture(t, "S001-T63", func(o *client.Options) {
 		o.HTTPClient = &http.Client{Transport: rec}
 		o.Interval = 20 * time.Millisecond
 		o.RefusedRetryMin, o.RefusedRetryMax = retryMin, retryMax

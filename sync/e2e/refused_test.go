@@ -21,7 +21,7 @@ import (
 // sold once (a redemption and an accrual, unsent), and head office holding
 // the first of the two entries with other content (a conflict, permanent
 // until someone fixes head office), which it returns.
-func conflictFixture(t *testing.T, id string, opt func(*client.Options)) (*ho, *till, store.PendingEntry) {
+func conflictFixture(t *testing.T, id string, opt func(*client.Options)) (*ho, *proxy, *till, store.PendingEntry) {
 	t.Helper()
 	ctx := context.Background()
 	h, p, a := loadedTill(t, id, opt)
@@ -35,7 +35,7 @@ func conflictFixture(t *testing.T, id string, opt func(*client.Options)) (*ho, *
 	if res := post(t, &env{p: p}, a, wire.Batch{TillID: a.id, Entries: []wire.Entry{other}}); res.Results[0].Status != wire.Applied {
 		t.Fatalf("other copy: %+v", res.Results)
 	}
-	return h, a, pend[0]
+	return h, p, a, pend[0]
 }
 
 // TestRefusedEntryDoesNotStopThePull: head office holds one of the till's
@@ -45,7 +45,7 @@ func conflictFixture(t *testing.T, id string, opt func(*client.Options)) (*ho, *
 // pending and shown in Status.
 func TestRefusedEntryDoesNotStopThePull(t *testing.T) {
 	ctx := context.Background()
-	h, a, _ := conflictFixture(t, "S001-T61", nil)
+	h, _, a, _ := conflictFixture(t, "S001-T61", nil)
 	if _, err := h.srv.Correct(ctx, headoffice.Correction{ID: "refused-1", Card: card13, Points: decimal.NewFromInt(40), Reason: "goodwill"}); err != nil {
 		t.Fatal(err)
 	}
@@ -133,4 +133,39 @@ func TestRefusedEntryDuringARepush(t *testing.T) {
 	if want := (len(es) + 2) / 3; pushes != want {
 		t.Fatalf("%d pushes for %d entries, want %d (each entry once)", pushes, len(es), want)
 	}
+}
+
+// TestRepushAcknowledgingTheRefusedEntryEndsTheCycleClean: the cycle's push
+// is refused an entry (a conflict); before its pull, support settles the
+// conflict keeping head office's copy and resets the till's feed. The
+// pull's re-push then sends the entry again, head office answers it a
+// duplicate, and the till acknowledges it: the cycle ends without error,
+// nothing refused. It reported the push's conflict, which no longer held,
+// and the till showed "failing" until its next cycle (the chaos soak, seed
+// 31337, found the cycle-level half; TestRefusalOfAnEntryNoLongerPendingIsDropped
+// in sync/client pins the push's).
+func TestRepushAcknowledgingTheRefusedEntryEndsTheCycleClean(t *testing.T) {
+	ctx := context.Background()
+	h, p, a, bad := conflictFixture(t, "S001-T65", nil)
+	var once sync.Once
+	var settled, reset int
+	p.onFeed = func(*http.Request) {
+		once.Do(func() {
+			settled, _ = erpCall(t, h, "POST", "/v1/erp/conflicts/"+bad.ID, map[string]string{"keep": "head_office", "reason": "ticket 7"})
+			reset, _ = erpCall(t, h, "POST", "/v1/erp/tills/"+a.id+"/reset-feed", nil)
+		})
+	}
+	err := a.c.SyncNow(ctx)
+	if settled != 200 || reset != 200 {
+		t.Fatalf("settling the conflict: %d, resetting the feed: %d", settled, reset)
+	}
+	if err != nil {
+		t.Fatalf("cycle: %v, want no error: the re-push acknowledged %s", err, bad.ID)
+	}
+	st := a.c.Status()
+	if st.State != "ok" || st.RefusedCount != 0 || st.Backlog != 0 || st.Resets != 1 || !st.ReplicaLoaded {
+		t.Fatalf("status: state %q, refused %v (%d), backlog %d, resets %d, replica loaded %v: want ok, nothing refused or pending, the replica loaded afresh",
+			st.State, st.Refused, st.RefusedCount, st.Backlog, st.Resets, st.ReplicaLoaded)
+	}
+	sameBalances(t, h, a, []string{card13})
 }
