@@ -466,12 +466,20 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 	if err := loadNamedLots(ctx, conn.Conn(), cards, entries); err != nil {
 		return nil, err
 	}
-	// Returns giving back more than their check spent are kept as
-	// rejected, like those the decoder refused (returns.go).
+	// Entries creating a lot their card holds (created.go) and returns
+	// giving back more than their check spent (returns.go) are kept as
+	// rejected, like those the decoder refused.
+	entries, refusedNow := createdTwice(entries, cards)
 	entries, overReturned := spends.capReturns(entries, func(card string) bool { return cards[card] != nil })
+	for id, why := range overReturned {
+		if refusedNow == nil {
+			refusedNow = map[string]string{}
+		}
+		refusedNow[id] = why
+	}
 	var laterRejected, laterWhy []string // stored before, refused now
 	for _, id := range chain {
-		why, ok := overReturned[id]
+		why, ok := refusedNow[id]
 		if !ok {
 			continue
 		}
@@ -1303,7 +1311,8 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 		l, ok := c.Lots[lc.LotID]
 		switch {
 		case lc.Create && ok:
-			// Already folded under this id: never count a lot twice.
+			// Never count a lot twice. (An entry creating a lot the card
+			// held before the fold is kept as rejected: createdTwice.)
 		case lc.Create:
 			nl := &lotState{ID: lc.LotID, Points: lc.Delta, Remaining: lc.Delta, AccruedAt: e.CreatedAt,
 				ActiveFrom: lc.ActiveFrom, CheckID: e.CheckID}

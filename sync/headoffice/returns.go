@@ -97,28 +97,39 @@ func (rc returnCap) refusal(e *store.Entry) string {
 // (id → why). known tells the cards head office holds: only entries folded
 // into a card count.
 func (rc returnCap) capReturns(entries []wire.Entry, known func(card string) bool) ([]wire.Entry, map[string]string) {
-	var over map[string]string
-	var kept []wire.Entry // a copy only once one is taken out: most batches keep all
-	for i := range entries {
-		e := &entries[i].Entry
+	return takeOut(entries, func(e *store.Entry) string {
 		if e.Kind == store.KindReversal {
 			if why := rc.refusal(e); why != "" {
-				if over == nil {
-					over, kept = map[string]string{}, slices.Clone(entries[:i])
-				}
-				over[e.ID] = why
-				continue
+				return why
 			}
 		}
 		if known(e.CardCode) {
 			rc.count(e)
 		}
-		if over != nil {
+		return ""
+	})
+}
+
+// takeOut goes through the entries to fold in chain order and takes out
+// those refuse gives a reason for (id → why). refuse sees every entry once,
+// in order, so it may keep count of those it lets through.
+func takeOut(entries []wire.Entry, refuse func(*store.Entry) string) ([]wire.Entry, map[string]string) {
+	var out map[string]string
+	var kept []wire.Entry // a copy only once one is taken out: most batches keep all
+	for i := range entries {
+		if why := refuse(&entries[i].Entry); why != "" {
+			if out == nil {
+				out, kept = map[string]string{}, slices.Clone(entries[:i])
+			}
+			out[entries[i].ID] = why
+			continue
+		}
+		if out != nil {
 			kept = append(kept, entries[i])
 		}
 	}
-	if over == nil {
+	if out == nil {
 		return entries, nil
 	}
-	return kept, over
+	return kept, out
 }
