@@ -39,6 +39,12 @@ func TestERPPoisonRefused(t *testing.T) {
 		{"a product name with a line break", `{"version":1,"products":[{"id":"QP3","name":"Молоко\nESC","group":"dairy","vat":"vat10"}]}`, `control characters`},
 		{"a barcode another product holds", `{"version":1,"products":[{"id":"QP6","name":"Дубль","group":"dairy","vat":"vat10","barcodes":["4600000010014"]}]}`,
 			`barcode 4600000010014 is product \"1001\"'s`},
+		{"a barcode that is a stored card's code", `{"version":1,"products":[{"id":"QP7","name":"Весовой","group":"dairy","vat":"vat10","barcodes":["2900000000018"]}]}`,
+			`products[0] id \"QP7\": barcode 2900000000018 is a loyalty card's code`},
+		{"a card whose code is a stored product's barcode", `{"version":1,"cards":[{"code":"4600000010014","kind":"bonus","state":"active"}]}`,
+			`cards[0] code \"4600000010014\": code 4600000010014 is product \"1001\"'s barcode`},
+		{"a card and a product of one code in one file", `{"version":1,"products":[{"id":"QP8","name":"Весовой","group":"dairy","vat":"vat10","barcodes":["2900000000995"]}],` +
+			`"cards":[{"code":"2900000000995","kind":"bonus","state":"active"}]}`, `barcode 2900000000995 is a loyalty card's code`},
 		{"a holder of 5000 bytes", `{"version":1,"cards":[{"code":"2900000000999","kind":"bonus","state":"active","holder":"` + strings.Repeat("x", 5000) + `"}]}`,
 			`holder is 5000 bytes long, over 4096`},
 	} {
