@@ -13,6 +13,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,7 +47,7 @@ type Options struct {
 	// (see readmit). Keep it outside the database and its backups, as
 	// safe as the ERP token: with it anyone can make a till's secret.
 	EnrolKey []byte
-	// MaxConns of the pool; 0 means 16.
+	// MaxConns of the pool; 0 means the DSN's pool_max_conns, else 16.
 	MaxConns int32
 	Logger   *slog.Logger
 	// Clock is used for lot expiry and corrections; nil means time.Now.
@@ -160,8 +162,13 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open head office: parse DSN: %w", err)
 	}
-	cfg.MaxConns = o.MaxConns
-	if cfg.MaxConns <= 0 {
+	// pgx's own default is the CPU count (at least 4): too few for a
+	// hundred tills' pushes and polls. An operator's pool_max_conns in the
+	// DSN stands.
+	switch {
+	case o.MaxConns > 0:
+		cfg.MaxConns = o.MaxConns
+	case !dsnSets(o.DSN, "pool_max_conns"):
 		cfg.MaxConns = 16
 	}
 	db, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -284,3 +291,12 @@ func (s *Server) inTx(ctx context.Context, opts pgx.TxOptions, f func(pgx.Tx) er
 
 // DB is the connection pool, for operational queries and tests.
 func (s *Server) DB() *pgxpool.Pool { return s.db }
+
+// dsnSets reports whether the DSN, a URL or key=value pairs, names the
+// parameter.
+func dsnSets(dsn, param string) bool {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		return u.Query().Has(param)
+	}
+	return regexp.MustCompile(`(^|\s)` + regexp.QuoteMeta(param) + `\s*=`).MatchString(dsn)
+}

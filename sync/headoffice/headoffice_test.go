@@ -310,3 +310,39 @@ func TestReports(t *testing.T) {
 		t.Fatalf("card 13 history after the sale: %s", hist)
 	}
 }
+
+// TestPoolSizeFromTheDSN: the pool holds 16 connections unless the
+// options or the DSN's pool_max_conns say otherwise; the DSN's was
+// overwritten with 16, so an operator sizing the pool there got 16.
+func TestPoolSizeFromTheDSN(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	for _, c := range []struct {
+		what, dsn string
+		opt       int32
+		want      int32
+	}{
+		{"neither", dsn, 0, 16},
+		{"the DSN", dsn + "&pool_max_conns=3", 0, 3},
+		{"both: the options win", dsn + "&pool_max_conns=3", 5, 5},
+	} {
+		s, err := Open(context.Background(), Options{DSN: c.dsn, ERPToken: "erp-secret", MaxConns: c.opt})
+		if err != nil {
+			t.Fatalf("%s: %v", c.what, err)
+		}
+		if got := s.DB().Config().MaxConns; got != c.want {
+			t.Errorf("pool size set by %s: %d, want %d", c.what, got, c.want)
+		}
+		s.Close()
+	}
+	for dsn, want := range map[string]bool{
+		"host=db pool_max_conns=40":               true,
+		"host=db pool_max_conns = 40":             true,
+		"host=db application_name=pool_max_conns": false,
+		"postgres://u@db/ho?pool_max_conns=40":    true,
+		"postgres://u@db/ho?sslmode=disable":      false,
+	} {
+		if got := dsnSets(dsn, "pool_max_conns"); got != want {
+			t.Errorf("dsnSets(%q) = %v, want %v", dsn, got, want)
+		}
+	}
+}
