@@ -2,7 +2,7 @@
 // HTTP/JSON API for tills (journal push, replica feed) and ERP jobs. See
 // docs/sync.md.
 //
-//	headoffice serve  [-listen :8440] [-tls-cert F -tls-key F [-tls-client-ca F]] [-expire-every 1h]
+//	headoffice serve  [-listen :8440] [-tls-cert F -tls-key F [-tls-client-ca F]] [-expire-every 1h] [-metrics-listen 127.0.0.1:9440]
 //	headoffice enrol  -till S001-T01 -store S001      prints the till's secret
 //	headoffice import FILE                             ERP replica file (.json/.yaml)
 //	headoffice card-scope -store S001 [-scope all|home] [CODE...]   show or set the store's card scope; CODEs made home to it
@@ -51,9 +51,13 @@ func main() {
 // logOutput is where the log goes (tests read it).
 var logOutput io.Writer = os.Stderr
 
+// listening is where serve answers: the API, and with -metrics-listen
+// the metrics and health page ("" without).
+type listening struct{ api, metrics string }
+
 // run is main without the process: ready, if not nil, gets the listen
-// address once serving.
-func run(ctx context.Context, args []string, out io.Writer, ready func(addr string)) (err error) {
+// addresses once serving.
+func run(ctx context.Context, args []string, out io.Writer, ready func(listening)) (err error) {
 	defer func() {
 		if err != nil {
 			err = redactedError{err} // it may quote the DSN
@@ -77,6 +81,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 	tokenFile := fs.String("erp-token-file", "", "file holding the ERP token (default $HEADOFFICE_ERP_TOKEN)")
 	enrolKeyFile := fs.String("enrol-key-file", "", "file holding the enrolment key that signs till secrets (default $HEADOFFICE_ENROL_KEY; none: random secrets)")
 	listen := fs.String("listen", ":8440", "serve: address to listen on")
+	metricsListen := fs.String("metrics-listen", "", "serve: address for GET /metrics and /healthz, unauthenticated: one the tills cannot reach, e.g. 127.0.0.1:9440 (empty: none; /healthz is on -listen too)")
 	cert := fs.String("tls-cert", "", "serve: TLS certificate (PEM); with -tls-key serves HTTPS")
 	key := fs.String("tls-key", "", "serve: TLS private key (PEM)")
 	clientCA := fs.String("tls-client-ca", "", "serve: CA bundle (PEM) of the tills' certificates: a till presenting one it signed, its common name the till id, needs no secret")
@@ -255,7 +260,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		TLSConfig: tlsConfig, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)} // TLS handshake errors among them
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() {
 		if tlsConfig != nil {
 			errc <- hs.ServeTLS(ln, "", "")
@@ -263,9 +268,26 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(addr stri
 			errc <- hs.Serve(ln)
 		}
 	}()
-	log.Info("head office serving", "addr", ln.Addr().String(), "tls", *cert != "")
+	at := listening{api: ln.Addr().String()}
+	if *metricsListen != "" {
+		mln, err := net.Listen("tcp", *metricsListen)
+		if err != nil {
+			hs.Close()
+			return fmt.Errorf("serve: -metrics-listen: %w", err)
+		}
+		ms := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		defer ms.Close()
+		go func() {
+			if err := ms.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics: %w", err)
+			}
+		}()
+		at.metrics = mln.Addr().String()
+		log.Info("head office metrics serving", "addr", at.metrics)
+	}
+	log.Info("head office serving", "addr", at.api, "tls", *cert != "")
 	if ready != nil {
-		ready(ln.Addr().String())
+		ready(at)
 	}
 	var tick <-chan time.Time
 	if *expireEvery > 0 {

@@ -63,7 +63,7 @@ func TestServeEnrolImport(t *testing.T) {
 		addrc := make(chan string, 1)
 		done := make(chan error, 1)
 		go func() {
-			done <- run(ctx, append([]string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0"}, extra...), &out, func(a string) { addrc <- a })
+			done <- run(ctx, append([]string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0"}, extra...), &out, func(l listening) { addrc <- l.api })
 		}()
 		select {
 		case addr := <-addrc:
@@ -214,7 +214,7 @@ func TestMisplacedArgumentsRefused(t *testing.T) {
 		{[]string{"import", demo, "-dsn", dsn}, `import: flag -dsn after the arguments`},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := run(ctx, c.args, &bytes.Buffer{}, func(addr string) { t.Errorf("%q started serving on %s", c.args, addr) })
+		err := run(ctx, c.args, &bytes.Buffer{}, func(l listening) { t.Errorf("%q started serving on %s", c.args, l.api) })
 		cancel()
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v, want %q", c.args, err, c.want)
@@ -250,7 +250,7 @@ func TestSecretsAndFlagsChecked(t *testing.T) {
 		{append(serveArgs, "-erp-token-file", blank), "erp token: " + blank + " is empty"},
 		{append(serveArgs, "-erp-token-file", empty), "erp token: " + empty + " is empty"},
 	} {
-		err := run(context.Background(), c.args, &bytes.Buffer{}, func(addr string) { t.Errorf("%q started serving", c.args) })
+		err := run(context.Background(), c.args, &bytes.Buffer{}, func(listening) { t.Errorf("%q started serving", c.args) })
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v, want %q", c.args, err, c.want)
 		}
@@ -263,7 +263,7 @@ func TestSecretsAndFlagsChecked(t *testing.T) {
 		{"-expire-every", "-5m", `-expire-every -5m0s: want a positive duration, or 0 for never`},
 	} {
 		args := append(slices.Clone(serveArgs), c.flag, c.value)
-		err := run(context.Background(), args, &bytes.Buffer{}, func(addr string) { t.Errorf("%q started serving", args) })
+		err := run(context.Background(), args, &bytes.Buffer{}, func(listening) { t.Errorf("%q started serving", args) })
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s %s: %v, want %q", c.flag, c.value, err, c.want)
 		}
@@ -271,7 +271,7 @@ func TestSecretsAndFlagsChecked(t *testing.T) {
 	// A 16-character token serves, and ERP requests carrying it are answered.
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc, done := make(chan string, 1), make(chan error, 1)
-	go func() { done <- run(ctx, serveArgs, &bytes.Buffer{}, func(a string) { addrc <- a }) }()
+	go func() { done <- run(ctx, serveArgs, &bytes.Buffer{}, func(l listening) { addrc <- l.api }) }()
 	var addr string
 	select {
 	case addr = <-addrc:
@@ -312,7 +312,7 @@ func TestServeTLS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc, done := make(chan string, 1), make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile}, io.Discard, func(a string) { addrc <- a })
+		done <- run(ctx, []string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile}, io.Discard, func(l listening) { addrc <- l.api })
 	}()
 	var addr string
 	select {
@@ -372,7 +372,7 @@ func TestServeClientCA(t *testing.T) {
 	addrc, done := make(chan string, 1), make(chan error, 1)
 	go func() {
 		done <- run(sctx, []string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile, "-tls-client-ca", caFile},
-			io.Discard, func(a string) { addrc <- a })
+			io.Discard, func(l listening) { addrc <- l.api })
 	}()
 	var addr string
 	select {
@@ -402,5 +402,60 @@ func TestServeClientCA(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestServeMetricsListen: with -metrics-listen, serve answers GET /metrics
+// and /healthz there, unauthenticated; the API's address answers /healthz
+// but not /metrics; an address it cannot listen on is an error at start.
+func TestServeMetricsListen(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	t.Setenv("HEADOFFICE_ERP_TOKEN", "0123456789abcdef")
+	args := []string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0", "-offline-card-cap", "500"}
+	if err := run(context.Background(), append(slices.Clone(args), "-metrics-listen", "256.0.0.1:1"), io.Discard,
+		func(listening) { t.Error("started serving") }); err == nil || !strings.Contains(err.Error(), "-metrics-listen") {
+		t.Errorf("an address it cannot listen on: %v, want an error naming -metrics-listen", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	at, done := make(chan listening, 1), make(chan error, 1)
+	go func() {
+		done <- run(ctx, append(slices.Clone(args), "-metrics-listen", "127.0.0.1:0"), io.Discard, func(l listening) { at <- l })
+	}()
+	var l listening
+	select {
+	case l = <-at:
+	case err := <-done:
+		t.Fatal(err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	get := func(addr, path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if l.metrics == "" || l.metrics == l.api {
+		t.Fatalf("listening on %+v, want a metrics address of its own", l)
+	}
+	get(l.api, "/healthz")
+	if code, body := get(l.metrics, "/metrics"); code != 200 || !strings.Contains(body, `headoffice_http_requests_total{route="GET /healthz",code="200"} 1`) ||
+		!strings.Contains(body, "headoffice_db_pool_max_conns 16") {
+		t.Errorf("metrics: %d\n%s", code, body)
+	}
+	if code, body := get(l.metrics, "/healthz"); code != 200 || !strings.Contains(body, `"ok"`) {
+		t.Errorf("health on the metrics address: %d %s", code, body)
+	}
+	if code, _ := get(l.api, "/metrics"); code != 404 {
+		t.Errorf("/metrics on the API's address: %d, want 404", code)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve after cancel: %v", err)
 	}
 }

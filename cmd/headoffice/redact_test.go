@@ -42,7 +42,7 @@ func TestErrorsHideTheDSNPassword(t *testing.T) {
 			defer func() { os.Stderr = stderr }()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			err := run(ctx, c.args, io.Discard, func(addr string) { t.Errorf("%q started serving", c.args) })
+			err := run(ctx, c.args, io.Discard, func(listening) { t.Errorf("%q started serving", c.args) })
 			w.Close()
 			var buf bytes.Buffer
 			io.Copy(&buf, r)

@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"tillagent/internal/metrics"
 	"tillagent/internal/store"
 )
 
@@ -67,6 +68,9 @@ type Server struct {
 	// lost counts the connections to PostgreSQL found gone (the pool
 	// reconnected).
 	lost atomic.Int64
+	m    *metrics.Registry
+	// maintainOK is when the last expiry run ended well (Unix ms; 0: none).
+	maintainOK atomic.Int64
 }
 
 // connLost reports whether err says the connection to PostgreSQL is gone:
@@ -182,6 +186,7 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 		o.Clock = time.Now
 	}
 	s := &Server{db: db, erpToken: o.ERPToken, enrolKey: o.EnrolKey, offline: o.Offline, log: o.Logger, now: o.Clock}
+	s.m = newMetrics(s)
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err

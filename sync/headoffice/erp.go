@@ -864,7 +864,12 @@ type MaintainStats struct {
 // not hold those cards from the tills' batches until all are done. A chunk
 // that fails leaves the ones before it done and returns the error with
 // their counts; the next run goes on from the cards still due.
-func (s *Server) Maintain(ctx context.Context) (MaintainStats, error) {
+func (s *Server) Maintain(ctx context.Context) (st MaintainStats, err error) {
+	defer func() { s.countMaintain(err) }()
+	return s.maintain(ctx)
+}
+
+func (s *Server) maintain(ctx context.Context) (MaintainStats, error) {
 	now := s.now()
 	var st MaintainStats
 	// The cards due, found through the index of lots not yet used up

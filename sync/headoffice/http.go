@@ -106,7 +106,8 @@ func (s *Server) Handler() http.Handler {
 		wo, err := s.WriteOffs(r.Context())
 		s.reply(w, r, wo, err)
 	}))
-	return jsonErrors(mux)
+	mux.HandleFunc("GET /healthz", s.handleHealth)
+	return s.observe(jsonErrors(mux))
 }
 
 // jsonErrors answers the requests mux has no route for (404, and 405 with

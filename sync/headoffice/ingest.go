@@ -80,6 +80,7 @@ func (s *Server) Ingest(ctx context.Context, b *wire.Batch) (*wire.BatchResult, 
 			res.Results = append(res.Results, r)
 		}
 	}
+	s.countResults(res)
 	return res, nil
 }
 

@@ -1,0 +1,208 @@
+package headoffice
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"sync"
+	"time"
+
+	"tillagent/internal/metrics"
+	"tillagent/sync/wire"
+)
+
+// What head office counts for its operators (docs/sync.md, "Watching head
+// office"): requests, journal entries by result, the pool, the database's
+// own counts that alert someone (entries waiting behind a gap, open
+// conflicts), and the expiry schedule.
+var metricHelp = map[string]string{
+	"headoffice_http_requests_total":           "Requests by route (the endpoint's pattern; unmatched for none) and status.",
+	"headoffice_http_request_duration_seconds": "Time to answer a request, by route.",
+	"headoffice_journal_entries_total":         "Journal entries pushed by tills, by result (applied, duplicate, conflict, rejected).",
+	"headoffice_maintain_runs_total":           "Expiry runs (scheduled or ERP's POST /v1/erp/maintain) by result (ok, failed).",
+}
+
+func newMetrics(s *Server) *metrics.Registry {
+	m := metrics.New(metricHelp)
+	atomicCounter := func(name, help string, v interface{ Load() int64 }) {
+		m.CounterFunc(name, help, func(context.Context) (float64, error) { return float64(v.Load()), nil })
+	}
+	atomicCounter("headoffice_ingest_retries_total", "Ingest transactions run again after a deadlock or a serialization failure.", &s.retries)
+	atomicCounter("headoffice_lot_rereads_total", "Ingests folded again reading every lot of their cards (a created lot existed).", &s.rereads)
+	atomicCounter("headoffice_db_connections_lost_total", "Connections to PostgreSQL found gone (a restart, a failover, a cut): the pool reconnected.", &s.lost)
+	pool := func(name, help string, f func() float64) {
+		m.Gauge(name, help, func(context.Context) (float64, error) { return f(), nil })
+	}
+	pool("headoffice_db_pool_max_conns", "The most connections the pool opens.", func() float64 { return float64(s.db.Stat().MaxConns()) })
+	pool("headoffice_db_pool_acquired_conns", "Connections in use by requests.", func() float64 { return float64(s.db.Stat().AcquiredConns()) })
+	pool("headoffice_db_pool_idle_conns", "Connections open and idle.", func() float64 { return float64(s.db.Stat().IdleConns()) })
+	m.CounterFunc("headoffice_db_pool_waited_acquires_total", "Requests that waited for a connection (all in use): many mean the pool is too small (pool_max_conns).",
+		func(context.Context) (float64, error) { return float64(s.db.Stat().EmptyAcquireCount()), nil })
+	m.CounterFunc("headoffice_db_pool_acquire_seconds_total", "Time requests spent getting a connection.",
+		func(context.Context) (float64, error) { return s.db.Stat().AcquireDuration().Seconds(), nil })
+	counts := s.scrapeCounts()
+	for _, g := range []struct {
+		name, help string
+		v          func(*dbCounts) float64
+	}{
+		{"headoffice_journal_waiting_entries", "Entries stored but not folded: waiting behind a gap in their till's chain (GET /v1/erp/reports/tills).", func(c *dbCounts) float64 { return float64(c.waiting) }},
+		{"headoffice_journal_waiting_oldest_seconds", "How long the oldest entry waiting behind a gap has waited (0: none): a gap that does not fill is a till's lost batch.", func(c *dbCounts) float64 { return c.waitedSeconds }},
+		{"headoffice_conflicts_open", "Till entries head office holds with other content, not settled (GET /v1/erp/conflicts).", func(c *dbCounts) float64 { return float64(c.conflicts) }},
+		{"headoffice_tills_enrolled", "Tills enrolled and not retired.", func(c *dbCounts) float64 { return float64(c.tills) }},
+		{"headoffice_tills_retired", "Tills retired.", func(c *dbCounts) float64 { return float64(c.retired) }},
+	} {
+		m.Gauge(g.name, g.help, func(ctx context.Context) (float64, error) {
+			c, err := counts(ctx)
+			if err != nil {
+				return 0, err
+			}
+			return g.v(c), nil
+		})
+	}
+	m.Gauge("headoffice_maintain_last_ok_timestamp_seconds", "When the last expiry run ended well (Unix time; 0: none since start).",
+		func(context.Context) (float64, error) { return float64(s.maintainOK.Load()) / 1e3, nil })
+	return m
+}
+
+// dbCounts are the database's counts a scrape shows, read once a scrape.
+type dbCounts struct {
+	waiting, conflicts, tills, retired int64
+	waitedSeconds                      float64 // since the oldest waiting entry came
+}
+
+// scrapeCounts reads dbCounts at most once per scrape (the registry gives
+// each scrape its own ctx). A scrape waits at most 2 s for the database.
+func (s *Server) scrapeCounts() func(context.Context) (*dbCounts, error) {
+	var mu sync.Mutex
+	var last context.Context
+	var c *dbCounts
+	var err error
+	return func(ctx context.Context) (*dbCounts, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ctx == last {
+			return c, err
+		}
+		last, c = ctx, &dbCounts{}
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		// Each count through a partial index or a small table.
+		// received_at is the database's time: the age is too.
+		var waited float64
+		err = s.db.QueryRow(qctx, `SELECT w.n, coalesce(extract(epoch FROM now() - w.since), 0)::float8, c.n, t.active, t.retired
+			FROM (SELECT count(*) AS n, min(received_at) AS since FROM journal WHERE NOT folded) w,
+				(SELECT count(*) AS n FROM journal_conflicts WHERE settled_at IS NULL) c,
+				(SELECT count(*) FILTER (WHERE retired_at IS NULL) AS active, count(*) FILTER (WHERE retired_at IS NOT NULL) AS retired FROM tills) t`).
+			Scan(&c.waiting, &waited, &c.conflicts, &c.tills, &c.retired)
+		c.waitedSeconds = max(waited, 0)
+		return c, err
+	}
+}
+
+// Metrics is head office's registry, served by MetricsHandler.
+func (s *Server) Metrics() *metrics.Registry { return s.m }
+
+// MetricsHandler serves GET /metrics (Prometheus text format) and GET
+// /healthz, without authentication: cmd/headoffice serves it on its own
+// address (-metrics-listen), one the tills cannot reach.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		s.m.Write(r.Context(), w)
+	})
+	mux.HandleFunc("GET /healthz", s.handleHealth)
+	return mux
+}
+
+// Health checks what head office needs to answer: the database answers
+// within 2 s, and its schema is the one this build migrates to (a newer
+// build's migration during a rolling upgrade leaves this process behind).
+func (s *Server) Health(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var v int
+	if err := s.db.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_version`).Scan(&v); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	if v != len(names) {
+		return fmt.Errorf("database schema %d, this build's %d: restart head office with the build that migrated it", v, len(names))
+	}
+	return nil
+}
+
+// handleHealth answers 200 {"status": "ok"}, or 503 with the error (no
+// DSN in it: pgx names the host, never the password).
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := s.Health(r.Context()); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		json.NewEncoder(w).Encode(map[string]string{"status": "unavailable", "error": err.Error()})
+		return
+	}
+	json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
+}
+
+// observe counts every request by route (the mux's pattern, so a till id
+// in a path does not make a series of its own) and status, and times it.
+func (s *Server) observe(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		route := r.Pattern // set by the mux on r as it routes
+		if route == "" {
+			route = "unmatched"
+		}
+		s.m.Add("headoffice_http_requests_total", 1, "route", route, "code", fmt.Sprint(rec.code))
+		s.m.Observe("headoffice_http_request_duration_seconds", time.Since(start).Seconds(), "route", route)
+	})
+}
+
+// statusRecorder keeps the status a handler answered.
+type statusRecorder struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if !r.wroteHeader {
+		r.code, r.wroteHeader = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// countResults counts a batch's answers by status.
+func (s *Server) countResults(res *wire.BatchResult) {
+	n := map[string]int{}
+	for _, r := range res.Results {
+		n[r.Status]++
+	}
+	for st, k := range n {
+		s.m.Add("headoffice_journal_entries_total", float64(k), "result", st)
+	}
+}
+
+// countMaintain counts an expiry run and, when it went well, when.
+func (s *Server) countMaintain(err error) {
+	if err != nil && !errors.Is(err, context.Canceled) {
+		s.m.Add("headoffice_maintain_runs_total", 1, "result", "failed")
+		return
+	}
+	if err == nil {
+		s.m.Add("headoffice_maintain_runs_total", 1, "result", "ok")
+		s.maintainOK.Store(time.Now().UnixMilli())
+	}
+}
