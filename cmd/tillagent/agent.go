@@ -351,7 +351,7 @@ func startSync(ctx context.Context, cfg *config.Config, st *store.Store, clock f
 		return nil, fmt.Errorf("sync.ca_file, sync.cert_file, sync.key_file (till.till_id %s): %w", cfg.Till.TillID, err)
 	}
 	c, err := client.New(client.Options{URL: cfg.Sync.URL, TillID: cfg.Till.TillID, StoreID: cfg.Till.StoreID,
-		Secret: secret, CertAuth: cfg.Sync.CertFile != "", ReloadSecret: cfg.Sync.SecretValue, Store: st, HTTPClient: hc, Logger: log, BatchSize: cfg.Sync.BatchSize,
+		Secret: secret, CertAuth: cfg.Sync.CertFile != "", Agent: "tillagent/" + version, ReloadSecret: cfg.Sync.SecretValue, Store: st, HTTPClient: hc, Logger: log, BatchSize: cfg.Sync.BatchSize,
 		Interval: cfg.Sync.Interval, BackoffMin: cfg.Sync.BackoffMin, BackoffMax: cfg.Sync.BackoffMax,
 		RequestTimeout: cfg.Sync.RequestTimeout, SnapshotPage: cfg.Sync.PageSize, DeltaPage: cfg.Sync.PageSize, Clock: clock})
 	if err != nil {

@@ -7,6 +7,7 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -52,7 +53,10 @@ type Options struct {
 	// HTTPClient with TLSFiles.Cert), which head office takes instead of
 	// the secret; Secret may then be empty.
 	CertAuth bool
-	Store    *store.Store
+	// Agent is sent as the User-Agent ("tillagent/1.4.0"): head office's
+	// tills report shows which build each till runs. "" means "tillagent".
+	Agent string
+	Store *store.Store
 	// HTTPClient defaults to one with no overall timeout (RequestTimeout
 	// bounds each request).
 	HTTPClient *http.Client
@@ -1265,6 +1269,7 @@ func (c *Client) doOnce(parent context.Context, method, path string, q url.Value
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("User-Agent", cmp.Or(c.o.Agent, "tillagent"))
 	resp, err := c.o.HTTPClient.Do(req)
 	if err != nil {
 		return nil, timedOut(err)

@@ -71,6 +71,7 @@ type Server struct {
 	m    *metrics.Registry
 	// maintainOK is when the last expiry run ended well (Unix ms; 0: none).
 	maintainOK atomic.Int64
+	seen       seenLog // when each till was last heard from (seen.go)
 }
 
 // connLost reports whether err says the connection to PostgreSQL is gone:
@@ -203,6 +204,7 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 			s.log.Error("check the stored catalog", "err", err)
 		}
 	}
+	s.startSeen()
 	return s, nil
 }
 
@@ -225,7 +227,10 @@ func (s *Server) CheckCatalog(ctx context.Context) error {
 }
 
 // Close closes the pool.
-func (s *Server) Close() { s.db.Close() }
+func (s *Server) Close() {
+	s.stopSeen()
+	s.db.Close()
+}
 
 // migrate applies the embedded NNNN_name.sql files in one transaction under
 // an advisory lock, so two head-office processes starting together do not

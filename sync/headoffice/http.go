@@ -231,6 +231,7 @@ func (s *Server) till(h tillHandler) http.HandlerFunc {
 			httpError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
+		s.noteSeen(id, r.UserAgent())
 		if err := checkRequestText(r); err != nil {
 			httpError(w, http.StatusBadRequest, err.Error())
 			return

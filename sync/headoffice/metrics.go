@@ -53,6 +53,9 @@ func newMetrics(s *Server) *metrics.Registry {
 		{"headoffice_conflicts_open", "Till entries head office holds with other content, not settled (GET /v1/erp/conflicts).", func(c *dbCounts) float64 { return float64(c.conflicts) }},
 		{"headoffice_tills_enrolled", "Tills enrolled and not retired.", func(c *dbCounts) float64 { return float64(c.tills) }},
 		{"headoffice_tills_retired", "Tills retired.", func(c *dbCounts) float64 { return float64(c.retired) }},
+		{"headoffice_tills_silent_hour", "Tills not retired last heard from over an hour ago (GET /v1/erp/reports/tills: last_seen_at).", func(c *dbCounts) float64 { return float64(c.silentHour) }},
+		{"headoffice_tills_silent_day", "Tills not retired last heard from over a day ago: offline, or their sync broken.", func(c *dbCounts) float64 { return float64(c.silentDay) }},
+		{"headoffice_tills_never_seen", "Tills enrolled, not retired, never heard from (not installed yet, or the secret never reached them).", func(c *dbCounts) float64 { return float64(c.neverSeen) }},
 	} {
 		m.Gauge(g.name, g.help, func(ctx context.Context) (float64, error) {
 			c, err := counts(ctx)
@@ -70,6 +73,7 @@ func newMetrics(s *Server) *metrics.Registry {
 // dbCounts are the database's counts a scrape shows, read once a scrape.
 type dbCounts struct {
 	waiting, conflicts, tills, retired int64
+	silentHour, silentDay, neverSeen   int64   // tills not retired, last heard from over an hour, a day ago, never
 	waitedSeconds                      float64 // since the oldest waiting entry came
 }
 
@@ -90,13 +94,20 @@ func (s *Server) scrapeCounts() func(context.Context) (*dbCounts, error) {
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		// Each count through a partial index or a small table.
+		if err := s.flushSeen(qctx); err != nil {
+			s.log.Warn("metrics", "err", err)
+		}
 		// received_at is the database's time: the age is too.
 		var waited float64
-		err = s.db.QueryRow(qctx, `SELECT w.n, coalesce(extract(epoch FROM now() - w.since), 0)::float8, c.n, t.active, t.retired
+		err = s.db.QueryRow(qctx, `SELECT w.n, coalesce(extract(epoch FROM now() - w.since), 0)::float8, c.n,
+				t.active, t.retired, t.silent_hour, t.silent_day, t.never
 			FROM (SELECT count(*) AS n, min(received_at) AS since FROM journal WHERE NOT folded) w,
 				(SELECT count(*) AS n FROM journal_conflicts WHERE settled_at IS NULL) c,
-				(SELECT count(*) FILTER (WHERE retired_at IS NULL) AS active, count(*) FILTER (WHERE retired_at IS NOT NULL) AS retired FROM tills) t`).
-			Scan(&c.waiting, &waited, &c.conflicts, &c.tills, &c.retired)
+				(SELECT count(*) FILTER (WHERE retired_at IS NULL) AS active, count(*) FILTER (WHERE retired_at IS NOT NULL) AS retired,
+					count(*) FILTER (WHERE retired_at IS NULL AND last_seen_at < now() - interval '1 hour') AS silent_hour,
+					count(*) FILTER (WHERE retired_at IS NULL AND last_seen_at < now() - interval '1 day') AS silent_day,
+					count(*) FILTER (WHERE retired_at IS NULL AND last_seen_at IS NULL) AS never FROM tills) t`).
+			Scan(&c.waiting, &waited, &c.conflicts, &c.tills, &c.retired, &c.silentHour, &c.silentDay, &c.neverSeen)
 		c.waitedSeconds = max(waited, 0)
 		return c, err
 	}
