@@ -8,6 +8,7 @@ package client
 import (
 	"bytes"
 	"cmp"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -203,6 +204,9 @@ type Client struct {
 	// regrowAfter, so a link at the edge costs at most one timeout in
 	// regrowAfter+1 pages. Only the fetch running changes them.
 	slowAt, quickRun atomic.Int64
+	// gzipBodies: head office's last answer said it takes gzip request
+	// bodies (Accept-Encoding, RFC 7694); pushes are compressed then.
+	gzipBodies atomic.Bool
 
 	// cycleMu is held by the one cycle running (Run's or SyncNow's): a
 	// one-place semaphore, so that waiting for it can end with a ctx.
@@ -1208,6 +1212,12 @@ func (c *Client) initialLoad(ctx context.Context) (string, pullOutcome, error) {
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte) ([]byte, error) {
 	data, err := c.doOnce(ctx, method, path, q, body)
 	var ae *AnswerError
+	if errors.As(err, &ae) && ae.packed && !c.gzipBodies.Load() && (ae.Status == http.StatusBadRequest || ae.Status == http.StatusUnsupportedMediaType) {
+		// A head office rolled back to a build that takes no gzip: its
+		// answer said so, and the body goes again as it is.
+		c.log.Info("sync: head office takes no compressed bodies, sending as is", "status", ae.Status)
+		data, err = c.doOnce(ctx, method, path, q, body)
+	}
 	if !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized || c.o.ReloadSecret == nil {
 		return data, err
 	}
@@ -1256,6 +1266,12 @@ func (c *Client) doOnce(parent context.Context, method, path string, q url.Value
 	u := c.base.JoinPath(path)
 	u.RawQuery = q.Encode()
 	var rd io.Reader
+	packed := false
+	if len(body) >= minGzipBody && c.gzipBodies.Load() {
+		if z, err := gzipped(body); err == nil {
+			body, packed = z, true
+		}
+	}
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
@@ -1269,6 +1285,9 @@ func (c *Client) doOnce(parent context.Context, method, path string, q url.Value
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if packed {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
 	req.Header.Set("User-Agent", cmp.Or(c.o.Agent, "tillagent"))
 	resp, err := c.o.HTTPClient.Do(req)
 	if err != nil {
@@ -1276,6 +1295,7 @@ func (c *Client) doOnce(parent context.Context, method, path string, q url.Value
 	}
 	defer resp.Body.Close()
 	answered.Store(true) // the headers are in
+	c.gzipBodies.Store(takesGzip(resp.Header))
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, timedOut(err))
@@ -1289,7 +1309,7 @@ func (c *Client) doOnce(parent context.Context, method, path string, q url.Value
 			e.Error, plain = strings.TrimSpace(string(data)), true
 		}
 		return nil, fmt.Errorf("%s %s: %w", method, path, &AnswerError{Status: resp.StatusCode, Text: resp.Status, Message: e.Error,
-			Plain: plain, URL: c.base.JoinPath(path).String()})
+			Plain: plain, URL: c.base.JoinPath(path).String(), packed: packed})
 	}
 	return data, nil
 }
@@ -1348,6 +1368,8 @@ type AnswerError struct {
 	// or no head office route at this URL).
 	Plain bool
 	URL   string // the URL asked, without the query
+	// packed: the request body went gzip-compressed.
+	packed bool
 }
 
 func (e *AnswerError) Error() string {
@@ -1432,4 +1454,37 @@ func untrusted(err error) bool {
 func notTLS(err error) bool {
 	var rh tls.RecordHeaderError
 	return errors.As(err, &rh) || (err != nil && strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"))
+}
+
+// minGzipBody is the smallest push worth compressing (a kilobyte).
+const minGzipBody = 1024
+
+// gzipped is body compressed at gzip's fastest level: a push batch is
+// JSON, 6–15 times smaller for a millisecond of the till's CPU.
+func gzipped(body []byte) ([]byte, error) {
+	var b bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&b, gzip.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(body); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// takesGzip reports whether an answer's Accept-Encoding names gzip.
+func takesGzip(h http.Header) bool {
+	for _, v := range h.Values("Accept-Encoding") {
+		for _, part := range strings.Split(v, ",") {
+			name, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if strings.EqualFold(strings.TrimSpace(name), "gzip") {
+				return true
+			}
+		}
+	}
+	return false
 }

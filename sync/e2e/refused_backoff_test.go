@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"io"
@@ -33,8 +34,18 @@ func (l *sendLog) RoundTrip(r *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
+		plain := body
+		if r.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			if err != nil {
+				return nil, err
+			}
+			if plain, err = io.ReadAll(zr); err != nil {
+				return nil, err
+			}
+		}
 		var b wire.Batch
-		if err := json.Unmarshal(body, &b); err != nil {
+		if err := json.Unmarshal(plain, &b); err != nil {
 			return nil, err
 		}
 		l.mu.Lock()

@@ -107,7 +107,7 @@ func (s *Server) Handler() http.Handler {
 		s.reply(w, r, wo, err)
 	}))
 	mux.HandleFunc("GET /healthz", s.handleHealth)
-	return s.observe(jsonErrors(mux))
+	return s.observe(advertiseGzip(jsonErrors(mux)))
 }
 
 // jsonErrors answers the requests mux has no route for (404, and 405 with
@@ -306,9 +306,9 @@ func checkRequestText(r *http.Request) error {
 func badText(s string) bool { return strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) }
 
 func (s *Server) handleJournal(w http.ResponseWriter, r *http.Request, tillID, _ string) {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	data, err := readBody(w, r, MaxBody)
 	if err != nil {
-		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("read journal batch of till %s: %v", tillID, err))
+		decodeFailed(w, "read journal batch of till "+tillID, err)
 		return
 	}
 	b, err := wire.DecodeBatch(data)
@@ -396,9 +396,9 @@ func (s *Server) handleEnrol(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	data, err := readBody(w, r, MaxBody)
 	if err != nil {
-		httpError(w, http.StatusRequestEntityTooLarge, "erp import: "+err.Error())
+		decodeFailed(w, "erp import", err)
 		return
 	}
 	format := "json"
@@ -581,7 +581,7 @@ func queryTime(q url.Values, op, name string) (time.Time, error) {
 // Only v's own fields are compared by name, not those of structs nested
 // in it (the ERP bodies have none). decodeFailed answers its error.
 func decodeStrict(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	data, err := readBody(w, r, limit)
 	if err != nil {
 		return err
 	}
@@ -606,6 +606,11 @@ func decodeFailed(w http.ResponseWriter, what string, err error) {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%s: body larger than %d bytes", what, tooLarge.Limit))
+		return
+	}
+	var coding unsupportedEncoding
+	if errors.As(err, &coding) {
+		httpError(w, http.StatusUnsupportedMediaType, what+": "+err.Error())
 		return
 	}
 	httpError(w, http.StatusBadRequest, what+": "+err.Error())
@@ -642,8 +647,7 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error)
 		httpError(w, http.StatusInternalServerError, "encode reply: "+err.Error())
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	if _, err := w.Write(append(body, '\n')); err != nil {
+	if err := writeJSON(w, r, append(body, '\n')); err != nil {
 		s.log.Warn("write reply", "err", err)
 	}
 }
