@@ -23,13 +23,8 @@ import (
 // set.
 func TestUserAgent(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{Path: filepath.Join(t.TempDir(), "till.db"), TillID: "S001-T01"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Append(ctx, []store.Entry{{CheckID: "C1", CardCode: "2900000000018", Kind: store.KindAccrual,
-		Points: decimal.NewFromInt(5), Lots: []store.LotChange{{Create: true, Delta: decimal.NewFromInt(5), ActiveFrom: time.Now()}}}}); err != nil {
+	st := tillStore(t)
+	if _, err := st.Append(ctx, []store.Entry{accrual5("")}); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
@@ -65,16 +60,11 @@ func TestUserAgent(t *testing.T) {
 // once.
 func TestCompressedPushFallsBack(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{Path: filepath.Join(t.TempDir(), "till.db"), TillID: "S001-T01"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := tillStore(t)
 	sale := func(n int) {
 		var es []store.Entry
 		for i := 0; i < n; i++ {
-			es = append(es, store.Entry{CheckID: "C1", CardCode: "2900000000018", Kind: store.KindAccrual, Note: strings.Repeat("n", 200),
-				Points: decimal.NewFromInt(5), Lots: []store.LotChange{{Create: true, Delta: decimal.NewFromInt(5), ActiveFrom: time.Now()}}})
+			es = append(es, accrual5(strings.Repeat("n", 200)))
 		}
 		if _, err := st.Append(ctx, es); err != nil {
 			t.Fatal(err)
@@ -139,4 +129,21 @@ func TestCompressedPushFallsBack(t *testing.T) {
 	if n, err := st.PendingCount(ctx); err != nil || n != 0 {
 		t.Fatalf("%d entries left pending (%v), want none", n, err)
 	}
+}
+
+// tillStore is till S001-T01's store in a temporary directory.
+func tillStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Options{Path: filepath.Join(t.TempDir(), "till.db"), TillID: "S001-T01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// accrual5 is an accrual of 5 points on card 2900000000018, noted so.
+func accrual5(note string) store.Entry {
+	return store.Entry{CheckID: "C1", CardCode: "2900000000018", Kind: store.KindAccrual, Note: note,
+		Points: decimal.NewFromInt(5), Lots: []store.LotChange{{Create: true, Delta: decimal.NewFromInt(5), ActiveFrom: time.Now()}}}
 }

@@ -3,11 +3,8 @@ package client
 import (
 	"context"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"tillagent/internal/store"
 )
 
 // panicky is a transport that panics, as a bug deep in a cycle would.
@@ -20,11 +17,7 @@ func (panicky) RoundTrip(*http.Request) (*http.Response, error) { panic("boom") 
 // down; the next cycle runs.
 func TestCyclePanicIsAnError(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{Path: filepath.Join(t.TempDir(), "till.db"), TillID: "S001-T01"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := tillStore(t)
 	c, err := New(Options{URL: "http://127.0.0.1:1", TillID: "S001-T01", StoreID: "S001", Secret: "till-secret-for-tests-0123456789",
 		Store: st, HTTPClient: &http.Client{Transport: panicky{}}})
 	if err != nil {

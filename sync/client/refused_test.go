@@ -7,11 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/shopspring/decimal"
 
 	"tillagent/internal/store"
 	"tillagent/sync/wire"
@@ -56,13 +53,8 @@ func TestRefusedWaitDefaults(t *testing.T) {
 // by the chaos soak).
 func TestRefusalOfAnEntryNoLongerPendingIsDropped(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{Path: filepath.Join(t.TempDir(), "till.db"), TillID: "S001-T01"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ids, err := st.Append(ctx, []store.Entry{{CheckID: "C1", CardCode: "2900000000018", Kind: store.KindAccrual,
-		Points: decimal.NewFromInt(5), Lots: []store.LotChange{{Create: true, Delta: decimal.NewFromInt(5), ActiveFrom: time.Now()}}}})
+	st := tillStore(t)
+	ids, err := st.Append(ctx, []store.Entry{accrual5("")})
 	if err != nil {
 		t.Fatal(err)
 	}
