@@ -1295,7 +1295,7 @@ func (c *Client) doOnce(parent context.Context, method, path string, q url.Value
 	}
 	defer resp.Body.Close()
 	answered.Store(true) // the headers are in
-	c.gzipBodies.Store(takesGzip(resp.Header))
+	c.gzipBodies.Store(wire.TakesGzip(resp.Header))
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, timedOut(err))
@@ -1474,17 +1474,4 @@ func gzipped(body []byte) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
-}
-
-// takesGzip reports whether an answer's Accept-Encoding names gzip.
-func takesGzip(h http.Header) bool {
-	for _, v := range h.Values("Accept-Encoding") {
-		for _, part := range strings.Split(v, ",") {
-			name, _, _ := strings.Cut(strings.TrimSpace(part), ";")
-			if strings.EqualFold(strings.TrimSpace(name), "gzip") {
-				return true
-			}
-		}
-	}
-	return false
 }

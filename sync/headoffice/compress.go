@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+
+	"tillagent/sync/wire"
 )
 
 // Store links are often slow (ADSL, a 4G modem), and a feed page or a
@@ -36,18 +38,7 @@ func advertiseGzip(h http.Handler) http.Handler {
 }
 
 // acceptsGzip reports whether the request's Accept-Encoding takes gzip.
-func acceptsGzip(r *http.Request) bool {
-	for _, v := range r.Header.Values("Accept-Encoding") {
-		for _, part := range strings.Split(v, ",") {
-			name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-			if strings.EqualFold(strings.TrimSpace(name), "gzip") {
-				q := strings.ReplaceAll(params, " ", "")
-				return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
-			}
-		}
-	}
-	return false
-}
+func acceptsGzip(r *http.Request) bool { return wire.TakesGzip(r.Header) }
 
 // writeJSON writes a 200 answer of body, compressed when it is worth it
 // and the client takes it.
@@ -85,7 +76,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 		return io.ReadAll(body)
-	case "gzip":
+	case "gzip", "x-gzip":
 		packed, err := io.ReadAll(body)
 		if err != nil {
 			return nil, err

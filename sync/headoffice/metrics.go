@@ -93,11 +93,11 @@ func (s *Server) scrapeCounts() func(context.Context) (*dbCounts, error) {
 		last, c = ctx, &dbCounts{}
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		// Each count through a partial index or a small table.
 		if err := s.flushSeen(qctx); err != nil {
 			s.log.Warn("metrics", "err", err)
 		}
-		// received_at is the database's time: the age is too.
+		// Each count through a partial index or a small table;
+		// received_at is the database's time, so the age is too.
 		var waited float64
 		err = s.db.QueryRow(qctx, `SELECT w.n, coalesce(extract(epoch FROM now() - w.since), 0)::float8, c.n,
 				t.active, t.retired, t.silent_hour, t.silent_day, t.never

@@ -28,7 +28,7 @@ type seenLog struct {
 	till map[string]seenAt
 	stop chan struct{}
 	done chan struct{}
-	once sync.Once // Close may be called twice
+	once sync.Once
 }
 
 // noteSeen records that till id was heard from now, by agent (its
@@ -103,21 +103,19 @@ func (s *Server) startSeen() {
 	}()
 }
 
-// stopSeen ends the flushing and writes what is left.
+// stopSeen ends the flushing and writes what is left (once: Close may be
+// called twice).
 func (s *Server) stopSeen() {
 	if s.seen.stop == nil {
 		return
 	}
-	first := false
-	s.seen.once.Do(func() { first = true })
-	if !first {
-		return
-	}
-	close(s.seen.stop)
-	<-s.seen.done
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := s.flushSeen(ctx); err != nil {
-		s.log.Warn("tills last seen", "err", err)
-	}
+	s.seen.once.Do(func() {
+		close(s.seen.stop)
+		<-s.seen.done
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.flushSeen(ctx); err != nil {
+			s.log.Warn("tills last seen", "err", err)
+		}
+	})
 }
