@@ -641,7 +641,12 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error)
 	// Encoded whole before the status goes out: a value that cannot be
 	// encoded (a time past year 9999) is a 500 the till retries, not a 200
 	// with a cut body.
-	body, err := json.Marshal(v)
+	var body []byte
+	if a, ok := v.(interface{ AppendJSON([]byte) ([]byte, error) }); ok {
+		body, err = a.AppendJSON(nil) // a feed page: encoded by hand, the same bytes
+	} else {
+		body, err = json.Marshal(v)
+	}
 	if err != nil {
 		s.log.Error("encode reply", "method", r.Method, "path", r.URL.Path, "err", err)
 		httpError(w, http.StatusInternalServerError, "encode reply: "+err.Error())

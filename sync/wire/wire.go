@@ -568,3 +568,42 @@ func recordName(raw json.RawMessage) string {
 	}
 	return "(no id)"
 }
+
+// AppendJSON appends f as json.Marshal encodes it (TestFeedAppendJSON),
+// its replica through store.Replica.AppendJSON: head office's encoding of
+// a feed page.
+func (f *Feed) AppendJSON(b []byte) ([]byte, error) {
+	if f == nil {
+		return append(b, "null"...), nil
+	}
+	b = store.AppendJSONString(append(b, `{"cursor":`...), f.Cursor)
+	if f.Full {
+		b = append(b, `,"full":true`...)
+	}
+	b = append(b, `,"replica":`...)
+	if f.Replica == nil {
+		b = append(b, "null"...)
+	} else {
+		var err error
+		if b, err = f.Replica.AppendJSON(b); err != nil {
+			return nil, err
+		}
+	}
+	if f.Offline != nil {
+		x, err := json.Marshal(f.Offline)
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(b, `,"offline":`...), x...)
+	}
+	if f.More {
+		b = append(b, `,"more":true`...)
+	}
+	if f.Next != "" {
+		b = store.AppendJSONString(append(b, `,"next":`...), f.Next)
+	}
+	if f.Reset {
+		b = append(b, `,"reset":true`...)
+	}
+	return append(b, '}'), nil
+}

@@ -1,0 +1,125 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"tillagent/checkout"
+)
+
+// randomReplica has cards and lots with every optional field set or not,
+// text that encoding/json escapes, and times in several zones.
+func randomReplica(rng *rand.Rand, n int) *Replica {
+	texts := []string{"", "S001-T01-01K8", "Иванова Анна", "a<b>&c", "tab\there", "quote\"back\\", "\u2028line", "bad\xffutf8", "\x00nul", "ok"}
+	text := func() string { return texts[rng.IntN(len(texts))] }
+	pts := func() checkout.Points {
+		return checkout.MustPoints([]string{"0", "1", "-5", "12.5", "0.000000001", "1000000000", "-0.75"}[rng.IntN(7)])
+	}
+	money := func() checkout.Money {
+		return checkout.MustMoney([]string{"0", "1.00", "123456.78", "-3.50"}[rng.IntN(4)])
+	}
+	zones := []*time.Location{time.UTC, time.FixedZone("MSK", 3*3600), time.FixedZone("odd", -(4*3600 + 30*60 + 17)), time.FixedZone("far", 14*3600)}
+	when := func() time.Time {
+		return time.Date(2000+rng.IntN(200), time.Month(1+rng.IntN(12)), 1+rng.IntN(28), rng.IntN(24), rng.IntN(60), rng.IntN(60),
+			[]int{0, 5e8, 123456789}[rng.IntN(3)], zones[rng.IntN(len(zones))])
+	}
+	asOf := when()
+	r := &Replica{Version: 1, AsOf: &asOf, Stores: []ReplicaStore{{ID: "S001", Name: "Магазин <1>", TimeZone: "Europe/Moscow"}},
+		FoldedThrough: map[string]string{"S001-T02": "b", "S001-T01": "a"}}
+	for i := 0; i < n; i++ {
+		c := ReplicaCard{Code: fmt.Sprintf("29%011d", i), Kind: "bonus", State: checkout.StateActive}
+		if rng.IntN(2) == 0 {
+			c.Program, c.BlockReason, c.Holder, c.State = text(), text(), text(), checkout.CardState(text())
+		}
+		if rng.IntN(2) == 0 {
+			c.Debt = pts()
+		}
+		if rng.IntN(2) == 0 {
+			c.History = CardHistory{Month: []string{"", "2026-11"}[rng.IntN(2)], PurchasesAllTime: money(), PurchasesMonth: money(),
+				PurchasesPrevMonth: money(), AccruedMonth: pts(), RedeemedMonth: pts()}
+		}
+		r.Cards = append(r.Cards, c)
+		for j := 0; j < rng.IntN(4); j++ {
+			l := ReplicaLot{ID: text(), Card: c.Code, Points: pts(), AccruedAt: when(), CheckID: text()}
+			if rng.IntN(2) == 0 {
+				p := pts()
+				l.Remaining = &p
+			}
+			if rng.IntN(2) == 0 {
+				t := when()
+				l.ActiveFrom = &t
+			}
+			if rng.IntN(2) == 0 {
+				t := when()
+				l.ExpiresAt = &t
+			}
+			r.Lots = append(r.Lots, l)
+		}
+	}
+	return r
+}
+
+// TestAppendJSONIsMarshal: AppendJSON writes what json.Marshal writes,
+// byte for byte, for replicas with every field set or left out, and
+// refuses what it refuses (a time past year 9999).
+func TestAppendJSONIsMarshal(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 300; i++ {
+		r := randomReplica(rng, rng.IntN(20))
+		if i%7 == 0 {
+			r.Cards, r.Lots, r.AsOf = nil, nil, nil
+		}
+		want, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.AppendJSON([]byte("prefix"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got[6:]) != string(want) {
+			t.Fatalf("replica %d:\nAppendJSON %s\njson.Marshal %s", i, got[6:], want)
+		}
+	}
+	late := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := &Replica{Version: 1, Lots: []ReplicaLot{{ID: "L", Card: "C", AccruedAt: time.Now(), ExpiresAt: &late}}}
+	if _, err := json.Marshal(r); err == nil {
+		t.Fatal("json.Marshal took year 10000")
+	}
+	if _, err := r.AppendJSON(nil); err == nil {
+		t.Error("AppendJSON took year 10000")
+	}
+}
+
+// BenchmarkReplicaJSON: a feed page of 5,000 cards with 5 lots each, as
+// head office sends them.
+func BenchmarkReplicaJSON(b *testing.B) {
+	r := &Replica{Version: 1}
+	at := time.Date(2026, 11, 1, 10, 30, 0, 0, time.UTC)
+	exp := at.AddDate(1, 0, 0)
+	for i := 0; i < 5000; i++ {
+		c := ReplicaCard{Code: fmt.Sprintf("29%011d", 1000000+i*7), Kind: "bonus", State: checkout.StateActive,
+			History: CardHistory{Month: "2026-11", PurchasesAllTime: checkout.MustMoney("15234.50"), AccruedMonth: checkout.MustPoints("120")}}
+		r.Cards = append(r.Cards, c)
+		for j := 0; j < 5; j++ {
+			rem := checkout.MustPoints(fmt.Sprint(i % 50))
+			r.Lots = append(r.Lots, ReplicaLot{ID: fmt.Sprintf("S%03d-T%02d-01K8%022d", i%300, j, i*5+j), Card: c.Code,
+				Points: checkout.MustPoints(fmt.Sprint(10 + i%90)), Remaining: &rem, AccruedAt: at, ActiveFrom: &at, ExpiresAt: &exp,
+				CheckID: fmt.Sprintf("S%03d-T%02d-C%06d", i%300, j, i)})
+		}
+	}
+	b.Run("json.Marshal", func(b *testing.B) {
+		for b.Loop() {
+			json.Marshal(r)
+		}
+	})
+	b.Run("AppendJSON", func(b *testing.B) {
+		var buf []byte
+		for b.Loop() {
+			buf, _ = r.AppendJSON(buf[:0])
+		}
+	})
+}
