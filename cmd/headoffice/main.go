@@ -8,6 +8,7 @@
 //	headoffice card-scope -store S001 [-scope all|home] [CODE...]   show or set the store's card scope; CODEs made home to it
 //	headoffice reset-feed -till S001-T01               the till loads its replica afresh (after a restore)
 //	headoffice retire -till S001-T01                   the till is admitted no more (stolen, broken); enrol brings it back
+//	headoffice tills [-silent 24h]                     every till: last heard from, its build, entries waiting or rejected
 //
 // The database is HEADOFFICE_DSN (or -dsn); the ERP token HEADOFFICE_ERP_TOKEN
 // (or -erp-token-file); the enrolment key, which signs till secrets so that
@@ -16,6 +17,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -28,8 +30,10 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
@@ -69,7 +73,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	}
 	if !isCommand(cmd) {
 		// Before the flags and the database: a typo is named as such.
-		return fmt.Errorf("unknown command %q (serve, enrol, import, card-scope, reset-feed, retire)", cmd)
+		return fmt.Errorf("unknown command %q (serve, enrol, import, card-scope, reset-feed, retire, tills)", cmd)
 	}
 	fs := flag.NewFlagSet("headoffice "+cmd, flag.ContinueOnError)
 	fs.SetOutput(redactingWriter{os.Stderr}) // a bad value is quoted: it may be the DSN
@@ -90,6 +94,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	tillCap := fs.String("offline-till-cap", "0", "serve: points all cards together may redeem on one till before head office has seen them (0: no limit)")
 	maxAge := fs.Duration("offline-max-age", 0, "serve: no redemption on a till whose last feed is older (0: no limit)")
 	tillID := fs.String("till", "", "enrol, reset-feed, retire: till id")
+	silent := fs.Duration("silent", 0, "tills: only the tills not heard from for at least this long, or never (0: every till)")
 	storeID := fs.String("store", "", "enrol, card-scope: store id")
 	scope := fs.String("scope", "", "card-scope: all or home (empty: leave as it is)")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
@@ -208,6 +213,15 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 		}
 		fmt.Fprintf(out, "till %s: feed reset (epoch %d); it loads its replica afresh at its next sync\n", *tillID, epoch)
 		return nil
+	case "tills":
+		if *silent < 0 {
+			return fmt.Errorf("-silent %s: want a non-negative duration", *silent)
+		}
+		ts, err := srv.Tills(ctx)
+		if err != nil {
+			return err
+		}
+		return printTills(out, ts, *silent, time.Now())
 	case "retire":
 		if *tillID == "" {
 			return errors.New("retire: -till is required")
@@ -318,7 +332,7 @@ const minTokenLen = 16
 
 func isCommand(cmd string) bool {
 	switch cmd {
-	case "serve", "enrol", "import", "card-scope", "reset-feed", "retire":
+	case "serve", "enrol", "import", "card-scope", "reset-feed", "retire", "tills":
 		return true
 	}
 	return false
@@ -342,7 +356,7 @@ func checkArgs(cmd string, implicit bool, args []string) error {
 		}
 	}
 	switch cmd {
-	case "serve", "enrol", "reset-feed", "retire":
+	case "serve", "enrol", "reset-feed", "retire", "tills":
 		return fmt.Errorf("%s takes no arguments, got %q", cmd, args)
 	}
 	return nil
@@ -373,4 +387,47 @@ func secretFrom(env, file string) (string, error) {
 		return "", fmt.Errorf("%s is empty (an unmounted secret?)", file)
 	}
 	return s, nil
+}
+
+// printTills writes the tills report as a table, the tills silent longest
+// first (never heard from before all): with silent > 0 only those not
+// heard from for that long. Retired tills come last, marked.
+func printTills(out io.Writer, ts []headoffice.TillState, silent time.Duration, now time.Time) error {
+	slices.SortStableFunc(ts, func(a, b headoffice.TillState) int {
+		if (a.RetiredAt == nil) != (b.RetiredAt == nil) {
+			return cmp.Compare(boolInt(a.RetiredAt != nil), boolInt(b.RetiredAt != nil))
+		}
+		return cmp.Compare(seenUnix(a), seenUnix(b))
+	})
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TILL\tSTORE\tLAST SEEN\tAGO\tAGENT\tWAITING\tREJECTED\tFOLDED THROUGH")
+	for _, t := range ts {
+		seen, ago := "never", "-"
+		if t.LastSeenAt != nil {
+			seen, ago = t.LastSeenAt.UTC().Format(time.RFC3339), now.Sub(*t.LastSeenAt).Truncate(time.Second).String()
+		}
+		if silent > 0 && (t.RetiredAt != nil || t.LastSeenAt != nil && now.Sub(*t.LastSeenAt) < silent) {
+			continue
+		}
+		if t.RetiredAt != nil {
+			ago = "retired " + t.RetiredAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", t.TillID, t.StoreID, seen, ago, cmp.Or(t.Agent, "-"), t.Waiting, t.Rejected, cmp.Or(t.FoldedThrough, "-"))
+	}
+	return tw.Flush()
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// seenUnix orders by when a till was last heard from, never first.
+func seenUnix(t headoffice.TillState) int64 {
+	if t.LastSeenAt == nil {
+		return -1 << 62
+	}
+	return t.LastSeenAt.UnixNano()
 }

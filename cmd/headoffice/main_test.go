@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"tillagent/internal/testpki"
+
 	"tillagent/sync/pgtest"
 )
 
@@ -457,5 +459,58 @@ func TestServeMetricsListen(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("serve after cancel: %v", err)
+	}
+}
+
+// TestTillsCommand: `headoffice tills` lists every till, never heard from
+// first, then the longest silent, retired ones last; -silent keeps those
+// not heard from for that long (or never), without the retired.
+func TestTillsCommand(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	var out bytes.Buffer
+	if err := run(ctx, []string{"import", "-dsn", dsn, "../../testdata/demo/replica.yaml"}, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"S001-T01", "S001-T02", "S001-T03", "S001-T04"} {
+		if err := run(ctx, []string{"enrol", "-dsn", dsn, "-till", id, "-store", "S001"}, io.Discard, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := run(ctx, []string{"retire", "-dsn", dsn, "-till", "S001-T04"}, io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `UPDATE tills SET last_seen_at = now() - CASE till_id WHEN 'S001-T01' THEN interval '2 hours' ELSE interval '3 days' END,
+		last_agent = 'tillagent/1.4.0' WHERE till_id IN ('S001-T01', 'S001-T02')`); err != nil {
+		t.Fatal(err)
+	}
+	list := func(args ...string) []string {
+		t.Helper()
+		out.Reset()
+		if err := run(ctx, append([]string{"tills", "-dsn", dsn}, args...), &out, nil); err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n")[1:] {
+			ids = append(ids, strings.Fields(l)[0])
+		}
+		return ids
+	}
+	if got := strings.Join(list(), " "); got != "S001-T03 S001-T02 S001-T01 S001-T04" {
+		t.Errorf("tills: %s, want never heard from, longest silent, then retired:\n%s", got, out.String())
+	}
+	if !strings.Contains(out.String(), "tillagent/1.4.0") || !strings.Contains(out.String(), "never") || !strings.Contains(out.String(), "retired ") {
+		t.Errorf("tills output lacks the agent, a never, or a retired mark:\n%s", out.String())
+	}
+	if got := strings.Join(list("-silent", "24h"), " "); got != "S001-T03 S001-T02" {
+		t.Errorf("tills -silent 24h: %s, want the one never heard from and the one silent 3 days", got)
+	}
+	if err := run(ctx, []string{"tills", "-dsn", dsn, "-silent", "-1h"}, io.Discard, nil); err == nil {
+		t.Error("tills -silent -1h: no error")
 	}
 }
