@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"tillagent/internal/testpki"
 
+	"tillagent/internal/testpki"
 	"tillagent/sync/pgtest"
 )
 
