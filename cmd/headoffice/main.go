@@ -35,6 +35,7 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
@@ -412,7 +413,7 @@ func printTills(out io.Writer, ts []headoffice.TillState, silent time.Duration, 
 		if t.RetiredAt != nil {
 			ago = "retired " + t.RetiredAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", t.TillID, t.StoreID, seen, ago, cmp.Or(t.Agent, "-"), t.Waiting, t.Rejected, cmp.Or(t.FoldedThrough, "-"))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", t.TillID, t.StoreID, seen, ago, oneWord(t.Agent), t.Waiting, t.Rejected, cmp.Or(t.FoldedThrough, "-"))
 	}
 	return tw.Flush()
 }
@@ -430,4 +431,19 @@ func seenUnix(t headoffice.TillState) int64 {
 		return -1 << 62
 	}
 	return t.LastSeenAt.UnixNano()
+}
+
+// oneWord is a till's agent as one column: white space and control
+// characters as _, so the table splits on blanks (awk, a tab in a
+// User-Agent).
+func oneWord(agent string) string {
+	if agent == "" {
+		return "-"
+	}
+	return strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return '_'
+		}
+		return r
+	}, agent)
 }

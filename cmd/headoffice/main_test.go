@@ -485,8 +485,8 @@ func TestTillsCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `UPDATE tills SET last_seen_at = now() - CASE till_id WHEN 'S001-T01' THEN interval '2 hours' ELSE interval '3 days' END,
-		last_agent = 'tillagent/1.4.0' WHERE till_id IN ('S001-T01', 'S001-T02')`); err != nil {
+	if _, err := conn.Exec(ctx, `INSERT INTO till_seen (till_id, last_seen_at, last_agent)
+		VALUES ('S001-T01', now() - interval '2 hours', 'tillagent/1.4.0'), ('S001-T02', now() - interval '3 days', 'tillagent/1.4.0')`); err != nil {
 		t.Fatal(err)
 	}
 	list := func(args ...string) []string {

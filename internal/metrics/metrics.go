@@ -4,6 +4,7 @@
 package metrics
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -48,10 +49,18 @@ func labels(kv []string) string {
 		if sb.Len() > 0 {
 			sb.WriteByte(',')
 		}
-		fmt.Fprintf(&sb, "%s=%q", kv[i], kv[i+1])
+		sb.WriteString(kv[i])
+		sb.WriteString(`="`)
+		sb.WriteString(labelEscaper.Replace(strings.ToValidUTF8(kv[i+1], "\uFFFD")))
+		sb.WriteByte('"')
 	}
 	return sb.String()
 }
+
+// labelEscaper escapes a label value as the text format reads it: only
+// backslash, double quote and line feed (Go's %q escapes, \t and \xff,
+// it does not know).
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
 // Add increases a counter; labels are name, value pairs.
 func (m *Registry) Add(name string, v float64, kv ...string) {
@@ -67,11 +76,14 @@ func (m *Registry) Add(name string, v float64, kv ...string) {
 }
 
 // Buckets sets a histogram's upper bounds (ascending), before its first
-// Observe; one without them gets DefaultBuckets.
+// Observe; one without them gets DefaultBuckets. Once a histogram has
+// counts its bounds stay.
 func (m *Registry) Buckets(name string, upper []float64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.buckets[name] = upper
+	if len(m.hists[name]) == 0 {
+		m.buckets[name] = upper
+	}
 }
 
 // DefaultBuckets are request durations in seconds, 5 ms to 10 s.
@@ -124,9 +136,14 @@ func (m *Registry) addRead(r read) {
 // metrics are read with a ctx of this scrape alone, so those backed by
 // one reading can share it (and read again at the next scrape); one whose
 // read fails is left out of this scrape.
-func (m *Registry) Write(ctx context.Context, w io.Writer) {
+func (m *Registry) Write(ctx context.Context, out io.Writer) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Rendered into a buffer under the lock, written after it: a scraper
+	// that stops reading must not hold up every Add and Observe.
+	var buf bytes.Buffer
+	w := &buf
+	defer func() { out.Write(buf.Bytes()) }()
 	m.mu.Lock()
 	for _, n := range sortedKeys(m.counters) {
 		m.header(w, n, "counter")

@@ -96,6 +96,15 @@ func (s *Server) Enrol(ctx context.Context, tillID, storeID string) (string, err
 		return "", fmt.Errorf("enrol till %s: %w", tillID, err)
 	}
 	sum := sha256.Sum256([]byte(secret))
+	var wasRetired bool
+	if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tills WHERE till_id = $1 AND retired_at IS NOT NULL)`, tillID).Scan(&wasRetired); err != nil {
+		return "", fmt.Errorf("enrol till %s: %w", tillID, err)
+	}
+	if wasRetired {
+		if err := s.forgetSeen(ctx, tillID); err != nil {
+			return "", err
+		}
+	}
 	_, err = s.db.Exec(ctx, `INSERT INTO tills (till_id, store_id, secret_sha256, enrolled_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (till_id) DO UPDATE SET store_id = excluded.store_id, secret_sha256 = excluded.secret_sha256,
 			enrolled_at = excluded.enrolled_at, retired_at = NULL`,

@@ -106,7 +106,8 @@ func (s *Server) scrapeCounts() func(context.Context) (*dbCounts, error) {
 				(SELECT count(*) FILTER (WHERE retired_at IS NULL) AS active, count(*) FILTER (WHERE retired_at IS NOT NULL) AS retired,
 					count(*) FILTER (WHERE retired_at IS NULL AND last_seen_at < now() - interval '1 hour') AS silent_hour,
 					count(*) FILTER (WHERE retired_at IS NULL AND last_seen_at < now() - interval '1 day') AS silent_day,
-					count(*) FILTER (WHERE retired_at IS NULL AND last_seen_at IS NULL) AS never FROM tills) t`).
+					count(*) FILTER (WHERE retired_at IS NULL AND last_seen_at IS NULL) AS never
+				FROM tills LEFT JOIN till_seen USING (till_id)) t`).
 			Scan(&c.waiting, &waited, &c.conflicts, &c.tills, &c.retired, &c.silentHour, &c.silentDay, &c.neverSeen)
 		c.waitedSeconds = max(waited, 0)
 		return c, err

@@ -3,9 +3,11 @@ package headoffice
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 )
 
 // Head office notes when each till was last heard from, in memory, and
@@ -32,12 +34,19 @@ type seenLog struct {
 }
 
 // noteSeen records that till id was heard from now, by agent (its
-// User-Agent, cut to 128 bytes of valid UTF-8 without U+0000).
+// User-Agent, cut to 128 bytes of valid UTF-8 without control characters).
 func (s *Server) noteSeen(id, agent string) {
 	if len(agent) > 128 {
 		agent = agent[:128]
 	}
-	agent = strings.ToValidUTF8(strings.ReplaceAll(agent, "\x00", ""), "") // also a rune the cut split
+	// Control characters (a tab would shift the columns of `headoffice
+	// tills`) become spaces; a rune the cut split goes.
+	agent = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(agent, ""))
 	s.seen.mu.Lock()
 	defer s.seen.mu.Unlock()
 	if s.seen.till == nil {
@@ -57,14 +66,21 @@ func (s *Server) flushSeen(ctx context.Context) error {
 		return nil
 	}
 	ids := make([]string, 0, len(batch))
-	ats := make([]time.Time, 0, len(batch))
-	agents := make([]string, 0, len(batch))
-	for id, v := range batch {
-		ids, ats, agents = append(ids, id), append(ats, v.at), append(agents, v.agent)
+	for id := range batch {
+		ids = append(ids, id)
 	}
-	_, err := s.db.Exec(ctx, `UPDATE tills t SET last_seen_at = u.at, last_agent = u.agent
-		FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS u(id, at, agent)
-		WHERE t.till_id = u.id AND (t.last_seen_at IS NULL OR t.last_seen_at < u.at)`, ids, ats, agents)
+	// In id order, so two head-office processes writing at once take the
+	// rows in the same order and never deadlock.
+	slices.Sort(ids)
+	ats := make([]time.Time, len(ids))
+	agents := make([]string, len(ids))
+	for i, id := range ids {
+		ats[i], agents[i] = batch[id].at, batch[id].agent
+	}
+	_, err := s.db.Exec(ctx, `INSERT INTO till_seen (till_id, last_seen_at, last_agent)
+		SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[]) ORDER BY 1
+		ON CONFLICT (till_id) DO UPDATE SET last_seen_at = excluded.last_seen_at, last_agent = excluded.last_agent
+			WHERE till_seen.last_seen_at < excluded.last_seen_at`, ids, ats, agents)
 	if err != nil {
 		s.seen.mu.Lock()
 		if s.seen.till == nil {
@@ -118,4 +134,16 @@ func (s *Server) stopSeen() {
 			s.log.Warn("tills last seen", "err", err)
 		}
 	})
+}
+
+// forgetSeen drops what is known of when till id was last heard from: it
+// is enrolled again after being retired, a new box under the old id.
+func (s *Server) forgetSeen(ctx context.Context, id string) error {
+	s.seen.mu.Lock()
+	delete(s.seen.till, id)
+	s.seen.mu.Unlock()
+	if _, err := s.db.Exec(ctx, `DELETE FROM till_seen WHERE till_id = $1`, id); err != nil {
+		return fmt.Errorf("enrol till %s: forget when its predecessor was last heard from: %w", id, err)
+	}
+	return nil
 }

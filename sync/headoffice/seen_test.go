@@ -79,7 +79,7 @@ func TestTillsLastSeen(t *testing.T) {
 	}
 
 	// T01 silent for two days, T02 for two hours.
-	if _, err := s.db.Exec(ctx, `UPDATE tills SET last_seen_at = now() - CASE till_id WHEN 'S001-T01' THEN interval '2 days' ELSE interval '2 hours' END
+	if _, err := s.db.Exec(ctx, `UPDATE till_seen SET last_seen_at = now() - CASE till_id WHEN 'S001-T01' THEN interval '2 days' ELSE interval '2 hours' END
 		WHERE till_id IN ('S001-T01', 'S001-T02')`); err != nil {
 		t.Fatal(err)
 	}

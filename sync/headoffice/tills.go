@@ -32,8 +32,9 @@ func (s *Server) Tills(ctx context.Context) ([]TillState, error) {
 		s.log.Warn("tills report", "err", err) // the report shows the last written
 	}
 	rows, err := s.db.Query(ctx, `SELECT t.till_id, t.store_id, t.enrolled_at, t.folded_through,
-			coalesce(w.n, 0), w.since, coalesce(r.n, 0), r.last, t.retired_at, t.last_seen_at, t.last_agent
+			coalesce(w.n, 0), w.since, coalesce(r.n, 0), r.last, t.retired_at, ts.last_seen_at, coalesce(ts.last_agent, '')
 		FROM tills t
+		LEFT JOIN till_seen ts ON ts.till_id = t.till_id
 		LEFT JOIN (SELECT till_id, count(*) AS n, min(received_at) AS since FROM journal WHERE NOT folded GROUP BY till_id) w
 			ON w.till_id = t.till_id
 		LEFT JOIN (SELECT till_id, count(*) AS n, max(received_at) AS last FROM journal WHERE rejected <> '' GROUP BY till_id) r

@@ -1,0 +1,100 @@
+package client
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"tillagent/internal/store"
+	"tillagent/sync/wire"
+)
+
+// TestPushCodingByAdvertisement: the till compresses a push only when
+// head office's last answer takes gzip: "gzip;q=0" and "identity" do not,
+// "x-gzip" and "*" do; and a 400 to a compressed push from a head office
+// whose answer still says it takes gzip (a real refusal, not a rollback)
+// is not sent again as it is.
+func TestPushCodingByAdvertisement(t *testing.T) {
+	ctx := context.Background()
+	st := tillStore(t)
+	sale := func() {
+		var es []store.Entry
+		for i := 0; i < 5; i++ {
+			es = append(es, accrual5(strings.Repeat("n", 200)))
+		}
+		if _, err := st.Append(ctx, es); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var codings []string
+	advert, refuse := "", false
+	ho := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		codings = append(codings, r.Header.Get("Content-Encoding"))
+		if advert != "" {
+			w.Header().Set("Accept-Encoding", advert)
+		}
+		if refuse && r.Header.Get("Content-Encoding") != "" {
+			http.Error(w, `{"error": "decode journal batch: bad entry"}`, http.StatusBadRequest)
+			return
+		}
+		body, _ := readBodyForTest(r)
+		b, err := wire.DecodeBatch(body)
+		if err != nil {
+			t.Errorf("batch: %v", err)
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		res := wire.BatchResult{}
+		for _, e := range b.Entries {
+			res.Results = append(res.Results, wire.Result{ID: e.ID, Status: wire.Applied})
+		}
+		json.NewEncoder(w).Encode(res)
+	}))
+	defer ho.Close()
+	c, err := New(Options{URL: ho.URL, TillID: "S001-T01", Secret: "s", Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, step := range []struct {
+		advert string
+		refuse bool
+		want   string
+	}{
+		{"gzip;q=0", false, ""},     // learns: not gzip
+		{"identity", false, ""},     // still not
+		{"x-gzip", false, ""},       // learns: gzip
+		{"*", false, "gzip"},        // x-gzip was taken; "*" keeps it
+		{"gzip", true, "gzip"},      // a real 400 from a build that takes gzip: once
+		{"gzip", false, "gzip"},     // and it goes on compressed
+		{"GZIP;Q=0", false, "gzip"}, // learns: not gzip
+		{"gzip", false, ""},
+	} {
+		advert, refuse, codings = step.advert, step.refuse, nil
+		sale()
+		err := c.push(ctx, true)
+		if got := strings.Join(codings, ","); got != step.want {
+			t.Errorf("push %d (answers say %q): Content-Encodings %q, want %q (err %v)", i, step.advert, got, step.want, err)
+		}
+		if step.refuse && err == nil {
+			t.Errorf("push %d: a 400 answered, no error", i)
+		}
+	}
+}
+
+// readBodyForTest reads a request body, gunzipping it when it says gzip.
+func readBodyForTest(r *http.Request) ([]byte, error) {
+	var rd io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		rd = zr
+	}
+	return io.ReadAll(rd)
+}
