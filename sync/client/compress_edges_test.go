@@ -3,15 +3,11 @@ package client
 import (
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-
-	"tillagent/internal/store"
-	"tillagent/sync/wire"
 )
 
 // TestPushCodingByAdvertisement: the till compresses a push only when
@@ -22,15 +18,6 @@ import (
 func TestPushCodingByAdvertisement(t *testing.T) {
 	ctx := context.Background()
 	st := tillStore(t)
-	sale := func() {
-		var es []store.Entry
-		for i := 0; i < 5; i++ {
-			es = append(es, accrual5(strings.Repeat("n", 200)))
-		}
-		if _, err := st.Append(ctx, es); err != nil {
-			t.Fatal(err)
-		}
-	}
 	var codings []string
 	advert, refuse := "", false
 	ho := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -42,18 +29,7 @@ func TestPushCodingByAdvertisement(t *testing.T) {
 			http.Error(w, `{"error": "decode journal batch: bad entry"}`, http.StatusBadRequest)
 			return
 		}
-		body, _ := readBodyForTest(r)
-		b, err := wire.DecodeBatch(body)
-		if err != nil {
-			t.Errorf("batch: %v", err)
-			http.Error(w, err.Error(), 400)
-			return
-		}
-		res := wire.BatchResult{}
-		for _, e := range b.Entries {
-			res.Results = append(res.Results, wire.Result{ID: e.ID, Status: wire.Applied})
-		}
-		json.NewEncoder(w).Encode(res)
+		answerApplied(t, w, r)
 	}))
 	defer ho.Close()
 	c, err := New(Options{URL: ho.URL, TillID: "S001-T01", Secret: "s", Store: st})
@@ -75,7 +51,7 @@ func TestPushCodingByAdvertisement(t *testing.T) {
 		{"gzip", false, ""},
 	} {
 		advert, refuse, codings = step.advert, step.refuse, nil
-		sale()
+		appendSale(t, st, 5)
 		err := c.push(ctx, true)
 		if got := strings.Join(codings, ","); got != step.want {
 			t.Errorf("push %d (answers say %q): Content-Encodings %q, want %q (err %v)", i, step.advert, got, step.want, err)

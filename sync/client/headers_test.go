@@ -1,8 +1,6 @@
 package client
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -61,15 +59,6 @@ func TestUserAgent(t *testing.T) {
 func TestCompressedPushFallsBack(t *testing.T) {
 	ctx := context.Background()
 	st := tillStore(t)
-	sale := func(n int) {
-		var es []store.Entry
-		for i := 0; i < n; i++ {
-			es = append(es, accrual5(strings.Repeat("n", 200)))
-		}
-		if _, err := st.Append(ctx, es); err != nil {
-			t.Fatal(err)
-		}
-	}
 	var codings []string
 	takes := true // head office's build takes gzip bodies
 	ho := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -81,25 +70,7 @@ func TestCompressedPushFallsBack(t *testing.T) {
 		if takes {
 			w.Header().Set("Accept-Encoding", "gzip")
 		}
-		body := mustReadAll(t, r.Body)
-		if r.Header.Get("Content-Encoding") == "gzip" {
-			zr, err := gzip.NewReader(bytes.NewReader(body))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			body = mustReadAll(t, zr)
-		}
-		b, err := wire.DecodeBatch(body)
-		if err != nil {
-			t.Errorf("batch: %v", err)
-			return
-		}
-		res := wire.BatchResult{}
-		for _, e := range b.Entries {
-			res.Results = append(res.Results, wire.Result{ID: e.ID, Status: wire.Applied})
-		}
-		json.NewEncoder(w).Encode(res)
+		answerApplied(t, w, r)
 	}))
 	defer ho.Close()
 	c, err := New(Options{URL: ho.URL, TillID: "S001-T01", Secret: "s", Store: st})
@@ -118,7 +89,7 @@ func TestCompressedPushFallsBack(t *testing.T) {
 		{true, "gzip"},
 	} {
 		takes, codings = step.takes, nil
-		sale(5)
+		appendSale(t, st, 5)
 		if err := c.push(ctx, true); err != nil {
 			t.Fatalf("push %d: %v", i, err)
 		}
@@ -146,4 +117,40 @@ func tillStore(t *testing.T) *store.Store {
 func accrual5(note string) store.Entry {
 	return store.Entry{CheckID: "C1", CardCode: "2900000000018", Kind: store.KindAccrual, Note: note,
 		Points: decimal.NewFromInt(5), Lots: []store.LotChange{{Create: true, Delta: decimal.NewFromInt(5), ActiveFrom: time.Now()}}}
+}
+
+// appendSale appends n accruals of 5 points to st, a push of over a
+// kilobyte.
+func appendSale(t *testing.T, st *store.Store, n int) {
+	t.Helper()
+	var es []store.Entry
+	for i := 0; i < n; i++ {
+		es = append(es, accrual5(strings.Repeat("n", 200)))
+	}
+	if _, err := st.Append(context.Background(), es); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// answerApplied answers a push, gzip or plain, every entry applied, as
+// head office would.
+func answerApplied(t *testing.T, w http.ResponseWriter, r *http.Request) {
+	t.Helper()
+	body, err := readBodyForTest(r)
+	if err != nil {
+		t.Errorf("batch: %v", err)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	b, err := wire.DecodeBatch(body)
+	if err != nil {
+		t.Errorf("batch: %v", err)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	res := wire.BatchResult{}
+	for _, e := range b.Entries {
+		res.Results = append(res.Results, wire.Result{ID: e.ID, Status: wire.Applied})
+	}
+	json.NewEncoder(w).Encode(res)
 }

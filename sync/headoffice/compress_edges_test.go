@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -122,29 +121,7 @@ func TestGzipOverHTTP(t *testing.T) {
 	}
 	api := httptest.NewServer(s.Handler())
 	defer api.Close()
-	hc := &http.Client{Transport: &http.Transport{DisableCompression: true}}
-	do := func(method, path, accept, coding, auth string, body []byte) (*http.Response, []byte) {
-		t.Helper()
-		req, _ := http.NewRequest(method, api.URL+path, bytes.NewReader(body))
-		if auth == "" {
-			req.SetBasicAuth("S001-T01", secret)
-		} else {
-			req.Header.Set("Authorization", auth)
-		}
-		if accept != "" {
-			req.Header.Set("Accept-Encoding", accept)
-		}
-		if coding != "" {
-			req.Header.Set("Content-Encoding", coding)
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, b
-	}
+	do := rawCall(t, api.URL, secret)
 	// Two batches, each a gzip member: the body unpacks to two JSON
 	// documents one after the other. It must be refused whole, not have
 	// its second batch silently dropped.

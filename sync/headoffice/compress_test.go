@@ -40,24 +40,10 @@ func TestCompressedExchange(t *testing.T) {
 	}
 	api := httptest.NewServer(s.Handler())
 	defer api.Close()
-	// A transport of its own that leaves Content-Encoding to the test.
-	hc := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	raw := rawCall(t, api.URL, secret)
 	do := func(method, path, accept, coding string, body []byte) (*http.Response, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest(method, api.URL+path, bytes.NewReader(body))
-		req.SetBasicAuth("S001-T01", secret)
-		if accept != "" {
-			req.Header.Set("Accept-Encoding", accept)
-		}
-		if coding != "" {
-			req.Header.Set("Content-Encoding", coding)
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		resp, b := raw(method, path, accept, coding, "", body)
 		if resp.Header.Get("Accept-Encoding") != "gzip" {
 			t.Errorf("%s %s: Accept-Encoding %q, want gzip", method, path, resp.Header.Get("Accept-Encoding"))
 		}
@@ -122,5 +108,34 @@ func TestGzipBodyBounded(t *testing.T) {
 		if c.tooBig != errors.As(err, &mb) || !c.tooBig && len(data) != 10<<20 {
 			t.Errorf("%d bytes packed, limit %d: %d bytes, %v", len(bomb), c.limit, len(data), err)
 		}
+	}
+}
+
+// rawCall makes requests to head office at url as till S001-T01 (or with
+// the Authorization auth), Accept-Encoding and Content-Encoding as given:
+// its transport leaves both to the caller.
+func rawCall(t *testing.T, url, secret string) func(method, path, accept, coding, auth string, body []byte) (*http.Response, []byte) {
+	hc := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	return func(method, path, accept, coding, auth string, body []byte) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, url+path, bytes.NewReader(body))
+		if auth == "" {
+			req.SetBasicAuth("S001-T01", secret)
+		} else {
+			req.Header.Set("Authorization", auth)
+		}
+		if accept != "" {
+			req.Header.Set("Accept-Encoding", accept)
+		}
+		if coding != "" {
+			req.Header.Set("Content-Encoding", coding)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
 	}
 }
