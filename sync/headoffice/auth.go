@@ -96,16 +96,13 @@ func (s *Server) Enrol(ctx context.Context, tillID, storeID string) (string, err
 		return "", fmt.Errorf("enrol till %s: %w", tillID, err)
 	}
 	sum := sha256.Sum256([]byte(secret))
-	var wasRetired bool
-	if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tills WHERE till_id = $1 AND retired_at IS NOT NULL)`, tillID).Scan(&wasRetired); err != nil {
-		return "", fmt.Errorf("enrol till %s: %w", tillID, err)
-	}
-	if wasRetired {
-		if err := s.forgetSeen(ctx, tillID); err != nil {
-			return "", err
-		}
-	}
-	_, err = s.db.Exec(ctx, `INSERT INTO tills (till_id, store_id, secret_sha256, enrolled_at) VALUES ($1, $2, $3, $4)
+	// Enrolled again after it was retired: a new box under the old id,
+	// never heard from yet (what was known of the old one goes, in the
+	// same statement).
+	s.forgetSeenNote(tillID)
+	_, err = s.db.Exec(ctx, `WITH new_box AS (DELETE FROM till_seen WHERE till_id = $1
+			AND EXISTS (SELECT 1 FROM tills WHERE till_id = $1 AND retired_at IS NOT NULL))
+		INSERT INTO tills (till_id, store_id, secret_sha256, enrolled_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (till_id) DO UPDATE SET store_id = excluded.store_id, secret_sha256 = excluded.secret_sha256,
 			enrolled_at = excluded.enrolled_at, retired_at = NULL`,
 		tillID, storeID, sum[:], issued)

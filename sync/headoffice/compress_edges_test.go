@@ -2,7 +2,6 @@ package headoffice
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -112,16 +111,8 @@ func TestGzipBodyEdges(t *testing.T) {
 // (413, quickly, nothing imported), and Vary/Content-Encoding on an
 // answer to "*" and "x-gzip".
 func TestGzipOverHTTP(t *testing.T) {
-	now := demoNow
 	const card = "3400000000061"
-	s := lateFixture(t, &now, lot(card, "A", "100", demoNow.Add(-48*time.Hour), nil))
-	secret, err := s.Enrol(context.Background(), "S001-T01", "S001")
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(s.Handler())
-	defer api.Close()
-	do := rawCall(t, api.URL, secret)
+	s, do := gzipTill(t, card)
 	// Two batches, each a gzip member: the body unpacks to two JSON
 	// documents one after the other. It must be refused whole, not have
 	// its second batch silently dropped.

@@ -31,16 +31,8 @@ func gz(t *testing.T, b []byte) []byte {
 // applied like a plain one, and a body in another coding is 415, a
 // broken gzip 400.
 func TestCompressedExchange(t *testing.T) {
-	now := demoNow
 	const card = "3400000000061"
-	s := lateFixture(t, &now, lot(card, "A", "100", demoNow.Add(-48*time.Hour), nil))
-	secret, err := s.Enrol(context.Background(), "S001-T01", "S001")
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(s.Handler())
-	defer api.Close()
-	raw := rawCall(t, api.URL, secret)
+	s, raw := gzipTill(t, card)
 	do := func(method, path, accept, coding string, body []byte) (*http.Response, []byte) {
 		t.Helper()
 		resp, b := raw(method, path, accept, coding, "", body)
@@ -109,6 +101,20 @@ func TestGzipBodyBounded(t *testing.T) {
 			t.Errorf("%d bytes packed, limit %d: %d bytes, %v", len(bomb), c.limit, len(data), err)
 		}
 	}
+}
+
+// gzipTill is head office with card holding lot A of 100 points, till
+// S001-T01 enrolled, served over a socket, and a raw caller for the till.
+func gzipTill(t *testing.T, card string) (*Server, func(method, path, accept, coding, auth string, body []byte) (*http.Response, []byte)) {
+	now := demoNow
+	s := lateFixture(t, &now, lot(card, "A", "100", demoNow.Add(-48*time.Hour), nil))
+	secret, err := s.Enrol(context.Background(), "S001-T01", "S001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(s.Handler())
+	t.Cleanup(api.Close)
+	return s, rawCall(t, api.URL, secret)
 }
 
 // rawCall makes requests to head office at url as till S001-T01 (or with

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -472,11 +473,10 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 	// rejected, like those the decoder refused.
 	entries, refusedNow := createdTwice(entries, cards)
 	entries, overReturned := spends.capReturns(entries, func(card string) bool { return cards[card] != nil })
-	for id, why := range overReturned {
-		if refusedNow == nil {
-			refusedNow = map[string]string{}
-		}
-		refusedNow[id] = why
+	if refusedNow == nil {
+		refusedNow = overReturned
+	} else {
+		maps.Copy(refusedNow, overReturned)
 	}
 	var laterRejected, laterWhy []string // stored before, refused now
 	for _, id := range chain {

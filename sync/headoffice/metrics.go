@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -174,7 +175,7 @@ func (s *Server) observe(h http.Handler) http.Handler {
 		if route == "" {
 			route = "unmatched"
 		}
-		s.m.Add("headoffice_http_requests_total", 1, "route", route, "code", fmt.Sprint(rec.code))
+		s.m.Add("headoffice_http_requests_total", 1, "route", route, "code", strconv.Itoa(rec.code))
 		s.m.Observe("headoffice_http_request_duration_seconds", time.Since(start).Seconds(), "route", route)
 	})
 }

@@ -136,14 +136,11 @@ func (s *Server) stopSeen() {
 	})
 }
 
-// forgetSeen drops what is known of when till id was last heard from: it
-// is enrolled again after being retired, a new box under the old id.
-func (s *Server) forgetSeen(ctx context.Context, id string) error {
+// forgetSeenNote drops this process's note of till id not written yet:
+// it is being enrolled again (Enrol forgets what is written of a retired
+// one). A till still in service is noted again at its next request.
+func (s *Server) forgetSeenNote(id string) {
 	s.seen.mu.Lock()
 	delete(s.seen.till, id)
 	s.seen.mu.Unlock()
-	if _, err := s.db.Exec(ctx, `DELETE FROM till_seen WHERE till_id = $1`, id); err != nil {
-		return fmt.Errorf("enrol till %s: forget when its predecessor was last heard from: %w", id, err)
-	}
-	return nil
 }
