@@ -153,11 +153,32 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 	metrics := api.NewMetrics()
 	events := api.NewBroker(64)
 	kicks := make(chan struct{}, 1) // sales that spent points, for kickSync
+	// Set before the API serves its first request: the sale service asks
+	// it for cards the replica lacks.
+	var syncer *client.Client
+	var fetchCard func(context.Context, string) error
+	if cfg.Sync.Enabled && cfg.Sync.CardFetchTimeout > 0 {
+		fetchCard = func(ctx context.Context, code string) error {
+			ctx, cancel := context.WithTimeout(ctx, cfg.Sync.CardFetchTimeout)
+			defer cancel()
+			err := syncer.FetchCard(ctx, code)
+			result := "fetched"
+			switch {
+			case errors.Is(err, client.ErrCardUnknown):
+				result, err = "unknown", fmt.Errorf("%w: %w", store.ErrUnknownCard, err)
+			case err != nil:
+				result = "failed"
+			}
+			metrics.Add("tillagent_card_fetches_total", 1, "result", result)
+			return err
+		}
+	}
 	svc := sale.New(sale.Options{
 		Store: st, Printer: printer, StoreID: cfg.Till.StoreID, TillID: cfg.Till.TillID,
 		Receipt:      sale.ReceiptOptions{BonusMode: bonusMode, LoyaltyTagName: cfg.Receipt.LoyaltyTagName, TaxSystem: byte(cfg.Receipt.TaxSystem)},
 		ExpiringDays: cfg.Receipt.ExpiringDays, Logger: log.With("component", "sale"), Clock: clock,
 		MaxChange: fiscal.Money(cfg.Sale.MaxChangeKop), CashRefundOfCard: cfg.Sale.CashRefundOfCard, Syncs: cfg.Sync.Enabled,
+		FetchCard: fetchCard,
 		Observe: func(kind store.DocKind, outcome string) {
 			metrics.Add("tillagent_"+string(kind)+"s_total", 1, "outcome", outcome)
 			if outcome == "done" {
@@ -192,7 +213,6 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 		"GET /v1/sync":      noSync,
 		"POST /v1/sync/now": noSync,
 	}
-	var syncer *client.Client
 	if cfg.Sync.Enabled {
 		if syncer, err = startSync(ctx, cfg, st, clock, log); err != nil {
 			return err

@@ -22,7 +22,7 @@ func kickSync(ctx context.Context, c *client.Client, kicks <-chan struct{}, time
 			return
 		case <-kicks:
 		}
-		if st := c.Status(); st.State == "failing" && st.LastPull.Before(st.LastAttempt) {
+		if c.Status().Unreachable() {
 			continue // head office did not answer the last cycle (refused entries alone do not count)
 		}
 		cctx, cancel := context.WithTimeout(ctx, timeout)

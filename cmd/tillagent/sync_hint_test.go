@@ -18,8 +18,8 @@ import (
 
 // syncHO is head office on PostgreSQL holding the demo, and the secret
 // file of till S001-T01 enrolled there; offline are the limits it
-// publishes.
-func syncHO(t *testing.T, offline store.OfflineLimits) (*headoffice.Server, string) {
+// publishes, before run on head office before the till is enrolled.
+func syncHO(t *testing.T, offline store.OfflineLimits, before ...func(*headoffice.Server)) (*headoffice.Server, string) {
 	t.Helper()
 	ctx := context.Background()
 	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: pgtest.DSN(t), ERPToken: "erp-token-for-tests", Clock: testClock(), Offline: offline})
@@ -37,6 +37,9 @@ func syncHO(t *testing.T, offline store.OfflineLimits) (*headoffice.Server, stri
 	}
 	if _, err := srv.Import(ctx, demo); err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range before {
+		f(srv)
 	}
 	secret, err := srv.Enrol(ctx, "S001-T01", "S001")
 	if err != nil {

@@ -36,12 +36,16 @@ type Sync struct {
 	// till asks per feed page. A page must arrive within RequestTimeout;
 	// one that does not is asked again at half the size, down to 100.
 	PageSize int `mapstructure:"page_size"`
+	// CardFetchTimeout bounds asking head office for a card the replica
+	// lacks (a customer of another store on a `home` store), while the
+	// cashier waits; 0 never asks.
+	CardFetchTimeout time.Duration `mapstructure:"card_fetch_timeout"`
 }
 
 // DefaultSync is the sync section's defaults.
 func DefaultSync() Sync {
 	return Sync{Interval: 30 * time.Second, BatchSize: 500, BackoffMin: time.Second, BackoffMax: 5 * time.Minute,
-		RequestTimeout: time.Minute, PageSize: 5000}
+		RequestTimeout: time.Minute, PageSize: 5000, CardFetchTimeout: 3 * time.Second}
 }
 
 // SecretValue is the secret from SecretFile if set, else Secret.
@@ -107,6 +111,9 @@ func (s *Sync) validate(file string) []error {
 	}
 	if s.RequestTimeout < time.Second || s.RequestTimeout > 10*time.Minute {
 		bad("request_timeout", s.RequestTimeout, "must be between 1s and 10m")
+	}
+	if s.CardFetchTimeout != 0 && (s.CardFetchTimeout < 100*time.Millisecond || s.CardFetchTimeout > 30*time.Second) {
+		bad("card_fetch_timeout", s.CardFetchTimeout, "must be 0 (never ask) or between 100ms and 30s")
 	}
 	// Head office serves snapshot pages of at most 20000 cards.
 	if s.PageSize < 10 || s.PageSize > 20000 {

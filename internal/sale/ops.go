@@ -59,7 +59,7 @@ type Tier struct {
 // Card looks a card up: its state, points and tier, as the till sees them now.
 func (s *Service) Card(ctx context.Context, code string) (CardInfo, error) {
 	now := s.o.Clock()
-	in, err := s.st.QuoteInput(ctx, checkout.Check{ID: "lookup", StoreID: s.o.StoreID}, []string{code}, now)
+	in, err := s.quoteInput(ctx, checkout.Check{ID: "lookup", StoreID: s.o.StoreID}, []string{code}, now)
 	if err != nil {
 		return CardInfo{}, s.storeError(ctx, err)
 	}

@@ -60,6 +60,11 @@ type Options struct {
 	// till's redemptions it has not folded, free up without waiting for
 	// the sync interval.
 	AfterRedeem func()
+	// FetchCard, if set, is asked for a card the replica lacks (sync:
+	// head office sends it, and the card is then in the store); an error
+	// wrapping store.ErrUnknownCard means head office does not hold it
+	// either. The caller bounds how long it may take.
+	FetchCard func(ctx context.Context, code string) error
 }
 
 // Service runs sales and returns. It is safe for concurrent use; documents
@@ -339,7 +344,7 @@ func (s *Service) quote(ctx context.Context, req QuoteRequest) (checkout.Input, 
 		return checkout.Input{}, checkout.Result{}, newErr(Invalid, "check.empty", "В чеке нет позиций", "check %s has no lines", req.Check.ID)
 	}
 	now := s.o.Clock()
-	in, err := s.st.QuoteInput(ctx, req.Check, req.Cards, now)
+	in, err := s.quoteInput(ctx, req.Check, req.Cards, now)
 	if err != nil {
 		return in, checkout.Result{}, s.storeError(ctx, err)
 	}

@@ -14,8 +14,16 @@ import (
 	"tillagent/checkout"
 )
 
-// ErrUnknownCard is returned for a card code the replica does not have.
+// ErrUnknownCard is returned for a card code the replica does not have,
+// as an *UnknownCardError naming it.
 var ErrUnknownCard = errors.New("unknown card")
+
+// UnknownCardError is ErrUnknownCard for one card: the sale service asks
+// head office for that card.
+type UnknownCardError struct{ Code string }
+
+func (e *UnknownCardError) Error() string        { return ErrUnknownCard.Error() }
+func (e *UnknownCardError) Is(target error) bool { return target == ErrUnknownCard }
 
 // ErrUnknownStore is returned for a store id the replica does not have.
 var ErrUnknownStore = errors.New("unknown store")
@@ -135,7 +143,7 @@ func (s *Store) loadCard(ctx context.Context, cat *catalog, code string, now tim
 	err = tx.StmtContext(ctx, s.q.card).QueryRowContext(ctx, code).Scan(&id, &kindID, &prog, &c.State, &c.BlockReason, &debt, &statsMonth,
 		&allTime, &monthP, &prevP, &accMonth, &redMonth)
 	if errors.Is(err, sql.ErrNoRows) {
-		return checkout.Card{}, ErrUnknownCard
+		return checkout.Card{}, &UnknownCardError{Code: code}
 	}
 	if err != nil {
 		return checkout.Card{}, fmt.Errorf("load card: %w", err)

@@ -235,6 +235,28 @@ func (s *Store) SetSyncState(ctx context.Context, key, value string) error {
 	return nil
 }
 
+// CardCodes returns the codes of at most limit cards the replica holds
+// after the code after, in byte order.
+func (s *Store) CardCodes(ctx context.Context, after string, limit int) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT code FROM cards WHERE code > ? ORDER BY code LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: list cards after %q: %w", s.path, after, err)
+	}
+	defer rows.Close()
+	var codes []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, fmt.Errorf("store %s: list cards after %q: %w", s.path, after, err)
+		}
+		codes = append(codes, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store %s: list cards after %q: %w", s.path, after, err)
+	}
+	return codes, nil
+}
+
 // HasEntriesIn reports whether the journal holds an entry with an id in
 // (lo, hi]: one of this till's own between two watermarks.
 func (s *Store) HasEntriesIn(ctx context.Context, lo, hi string) (bool, error) {

@@ -179,6 +179,12 @@ type Status struct {
 	Refused        []string  `json:"refused_entries,omitempty"`
 	RefusedCount   int       `json:"refused_entries_count,omitempty"`
 	RefusedRetryAt time.Time `json:"refused_retry_at,omitzero"`
+	// CardsFetched counts the cards head office sent since start when
+	// asked for them: cards the replica lacked (FetchCard), and those
+	// asked for again after head office was restored.
+	CardsFetched int `json:"cards_fetched,omitempty"`
+	// unreached: the last cycle got no feed (Unreachable).
+	unreached bool
 }
 
 // maxShownRejected bounds the rejected records Status lists (a whole
@@ -471,13 +477,24 @@ func (c *Client) cycle(ctx context.Context, force bool) (err error) {
 	}
 	err = c.push(ctx, force)
 	var ref *refusedError
+	pulled := false // the feed came in (entries refused or not)
 	if err == nil || errors.As(err, &ref) {
 		// Head office answered: entries it refused (a conflict, a rejected
 		// entry) stay unacknowledged and shown, and must not keep the till
 		// from its feed. Only a failed exchange skips the pull.
-		if perr := c.pull(ctx, force); perr != nil {
+		perr := c.pull(ctx, force)
+		_, onlyRefused := perr.(*refusedError)
+		if pulled = perr == nil || onlyRefused; pulled {
+			// After head office was restored, the cards the till holds
+			// are asked for again (refetch). Should that fail, the feed
+			// came in all the same: the till is not unreachable.
+			if ferr := c.refetch(ctx); ferr != nil {
+				perr, onlyRefused = errors.Join(perr, ferr), false
+			}
+		}
+		if perr != nil {
 			// A re-push's refusal is shown once, with the push's.
-			if _, onlyRefused := perr.(*refusedError); !onlyRefused || ref == nil {
+			if !onlyRefused || ref == nil {
 				err = errors.Join(err, perr)
 			}
 		} else if ref != nil {
@@ -490,7 +507,7 @@ func (c *Client) cycle(ctx context.Context, force bool) (err error) {
 	after, repushing, rerr := c.o.Store.Repush(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.st.Running = false
+	c.st.Running, c.st.unreached = false, !pulled
 	if berr == nil {
 		c.st.Backlog = backlog
 	}
@@ -739,6 +756,9 @@ func (c *Client) pull(ctx context.Context, force bool) error {
 			if err := c.o.Store.RepushAfter(ctx, out.folded); err != nil {
 				return fmt.Errorf("sync pull: %w", err)
 			}
+			if err := c.o.Store.SetSyncState(ctx, refetchKey, `{"after":""}`); err != nil {
+				return fmt.Errorf("sync pull: %w", err)
+			}
 			for _, k := range []string{cursorKey, deltaKey, loadKey} {
 				if err := c.o.Store.SetSyncState(ctx, k, ""); err != nil {
 					return fmt.Errorf("sync pull: %w", err)
@@ -755,6 +775,9 @@ func (c *Client) pull(ctx context.Context, force bool) error {
 			c.log.Warn("head office's watermark went back (restored from a backup?): pushing the journal after it again",
 				"folded_through", out.folded, "till_folded_through", out.had)
 			if err := c.o.Store.RepushAfter(ctx, out.folded); err != nil {
+				return fmt.Errorf("sync pull: %w", err)
+			}
+			if err := c.o.Store.SetSyncState(ctx, refetchKey, `{"after":""}`); err != nil {
 				return fmt.Errorf("sync pull: %w", err)
 			}
 		default:

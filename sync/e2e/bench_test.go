@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -100,4 +101,62 @@ func BenchmarkFirstLoad(b *testing.B) {
 		st.Close()
 		b.StartTimer()
 	}
+}
+
+// BenchmarkFetchCard: a till of a `home` store (S002, no home cards) asks
+// head office, over loopback HTTP, for cards it lacks one at a time, as the
+// cashier scans customers of other stores: head office holds the demo plus
+// 100,000 cards of 5 lots each. Each fetch makes the card home to the store
+// and imports it; reported: p50 and p99 of a fetch.
+//
+//	go test -run '^$' -bench FetchCard -benchtime 500x ./sync/e2e/
+func BenchmarkFetchCard(b *testing.B) {
+	ctx := context.Background()
+	const n = 100000
+	h := startHO(b, pgDSN(b))
+	importDemo(b, h)
+	if err := h.srv.SetCardScope(ctx, "S002", "home"); err != nil {
+		b.Fatal(err)
+	}
+	db := h.srv.DB()
+	cards := make([][]any, n)
+	for i := range cards {
+		cards[i] = []any{fmt.Sprintf("33%011d", i), "bonus", "active"}
+	}
+	if _, err := db.CopyFrom(ctx, pgx.Identifier{"cards"}, []string{"code", "kind", "state"}, pgx.CopyFromRows(cards)); err != nil {
+		b.Fatal(err)
+	}
+	acc := time.Date(2026, 10, 1, 10, 0, 0, 0, time.UTC)
+	lots := make([][]any, 0, 5*n)
+	for i := range n * 5 {
+		lots = append(lots, []any{fmt.Sprintf("33%011d", i/5), fmt.Sprintf("L%d", i%5), "100", "60", acc, acc, acc.AddDate(1, 0, 0), ""})
+	}
+	if _, err := db.CopyFrom(ctx, pgx.Identifier{"lots"}, []string{"card", "lot_id", "points", "remaining", "accrued_at", "active_from", "expires_at", "check_id"}, pgx.CopyFromRows(lots)); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `ANALYZE cards; ANALYZE lots; ANALYZE card_stores`); err != nil {
+		b.Fatal(err)
+	}
+	p := newProxy(b, h.hs.URL)
+	tl := newTillWith(b, h, p, "S002-B01", "S002", 0, func(o *client.Options) { o.SnapshotPage = 5000 })
+	if err := tl.c.SyncNow(ctx); err != nil {
+		b.Fatal(err)
+	}
+	took := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		code := fmt.Sprintf("33%011d", (i*7919)%n)
+		t0 := time.Now()
+		if err := tl.c.FetchCard(ctx, code); err != nil {
+			b.Fatal(err)
+		}
+		took = append(took, time.Since(t0))
+	}
+	b.StopTimer()
+	if bal, err := tl.st.Spendable(ctx, "3300000000000", demoNow); err != nil || bal.Total.String() != "300" {
+		b.Fatalf("a fetched card at the till: %+v %v, want its 5 lots of 60", bal, err)
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
 }

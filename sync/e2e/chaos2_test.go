@@ -47,6 +47,10 @@ type chaosExt struct {
 	home     map[string]int
 	widenSeq int
 	widenAt  int // round at which ERP widens the store to all (0: never)
+	// fetched are the cards of home that only the store's till made home,
+	// fetching them (ERP does not know of them: a restore may lose them
+	// until the till's reload asks for them again).
+	fetched map[string]bool
 
 	injected map[string]*chaosConflict // entry id → the copy "another device" pushed first
 	retired  []*chaosRetired           // till stores replaced
@@ -89,11 +93,13 @@ type chaosRetired struct {
 }
 
 func newChaosExt() chaosExt {
-	return chaosExt{home: map[string]int{}, injected: map[string]*chaosConflict{}, lotDocs: map[string]string{}, beats: map[int]string{}, orphans: map[string]bool{}}
+	return chaosExt{home: map[string]int{}, fetched: map[string]bool{}, injected: map[string]*chaosConflict{}, lotDocs: map[string]string{}, beats: map[int]string{}, orphans: map[string]bool{}}
 }
 
 // beat runs the round's scheduled action, if any: every run, CI's short
-// one included, assigns a home card, runs an offline episode, injects and
+// one included, assigns a home card, fetches a card from another store
+// (before the backup and between it and the restore), runs an offline
+// episode, injects and
 // settles a conflict, replaces a till store, backs head office up and
 // restores it.
 func (c *chaos) beat() {
@@ -101,6 +107,8 @@ func (c *chaos) beat() {
 	switch c.x.beats[c.round] {
 	case "assign":
 		c.assignHome()
+	case "fetch":
+		c.fetchVisitor()
 	case "conflict":
 		tl := c.pick()
 		c.sell(tl, false)
@@ -194,6 +202,18 @@ func (c *chaos) assign(cards []string) {
 		if _, ok := c.x.home[card]; !ok {
 			fresh++
 			c.x.home[card] = c.x.seq
+		} else if c.x.fetched[card] {
+			// Home unless a restore lost it and the till has not asked
+			// for it again yet: head office knows which.
+			var home bool
+			if err := c.h.srv.DB().QueryRow(c.ctx, `SELECT EXISTS (SELECT 1 FROM card_stores WHERE store_id = $1 AND card = $2)`,
+				chaosHomeStore, card).Scan(&home); err != nil {
+				c.t.Fatal(err)
+			}
+			if !home {
+				fresh++
+			}
+			delete(c.x.fetched, card) // ERP knows it now
 		}
 	}
 	body, _ := json.Marshal(map[string]any{"cards": cards})
@@ -235,6 +255,48 @@ func (c *chaos) assignHome() {
 			c.sameCard(tl, card, "once assigned home")
 		}
 	}
+}
+
+// fetchVisitor: a customer of another store shows a card the home store's
+// till lacks; the till fetches it from head office and holds it at once with
+// head office's whole state. The card is home to the store from then on: its
+// changes come with the deltas (every later check of the card), and after a
+// restore the till's reload asks for it again.
+func (c *chaos) fetchVisitor() {
+	c.t.Helper()
+	var tl *chaosTill
+	for _, x := range c.tills {
+		if x.storeID == chaosHomeStore {
+			tl = x
+		}
+	}
+	if c.x.widenSeq > 0 || tl == nil || tl.downUntil != 0 || c.x.restoreWait != "" || c.failed {
+		return
+	}
+	var strangers []string
+	for _, card := range chaosCards {
+		if _, ok := c.x.home[card]; !ok {
+			strangers = append(strangers, card)
+		}
+	}
+	if len(strangers) == 0 {
+		return
+	}
+	card := strangers[c.rng.IntN(len(strangers))]
+	switch err := tl.c.FetchCard(c.ctx, card); {
+	case errors.Is(err, client.ErrUnreachable):
+		c.counts["card fetch skipped: head office unreachable at the last sync"]++
+		return
+	case err != nil:
+		c.t.Errorf("round %d: till %s fetching card %s: %v", c.round, tl.id, card, err)
+		c.failed = true
+		return
+	}
+	c.x.seq++
+	c.x.home[card], c.x.fetched[card] = c.x.seq, true
+	c.counts["card fetched"]++
+	c.logf("till %s fetches card %s, not home to store %s", tl.id, card, chaosHomeStore)
+	c.sameCard(tl, card, "once fetched")
 }
 
 // widenHome: ERP widens the store to all cards; after its next sync its
@@ -937,7 +999,9 @@ func (c *chaos) restoreHO() {
 	}
 	var homes []string
 	for card := range c.x.home {
-		homes = append(homes, card)
+		if !c.x.fetched[card] {
+			homes = append(homes, card)
+		}
 	}
 	sort.Strings(homes)
 	if len(homes) > 0 {
@@ -1212,8 +1276,8 @@ func beatsFor(rounds int) map[int]string {
 	for _, b := range []struct {
 		name string
 		at   float64
-	}{{"assign", 0.1}, {"conflict", 0.15}, {"replace", 0.2}, {"backup", 0.3}, {"episode", 0.4}, {"settle", 0.5},
-		{"assign", 0.6}, {"restore", 0.7}, {"conflict", 0.8}, {"episode", 0.9}} {
+	}{{"assign", 0.1}, {"fetch", 0.12}, {"conflict", 0.15}, {"replace", 0.2}, {"backup", 0.3}, {"episode", 0.4}, {"settle", 0.5},
+		{"assign", 0.6}, {"fetch", 0.65}, {"restore", 0.7}, {"conflict", 0.8}, {"episode", 0.9}} {
 		r := max(1, int(b.at*float64(rounds)))
 		for out[r] != "" {
 			r++

@@ -294,8 +294,10 @@ func (c *chaos) act() {
 		c.restartTill(c.pick())
 	case n < 960:
 		c.passTime()
-	case n < 968:
+	case n < 964:
 		c.assignHome()
+	case n < 968:
+		c.fetchVisitor()
 	case n < 974:
 		c.offlineEpisode()
 	case n < 982:
@@ -1382,14 +1384,14 @@ func (c *chaos) finish(initial map[string]headoffice.CardBalance, purchases map[
 	// An entry counts as head office must hold it: the other device's
 	// copy where one was injected (its till's differs in the note only).
 	count := func(en store.Entry) {
-		bought[en.CardCode] = bought[en.CardCode].Add(decimal.New(en.PurchaseKop, -2))
 		union[en.ID] = canonical(t, en)
 		if k := c.x.injected[en.ID]; k != nil {
 			union[en.ID] = k.copy
 		}
 		if c.x.orphans[en.ID] {
-			return // kept as rejected: in no balance
+			return // kept as rejected: in no balance, no purchase history
 		}
+		bought[en.CardCode] = bought[en.CardCode].Add(decimal.New(en.PurchaseKop, -2))
 		points[en.CardCode] = points[en.CardCode].Add(en.Points)
 		for _, l := range en.Lots {
 			if l.LotID == store.DebtLot {

@@ -55,6 +55,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/till/journal", s.till(s.handleJournal))
 	mux.HandleFunc("GET /v1/till/feed", s.till(s.handleFeed))
+	mux.HandleFunc("POST /v1/till/cards", s.till(s.handleFetchCards))
 	mux.HandleFunc("POST /v1/erp/tills", s.erp(s.handleEnrol))
 	mux.HandleFunc("POST /v1/erp/import", s.erp(s.handleImport))
 	mux.HandleFunc("POST /v1/erp/corrections", s.erp(s.handleCorrection))

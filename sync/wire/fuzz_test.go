@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -234,4 +235,43 @@ func TestDecodeFeedLeavesOutBadRecords(t *testing.T) {
 			t.Errorf("DecodeFeed(%s) accepted", bad)
 		}
 	}
+}
+
+// FuzzDecodeCardAnswer: whatever head office (or something posing as it)
+// answers to a till asking for cards, a decoded answer names only cards
+// asked for, in its records and its unknown list, and carries no watermark
+// and no catalog record.
+func FuzzDecodeCardAnswer(f *testing.F) {
+	f.Add([]byte(`{"scope":"home","replica":{"version":1,"cards":[{"code":"29","kind":"bonus","state":"active"}],"lots":[{"id":"L1","card":"29","points":"5","remaining":"5","accrued_at":"2026-01-01T00:00:00Z"}]}}`))
+	f.Add([]byte(`{"scope":"all","replica":{"version":1},"unknown":["29"]}`))
+	f.Add([]byte(`{"scope":"home","replica":{"version":1,"folded_through":{"S001-T01":"S001-T01-01KX0000000000000000000002"}}}`))
+	f.Add([]byte(`{"scope":"home","replica":{"version":1,"cards":[{"code":"30","kind":"bonus","state":"active"}]}}`))
+	f.Add([]byte(`{"scope":"home","replica":{"version":1,"products":[{"id":"2","name":"b","group":"g","vat":"vat20"}]}}`))
+	f.Add([]byte(`{"replica":null}`))
+	asked := []string{"29", "31"}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, err := DecodeCardAnswer(data, asked)
+		if err != nil {
+			return
+		}
+		r := a.Replica
+		if len(r.FoldedThrough) > 0 || len(r.Stores)+len(r.Groups)+len(r.Products)+len(r.Programs)+len(r.Promotions)+len(r.CardKinds)+len(r.CardKeys) > 0 {
+			t.Fatalf("decoded answer carries more than cards and lots: %+v", r)
+		}
+		for _, c := range r.Cards {
+			if !slices.Contains(asked, c.Code) {
+				t.Fatalf("decoded answer carries card %q, not asked for", c.Code)
+			}
+		}
+		for _, l := range r.Lots {
+			if !slices.Contains(asked, l.Card) {
+				t.Fatalf("decoded answer carries a lot of card %q, not asked for", l.Card)
+			}
+		}
+		for _, u := range a.Unknown {
+			if !slices.Contains(asked, u) {
+				t.Fatalf("decoded answer names %q unknown, not asked for", u)
+			}
+		}
+	})
 }

@@ -1,0 +1,40 @@
+package sale
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"tillagent/checkout"
+	"tillagent/internal/store"
+)
+
+// quoteInput is the store's QuoteInput, except that a card the replica
+// lacks is first asked of head office (Options.FetchCard), once per card:
+// a customer of another store, on a store whose tills receive only its own
+// cards, then gets loyalty as at home whenever head office answers. A card
+// that still cannot be had is card.unknown, its hint saying why.
+func (s *Service) quoteInput(ctx context.Context, check checkout.Check, codes []string, now time.Time) (checkout.Input, error) {
+	asked := map[string]bool{}
+	for {
+		in, err := s.st.QuoteInput(ctx, check, codes, now)
+		var uc *store.UnknownCardError
+		if s.o.FetchCard == nil || !errors.As(err, &uc) || asked[uc.Code] {
+			return in, err
+		}
+		asked[uc.Code] = true
+		ferr := s.o.FetchCard(ctx, uc.Code)
+		if ferr == nil {
+			continue
+		}
+		s.log.Info("card not in the replica and not fetched from head office", "card", uc.Code, "err", ferr)
+		e := &Error{Class: NotFound, Code: "card.unknown", Cashier: "Карта не найдена", Err: err,
+			Hint: "not in the till's replica; asking head office for it failed (" + ferr.Error() + "): the card is unknown until the till reaches head office"}
+		if errors.Is(ferr, store.ErrUnknownCard) {
+			e.Hint = "head office does not hold this card either"
+		} else {
+			e.Cashier = "Карта не найдена на кассе, а офис сейчас недоступен"
+		}
+		return in, e
+	}
+}

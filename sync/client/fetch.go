@@ -1,0 +1,141 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"tillagent/internal/store"
+	"tillagent/sync/wire"
+)
+
+// ErrCardUnknown: head office does not hold the card either.
+var ErrCardUnknown = errors.New("head office does not know the card")
+
+// ErrUnreachable: the last cycle got no answer from head office, so a card
+// is not asked for (the cashier is not kept waiting on a dead link); the
+// next cycle that reaches head office ends it.
+var ErrUnreachable = errors.New("head office did not answer the last sync")
+
+// refetchKey (sync_state) is set from a feed reset or a watermark that
+// went back (head office restored from a backup) until every card the
+// till holds has been asked for again, once the replica is loaded: the
+// card code done up to, as JSON ({"after": code}).
+const refetchKey = "refetch_cards"
+
+// Unreachable reports whether the last cycle got no feed: head office
+// unreachable or failing, not merely refusing entries.
+func (s Status) Unreachable() bool { return s.unreached }
+
+// FetchCard asks head office for a card the till's replica lacks (a
+// customer of another store on a store of the `home` card scope, or a card
+// issued since the last delta) and imports it with its live lots. Head
+// office makes the card home to the till's store, so its later changes
+// come with the deltas. The cycle lock is held from the request to the
+// import: a delta imported in between could carry a newer state of the
+// card that this answer would then take back.
+func (c *Client) FetchCard(ctx context.Context, code string) error {
+	if c.Status().Unreachable() {
+		return ErrUnreachable
+	}
+	select {
+	case c.cycleMu <- struct{}{}:
+	case <-ctx.Done():
+		c.mu.Lock()
+		since := c.st.LastAttempt
+		c.mu.Unlock()
+		return &BusyError{Since: since, Err: ctx.Err()}
+	}
+	defer func() { <-c.cycleMu }()
+	a, st, err := c.fetch(ctx, []string{code})
+	switch {
+	case err != nil:
+		return fmt.Errorf("fetch card %s: %w", code, err)
+	case slices.Contains(a.Unknown, code):
+		return fmt.Errorf("fetch card %s: %w", code, ErrCardUnknown)
+	case st.Cards == 0:
+		return fmt.Errorf("fetch card %s: head office's record of it was refused (see the rejected records in sync status)", code)
+	}
+	c.log.Info("card fetched from head office", "card", code, "lots", st.Lots)
+	return nil
+}
+
+// fetch asks head office for the cards and imports its answer (under the
+// cycle lock).
+func (c *Client) fetch(ctx context.Context, codes []string) (*wire.CardAnswer, store.ImportStats, error) {
+	body, err := json.Marshal(map[string][]string{"codes": codes})
+	if err != nil {
+		return nil, store.ImportStats{}, err
+	}
+	data, err := c.do(ctx, http.MethodPost, "/v1/till/cards", nil, body)
+	if err != nil {
+		return nil, store.ImportStats{}, err
+	}
+	a, err := wire.DecodeCardAnswer(data, codes)
+	if err != nil {
+		return nil, store.ImportStats{}, err
+	}
+	st, err := c.importFeed(ctx, &wire.Feed{Replica: a.Replica, Undecoded: a.Undecoded}, false)
+	if err != nil {
+		return nil, st, err
+	}
+	c.mu.Lock()
+	c.st.CardsFetched += st.Cards
+	c.st.ImportedRecs += int64(countStats(st))
+	c.mu.Unlock()
+	return a, st, nil
+}
+
+// refetch asks head office again for every card the till holds, once the
+// replica is loaded after head office was restored (refetchKey): the
+// backup may predate some being made home to the store (fetched by a till,
+// or assigned by ERP), and the store's tills would hear of those no more.
+// Head office makes each home again. The reload brought every card of an
+// `all` store, so there one answer ends it. Run by a cycle after its pull,
+// under the cycle lock; its position is saved after each answer.
+func (c *Client) refetch(ctx context.Context) error {
+	raw, err := c.o.Store.SyncState(ctx, refetchKey)
+	if err != nil || raw == "" {
+		return err
+	}
+	if cur, err := c.o.Store.SyncState(ctx, cursorKey); err != nil || cur == "" {
+		return err // the first load is not done
+	}
+	var pos struct {
+		After string `json:"after"`
+	}
+	if err := json.Unmarshal([]byte(raw), &pos); err != nil {
+		c.log.Error("bad saved position of fetching the cards again: starting over", "value", raw, "err", err)
+	}
+	n := 0
+	for {
+		codes, err := c.o.Store.CardCodes(ctx, pos.After, wire.MaxFetchCards)
+		if err != nil || len(codes) == 0 {
+			if err == nil {
+				break
+			}
+			return err
+		}
+		a, _, err := c.fetch(ctx, codes)
+		if err != nil {
+			return fmt.Errorf("fetch again the cards held before head office was restored (after %q): %w", pos.After, err)
+		}
+		n += len(codes) - len(a.Unknown)
+		if len(a.Unknown) > 0 {
+			c.log.Warn("cards the till holds are unknown to head office after its restore", "cards", len(a.Unknown), "first", a.Unknown[0])
+		}
+		if a.Scope != "home" {
+			break
+		}
+		pos.After = codes[len(codes)-1]
+		b, _ := json.Marshal(pos)
+		if err := c.o.Store.SetSyncState(ctx, refetchKey, string(b)); err != nil {
+			return err
+		}
+	}
+	c.log.Info("cards held before head office was restored fetched again", "cards", n)
+	return c.o.Store.SetSyncState(ctx, refetchKey, "")
+}

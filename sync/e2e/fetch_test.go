@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"tillagent/sync/client"
+	"tillagent/sync/headoffice"
+)
+
+// TestVisitorCardFetchedFromHeadOffice: store S002 receives only its home
+// cards. A customer of another store shows a card its till lacks: the till
+// fetches it from head office with its points, sells to it, and its
+// balance agrees with head office's after the sync; the store's other till
+// receives the card in its next delta. A card head office does not hold is
+// ErrCardUnknown. While the last cycle got no answer the till does not ask
+// (ErrUnreachable), and asks again once a cycle gets through. A fetch
+// waits for a running cycle (it imports only between cycles).
+func TestVisitorCardFetchedFromHeadOffice(t *testing.T) {
+	ctx := context.Background()
+	h := startHO(t, pgDSN(t))
+	importDemo(t, h)
+	if err := h.srv.SetCardScope(ctx, "S002", headoffice.ScopeHome); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.srv.AssignCards(ctx, "S002", []string{"2900000000025"}); err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, h.hs.URL)
+	var gate atomic.Pointer[chan struct{}] // set: feed requests wait for it to close
+	p.onFeed = func(*http.Request) {
+		if g := gate.Load(); g != nil {
+			<-*g
+		}
+	}
+	a := newTill(t, h, p, "S002-T84", "S002", 0)
+	b := newTill(t, h, p, "S002-T85", "S002", 0)
+	syncEach(t, a, b)
+	const visitor = "2900000000049"
+	if hasCard(a, visitor) || hasCard(b, visitor) {
+		t.Fatalf("card %s is on S002's tills before anyone asked for it", visitor)
+	}
+
+	if err := a.c.FetchCard(ctx, visitor); err != nil {
+		t.Fatal(err)
+	}
+	if !hasCard(a, visitor) {
+		t.Fatalf("card %s not on till %s after fetching it", visitor, a.id)
+	}
+	sameBalances(t, h, a, []string{visitor})
+	if n := a.c.Status().CardsFetched; n != 1 {
+		t.Errorf("status counts %d cards fetched, want 1", n)
+	}
+	a.sell(t, visitor, basket(), "")
+	syncEach(t, a)
+	sameBalances(t, h, a, []string{visitor})
+
+	// The store's other till gets it with the deltas (once no older
+	// transaction in the cluster holds the change back).
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		syncEach(t, b)
+		if hasCard(b, visitor) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("card %s never reached till %s of the same store", visitor, b.id)
+		}
+	}
+	sameBalances(t, h, b, []string{visitor})
+
+	if err := a.c.FetchCard(ctx, "2900000000099"); !errors.Is(err, client.ErrCardUnknown) {
+		t.Errorf("fetching a card head office lacks: %v, want ErrCardUnknown", err)
+	}
+
+	// A fetch waits for the cycle running.
+	g := make(chan struct{})
+	gate.Store(&g)
+	done := make(chan error, 1)
+	go func() { done <- a.c.SyncNow(ctx) }()
+	for !a.c.Status().Running {
+		time.Sleep(time.Millisecond)
+	}
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err := a.c.FetchCard(short, "2900000000056")
+	cancel()
+	var busy *client.BusyError
+	if !errors.As(err, &busy) || hasCard(a, "2900000000056") {
+		t.Errorf("fetch during a cycle: %v, want a BusyError and no card", err)
+	}
+	gate.Store(nil)
+	close(g)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	p.down.Store(true)
+	if err := a.c.SyncNow(ctx); err == nil {
+		t.Fatal("sync with head office down succeeded")
+	}
+	if err := a.c.FetchCard(ctx, "2900000000056"); !errors.Is(err, client.ErrUnreachable) {
+		t.Errorf("fetch after a cycle that got no answer: %v, want ErrUnreachable", err)
+	}
+	p.down.Store(false)
+	syncEach(t, a)
+	if err := a.c.FetchCard(ctx, "2900000000056"); err != nil || !hasCard(a, "2900000000056") {
+		t.Errorf("fetch once head office answers again: %v", err)
+	}
+}
+
+// TestFetchedCardsFetchedAgainAfterARestore: a till of a `home` store
+// fetched two customers' cards; head office is then restored from a
+// backup taken before, which lost their being home to the store (and one
+// card altogether), and ERP resets the till's feed. After its reload the
+// till asks head office again for every card it holds, so the card is home
+// once more and its later changes (a correction after the restore) reach
+// the till; the card head office lost does not fail the cycle.
+func TestFetchedCardsFetchedAgainAfterARestore(t *testing.T) {
+	ctx := context.Background()
+	h := startHO(t, pgDSN(t))
+	importDemo(t, h)
+	if err := h.srv.SetCardScope(ctx, "S002", headoffice.ScopeHome); err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, h.hs.URL)
+	tl := newTill(t, h, p, "S002-T86", "S002", 0)
+	syncEach(t, tl)
+	bk := takeBackup(t, h)
+	const visitor, gone = "2900000000049", "2930000000001"
+	if code, data := erpCall(t, h, "POST", "/v1/erp/import", map[string]any{"version": 1,
+		"cards": []map[string]string{{"code": gone, "kind": "bonus", "state": "active"}}}); code != 200 {
+		t.Fatalf("import a card after the backup: %d %s", code, data)
+	}
+	for _, code := range []string{visitor, gone} {
+		if err := tl.c.FetchCard(ctx, code); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bk.restore(t, h, p)
+	if sc, err := h.srv.StoreCardScope(ctx, "S002"); err != nil || sc.HomeCards != 0 {
+		t.Fatalf("test setup: S002 after the restore: %+v, %v; want no home cards", sc, err)
+	}
+	if code, data := erpCall(t, h, "POST", "/v1/erp/tills/"+tl.id+"/reset-feed", nil); code != 200 {
+		t.Fatalf("reset: %d %s", code, data)
+	}
+	syncEach(t, tl)
+	if st := tl.c.Status(); st.Resets != 1 || st.State != "ok" {
+		t.Fatalf("status after the reset: %+v", st)
+	}
+	if sc, err := h.srv.StoreCardScope(ctx, "S002"); err != nil || sc.HomeCards != 1 {
+		t.Fatalf("S002 after the till's reload: %+v, %v; want the fetched card home again", sc, err)
+	}
+	if _, err := h.srv.Correct(ctx, headoffice.Correction{ID: "after-restore", Card: visitor, Points: decimal.NewFromInt(41), Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	want := hoBalances(t, h)[visitor]
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		syncEach(t, tl)
+		if b, err := tl.st.Spendable(ctx, visitor, demoNow); err == nil && b.Total.String() == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			sameBalances(t, h, tl, []string{visitor})
+			t.Fatal("the correction after the restore never reached the till")
+		}
+	}
+}
