@@ -214,8 +214,9 @@ type Client struct {
 	// bodies (Accept-Encoding, RFC 7694); pushes are compressed then.
 	gzipBodies atomic.Bool
 
-	// cycleMu is held by the one cycle running (Run's or SyncNow's): a
-	// one-place semaphore, so that waiting for it can end with a ctx.
+	// cycleMu is held by the one cycle running (Run's or SyncNow's), or by
+	// FetchCard importing its answer: a one-place semaphore, so that
+	// waiting for it can end with a ctx (lockCycle).
 	cycleMu chan struct{}
 	mu      sync.Mutex
 	// flight is the cycle running (nil: none), under mu: SyncNow waits for
@@ -431,18 +432,29 @@ func (c *Client) Status() Status {
 	return st
 }
 
-// cycle pushes, then pulls; force sends refused entries whose back-off has
-// not passed.
-func (c *Client) cycle(ctx context.Context, force bool) (err error) {
+// lockCycle takes the cycle lock, or gives up with a *BusyError when ctx
+// ends first.
+func (c *Client) lockCycle(ctx context.Context) error {
 	select {
 	case c.cycleMu <- struct{}{}:
+		return nil
 	case <-ctx.Done():
 		c.mu.Lock()
 		since := c.st.LastAttempt
 		c.mu.Unlock()
 		return &BusyError{Since: since, Err: ctx.Err()}
 	}
-	defer func() { <-c.cycleMu }()
+}
+
+func (c *Client) unlockCycle() { <-c.cycleMu }
+
+// cycle pushes, then pulls; force sends refused entries whose back-off has
+// not passed.
+func (c *Client) cycle(ctx context.Context, force bool) (err error) {
+	if err := c.lockCycle(ctx); err != nil {
+		return err
+	}
+	defer c.unlockCycle()
 	f := &flight{started: c.o.Clock(), done: make(chan struct{})}
 	c.mu.Lock()
 	c.flight = f

@@ -41,15 +41,10 @@ func (c *Client) FetchCard(ctx context.Context, code string) error {
 	if c.Status().Unreachable() {
 		return ErrUnreachable
 	}
-	select {
-	case c.cycleMu <- struct{}{}:
-	case <-ctx.Done():
-		c.mu.Lock()
-		since := c.st.LastAttempt
-		c.mu.Unlock()
-		return &BusyError{Since: since, Err: ctx.Err()}
+	if err := c.lockCycle(ctx); err != nil {
+		return err
 	}
-	defer func() { <-c.cycleMu }()
+	defer c.unlockCycle()
 	a, st, err := c.fetch(ctx, []string{code})
 	switch {
 	case err != nil:

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -24,27 +23,11 @@ import (
 // writes nothing; an unknown card is 404, a request that is not one 400,
 // no credentials 401.
 func TestTillFetchesACardOfAnotherStore(t *testing.T) {
-	s := openTest(t)
 	ctx := context.Background()
-	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetCardScope(ctx, "S002", ScopeHome); err != nil {
-		t.Fatal(err)
-	}
+	s, secrets, hs := twoScopes(t)
 	if _, err := s.AssignCards(ctx, "S002", []string{"2900000000025"}); err != nil {
 		t.Fatal(err)
 	}
-	secrets := map[string]string{}
-	for _, tl := range [][2]string{{"S001-T01", "S001"}, {"S002-T01", "S002"}} {
-		secret, err := s.Enrol(ctx, tl[0], tl[1])
-		if err != nil {
-			t.Fatal(err)
-		}
-		secrets[tl[0]] = secret
-	}
-	hs := httptest.NewServer(s.Handler())
-	defer hs.Close()
 	call := func(till, method, path, body string) (int, []byte) {
 		t.Helper()
 		req, _ := http.NewRequest(method, hs.URL+path, bytes.NewReader([]byte(body)))

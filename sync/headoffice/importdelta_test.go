@@ -25,24 +25,8 @@ import (
 // balances.
 func TestMassImportSendsEachCardOnce(t *testing.T) {
 	const n = 25
-	s := openTest(t)
 	ctx := context.Background()
-	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetCardScope(ctx, "S002", ScopeHome); err != nil {
-		t.Fatal(err)
-	}
-	tills := map[string]string{}
-	for _, tl := range [][2]string{{"S001-T01", "S001"}, {"S002-T01", "S002"}} {
-		secret, err := s.Enrol(ctx, tl[0], tl[1])
-		if err != nil {
-			t.Fatal(err)
-		}
-		tills[tl[0]] = secret
-	}
-	hs := httptest.NewServer(s.Handler())
-	defer hs.Close()
+	s, tills, hs := twoScopes(t)
 	get := func(till string, q url.Values) *wire.Feed {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, hs.URL+"/v1/till/feed?"+q.Encode(), nil)
@@ -146,4 +130,30 @@ func TestMassImportSendsEachCardOnce(t *testing.T) {
 	if len(home) != 1 || home["2930000000003"] != 1 {
 		t.Errorf("home-scoped store S002 received %v, want only its home card 2930000000003, once", home)
 	}
+}
+
+// twoScopes is head office holding the demo with store S002 on the home
+// card scope, till S001-T01 (store S001, all cards) and S002-T01 enrolled
+// (their secrets by till id), served over a loopback socket.
+func twoScopes(t *testing.T) (*Server, map[string]string, *httptest.Server) {
+	t.Helper()
+	s := openTest(t)
+	ctx := context.Background()
+	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetCardScope(ctx, "S002", ScopeHome); err != nil {
+		t.Fatal(err)
+	}
+	secrets := map[string]string{}
+	for _, tl := range [][2]string{{"S001-T01", "S001"}, {"S002-T01", "S002"}} {
+		secret, err := s.Enrol(ctx, tl[0], tl[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets[tl[0]] = secret
+	}
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(hs.Close)
+	return s, secrets, hs
 }
