@@ -94,6 +94,13 @@ type Options struct {
 	// row up to max. Defaults: 2×Interval (the next cycle does not re-send
 	// it) and 1h. SyncNow sends refused entries at once.
 	RefusedRetryMin, RefusedRetryMax time.Duration
+	// FetchProbe: while head office did not answer the last cycle, a card
+	// the replica lacks is asked for (FetchCard) only if nothing has tried
+	// head office for this long, a cycle or another fetch: a dead link
+	// costs a cashier at most one wait a FetchProbe, and a head office back
+	// before the loop's back-off has run out serves cards at once. 0 means
+	// 30s.
+	FetchProbe time.Duration
 
 	// ReloadSecret, if set, is asked for the secret again when head office
 	// answers 401: a technician who enrolled the till again and wrote the
@@ -213,6 +220,9 @@ type Client struct {
 	// gzipBodies: head office's last answer said it takes gzip request
 	// bodies (Accept-Encoding, RFC 7694); pushes are compressed then.
 	gzipBodies atomic.Bool
+	// tried is when a cycle or a card fetch last went to head office
+	// (real time, Unix ns): Options.FetchProbe counts from it.
+	tried atomic.Int64
 
 	// cycleMu is held by the one cycle running (Run's or SyncNow's), or by
 	// FetchCard importing its answer: a one-place semaphore, so that
@@ -285,6 +295,9 @@ func New(o Options) (*Client, error) {
 	}
 	if o.RefusedRetryMax < o.RefusedRetryMin {
 		o.RefusedRetryMax = max(time.Hour, o.RefusedRetryMin)
+	}
+	if o.FetchProbe <= 0 {
+		o.FetchProbe = 30 * time.Second
 	}
 	c := &Client{o: o, base: u, log: o.Logger.With("component", "sync"), kick: make(chan error, 1), cycleMu: make(chan struct{}, 1),
 		st: Status{State: "idle", PageSize: max(o.SnapshotPage, o.DeltaPage)}, refused: map[string]*refusal{}}
@@ -455,6 +468,7 @@ func (c *Client) cycle(ctx context.Context, force bool) (err error) {
 		return err
 	}
 	defer c.unlockCycle()
+	c.tried.Store(time.Now().UnixNano())
 	f := &flight{started: c.o.Clock(), done: make(chan struct{})}
 	c.mu.Lock()
 	c.flight = f

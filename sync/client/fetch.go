@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"tillagent/internal/store"
 	"tillagent/sync/wire"
@@ -15,9 +16,9 @@ import (
 // ErrCardUnknown: head office does not hold the card either.
 var ErrCardUnknown = errors.New("head office does not know the card")
 
-// ErrUnreachable: the last cycle got no answer from head office, so a card
-// is not asked for (the cashier is not kept waiting on a dead link); the
-// next cycle that reaches head office ends it.
+// ErrUnreachable: the last cycle got no answer from head office and
+// something tried it within Options.FetchProbe, so a card is not asked for
+// (the cashier is not kept waiting on a dead link).
 var ErrUnreachable = errors.New("head office did not answer the last sync")
 
 // refetchKey (sync_state) is set from a feed reset or a watermark that
@@ -38,13 +39,20 @@ func (s Status) Unreachable() bool { return s.unreached }
 // import: a delta imported in between could carry a newer state of the
 // card that this answer would then take back.
 func (c *Client) FetchCard(ctx context.Context, code string) error {
-	if c.Status().Unreachable() {
-		return ErrUnreachable
+	probed := func() bool {
+		return c.Status().Unreachable() && time.Now().UnixNano()-c.tried.Load() < int64(c.o.FetchProbe)
+	}
+	if probed() {
+		return ErrUnreachable // before waiting for a cycle stuck on the dead link
 	}
 	if err := c.lockCycle(ctx); err != nil {
 		return err
 	}
 	defer c.unlockCycle()
+	if probed() {
+		return ErrUnreachable // the cycle just ended found no head office
+	}
+	c.tried.Store(time.Now().UnixNano())
 	a, st, err := c.fetch(ctx, []string{code})
 	switch {
 	case err != nil:

@@ -19,9 +19,10 @@ import (
 // fetches it from head office with its points, sells to it, and its
 // balance agrees with head office's after the sync; the store's other till
 // receives the card in its next delta. A card head office does not hold is
-// ErrCardUnknown. While the last cycle got no answer the till does not ask
-// (ErrUnreachable), and asks again once a cycle gets through. A fetch
-// waits for a running cycle (it imports only between cycles).
+// ErrCardUnknown. While the last cycle got no answer the till asks at most
+// once a FetchProbe (else ErrUnreachable), so a head office back is asked
+// before the next cycle. A fetch waits for a running cycle (it imports
+// only between cycles).
 func TestVisitorCardFetchedFromHeadOffice(t *testing.T) {
 	ctx := context.Background()
 	h := startHO(t, pgDSN(t))
@@ -39,7 +40,8 @@ func TestVisitorCardFetchedFromHeadOffice(t *testing.T) {
 			<-*g
 		}
 	}
-	a := newTill(t, h, p, "S002-T84", "S002", 0)
+	const probe = 300 * time.Millisecond
+	a := newTillWith(t, h, p, "S002-T84", "S002", 0, func(o *client.Options) { o.FetchProbe = probe })
 	b := newTill(t, h, p, "S002-T85", "S002", 0)
 	syncEach(t, a, b)
 	const visitor = "2900000000049"
@@ -99,6 +101,10 @@ func TestVisitorCardFetchedFromHeadOffice(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Head office down: right after a cycle that got no answer the till
+	// does not ask; once FetchProbe has passed it tries once more (and
+	// then not again for FetchProbe); head office back, a fetch works
+	// before the loop's next cycle.
 	p.down.Store(true)
 	if err := a.c.SyncNow(ctx); err == nil {
 		t.Fatal("sync with head office down succeeded")
@@ -106,10 +112,17 @@ func TestVisitorCardFetchedFromHeadOffice(t *testing.T) {
 	if err := a.c.FetchCard(ctx, "2900000000056"); !errors.Is(err, client.ErrUnreachable) {
 		t.Errorf("fetch after a cycle that got no answer: %v, want ErrUnreachable", err)
 	}
+	time.Sleep(probe + 50*time.Millisecond)
+	if err := a.c.FetchCard(ctx, "2900000000056"); err == nil || errors.Is(err, client.ErrUnreachable) {
+		t.Errorf("fetch a probe later, head office down: %v, want the link's error", err)
+	}
+	if err := a.c.FetchCard(ctx, "2900000000056"); !errors.Is(err, client.ErrUnreachable) {
+		t.Errorf("fetch right after a probe that failed: %v, want ErrUnreachable", err)
+	}
 	p.down.Store(false)
-	syncEach(t, a)
+	time.Sleep(probe + 50*time.Millisecond)
 	if err := a.c.FetchCard(ctx, "2900000000056"); err != nil || !hasCard(a, "2900000000056") {
-		t.Errorf("fetch once head office answers again: %v", err)
+		t.Errorf("fetch once head office answers again, before any cycle: %v", err)
 	}
 }
 
