@@ -163,9 +163,13 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 			defer cancel()
 			err := syncer.FetchCard(ctx, code)
 			result := "fetched"
+			var ae *client.AnswerError
 			switch {
 			case errors.Is(err, client.ErrCardUnknown):
 				result, err = "unknown", fmt.Errorf("%w: %w", store.ErrUnknownCard, err)
+			case errors.As(err, &ae) && ae.Status < 500:
+				// Head office answered, and refused (401: a retired till).
+				result, err = "refused", fmt.Errorf("%w: %w", sale.ErrFetchRefused, err)
 			case err != nil:
 				result = "failed"
 			}

@@ -9,6 +9,11 @@ import (
 	"tillagent/internal/store"
 )
 
+// ErrFetchRefused marks an error of Options.FetchCard where head office
+// answered but would not send the card (a retired till, a request it does
+// not take): no outage to tell the cashier of.
+var ErrFetchRefused = errors.New("head office refused to send the card")
+
 // quoteInput is the store's QuoteInput, except that a card the replica
 // lacks is first asked of head office (Options.FetchCard), once per card:
 // a customer of another store, on a store whose tills receive only its own
@@ -28,12 +33,15 @@ func (s *Service) quoteInput(ctx context.Context, check checkout.Check, codes []
 			continue
 		}
 		s.log.Info("card not in the replica and not fetched from head office", "card", uc.Code, "err", ferr)
-		e := &Error{Class: NotFound, Code: "card.unknown", Cashier: "Карта не найдена", Err: err,
-			Hint: "not in the till's replica; asking head office for it failed (" + ferr.Error() + "): the card is unknown until the till reaches head office"}
-		if errors.Is(ferr, store.ErrUnknownCard) {
-			e.Hint = "head office does not hold this card either"
-		} else {
+		e := &Error{Class: NotFound, Code: "card.unknown", Cashier: "Карта не найдена", Err: err}
+		switch {
+		case errors.Is(ferr, store.ErrUnknownCard):
+			e.Hint = "head office does not hold this card either (" + ferr.Error() + ")"
+		case errors.Is(ferr, ErrFetchRefused):
+			e.Hint = "head office answered but would not send the card (" + ferr.Error() + "): see `tillctl sync status`"
+		default:
 			e.Cashier = "Карта не найдена на кассе, а офис сейчас недоступен"
+			e.Hint = "not in the till's replica; asking head office for it failed (" + ferr.Error() + "): the card is unknown until the till reaches head office"
 		}
 		return in, e
 	}

@@ -63,7 +63,9 @@ type Options struct {
 	// FetchCard, if set, is asked for a card the replica lacks (sync:
 	// head office sends it, and the card is then in the store); an error
 	// wrapping store.ErrUnknownCard means head office does not hold it
-	// either. The caller bounds how long it may take.
+	// either, one wrapping ErrFetchRefused that head office would not send
+	// it; any other, that head office could not be asked. The caller
+	// bounds how long it may take.
 	FetchCard func(ctx context.Context, code string) error
 }
 

@@ -190,6 +190,9 @@ type Status struct {
 	// asked for them: cards the replica lacked (FetchCard), and those
 	// asked for again after head office was restored.
 	CardsFetched int `json:"cards_fetched,omitempty"`
+	// RefetchError is why asking head office again for the cards held,
+	// after it was restored, failed at the last cycle (the next goes on).
+	RefetchError string `json:"refetch_error,omitempty"`
 	// unreached: the last cycle got no feed (Unreachable).
 	unreached bool
 }
@@ -512,11 +515,8 @@ func (c *Client) cycle(ctx context.Context, force bool) (err error) {
 		_, onlyRefused := perr.(*refusedError)
 		if pulled = perr == nil || onlyRefused; pulled {
 			// After head office was restored, the cards the till holds
-			// are asked for again (refetch). Should that fail, the feed
-			// came in all the same: the till is not unreachable.
-			if ferr := c.refetch(ctx); ferr != nil {
-				perr, onlyRefused = errors.Join(perr, ferr), false
-			}
+			// are asked for again.
+			c.refetchShown(ctx)
 		}
 		if perr != nil {
 			// A re-push's refusal is shown once, with the push's.

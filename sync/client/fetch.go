@@ -39,6 +39,11 @@ func (s Status) Unreachable() bool { return s.unreached }
 // import: a delta imported in between could carry a newer state of the
 // card that this answer would then take back.
 func (c *Client) FetchCard(ctx context.Context, code string) error {
+	if !store.ValidID(code) {
+		// No replica, head office's included, holds such a code: a bad
+		// scan or a mistyped code, not worth a request.
+		return fmt.Errorf("fetch card %q: no card has such a code (1-64 of A-Z a-z 0-9 _ . : / -): %w", code, ErrCardUnknown)
+	}
 	probed := func() bool {
 		return c.Status().Unreachable() && time.Now().UnixNano()-c.tried.Load() < int64(c.o.FetchProbe)
 	}
@@ -59,6 +64,8 @@ func (c *Client) FetchCard(ctx context.Context, code string) error {
 		return fmt.Errorf("fetch card %s: %w", code, err)
 	case slices.Contains(a.Unknown, code):
 		return fmt.Errorf("fetch card %s: %w", code, ErrCardUnknown)
+	case len(a.Unreadable) > 0:
+		return fmt.Errorf("fetch card %s: head office's record of it does not decode (%s: %s)", code, a.Undecoded[0].Key, a.Undecoded[0].Error)
 	case st.Cards == 0:
 		return fmt.Errorf("fetch card %s: head office's record of it was refused (see the rejected records in sync status)", code)
 	}
@@ -81,7 +88,17 @@ func (c *Client) fetch(ctx context.Context, codes []string) (*wire.CardAnswer, s
 	if err != nil {
 		return nil, store.ImportStats{}, err
 	}
-	st, err := c.importFeed(ctx, &wire.Feed{Replica: a.Replica, Undecoded: a.Undecoded}, false)
+	for _, u := range a.Undecoded {
+		c.log.Error("card from head office does not decode: left out", "record", u.Section+" "+u.Key, "err", u.Error)
+	}
+	// A card with a record that does not decode is left out whole, not
+	// held back as a feed's would be: no feed need ever send it again.
+	// It stays unknown; the next fetch asks again.
+	r := *a.Replica
+	left := func(card string) bool { return slices.Contains(a.Unreadable, card) }
+	r.Cards = slices.DeleteFunc(slices.Clone(r.Cards), func(x store.ReplicaCard) bool { return left(x.Code) })
+	r.Lots = slices.DeleteFunc(slices.Clone(r.Lots), func(x store.ReplicaLot) bool { return left(x.Card) })
+	st, err := c.importFeed(ctx, &wire.Feed{Replica: &r}, false)
 	if err != nil {
 		return nil, st, err
 	}
@@ -98,7 +115,23 @@ func (c *Client) fetch(ctx context.Context, codes []string) (*wire.CardAnswer, s
 // or assigned by ERP), and the store's tills would hear of those no more.
 // Head office makes each home again. The reload brought every card of an
 // `all` store, so there one answer ends it. Run by a cycle after its pull,
-// under the cycle lock; its position is saved after each answer.
+// under the cycle lock; its position is saved after each answer. A failure
+// does not fail the cycle (the feed came in: a head office without the
+// route would otherwise slow every push to the back-off): it is shown in
+// Status.RefetchError and the next cycle goes on from the position.
+func (c *Client) refetchShown(ctx context.Context) {
+	err := c.refetch(ctx)
+	if err != nil {
+		c.log.Warn("sync: asking head office again for the cards held (it was restored) failed; the next cycle goes on", "err", err)
+	}
+	c.mu.Lock()
+	c.st.RefetchError = ""
+	if err != nil {
+		c.st.RefetchError = err.Error()
+	}
+	c.mu.Unlock()
+}
+
 func (c *Client) refetch(ctx context.Context) error {
 	raw, err := c.o.Store.SyncState(ctx, refetchKey)
 	if err != nil || raw == "" {

@@ -5,17 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
 	"tillagent/internal/store"
 	"tillagent/sync/wire"
 )
-
-// maxCardCode bounds a fetched card's code: longer is no card (an EAN is
-// 13 digits, a virtual card's QR names a code of the same kind).
-const maxCardCode = 64
 
 // FetchCards answers a till of storeID whose replica lacks the cards: a
 // customer of another store shopping on a `home` store (a cashier waits
@@ -35,8 +30,10 @@ func (s *Server) FetchCards(ctx context.Context, tillID, storeID string, codes [
 		return nil, badRequest(fmt.Errorf("fetch cards for till %s: %d codes, want 1-%d", tillID, len(codes), wire.MaxFetchCards))
 	}
 	for i, code := range codes {
-		if code == "" || len(code) > maxCardCode || strings.IndexByte(code, 0) >= 0 {
-			return nil, badRequest(fmt.Errorf("fetch cards for till %s: card code %d is %q: want 1-%d characters, no U+0000", tillID, i+1, code, maxCardCode))
+		if !store.ValidID(code) {
+			// As the import takes them: no card head office holds has
+			// another code.
+			return nil, badRequest(fmt.Errorf("fetch cards for till %s: card code %d is %q: want 1-64 of A-Z a-z 0-9 _ . : / -, not starting with a sign", tillID, i+1, code))
 		}
 	}
 	codes = slices.Compact(slices.Sorted(slices.Values(codes)))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"tillagent/internal/store"
 )
@@ -21,8 +22,10 @@ type CardAnswer struct {
 	Replica *store.Replica `json:"replica"`
 	Unknown []string       `json:"unknown,omitempty"`
 	// Undecoded are the replica's records that did not decode (set by
-	// DecodeCardAnswer, never sent), as in a feed.
-	Undecoded []store.RejectedRecord `json:"-"`
+	// DecodeCardAnswer, never sent), each a card or lot of a card asked
+	// for; Unreadable are those cards, which the till leaves out whole.
+	Undecoded  []store.RejectedRecord `json:"-"`
+	Unreadable []string               `json:"-"`
 }
 
 // DecodeCardAnswer parses a CardAnswer to a till that asked for codes, its
@@ -72,5 +75,38 @@ func DecodeCardAnswer(data []byte, codes []string) (*CardAnswer, error) {
 			return nil, fmt.Errorf("decode card answer: it names card %q unknown, not asked for", u)
 		}
 	}
-	return &CardAnswer{Scope: raw.Scope, Replica: r, Unknown: raw.Unknown, Undecoded: bad}, nil
+	var unreadable []string
+	for _, u := range bad {
+		card, ok := recordCard(u)
+		if !ok || !asked(card) {
+			return nil, fmt.Errorf("decode card answer: record %s %s, not of a card asked for, does not decode: %s", u.Section, u.Key, u.Error)
+		}
+		if !slices.Contains(unreadable, card) {
+			unreadable = append(unreadable, card)
+		}
+	}
+	return &CardAnswer{Scope: raw.Scope, Replica: r, Unknown: raw.Unknown, Undecoded: bad, Unreadable: unreadable}, nil
+}
+
+// recordCard is the card a card or lot record names, read as loosely as
+// the record allows (it did not decode); ok is false for other sections
+// and for a record naming none.
+func recordCard(u store.RejectedRecord) (string, bool) {
+	var names struct {
+		Code any `json:"code"`
+		Card any `json:"card"`
+	}
+	if json.Unmarshal(u.Record, &names) != nil {
+		return "", false
+	}
+	v := names.Code
+	switch u.Section {
+	case "cards":
+	case "lots":
+		v = names.Card
+	default:
+		return "", false
+	}
+	code, ok := v.(string)
+	return code, ok && code != ""
 }

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"tillagent/checkout"
+	"tillagent/internal/config"
+	"tillagent/internal/store"
+	"tillagent/sync/headoffice"
+)
+
+// homeScopeAgent is an agent of store S001 on the home card scope (no card
+// home to it), syncing with head office over a loopback socket, its replica
+// loaded; mod adjusts its configuration.
+func homeScopeAgent(t *testing.T, mod func(*config.Config)) (*harness, *headoffice.Server, *httptest.Server) {
+	t.Helper()
+	ctx := context.Background()
+	srv, secretFile := syncHO(t, store.OfflineLimits{}, func(s *headoffice.Server) {
+		if err := s.SetCardScope(ctx, "S001", headoffice.ScopeHome); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Import(ctx, &store.Replica{Version: store.ReplicaFormatVersion, Cards: []store.ReplicaCard{
+			{Code: "QA/1:x.y-z_", Kind: "bonus", State: checkout.StateActive}}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	h := newHarness(t, func(c *config.Config) {
+		c.Sync.Enabled, c.Sync.URL, c.Sync.SecretFile = true, hs.URL, secretFile
+		c.Sync.Interval = time.Hour // only `sync now` below
+		if mod != nil {
+			mod(c)
+		}
+	})
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	h.must(200, "POST", "/v1/sync/now", nil, nil)
+	return h, srv, hs
+}
+
+func homeCardsOf(t *testing.T, srv *headoffice.Server) int64 {
+	t.Helper()
+	sc, err := srv.StoreCardScope(context.Background(), "S001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(sc.HomeCards)
+}
+
+// TestVisitorCardsOnTheSalePaths: on a home store, unknown cards are
+// fetched by a quote, by a sale, by a lookup of a blocked and of an issued
+// card (shown as such), and by a lookup of a code with '/', ':' and '.'
+// (escaped in the path); every one is then home to the store.
+func TestVisitorCardsOnTheSalePaths(t *testing.T) {
+	h, srv, _ := homeScopeAgent(t, nil)
+	var q struct {
+		Cards []struct{ Code string } `json:"cards"`
+	}
+	h.must(200, "POST", "/v1/quote", map[string]any{"check": map[string]any{"lines": []any{line(1, "1001", "2", "89.90")}},
+		"cards": []string{"2900000000049"}}, &q)
+	var a saleAnswer
+	h.must(201, "POST", "/v1/sales", saleBody("qa-visit-1", []string{"2900000000056"}, "", "500.00", line(1, "1001", "2", "89.90")), &a)
+	if len(a.Cards) != 1 {
+		t.Errorf("sale to a visitor's card: cards %+v, want the one", a.Cards)
+	}
+	var info struct {
+		State, Reason string
+	}
+	h.must(200, "GET", "/v1/cards/2900000000032", nil, &info)
+	if info.State != "blocked" || info.Reason != "card.blocked" {
+		t.Errorf("a blocked visitor card: %+v, want blocked", info)
+	}
+	h.must(200, "GET", "/v1/cards/2900000000025", nil, &info)
+	if info.State != "issued" || info.Reason != "card.not_registered" {
+		t.Errorf("an issued visitor card: %+v, want issued, not registered", info)
+	}
+	st, body := h.do("GET", "/v1/cards/"+url.PathEscape("QA/1:x.y-z_"), nil, nil)
+	if st != 200 {
+		t.Errorf("a card whose code holds '/', ':' and '.' (%s): %d %s", url.PathEscape("QA/1:x.y-z_"), st, body)
+	}
+	if n := homeCardsOf(t, srv); n != 5 {
+		t.Errorf("S001 home cards after five visitor cards: %d", n)
+	}
+	h.metricsHave(`tillagent_card_fetches_total{result="fetched"} 5`)
+}
+
+// TestNoFetchWhenTurnedOff: card_fetch_timeout 0 never asks head office:
+// the card is unknown and nothing is made home to the store.
+func TestNoFetchWhenTurnedOff(t *testing.T) {
+	h, srv, _ := homeScopeAgent(t, func(c *config.Config) { c.Sync.CardFetchTimeout = 0 })
+	e := h.refusal(404, "card.unknown", "GET", "/v1/cards/2900000000049", nil)
+	if strings.Contains(e.Error.Message, "офис") {
+		t.Errorf("card_fetch_timeout 0: %+v, the cashier told about head office that was never asked", e)
+	}
+	if n := homeCardsOf(t, srv); n != 0 {
+		t.Errorf("card_fetch_timeout 0: %d cards made home", n)
+	}
+	_, m := h.do("GET", "/metrics", nil, nil)
+	if strings.Contains(string(m), "tillagent_card_fetches_total") {
+		t.Errorf("card_fetch_timeout 0: fetches counted")
+	}
+}
+
+// TestFetchWaitsAtMostTheTimeout: head office takes 2 s to answer a
+// fetch, card_fetch_timeout is 300ms: the lookup answers card.unknown
+// within about the timeout, counted failed; the agent sells on.
+func TestFetchWaitsAtMostTheTimeout(t *testing.T) {
+	ctx := context.Background()
+	srv, secretFile := syncHO(t, store.OfflineLimits{}, func(s *headoffice.Server) {
+		if err := s.SetCardScope(ctx, "S001", headoffice.ScopeHome); err != nil {
+			t.Fatal(err)
+		}
+	})
+	inner := srv.Handler()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/till/cards" {
+			select {
+			case <-time.After(2 * time.Second):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	h := newHarness(t, func(c *config.Config) {
+		c.Sync.Enabled, c.Sync.URL, c.Sync.SecretFile = true, hs.URL, secretFile
+		c.Sync.Interval = time.Hour
+		c.Sync.CardFetchTimeout = 300 * time.Millisecond
+	})
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	h.must(200, "POST", "/v1/sync/now", nil, nil)
+	start := time.Now()
+	h.refusal(404, "card.unknown", "GET", "/v1/cards/2900000000049", nil)
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("lookup with head office slow: answered after %s, want about card_fetch_timeout (300ms)", d)
+	}
+	h.metricsHave(`tillagent_card_fetches_total{result="failed"} 1`)
+	h.must(200, "POST", "/v1/sync/now", nil, nil)
+}
+
+// TestMalformedCodeIsNotAnOfficeOutage: a scan that is no card code
+// (longer than any code head office holds) with head office up: head
+// office answers 400, and the cashier must not be told head office is
+// unavailable (it answered), nor may it count as a failed fetch.
+func TestMalformedCodeIsNotAnOfficeOutage(t *testing.T) {
+	h, _, _ := homeScopeAgent(t, nil)
+	long := strings.Repeat("7", 65)
+	e := h.refusal(404, "card.unknown", "GET", "/v1/cards/"+long, nil)
+	if strings.Contains(e.Error.Message, "недоступен") {
+		t.Errorf("a 65-digit scan with head office up: cashier told %q (hint %q)", e.Error.Message, e.Error.Hint)
+	}
+}
+
+// TestRetiredTillAsks: a till retired at head office asks for a card:
+// 401, card.unknown saying head office would not send it (no outage);
+// nothing made home.
+func TestRetiredTillAsks(t *testing.T) {
+	h, srv, _ := homeScopeAgent(t, nil)
+	if _, err := srv.Retire(context.Background(), "S001-T01"); err != nil {
+		t.Fatal(err)
+	}
+	if e := h.refusal(404, "card.unknown", "GET", "/v1/cards/2900000000049", nil); strings.Contains(e.Error.Message, "недоступен") ||
+		!strings.Contains(e.Error.Hint, "would not send") {
+		t.Errorf("a retired till's fetch: %+v; want head office's refusal, not an outage", e)
+	}
+	if n := homeCardsOf(t, srv); n != 0 {
+		t.Errorf("a retired till's fetch made %d cards home", n)
+	}
+	h.metricsHave(`tillagent_card_fetches_total{result="refused"} 1`)
+}
