@@ -2,14 +2,8 @@ package main
 
 import (
 	"context"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
-
-	"tillagent/internal/config"
-	"tillagent/internal/store"
-	"tillagent/sync/headoffice"
 )
 
 // TestCardOfAnotherStoreWorksOnAHomeStore: store S001 receives only its
@@ -19,22 +13,7 @@ import (
 // office down, card.unknown saying that, at once. Metrics count each.
 func TestCardOfAnotherStoreWorksOnAHomeStore(t *testing.T) {
 	ctx := context.Background()
-	srv, secretFile := syncHO(t, store.OfflineLimits{}, func(s *headoffice.Server) {
-		if err := s.SetCardScope(ctx, "S001", headoffice.ScopeHome); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.AssignCards(ctx, "S001", []string{"2900000000025"}); err != nil {
-			t.Fatal(err)
-		}
-	})
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
-	h := newHarness(t, func(c *config.Config) {
-		c.Sync.Enabled, c.Sync.URL, c.Sync.SecretFile = true, hs.URL, secretFile
-		c.Sync.Interval = time.Hour // only `sync now` below
-	})
-	h.must(200, "POST", "/v1/shift/open", nil, nil)
-	h.must(200, "POST", "/v1/sync/now", nil, nil)
+	h, srv, hs := homeScopeAgent(t, nil)
 
 	var c cardAnswer
 	h.must(200, "GET", "/v1/cards/"+card, nil, &c)
