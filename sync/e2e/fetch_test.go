@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -181,5 +182,61 @@ func TestFetchedCardsFetchedAgainAfterARestore(t *testing.T) {
 			sameBalances(t, h, tl, []string{visitor})
 			t.Fatal("the correction after the restore never reached the till")
 		}
+	}
+}
+
+// TestFetchAnswerNotOvertakenByADelta: the answer to a fetch is held on its
+// way to the till (head office has committed it); meanwhile ERP corrects
+// the card and the till is asked to sync. The sync waits for the fetch to
+// import its answer (the cycle lock), so its delta lands after it and the
+// till ends with the correction. Were the delta imported first, the late
+// answer would take the card back to before the correction, and no later
+// delta would send the correction again.
+func TestFetchAnswerNotOvertakenByADelta(t *testing.T) {
+	ctx := context.Background()
+	h := startHO(t, pgDSN(t))
+	importDemo(t, h)
+	if err := h.srv.SetCardScope(ctx, "S002", headoffice.ScopeHome); err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, h.hs.URL)
+	answered := make(chan struct{})
+	var once sync.Once
+	p.slowBody = func(r *http.Request) time.Duration {
+		if r.URL.Path != "/v1/till/cards" {
+			return 0
+		}
+		once.Do(func() { close(answered) })
+		return 500 * time.Millisecond
+	}
+	tl := newTill(t, h, p, "S002-T87", "S002", 0)
+	syncEach(t, tl)
+	const visitor = "2900000000049"
+	fetched := make(chan error, 1)
+	go func() { fetched <- tl.c.FetchCard(ctx, visitor) }()
+	<-answered
+	if _, err := h.srv.Correct(ctx, headoffice.Correction{ID: "overtake", Card: visitor, Points: decimal.NewFromInt(29), Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	synced := make(chan error, 1)
+	go func() { synced <- tl.c.SyncNow(ctx) }()
+	if err := <-fetched; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-synced; err != nil {
+		t.Fatal(err)
+	}
+	// The delta may hold the correction back while another test's
+	// transaction older than it runs: later syncs then bring it.
+	want := hoBalances(t, h)[visitor]
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if b, err := tl.st.Spendable(ctx, visitor, demoNow); err == nil && b.Total.String() == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			sameBalances(t, h, tl, []string{visitor})
+			t.Fatal("the till never got the correction made while the fetch's answer was on its way")
+		}
+		syncEach(t, tl)
 	}
 }
