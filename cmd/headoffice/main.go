@@ -2,7 +2,7 @@
 // HTTP/JSON API for tills (journal push, replica feed) and ERP jobs. See
 // docs/sync.md.
 //
-//	headoffice serve  [-listen :8440] [-tls-cert F -tls-key F [-tls-client-ca F]] [-expire-every 1h] [-metrics-listen 127.0.0.1:9440]
+//	headoffice serve  [-listen :8440] [-tls-cert F -tls-key F [-tls-client-ca F]] [-expire-every 1h] [-change-retention 720h] [-metrics-listen 127.0.0.1:9440]
 //	headoffice enrol  -till S001-T01 -store S001      prints the till's secret
 //	headoffice import FILE                             ERP replica file (.json/.yaml)
 //	headoffice card-scope -store S001 [-scope all|home] [CODE...]   show or set the store's card scope; CODEs made home to it
@@ -90,7 +90,8 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	cert := fs.String("tls-cert", "", "serve: TLS certificate (PEM); with -tls-key serves HTTPS")
 	key := fs.String("tls-key", "", "serve: TLS private key (PEM)")
 	clientCA := fs.String("tls-client-ca", "", "serve: CA bundle (PEM) of the tills' certificates: a till presenting one it signed, its common name the till id, needs no secret")
-	expireEvery := fs.Duration("expire-every", time.Hour, "serve: how often expired lots are written off and debt settled (0: never)")
+	expireEvery := fs.Duration("expire-every", time.Hour, "serve: how often expired lots are written off and debt settled, and the change log pruned (0: never)")
+	retention := fs.Duration("change-retention", 30*24*time.Hour, "serve: how long the change log the tills' deltas read is kept; a till silent longer loads its replica afresh (0: for ever)")
 	cardCap := fs.String("offline-card-cap", "0", "serve: points a card may redeem on one till before head office has seen them (0: no limit)")
 	tillCap := fs.String("offline-till-cap", "0", "serve: points all cards together may redeem on one till before head office has seen them (0: no limit)")
 	maxAge := fs.Duration("offline-max-age", 0, "serve: no redemption on a till whose last feed is older (0: no limit)")
@@ -126,6 +127,9 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	if *expireEvery < 0 {
 		return fmt.Errorf("-expire-every %s: want a positive duration, or 0 for never", *expireEvery)
 	}
+	if *retention < 0 || *retention > 0 && *retention < time.Hour {
+		return fmt.Errorf("-change-retention %s: want at least 1h (a till silent longer reloads its whole replica), or 0 for ever", *retention)
+	}
 	var off store.OfflineLimits
 	if off.CardCap, err = pointsFlag("offline-card-cap", *cardCap); err != nil {
 		return err
@@ -137,7 +141,8 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 		return fmt.Errorf("-offline-max-age %s: want a non-negative duration (0: no limit)", off.MaxAge)
 	}
 	log := slog.New(slog.NewTextHandler(logOutput, nil))
-	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: *dsn, ERPToken: token, EnrolKey: []byte(enrolKey), Logger: log, Offline: off})
+	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: *dsn, ERPToken: token, EnrolKey: []byte(enrolKey), Logger: log, Offline: off,
+		ChangeRetention: *retention})
 	if err != nil {
 		return err
 	}

@@ -232,8 +232,8 @@ func TestMisplacedArgumentsRefused(t *testing.T) {
 // TestSecretsAndFlagsChecked: serve refuses an ERP token shorter than 16
 // characters and takes one of 16 (an ERP request with it is answered); an
 // enrolment key or token file that is empty or white space is refused, not
-// taken as "no key"; bad offline limits and a negative -expire-every name
-// the flag.
+// taken as "no key"; bad offline limits, a negative -expire-every and a
+// -change-retention under an hour name the flag.
 func TestSecretsAndFlagsChecked(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	dir := t.TempDir()
@@ -263,6 +263,8 @@ func TestSecretsAndFlagsChecked(t *testing.T) {
 		{"-offline-till-cap", "lots", `-offline-till-cap "lots": want a non-negative number`},
 		{"-offline-max-age", "-1h", `-offline-max-age -1h0m0s: want a non-negative duration`},
 		{"-expire-every", "-5m", `-expire-every -5m0s: want a positive duration, or 0 for never`},
+		{"-change-retention", "10m", `-change-retention 10m0s: want at least 1h`},
+		{"-change-retention", "-1h", `-change-retention -1h0m0s: want at least 1h`},
 	} {
 		args := append(slices.Clone(serveArgs), c.flag, c.value)
 		err := run(context.Background(), args, &bytes.Buffer{}, func(listening) { t.Errorf("%q started serving", args) })

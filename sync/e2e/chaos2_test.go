@@ -38,6 +38,10 @@ const chaosHomeStore = "S002"
 // in whole hours, so no feed is ever exactly this old.
 const chaosMaxAge = 30*time.Hour + 30*time.Minute
 
+// chaosRetention is how long head office keeps its change log in the soak
+// (maintenance prunes it).
+const chaosRetention = 72 * time.Hour
+
 type chaosExt struct {
 	off store.OfflineLimits
 	// seq counts the home card assignments and the widening; home maps

@@ -190,7 +190,10 @@ func TestChaosSoak(t *testing.T) {
 	t.Logf("offline caps: card %s, till %s, max age %v", off.CardCap, off.TillCap, off.MaxAge)
 	// With an enrolment key, a till store replaced after head office's
 	// backup is admitted again after a restore (its row is the old one).
-	h := &ho{t: t, dsn: pgDSN(t), offline: off, clock: newTestClock(demoNow), enrolKey: []byte(strings.Repeat("chaos-enrol-key.", 2))}
+	h := &ho{t: t, dsn: pgDSN(t), offline: off, clock: newTestClock(demoNow), enrolKey: []byte(strings.Repeat("chaos-enrol-key.", 2)),
+		// Time passes in steps of hours to days: a till cut off across
+		// them finds its cursor older than the change log kept.
+		retention: chaosRetention}
 	h.start()
 	t.Cleanup(h.stop)
 	importDemo(t, h)
@@ -1740,6 +1743,14 @@ func (c *chaos) finish(initial map[string]headoffice.CardBalance, purchases map[
 		n, len(union), len(corr), c.nLots, len(ods), len(wos), final)
 	t.Logf("end: home cards %d (widened %v, %d arrivals checked), %d offline episodes (%s overdrawn), %d conflicts injected, %d cycles refused for them, %d stores replaced (%d entries lost), %d restores",
 		len(c.x.home), c.x.widenSeq > 0, c.x.homeArrivals, c.x.episodes, c.x.episodeOver, len(c.x.injected), c.x.refusedSyncs, len(c.x.retired), c.x.lostByReplace, c.x.restores)
+	var pruned, resets int
+	if err := c.h.srv.DB().QueryRow(ctx, `SELECT count(*) FROM feed_horizon`).Scan(&pruned); err != nil {
+		t.Fatal(err)
+	}
+	for _, tl := range c.tills {
+		resets += tl.c.Status().Resets // since the till store was last opened
+	}
+	t.Logf("end: change log pruned %v (retention %v), feed resets of the tills' current stores %d", pruned > 0, chaosRetention, resets)
 }
 
 // exportJournal pages through head office's journal export, waiting (as

@@ -65,8 +65,10 @@ type ho struct {
 	offline store.OfflineLimits
 	// enrolKey signs till secrets (headoffice.Options.EnrolKey).
 	enrolKey []byte
-	srv      *headoffice.Server
-	hs       *httptest.Server
+	// retention is headoffice.Options.ChangeRetention.
+	retention time.Duration
+	srv       *headoffice.Server
+	hs        *httptest.Server
 	// clock is head office's (demoNow unless a test moves it); restart
 	// keeps it.
 	clock *testClock
@@ -101,7 +103,7 @@ func (h *ho) start() {
 		dsn = u.String()
 	}
 	srv, err := headoffice.Open(context.Background(), headoffice.Options{DSN: dsn, ERPToken: erpToken, Offline: h.offline, EnrolKey: h.enrolKey,
-		Clock: h.clock.Now})
+		Clock: h.clock.Now, ChangeRetention: h.retention})
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -53,6 +53,10 @@ type Options struct {
 	Logger   *slog.Logger
 	// Clock is used for lot expiry and corrections; nil means time.Now.
 	Clock func() time.Time
+	// ChangeRetention is how long the change log the feed reads from is
+	// kept (pruned by Maintain); a till whose cursor is older loads its
+	// replica afresh. 0 keeps it for ever.
+	ChangeRetention time.Duration
 }
 
 // Server is head office: the database and the HTTP handlers over it.
@@ -72,6 +76,8 @@ type Server struct {
 	// maintainOK is when the last expiry run ended well (Unix ms; 0: none).
 	maintainOK atomic.Int64
 	seen       seenLog // when each till was last heard from (seen.go)
+	// changeRetention: Options.ChangeRetention.
+	changeRetention time.Duration
 }
 
 // connLost reports whether err says the connection to PostgreSQL is gone:
@@ -186,7 +192,8 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
-	s := &Server{db: db, erpToken: o.ERPToken, enrolKey: o.EnrolKey, offline: o.Offline, log: o.Logger, now: o.Clock}
+	s := &Server{db: db, erpToken: o.ERPToken, enrolKey: o.EnrolKey, offline: o.Offline, log: o.Logger, now: o.Clock,
+		changeRetention: o.ChangeRetention}
 	s.m = newMetrics(s)
 	if err := s.migrate(ctx); err != nil {
 		db.Close()

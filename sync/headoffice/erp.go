@@ -853,6 +853,9 @@ func (s *Server) Overdrafts(ctx context.Context) ([]Overdraft, error) {
 type MaintainStats struct {
 	Expired int `json:"expired_lots"`
 	Settled int `json:"settled_cards"`
+	// ChangesPruned are the change log's rows past Options.ChangeRetention
+	// deleted.
+	ChangesPruned int64 `json:"changes_pruned,omitempty"`
 }
 
 // Maintain runs on a schedule (cmd/headoffice -expire-every): lots expired
@@ -905,7 +908,9 @@ func (s *Server) maintain(ctx context.Context) (MaintainStats, error) {
 		}
 		st.Expired, st.Settled = st.Expired+done.Expired, st.Settled+done.Settled
 	}
-	return st, nil
+	n, err := s.pruneChanges(ctx, now)
+	st.ChangesPruned = n
+	return st, err
 }
 
 // maintainChunk is how many cards one Maintain transaction locks.

@@ -182,6 +182,20 @@ func (s *Server) FeedPage(ctx context.Context, tillID string, req FeedRequest) (
 			f.Reset = true
 			return nil
 		}
+		if cursor != "" {
+			// A cursor older than the change log kept (a till silent
+			// longer than Options.ChangeRetention): the changes it needs
+			// may be gone, and only a fresh load is whole.
+			var behind bool
+			if err := tx.QueryRow(ctx, sqlBehindHorizon, strconv.FormatUint(since, 10)).Scan(&behind); err != nil {
+				return fmt.Errorf("compare the cursor with the change log kept: %w", err)
+			}
+			if behind {
+				s.log.Warn("till's feed cursor is older than the change log kept: the till loads its replica afresh", "till", tillID, "cursor", cursor)
+				f.Reset = true
+				return nil
+			}
+		}
 		if f.Full {
 			if err := s.feedCatalog(ctx, tx, f.Replica, `SELECT section, body::text FROM catalog ORDER BY section, id`, nil); err != nil {
 				return err

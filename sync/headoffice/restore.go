@@ -25,7 +25,9 @@ func (s *Server) renumberForeignXids(ctx context.Context, tx pgx.Tx) error {
 	var journal, changes bool
 	err := tx.QueryRow(ctx, `SELECT pg_current_xact_id()::text,
 			EXISTS (SELECT 1 FROM journal WHERE xid >= pg_current_xact_id()),
-			EXISTS (SELECT 1 FROM changes WHERE xid >= pg_current_xact_id())`).Scan(&xid, &journal, &changes)
+			EXISTS (SELECT 1 FROM changes WHERE xid >= pg_current_xact_id())
+			OR EXISTS (SELECT 1 FROM change_marks WHERE oldest > pg_current_xact_id())
+			OR EXISTS (SELECT 1 FROM feed_horizon WHERE oldest > pg_current_xact_id())`).Scan(&xid, &journal, &changes)
 	if err != nil {
 		return fmt.Errorf("look for xids of another cluster: %w", err)
 	}
@@ -39,6 +41,11 @@ func (s *Server) renumberForeignXids(ctx context.Context, tx pgx.Tx) error {
 	c, err := tx.Exec(ctx, `UPDATE changes SET xid = pg_current_xact_id() WHERE xid >= pg_current_xact_id()`)
 	if err != nil {
 		return fmt.Errorf("renumber the changes' xids: %w", err)
+	}
+	// The change log's marks count in the old xids too; every till is
+	// reset below, so no cursor needs the horizon.
+	if _, err := tx.Exec(ctx, `DELETE FROM change_marks; DELETE FROM feed_horizon`); err != nil {
+		return fmt.Errorf("drop the change log's marks: %w", err)
 	}
 	t, err := tx.Exec(ctx, `UPDATE tills SET feed_epoch = `+sqlNewEpoch)
 	if err != nil {

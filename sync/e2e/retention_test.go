@@ -1,0 +1,77 @@
+package e2e
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"tillagent/sync/headoffice"
+)
+
+// TestTillSilentPastTheRetentionLoadsAfresh: head office keeps its change
+// log 48 h. Of two tills of a store, one is cut off while the other sells
+// and ERP corrects a card; two days pass and maintenance prunes the log.
+// The silent till, back, is told to load its replica afresh (the changes
+// since its cursor are gone) and ends with head office's balances; the
+// till that kept syncing goes on with its deltas.
+func TestTillSilentPastTheRetentionLoadsAfresh(t *testing.T) {
+	ctx := context.Background()
+	h := &ho{t: t, dsn: pgDSN(t), clock: newTestClock(demoNow), retention: 48 * time.Hour}
+	h.start()
+	t.Cleanup(h.stop)
+	importDemo(t, h)
+	pa, pb := newProxy(t, h.hs.URL), newProxy(t, h.hs.URL)
+	a := newTill(t, h, pa, "S001-T91", "S001", 0)
+	b := newTill(t, h, pb, "S001-T92", "S001", 0)
+	syncEach(t, a, b)
+	pb.down.Store(true)
+	a.sell(t, card13, basket(), "")
+	if _, err := h.srv.Correct(ctx, headoffice.Correction{ID: "while-silent", Card: "2900000000025", Points: decimal.NewFromInt(17), Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	syncEach(t, a)
+	if _, err := h.srv.Maintain(ctx); err != nil { // the mark
+		t.Fatal(err)
+	}
+	h.clock.Add(49 * time.Hour)
+	st, err := h.srv.Maintain(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncEach(t, a)
+	if s := a.c.Status(); s.Resets != 0 {
+		t.Errorf("the till that kept syncing was reset: %+v", s)
+	}
+	before, _ := b.st.SyncState(ctx, "feed_cursor")
+	var horizon uint64
+	if err := h.srv.DB().QueryRow(ctx, `SELECT coalesce((SELECT oldest::text::bigint FROM feed_horizon), 0)`).Scan(&horizon); err != nil {
+		t.Fatal(err)
+	}
+	pb.down.Store(false)
+	syncEach(t, b)
+	all := []string{}
+	for card := range hoBalances(t, h) {
+		all = append(all, card)
+	}
+	sameBalances(t, h, b, all)
+	sameBalances(t, h, a, all)
+	// Its cursor is older than the horizon unless another test's
+	// transaction held the mark back to it: then nothing it needed was
+	// deleted and its delta goes on.
+	xid, err := strconv.ParseUint(before[strings.LastIndex(before, ":")+1:], 10, 64)
+	if err != nil {
+		t.Fatalf("cursor %q: %v", before, err)
+	}
+	want := 0
+	if xid < horizon {
+		want = 1
+	}
+	t.Logf("%d change rows pruned, horizon %d; the silent till's cursor %s", st.ChangesPruned, horizon, before)
+	if n := b.c.Status().Resets; n != want {
+		t.Errorf("the silent till (cursor %s, horizon %d) was reset %d times, want %d", before, horizon, n, want)
+	}
+}

@@ -1,0 +1,71 @@
+package headoffice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// pruneChunk is how many change rows one statement deletes: short
+// statements, so that the feed's reads and the tills' pushes never wait
+// long behind a prune.
+const pruneChunk = 10000
+
+// pruneChanges keeps the change log to what the feed needs (Options.
+// ChangeRetention; migration 0014). Each run marks the oldest transaction
+// running now: every change row of an older transaction is committed. It
+// then takes the newest mark at least the retention old, makes its xid the
+// feed's horizon and deletes the change rows of older transactions. The
+// horizon is written first, in its own transaction, so a till asking from
+// a cursor older than it is reset (its feed reloads) before any row it
+// would need is gone; a delta read from a snapshot taken before still
+// sees the rows. Returns the rows deleted.
+func (s *Server) pruneChanges(ctx context.Context, now time.Time) (int64, error) {
+	if s.changeRetention <= 0 {
+		return 0, nil
+	}
+	if _, err := s.db.Exec(ctx, `INSERT INTO change_marks (at, oldest) VALUES ($1, pg_snapshot_xmin(pg_current_snapshot()))
+		ON CONFLICT (at) DO NOTHING`, now); err != nil {
+		return 0, fmt.Errorf("prune the change log: mark: %w", err)
+	}
+	var at time.Time
+	var xmin string
+	err := s.db.QueryRow(ctx, `SELECT at, oldest::text FROM change_marks WHERE at <= $1 ORDER BY at DESC LIMIT 1`,
+		now.Add(-s.changeRetention)).Scan(&at, &xmin)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil // retention not reached since marks began
+	}
+	if err != nil {
+		return 0, fmt.Errorf("prune the change log: find the mark: %w", err)
+	}
+	if _, err := s.db.Exec(ctx, `INSERT INTO feed_horizon (oldest) VALUES ($1::text::xid8)
+		ON CONFLICT (one) DO UPDATE SET oldest = greatest(feed_horizon.oldest, excluded.oldest)`, xmin); err != nil {
+		return 0, fmt.Errorf("prune the change log: set the feed's horizon: %w", err)
+	}
+	var n int64
+	for {
+		tag, err := s.db.Exec(ctx, `DELETE FROM changes WHERE seq IN
+			(SELECT seq FROM changes WHERE xid < $1::text::xid8 ORDER BY xid LIMIT $2)`, xmin, pruneChunk)
+		if err != nil {
+			return n, fmt.Errorf("prune the change log before xid %s: %w", xmin, err)
+		}
+		n += tag.RowsAffected()
+		if tag.RowsAffected() < pruneChunk {
+			break
+		}
+	}
+	if _, err := s.db.Exec(ctx, `DELETE FROM change_marks WHERE at < $1`, at); err != nil {
+		return n, fmt.Errorf("prune the change log: drop old marks: %w", err)
+	}
+	if n > 0 {
+		s.log.Info("change log pruned", "rows", n, "before_xid", xmin, "marked_at", at)
+	}
+	return n, nil
+}
+
+// sqlBehindHorizon: the cursor's xid ($1) is older than the feed's
+// horizon, so changes it needs may be deleted.
+const sqlBehindHorizon = `SELECT EXISTS (SELECT 1 FROM feed_horizon WHERE oldest > $1::text::xid8)`
