@@ -91,6 +91,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	key := fs.String("tls-key", "", "serve: TLS private key (PEM)")
 	clientCA := fs.String("tls-client-ca", "", "serve: CA bundle (PEM) of the tills' certificates: a till presenting one it signed, its common name the till id, needs no secret")
 	expireEvery := fs.Duration("expire-every", time.Hour, "serve: how often expired lots are written off and debt settled, and the change log pruned (0: never)")
+	cardFetch := fs.Bool("card-fetch", true, "serve: tills may ask for a card their replica lacks (a customer of another store on a home store); false: a till reads only its own store's feed")
 	retention := fs.Duration("change-retention", 30*24*time.Hour, "serve: how long the change log the tills' deltas read is kept; a till silent longer loads its replica afresh (0: for ever)")
 	cardCap := fs.String("offline-card-cap", "0", "serve: points a card may redeem on one till before head office has seen them (0: no limit)")
 	tillCap := fs.String("offline-till-cap", "0", "serve: points all cards together may redeem on one till before head office has seen them (0: no limit)")
@@ -142,7 +143,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	}
 	log := slog.New(slog.NewTextHandler(logOutput, nil))
 	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: *dsn, ERPToken: token, EnrolKey: []byte(enrolKey), Logger: log, Offline: off,
-		ChangeRetention: *retention})
+		ChangeRetention: *retention, NoCardFetches: !*cardFetch})
 	if err != nil {
 		return err
 	}

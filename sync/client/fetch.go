@@ -156,6 +156,13 @@ func (c *Client) refetch(ctx context.Context) error {
 			return err
 		}
 		a, _, err := c.fetch(ctx, codes)
+		var ae *AnswerError
+		if errors.As(err, &ae) && ae.Status == http.StatusForbidden && !ae.Plain {
+			// Head office turned card fetches off: the store gets only
+			// its own cards, by its choice.
+			c.log.Warn("head office takes no card fetches: the cards held are not asked for again after its restore", "err", err)
+			return c.o.Store.SetSyncState(ctx, refetchKey, "")
+		}
 		if err != nil {
 			return fmt.Errorf("fetch again the cards held before head office was restored (after %q): %w", pos.After, err)
 		}

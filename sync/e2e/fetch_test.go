@@ -240,3 +240,40 @@ func TestFetchAnswerNotOvertakenByADelta(t *testing.T) {
 		syncEach(t, tl)
 	}
 }
+
+// TestCardFetchesTurnedOff: head office takes no card fetches
+// (NoCardFetches): a till's fetch is refused (403) and writes nothing, so
+// its store's tills read only their store's cards; after a feed reset the
+// till does not keep asking again for the cards it holds.
+func TestCardFetchesTurnedOff(t *testing.T) {
+	ctx := context.Background()
+	h := &ho{t: t, dsn: pgDSN(t), clock: newTestClock(demoNow), noFetch: true}
+	h.start()
+	t.Cleanup(h.stop)
+	importDemo(t, h)
+	if err := h.srv.SetCardScope(ctx, "S002", headoffice.ScopeHome); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.srv.AssignCards(ctx, "S002", []string{"2900000000025"}); err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, h.hs.URL)
+	tl := newTill(t, h, p, "S002-T88", "S002", 0)
+	syncEach(t, tl)
+	var ae *client.AnswerError
+	if err := tl.c.FetchCard(ctx, "2900000000049"); !errors.As(err, &ae) || ae.Status != http.StatusForbidden || hasCard(tl, "2900000000049") {
+		t.Fatalf("fetch with fetches off: %v, want head office's 403 and no card", err)
+	}
+	if sc, err := h.srv.StoreCardScope(ctx, "S002"); err != nil || sc.HomeCards != 1 {
+		t.Fatalf("S002 after a refused fetch: %+v, %v; want its one home card", sc, err)
+	}
+	if code, data := erpCall(t, h, "POST", "/v1/erp/tills/"+tl.id+"/reset-feed", nil); code != 200 {
+		t.Fatalf("reset: %d %s", code, data)
+	}
+	syncEach(t, tl)
+	pending, _ := tl.st.SyncState(ctx, "refetch_cards")
+	if st := tl.c.Status(); st.Resets != 1 || st.RefetchError != "" || pending != "" {
+		t.Errorf("after a reset with fetches off: resets %d, refetch error %q, pending %q; want the refetch given up", st.Resets, st.RefetchError, pending)
+	}
+	sameBalances(t, h, tl, []string{"2900000000025"})
+}

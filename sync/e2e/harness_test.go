@@ -67,8 +67,10 @@ type ho struct {
 	enrolKey []byte
 	// retention is headoffice.Options.ChangeRetention.
 	retention time.Duration
-	srv       *headoffice.Server
-	hs        *httptest.Server
+	// noFetch is headoffice.Options.NoCardFetches.
+	noFetch bool
+	srv     *headoffice.Server
+	hs      *httptest.Server
 	// clock is head office's (demoNow unless a test moves it); restart
 	// keeps it.
 	clock *testClock
@@ -103,7 +105,7 @@ func (h *ho) start() {
 		dsn = u.String()
 	}
 	srv, err := headoffice.Open(context.Background(), headoffice.Options{DSN: dsn, ERPToken: erpToken, Offline: h.offline, EnrolKey: h.enrolKey,
-		Clock: h.clock.Now, ChangeRetention: h.retention})
+		Clock: h.clock.Now, ChangeRetention: h.retention, NoCardFetches: h.noFetch})
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -57,6 +57,10 @@ type Options struct {
 	// kept (pruned by Maintain); a till whose cursor is older loads its
 	// replica afresh. 0 keeps it for ever.
 	ChangeRetention time.Duration
+	// NoCardFetches refuses tills asking for cards their replica lacks
+	// (POST /v1/till/cards, 403): a till then reads only its own store's
+	// feed, and a customer of another store is unknown on a `home` store.
+	NoCardFetches bool
 }
 
 // Server is head office: the database and the HTTP handlers over it.
@@ -78,6 +82,7 @@ type Server struct {
 	seen       seenLog // when each till was last heard from (seen.go)
 	// changeRetention: Options.ChangeRetention.
 	changeRetention time.Duration
+	noCardFetches   bool
 }
 
 // connLost reports whether err says the connection to PostgreSQL is gone:
@@ -193,7 +198,7 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 		o.Clock = time.Now
 	}
 	s := &Server{db: db, erpToken: o.ERPToken, enrolKey: o.EnrolKey, offline: o.Offline, log: o.Logger, now: o.Clock,
-		changeRetention: o.ChangeRetention}
+		changeRetention: o.ChangeRetention, noCardFetches: o.NoCardFetches}
 	s.m = newMetrics(s)
 	if err := s.migrate(ctx); err != nil {
 		db.Close()

@@ -75,6 +75,10 @@ func (s *Server) FetchCards(ctx context.Context, tillID, storeID string, codes [
 }
 
 func (s *Server) handleFetchCards(w http.ResponseWriter, r *http.Request, tillID, storeID string) {
+	if s.noCardFetches {
+		httpError(w, http.StatusForbidden, "card fetches are turned off at head office (serve -card-fetch=false): a till gets only its own store's cards")
+		return
+	}
 	var req struct {
 		Codes []string `json:"codes"`
 	}
