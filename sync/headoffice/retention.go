@@ -65,7 +65,3 @@ func (s *Server) pruneChanges(ctx context.Context, now time.Time) (int64, error)
 	}
 	return n, nil
 }
-
-// sqlBehindHorizon: the cursor's xid ($1) is older than the feed's
-// horizon, so changes it needs may be deleted.
-const sqlBehindHorizon = `SELECT EXISTS (SELECT 1 FROM feed_horizon WHERE oldest > $1::text::xid8)`
