@@ -128,8 +128,8 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	if *expireEvery < 0 {
 		return fmt.Errorf("-expire-every %s: want a positive duration, or 0 for never", *expireEvery)
 	}
-	if *retention < 0 || *retention > 0 && *retention < time.Hour {
-		return fmt.Errorf("-change-retention %s: want at least 1h (a till silent longer reloads its whole replica), or 0 for ever", *retention)
+	if *retention < 0 || *retention > 0 && *retention < 24*time.Hour {
+		return fmt.Errorf("-change-retention %s: want at least 24h (a till silent longer reloads its whole replica), or 0 for ever", *retention)
 	}
 	var off store.OfflineLimits
 	if off.CardCap, err = pointsFlag("offline-card-cap", *cardCap); err != nil {

@@ -233,7 +233,7 @@ func TestMisplacedArgumentsRefused(t *testing.T) {
 // characters and takes one of 16 (an ERP request with it is answered); an
 // enrolment key or token file that is empty or white space is refused, not
 // taken as "no key"; bad offline limits, a negative -expire-every and a
-// -change-retention under an hour name the flag.
+// -change-retention under a day name the flag.
 func TestSecretsAndFlagsChecked(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	dir := t.TempDir()
@@ -263,8 +263,8 @@ func TestSecretsAndFlagsChecked(t *testing.T) {
 		{"-offline-till-cap", "lots", `-offline-till-cap "lots": want a non-negative number`},
 		{"-offline-max-age", "-1h", `-offline-max-age -1h0m0s: want a non-negative duration`},
 		{"-expire-every", "-5m", `-expire-every -5m0s: want a positive duration, or 0 for never`},
-		{"-change-retention", "10m", `-change-retention 10m0s: want at least 1h`},
-		{"-change-retention", "-1h", `-change-retention -1h0m0s: want at least 1h`},
+		{"-change-retention", "10h", `-change-retention 10h0m0s: want at least 24h`},
+		{"-change-retention", "-1h", `-change-retention -1h0m0s: want at least 24h`},
 	} {
 		args := append(slices.Clone(serveArgs), c.flag, c.value)
 		err := run(context.Background(), args, &bytes.Buffer{}, func(listening) { t.Errorf("%q started serving", args) })

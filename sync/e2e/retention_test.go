@@ -37,6 +37,9 @@ func TestTillSilentPastTheRetentionLoadsAfresh(t *testing.T) {
 	if _, err := h.srv.Maintain(ctx); err != nil { // the mark
 		t.Fatal(err)
 	}
+	// The till that keeps syncing does so after the mark too: silent
+	// since before it, it would be past the retention as well.
+	syncEach(t, a)
 	h.clock.Add(49 * time.Hour)
 	st, err := h.srv.Maintain(ctx)
 	if err != nil {

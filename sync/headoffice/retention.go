@@ -9,6 +9,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// pruneLock is the advisory lock key of pruneChanges ("chgl").
+const pruneLock = 0x6368676c
+
 // pruneChunk is how many change rows one statement deletes: short
 // statements, so that the feed's reads and the tills' pushes never wait
 // long behind a prune.
@@ -23,17 +26,40 @@ const pruneChunk = 10000
 // a cursor older than it is reset (its feed reloads) before any row it
 // would need is gone; a delta read from a snapshot taken before still
 // sees the rows. Returns the rows deleted.
+//
+// One head-office process prunes at a time (a session advisory lock on
+// the connection it prunes on): two deleting the same rows in chunks would
+// deadlock. One that finds the lock taken marks and leaves the rest.
 func (s *Server) pruneChanges(ctx context.Context, now time.Time) (int64, error) {
 	if s.changeRetention <= 0 {
 		return 0, nil
 	}
-	if _, err := s.db.Exec(ctx, `INSERT INTO change_marks (at, oldest) VALUES ($1, pg_snapshot_xmin(pg_current_snapshot()))
+	pc, err := s.db.Acquire(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("prune the change log: %w", err)
+	}
+	defer pc.Release()
+	conn := pc.Conn()
+	if _, err := conn.Exec(ctx, `INSERT INTO change_marks (at, oldest) VALUES ($1, pg_snapshot_xmin(pg_current_snapshot()))
 		ON CONFLICT (at) DO NOTHING`, now); err != nil {
 		return 0, fmt.Errorf("prune the change log: mark: %w", err)
 	}
+	var mine bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, pruneLock).Scan(&mine); err != nil {
+		return 0, fmt.Errorf("prune the change log: lock: %w", err)
+	}
+	if !mine {
+		return 0, nil // another process is pruning
+	}
+	defer func() {
+		// On a connection gone bad the lock went with its session.
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, pruneLock); err != nil {
+			pc.Conn().Close(context.Background())
+		}
+	}()
 	var at time.Time
 	var xmin string
-	err := s.db.QueryRow(ctx, `SELECT at, oldest::text FROM change_marks WHERE at <= $1 ORDER BY at DESC LIMIT 1`,
+	err = conn.QueryRow(ctx, `SELECT at, oldest::text FROM change_marks WHERE at <= $1 ORDER BY at DESC LIMIT 1`,
 		now.Add(-s.changeRetention)).Scan(&at, &xmin)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil // retention not reached since marks began
@@ -41,13 +67,13 @@ func (s *Server) pruneChanges(ctx context.Context, now time.Time) (int64, error)
 	if err != nil {
 		return 0, fmt.Errorf("prune the change log: find the mark: %w", err)
 	}
-	if _, err := s.db.Exec(ctx, `INSERT INTO feed_horizon (oldest) VALUES ($1::text::xid8)
+	if _, err := conn.Exec(ctx, `INSERT INTO feed_horizon (oldest) VALUES ($1::text::xid8)
 		ON CONFLICT (one) DO UPDATE SET oldest = greatest(feed_horizon.oldest, excluded.oldest)`, xmin); err != nil {
 		return 0, fmt.Errorf("prune the change log: set the feed's horizon: %w", err)
 	}
 	var n int64
 	for {
-		tag, err := s.db.Exec(ctx, `DELETE FROM changes WHERE seq IN
+		tag, err := conn.Exec(ctx, `DELETE FROM changes WHERE seq IN
 			(SELECT seq FROM changes WHERE xid < $1::text::xid8 ORDER BY xid LIMIT $2)`, xmin, pruneChunk)
 		if err != nil {
 			return n, fmt.Errorf("prune the change log before xid %s: %w", xmin, err)
@@ -57,7 +83,7 @@ func (s *Server) pruneChanges(ctx context.Context, now time.Time) (int64, error)
 			break
 		}
 	}
-	if _, err := s.db.Exec(ctx, `DELETE FROM change_marks WHERE at < $1`, at); err != nil {
+	if _, err := conn.Exec(ctx, `DELETE FROM change_marks WHERE at < $1`, at); err != nil {
 		return n, fmt.Errorf("prune the change log: drop old marks: %w", err)
 	}
 	if n > 0 {
