@@ -109,16 +109,10 @@ func (c *Client) fetch(ctx context.Context, codes []string) (*wire.CardAnswer, s
 	return a, st, nil
 }
 
-// refetch asks head office again for every card the till holds, once the
-// replica is loaded after head office was restored (refetchKey): the
-// backup may predate some being made home to the store (fetched by a till,
-// or assigned by ERP), and the store's tills would hear of those no more.
-// Head office makes each home again. The reload brought every card of an
-// `all` store, so there one answer ends it. Run by a cycle after its pull,
-// under the cycle lock; its position is saved after each answer. A failure
-// does not fail the cycle (the feed came in: a head office without the
-// route would otherwise slow every push to the back-off): it is shown in
-// Status.RefetchError and the next cycle goes on from the position.
+// refetchShown runs refetch for a cycle whose feed came in. A failure does
+// not fail the cycle (a head office without the route would otherwise
+// slow every push to the back-off): it is shown in Status.RefetchError,
+// and the next cycle goes on from the saved position.
 func (c *Client) refetchShown(ctx context.Context) {
 	err := c.refetch(ctx)
 	if err != nil {
@@ -132,6 +126,13 @@ func (c *Client) refetchShown(ctx context.Context) {
 	c.mu.Unlock()
 }
 
+// refetch asks head office again for every card the till holds, once the
+// replica is loaded after head office was restored (refetchKey): the
+// backup may predate some being made home to the store (fetched by a till,
+// or assigned by ERP), and the store's tills would hear of those no more.
+// Head office makes each home again. The reload brought every card of an
+// `all` store, so there one answer ends it. It runs under the cycle lock;
+// its position is saved after each answer.
 func (c *Client) refetch(ctx context.Context) error {
 	raw, err := c.o.Store.SyncState(ctx, refetchKey)
 	if err != nil || raw == "" {

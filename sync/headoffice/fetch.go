@@ -62,8 +62,12 @@ func (s *Server) FetchCards(ctx context.Context, tillID, storeID string, codes [
 	if err != nil {
 		return nil, fmt.Errorf("fetch %d cards for till %s: %w", len(codes), tillID, err)
 	}
+	held := make(map[string]bool, len(a.Replica.Cards))
+	for _, c := range a.Replica.Cards {
+		held[c.Code] = true
+	}
 	for _, code := range codes {
-		if !slices.ContainsFunc(a.Replica.Cards, func(c store.ReplicaCard) bool { return c.Code == code }) {
+		if !held[code] {
 			a.Unknown = append(a.Unknown, code)
 		}
 	}

@@ -58,9 +58,9 @@ func (s *Server) pruneChanges(ctx context.Context, now time.Time) (int64, error)
 		}
 	}()
 	var at time.Time
-	var xmin string
+	var oldest string
 	err = conn.QueryRow(ctx, `SELECT at, oldest::text FROM change_marks WHERE at <= $1 ORDER BY at DESC LIMIT 1`,
-		now.Add(-s.changeRetention)).Scan(&at, &xmin)
+		now.Add(-s.changeRetention)).Scan(&at, &oldest)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil // retention not reached since marks began
 	}
@@ -68,15 +68,15 @@ func (s *Server) pruneChanges(ctx context.Context, now time.Time) (int64, error)
 		return 0, fmt.Errorf("prune the change log: find the mark: %w", err)
 	}
 	if _, err := conn.Exec(ctx, `INSERT INTO feed_horizon (oldest) VALUES ($1::text::xid8)
-		ON CONFLICT (one) DO UPDATE SET oldest = greatest(feed_horizon.oldest, excluded.oldest)`, xmin); err != nil {
+		ON CONFLICT (one) DO UPDATE SET oldest = greatest(feed_horizon.oldest, excluded.oldest)`, oldest); err != nil {
 		return 0, fmt.Errorf("prune the change log: set the feed's horizon: %w", err)
 	}
 	var n int64
 	for {
 		tag, err := conn.Exec(ctx, `DELETE FROM changes WHERE seq IN
-			(SELECT seq FROM changes WHERE xid < $1::text::xid8 ORDER BY xid LIMIT $2)`, xmin, pruneChunk)
+			(SELECT seq FROM changes WHERE xid < $1::text::xid8 ORDER BY xid LIMIT $2)`, oldest, pruneChunk)
 		if err != nil {
-			return n, fmt.Errorf("prune the change log before xid %s: %w", xmin, err)
+			return n, fmt.Errorf("prune the change log before xid %s: %w", oldest, err)
 		}
 		n += tag.RowsAffected()
 		if tag.RowsAffected() < pruneChunk {
@@ -87,7 +87,7 @@ func (s *Server) pruneChanges(ctx context.Context, now time.Time) (int64, error)
 		return n, fmt.Errorf("prune the change log: drop old marks: %w", err)
 	}
 	if n > 0 {
-		s.log.Info("change log pruned", "rows", n, "before_xid", xmin, "marked_at", at)
+		s.log.Info("change log pruned", "rows", n, "before_xid", oldest, "marked_at", at)
 	}
 	return n, nil
 }
