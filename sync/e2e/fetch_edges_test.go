@@ -98,9 +98,7 @@ func homeStore(t *testing.T) (*ho, *cardsTap, *proxy) {
 	t.Helper()
 	h := startHO(t, pgDSN(t))
 	importDemo(t, h)
-	if err := h.srv.SetCardScope(context.Background(), "S002", headoffice.ScopeHome); err != nil {
-		t.Fatal(err)
-	}
+	homeScope(t, h)
 	k := newCardsTap(t, h.hs.URL)
 	return h, k, newProxy(t, k.hs.URL)
 }

@@ -28,12 +28,7 @@ func TestVisitorCardFetchedFromHeadOffice(t *testing.T) {
 	ctx := context.Background()
 	h := startHO(t, pgDSN(t))
 	importDemo(t, h)
-	if err := h.srv.SetCardScope(ctx, "S002", headoffice.ScopeHome); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.srv.AssignCards(ctx, "S002", []string{"2900000000025"}); err != nil {
-		t.Fatal(err)
-	}
+	homeScope(t, h, "2900000000025")
 	p := newProxy(t, h.hs.URL)
 	var gate atomic.Pointer[chan struct{}] // set: feed requests wait for it to close
 	p.onFeed = func(*http.Request) {
@@ -138,9 +133,7 @@ func TestFetchedCardsFetchedAgainAfterARestore(t *testing.T) {
 	ctx := context.Background()
 	h := startHO(t, pgDSN(t))
 	importDemo(t, h)
-	if err := h.srv.SetCardScope(ctx, "S002", headoffice.ScopeHome); err != nil {
-		t.Fatal(err)
-	}
+	homeScope(t, h)
 	p := newProxy(t, h.hs.URL)
 	tl := newTill(t, h, p, "S002-T86", "S002", 0)
 	syncEach(t, tl)
@@ -196,9 +189,7 @@ func TestFetchAnswerNotOvertakenByADelta(t *testing.T) {
 	ctx := context.Background()
 	h := startHO(t, pgDSN(t))
 	importDemo(t, h)
-	if err := h.srv.SetCardScope(ctx, "S002", headoffice.ScopeHome); err != nil {
-		t.Fatal(err)
-	}
+	homeScope(t, h)
 	p := newProxy(t, h.hs.URL)
 	answered := make(chan struct{})
 	var once sync.Once
@@ -251,12 +242,7 @@ func TestCardFetchesTurnedOff(t *testing.T) {
 	h.start()
 	t.Cleanup(h.stop)
 	importDemo(t, h)
-	if err := h.srv.SetCardScope(ctx, "S002", headoffice.ScopeHome); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.srv.AssignCards(ctx, "S002", []string{"2900000000025"}); err != nil {
-		t.Fatal(err)
-	}
+	homeScope(t, h, "2900000000025")
 	p := newProxy(t, h.hs.URL)
 	tl := newTill(t, h, p, "S002-T88", "S002", 0)
 	syncEach(t, tl)
@@ -276,4 +262,19 @@ func TestCardFetchesTurnedOff(t *testing.T) {
 		t.Errorf("after a reset with fetches off: resets %d, refetch error %q, pending %q; want the refetch given up", st.Resets, st.RefetchError, pending)
 	}
 	sameBalances(t, h, tl, []string{"2900000000025"})
+}
+
+// homeScope puts store S002 on the home card scope, the cards home to it.
+func homeScope(t *testing.T, h *ho, cards ...string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := h.srv.SetCardScope(ctx, "S002", headoffice.ScopeHome); err != nil {
+		t.Fatal(err)
+	}
+	if len(cards) == 0 {
+		return
+	}
+	if _, err := h.srv.AssignCards(ctx, "S002", cards); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -21,9 +21,9 @@ import (
 // may hold a mark's xid back, so each reset count is asserted against the
 // cursor and the horizon actually written.
 
-// qaRetention is head office keeping its change log 48 h, the demo
+// retentionHO is head office keeping its change log 48 h, the demo
 // imported, a proxy before it.
-func qaRetention(t *testing.T) (*ho, *proxy) {
+func retentionHO(t *testing.T) (*ho, *proxy) {
 	t.Helper()
 	h := &ho{t: t, dsn: pgDSN(t), clock: newTestClock(demoNow), retention: 48 * time.Hour}
 	h.start()
@@ -32,7 +32,7 @@ func qaRetention(t *testing.T) (*ho, *proxy) {
 	return h, newProxy(t, h.hs.URL)
 }
 
-func qaHorizonOf(t *testing.T, h *ho) uint64 {
+func horizonOf(t *testing.T, h *ho) uint64 {
 	t.Helper()
 	var v uint64
 	if err := h.srv.DB().QueryRow(context.Background(), `SELECT coalesce((SELECT oldest::text::bigint FROM feed_horizon), 0)`).Scan(&v); err != nil {
@@ -41,7 +41,7 @@ func qaHorizonOf(t *testing.T, h *ho) uint64 {
 	return v
 }
 
-func qaCursorOf(t *testing.T, tl *till) (string, uint64) {
+func cursorOf(t *testing.T, tl *till) (string, uint64) {
 	t.Helper()
 	c, err := tl.st.SyncState(context.Background(), "feed_cursor")
 	if err != nil || c == "" {
@@ -54,7 +54,7 @@ func qaCursorOf(t *testing.T, tl *till) (string, uint64) {
 	return c, x
 }
 
-func qaAllCards(t *testing.T, h *ho) []string {
+func allCards(t *testing.T, h *ho) []string {
 	var all []string
 	for c := range hoBalances(t, h) {
 		all = append(all, c)
@@ -62,7 +62,7 @@ func qaAllCards(t *testing.T, h *ho) []string {
 	return all
 }
 
-func qaCorrect(t testing.TB, h *ho, tag string, cards ...string) {
+func correctAll(t testing.TB, h *ho, tag string, cards ...string) {
 	t.Helper()
 	for _, c := range cards {
 		if _, err := h.srv.Correct(context.Background(), headoffice.Correction{ID: tag + "-" + c, Card: c, Points: decimal.NewFromInt(4), Reason: "qa"}); err != nil {
@@ -71,7 +71,7 @@ func qaCorrect(t testing.TB, h *ho, tag string, cards ...string) {
 	}
 }
 
-var qaCards = []string{card13, "2900000000025", "2900000000032", "2900000000049", "2900000000056"}
+var someCards = []string{card13, "2900000000025", "2900000000032", "2900000000049", "2900000000056"}
 
 // TestPagedDeltaInterruptedByPrune: a till pulls a delta in pages of 2;
 // between its first and second page, 49 h pass and maintenance prunes the
@@ -85,7 +85,7 @@ func TestPagedDeltaInterruptedByPrune(t *testing.T) {
 	for _, held := range []bool{false, true} {
 		t.Run(fmt.Sprint("held=", held), func(t *testing.T) {
 			ctx := context.Background()
-			h, p := qaRetention(t)
+			h, p := retentionHO(t)
 			tl := newTillWith(t, h, p, "S001-T71", "S001", 0, func(o *client.Options) { o.DeltaPage = 2 })
 			syncEach(t, tl)
 			if held {
@@ -99,8 +99,8 @@ func TestPagedDeltaInterruptedByPrune(t *testing.T) {
 				}
 			}
 			syncEach(t, tl) // the cursor
-			_, cur := qaCursorOf(t, tl)
-			qaCorrect(t, h, "paged", qaCards...)
+			_, cur := cursorOf(t, tl)
+			correctAll(t, h, "paged", someCards...)
 			if _, err := h.srv.Maintain(ctx); err != nil { // the mark
 				t.Fatal(err)
 			}
@@ -119,7 +119,7 @@ func TestPagedDeltaInterruptedByPrune(t *testing.T) {
 				if _, err := h.srv.Maintain(ctx); err != nil {
 					t.Error(err)
 				}
-				horizon = qaHorizonOf(t, h)
+				horizon = horizonOf(t, h)
 			}
 			if err := tl.c.SyncNow(ctx); err != nil {
 				t.Fatalf("sync with a prune between pages: %v", err)
@@ -139,7 +139,7 @@ func TestPagedDeltaInterruptedByPrune(t *testing.T) {
 				t.Errorf("cursor %d, horizon %d: %d resets, want %d", cur, horizon, st.Resets, want)
 			}
 			t.Logf("cursor %d, horizon %d: %d resets, %d delta pages", cur, horizon, st.Resets, st.DeltaPages)
-			sameBalances(t, h, tl, qaAllCards(t, h))
+			sameBalances(t, h, tl, allCards(t, h))
 			syncEach(t, tl)
 			if n := tl.c.Status().Resets; n != want {
 				t.Errorf("after one more cycle: %d resets, want %d", n, want)
@@ -155,7 +155,7 @@ func TestPagedDeltaInterruptedByPrune(t *testing.T) {
 // lost to the prune, and the syncing till is not reset.
 func TestLongTransactionReachesTillsAcrossPrune(t *testing.T) {
 	ctx := context.Background()
-	h, p := qaRetention(t)
+	h, p := retentionHO(t)
 	tl := newTill(t, h, p, "S001-T72", "S001", 0)
 	syncEach(t, tl)
 	long, err := h.srv.DB().Begin(ctx)
@@ -188,8 +188,8 @@ func TestLongTransactionReachesTillsAcrossPrune(t *testing.T) {
 	if n := tl.c.Status().Resets; n != 0 {
 		t.Errorf("the till that kept syncing was reset %d times", n)
 	}
-	sameBalances(t, h, tl, qaAllCards(t, h))
-	t.Logf("%d rows pruned, horizon %d", st.ChangesPruned, qaHorizonOf(t, h))
+	sameBalances(t, h, tl, allCards(t, h))
+	t.Logf("%d rows pruned, horizon %d", st.ChangesPruned, horizonOf(t, h))
 }
 
 // TestFirstLoadSpanningPrune: a till's first load in pages of 3 cards;
@@ -200,7 +200,7 @@ func TestLongTransactionReachesTillsAcrossPrune(t *testing.T) {
 // and the till ends with head office's balances, then syncs without reset.
 func TestFirstLoadSpanningPrune(t *testing.T) {
 	ctx := context.Background()
-	h, p := qaRetention(t)
+	h, p := retentionHO(t)
 	tl := newTill(t, h, p, "S001-T73", "S001", 0)
 	var mu sync.Mutex
 	pages := 0
@@ -214,7 +214,7 @@ func TestFirstLoadSpanningPrune(t *testing.T) {
 		pages++
 		switch pages {
 		case 2:
-			qaCorrect(t, h, "first-load", "2600000000017") // on page 1
+			correctAll(t, h, "first-load", "2600000000017") // on page 1
 			if _, err := h.srv.Maintain(ctx); err != nil {
 				t.Error(err)
 			}
@@ -223,7 +223,7 @@ func TestFirstLoadSpanningPrune(t *testing.T) {
 			if _, err := h.srv.Maintain(ctx); err != nil {
 				t.Error(err)
 			}
-			horizon = qaHorizonOf(t, h)
+			horizon = horizonOf(t, h)
 		}
 	}
 	if err := tl.c.SyncNow(ctx); err != nil {
@@ -241,7 +241,7 @@ func TestFirstLoadSpanningPrune(t *testing.T) {
 		t.Errorf("%d resets, %d snapshot pages (horizon %d)", resets, pages, horizon)
 	}
 	t.Logf("%d snapshot pages, %d resets, horizon %d", pages, resets, horizon)
-	sameBalances(t, h, tl, qaAllCards(t, h))
+	sameBalances(t, h, tl, allCards(t, h))
 	syncEach(t, tl)
 	if n := tl.c.Status().Resets; n != resets {
 		t.Errorf("one more cycle reset the till again (%d resets)", n)
@@ -256,7 +256,7 @@ func TestFirstLoadSpanningPrune(t *testing.T) {
 // without another reset.
 func TestCrossClusterRestoreWithMarks(t *testing.T) {
 	ctx := context.Background()
-	h, p := qaRetention(t)
+	h, p := retentionHO(t)
 	tl := newTill(t, h, p, "S001-T74", "S001", 0)
 	syncEach(t, tl)
 	tl.sell(t, card13, powder("1"), "100")
@@ -270,7 +270,7 @@ func TestCrossClusterRestoreWithMarks(t *testing.T) {
 	if _, err := h.srv.Maintain(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if qaHorizonOf(t, h) == 0 {
+	if horizonOf(t, h) == 0 {
 		t.Fatal("test setup: no horizon")
 	}
 	db := h.srv.DB()
@@ -312,7 +312,7 @@ func TestCrossClusterRestoreWithMarks(t *testing.T) {
 		t.Errorf("after a prune past the restore: %d resets, want still 1", n)
 	}
 	sameJournal(t, &env{h: h, p: p, a: tl})
-	sameBalances(t, h, tl, qaAllCards(t, h))
+	sameBalances(t, h, tl, allCards(t, h))
 }
 
 // TestHorizonAloneAheadOfTheCluster: only the horizon is ahead of the
@@ -322,14 +322,14 @@ func TestCrossClusterRestoreWithMarks(t *testing.T) {
 // drops it at start, and the till, reset once, then syncs without reset.
 func TestHorizonAloneAheadOfTheCluster(t *testing.T) {
 	ctx := context.Background()
-	h, p := qaRetention(t)
+	h, p := retentionHO(t)
 	tl := newTill(t, h, p, "S001-T75", "S001", 0)
 	syncEach(t, tl)
 	if _, err := h.srv.DB().Exec(ctx, `INSERT INTO feed_horizon (oldest) VALUES ((pg_current_xact_id()::text::bigint + 100000000)::text::xid8)`); err != nil {
 		t.Fatal(err)
 	}
 	h.restart(p)
-	if n := qaHorizonOf(t, h); n != 0 {
+	if n := horizonOf(t, h); n != 0 {
 		t.Errorf("horizon %d ahead of the cluster kept after the restart", n)
 	}
 	for i := 0; i < 3; i++ {
@@ -338,7 +338,7 @@ func TestHorizonAloneAheadOfTheCluster(t *testing.T) {
 	if n := tl.c.Status().Resets; n > 1 {
 		t.Errorf("%d resets after the restart, want at most 1", n)
 	}
-	sameBalances(t, h, tl, qaAllCards(t, h))
+	sameBalances(t, h, tl, allCards(t, h))
 }
 
 // TestRestoreBackupTakenBeforePrune: head office (48 h) marks, is backed
@@ -349,7 +349,7 @@ func TestHorizonAloneAheadOfTheCluster(t *testing.T) {
 // ERP), its journal and balances end as head office's.
 func TestRestoreBackupTakenBeforePrune(t *testing.T) {
 	ctx := context.Background()
-	h, p := qaRetention(t)
+	h, p := retentionHO(t)
 	tl := newTill(t, h, p, "S001-T76", "S001", 0)
 	e := &env{h: h, p: p, a: tl}
 	syncEach(t, tl)
@@ -366,7 +366,7 @@ func TestRestoreBackupTakenBeforePrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	bk.restore(t, h, p)
-	if n := qaHorizonOf(t, h); n != 0 {
+	if n := horizonOf(t, h); n != 0 {
 		t.Errorf("horizon %d after restoring a backup that had none", n)
 	}
 	if code, data := erpCall(t, h, "POST", "/v1/erp/tills/"+tl.id+"/reset-feed", nil); code != 200 {
@@ -389,7 +389,7 @@ func TestRestoreBackupTakenBeforePrune(t *testing.T) {
 	}
 	t.Logf("prune after the restore: %d rows", st.ChangesPruned)
 	sameJournal(t, e)
-	sameBalances(t, h, tl, qaAllCards(t, h))
+	sameBalances(t, h, tl, allCards(t, h))
 }
 
 // TestTwoHeadOfficesPruneWhileTillsSync: two head-office processes on one
@@ -399,7 +399,7 @@ func TestRestoreBackupTakenBeforePrune(t *testing.T) {
 // three end with head office's balances.
 func TestTwoHeadOfficesPruneWhileTillsSync(t *testing.T) {
 	ctx := context.Background()
-	h1, p1 := qaRetention(t)
+	h1, p1 := retentionHO(t)
 	h2 := &ho{t: t, dsn: h1.dsn, clock: h1.clock, retention: h1.retention}
 	h2.start()
 	t.Cleanup(h2.stop)
@@ -411,9 +411,9 @@ func TestTwoHeadOfficesPruneWhileTillsSync(t *testing.T) {
 	syncEach(t, a, b, c)
 	pc.down.Store(true)
 	for i := 0; i < 8; i++ {
-		a.sell(t, qaCards[i%len(qaCards)], basket(), "")
-		b.sell(t, qaCards[(i+2)%len(qaCards)], basket(), "")
-		qaCorrect(t, h2, fmt.Sprint("two-", i), qaCards[(i+1)%len(qaCards)])
+		a.sell(t, someCards[i%len(someCards)], basket(), "")
+		b.sell(t, someCards[(i+2)%len(someCards)], basket(), "")
+		correctAll(t, h2, fmt.Sprint("two-", i), someCards[(i+1)%len(someCards)])
 		syncEach(t, a, b)
 		var wg sync.WaitGroup
 		for _, h := range []*ho{h1, h2} {
@@ -439,9 +439,9 @@ func TestTwoHeadOfficesPruneWhileTillsSync(t *testing.T) {
 	if n := c.c.Status().Resets; n > 1 {
 		t.Errorf("the silent till was reset %d times", n)
 	}
-	t.Logf("horizon %d; silent till reset %d times", qaHorizonOf(t, h1), c.c.Status().Resets)
+	t.Logf("horizon %d; silent till reset %d times", horizonOf(t, h1), c.c.Status().Resets)
 	syncEach(t, a, b)
-	all := qaAllCards(t, h1)
+	all := allCards(t, h1)
 	sameBalances(t, h1, a, all)
 	sameBalances(t, h1, b, all)
 	sameBalances(t, h1, c, all)
@@ -455,11 +455,11 @@ func TestTwoHeadOfficesPruneWhileTillsSync(t *testing.T) {
 // way it ends with head office's balances and no delta in progress.
 func TestInterruptedPagedDeltaResumedAfterPrune(t *testing.T) {
 	ctx := context.Background()
-	h, p := qaRetention(t)
+	h, p := retentionHO(t)
 	tl := newTillWith(t, h, p, "S001-T70", "S001", 0, func(o *client.Options) { o.DeltaPage = 2 })
 	syncEach(t, tl)
-	_, cur := qaCursorOf(t, tl)
-	qaCorrect(t, h, "cut", qaCards...)
+	_, cur := cursorOf(t, tl)
+	correctAll(t, h, "cut", someCards...)
 	if _, err := h.srv.Maintain(ctx); err != nil { // the mark
 		t.Fatal(err)
 	}
@@ -484,7 +484,7 @@ func TestInterruptedPagedDeltaResumedAfterPrune(t *testing.T) {
 	if _, err := h.srv.Maintain(ctx); err != nil {
 		t.Fatal(err)
 	}
-	horizon := qaHorizonOf(t, h)
+	horizon := horizonOf(t, h)
 	p.down.Store(false)
 	if err := tl.c.SyncNow(ctx); err != nil {
 		t.Fatalf("resuming the delta after the prune: %v", err)
@@ -500,5 +500,5 @@ func TestInterruptedPagedDeltaResumedAfterPrune(t *testing.T) {
 		t.Errorf("a paged delta still in progress after the cycle: %s", raw)
 	}
 	t.Logf("cursor %d, horizon %d, %d resets", cur, horizon, tl.c.Status().Resets)
-	sameBalances(t, h, tl, qaAllCards(t, h))
+	sameBalances(t, h, tl, allCards(t, h))
 }

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,11 +18,8 @@ import (
 // till that kept syncing goes on with its deltas.
 func TestTillSilentPastTheRetentionLoadsAfresh(t *testing.T) {
 	ctx := context.Background()
-	h := &ho{t: t, dsn: pgDSN(t), clock: newTestClock(demoNow), retention: 48 * time.Hour}
-	h.start()
-	t.Cleanup(h.stop)
-	importDemo(t, h)
-	pa, pb := newProxy(t, h.hs.URL), newProxy(t, h.hs.URL)
+	h, pa := retentionHO(t)
+	pb := newProxy(t, h.hs.URL)
 	a := newTill(t, h, pa, "S001-T91", "S001", 0)
 	b := newTill(t, h, pb, "S001-T92", "S001", 0)
 	syncEach(t, a, b)
@@ -49,26 +44,15 @@ func TestTillSilentPastTheRetentionLoadsAfresh(t *testing.T) {
 	if s := a.c.Status(); s.Resets != 0 {
 		t.Errorf("the till that kept syncing was reset: %+v", s)
 	}
-	before, _ := b.st.SyncState(ctx, "feed_cursor")
-	var horizon uint64
-	if err := h.srv.DB().QueryRow(ctx, `SELECT coalesce((SELECT oldest::text::bigint FROM feed_horizon), 0)`).Scan(&horizon); err != nil {
-		t.Fatal(err)
-	}
+	before, xid := cursorOf(t, b)
+	horizon := horizonOf(t, h)
 	pb.down.Store(false)
 	syncEach(t, b)
-	all := []string{}
-	for card := range hoBalances(t, h) {
-		all = append(all, card)
-	}
-	sameBalances(t, h, b, all)
-	sameBalances(t, h, a, all)
+	sameBalances(t, h, b, allCards(t, h))
+	sameBalances(t, h, a, allCards(t, h))
 	// Its cursor is older than the horizon unless another test's
 	// transaction held the mark back to it: then nothing it needed was
 	// deleted and its delta goes on.
-	xid, err := strconv.ParseUint(before[strings.LastIndex(before, ":")+1:], 10, 64)
-	if err != nil {
-		t.Fatalf("cursor %q: %v", before, err)
-	}
 	want := 0
 	if xid < horizon {
 		want = 1
