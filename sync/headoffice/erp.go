@@ -868,7 +868,7 @@ type MaintainStats struct {
 // that fails leaves the ones before it done and returns the error with
 // their counts; the next run goes on from the cards still due.
 func (s *Server) Maintain(ctx context.Context) (st MaintainStats, err error) {
-	defer func() { s.countMaintain(err) }()
+	defer func() { s.countMaintain(st, err) }()
 	return s.maintain(ctx)
 }
 

@@ -24,6 +24,7 @@ var metricHelp = map[string]string{
 	"headoffice_http_request_duration_seconds": "Time to answer a request, by route.",
 	"headoffice_journal_entries_total":         "Journal entries pushed by tills, by result (applied, duplicate, conflict, rejected).",
 	"headoffice_maintain_runs_total":           "Expiry runs (scheduled or ERP's POST /v1/erp/maintain) by result (ok, failed).",
+	"headoffice_changes_pruned_total":          "Change log rows older than -change-retention deleted by the expiry runs.",
 }
 
 func newMetrics(s *Server) *metrics.Registry {
@@ -208,8 +209,12 @@ func (s *Server) countResults(res *wire.BatchResult) {
 	}
 }
 
-// countMaintain counts an expiry run and, when it went well, when.
-func (s *Server) countMaintain(err error) {
+// countMaintain counts an expiry run, the change rows it pruned and, when
+// it went well, when.
+func (s *Server) countMaintain(st MaintainStats, err error) {
+	if st.ChangesPruned > 0 {
+		s.m.Add("headoffice_changes_pruned_total", float64(st.ChangesPruned))
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.m.Add("headoffice_maintain_runs_total", 1, "result", "failed")
 		return

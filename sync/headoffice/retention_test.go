@@ -2,6 +2,9 @@ package headoffice
 
 import (
 	"context"
+	"fmt"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,6 +94,11 @@ func TestChangeLogPrunedPastTheRetention(t *testing.T) {
 	t.Logf("cursor %s, horizon %s: %d rows pruned, reset %v", old.Cursor, horizon, st.ChangesPruned, f.Reset)
 	if f, err := s.Feed(ctx, "S001-T01", mid.Cursor); err != nil || f.Reset {
 		t.Errorf("delta from the cursor taken after the mark: %+v, %v; want no reset", f, err)
+	}
+	rec := httptest.NewRecorder()
+	s.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if want := fmt.Sprintf("\nheadoffice_changes_pruned_total %d\n", st.ChangesPruned); st.ChangesPruned > 0 && !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("metrics lack %q", want)
 	}
 
 	// No retention: no marks, nothing deleted, no horizon.
