@@ -115,11 +115,7 @@ func TestPagedDeltaInterruptedByPrune(t *testing.T) {
 					return
 				}
 				pruned = true
-				h.clock.Add(49 * time.Hour)
-				if _, err := h.srv.Maintain(ctx); err != nil {
-					t.Error(err)
-				}
-				horizon = horizonOf(t, h)
+				horizon = passAndPrune(t, h)
 			}
 			if err := tl.c.SyncNow(ctx); err != nil {
 				t.Fatalf("sync with a prune between pages: %v", err)
@@ -219,11 +215,7 @@ func TestFirstLoadSpanningPrune(t *testing.T) {
 				t.Error(err)
 			}
 		case 3:
-			h.clock.Add(49 * time.Hour)
-			if _, err := h.srv.Maintain(ctx); err != nil {
-				t.Error(err)
-			}
-			horizon = horizonOf(t, h)
+			horizon = passAndPrune(t, h)
 		}
 	}
 	if err := tl.c.SyncNow(ctx); err != nil {
@@ -501,4 +493,15 @@ func TestInterruptedPagedDeltaResumedAfterPrune(t *testing.T) {
 	}
 	t.Logf("cursor %d, horizon %d, %d resets", cur, horizon, tl.c.Status().Resets)
 	sameBalances(t, h, tl, allCards(t, h))
+}
+
+// passAndPrune moves head office's clock past the 48 h retention, runs its
+// maintenance, and returns the feed's horizon then.
+func passAndPrune(t *testing.T, h *ho) uint64 {
+	t.Helper()
+	h.clock.Add(49 * time.Hour)
+	if _, err := h.srv.Maintain(context.Background()); err != nil {
+		t.Error(err)
+	}
+	return horizonOf(t, h)
 }
