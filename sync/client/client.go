@@ -101,6 +101,10 @@ type Options struct {
 	// before the loop's back-off has run out serves cards at once. 0 means
 	// 30s.
 	FetchProbe time.Duration
+	// LostRetry is how often the cards the till holds that head office no
+	// longer knew after its restore are asked for again (until ERP has
+	// sent them again); 0 means 10m.
+	LostRetry time.Duration
 
 	// ReloadSecret, if set, is asked for the secret again when head office
 	// answers 401: a technician who enrolled the till again and wrote the
@@ -226,6 +230,8 @@ type Client struct {
 	// tried is when a cycle or a card fetch last went to head office
 	// (real time, Unix ns): Options.FetchProbe counts from it.
 	tried atomic.Int64
+	// lostTried is when refetchLost last asked (real time, Unix ns).
+	lostTried atomic.Int64
 
 	// cycleMu is held by the one cycle running (Run's or SyncNow's), or by
 	// FetchCard importing its answer: a one-place semaphore, so that
@@ -301,6 +307,9 @@ func New(o Options) (*Client, error) {
 	}
 	if o.FetchProbe <= 0 {
 		o.FetchProbe = 30 * time.Second
+	}
+	if o.LostRetry <= 0 {
+		o.LostRetry = 10 * time.Minute
 	}
 	c := &Client{o: o, base: u, log: o.Logger.With("component", "sync"), kick: make(chan error, 1), cycleMu: make(chan struct{}, 1),
 		st: Status{State: "idle", PageSize: max(o.SnapshotPage, o.DeltaPage)}, refused: map[string]*refusal{}}

@@ -27,6 +27,23 @@ var ErrUnreachable = errors.New("head office did not answer the last sync")
 // card code done up to, as JSON ({"after": code}).
 const refetchKey = "refetch_cards"
 
+// lostKey (sync_state) holds the cards the till holds that head office no
+// longer knew when asked again after its restore (created after its
+// backup), as JSON ({"codes": [...], "since": time}): asked for again now
+// and then (Options.LostRetry) until head office has them back (ERP sends
+// again what it sent since the backup) and makes them home again, for at
+// most lostFor.
+const lostKey = "refetch_lost"
+
+// lostFor is how long cards head office lost are asked for again.
+const lostFor = 7 * 24 * time.Hour
+
+// lostCards is lostKey's value.
+type lostCards struct {
+	Codes []string  `json:"codes"`
+	Since time.Time `json:"since"`
+}
+
 // Unreachable reports whether the last cycle got no feed: head office
 // unreachable or failing, not merely refusing entries.
 func (s Status) Unreachable() bool { return s.unreached }
@@ -115,6 +132,9 @@ func (c *Client) fetch(ctx context.Context, codes []string) (*wire.CardAnswer, s
 // and the next cycle goes on from the saved position.
 func (c *Client) refetchShown(ctx context.Context) {
 	err := c.refetch(ctx)
+	if err == nil {
+		err = c.refetchLost(ctx)
+	}
 	if err != nil {
 		c.log.Warn("sync: asking head office again for the cards held (it was restored) failed; the next cycle goes on", "err", err)
 	}
@@ -148,6 +168,7 @@ func (c *Client) refetch(ctx context.Context) error {
 		c.log.Error("bad saved position of fetching the cards again: starting over", "value", raw, "err", err)
 	}
 	n := 0
+	var gone []string
 	for {
 		codes, err := c.o.Store.CardCodes(ctx, pos.After, wire.MaxFetchCards)
 		if err != nil || len(codes) == 0 {
@@ -169,7 +190,10 @@ func (c *Client) refetch(ctx context.Context) error {
 		}
 		n += len(codes) - len(a.Unknown)
 		if len(a.Unknown) > 0 {
-			c.log.Warn("cards the till holds are unknown to head office after its restore", "cards", len(a.Unknown), "first", a.Unknown[0])
+			c.log.Warn("cards the till holds are unknown to head office after its restore: asked for again until it has them", "cards", len(a.Unknown), "first", a.Unknown[0])
+			if gone, err = c.addLost(ctx, a.Unknown); err != nil {
+				return err
+			}
 		}
 		if a.Scope != "home" {
 			break
@@ -180,6 +204,81 @@ func (c *Client) refetch(ctx context.Context) error {
 			return err
 		}
 	}
-	c.log.Info("cards held before head office was restored fetched again", "cards", n)
+	c.log.Info("cards held before head office was restored fetched again", "cards", n, "unknown_to_it", len(gone))
 	return c.o.Store.SetSyncState(ctx, refetchKey, "")
+}
+
+// addLost adds codes to the lost cards (lostKey) and returns them all.
+func (c *Client) addLost(ctx context.Context, codes []string) ([]string, error) {
+	l, err := c.lost(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(l.Codes) == 0 {
+		l.Since = time.Now()
+	}
+	l.Codes = slices.Compact(slices.Sorted(slices.Values(append(l.Codes, codes...))))
+	return l.Codes, c.saveLost(ctx, l)
+}
+
+func (c *Client) lost(ctx context.Context) (lostCards, error) {
+	var l lostCards
+	raw, err := c.o.Store.SyncState(ctx, lostKey)
+	if err != nil || raw == "" {
+		return l, err
+	}
+	if err := json.Unmarshal([]byte(raw), &l); err != nil {
+		c.log.Error("bad saved list of cards head office lost: dropped", "value", raw, "err", err)
+		return lostCards{}, nil
+	}
+	return l, nil
+}
+
+func (c *Client) saveLost(ctx context.Context, l lostCards) error {
+	v := ""
+	if len(l.Codes) > 0 {
+		b, err := json.Marshal(l)
+		if err != nil {
+			return err
+		}
+		v = string(b)
+	}
+	return c.o.Store.SetSyncState(ctx, lostKey, v)
+}
+
+// refetchLost asks head office again, at most once an Options.LostRetry,
+// for the cards it did not know when asked after its restore: those it has
+// again are imported and made home again (FetchCards), the others wait
+// for the next time; after lostFor they are given up (logged).
+func (c *Client) refetchLost(ctx context.Context) error {
+	l, err := c.lost(ctx)
+	if err != nil || len(l.Codes) == 0 {
+		return err
+	}
+	if time.Since(l.Since) > lostFor {
+		c.log.Warn("cards head office lost in its restore are asked for no more", "cards", len(l.Codes), "first", l.Codes[0], "since", l.Since)
+		return c.saveLost(ctx, lostCards{})
+	}
+	now := time.Now().UnixNano()
+	if now-c.lostTried.Load() < int64(c.o.LostRetry) {
+		return nil
+	}
+	c.lostTried.Store(now)
+	var still []string
+	for chunk := range slices.Chunk(l.Codes, wire.MaxFetchCards) {
+		a, _, err := c.fetch(ctx, chunk)
+		var ae *AnswerError
+		if errors.As(err, &ae) && ae.Status == http.StatusForbidden && !ae.Plain {
+			return c.saveLost(ctx, lostCards{}) // card fetches turned off
+		}
+		if err != nil {
+			return fmt.Errorf("ask again for the %d cards head office lost in its restore: %w", len(l.Codes), err)
+		}
+		still = append(still, a.Unknown...)
+	}
+	if back := len(l.Codes) - len(still); back > 0 {
+		c.log.Info("cards head office lost in its restore are back there", "cards", back)
+	}
+	l.Codes = still
+	return c.saveLost(ctx, l)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -128,14 +129,15 @@ func TestVisitorCardFetchedFromHeadOffice(t *testing.T) {
 // card altogether), and ERP resets the till's feed. After its reload the
 // till asks head office again for every card it holds, so the card is home
 // once more and its later changes (a correction after the restore) reach
-// the till; the card head office lost does not fail the cycle.
+// the till; the card head office lost does not fail the cycle, and is asked
+// for again until ERP has sent it again.
 func TestFetchedCardsFetchedAgainAfterARestore(t *testing.T) {
 	ctx := context.Background()
 	h := startHO(t, pgDSN(t))
 	importDemo(t, h)
 	homeScope(t, h)
 	p := newProxy(t, h.hs.URL)
-	tl := newTill(t, h, p, "S002-T86", "S002", 0)
+	tl := newTillWith(t, h, p, "S002-T86", "S002", 0, func(o *client.Options) { o.LostRetry = time.Millisecond })
 	syncEach(t, tl)
 	bk := takeBackup(t, h)
 	const visitor, gone = "2900000000049", "2930000000001"
@@ -175,6 +177,27 @@ func TestFetchedCardsFetchedAgainAfterARestore(t *testing.T) {
 			sameBalances(t, h, tl, []string{visitor})
 			t.Fatal("the correction after the restore never reached the till")
 		}
+	}
+
+	// ERP sends again what it sent since the backup: the lost card is
+	// back at head office, with a lot. The till, which held it all along,
+	// asks for it again and makes it home to its store once more.
+	if lost, _ := tl.st.SyncState(ctx, "refetch_lost"); !strings.Contains(lost, gone) {
+		t.Fatalf("cards head office lost, as the till saved them: %q, want %s", lost, gone)
+	}
+	if code, data := erpCall(t, h, "POST", "/v1/erp/import", map[string]any{"version": 1,
+		"cards": []map[string]string{{"code": gone, "kind": "bonus", "state": "active"}},
+		"lots":  []map[string]string{{"id": "L-G", "card": gone, "points": "33", "accrued_at": "2026-11-20T10:00:00Z"}}}); code != 200 {
+		t.Fatalf("import the lost card again: %d %s", code, data)
+	}
+	time.Sleep(5 * time.Millisecond) // past LostRetry
+	syncEach(t, tl)
+	if sc, err := h.srv.StoreCardScope(ctx, "S002"); err != nil || sc.HomeCards != 2 {
+		t.Fatalf("S002 once the lost card is back: %+v, %v; want it home again", sc, err)
+	}
+	sameBalances(t, h, tl, []string{gone})
+	if lost, _ := tl.st.SyncState(ctx, "refetch_lost"); lost != "" {
+		t.Errorf("cards head office lost, after it has them back: %q, want none", lost)
 	}
 }
 
