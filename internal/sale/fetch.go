@@ -33,7 +33,7 @@ func (s *Service) quoteInput(ctx context.Context, check checkout.Check, codes []
 			continue
 		}
 		s.log.Info("card not in the replica and not fetched from head office", "card", uc.Code, "err", ferr)
-		e := &Error{Class: NotFound, Code: "card.unknown", Cashier: "Карта не найдена", Err: err}
+		e := engineError(err).(*Error) // card.unknown, its hint below
 		switch {
 		case errors.Is(ferr, store.ErrUnknownCard):
 			e.Hint = "head office does not hold this card either (" + ferr.Error() + ")"

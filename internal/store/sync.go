@@ -1015,6 +1015,18 @@ func rawIdent(section string, raw json.RawMessage) string {
 	return str("id")
 }
 
+// Card is the card a card or lot record names ("" for other sections, or
+// a record that cannot be read).
+func (r RejectedRecord) Card() string {
+	switch r.Section {
+	case "cards":
+		return rawIdent("cards", r.Record)
+	case "lots":
+		return lotCard(r.Record)
+	}
+	return ""
+}
+
 func lotCard(raw json.RawMessage) string {
 	id := rawIdent("lots", raw)
 	c, _, _ := strings.Cut(id, "\x00")

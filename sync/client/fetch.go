@@ -48,6 +48,19 @@ type lostCards struct {
 // unreachable or failing, not merely refusing entries.
 func (s Status) Unreachable() bool { return s.unreached }
 
+func (c *Client) unreachable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.unreached
+}
+
+// fetchesOff reports whether head office answered that it takes no card
+// fetches (serve -card-fetch=false).
+func fetchesOff(err error) bool {
+	var ae *AnswerError
+	return errors.As(err, &ae) && ae.Status == http.StatusForbidden && !ae.Plain
+}
+
 // FetchCard asks head office for a card the till's replica lacks (a
 // customer of another store on a store of the `home` card scope, or a card
 // issued since the last delta) and imports it with its live lots. Head
@@ -62,7 +75,7 @@ func (c *Client) FetchCard(ctx context.Context, code string) error {
 		return fmt.Errorf("fetch card %q: no card has such a code (1-64 of A-Z a-z 0-9 _ . : / -): %w", code, ErrCardUnknown)
 	}
 	probed := func() bool {
-		return c.Status().Unreachable() && time.Now().UnixNano()-c.tried.Load() < int64(c.o.FetchProbe)
+		return c.unreachable() && time.Now().UnixNano()-c.tried.Load() < int64(c.o.FetchProbe)
 	}
 	if probed() {
 		return ErrUnreachable // before waiting for a cycle stuck on the dead link
@@ -178,8 +191,7 @@ func (c *Client) refetch(ctx context.Context) error {
 			return err
 		}
 		a, _, err := c.fetch(ctx, codes)
-		var ae *AnswerError
-		if errors.As(err, &ae) && ae.Status == http.StatusForbidden && !ae.Plain {
+		if fetchesOff(err) {
 			// Head office turned card fetches off: the store gets only
 			// its own cards, by its choice.
 			c.log.Warn("head office takes no card fetches: the cards held are not asked for again after its restore", "err", err)
@@ -267,8 +279,7 @@ func (c *Client) refetchLost(ctx context.Context) error {
 	var still []string
 	for chunk := range slices.Chunk(l.Codes, wire.MaxFetchCards) {
 		a, _, err := c.fetch(ctx, chunk)
-		var ae *AnswerError
-		if errors.As(err, &ae) && ae.Status == http.StatusForbidden && !ae.Plain {
+		if fetchesOff(err) {
 			return c.saveLost(ctx, lostCards{}) // card fetches turned off
 		}
 		if err != nil {

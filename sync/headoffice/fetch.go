@@ -46,12 +46,7 @@ func (s *Server) FetchCards(ctx context.Context, tillID, storeID string, codes [
 		}
 		a.Scope = scope
 		if scope == ScopeHome {
-			// In code order, so two tills fetching the same cards wait
-			// for each other rather than deadlock.
-			tag, err := tx.Exec(ctx, `WITH ins AS (
-				INSERT INTO card_stores (store_id, card) SELECT $1, code FROM cards WHERE code = ANY($2) ORDER BY code
-				ON CONFLICT DO NOTHING RETURNING card)
-				INSERT INTO changes (section, key) SELECT 'home/' || $1, card FROM ins`, storeID, codes)
+			tag, err := tx.Exec(ctx, sqlMakeHome, storeID, codes)
 			if err != nil {
 				return fmt.Errorf("make the cards home to store %s: %w", storeID, err)
 			}

@@ -179,10 +179,7 @@ func (s *Server) AssignCards(ctx context.Context, storeID string, codes []string
 			}
 			return fmt.Errorf("%w: %s%s", ErrUnknownCards, strings.Join(missing, ", "), more)
 		}
-		tag, err := tx.Exec(ctx, `WITH ins AS (
-			INSERT INTO card_stores (store_id, card) SELECT DISTINCT $1, u.code FROM unnest($2::text[]) AS u(code) ORDER BY 2
-			ON CONFLICT DO NOTHING RETURNING card)
-			INSERT INTO changes (section, key) SELECT 'home/' || $1, card FROM ins`, storeID, codes)
+		tag, err := tx.Exec(ctx, sqlMakeHome, storeID, codes)
 		n = int(tag.RowsAffected())
 		return err
 	})
@@ -191,6 +188,16 @@ func (s *Server) AssignCards(ctx context.Context, storeID string, codes []string
 	}
 	return n, nil
 }
+
+// sqlMakeHome makes the cards ($2) head office holds home to the store
+// ($1), each with a change row of the store's (a card home already: none),
+// in code order, so two transactions making the same cards home wait for
+// each other rather than deadlock. Its rows affected are the cards made
+// home.
+const sqlMakeHome = `WITH ins AS (
+	INSERT INTO card_stores (store_id, card) SELECT $1, code FROM cards WHERE code = ANY($2) ORDER BY code
+	ON CONFLICT DO NOTHING RETURNING card)
+	INSERT INTO changes (section, key) SELECT 'home/' || $1, card FROM ins`
 
 // ResetFeed makes a till drop its feed cursor and load the replica afresh
 // at its next pull: for when head office was restored from a backup (the

@@ -77,8 +77,8 @@ func DecodeCardAnswer(data []byte, codes []string) (*CardAnswer, error) {
 	}
 	var unreadable []string
 	for _, u := range bad {
-		card, ok := recordCard(u)
-		if !ok || !asked(card) {
+		card := u.Card()
+		if card == "" || !asked(card) {
 			return nil, fmt.Errorf("decode card answer: record %s %s, not of a card asked for, does not decode: %s", u.Section, u.Key, u.Error)
 		}
 		if !slices.Contains(unreadable, card) {
@@ -86,27 +86,4 @@ func DecodeCardAnswer(data []byte, codes []string) (*CardAnswer, error) {
 		}
 	}
 	return &CardAnswer{Scope: raw.Scope, Replica: r, Unknown: raw.Unknown, Undecoded: bad, Unreadable: unreadable}, nil
-}
-
-// recordCard is the card a card or lot record names, read as loosely as
-// the record allows (it did not decode); ok is false for other sections
-// and for a record naming none.
-func recordCard(u store.RejectedRecord) (string, bool) {
-	var names struct {
-		Code any `json:"code"`
-		Card any `json:"card"`
-	}
-	if json.Unmarshal(u.Record, &names) != nil {
-		return "", false
-	}
-	v := names.Code
-	switch u.Section {
-	case "cards":
-	case "lots":
-		v = names.Card
-	default:
-		return "", false
-	}
-	code, ok := v.(string)
-	return code, ok && code != ""
 }
