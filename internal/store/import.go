@@ -154,13 +154,17 @@ func (s *Store) importReplica(ctx context.Context, r *Replica, wholeCards bool) 
 	if err := importCards(ctx, tx, r.Cards, &st); err != nil {
 		return st, err
 	}
+	var live []lotKey
+	if wholeCards && len(r.Cards) > 0 {
+		if live, err = liveLots(ctx, tx, r.Cards); err != nil {
+			return st, err
+		}
+	}
 	if err := importLots(ctx, tx, r.Lots, &st); err != nil {
 		return st, err
 	}
-	if wholeCards && len(r.Cards) > 0 {
-		if err := emptyLotsNotSent(ctx, tx, r); err != nil {
-			return st, err
-		}
+	if err := emptyLotsNotSent(ctx, tx, live, r.Lots); err != nil {
+		return st, err
 	}
 	for i, x := range r.CardKeys {
 		key, _ := decodeKey(x.PublicKey) // Validate checked it
@@ -233,31 +237,60 @@ func importCards(ctx context.Context, tx *sql.Tx, cards []ReplicaCard, st *Impor
 	return nil
 }
 
-// emptyLotsNotSent sets to 0 the remaining points of the lots r does not
-// carry of the cards it carries (one statement a page).
-func emptyLotsNotSent(ctx context.Context, tx *sql.Tx, r *Replica) error {
-	codes := make([]string, len(r.Cards))
-	for i, c := range r.Cards {
+type lotKey struct{ card, lot string }
+
+// liveLots reads the lots with points left of those of cards the replica
+// holds, before a page that carries the cards whole is imported. On a first
+// load it finds none, which is one index probe a card: the comparison with
+// the lots sent is done only for the cards that had some.
+func liveLots(ctx context.Context, tx *sql.Tx, cards []ReplicaCard) ([]lotKey, error) {
+	codes := make([]string, len(cards))
+	for i, c := range cards {
 		codes[i] = c.Code
-	}
-	keys := make([][2]string, len(r.Lots))
-	for i, l := range r.Lots {
-		keys[i] = [2]string{l.Card, l.ID}
 	}
 	cj, err := json.Marshal(codes)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	lj, err := json.Marshal(keys)
+	rows, err := tx.QueryContext(ctx, `SELECT c.code, l.lot_id FROM json_each(?) j
+		JOIN cards c ON c.code = j.value JOIN lots l ON l.card_id = c.id AND l.remaining <> '0'`, string(cj))
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("live lots of the cards sent: %w", err)
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE lots SET remaining = '0' WHERE remaining <> '0'
-		AND card_id IN (SELECT c.id FROM cards c JOIN json_each(?1) j ON c.code = j.value)
-		AND (card_id, lot_id) NOT IN (SELECT c.id, json_extract(l.value, '$[1]') FROM json_each(?2) l JOIN cards c ON c.code = json_extract(l.value, '$[0]'))`,
-		string(cj), string(lj))
-	if err != nil {
-		return fmt.Errorf("lots head office no longer holds: %w", err)
+	defer rows.Close()
+	var live []lotKey
+	for rows.Next() {
+		var k lotKey
+		if err := rows.Scan(&k.card, &k.lot); err != nil {
+			return nil, fmt.Errorf("live lots of the cards sent: %w", err)
+		}
+		live = append(live, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("live lots of the cards sent: %w", err)
+	}
+	return live, nil
+}
+
+// emptyLotsNotSent sets to 0 the remaining points of the lots that were
+// live before a page carrying their cards whole and are not in it: head
+// office no longer holds them (a restore lost them).
+func emptyLotsNotSent(ctx context.Context, tx *sql.Tx, live []lotKey, sent []ReplicaLot) error {
+	if len(live) == 0 {
+		return nil
+	}
+	in := make(map[lotKey]bool, len(sent))
+	for _, l := range sent {
+		in[lotKey{l.Card, l.ID}] = true
+	}
+	for _, k := range live {
+		if in[k] {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE lots SET remaining = '0'
+			WHERE card_id = (SELECT id FROM cards WHERE code = ?) AND lot_id = ?`, k.card, k.lot); err != nil {
+			return fmt.Errorf("lot %s of card %s, which head office no longer holds: %w", k.lot, k.card, err)
+		}
 	}
 	return nil
 }

@@ -900,22 +900,31 @@ func (c *Client) pullOnce(ctx context.Context) (pullOutcome, error) {
 	var last *wire.Feed
 	var total store.ImportStats
 	limitsSaved := false
-	for page := 1; ; page++ {
-		// The watermark held now: head office adds the cards of the
-		// entries its newer watermark adds, so no page leaves a card's lots
-		// and the watermark apart.
+	// The watermark held when a page is asked for: head office adds the
+	// cards of the entries its newer watermark adds, so no page leaves a
+	// card's lots and the watermark apart. A page asked for while the one
+	// before is imported names an older watermark, which adds more cards,
+	// never fewer.
+	fetch := func(after string) fetched {
 		wm, err := c.o.Store.FoldedThrough(ctx)
 		if err != nil {
-			return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
+			return fetched{err: err}
 		}
 		q := url.Values{"cursor": {cur}, "folded": {wm}}
-		if ds.After != "" {
-			q.Set("after", ds.After)
+		if after != "" {
+			q.Set("after", after)
 		}
 		if c.o.StoreID != "" {
 			q.Set("store", c.o.StoreID)
 		}
 		f, err := c.getFeed(ctx, "delta", c.o.DeltaPage, q)
+		return fetched{f: f, err: err}
+	}
+	var ahead prefetch
+	defer ahead.wait()
+	got := fetch(ds.After)
+	for page := 1; ; page++ {
+		f, err := got.f, got.err
 		if err != nil {
 			return pullOutcome{}, fmt.Errorf("sync pull since %q, page %d: %w", cur, page, err)
 		}
@@ -937,6 +946,9 @@ func (c *Client) pullOnce(ctx context.Context) (pullOutcome, error) {
 			c.mu.Lock()
 			c.st.DeltaLoading = true
 			c.mu.Unlock()
+		}
+		if f.More {
+			ahead.start(func() fetched { return fetch(f.Next) })
 		}
 		st, err := c.importFeed(ctx, f, !f.More)
 		if err != nil {
@@ -966,6 +978,7 @@ func (c *Client) pullOnce(ctx context.Context) (pullOutcome, error) {
 			return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
 		}
 		c.log.Info("delta page imported", "since", cur, "page", page, "records", n)
+		got = ahead.wait()
 	}
 	if err := c.o.Store.SetSyncState(ctx, cursorKey, ds.First); err != nil {
 		return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
@@ -1180,10 +1193,6 @@ func (c *Client) initialLoad(ctx context.Context) (string, pullOutcome, error) {
 		c.st.Loading = false
 		c.mu.Unlock()
 	}()
-	type fetched struct {
-		f   *wire.Feed
-		err error
-	}
 	fetch := func(after string) fetched {
 		wm, err := c.o.Store.FoldedThrough(ctx)
 		if err != nil {
@@ -1208,6 +1217,8 @@ func (c *Client) initialLoad(ctx context.Context) (string, pullOutcome, error) {
 	}
 	first, after := ls.First, ls.After
 	limitsSaved := false
+	var ahead prefetch
+	defer ahead.wait()
 	cur := fetch(after)
 	for page := 1; ; page++ {
 		if cur.err != nil {
@@ -1223,25 +1234,17 @@ func (c *Client) initialLoad(ctx context.Context) (string, pullOutcome, error) {
 		if first == "" {
 			first = f.Cursor
 		}
-		// The next page is fetched and decoded while this one is imported.
-		next := make(chan fetched, 1)
 		if f.More {
-			go func(after string) { next <- fetch(after) }(f.Next)
+			ahead.start(func() fetched { return fetch(f.Next) })
 		}
 		st, err := c.importFeed(ctx, f, !f.More)
 		if err != nil {
-			if f.More {
-				<-next
-			}
 			return "", pullOutcome{}, fmt.Errorf("sync first load, page %d (cards after %q): %w", page, after, err)
 		}
 		// Every page of the load carries head office's offline limits:
 		// saved with the first, the cards loaded so far are capped even if
 		// the load stops here.
 		if err := c.saveLimits(ctx, f, &limitsSaved); err != nil {
-			if f.More {
-				<-next
-			}
 			return "", pullOutcome{}, fmt.Errorf("sync first load, page %d: %w", page, err)
 		}
 		c.mu.Lock()
@@ -1252,17 +1255,40 @@ func (c *Client) initialLoad(ctx context.Context) (string, pullOutcome, error) {
 		c.log.Info("first load", "page", page, "cards", n)
 		b, _ := json.Marshal(loadState{First: first, After: f.Next, Cards: n, Done: !f.More})
 		if err := c.o.Store.SetSyncState(ctx, loadKey, string(b)); err != nil {
-			if f.More {
-				<-next
-			}
 			return "", pullOutcome{}, fmt.Errorf("sync first load, page %d: %w", page, err)
 		}
 		if !f.More {
 			return first, pullOutcome{}, nil
 		}
 		after = f.Next
-		cur = <-next
+		cur = ahead.wait()
 	}
+}
+
+// fetched is a feed page asked for, or why it did not come.
+type fetched struct {
+	f   *wire.Feed
+	err error
+}
+
+// prefetch asks for the next feed page while the current one is imported.
+// Whatever returns waits for it (the cycle owns the connection and the
+// page-size state the request touches).
+type prefetch struct{ ch chan fetched }
+
+func (p *prefetch) start(fetch func() fetched) {
+	p.ch = make(chan fetched, 1)
+	go func() { p.ch <- fetch() }()
+}
+
+// wait returns the page started last, once; with none started, nothing.
+func (p *prefetch) wait() fetched {
+	if p.ch == nil {
+		return fetched{}
+	}
+	got := <-p.ch
+	p.ch = nil
+	return got
 }
 
 // do sends one authenticated request and returns the body of a 2xx answer.

@@ -130,8 +130,9 @@ func TestDeltaInPagesFromAMassImport(t *testing.T) {
 		t.Fatal("the delta went through although head office became unreachable")
 	}
 	mu.Lock()
-	if !during.DeltaLoading || during.DeltaPages != 3 || during.DeltaRecords == 0 {
-		t.Errorf("status during the delta: loading %v, %d pages, %d records; want in progress, 3 pages", during.DeltaLoading, during.DeltaPages, during.DeltaRecords)
+	// The 4th page is asked for while the 3rd is imported.
+	if !during.DeltaLoading || during.DeltaPages < 2 || during.DeltaPages > 3 || during.DeltaRecords == 0 {
+		t.Errorf("status during the delta: loading %v, %d pages, %d records; want in progress, 2 or 3 pages", during.DeltaLoading, during.DeltaPages, during.DeltaRecords)
 	}
 	resumeFrom := len(reqs)
 	mu.Unlock()
