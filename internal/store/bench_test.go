@@ -345,3 +345,53 @@ func BenchmarkAppendSale(b *testing.B) {
 	b.StopTimer()
 	reportLatency(b, d)
 }
+
+// BenchmarkImportFeedPage imports first-load pages (5,000 new cards of 5
+// lots each, as head office's feed pages) one after another into a store
+// holding the demo replica: the till's share of a first load. Reported: µs
+// a lot, the cards' share included.
+//
+//	go test -run '^$' -bench ImportFeedPage -benchtime 40x ./internal/store/
+func BenchmarkImportFeedPage(b *testing.B) {
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Path: filepath.Join(b.TempDir(), "till.db"), TillID: "S001-T01"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	demo, err := os.ReadFile(filepath.Join("..", "..", "testdata", "replica", "minimal.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := ParseReplica(demo, "json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.Import(ctx, r); err != nil {
+		b.Fatal(err)
+	}
+	at := time.Date(2026, 10, 1, 10, 0, 0, 0, time.UTC)
+	exp := at.AddDate(1, 0, 0)
+	rem := checkout.MustPoints("60")
+	const cards, lotsPerCard = 5000, 5
+	pages := make([]*Replica, b.N)
+	for p := range pages {
+		page := &Replica{Version: ReplicaFormatVersion}
+		for i := range cards {
+			code := fmt.Sprintf("32%011d", p*cards+i)
+			page.Cards = append(page.Cards, ReplicaCard{Code: code, Kind: "bonus", State: checkout.StateActive})
+			for k := range lotsPerCard {
+				page.Lots = append(page.Lots, ReplicaLot{ID: fmt.Sprintf("L%d", k), Card: code, Points: checkout.MustPoints("100"),
+					Remaining: &rem, AccruedAt: at, ActiveFrom: &at, ExpiresAt: &exp})
+			}
+		}
+		pages[p] = page
+	}
+	b.ResetTimer()
+	for _, page := range pages {
+		if _, _, err := s.ImportFeed(ctx, page, nil, true); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*cards*lotsPerCard), "µs/lot")
+}

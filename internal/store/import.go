@@ -296,8 +296,12 @@ func emptyLotsNotSent(ctx context.Context, tx *sql.Tx, live []lotKey, sent []Rep
 }
 
 func importLots(ctx context.Context, tx *sql.Tx, lots []ReplicaLot, st *ImportStats) error {
-	err := execChunked(ctx, tx, `INSERT INTO lots(card_id, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id)`,
-		`((SELECT id FROM cards WHERE code = ?), ?, ?, ?, ?, ?, ?, ?)`,
+	ids, err := cardIDs(ctx, tx, lots)
+	if err != nil {
+		return err
+	}
+	err = execChunked(ctx, tx, `INSERT INTO lots(card_id, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id)`,
+		`(?, ?, ?, ?, ?, ?, ?, ?)`,
 		`ON CONFLICT(card_id, lot_id) DO UPDATE SET points = excluded.points, remaining = excluded.remaining,
 		accrued_at = excluded.accrued_at, active_from = excluded.active_from, expires_at = excluded.expires_at,
 		check_id = excluded.check_id`,
@@ -308,7 +312,11 @@ func importLots(ctx context.Context, tx *sql.Tx, lots []ReplicaLot, st *ImportSt
 			if l.ExpiresAt != nil {
 				exp = sql.NullInt64{Int64: l.ExpiresAt.Unix(), Valid: true}
 			}
-			return append(args, l.Card, l.ID, l.Points.String(), rem.String(), l.AccruedAt.Unix(), from.Unix(), exp, l.CheckID)
+			var id any // none: the insert fails on the NOT NULL, naming the lot
+			if v, ok := ids[l.Card]; ok {
+				id = v
+			}
+			return append(args, id, l.ID, l.Points.String(), rem.String(), l.AccruedAt.Unix(), from.Unix(), exp, l.CheckID)
 		}, func(i int, err error) error {
 			return fmt.Errorf("lots[%d] id %q of card %q: %w", i, lots[i].ID, lots[i].Card, err)
 		})
@@ -317,6 +325,40 @@ func importLots(ctx context.Context, tx *sql.Tx, lots []ReplicaLot, st *ImportSt
 	}
 	st.Lots += len(lots)
 	return nil
+}
+
+// cardIDs looks up the rowids of the lots' cards in one statement: a
+// page's 25,000 lots name 5,000 cards, and each lot's own look-up by code
+// was a fifth of its insert.
+func cardIDs(ctx context.Context, tx *sql.Tx, lots []ReplicaLot) (map[string]int64, error) {
+	codes := make([]string, 0, len(lots)/4+1)
+	for i, l := range lots {
+		if i == 0 || l.Card != lots[i-1].Card {
+			codes = append(codes, l.Card)
+		}
+	}
+	cj, err := json.Marshal(codes)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT c.code, c.id FROM json_each(?) j JOIN cards c ON c.code = j.value`, string(cj))
+	if err != nil {
+		return nil, fmt.Errorf("lots' cards: %w", err)
+	}
+	defer rows.Close()
+	ids := make(map[string]int64, len(codes))
+	for rows.Next() {
+		var code string
+		var id int64
+		if err := rows.Scan(&code, &id); err != nil {
+			return nil, fmt.Errorf("lots' cards: %w", err)
+		}
+		ids[code] = id
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("lots' cards: %w", err)
+	}
+	return ids, nil
 }
 
 // importChunk is how many rows one INSERT of an import carries: the

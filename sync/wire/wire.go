@@ -428,13 +428,19 @@ func DecodeBatchResult(data []byte) (*BatchResult, error) {
 // Replica and listed in Undecoded with its error, so one bad record cannot
 // keep the rest of the feed out. Anything else malformed refuses the feed.
 func DecodeFeed(data []byte) (*Feed, error) {
-	// Fast path for large pages: one strict decode of the whole feed. Only
-	// when that fails is it decoded again, the replica record by record, to
-	// name (and leave out) the records that do not decode.
-	var whole feedEnvelope[*store.Replica]
-	if strictDecode(data, &whole) == nil && whole.Replica != nil {
-		f := whole.feed()
-		f.Replica = whole.Replica
+	// Fast paths for large pages: the cards and lots read by hand, or one
+	// strict decode of the whole feed. Only when both fail is it decoded
+	// again, the replica record by record, to name (and leave out) the
+	// records that do not decode.
+	f, ok := scanFeed(data)
+	if !ok {
+		var whole feedEnvelope[*store.Replica]
+		if strictDecode(data, &whole) == nil && whole.Replica != nil {
+			f, ok = whole.feed(), true
+			f.Replica = whole.Replica
+		}
+	}
+	if ok {
 		if err := checkFeed(f, true); err != nil {
 			return nil, err
 		}
@@ -444,7 +450,7 @@ func DecodeFeed(data []byte) (*Feed, error) {
 	if err := strictDecode(data, &raw); err != nil {
 		return nil, fmt.Errorf("decode feed: %w", err)
 	}
-	f := raw.feed()
+	f = raw.feed()
 	if err := checkFeed(f, len(raw.Replica) > 0 && string(raw.Replica) != "null"); err != nil {
 		return nil, err
 	}

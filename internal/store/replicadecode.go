@@ -1,0 +1,164 @@
+package store
+
+import (
+	"time"
+
+	"tillagent/checkout"
+	"tillagent/internal/jsonscan"
+)
+
+// ScanCards reads a replica's cards array as AppendJSON writes it, as
+// encoding/json would decode it into []ReplicaCard, without reflection:
+// the cards and lots are nearly all of a feed page, and their decoding was
+// most of the till's work for one besides the import. It declines (false)
+// what it does not read the same way for certain: a key not spelt as the
+// field's tag (encoding/json matches any case), a key twice, null, a number
+// or an escape where a string is written. The caller then decodes with
+// encoding/json, which names what is wrong.
+func ScanCards(s *jsonscan.Scanner) ([]ReplicaCard, bool) {
+	cards := []ReplicaCard{}
+	ok := s.Array(func() bool {
+		cards = append(cards, ReplicaCard{})
+		return scanCard(s, &cards[len(cards)-1])
+	})
+	return cards, ok
+}
+
+// ScanLots is ScanCards for a replica's lots.
+func ScanLots(s *jsonscan.Scanner) ([]ReplicaLot, bool) {
+	lots := []ReplicaLot{}
+	ok := s.Array(func() bool {
+		lots = append(lots, ReplicaLot{})
+		return scanLot(s, &lots[len(lots)-1])
+	})
+	return lots, ok
+}
+
+// fields tells a key met twice in one object.
+type fields uint16
+
+func (f *fields) first(bit int) bool {
+	if *f&(1<<bit) != 0 {
+		return false
+	}
+	*f |= 1 << bit
+	return true
+}
+
+func scanCard(s *jsonscan.Scanner, c *ReplicaCard) bool {
+	var seen fields
+	str := func(bit int, to *string) bool {
+		v, _, ok := s.String()
+		*to = string(v)
+		return ok && seen.first(bit)
+	}
+	return s.Object(func(key []byte) bool {
+		switch string(key) {
+		case "code":
+			return str(0, &c.Code)
+		case "kind":
+			return str(1, &c.Kind)
+		case "program":
+			return str(2, &c.Program)
+		case "state":
+			var v string
+			ok := str(3, &v)
+			c.State = checkout.CardState(v)
+			return ok
+		case "block_reason":
+			return str(4, &c.BlockReason)
+		case "holder":
+			return str(5, &c.Holder)
+		case "debt":
+			return seen.first(6) && scanPoints(s, &c.Debt)
+		case "history":
+			return seen.first(7) && scanHistory(s, &c.History)
+		}
+		return false
+	})
+}
+
+func scanHistory(s *jsonscan.Scanner, h *CardHistory) bool {
+	var seen fields
+	return s.Object(func(key []byte) bool {
+		switch string(key) {
+		case "month":
+			v, _, ok := s.String()
+			h.Month = string(v)
+			return ok && seen.first(0)
+		case "purchases_all_time":
+			return seen.first(1) && scanMoney(s, &h.PurchasesAllTime)
+		case "purchases_month":
+			return seen.first(2) && scanMoney(s, &h.PurchasesMonth)
+		case "purchases_prev_month":
+			return seen.first(3) && scanMoney(s, &h.PurchasesPrevMonth)
+		case "accrued_month":
+			return seen.first(4) && scanPoints(s, &h.AccruedMonth)
+		case "redeemed_month":
+			return seen.first(5) && scanPoints(s, &h.RedeemedMonth)
+		}
+		return false
+	})
+}
+
+func scanLot(s *jsonscan.Scanner, l *ReplicaLot) bool {
+	var seen fields
+	str := func(bit int, to *string) bool {
+		v, _, ok := s.String()
+		*to = string(v)
+		return ok && seen.first(bit)
+	}
+	return s.Object(func(key []byte) bool {
+		switch string(key) {
+		case "id":
+			return str(0, &l.ID)
+		case "card":
+			return str(1, &l.Card)
+		case "points":
+			return seen.first(2) && scanPoints(s, &l.Points)
+		case "remaining":
+			l.Remaining = new(checkout.Points)
+			return seen.first(3) && scanPoints(s, l.Remaining)
+		case "accrued_at":
+			return seen.first(4) && scanTime(s, &l.AccruedAt)
+		case "active_from":
+			l.ActiveFrom = new(time.Time)
+			return seen.first(5) && scanTime(s, l.ActiveFrom)
+		case "expires_at":
+			l.ExpiresAt = new(time.Time)
+			return seen.first(6) && scanTime(s, l.ExpiresAt)
+		case "check_id":
+			return str(7, &l.CheckID)
+		}
+		return false
+	})
+}
+
+// scanPoints reads points written as a string, as Points.UnmarshalJSON
+// reads that string.
+func scanPoints(s *jsonscan.Scanner, p *checkout.Points) bool {
+	v, _, ok := s.String()
+	if !ok {
+		return false
+	}
+	x, err := checkout.ParsePoints(string(v))
+	*p = x
+	return err == nil
+}
+
+func scanMoney(s *jsonscan.Scanner, m *checkout.Money) bool {
+	v, _, ok := s.String()
+	if !ok {
+		return false
+	}
+	x, err := checkout.ParseMoney(string(v))
+	*m = x
+	return err == nil
+}
+
+// scanTime reads a time through time.Time's own UnmarshalJSON, as
+// encoding/json does.
+func scanTime(s *jsonscan.Scanner, t *time.Time) bool {
+	_, lit, ok := s.String()
+	return ok && t.UnmarshalJSON(lit) == nil
+}
