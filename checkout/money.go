@@ -345,6 +345,10 @@ func jsonDecimalText(b []byte) (string, error) {
 		return "", fmt.Errorf("empty value")
 	}
 	if b[0] == '"' {
+		// The usual amount, "12.50", is its own text: no escape to undo.
+		if t := b[1:]; len(t) > 0 && t[len(t)-1] == '"' && plainASCII(t[:len(t)-1]) {
+			return string(t[:len(t)-1]), nil
+		}
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
 			return "", err
@@ -356,6 +360,17 @@ func jsonDecimalText(b []byte) (string, error) {
 		return "", err
 	}
 	return n.String(), nil
+}
+
+// plainASCII reports whether b is printable ASCII with no quote or
+// backslash: text a JSON string holds as it is.
+func plainASCII(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // ---- Rounding ----

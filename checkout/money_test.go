@@ -22,6 +22,9 @@ func TestMoneyParseAndJSON(t *testing.T) {
 		{`"1.005"`, "", 0, true}, // fractions of a kopeck are refused, not rounded
 		{`"abc"`, "", 0, true},
 		{`null`, "", 0, true},
+		{`"\u0031\u0032"`, "12.00", 1200, false}, // escapes undone as encoding/json does
+		{`""`, "", 0, true},
+		{`" 1"`, "", 0, true},
 	}
 	for _, tt := range tests {
 		var m Money
