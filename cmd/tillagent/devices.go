@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/creack/pty"
+	"tillagent/driver/ptypair"
 	"tillagent/driver/scanner"
 	"tillagent/driver/scanner/classify"
 	"tillagent/driver/scanner/scanconf"
@@ -114,9 +114,9 @@ type virtualScanner struct {
 }
 
 func newVirtualScanner() (*virtualScanner, error) {
-	m, s, err := pty.Open()
+	m, s, err := ptypair.Open()
 	if err != nil {
-		return nil, fmt.Errorf("demo scanner pty: %w", err)
+		return nil, fmt.Errorf("demo scanner: %w", err)
 	}
 	return &virtualScanner{master: m, slave: s}, nil
 }
