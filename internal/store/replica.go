@@ -497,7 +497,7 @@ func printable(s string) bool {
 // A till's journal entry may only name lots by such ids (or DebtLot): head
 // office folds them into lots that every till's feed must carry.
 // It reads as ^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$, by hand: a page checks
-// 30,000 ids (TestValidIDIsTheSyntax).
+// 30,000 ids (TestValidIDIsTheRegexp).
 func ValidID(id string) bool {
 	if len(id) == 0 || len(id) > 64 {
 		return false

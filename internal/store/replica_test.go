@@ -8,7 +8,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -319,21 +318,5 @@ func TestImportRetiresByValue(t *testing.T) {
 	}
 	if promoted(after) {
 		t.Error("the ended promotion dairy-x2 still multiplies the accrual")
-	}
-}
-
-// TestValidIDIsTheSyntax: ValidID, written by hand, reads ids as the
-// documented pattern does.
-func TestValidIDIsTheSyntax(t *testing.T) {
-	re := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$`)
-	cases := []string{"", "a", "A-1", "-a", "_a", "a_", "a b", "a\n", "a\x00", "Ж", "aЖ", "L1:2/3.4_5-6",
-		strings.Repeat("a", 64), strings.Repeat("a", 65), "a$", "a+b", "a\\b"}
-	for c := byte(0); c < 255; c++ {
-		cases = append(cases, string([]byte{c}), string([]byte{'a', c}))
-	}
-	for _, id := range cases {
-		if got, want := ValidID(id), re.MatchString(id); got != want {
-			t.Errorf("ValidID(%q) = %v, the pattern says %v", id, got, want)
-		}
 	}
 }

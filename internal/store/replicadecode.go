@@ -45,30 +45,32 @@ func (f *fields) first(bit int) bool {
 	return true
 }
 
+// str reads a string field into to, the first time its bit is met.
+func (f *fields) str(s *jsonscan.Scanner, bit int, to *string) bool {
+	v, _, ok := s.String()
+	*to = string(v)
+	return ok && f.first(bit)
+}
+
 func scanCard(s *jsonscan.Scanner, c *ReplicaCard) bool {
 	var seen fields
-	str := func(bit int, to *string) bool {
-		v, _, ok := s.String()
-		*to = string(v)
-		return ok && seen.first(bit)
-	}
 	return s.Object(func(key []byte) bool {
 		switch string(key) {
 		case "code":
-			return str(0, &c.Code)
+			return seen.str(s, 0, &c.Code)
 		case "kind":
-			return str(1, &c.Kind)
+			return seen.str(s, 1, &c.Kind)
 		case "program":
-			return str(2, &c.Program)
+			return seen.str(s, 2, &c.Program)
 		case "state":
 			var v string
-			ok := str(3, &v)
+			ok := seen.str(s, 3, &v)
 			c.State = checkout.CardState(v)
 			return ok
 		case "block_reason":
-			return str(4, &c.BlockReason)
+			return seen.str(s, 4, &c.BlockReason)
 		case "holder":
-			return str(5, &c.Holder)
+			return seen.str(s, 5, &c.Holder)
 		case "debt":
 			return seen.first(6) && scanPoints(s, &c.Debt)
 		case "history":
@@ -83,9 +85,7 @@ func scanHistory(s *jsonscan.Scanner, h *CardHistory) bool {
 	return s.Object(func(key []byte) bool {
 		switch string(key) {
 		case "month":
-			v, _, ok := s.String()
-			h.Month = string(v)
-			return ok && seen.first(0)
+			return seen.str(s, 0, &h.Month)
 		case "purchases_all_time":
 			return seen.first(1) && scanMoney(s, &h.PurchasesAllTime)
 		case "purchases_month":
@@ -103,17 +103,12 @@ func scanHistory(s *jsonscan.Scanner, h *CardHistory) bool {
 
 func scanLot(s *jsonscan.Scanner, l *ReplicaLot) bool {
 	var seen fields
-	str := func(bit int, to *string) bool {
-		v, _, ok := s.String()
-		*to = string(v)
-		return ok && seen.first(bit)
-	}
 	return s.Object(func(key []byte) bool {
 		switch string(key) {
 		case "id":
-			return str(0, &l.ID)
+			return seen.str(s, 0, &l.ID)
 		case "card":
-			return str(1, &l.Card)
+			return seen.str(s, 1, &l.Card)
 		case "points":
 			return seen.first(2) && scanPoints(s, &l.Points)
 		case "remaining":
@@ -128,7 +123,7 @@ func scanLot(s *jsonscan.Scanner, l *ReplicaLot) bool {
 			l.ExpiresAt = new(time.Time)
 			return seen.first(6) && scanTime(s, l.ExpiresAt)
 		case "check_id":
-			return str(7, &l.CheckID)
+			return seen.str(s, 7, &l.CheckID)
 		}
 		return false
 	})

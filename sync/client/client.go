@@ -920,7 +920,7 @@ func (c *Client) pullOnce(ctx context.Context) (pullOutcome, error) {
 		f, err := c.getFeed(ctx, "delta", c.o.DeltaPage, q)
 		return fetched{f: f, err: err}
 	}
-	var ahead prefetch
+	ahead := prefetch{log: c.log}
 	defer ahead.wait()
 	got := fetch(ds.After)
 	for page := 1; ; page++ {
@@ -1217,7 +1217,7 @@ func (c *Client) initialLoad(ctx context.Context) (string, pullOutcome, error) {
 	}
 	first, after := ls.First, ls.After
 	limitsSaved := false
-	var ahead prefetch
+	ahead := prefetch{log: c.log}
 	defer ahead.wait()
 	cur := fetch(after)
 	for page := 1; ; page++ {
@@ -1274,11 +1274,24 @@ type fetched struct {
 // prefetch asks for the next feed page while the current one is imported.
 // Whatever returns waits for it (the cycle owns the connection and the
 // page-size state the request touches).
-type prefetch struct{ ch chan fetched }
+type prefetch struct {
+	log *slog.Logger
+	ch  chan fetched
+}
 
 func (p *prefetch) start(fetch func() fetched) {
 	p.ch = make(chan fetched, 1)
-	go func() { p.ch <- fetch() }()
+	go func() {
+		// Out of the cycle's own recover: a bug in the fetch or the
+		// decoding fails the page, not the till.
+		defer func() {
+			if r := recover(); r != nil {
+				p.log.Error("sync feed page fetch panicked", "panic", r, "stack", string(debug.Stack()))
+				p.ch <- fetched{err: fmt.Errorf("internal error: %v", r)}
+			}
+		}()
+		p.ch <- fetch()
+	}()
 }
 
 // wait returns the page started last, once; with none started, nothing.

@@ -121,15 +121,6 @@ func TestScanFeedIsDecode(t *testing.T) {
 	}
 }
 
-// FuzzScanFeed: whatever scanFeed takes, encoding/json takes too and reads
-// the same.
-func FuzzScanFeed(f *testing.F) {
-	for _, s := range scanFeedSeeds(f) {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) { sameAsDecode(t, data) })
-}
-
 func BenchmarkDecodeFeed(b *testing.B) {
 	r := &store.Replica{Version: 1}
 	at := time.Date(2026, 10, 1, 10, 0, 0, 0, time.UTC)
