@@ -900,25 +900,8 @@ func (c *Client) pullOnce(ctx context.Context) (pullOutcome, error) {
 	var last *wire.Feed
 	var total store.ImportStats
 	limitsSaved := false
-	// The watermark held when a page is asked for: head office adds the
-	// cards of the entries its newer watermark adds, so no page leaves a
-	// card's lots and the watermark apart. A page asked for while the one
-	// before is imported names an older watermark, which adds more cards,
-	// never fewer.
 	fetch := func(after string) fetched {
-		wm, err := c.o.Store.FoldedThrough(ctx)
-		if err != nil {
-			return fetched{err: err}
-		}
-		q := url.Values{"cursor": {cur}, "folded": {wm}}
-		if after != "" {
-			q.Set("after", after)
-		}
-		if c.o.StoreID != "" {
-			q.Set("store", c.o.StoreID)
-		}
-		f, err := c.getFeed(ctx, "delta", c.o.DeltaPage, q)
-		return fetched{f: f, err: err}
+		return c.askPage(ctx, "delta", c.o.DeltaPage, url.Values{"cursor": {cur}}, after)
 	}
 	ahead := prefetch{log: c.log}
 	defer ahead.wait()
@@ -1194,19 +1177,7 @@ func (c *Client) initialLoad(ctx context.Context) (string, pullOutcome, error) {
 		c.mu.Unlock()
 	}()
 	fetch := func(after string) fetched {
-		wm, err := c.o.Store.FoldedThrough(ctx)
-		if err != nil {
-			return fetched{err: err}
-		}
-		q := url.Values{"snapshot": {"1"}, "folded": {wm}}
-		if after != "" {
-			q.Set("after", after)
-		}
-		if c.o.StoreID != "" {
-			q.Set("store", c.o.StoreID)
-		}
-		f, err := c.getFeed(ctx, "first load", c.o.SnapshotPage, q)
-		return fetched{f: f, err: err}
+		return c.askPage(ctx, "first load", c.o.SnapshotPage, url.Values{"snapshot": {"1"}}, after)
 	}
 	if resumed && ls.Done {
 		// Every page is in; the delta after them was cut off.
@@ -1263,6 +1234,27 @@ func (c *Client) initialLoad(ctx context.Context) (string, pullOutcome, error) {
 		after = f.Next
 		cur = ahead.wait()
 	}
+}
+
+// askPage asks for the feed page after position after, q naming the
+// feed, with the watermark held now: head office adds the cards of the
+// entries its newer watermark adds, so no page leaves a card's lots and
+// the watermark apart. A page asked for while the one before is imported
+// names an older watermark, which adds more cards, never fewer.
+func (c *Client) askPage(ctx context.Context, what string, size int, q url.Values, after string) fetched {
+	wm, err := c.o.Store.FoldedThrough(ctx)
+	if err != nil {
+		return fetched{err: err}
+	}
+	q.Set("folded", wm)
+	if after != "" {
+		q.Set("after", after)
+	}
+	if c.o.StoreID != "" {
+		q.Set("store", c.o.StoreID)
+	}
+	f, err := c.getFeed(ctx, what, size, q)
+	return fetched{f: f, err: err}
 }
 
 // fetched is a feed page asked for, or why it did not come.
