@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/shopspring/decimal"
+
+	"tillagent/internal/jsonscan"
 )
 
 // Money is an amount in roubles with exactly two decimal places (kopecks).
@@ -346,8 +348,9 @@ func jsonDecimalText(b []byte) (string, error) {
 	}
 	if b[0] == '"' {
 		// The usual amount, "12.50", is its own text: no escape to undo.
-		if t := b[1:]; len(t) > 0 && t[len(t)-1] == '"' && plainASCII(t[:len(t)-1]) {
-			return string(t[:len(t)-1]), nil
+		sc := jsonscan.New(b)
+		if text, _, ok := sc.String(); ok && sc.Pos() == len(b) {
+			return string(text), nil
 		}
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
@@ -360,17 +363,6 @@ func jsonDecimalText(b []byte) (string, error) {
 		return "", err
 	}
 	return n.String(), nil
-}
-
-// plainASCII reports whether b is printable ASCII with no quote or
-// backslash: text a JSON string holds as it is.
-func plainASCII(b []byte) bool {
-	for _, c := range b {
-		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }
 
 // ---- Rounding ----

@@ -154,16 +154,21 @@ func (s *Store) importReplica(ctx context.Context, r *Replica, wholeCards bool) 
 	if err := importCards(ctx, tx, r.Cards, &st); err != nil {
 		return st, err
 	}
+	whole := wholeCards && len(r.Cards) > 0
+	ids, err := cardIDs(ctx, tx, r, whole)
+	if err != nil {
+		return st, err
+	}
 	var live []lotKey
-	if wholeCards && len(r.Cards) > 0 {
-		if live, err = liveLots(ctx, tx, r.Cards); err != nil {
+	if whole {
+		if live, err = liveLots(ctx, tx, r.Cards, ids); err != nil {
 			return st, err
 		}
 	}
-	if err := importLots(ctx, tx, r.Lots, &st); err != nil {
+	if err := importLots(ctx, tx, r.Lots, ids, &st); err != nil {
 		return st, err
 	}
-	if err := emptyLotsNotSent(ctx, tx, live, r.Lots); err != nil {
+	if err := emptyLotsNotSent(ctx, tx, live, r.Lots, ids); err != nil {
 		return st, err
 	}
 	for i, x := range r.CardKeys {
@@ -237,23 +242,26 @@ func importCards(ctx context.Context, tx *sql.Tx, cards []ReplicaCard, st *Impor
 	return nil
 }
 
-type lotKey struct{ card, lot string }
+type lotKey struct {
+	card int64 // rowid
+	lot  string
+}
 
-// liveLots reads the lots with points left of those of cards the replica
-// holds, before a page that carries the cards whole is imported. On a first
-// load it finds none, which is one index probe a card: the comparison with
-// the lots sent is done only for the cards that had some.
-func liveLots(ctx context.Context, tx *sql.Tx, cards []ReplicaCard) ([]lotKey, error) {
-	codes := make([]string, len(cards))
+// liveLots reads the lots with points left of the cards, before a page
+// that carries the cards whole is imported. On a first load it finds none,
+// one index probe a card: the comparison with the lots sent is done only
+// for the cards that had some.
+func liveLots(ctx context.Context, tx *sql.Tx, cards []ReplicaCard, ids map[string]int64) ([]lotKey, error) {
+	rowids := make([]int64, len(cards))
 	for i, c := range cards {
-		codes[i] = c.Code
+		rowids[i] = ids[c.Code]
 	}
-	cj, err := json.Marshal(codes)
+	j, err := json.Marshal(rowids)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT c.code, l.lot_id FROM json_each(?) j
-		JOIN cards c ON c.code = j.value JOIN lots l ON l.card_id = c.id AND l.remaining <> '0'`, string(cj))
+	rows, err := tx.QueryContext(ctx, `SELECT card_id, lot_id FROM lots
+		WHERE card_id IN (SELECT value FROM json_each(?)) AND remaining <> '0'`, string(j))
 	if err != nil {
 		return nil, fmt.Errorf("live lots of the cards sent: %w", err)
 	}
@@ -275,32 +283,27 @@ func liveLots(ctx context.Context, tx *sql.Tx, cards []ReplicaCard) ([]lotKey, e
 // emptyLotsNotSent sets to 0 the remaining points of the lots that were
 // live before a page carrying their cards whole and are not in it: head
 // office no longer holds them (a restore lost them).
-func emptyLotsNotSent(ctx context.Context, tx *sql.Tx, live []lotKey, sent []ReplicaLot) error {
+func emptyLotsNotSent(ctx context.Context, tx *sql.Tx, live []lotKey, sent []ReplicaLot, ids map[string]int64) error {
 	if len(live) == 0 {
 		return nil
 	}
 	in := make(map[lotKey]bool, len(sent))
 	for _, l := range sent {
-		in[lotKey{l.Card, l.ID}] = true
+		in[lotKey{ids[l.Card], l.ID}] = true
 	}
 	for _, k := range live {
 		if in[k] {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE lots SET remaining = '0'
-			WHERE card_id = (SELECT id FROM cards WHERE code = ?) AND lot_id = ?`, k.card, k.lot); err != nil {
-			return fmt.Errorf("lot %s of card %s, which head office no longer holds: %w", k.lot, k.card, err)
+		if _, err := tx.ExecContext(ctx, `UPDATE lots SET remaining = '0' WHERE card_id = ? AND lot_id = ?`, k.card, k.lot); err != nil {
+			return fmt.Errorf("lot %s of card #%d, which head office no longer holds: %w", k.lot, k.card, err)
 		}
 	}
 	return nil
 }
 
-func importLots(ctx context.Context, tx *sql.Tx, lots []ReplicaLot, st *ImportStats) error {
-	ids, err := cardIDs(ctx, tx, lots)
-	if err != nil {
-		return err
-	}
-	err = execChunked(ctx, tx, `INSERT INTO lots(card_id, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id)`,
+func importLots(ctx context.Context, tx *sql.Tx, lots []ReplicaLot, ids map[string]int64, st *ImportStats) error {
+	err := execChunked(ctx, tx, `INSERT INTO lots(card_id, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id)`,
 		`(?, ?, ?, ?, ?, ?, ?, ?)`,
 		`ON CONFLICT(card_id, lot_id) DO UPDATE SET points = excluded.points, remaining = excluded.remaining,
 		accrued_at = excluded.accrued_at, active_from = excluded.active_from, expires_at = excluded.expires_at,
@@ -327,15 +330,29 @@ func importLots(ctx context.Context, tx *sql.Tx, lots []ReplicaLot, st *ImportSt
 	return nil
 }
 
-// cardIDs looks up the rowids of the lots' cards in one statement: a
+// cardIDs looks up, in one statement, the rowids of the cards a replica's
+// lots name and, for a page carrying its cards whole, of those cards: a
 // page's 25,000 lots name 5,000 cards, and each lot's own look-up by code
-// was a fifth of its insert.
-func cardIDs(ctx context.Context, tx *sql.Tx, lots []ReplicaLot) (map[string]int64, error) {
-	codes := make([]string, 0, len(lots)/4+1)
-	for i, l := range lots {
-		if i == 0 || l.Card != lots[i-1].Card {
-			codes = append(codes, l.Card)
+// was a fifth of its insert. Run after the cards are written.
+func cardIDs(ctx context.Context, tx *sql.Tx, r *Replica, whole bool) (map[string]int64, error) {
+	if len(r.Lots) == 0 && !whole {
+		return nil, nil
+	}
+	var codes []string
+	seen := map[string]bool{}
+	add := func(code string) {
+		if !seen[code] {
+			seen[code] = true
+			codes = append(codes, code)
 		}
+	}
+	if whole {
+		for _, c := range r.Cards {
+			add(c.Code)
+		}
+	}
+	for _, l := range r.Lots {
+		add(l.Card)
 	}
 	cj, err := json.Marshal(codes)
 	if err != nil {
@@ -343,7 +360,7 @@ func cardIDs(ctx context.Context, tx *sql.Tx, lots []ReplicaLot) (map[string]int
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT c.code, c.id FROM json_each(?) j JOIN cards c ON c.code = j.value`, string(cj))
 	if err != nil {
-		return nil, fmt.Errorf("lots' cards: %w", err)
+		return nil, fmt.Errorf("rowids of the cards: %w", err)
 	}
 	defer rows.Close()
 	ids := make(map[string]int64, len(codes))
@@ -351,12 +368,12 @@ func cardIDs(ctx context.Context, tx *sql.Tx, lots []ReplicaLot) (map[string]int
 		var code string
 		var id int64
 		if err := rows.Scan(&code, &id); err != nil {
-			return nil, fmt.Errorf("lots' cards: %w", err)
+			return nil, fmt.Errorf("rowids of the cards: %w", err)
 		}
 		ids[code] = id
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("lots' cards: %w", err)
+		return nil, fmt.Errorf("rowids of the cards: %w", err)
 	}
 	return ids, nil
 }
