@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"time"
 
 	"tillagent/checkout"
@@ -78,6 +79,20 @@ func scanCard(s *jsonscan.Scanner, c *ReplicaCard) bool {
 		}
 		return false
 	})
+}
+
+// DecodeHistory decodes a card's history as encoding/json does, reading
+// it by hand when it is as AppendHistoryJSON writes it (head office reads
+// and writes one for every card of every batch).
+func DecodeHistory(data []byte) (CardHistory, error) {
+	var h CardHistory
+	s := jsonscan.New(data)
+	if scanHistory(s, &h) && s.Peek() == 0 && s.Pos() == len(data) {
+		return h, nil
+	}
+	h = CardHistory{}
+	err := json.Unmarshal(data, &h)
+	return h, err
 }
 
 func scanHistory(s *jsonscan.Scanner, h *CardHistory) bool {

@@ -104,31 +104,37 @@ func appendCard(b []byte, c *ReplicaCard) []byte {
 		b = AppendJSONString(append(b, `,"debt":`...), c.Debt.String())
 	}
 	if h := &c.History; !h.IsZero() {
-		b = append(b, `,"history":{`...)
-		sep := ""
-		add := func(name, v string) {
-			b = AppendJSONString(append(append(append(b, sep...), '"'), name+`":`...), v)
-			sep = ","
-		}
-		if h.Month != "" {
-			add("month", h.Month)
-		}
-		if !h.PurchasesAllTime.IsZero() {
-			add("purchases_all_time", h.PurchasesAllTime.String())
-		}
-		if !h.PurchasesMonth.IsZero() {
-			add("purchases_month", h.PurchasesMonth.String())
-		}
-		if !h.PurchasesPrevMonth.IsZero() {
-			add("purchases_prev_month", h.PurchasesPrevMonth.String())
-		}
-		if !h.AccruedMonth.IsZero() {
-			add("accrued_month", h.AccruedMonth.String())
-		}
-		if !h.RedeemedMonth.IsZero() {
-			add("redeemed_month", h.RedeemedMonth.String())
-		}
-		b = append(b, '}')
+		b = AppendHistoryJSON(append(b, `,"history":`...), h)
+	}
+	return append(b, '}')
+}
+
+// AppendHistoryJSON appends h as a JSON object ({} when empty), with the
+// fields encoding/json writes for it.
+func AppendHistoryJSON(b []byte, h *CardHistory) []byte {
+	b = append(b, '{')
+	sep := ""
+	add := func(name, v string) {
+		b = AppendJSONString(append(append(append(b, sep...), '"'), name+`":`...), v)
+		sep = ","
+	}
+	if h.Month != "" {
+		add("month", h.Month)
+	}
+	if !h.PurchasesAllTime.IsZero() {
+		add("purchases_all_time", h.PurchasesAllTime.String())
+	}
+	if !h.PurchasesMonth.IsZero() {
+		add("purchases_month", h.PurchasesMonth.String())
+	}
+	if !h.PurchasesPrevMonth.IsZero() {
+		add("purchases_prev_month", h.PurchasesPrevMonth.String())
+	}
+	if !h.AccruedMonth.IsZero() {
+		add("accrued_month", h.AccruedMonth.String())
+	}
+	if !h.RedeemedMonth.IsZero() {
+		add("redeemed_month", h.RedeemedMonth.String())
 	}
 	return append(b, '}')
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"tillagent/checkout"
+	"tillagent/internal/jsonscan"
 )
 
 // randomReplica has cards and lots with every optional field set or not,
@@ -122,4 +123,47 @@ func BenchmarkReplicaJSON(b *testing.B) {
 			buf, _ = r.AppendJSON(buf[:0])
 		}
 	})
+}
+
+// TestHistoryJSON: AppendHistoryJSON writes what json.Marshal writes, and
+// DecodeHistory reads what json.Unmarshal reads (compared as they encode:
+// decimals hold their value by pointer), by hand or not: the
+// histories head office stores and reads for every card of every batch.
+func TestHistoryJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 300; i++ {
+		var h CardHistory
+		if i%5 != 0 {
+			r := randomReplica(rng, 1)
+			h = r.Cards[0].History
+		}
+		want, err := json.Marshal(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendHistoryJSON(nil, &h); string(got) != string(want) {
+			t.Fatalf("AppendHistoryJSON = %s, json.Marshal = %s", got, want)
+		}
+		if !scanHistory(jsonscan.New(want), new(CardHistory)) {
+			t.Fatalf("%s read by encoding/json, not by hand", want)
+		}
+		back, err := DecodeHistory(want)
+		if again, _ := json.Marshal(back); err != nil || string(again) != string(want) {
+			t.Fatalf("DecodeHistory(%s) = %+v, %v; want %+v", want, back, err, h)
+		}
+	}
+	for _, in := range []string{
+		`{}`, ` {"month":"2026-11"} `, `null`, `{"Month":"2026-11"}`, `{"month":"2026-11","month":"2026-10"}`,
+		`{"month":"2026\u002d11"}`, `{"purchases_month":"1.5"}`, `{"purchases_month":1.5}`, `{"purchases_month":"x"}`,
+		`{"accrued_month":"0.5","redeemed_month":"-2"}`, `{"month":"2026-11"} x`, `{"other":1}`, `[]`, ``, `{`,
+	} {
+		var want CardHistory
+		werr := json.Unmarshal([]byte(in), &want)
+		got, err := DecodeHistory([]byte(in))
+		g, _ := json.Marshal(got)
+		w, _ := json.Marshal(want)
+		if (err != nil) != (werr != nil) || err == nil && string(g) != string(w) {
+			t.Errorf("DecodeHistory(%s) = %+v, %v; json.Unmarshal %+v, %v", in, got, err, want, werr)
+		}
+	}
 }

@@ -224,10 +224,7 @@ func importCards(ctx context.Context, tx pgx.Tx, r *store.Replica, st *ImportSta
 	order := sortedOrder(len(cards), func(a, b int) int { return strings.Compare(cards[a].Code, cards[b].Code) })
 	n, _, err := execChunked(ctx, tx, order, func(b *pgx.Batch, i int) error {
 		c := cards[i]
-		hist, err := json.Marshal(c.History)
-		if err != nil {
-			return err
-		}
+		hist := store.AppendHistoryJSON(nil, &c.History)
 		b.Queue(sqlImportCard, c.Code, c.Kind, c.Program, string(c.State), c.BlockReason, c.Holder, c.Debt.String(), string(hist))
 		return nil
 	}, func(i int) string { return fmt.Sprintf("cards code %q", cards[i].Code) })

@@ -476,7 +476,7 @@ func (s *Server) feedCardCodes(ctx context.Context, tx pgx.Tx, r *store.Replica,
 			return fmt.Errorf("card %s debt: %w", c.Code, err)
 		}
 		c.Debt = checkout.PointsOf(d)
-		if err := json.Unmarshal([]byte(hist), &c.History); err != nil {
+		if c.History, err = store.DecodeHistory([]byte(hist)); err != nil {
 			rows.Close()
 			return fmt.Errorf("card %s history: %w", c.Code, err)
 		}

@@ -117,8 +117,10 @@ const (
 	// foreign-key check takes on its card, so an ERP import inserting lots
 	// in its file's order never waits for a batch (nor a batch for it).
 	sqlIngestCards     = `SELECT unnest($1::text[]) UNION SELECT card_code FROM journal WHERE till_id = $2 AND NOT folded`
-	sqlLockIngestCards = `SELECT c.code, c.debt::text, c.history::text FROM cards c
+	sqlLockIngestCards = `SELECT ` + sqlCardColumns + ` FROM cards c
 		WHERE c.code IN (` + sqlIngestCards + `) ORDER BY c.code FOR NO KEY UPDATE OF c`
+	// What scanCards reads of a card.
+	sqlCardColumns = `c.code, c.debt::text, c.history::text, c.program, c.kind`
 	// The lots the fold may touch: each card's live ones (remaining > 0,
 	// through lots_live), read card by card (LATERAL, OFFSET 0 keeps it
 	// from being flattened into a join: without statistics on lots.card the
@@ -138,18 +140,25 @@ const (
 			LATERAL (SELECT * FROM lots WHERE lots.card = n.card AND lots.lot_id = n.lot_id AND lots.remaining = 0 OFFSET 0) AS l
 		ORDER BY l.card, l.lot_id`
 	sqlLotColumns = `SELECT l.card, l.lot_id, l.points::text, l.remaining::text, l.expired::text, l.accrued_at, l.active_from, l.expires_at, l.check_id `
-	// The program of each card the fold may touch whose program head
-	// office knows (the card's own, else its kind's, as migration 0002's
-	// debt_policy trigger reads it), with the program's points scale
-	// (decimal places) and negative-balance policy. The catalog's bodies
-	// are json, parsed on every read: programs and kinds are parsed once
-	// each here (MATERIALIZED), not once per card (that was a third of a
-	// batch's database time). Read after the cards are locked: an import
-	// changing a card's program waits.
-	sqlCardPrograms = `WITH k AS MATERIALIZED (SELECT id, body->>'program' AS program FROM catalog WHERE section = 'card_kinds'),
+	// The programs (with their points scale, decimal places, and
+	// negative-balance policy) and card kinds head office knows: a card's
+	// program is its own, else its kind's, as migration 0002's debt_policy
+	// trigger reads it (cardPrograms.resolve). The catalog's bodies are
+	// json, parsed on every read: each program and kind is parsed once
+	// here (MATERIALIZED), not once per card, and for ingestion once per
+	// batch, not once per card (joining each card to them was a tenth of a
+	// batch's reads). Read after the cards are locked: an import changing a
+	// card's program waits.
+	sqlProgramsWith = `WITH k AS MATERIALIZED (SELECT id, body->>'program' AS program FROM catalog WHERE section = 'card_kinds'),
 		p AS MATERIALIZED (SELECT id, coalesce((body->'point_rounding'->>'scale')::int, 0) AS scale,
 			coalesce(body->'negative_balance'->>'mode', '') AS mode, coalesce(body->'negative_balance'->>'limit', '0') AS lim
-			FROM catalog WHERE section = 'programs')
+			FROM catalog WHERE section = 'programs')`
+	sqlPrograms = sqlProgramsWith + `
+		SELECT false, k.id, coalesce(k.program, ''), 0, '', '' FROM k
+		UNION ALL SELECT true, p.id, '', p.scale, p.mode, p.lim FROM p`
+	// The program of each card of a batch ($1) and of its till's ($2)
+	// unfolded entries, whose program head office knows.
+	sqlCardPrograms = sqlProgramsWith + `
 		SELECT c.code, p.id, p.scale, p.mode, p.lim
 		FROM cards c
 		LEFT JOIN k ON k.id = c.kind
@@ -175,11 +184,14 @@ const (
 	// names.
 	sqlBorrowedOf  = `SELECT b.card, b.lot_id, b.from_lot, sum(b.points)::text FROM lot_borrows b WHERE b.card IN (`
 	sqlBorrowedEnd = `) GROUP BY b.card, b.lot_id, b.from_lot HAVING sum(b.points) > 0 ORDER BY b.card, b.lot_id, b.from_lot`
-	// Ingestion's: the cards a return may refill, and those in debt ($3,
-	// the batch's: settling debt moves what a lot owes, paidBy).
-	sqlBorrowed = sqlBorrowedOf + sqlReturnedCards + `
-		UNION SELECT code FROM cards WHERE code = ANY($3::text[]) AND debt > 0` + sqlBorrowedEnd
-	sqlBorrows = `INSERT INTO lot_borrows (card, lot_id, from_lot, points, entry_id)
+	// Ingestion's: the cards a return may refill; then, after the cards
+	// are read, those in debt ($3: settling debt moves what a lot owes,
+	// paidBy) but for the first ones. Cards are rarely in debt, so the
+	// second query seldom runs (probing every card of the batch for debt
+	// here cost a tenth of the batch's reads).
+	sqlBorrowed     = sqlBorrowedOf + sqlReturnedCards + sqlBorrowedEnd
+	sqlDebtBorrowed = sqlBorrowedOf + `SELECT unnest($3::text[]) EXCEPT (` + sqlReturnedCards + `)` + sqlBorrowedEnd
+	sqlBorrows      = `INSERT INTO lot_borrows (card, lot_id, from_lot, points, entry_id)
 		SELECT u.card, u.lot_id, u.from_lot, u.points::numeric, u.entry_id
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(card, lot_id, from_lot, points, entry_id)`
 	// Fresh entries are written once, already marked folded when they are
@@ -307,7 +319,8 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 		lotsSQL = sqlIngestAllLots
 	}
 	pa.Queue(lotsSQL, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanLots(rows, cards) })
-	pa.Queue(sqlCardPrograms, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanPrograms(rows, cards) })
+	var programs cardPrograms
+	pa.Queue(sqlPrograms).Query(func(rows pgx.Rows) error { return programs.scan(rows) })
 	var returned, checks []string // the cards and checks of the batch's returns
 	for i := range b.Entries {
 		if e := &b.Entries[i]; e.Kind == store.KindReversal {
@@ -317,9 +330,23 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 	spends := returnCap{}
 	pa.Queue(sqlCheckSpends, checks, b.TillID).Query(func(rows pgx.Rows) error { return scanCheckSpends(rows, spends) })
 	pa.Queue(sqlForgiven, returned, b.TillID).Query(func(rows pgx.Rows) error { return scanForgiven(rows, cards) })
-	pa.Queue(sqlBorrowed, returned, b.TillID, codes).Query(func(rows pgx.Rows) error { return scanBorrowed(rows, cards) })
+	pa.Queue(sqlBorrowed, returned, b.TillID).Query(func(rows pgx.Rows) error { return scanBorrowed(rows, cards) })
 	if err := conn.SendBatch(ctx, &pa).Close(); err != nil {
 		return nil, err
+	}
+	if err := programs.resolve(cards); err != nil {
+		return nil, err
+	}
+	if inDebt := codesWhere(cards, func(c *cardState) bool { return c.Debt.IsPositive() }); len(inDebt) > 0 {
+		rows, err := conn.Query(ctx, sqlDebtBorrowed, returned, b.TillID, inDebt)
+		if err != nil {
+			return nil, fmt.Errorf("read what lots of cards in debt borrowed: %w", err)
+		}
+		err = scanBorrowed(rows, cards)
+		rows.Close()
+		if err != nil {
+			return nil, err
+		}
 	}
 
 	// A digest that differs may still be the same entry: one stored before
@@ -773,40 +800,77 @@ type debtPolicy struct {
 	keep          decimal.Decimal
 }
 
-// scanPrograms reads rows of (code, program, scale, mode, limit) into the
-// locked cards of out: the program and its scale, and the debt policy
-// (none for allow: the card keeps all its debt).
-func scanPrograms(rows pgx.Rows, out map[string]*cardState) error {
+// cardPrograms is what sqlPrograms reads: each card kind's program, and
+// each program's scale and negative-balance policy.
+type cardPrograms struct {
+	kind     map[string]string
+	programs map[string]programRow
+}
+
+type programRow struct {
+	scale       int32
+	mode, limit string
+}
+
+func (cp *cardPrograms) scan(rows pgx.Rows) error {
+	cp.kind, cp.programs = map[string]string{}, map[string]programRow{}
 	for rows.Next() {
-		var code, program, mode, limit string
-		var scale int32
-		if err := rows.Scan(&code, &program, &scale, &mode, &limit); err != nil {
-			return fmt.Errorf("read the cards' programs: %w", err)
+		var program bool
+		var id, kindProgram string
+		var p programRow
+		if err := rows.Scan(&program, &id, &kindProgram, &p.scale, &p.mode, &p.limit); err != nil {
+			return fmt.Errorf("read the programs: %w", err)
 		}
-		c := out[code]
-		if c == nil {
-			continue
+		if program {
+			cp.programs[id] = p
+		} else {
+			cp.kind[id] = kindProgram
 		}
-		c.program, c.scale = program, scale
-		if mode == string(checkout.NegativeAllow) {
-			continue
-		}
-		p := &debtPolicy{program: program, mode: mode, keep: decimal.Zero}
-		if mode == "" {
-			p.mode = string(checkout.NegativeForbid)
-		}
-		if mode == string(checkout.NegativeLimit) {
-			l, err := decimal.NewFromString(limit)
-			if err != nil {
-				return fmt.Errorf("program %s: negative_balance limit %q: %w", program, limit, err)
-			}
-			p.keep = l
-		}
-		c.policy = p
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read the cards' programs: %w", err)
+		return fmt.Errorf("read the programs: %w", err)
 	}
+	return nil
+}
+
+// resolve gives each card its program (its own, else its kind's), when
+// head office knows it, as sqlCardPrograms's join does.
+func (cp *cardPrograms) resolve(cards map[string]*cardState) error {
+	for _, c := range cards {
+		id := c.ownProgram
+		if id == "" {
+			id = cp.kind[c.kind]
+		}
+		p, ok := cp.programs[id]
+		if !ok {
+			continue
+		}
+		if err := c.setProgram(id, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setProgram gives c its program, the program's scale and its debt
+// policy (none for allow: the card keeps all its debt).
+func (c *cardState) setProgram(program string, p programRow) error {
+	c.program, c.scale = program, p.scale
+	if p.mode == string(checkout.NegativeAllow) {
+		return nil
+	}
+	pol := &debtPolicy{program: program, mode: p.mode, keep: decimal.Zero}
+	if p.mode == "" {
+		pol.mode = string(checkout.NegativeForbid)
+	}
+	if p.mode == string(checkout.NegativeLimit) {
+		l, err := decimal.NewFromString(p.limit)
+		if err != nil {
+			return fmt.Errorf("program %s: negative_balance limit %q: %w", program, p.limit, err)
+		}
+		pol.keep = l
+	}
+	c.policy = pol
 	return nil
 }
 
@@ -937,10 +1001,12 @@ type cardState struct {
 	Lots    map[string]*lotState
 	order   []string
 	dirty   bool
-	// program is the card's program as head office knows it ("" when it
-	// does not) and scale its points' decimal places.
-	program string
-	scale   int32
+	// ownProgram and kind are the card's columns; program is the card's
+	// program as head office knows it ("" when it does not) and scale its
+	// points' decimal places.
+	ownProgram, kind string
+	program          string
+	scale            int32
 	// policy is the card's negative-balance policy while folding a till's
 	// entries (nil: the card keeps all its debt — allow, a program head
 	// office does not know, a correction); writeOffs what it wrote off.
@@ -1141,7 +1207,7 @@ func (c *cardState) paidBy(lot string, pts decimal.Decimal) {
 func lockCards(ctx context.Context, tx pgx.Tx, sorted []string, lot string) (map[string]*cardState, error) {
 	out := map[string]*cardState{}
 	var pb pgx.Batch
-	pb.Queue(`SELECT c.code, c.debt::text, c.history::text FROM cards c
+	pb.Queue(`SELECT `+sqlCardColumns+` FROM cards c
 		WHERE c.code IN (SELECT unnest($1::text[])) ORDER BY c.code FOR NO KEY UPDATE OF c`, sorted).Query(func(rows pgx.Rows) error {
 		return scanCards(rows, out)
 	})
@@ -1214,15 +1280,16 @@ func loadNamedLots(ctx context.Context, conn *pgx.Conn, cards map[string]*cardSt
 func scanCards(rows pgx.Rows, out map[string]*cardState) error {
 	for rows.Next() {
 		var c cardState
-		var debt, hist string
-		if err := rows.Scan(&c.Code, &debt, &hist); err != nil {
+		var debt string
+		var hist []byte
+		if err := rows.Scan(&c.Code, &debt, &hist, &c.ownProgram, &c.kind); err != nil {
 			return fmt.Errorf("lock cards: %w", err)
 		}
 		var err error
 		if c.Debt, err = decimal.NewFromString(debt); err != nil {
 			return fmt.Errorf("card %s debt %q: %w", c.Code, debt, err)
 		}
-		if err := json.Unmarshal([]byte(hist), &c.History); err != nil {
+		if c.History, err = store.DecodeHistory(hist); err != nil {
 			return fmt.Errorf("card %s history: %w", c.Code, err)
 		}
 		c.Lots = map[string]*lotState{}
@@ -1551,11 +1618,7 @@ func queueSaveCards(pb *pgx.Batch, cards map[string]*cardState) error {
 	var upd lotColumns // lots read from it
 	for _, code := range codes {
 		c := cards[code]
-		hist, err := json.Marshal(c.History)
-		if err != nil {
-			return fmt.Errorf("card %s history: %w", code, err)
-		}
-		debts, hists = append(debts, c.Debt.String()), append(hists, string(hist))
+		debts, hists = append(debts, c.Debt.String()), append(hists, string(store.AppendHistoryJSON(nil, &c.History)))
 		for _, id := range c.order {
 			switch l := c.Lots[id]; {
 			case !l.dirty:

@@ -771,3 +771,71 @@ func TestReturnToAnUnknownLotRefillsTheOverdrawnOne(t *testing.T) {
 		t.Fatalf("%d lots, want M alone (no lot Z made)", lots)
 	}
 }
+
+// TestReturnOfACardInDebt: sale b spends 250 of M that sale a spent
+// already, so M borrows 200 from N; sale c then spends 300 of N, which
+// leaves the card 200 in debt, N having borrowed them. The return of b,
+// folded while the card is in debt, pays N back and N the debt: M keeps 50.
+func TestReturnOfACardInDebt(t *testing.T) {
+	now := demoNow
+	s := lateFixture(t, &now)
+	const card = "3400000000018"
+	accrued := demoNow.Add(-48 * time.Hour)
+	policyCard(t, s, checkout.NegativeBalancePolicy{Mode: checkout.NegativeAllow}, card, lot(card, "M", "300", accrued, nil), lot(card, "N", "300", accrued, nil))
+	var lt lateTill
+	lt.push(t, s, spendFrom(card, "M", "a", "250"), spendFrom(card, "M", "b", "250"), spendFrom(card, "N", "c", "300"))
+	ctx := context.Background()
+	debt := func() string {
+		var d string
+		if err := s.db.QueryRow(ctx, `SELECT debt::text FROM cards WHERE code = $1`, card).Scan(&d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	if d := debt(); d != "200" {
+		t.Fatalf("debt after the double spend: %s, want 200", d)
+	}
+	lt.push(t, s, giveBack(card, "M", "b", "250"))
+	var m, n string
+	if err := s.db.QueryRow(ctx, `SELECT (SELECT remaining::text FROM lots WHERE card = $1 AND lot_id = 'M'),
+		(SELECT remaining::text FROM lots WHERE card = $1 AND lot_id = 'N')`, card).Scan(&m, &n); err != nil {
+		t.Fatal(err)
+	}
+	if d, b := debt(), balanceOf(t, s, card); d != "0" || b != "50" || m != "50" || n != "0" {
+		t.Fatalf("after returning b: debt %s, balance %s, M %s, N %s; want 0, 50, 50, 0", d, b, m, n)
+	}
+}
+
+// TestCardsOwnProgramOverridesItsKinds: a double spend of 200 on a card
+// whose own program's policy differs from its kind's follows the card's
+// own: forbid writes the 200 off under an allow kind, allow keeps them
+// under a forbid kind.
+func TestCardsOwnProgramOverridesItsKinds(t *testing.T) {
+	allow, forbid := checkout.NegativeBalancePolicy{Mode: checkout.NegativeAllow}, checkout.NegativeBalancePolicy{Mode: checkout.NegativeForbid}
+	for _, c := range []struct {
+		kind, own checkout.NegativeBalancePolicy
+		debt      string
+	}{{allow, forbid, "0"}, {forbid, allow, "200"}} {
+		t.Run(string(c.own.Mode), func(t *testing.T) {
+			now := demoNow
+			s := lateFixture(t, &now)
+			const card = "3400000000019"
+			kind := policyKind(t, s, c.kind)
+			policyKind(t, s, c.own)
+			extra := &store.Replica{Version: 1, Cards: []store.ReplicaCard{{Code: card, Kind: kind, Program: "P-" + string(c.own.Mode), State: checkout.StateActive}},
+				Lots: []store.ReplicaLot{lot(card, "M", "300", demoNow.Add(-48*time.Hour), nil)}}
+			if _, err := s.Import(context.Background(), extra); err != nil {
+				t.Fatal(err)
+			}
+			var lt lateTill
+			lt.push(t, s, spendFrom(card, "M", "a", "250"), spendFrom(card, "M", "b", "250"))
+			var debt string
+			if err := s.db.QueryRow(context.Background(), `SELECT debt::text FROM cards WHERE code = $1`, card).Scan(&debt); err != nil {
+				t.Fatal(err)
+			}
+			if debt != c.debt {
+				t.Fatalf("debt %s, want %s (the card's own program %s, not its kind's %s)", debt, c.debt, c.own.Mode, c.kind.Mode)
+			}
+		})
+	}
+}
