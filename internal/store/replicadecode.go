@@ -35,47 +35,36 @@ func ScanLots(s *jsonscan.Scanner) ([]ReplicaLot, bool) {
 	return lots, ok
 }
 
-// fields tells a key met twice in one object.
-type fields uint16
-
-func (f *fields) first(bit int) bool {
-	if *f&(1<<bit) != 0 {
-		return false
-	}
-	*f |= 1 << bit
-	return true
-}
-
 // str reads a string field into to, the first time its bit is met.
-func (f *fields) str(s *jsonscan.Scanner, bit int, to *string) bool {
+func str(s *jsonscan.Scanner, seen *jsonscan.Keys, bit int, to *string) bool {
 	v, _, ok := s.String()
 	*to = string(v)
-	return ok && f.first(bit)
+	return ok && seen.First(bit)
 }
 
 func scanCard(s *jsonscan.Scanner, c *ReplicaCard) bool {
-	var seen fields
+	var seen jsonscan.Keys
 	return s.Object(func(key []byte) bool {
 		switch string(key) {
 		case "code":
-			return seen.str(s, 0, &c.Code)
+			return str(s, &seen, 0, &c.Code)
 		case "kind":
-			return seen.str(s, 1, &c.Kind)
+			return str(s, &seen, 1, &c.Kind)
 		case "program":
-			return seen.str(s, 2, &c.Program)
+			return str(s, &seen, 2, &c.Program)
 		case "state":
 			var v string
-			ok := seen.str(s, 3, &v)
+			ok := str(s, &seen, 3, &v)
 			c.State = checkout.CardState(v)
 			return ok
 		case "block_reason":
-			return seen.str(s, 4, &c.BlockReason)
+			return str(s, &seen, 4, &c.BlockReason)
 		case "holder":
-			return seen.str(s, 5, &c.Holder)
+			return str(s, &seen, 5, &c.Holder)
 		case "debt":
-			return seen.first(6) && scanPoints(s, &c.Debt)
+			return seen.First(6) && scanPoints(s, &c.Debt)
 		case "history":
-			return seen.first(7) && scanHistory(s, &c.History)
+			return seen.First(7) && scanHistory(s, &c.History)
 		}
 		return false
 	})
@@ -96,49 +85,49 @@ func DecodeHistory(data []byte) (CardHistory, error) {
 }
 
 func scanHistory(s *jsonscan.Scanner, h *CardHistory) bool {
-	var seen fields
+	var seen jsonscan.Keys
 	return s.Object(func(key []byte) bool {
 		switch string(key) {
 		case "month":
-			return seen.str(s, 0, &h.Month)
+			return str(s, &seen, 0, &h.Month)
 		case "purchases_all_time":
-			return seen.first(1) && scanMoney(s, &h.PurchasesAllTime)
+			return seen.First(1) && scanMoney(s, &h.PurchasesAllTime)
 		case "purchases_month":
-			return seen.first(2) && scanMoney(s, &h.PurchasesMonth)
+			return seen.First(2) && scanMoney(s, &h.PurchasesMonth)
 		case "purchases_prev_month":
-			return seen.first(3) && scanMoney(s, &h.PurchasesPrevMonth)
+			return seen.First(3) && scanMoney(s, &h.PurchasesPrevMonth)
 		case "accrued_month":
-			return seen.first(4) && scanPoints(s, &h.AccruedMonth)
+			return seen.First(4) && scanPoints(s, &h.AccruedMonth)
 		case "redeemed_month":
-			return seen.first(5) && scanPoints(s, &h.RedeemedMonth)
+			return seen.First(5) && scanPoints(s, &h.RedeemedMonth)
 		}
 		return false
 	})
 }
 
 func scanLot(s *jsonscan.Scanner, l *ReplicaLot) bool {
-	var seen fields
+	var seen jsonscan.Keys
 	return s.Object(func(key []byte) bool {
 		switch string(key) {
 		case "id":
-			return seen.str(s, 0, &l.ID)
+			return str(s, &seen, 0, &l.ID)
 		case "card":
-			return seen.str(s, 1, &l.Card)
+			return str(s, &seen, 1, &l.Card)
 		case "points":
-			return seen.first(2) && scanPoints(s, &l.Points)
+			return seen.First(2) && scanPoints(s, &l.Points)
 		case "remaining":
 			l.Remaining = new(checkout.Points)
-			return seen.first(3) && scanPoints(s, l.Remaining)
+			return seen.First(3) && scanPoints(s, l.Remaining)
 		case "accrued_at":
-			return seen.first(4) && scanTime(s, &l.AccruedAt)
+			return seen.First(4) && s.StringAs(&l.AccruedAt)
 		case "active_from":
 			l.ActiveFrom = new(time.Time)
-			return seen.first(5) && scanTime(s, l.ActiveFrom)
+			return seen.First(5) && s.StringAs(l.ActiveFrom)
 		case "expires_at":
 			l.ExpiresAt = new(time.Time)
-			return seen.first(6) && scanTime(s, l.ExpiresAt)
+			return seen.First(6) && s.StringAs(l.ExpiresAt)
 		case "check_id":
-			return seen.str(s, 7, &l.CheckID)
+			return str(s, &seen, 7, &l.CheckID)
 		}
 		return false
 	})
@@ -164,11 +153,4 @@ func scanMoney(s *jsonscan.Scanner, m *checkout.Money) bool {
 	x, err := checkout.ParseMoney(string(v))
 	*m = x
 	return err == nil
-}
-
-// scanTime reads a time through time.Time's own UnmarshalJSON, as
-// encoding/json does.
-func scanTime(s *jsonscan.Scanner, t *time.Time) bool {
-	_, lit, ok := s.String()
-	return ok && t.UnmarshalJSON(lit) == nil
 }

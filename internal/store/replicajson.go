@@ -147,16 +147,16 @@ func appendLot(b []byte, l *ReplicaLot) ([]byte, error) {
 	if l.Remaining != nil {
 		b = AppendJSONString(append(b, `,"remaining":`...), l.Remaining.String())
 	}
-	if b, err = appendJSONTime(append(b, `,"accrued_at":`...), l.AccruedAt); err != nil {
+	if b, err = AppendJSONTime(append(b, `,"accrued_at":`...), l.AccruedAt); err != nil {
 		return nil, err
 	}
 	if l.ActiveFrom != nil {
-		if b, err = appendJSONTime(append(b, `,"active_from":`...), *l.ActiveFrom); err != nil {
+		if b, err = AppendJSONTime(append(b, `,"active_from":`...), *l.ActiveFrom); err != nil {
 			return nil, err
 		}
 	}
 	if l.ExpiresAt != nil {
-		if b, err = appendJSONTime(append(b, `,"expires_at":`...), *l.ExpiresAt); err != nil {
+		if b, err = AppendJSONTime(append(b, `,"expires_at":`...), *l.ExpiresAt); err != nil {
 			return nil, err
 		}
 	}
@@ -181,7 +181,7 @@ func AppendJSONString(b []byte, s string) []byte {
 
 // appendJSONTime appends t as time.Time's MarshalJSON does; what it
 // refuses (a year past 9999) it refuses too.
-func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
+func AppendJSONTime(b []byte, t time.Time) ([]byte, error) {
 	_, off := t.Zone()
 	if y := t.Year(); y < 0 || y > 9999 || off <= -24*3600 || off >= 24*3600 || off%60 != 0 {
 		x, err := t.MarshalJSON()

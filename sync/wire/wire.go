@@ -121,6 +121,9 @@ func DecodeBatch(data []byte) (*Batch, error) {
 	// One pass over the whole batch first: a well-formed batch, nearly
 	// every one, is decoded once. Only a malformed one is decoded again
 	// entry by entry, to name the entries that are wrong.
+	if till, entries, ok := scanBatch(data); ok {
+		return checkBatch(till, entries)
+	}
 	var whole struct {
 		TillID  string  `json:"till_id"`
 		Entries []Entry `json:"entries"`
