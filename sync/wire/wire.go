@@ -401,11 +401,23 @@ func hasNUL(e Entry) bool {
 	return found
 }
 
-// Sanitized is e with each U+0000 in its text replaced by U+FFFD, so that
-// a refused entry can be kept.
+// Sanitized is e with each U+0000 in its text replaced by U+FFFD, and
+// each time that has no year 0–9999 in UTC made zero, so that a refused
+// entry can be kept: head office stores it in UTC as JSON, which has no
+// other years (the refusal's reason, kept with it, names the time).
 func Sanitized(e Entry) Entry {
 	e.Lots = slices.Clone(e.Lots)
 	entryText(&e, func(s *string) { *s = strings.ReplaceAll(*s, "\x00", "\uFFFD") })
+	storable := func(t *time.Time) {
+		if y := t.UTC().Year(); y < 0 || y > 9999 {
+			*t = time.Time{}
+		}
+	}
+	storable(&e.CreatedAt)
+	for i := range e.Lots {
+		storable(&e.Lots[i].ActiveFrom)
+		storable(&e.Lots[i].ExpiresAt)
+	}
 	return e
 }
 
