@@ -1,6 +1,6 @@
 // Package jsonscan reads, without reflection, the plain JSON this project's
-// own encoders write (store.Replica.AppendJSON): objects, arrays and
-// strings without escapes. Anything else it declines rather than decodes,
+// own encoders write (store.Replica.AppendJSON, a till's journal batch):
+// objects, arrays, strings without escapes, true and false, integers. Anything else it declines rather than decodes,
 // and the caller falls back to encoding/json, whose reading is the
 // reference: a reader built on this one must give what encoding/json gives
 // for every input it accepts.

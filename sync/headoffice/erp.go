@@ -480,17 +480,22 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		if card == nil {
 			return refused(fmt.Errorf("unknown card %s", c.Card))
 		}
-		var program string
-		var scale int32
-		err = tx.QueryRow(ctx, `SELECT p.id, p.scale FROM (`+sqlCardPrograms+`) AS p(code, id, scale, mode, lim)`, []string{c.Card}, "").Scan(&program, &scale)
-		switch {
-		case err == nil:
-			if err := wire.CheckPoints("points", c.Points, scale); err != nil {
-				return refused(fmt.Errorf("program %s: %w", program, err))
-			}
-		case !errors.Is(err, pgx.ErrNoRows): // no row: a program head office does not know
+		var programs cardPrograms
+		rows, err := tx.Query(ctx, sqlPrograms)
+		if err == nil {
+			err = programs.scan(rows)
+			rows.Close()
+		}
+		if err != nil {
 			// Head office's catalog, not the correction, is at fault.
 			return headOffice(fmt.Errorf("read the program's scale: %w", err))
+		}
+		// A program head office does not know has no scale to check; a
+		// correction has no negative-balance policy (cardState.policy).
+		if program, p, ok := programs.of(card); ok {
+			if err := wire.CheckPoints("points", c.Points, p.scale); err != nil {
+				return refused(fmt.Errorf("program %s: %w", program, err))
+			}
 		}
 		var digest []byte
 		err = tx.QueryRow(ctx, `SELECT digest FROM journal WHERE id = $1`, id).Scan(&digest)

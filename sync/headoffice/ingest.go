@@ -140,30 +140,18 @@ const (
 			LATERAL (SELECT * FROM lots WHERE lots.card = n.card AND lots.lot_id = n.lot_id AND lots.remaining = 0 OFFSET 0) AS l
 		ORDER BY l.card, l.lot_id`
 	sqlLotColumns = `SELECT l.card, l.lot_id, l.points::text, l.remaining::text, l.expired::text, l.accrued_at, l.active_from, l.expires_at, l.check_id `
-	// The programs (with their points scale, decimal places, and
-	// negative-balance policy) and card kinds head office knows: a card's
-	// program is its own, else its kind's, as migration 0002's debt_policy
-	// trigger reads it (cardPrograms.resolve). The catalog's bodies are
-	// json, parsed on every read: each program and kind is parsed once
-	// here (MATERIALIZED), not once per card, and for ingestion once per
-	// batch, not once per card (joining each card to them was a tenth of a
-	// batch's reads). Read after the cards are locked: an import changing a
-	// card's program waits.
-	sqlProgramsWith = `WITH k AS MATERIALIZED (SELECT id, body->>'program' AS program FROM catalog WHERE section = 'card_kinds'),
-		p AS MATERIALIZED (SELECT id, coalesce((body->'point_rounding'->>'scale')::int, 0) AS scale,
-			coalesce(body->'negative_balance'->>'mode', '') AS mode, coalesce(body->'negative_balance'->>'limit', '0') AS lim
-			FROM catalog WHERE section = 'programs')`
-	sqlPrograms = sqlProgramsWith + `
-		SELECT false, k.id, coalesce(k.program, ''), 0, '', '' FROM k
-		UNION ALL SELECT true, p.id, '', p.scale, p.mode, p.lim FROM p`
-	// The program of each card of a batch ($1) and of its till's ($2)
-	// unfolded entries, whose program head office knows.
-	sqlCardPrograms = sqlProgramsWith + `
-		SELECT c.code, p.id, p.scale, p.mode, p.lim
-		FROM cards c
-		LEFT JOIN k ON k.id = c.kind
-		JOIN p ON p.id = coalesce(nullif(c.program, ''), k.program)
-		WHERE c.code IN (` + sqlIngestCards + `)`
+	// The card kinds (false, with their program) and the programs (true,
+	// with their points scale, decimal places, and negative-balance
+	// policy) head office knows: a card's program is its own, else its
+	// kind's, as migration 0002's debt_policy trigger reads it
+	// (cardPrograms.resolve). Read once a batch, each body parsed once:
+	// joining each card to them in SQL was a tenth of a batch's reads.
+	// Read after the cards are locked: an import changing a card's program
+	// waits.
+	sqlPrograms = `SELECT false, id, coalesce(body->>'program', ''), 0, '', '' FROM catalog WHERE section = 'card_kinds'
+		UNION ALL SELECT true, id, '', coalesce((body->'point_rounding'->>'scale')::int, 0),
+			coalesce(body->'negative_balance'->>'mode', ''), coalesce(body->'negative_balance'->>'limit', '0')
+		FROM catalog WHERE section = 'programs'`
 	sqlWriteOffs = `INSERT INTO debt_writeoffs (card, program, mode, points, check_id, entry_id, lot_id)
 		SELECT u.card, u.program, u.mode, u.points::numeric, u.check_id, u.entry_id, u.lot_id
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
@@ -840,20 +828,25 @@ func (cp *cardPrograms) scan(rows pgx.Rows) error {
 	return nil
 }
 
-// resolve gives each card its program (its own, else its kind's), when
-// head office knows it, as sqlCardPrograms's join does.
+// of is c's program (its own, else its kind's) when head office knows
+// it, as migration 0002's debt_policy trigger reads it.
+func (cp *cardPrograms) of(c *cardState) (string, programRow, bool) {
+	id := c.ownProgram
+	if id == "" {
+		id = cp.kind[c.kind]
+	}
+	p, ok := cp.programs[id]
+	return id, p, ok
+}
+
+// resolve gives each card folding a till's entries its program, scale and
+// negative-balance policy.
 func (cp *cardPrograms) resolve(cards map[string]*cardState) error {
 	for _, c := range cards {
-		id := c.ownProgram
-		if id == "" {
-			id = cp.kind[c.kind]
-		}
-		p, ok := cp.programs[id]
-		if !ok {
-			continue
-		}
-		if err := c.setProgram(id, p); err != nil {
-			return err
+		if id, p, ok := cp.of(c); ok {
+			if err := c.setProgram(id, p); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -276,7 +276,7 @@ func checkImportPoints(ctx context.Context, tx pgx.Tx, r *store.Replica) error {
 
 // importPrograms tells the program of each card an import names, as head
 // office will read it after the import (the card's own program, else its
-// kind's: as sqlCardPrograms), and each program's point scale. The file's
+// kind's: as cardPrograms.resolve), and each program's point scale. The file's
 // cards are found through their indices sorted by code (4 bytes a card,
 // not a map of codes: an import may hold millions); only programs, kinds
 // and the cards of lots that are not in the file are kept by id.
