@@ -266,7 +266,7 @@ func CheckEntry(till string, e *Entry) error {
 	if e.CheckID == "" || e.CardCode == "" {
 		return errors.New("empty check_id or card_code")
 	}
-	if hasNUL(*e) {
+	if hasNUL(e) {
 		// PostgreSQL cannot read a json value holding one back.
 		return errors.New("text with U+0000")
 	}
@@ -307,11 +307,11 @@ func CheckEntry(till string, e *Entry) error {
 		if err := checkLotChange(e.Kind, l); err != nil {
 			return err
 		}
-		if err := checkTime("lot "+l.LotID+" active_from", l.ActiveFrom); l.Create && err != nil {
-			return err
+		if l.Create && !inTimeBounds(l.ActiveFrom) {
+			return checkTime("lot "+l.LotID+" active_from", l.ActiveFrom)
 		}
-		if err := checkTime("lot "+l.LotID+" expires_at", l.ExpiresAt); !l.ExpiresAt.IsZero() && err != nil {
-			return err
+		if !l.ExpiresAt.IsZero() && !inTimeBounds(l.ExpiresAt) {
+			return checkTime("lot "+l.LotID+" expires_at", l.ExpiresAt)
 		}
 		sum = sum.Add(l.Delta)
 	}
@@ -342,8 +342,12 @@ var MaxKop = checkout.MaxCheckTotal.Kopecks()
 // card a lot no till's feed import takes.
 var minTime, maxTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2199, 1, 1, 0, 0, 0, 0, time.UTC)
 
+// inTimeBounds reports whether t is in the years an entry's times may
+// have (checkTime's error names them).
+func inTimeBounds(t time.Time) bool { return !t.Before(minTime) && t.Before(maxTime) }
+
 func checkTime(name string, t time.Time) error {
-	if t.Before(minTime) || !t.Before(maxTime) {
+	if !inTimeBounds(t) {
 		return fmt.Errorf("%s %s: outside %d..%d", name, t.UTC().Format(time.RFC3339Nano), minTime.Year(), maxTime.Year()-1)
 	}
 	return nil
@@ -395,9 +399,9 @@ func entryText(e *Entry, f func(*string)) {
 	}
 }
 
-func hasNUL(e Entry) bool {
+func hasNUL(e *Entry) bool {
 	found := false
-	entryText(&e, func(s *string) { found = found || strings.ContainsRune(*s, 0) })
+	entryText(e, func(s *string) { found = found || strings.IndexByte(*s, 0) >= 0 })
 	return found
 }
 
