@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -463,6 +464,7 @@ func (s *Server) feedCardCodes(ctx context.Context, tx pgx.Tx, r *store.Replica,
 	if err != nil {
 		return fmt.Errorf("read cards: %w", err)
 	}
+	r.Cards = slices.Grow(r.Cards, len(codes)) // a page's 5,000 cards grew the slice a dozen times
 	for rows.Next() {
 		var c store.ReplicaCard
 		var debt, hist string
@@ -496,6 +498,7 @@ func (s *Server) feedCardCodes(ctx context.Context, tx pgx.Tx, r *store.Replica,
 		return fmt.Errorf("read lots: %w", err)
 	}
 	defer rows.Close()
+	r.Lots = slices.Grow(r.Lots, 4*len(codes)) // a card has a few
 	for rows.Next() {
 		var l store.ReplicaLot
 		var pts, rem string
