@@ -246,23 +246,13 @@ func TestDebtBeyondWhatItsLotsOwe(t *testing.T) {
 // lots' borrows are still read once.
 func TestUnfoldedDebtBeyondWhatItsLotsOwe(t *testing.T) {
 	s, lt := edgeCardInDebt(t)
-	ctx := context.Background()
 	takeBack := store.Entry{CheckID: "r", CardCode: edgeDebtCard, Kind: store.KindReversal, Points: dec("-100"), PurchaseKop: -10000,
 		Lots: []store.LotChange{{LotID: store.DebtLot, Delta: dec("-100")}}, CreatedAt: demoNow}
 	gap := lt.batch(accrue(edgeOtherCard, "5"))
 	late := lt.batch(takeBack, accrue(edgeDebtCard, "500"))
 	a := late.Entries[1].ID
-	for _, b := range []*wire.Batch{late, gap} {
-		res, err := s.Ingest(ctx, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range res.Results {
-			if r.Status != wire.Applied {
-				t.Fatalf("%s: %s %s", r.ID, r.Status, r.Error)
-			}
-		}
-	}
+	mustApply(t, s, late)
+	mustApply(t, s, gap)
 	if d, o := edgeDebt(t, s, edgeDebtCard), edgeOwedToDebt(t, s, edgeDebtCard); !d.IsZero() || o != "0" {
 		t.Errorf("after settling 300: debt %s, owed to debt %s; want 0, 0", d, o)
 	}

@@ -325,18 +325,7 @@ func TestIngestFollowsERPProgramChanges(t *testing.T) {
 			Lots: []store.LotChange{{Delta: dec("0.5"), Create: true, ActiveFrom: demoNow}}}
 	}
 	finer := func(b *wire.Batch) bool { return strings.Contains(log.String(), b.Entries[len(b.Entries)-1].ID) }
-	push := func(b *wire.Batch) {
-		t.Helper()
-		res, err := s.Ingest(ctx, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range res.Results {
-			if r.Status != wire.Applied {
-				t.Fatalf("%s: %s %s", r.ID, r.Status, r.Error)
-			}
-		}
-	}
+	push := func(b *wire.Batch) { t.Helper(); mustApply(t, s, b) }
 
 	// Forbid, whole points: the 200 overdrawn written off; 0.5 is finer.
 	b1 := lt.batch(spendFrom(edgeCard, "M1", "a", "250"), spendFrom(edgeCard, "M1", "b", "250"), half())

@@ -16,6 +16,20 @@ import (
 // wantStatuses checks the results' statuses in the order of their ids,
 // which is the batch's order (head office answers the entries the decoder
 // refused last).
+// mustApply ingests b and fails t unless every entry is applied.
+func mustApply(t *testing.T, s *Server, b *wire.Batch) {
+	t.Helper()
+	res, err := s.Ingest(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res.Results {
+		if r.Status != wire.Applied {
+			t.Fatalf("%s: %s %s", r.ID, r.Status, r.Error)
+		}
+	}
+}
+
 func wantStatuses(t *testing.T, what string, res *wire.BatchResult, want ...string) {
 	t.Helper()
 	slices.SortFunc(res.Results, func(a, b wire.Result) int { return strings.Compare(a.ID, b.ID) })
