@@ -8,17 +8,15 @@ import (
 	"fmt"
 	"os"
 	"reflect"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
-)
 
-// idRe is the replica file's id syntax (internal/store, docs/replica.md).
-var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$`)
+	"tillagent/internal/recordid"
+)
 
 // EnvPrefix is the prefix of environment overrides: store.path is TILLAGENT_STORE_PATH.
 const EnvPrefix = "TILLAGENT"
@@ -221,7 +219,7 @@ func (c *Config) Validate() error {
 		switch {
 		case f.val == "":
 			bad(f.key, `""`, "must not be empty")
-		case !idRe.MatchString(f.val):
+		case !recordid.Valid(f.val):
 			bad(f.key, f.val, "must be 1-64 characters of A-Z a-z 0-9 _ . : / -, starting with a letter or digit")
 		}
 	}

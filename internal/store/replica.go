@@ -21,6 +21,7 @@ import (
 
 	"tillagent/checkout"
 	"tillagent/internal/jsonkeys"
+	"tillagent/internal/recordid"
 )
 
 // ReplicaFormatVersion is the replica file format this build reads.
@@ -492,26 +493,10 @@ func printable(s string) bool {
 	return false
 }
 
-// ValidID reports whether id may name a replica record (a lot, a card, a
-// program…): a letter or digit, then up to 63 letters, digits or "_.:/-".
+// ValidID reports whether id may name a replica record (recordid.Valid).
 // A till's journal entry may only name lots by such ids (or DebtLot): head
 // office folds them into lots that every till's feed must carry.
-// It reads as ^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$, by hand: a page checks
-// 30,000 ids (TestValidIDIsTheRegexp).
-func ValidID(id string) bool {
-	if len(id) == 0 || len(id) > 64 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		switch c := id[i]; {
-		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case i > 0 && (c == '_' || c == '.' || c == ':' || c == '/' || c == '-'):
-		default:
-			return false
-		}
-	}
-	return true
-}
+func ValidID(id string) bool { return recordid.Valid(id) }
 
 var monthRe = regexp.MustCompile(`^\d{4}-(0[1-9]|1[0-2])$`)
 
