@@ -76,3 +76,10 @@ func (s *Scanner) StringAs(u interface{ UnmarshalJSON([]byte) error }) bool {
 	_, lit, ok := s.String()
 	return ok && u.UnmarshalJSON(lit) == nil
 }
+
+// Text reads a string into to.
+func (s *Scanner) Text(to *string) bool {
+	v, _, ok := s.String()
+	*to = string(v)
+	return ok
+}

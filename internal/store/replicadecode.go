@@ -37,9 +37,7 @@ func ScanLots(s *jsonscan.Scanner) ([]ReplicaLot, bool) {
 
 // str reads a string field into to, the first time its bit is met.
 func str(s *jsonscan.Scanner, seen *jsonscan.Keys, bit int, to *string) bool {
-	v, _, ok := s.String()
-	*to = string(v)
-	return ok && seen.First(bit)
+	return s.Text(to) && seen.First(bit)
 }
 
 func scanCard(s *jsonscan.Scanner, c *ReplicaCard) bool {

@@ -24,7 +24,7 @@ func scanBatch(data []byte) (till string, entries []Entry, ok bool) {
 	ok = s.Object(func(key []byte) bool {
 		switch string(key) {
 		case "till_id":
-			return seen.First(0) && scanText(s, &till)
+			return seen.First(0) && s.Text(&till)
 		case "entries":
 			if !seen.First(1) {
 				return false
@@ -60,7 +60,7 @@ func scanEntry(s *jsonscan.Scanner, e, prev *Entry) bool {
 	return s.Object(func(key []byte) bool {
 		switch string(key) {
 		case "id":
-			return seen.First(0) && scanText(s, &e.ID)
+			return seen.First(0) && s.Text(&e.ID)
 		case "check_id":
 			if !seen.First(1) {
 				return false
@@ -70,7 +70,7 @@ func scanEntry(s *jsonscan.Scanner, e, prev *Entry) bool {
 			}
 			return scanTextLike(s, &e.CheckID, e.ID, "")
 		case "card_code":
-			return seen.First(2) && scanText(s, &e.CardCode)
+			return seen.First(2) && s.Text(&e.CardCode)
 		case "kind":
 			v, _, ok := s.String()
 			e.Kind = kindOf(v)
@@ -86,7 +86,7 @@ func scanEntry(s *jsonscan.Scanner, e, prev *Entry) bool {
 		case "written_off":
 			return seen.First(8) && s.StringAs(&e.WrittenOff)
 		case "note":
-			return seen.First(9) && scanText(s, &e.Note)
+			return seen.First(9) && s.Text(&e.Note)
 		case "fd":
 			return seen.First(10) && scanUint32(s, &e.FD)
 		case "fp":
@@ -113,7 +113,7 @@ func scanEntry(s *jsonscan.Scanner, e, prev *Entry) bool {
 			if prev != nil {
 				return scanTextLike(s, &e.Prev, prev.ID, "")
 			}
-			return scanText(s, &e.Prev)
+			return s.Text(&e.Prev)
 		}
 		return false
 	})
@@ -153,14 +153,7 @@ func scanLotChange(s *jsonscan.Scanner, l *store.LotChange, id string) bool {
 	})
 }
 
-// scanText reads a string without escapes into to.
-func scanText(s *jsonscan.Scanner, to *string) bool {
-	v, _, ok := s.String()
-	*to = string(v)
-	return ok
-}
-
-// scanTextLike is scanText sharing a or b (when not empty) if the string
+// scanTextLike is Scanner.Text sharing a or b (when not empty) if the string
 // is the same, saving its copy.
 func scanTextLike(s *jsonscan.Scanner, to *string, a, b string) bool {
 	v, _, ok := s.String()

@@ -118,9 +118,10 @@ func strictDecode(data []byte, v any) error {
 // fails CheckEntry (an id not of TillID, an unknown kind, deltas that do not
 // add up) goes to Invalid with its error, and the others are kept.
 func DecodeBatch(data []byte) (*Batch, error) {
-	// One pass over the whole batch first: a well-formed batch, nearly
-	// every one, is decoded once. Only a malformed one is decoded again
-	// entry by entry, to name the entries that are wrong.
+	// A batch as tills write it is read by hand; else one strict pass over
+	// the whole batch: a well-formed batch, nearly every one, is decoded
+	// once. Only a malformed one is decoded again entry by entry, to name
+	// the entries that are wrong.
 	if till, entries, ok := scanBatch(data); ok {
 		return checkBatch(till, entries)
 	}
