@@ -96,6 +96,9 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	cardCap := fs.String("offline-card-cap", "0", "serve: points a card may redeem on one till before head office has seen them (0: no limit)")
 	tillCap := fs.String("offline-till-cap", "0", "serve: points all cards together may redeem on one till before head office has seen them (0: no limit)")
 	maxAge := fs.Duration("offline-max-age", 0, "serve: no redemption on a till whose last feed is older (0: no limit)")
+	maxTill := fs.Int("max-till-requests", 0, "serve: till pushes and feed pages worked on at once; more wait -till-queue-wait for a place, then are told to come back (503, Retry-After) (0: twice the pool's connections; -1: no bound)")
+	queueWait := fs.Duration("till-queue-wait", 10*time.Second, "serve: how long a till push or feed page waits for a place before it is told to come back")
+	busyRetry := fs.Duration("busy-retry-after", 15*time.Second, "serve: the wait told to a till that found head office full (Retry-After, spread over half to one and a half times it)")
 	tillID := fs.String("till", "", "enrol, reset-feed, retire: till id")
 	silent := fs.Duration("silent", 0, "tills: only the tills not heard from for at least this long, or never (0: every till)")
 	storeID := fs.String("store", "", "enrol, card-scope: store id")
@@ -131,6 +134,15 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	if *retention < 0 || *retention > 0 && *retention < 24*time.Hour {
 		return fmt.Errorf("-change-retention %s: want at least 24h (a till silent longer reloads its whole replica), or 0 for ever", *retention)
 	}
+	if *maxTill < -1 {
+		return fmt.Errorf("-max-till-requests %d: want a positive number, 0 for twice the pool's connections, or -1 for no bound", *maxTill)
+	}
+	if *queueWait <= 0 {
+		return fmt.Errorf("-till-queue-wait %s: want a positive duration (under the tills' sync.request_timeout)", *queueWait)
+	}
+	if *busyRetry < time.Second {
+		return fmt.Errorf("-busy-retry-after %s: want at least 1s (Retry-After is in whole seconds)", *busyRetry)
+	}
 	var off store.OfflineLimits
 	if off.CardCap, err = pointsFlag("offline-card-cap", *cardCap); err != nil {
 		return err
@@ -143,7 +155,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	}
 	log := slog.New(slog.NewTextHandler(logOutput, nil))
 	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: *dsn, ERPToken: token, EnrolKey: []byte(enrolKey), Logger: log, Offline: off,
-		ChangeRetention: *retention, NoCardFetches: !*cardFetch})
+		ChangeRetention: *retention, NoCardFetches: !*cardFetch, MaxTillRequests: *maxTill, TillQueueWait: *queueWait, BusyRetryAfter: *busyRetry})
 	if err != nil {
 		return err
 	}

@@ -232,8 +232,8 @@ func TestMisplacedArgumentsRefused(t *testing.T) {
 // TestSecretsAndFlagsChecked: serve refuses an ERP token shorter than 16
 // characters and takes one of 16 (an ERP request with it is answered); an
 // enrolment key or token file that is empty or white space is refused, not
-// taken as "no key"; bad offline limits, a negative -expire-every and a
-// -change-retention under a day name the flag.
+// taken as "no key"; bad offline limits, a negative -expire-every, a
+// -change-retention under a day and bad till admission flags name the flag.
 func TestSecretsAndFlagsChecked(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	dir := t.TempDir()
@@ -265,6 +265,9 @@ func TestSecretsAndFlagsChecked(t *testing.T) {
 		{"-expire-every", "-5m", `-expire-every -5m0s: want a positive duration, or 0 for never`},
 		{"-change-retention", "10h", `-change-retention 10h0m0s: want at least 24h`},
 		{"-change-retention", "-1h", `-change-retention -1h0m0s: want at least 24h`},
+		{"-max-till-requests", "-2", `-max-till-requests -2: want a positive number, 0 for twice the pool's connections, or -1 for no bound`},
+		{"-till-queue-wait", "0s", `-till-queue-wait 0s: want a positive duration`},
+		{"-busy-retry-after", "500ms", `-busy-retry-after 500ms: want at least 1s`},
 	} {
 		args := append(slices.Clone(serveArgs), c.flag, c.value)
 		err := run(context.Background(), args, &bytes.Buffer{}, func(listening) { t.Errorf("%q started serving", args) })

@@ -446,6 +446,10 @@ func writeSyncError(w http.ResponseWriter, err error, sc config.Sync) {
 		api.WriteError(w, http.StatusServiceUnavailable, "sync.busy", "Обмен с офисом уже идёт: продажи продолжаются", err.Error(),
 			fmt.Sprintf("a sync cycle is still running (tillctl sync status: cycle_running, initial_load_cards, page_size); on a slow link each feed page may take up to sync.request_timeout (%s): if page_size went below sync.page_size (%d), pages timed out — raise sync.request_timeout or lower sync.page_size",
 				sc.RequestTimeout, sc.PageSize))
+	case client.FailOverloaded:
+		api.WriteError(w, http.StatusServiceUnavailable, "sync.head_office_busy", "Офис перегружен: продажи продолжаются, обмен повторится сам", err.Error(),
+			fmt.Sprintf("head office (or a proxy before it) takes no more requests just now and said when to come back (Retry-After); the sync loop waits that long, at most sync.backoff_max (%s), and goes on by itself: nothing to fix on this till. If it lasts, head office's operator looks at its -max-till-requests, its database and headoffice_till_requests_shed_total",
+				sc.BackoffMax))
 	case client.FailTLS:
 		api.WriteError(w, http.StatusBadGateway, "sync.failed", "Сертификат офиса не принят: продажи продолжаются, нужен техник", err.Error(),
 			fmt.Sprintf("head office's TLS certificate is not trusted: set sync.ca_file (now %q) to the PEM of the CA that signed it, or check that sync.url (%s) names the host the certificate is for", sc.CAFile, sc.URL))

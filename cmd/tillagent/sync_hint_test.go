@@ -132,3 +132,35 @@ func TestSyncNowHintsNameTheSetting(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncNowHeadOfficeBusy: `sync now` while head office (here a proxy
+// before it) answers 503 with Retry-After is told head office is too busy
+// and that the till goes on by itself: 503 sync.head_office_busy, not a
+// network or head-office failure.
+func TestSyncNowHeadOfficeBusy(t *testing.T) {
+	srv, secretFile := syncHO(t, store.OfflineLimits{})
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/till/") {
+			w.Header().Set("Retry-After", "30")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"error": "head office is busy: send again in 30 s (Retry-After)"}`))
+			return
+		}
+		srv.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(busy.Close)
+	h := newHarness(t, func(c *config.Config) {
+		c.Sync.Enabled, c.Sync.URL, c.Sync.SecretFile = true, busy.URL, secretFile
+		c.Sync.Interval, c.Sync.BackoffMin, c.Sync.BackoffMax = time.Hour, time.Minute, 2*time.Minute
+	})
+	e := h.refusal(503, "sync.head_office_busy", "POST", "/v1/sync/now", nil)
+	for _, w := range []string{"Retry-After", "sync.backoff_max (2m0s)", "nothing to fix on this till"} {
+		if !strings.Contains(e.Error.Hint, w) {
+			t.Errorf("hint %q does not say %q", e.Error.Hint, w)
+		}
+	}
+	if !strings.Contains(e.Error.Detail, "503") || !strings.Contains(e.Error.Detail, "send again in 30 s") {
+		t.Errorf("detail %q does not carry head office's answer", e.Error.Detail)
+	}
+}

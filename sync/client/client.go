@@ -338,6 +338,11 @@ func (c *Client) Run(ctx context.Context) error {
 			c.log.Log(ctx, lvl, "sync: head office refused journal entries", "err", err)
 		} else if err != nil {
 			wait = c.backoff()
+			if ae := (*AnswerError)(nil); errors.As(err, &ae) && overloaded(ae) {
+				// Sooner would only be shed again; BackoffMax, the till's
+				// own bound, still holds.
+				wait = min(max(wait, ae.RetryAfter), c.o.BackoffMax)
+			}
 			c.log.Warn("sync failed", "err", err, "retry_in", wait.Round(time.Millisecond))
 		}
 		c.mu.Lock()
@@ -1398,7 +1403,7 @@ func (c *Client) doOnce(parent context.Context, method, path string, q url.Value
 			e.Error, plain = strings.TrimSpace(string(data)), true
 		}
 		return nil, fmt.Errorf("%s %s: %w", method, path, &AnswerError{Status: resp.StatusCode, Text: resp.Status, Message: e.Error,
-			Plain: plain, URL: c.base.JoinPath(path).String(), packed: packed})
+			Plain: plain, URL: c.base.JoinPath(path).String(), RetryAfter: retryAfter(resp.Header), packed: packed})
 	}
 	return data, nil
 }
@@ -1457,8 +1462,34 @@ type AnswerError struct {
 	// or no head office route at this URL).
 	Plain bool
 	URL   string // the URL asked, without the query
+	// RetryAfter is how long head office (or a proxy before it) asked the
+	// till to wait before asking again (the Retry-After header; 0: none).
+	RetryAfter time.Duration
 	// packed: the request body went gzip-compressed.
 	packed bool
+}
+
+// retryAfter reads a Retry-After header: delay-seconds, or an HTTP date
+// taken against the answer's own Date (the till's clock may be a day
+// off; without a Date, against the till's). 0 when absent, unreadable or
+// past; at most a day.
+func retryAfter(h http.Header) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return time.Duration(max(0, min(n, int64(24*time.Hour/time.Second)))) * time.Second
+	}
+	at, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	now := time.Now()
+	if d, err := http.ParseTime(h.Get("Date")); err == nil {
+		now = d
+	}
+	return max(0, min(at.Sub(now), 24*time.Hour))
 }
 
 func (e *AnswerError) Error() string {
@@ -1479,6 +1510,7 @@ const (
 	FailUnauthorized = "unauthorized" // head office does not know the till or its secret
 	FailRefused      = "refused"      // journal entries refused (conflict, rejected); the rest went through
 	FailHeadOffice   = "head_office"  // head office answered with another error
+	FailOverloaded   = "overloaded"   // head office (or a proxy before it) too busy: it said when to come back (503 or 429 with Retry-After)
 	FailBusy         = "busy"         // sync now gave up waiting for the cycle already running
 )
 
@@ -1496,6 +1528,8 @@ func FailureKind(err error) string {
 		return FailUnauthorized
 	case errors.As(err, &ae) && wrongURL(ae):
 		return FailWrongURL
+	case errors.As(err, &ae) && overloaded(ae):
+		return FailOverloaded
 	case errors.As(err, &ae):
 		return FailHeadOffice
 	case errors.As(err, &ref):
@@ -1512,6 +1546,12 @@ func FailureKind(err error) string {
 		return FailWrongURL
 	}
 	return FailNetwork
+}
+
+// overloaded: head office, or a proxy before it, is too busy and said
+// when to come back.
+func overloaded(ae *AnswerError) bool {
+	return ae.RetryAfter > 0 && (ae.Status == http.StatusServiceUnavailable || ae.Status == http.StatusTooManyRequests)
 }
 
 // wrongURL: the answer came from something at sync.url that is not head

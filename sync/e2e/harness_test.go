@@ -69,8 +69,14 @@ type ho struct {
 	retention time.Duration
 	// noFetch is headoffice.Options.NoCardFetches.
 	noFetch bool
-	srv     *headoffice.Server
-	hs      *httptest.Server
+	// admit is headoffice.Options' MaxTillRequests, TillQueueWait and
+	// BusyRetryAfter (zero: the defaults).
+	admit struct {
+		max             int
+		wait, retryWait time.Duration
+	}
+	srv *headoffice.Server
+	hs  *httptest.Server
 	// clock is head office's (demoNow unless a test moves it); restart
 	// keeps it.
 	clock *testClock
@@ -105,7 +111,8 @@ func (h *ho) start() {
 		dsn = u.String()
 	}
 	srv, err := headoffice.Open(context.Background(), headoffice.Options{DSN: dsn, ERPToken: erpToken, Offline: h.offline, EnrolKey: h.enrolKey,
-		Clock: h.clock.Now, ChangeRetention: h.retention, NoCardFetches: h.noFetch})
+		Clock: h.clock.Now, ChangeRetention: h.retention, NoCardFetches: h.noFetch,
+		MaxTillRequests: h.admit.max, TillQueueWait: h.admit.wait, BusyRetryAfter: h.admit.retryWait})
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -28,7 +28,14 @@ import (
 // enrolled, served over loopback HTTP; it returns the till's secret.
 func servedHO(t *testing.T, dsn string) (*Server, *httptest.Server, string) {
 	t.Helper()
-	s, err := Open(context.Background(), Options{DSN: dsn, ERPToken: "erp-secret", Clock: func() time.Time { return demoNow }})
+	return servedHOWith(t, Options{DSN: dsn})
+}
+
+// servedHOWith is servedHO with options o (its ERP token and clock set).
+func servedHOWith(t *testing.T, o Options) (*Server, *httptest.Server, string) {
+	t.Helper()
+	o.ERPToken, o.Clock = "erp-secret", func() time.Time { return demoNow }
+	s, err := Open(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}

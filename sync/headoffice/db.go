@@ -61,6 +61,17 @@ type Options struct {
 	// (POST /v1/till/cards, 403): a till then reads only its own store's
 	// feed, and a customer of another store is unknown on a `home` store.
 	NoCardFetches bool
+	// MaxTillRequests bounds the pushes and feed pages head office works
+	// on at once; more wait up to TillQueueWait for a place, then are
+	// answered 503 with Retry-After. 0 means twice the pool's connections;
+	// negative, no bound. A till's card fetch (a cashier waiting) is not
+	// bounded, nor are ERP's requests.
+	MaxTillRequests int
+	// TillQueueWait: 0 means 10 s.
+	TillQueueWait time.Duration
+	// BusyRetryAfter is the wait told to a till shed (Retry-After), spread
+	// over half to one and a half times it; 0 means 15 s.
+	BusyRetryAfter time.Duration
 }
 
 // Server is head office: the database and the HTTP handlers over it.
@@ -83,6 +94,7 @@ type Server struct {
 	// changeRetention: Options.ChangeRetention.
 	changeRetention time.Duration
 	noCardFetches   bool
+	admission       *admission // till requests at once (admit.go)
 }
 
 // connLost reports whether err says the connection to PostgreSQL is gone:
@@ -198,7 +210,7 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 		o.Clock = time.Now
 	}
 	s := &Server{db: db, erpToken: o.ERPToken, enrolKey: o.EnrolKey, offline: o.Offline, log: o.Logger, now: o.Clock,
-		changeRetention: o.ChangeRetention, noCardFetches: o.NoCardFetches}
+		changeRetention: o.ChangeRetention, noCardFetches: o.NoCardFetches, admission: newAdmission(o, cfg.MaxConns)}
 	s.m = newMetrics(s)
 	if err := s.migrate(ctx); err != nil {
 		db.Close()

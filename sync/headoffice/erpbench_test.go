@@ -13,11 +13,15 @@ import (
 
 // benchImportCards is the cards of BenchmarkERPImport:
 // TILLAGENT_BENCH_CARDS, else 20,000.
-func benchImportCards() int {
-	if n, err := strconv.Atoi(os.Getenv("TILLAGENT_BENCH_CARDS")); err == nil && n > 0 {
+func benchImportCards() int { return envCount("TILLAGENT_BENCH_CARDS", 20000) }
+
+// envCount is the positive integer in the environment variable name, else
+// def.
+func envCount(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
 		return n
 	}
-	return 20000
+	return def
 }
 
 // heapPeak samples the heap (runtime/metrics, no stop-the-world) until

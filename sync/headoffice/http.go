@@ -53,8 +53,10 @@ const MaxBody = 64 << 20
 // ERP endpoints take Authorization: Bearer TOKEN.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/till/journal", s.till(s.handleJournal))
-	mux.HandleFunc("GET /v1/till/feed", s.till(s.handleFeed))
+	// Pushes and feed pages queue for a place (admit.go); a card fetch has
+	// a cashier and a customer waiting on it, and is one card.
+	mux.HandleFunc("POST /v1/till/journal", s.admit(s.till(s.handleJournal)))
+	mux.HandleFunc("GET /v1/till/feed", s.admit(s.till(s.handleFeed)))
 	mux.HandleFunc("POST /v1/till/cards", s.till(s.handleFetchCards))
 	mux.HandleFunc("POST /v1/erp/tills", s.erp(s.handleEnrol))
 	mux.HandleFunc("POST /v1/erp/import", s.erp(s.handleImport))

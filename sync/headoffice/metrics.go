@@ -45,6 +45,11 @@ func newMetrics(s *Server) *metrics.Registry {
 		func(context.Context) (float64, error) { return float64(s.db.Stat().EmptyAcquireCount()), nil })
 	m.CounterFunc("headoffice_db_pool_acquire_seconds_total", "Time requests spent getting a connection.",
 		func(context.Context) (float64, error) { return s.db.Stat().AcquireDuration().Seconds(), nil })
+	a := s.admission
+	atomicCounter("headoffice_till_requests_shed_total", "Till pushes and feed pages answered 503 with Retry-After: no place free within -till-queue-wait (-max-till-requests).", &a.shed)
+	m.Gauge("headoffice_till_requests_in_flight", "Till pushes and feed pages being worked on (not counted without a bound).", func(context.Context) (float64, error) { return float64(len(a.slots)), nil })
+	m.Gauge("headoffice_till_requests_waiting", "Till pushes and feed pages waiting for a place.", func(context.Context) (float64, error) { return float64(a.waiting.Load()), nil })
+	m.Gauge("headoffice_till_requests_limit", "The most till pushes and feed pages worked on at once (-max-till-requests; 0: no bound).", func(context.Context) (float64, error) { return float64(cap(a.slots)), nil })
 	counts := s.scrapeCounts()
 	for _, g := range []struct {
 		name, help string

@@ -1,0 +1,111 @@
+package headoffice
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// admission bounds the till requests (pushes and feed pages) head office
+// works on at once. Without it a thousand tills coming back together
+// after an outage all wait for a pool connection in arrival order: the
+// ones served are those that have waited longest, so many reach the
+// till's request timeout while their batch is being applied, the work is
+// rolled back and sent again, and head office applies half as much as it
+// could (BenchmarkHerd). With it, a request waits at most queueWait for a
+// place, then is told 503 with Retry-After, which the till's sync loop
+// waits out; the requests admitted finish well within their timeout.
+type admission struct {
+	slots      chan struct{} // nil: no bound
+	queueWait  time.Duration
+	retryAfter time.Duration
+	waiting    atomic.Int64
+	shed       atomic.Int64
+	// loggedAt and loggedShed: when the last "shedding" line was logged
+	// (Unix ns) and the shed count then, so that a herd logs a line every
+	// few seconds, not one a request.
+	loggedAt, loggedShed atomic.Int64
+}
+
+// Defaults of Options.TillQueueWait and Options.BusyRetryAfter.
+const (
+	defaultTillQueueWait  = 10 * time.Second
+	defaultBusyRetryAfter = 15 * time.Second
+)
+
+func newAdmission(o Options, poolConns int32) *admission {
+	a := &admission{queueWait: o.TillQueueWait, retryAfter: o.BusyRetryAfter}
+	if a.queueWait <= 0 {
+		a.queueWait = defaultTillQueueWait
+	}
+	if a.retryAfter <= 0 {
+		a.retryAfter = defaultBusyRetryAfter
+	}
+	n := o.MaxTillRequests
+	if n == 0 {
+		// Each request holds a connection for most of its time; twice the
+		// pool keeps every connection busy while the next requests are
+		// read and decoded.
+		n = 2 * int(poolConns)
+	}
+	if n > 0 {
+		a.slots = make(chan struct{}, n)
+	}
+	return a
+}
+
+// admit runs h once a place is free, or answers 503 with Retry-After when
+// none frees within the queue wait. A request whose client went away
+// while it waited is dropped.
+func (s *Server) admit(h http.HandlerFunc) http.HandlerFunc {
+	a := s.admission
+	if a.slots == nil {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case a.slots <- struct{}{}:
+		default:
+			a.waiting.Add(1)
+			t := time.NewTimer(a.queueWait)
+			select {
+			case a.slots <- struct{}{}:
+				t.Stop()
+				a.waiting.Add(-1)
+			case <-t.C:
+				a.waiting.Add(-1)
+				s.shed(w, r)
+				return
+			case <-r.Context().Done():
+				t.Stop()
+				a.waiting.Add(-1)
+				return
+			}
+		}
+		defer func() { <-a.slots }()
+		h(w, r)
+	}
+}
+
+// shed answers a till request head office has no place for. Retry-After
+// is spread over half to one and a half times BusyRetryAfter, so that the
+// tills shed together do not come back together.
+func (s *Server) shed(w http.ResponseWriter, r *http.Request) {
+	a := s.admission
+	n := a.shed.Add(1)
+	wait := a.retryAfter/2 + rand.N(a.retryAfter+1)
+	secs := max(1, int((wait+time.Second-1)/time.Second)) // whole seconds, rounded up
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	httpError(w, http.StatusServiceUnavailable, fmt.Sprintf(
+		"head office is busy (%d till requests at once, the most it takes, and %d waiting for over %s): send again in %d s (Retry-After)",
+		cap(a.slots), a.waiting.Load(), a.queueWait, secs))
+	now := time.Now().UnixNano()
+	if last := a.loggedAt.Load(); now-last >= int64(10*time.Second) && a.loggedAt.CompareAndSwap(last, now) {
+		s.log.Warn("till requests shed: head office is at its limit (-max-till-requests)",
+			"shed", n-a.loggedShed.Swap(n), "limit", cap(a.slots), "waiting", a.waiting.Load(),
+			"queue_wait", a.queueWait, "route", r.Pattern)
+	}
+}

@@ -1,0 +1,138 @@
+package headoffice
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"tillagent/sync/pgtest"
+	"tillagent/sync/wire"
+)
+
+// herdTills is BenchmarkHerd's tills: TILLAGENT_BENCH_HERD, else 1,000.
+func herdTills() int { return envCount("TILLAGENT_BENCH_HERD", 1000) }
+
+// BenchmarkHerd: the tills of a region come back together after an
+// outage, each with 1,000 entries to push (BenchmarkIngest's workload, in
+// batches of TILLAGENT_BENCH_BATCH) over loopback HTTP, each as the
+// till's sync loop does: a request times out after a minute (the default
+// sync.request_timeout) and is sent again after 1–2 s; a 503 with
+// Retry-After is sent again after the time it says. Head office takes
+// MaxTillRequests at once (TILLAGENT_BENCH_HERD_LIMIT, else the default,
+// twice the pool; -1: no bound, as before admission).
+//
+// Reports entries/s from the first push to the last acknowledgement,
+// timed-out requests (work rolled back and sent again), shed requests
+// (503), p99 of the pushes that were answered, and the heap's peak.
+//
+//	TILLAGENT_BENCH_BATCH=500 go test -run '^$' -bench Herd -benchtime 1x -timeout 30m ./sync/headoffice/
+func BenchmarkHerd(b *testing.B) {
+	ctx := context.Background()
+	limit, _ := strconv.Atoi(os.Getenv("TILLAGENT_BENCH_HERD_LIMIT"))
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		s, err := Open(ctx, Options{DSN: pgtest.DSN(b), ERPToken: "erp-secret", Clock: func() time.Time { return demoNow }, MaxTillRequests: limit})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.db.Exec(ctx, `CHECKPOINT`); err != nil {
+			b.Logf("no checkpoint before the run: %v", err)
+		}
+		seedBenchCards(b, s)
+		tills := benchWorkload(b, s, herdTills())
+		for i := range tills {
+			tills[i].entries = nil // only the bodies are sent
+		}
+		hs := httptest.NewServer(s.Handler())
+		cl := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: len(tills)}}
+		var timeouts, shed atomic.Int64
+		var mu sync.Mutex
+		var lat []time.Duration
+		// push sends body until head office answers it whole.
+		push := func(t *benchTill, body []byte) error {
+			for {
+				t0 := time.Now()
+				req, _ := http.NewRequestWithContext(ctx, "POST", hs.URL+"/v1/till/journal", bytes.NewReader(body))
+				req.SetBasicAuth(t.till, t.secret)
+				resp, err := cl.Do(req)
+				if err != nil {
+					timeouts.Add(1)
+					time.Sleep(time.Second + rand.N(time.Second))
+					continue
+				}
+				data, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode == http.StatusServiceUnavailable && ra > 0 {
+					shed.Add(1)
+					time.Sleep(time.Duration(ra) * time.Second)
+					continue
+				}
+				var res wire.BatchResult
+				if err != nil || resp.StatusCode != 200 || json.Unmarshal(data, &res) != nil || len(res.Results) != benchBatch {
+					return &herdError{resp.StatusCode, string(data)}
+				}
+				mu.Lock()
+				lat = append(lat, time.Since(t0))
+				mu.Unlock()
+				return nil
+			}
+		}
+		heap := sampleHeap()
+		b.StartTimer()
+		var wg sync.WaitGroup
+		start := time.Now()
+		for ti := range tills {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for _, body := range tills[ti].bodies {
+					if err := push(&tills[ti], body); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		el := time.Since(start)
+		b.StopTimer()
+		peak, _ := heap.Stop()
+		hs.Close()
+		n := len(tills) * benchBatches * benchBatch
+		var stored, unfolded int
+		if err := s.db.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE NOT folded) FROM journal WHERE till_id LIKE 'B%'`).Scan(&stored, &unfolded); err != nil {
+			b.Fatal(err)
+		}
+		if stored != n || unfolded != 0 {
+			b.Fatalf("%d entries stored, %d unfolded; want %d, all folded", stored, unfolded, n)
+		}
+		slices.Sort(lat)
+		b.ReportMetric(float64(n)/el.Seconds(), "entries/s")
+		b.ReportMetric(el.Seconds(), "herd-s")
+		b.ReportMetric(float64(timeouts.Load()), "timeouts")
+		b.ReportMetric(float64(shed.Load()), "shed")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "answered-p99-ms")
+		b.ReportMetric(float64(peak)/(1<<20), "heap-peak-MB")
+		s.Close()
+		b.StartTimer()
+	}
+}
+
+// herdError is a push answered other than with its results.
+type herdError struct {
+	Status int
+	Body   string
+}
+
+func (e *herdError) Error() string { return "push: " + strconv.Itoa(e.Status) + " " + e.Body }
