@@ -321,6 +321,10 @@ func New(o Options) (*Client, error) {
 // Run syncs until ctx ends: a cycle every Interval, sooner after SyncNow,
 // later (doubling up to BackoffMax) while cycles fail. It returns ctx's error.
 func (c *Client) Run(ctx context.Context) error {
+	select {
+	case <-c.kick: // a SyncNow's before the loop started: its own cycle comes now
+	default:
+	}
 	err := c.cycle(ctx, false)
 	for {
 		if ctx.Err() != nil {

@@ -576,3 +576,29 @@ func TestSyncNowDuringARunningCycle(t *testing.T) {
 		t.Fatalf("%d feed requests, want 2", n)
 	}
 }
+
+// TestRunStartsFromItsOwnCycle: a sync now that went well before the loop
+// started does not decide the loop's first wait: head office is down by
+// then, the loop's first cycle fails, and it backs off (at most 80 ms)
+// instead of waiting the one-minute interval the old result would give.
+func TestRunStartsFromItsOwnCycle(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, p, tl := loadedTill(t, "S001-T96", func(o *client.Options) { o.Interval = time.Minute })
+	p.down.Store(true)
+	done := make(chan struct{})
+	go func() { tl.c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		st := tl.c.Status()
+		if !st.NextAttempt.IsZero() {
+			if st.State != "failing" || st.NextAttempt.Sub(st.LastAttempt) > 80*time.Millisecond {
+				t.Fatalf("after a failed first cycle: state %s, next attempt in %v, want failing and the backoff (at most 80ms)", st.State, st.NextAttempt.Sub(st.LastAttempt))
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Run's first cycle did not end")
+		}
+	}
+}
