@@ -95,6 +95,9 @@ type Server struct {
 	changeRetention time.Duration
 	noCardFetches   bool
 	admission       *admission // till requests at once (admit.go)
+	// clockSkew is head office's clock minus the database server's at the
+	// last check (ns; checkClock).
+	clockSkew atomic.Int64
 }
 
 // connLost reports whether err says the connection to PostgreSQL is gone:
@@ -228,6 +231,7 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 			s.log.Error("check the stored catalog", "err", err)
 		}
 	}
+	s.checkClock(ctx)
 	s.startSeen()
 	return s, nil
 }

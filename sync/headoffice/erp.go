@@ -875,6 +875,7 @@ func (s *Server) Maintain(ctx context.Context) (st MaintainStats, err error) {
 }
 
 func (s *Server) maintain(ctx context.Context) (MaintainStats, error) {
+	s.checkClock(ctx)
 	now := s.now()
 	var st MaintainStats
 	// The cards due, found through the index of lots not yet used up
