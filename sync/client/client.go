@@ -1484,6 +1484,8 @@ func retryAfter(h http.Header) time.Duration {
 	}
 	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 		return time.Duration(max(0, min(n, int64(24*time.Hour/time.Second)))) * time.Second
+	} else if errors.Is(err, strconv.ErrRange) && v[0] != '-' {
+		return 24 * time.Hour // more digits than an int64: longer than a day
 	}
 	at, err := http.ParseTime(v)
 	if err != nil {
