@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -32,9 +33,14 @@ func herdTills() int { return envCount("TILLAGENT_BENCH_HERD", 1000) }
 // MaxTillRequests at once (TILLAGENT_BENCH_HERD_LIMIT, else the default,
 // twice the pool; -1: no bound, as before admission).
 //
+// Meanwhile another till fetches a card every 100 ms, as a cashier's
+// till does for a customer of another store (POST /v1/till/cards, not
+// queued: the till gives up after sync.card_fetch_timeout, 3 s).
+//
 // Reports entries/s from the first push to the last acknowledgement,
 // timed-out requests (work rolled back and sent again), shed requests
-// (503), p99 of the pushes that were answered, and the heap's peak.
+// (503), p99 of the pushes that were answered, the card fetches' p50 and
+// p99, and the heap's peak.
 //
 //	TILLAGENT_BENCH_BATCH=500 go test -run '^$' -bench Herd -benchtime 1x -timeout 30m ./sync/headoffice/
 func BenchmarkHerd(b *testing.B) {
@@ -88,6 +94,40 @@ func BenchmarkHerd(b *testing.B) {
 				return nil
 			}
 		}
+		fetcher, err := s.Enrol(ctx, "F001-T01", "S001")
+		if err != nil {
+			b.Fatal(err)
+		}
+		var fetches []time.Duration
+		stopFetch, fetched := make(chan struct{}), make(chan error, 1)
+		go func() {
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for k := 0; ; k++ {
+				select {
+				case <-stopFetch:
+					fetched <- nil
+					return
+				case <-tick.C:
+				}
+				t0 := time.Now()
+				req, _ := http.NewRequestWithContext(ctx, "POST", hs.URL+"/v1/till/cards",
+					bytes.NewReader([]byte(`{"codes": ["`+fmt.Sprintf("31%011d", k%benchCards)+`"]}`)))
+				req.SetBasicAuth("F001-T01", fetcher)
+				resp, err := cl.Do(req)
+				if err != nil {
+					fetched <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					fetched <- fmt.Errorf("card fetch: %s", resp.Status)
+					return
+				}
+				fetches = append(fetches, time.Since(t0))
+			}
+		}()
 		heap := sampleHeap()
 		b.StartTimer()
 		var wg sync.WaitGroup
@@ -107,6 +147,10 @@ func BenchmarkHerd(b *testing.B) {
 		wg.Wait()
 		el := time.Since(start)
 		b.StopTimer()
+		close(stopFetch)
+		if err := <-fetched; err != nil {
+			b.Fatal(err)
+		}
 		peak, _ := heap.Stop()
 		hs.Close()
 		n := len(tills) * benchBatches * benchBatch
@@ -124,6 +168,9 @@ func BenchmarkHerd(b *testing.B) {
 		b.ReportMetric(float64(shed.Load()), "shed")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "answered-p99-ms")
 		b.ReportMetric(float64(peak)/(1<<20), "heap-peak-MB")
+		slices.Sort(fetches)
+		b.ReportMetric(float64(fetches[len(fetches)/2].Milliseconds()), "fetch-p50-ms")
+		b.ReportMetric(float64(fetches[len(fetches)*99/100].Milliseconds()), "fetch-p99-ms")
 		s.Close()
 		b.StartTimer()
 	}
