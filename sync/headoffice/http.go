@@ -49,6 +49,7 @@ const MaxBody = 64 << 20
 //	POST /v1/erp/conflicts/{id}                  {"keep": "head_office", "reason"}: the till's copy then counts as a duplicate
 //	GET  /v1/erp/reports/tills                   every till: watermark, entries waiting behind a gap, rejected ones
 //	GET  /v1/erp/rejected                        till entries kept as rejected (on the chain, not applied), newest first
+//	GET  /v1/erp/reports/unknown-cards           cards tills' entries named while head office lacked them
 //
 // ERP endpoints take Authorization: Bearer TOKEN.
 func (s *Server) Handler() http.Handler {
@@ -80,6 +81,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/erp/reports/tills", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		ts, err := s.Tills(r.Context())
 		s.reply(w, r, ts, err)
+	}))
+	mux.HandleFunc("GET /v1/erp/reports/unknown-cards", s.erp(func(w http.ResponseWriter, r *http.Request) {
+		u, err := s.UnknownCards(r.Context())
+		s.reply(w, r, u, err)
 	}))
 	mux.HandleFunc("GET /v1/erp/rejected", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		rej, err := s.Rejected(r.Context())
