@@ -3,11 +3,9 @@ package e2e
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -60,7 +58,7 @@ func (q *edgePlaceHolder) take() error {
 	}
 	q.tx, q.done = tx, make(chan error, 1)
 	go func() { q.done <- q.tl.c.SyncNow(ctx) }()
-	for deadline := time.Now().Add(10 * time.Second); edgeMetric(q.h, "headoffice_till_requests_in_flight") != 1; time.Sleep(2 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); metricOf(q.h, "headoffice_till_requests_in_flight") != 1; time.Sleep(2 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			return context.DeadlineExceeded
 		}
@@ -76,29 +74,6 @@ func (q *edgePlaceHolder) release() {
 	}
 	if err := <-q.done; err != nil {
 		q.t.Fatalf("place holder %s's sync once free: %v", q.tl.id, err)
-	}
-}
-
-// edgeMetric is hoMetric callable off the test's goroutine (-1 when
-// absent).
-func edgeMetric(h *ho, series string) float64 {
-	rec := httptest.NewRecorder()
-	h.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	for _, l := range strings.Split(rec.Body.String(), "\n") {
-		if v, ok := strings.CutPrefix(l, series+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return -1
-}
-
-func edgeWaitMetric(t *testing.T, h *ho, series string, want float64) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); edgeMetric(h, series) != want; time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s is %v, want %v", series, edgeMetric(h, series), want)
-		}
 	}
 }
 
@@ -190,10 +165,10 @@ func TestFirstLoadResumesAfterAShedPage(t *testing.T) {
 	if n := tl.c.Status().LoadedCards; n != 8 || len(codes) != 8 {
 		t.Fatalf("first load counted %d cards, the till holds %d, want the demo's 8", n, len(codes))
 	}
-	if n := edgeMetric(h, "headoffice_till_requests_shed_total"); n != 1 {
+	if n := metricOf(h, "headoffice_till_requests_shed_total"); n != 1 {
 		t.Fatalf("%v till requests shed, want the one page", n)
 	}
-	edgeWaitMetric(t, h, "headoffice_till_requests_in_flight", 0)
+	waitHOMetric(t, h, "headoffice_till_requests_in_flight", 0)
 }
 
 // TestPushShedMidBacklogAppliedOnce: a till with a backlog of more than
@@ -274,5 +249,5 @@ func TestPushShedMidBacklogAppliedOnce(t *testing.T) {
 	if n := pushes.Load(); n < 3 {
 		t.Fatalf("%d pushes, want the first batch, the shed one and the rest", n)
 	}
-	edgeWaitMetric(t, h, "headoffice_till_requests_in_flight", 0)
+	waitHOMetric(t, h, "headoffice_till_requests_in_flight", 0)
 }

@@ -17,6 +17,15 @@ import (
 // hoMetric is the value of a series of head office's /metrics.
 func hoMetric(t *testing.T, h *ho, series string) float64 {
 	t.Helper()
+	v := metricOf(h, series)
+	if v < 0 {
+		t.Fatalf("no %s in head office's /metrics", series)
+	}
+	return v
+}
+
+// metricOf is hoMetric callable off the test's goroutine (-1 when absent).
+func metricOf(h *ho, series string) float64 {
 	rec := httptest.NewRecorder()
 	h.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	for _, l := range strings.Split(rec.Body.String(), "\n") {
@@ -25,8 +34,17 @@ func hoMetric(t *testing.T, h *ho, series string) float64 {
 			return f
 		}
 	}
-	t.Fatalf("no %s in head office's /metrics", series)
-	return 0
+	return -1
+}
+
+// waitHOMetric waits (up to 10 s) until head office's series has the value.
+func waitHOMetric(t *testing.T, h *ho, series string, want float64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); metricOf(h, series) != want; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is %v, want %v", series, metricOf(h, series), want)
+		}
+	}
 }
 
 // waitFailed waits (up to 20 s) for a status the loop has settled on: a
@@ -92,11 +110,7 @@ func TestTillWaitsOutHeadOfficeBusy(t *testing.T) {
 	}
 	cDone := make(chan error, 1)
 	go func() { cDone <- c.c.SyncNow(ctx) }()
-	for deadline := time.Now().Add(10 * time.Second); hoMetric(t, h, "headoffice_till_requests_in_flight") != 1; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("till C's push did not take head office's place")
-		}
-	}
+	waitHOMetric(t, h, "headoffice_till_requests_in_flight", 1) // till C's push holds the place
 
 	err = b.c.SyncNow(ctx)
 	var ae *client.AnswerError
