@@ -196,7 +196,7 @@ func benchFeedPoll(b *testing.B, stores int, scope string) {
 // seedPollChain imports the demo, the bench's stores and benchCards cards
 // with pollLotsPerCard lots each (copied in, as a first ERP load), then
 // writes pollOldChanges change rows before any till's cursor.
-func seedPollChain(b *testing.B, s *Server, stores int) {
+func seedPollChain(b testing.TB, s *Server, stores int) {
 	ctx := context.Background()
 	r := demoReplica(b)
 	for si := 0; si < stores; si++ {

@@ -183,3 +183,106 @@ type herdError struct {
 }
 
 func (e *herdError) Error() string { return "push: " + strconv.Itoa(e.Status) + " " + e.Body }
+
+// BenchmarkHerdFirstLoad: tills loading their replica all at once (a
+// rollout, a restore that reset every till): TILLAGENT_BENCH_HERD tills
+// (else 200) each ask the first TILLAGENT_BENCH_HERD_PAGES pages (else 5)
+// of 5,000 cards of the 200,000 (5 lots each) over loopback HTTP, gzip,
+// one page after another, as the till's first load does: a page that
+// does not come within a minute is asked again after 1–2 s, a 503 with
+// Retry-After after that long. MaxTillRequests from
+// TILLAGENT_BENCH_HERD_LIMIT (else the default; -1: no bound).
+//
+// Reports pages/s, timed-out and shed pages, the answered pages' p99 and
+// the heap's peak: every page being built or encoded is in it.
+//
+//	go test -run '^$' -bench HerdFirstLoad -benchtime 1x -timeout 30m ./sync/headoffice/
+func BenchmarkHerdFirstLoad(b *testing.B) {
+	ctx := context.Background()
+	limit, _ := strconv.Atoi(os.Getenv("TILLAGENT_BENCH_HERD_LIMIT"))
+	tills, pages := envCount("TILLAGENT_BENCH_HERD", 200), envCount("TILLAGENT_BENCH_HERD_PAGES", 5)
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		s, err := Open(ctx, Options{DSN: pgtest.DSN(b), ERPToken: "erp-secret", Clock: func() time.Time { return demoNow }, MaxTillRequests: limit})
+		if err != nil {
+			b.Fatal(err)
+		}
+		seedPollChain(b, s, 1)
+		secrets := make([]string, tills)
+		for t := range secrets {
+			if secrets[t], err = s.Enrol(ctx, fmt.Sprintf("L%03d-T01", t), "S001"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		hs := httptest.NewServer(s.Handler())
+		cl := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: tills}}
+		var timeouts, shed atomic.Int64
+		var mu sync.Mutex
+		var lat []time.Duration
+		// page asks one page until it comes whole and returns its next.
+		page := func(till, secret, after string) (string, error) {
+			for {
+				t0 := time.Now()
+				req, _ := http.NewRequestWithContext(ctx, "GET", hs.URL+"/v1/till/feed?snapshot=1&limit=5000&after="+after, nil)
+				req.SetBasicAuth(till, secret)
+				resp, err := cl.Do(req)
+				if err != nil {
+					timeouts.Add(1)
+					time.Sleep(time.Second + rand.N(time.Second))
+					continue
+				}
+				data, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode == http.StatusServiceUnavailable && ra > 0 {
+					shed.Add(1)
+					time.Sleep(time.Duration(ra) * time.Second)
+					continue
+				}
+				if err != nil {
+					timeouts.Add(1)
+					continue
+				}
+				var f struct {
+					Next string `json:"next"`
+				}
+				if resp.StatusCode != 200 || json.Unmarshal(data, &f) != nil || f.Next == "" {
+					return "", &herdError{resp.StatusCode, string(data[:min(len(data), 200)])}
+				}
+				mu.Lock()
+				lat = append(lat, time.Since(t0))
+				mu.Unlock()
+				return f.Next, nil
+			}
+		}
+		heap := sampleHeap()
+		b.StartTimer()
+		start := time.Now()
+		var wg sync.WaitGroup
+		for t := range tills {
+			wg.Go(func() {
+				after := ""
+				for range pages {
+					var err error
+					if after, err = page(fmt.Sprintf("L%03d-T01", t), secrets[t], after); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		el := time.Since(start)
+		b.StopTimer()
+		peak, _ := heap.Stop()
+		hs.Close()
+		slices.Sort(lat)
+		b.ReportMetric(float64(len(lat))/el.Seconds(), "pages/s")
+		b.ReportMetric(el.Seconds(), "herd-s")
+		b.ReportMetric(float64(timeouts.Load()), "timeouts")
+		b.ReportMetric(float64(shed.Load()), "shed")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "answered-p99-ms")
+		b.ReportMetric(float64(peak)/(1<<20), "heap-peak-MB")
+		s.Close()
+		b.StartTimer()
+	}
+}
