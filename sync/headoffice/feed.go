@@ -349,20 +349,23 @@ func (s *Server) SnapshotPage(ctx context.Context, tillID string, req SnapshotRe
 				return err
 			}
 		}
-		q := `SELECT code FROM cards WHERE code > $1 ORDER BY code LIMIT $2`
-		args := []any{after, limit}
-		if !t.allCards {
+		var codes []string
+		if t.allCards {
+			if codes, err = s.feedCardPage(ctx, tx, f.Replica, after, limit); err != nil {
+				return err
+			}
+		} else {
 			// The store's home cards, in code order along their key.
-			q = `SELECT card FROM card_stores WHERE store_id = $3 AND card > $1 ORDER BY card LIMIT $2`
-			args = append(args, t.store)
-		}
-		rows, err := tx.Query(ctx, q, args...)
-		if err != nil {
-			return fmt.Errorf("read cards: %w", err)
-		}
-		codes, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return fmt.Errorf("read cards: %w", err)
+			rows, err := tx.Query(ctx, `SELECT card FROM card_stores WHERE store_id = $3 AND card > $1 ORDER BY card LIMIT $2`, after, limit, t.store)
+			if err != nil {
+				return fmt.Errorf("read cards: %w", err)
+			}
+			if codes, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+				return fmt.Errorf("read cards: %w", err)
+			}
+			if err := s.feedCardCodes(ctx, tx, f.Replica, codes); err != nil {
+				return err
+			}
 		}
 		if n := len(codes); n == limit {
 			f.Next, f.More = codes[n-1], true
@@ -374,17 +377,20 @@ func (s *Server) SnapshotPage(ctx context.Context, tillID string, req SnapshotRe
 		if err != nil {
 			return err
 		}
+		// The cards of the till's entries not on this page come after it.
 		inPage := make(map[string]bool, len(codes))
 		for _, c := range codes {
 			inPage[c] = true
 		}
+		var more []string
 		for _, c := range folded {
 			if !inPage[c] {
 				inPage[c] = true
-				codes = append(codes, c)
+				more = append(more, c)
 			}
 		}
-		return s.feedCardCodes(ctx, tx, f.Replica, codes)
+		slices.Sort(more)
+		return s.feedCardCodes(ctx, tx, f.Replica, more)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("snapshot for till %s after card %q: %w", tillID, after, err)
@@ -454,51 +460,88 @@ func (s *Server) feedCards(ctx context.Context, tx pgx.Tx, r *store.Replica, q s
 	return s.feedCardCodes(ctx, tx, r, codes)
 }
 
+// The columns feedCardCodes and feedCardPage read of a card and of a lot.
+const (
+	feedCardColumns = `code, kind, program, state, block_reason, holder, debt::text, history::text`
+	feedLotColumns  = `card, lot_id, points::text, remaining::text, accrued_at, active_from, expires_at, check_id`
+)
+
 // feedCardCodes adds the cards, with their live lots, in code order.
 func (s *Server) feedCardCodes(ctx context.Context, tx pgx.Tx, r *store.Replica, codes []string) error {
 	if len(codes) == 0 {
 		return nil
 	}
-	rows, err := tx.Query(ctx, `SELECT code, kind, program, state, block_reason, holder, debt::text, history::text
-		FROM cards WHERE code = ANY($1) ORDER BY code`, codes)
+	rows, err := tx.Query(ctx, `SELECT `+feedCardColumns+` FROM cards WHERE code = ANY($1) ORDER BY code`, codes)
 	if err != nil {
 		return fmt.Errorf("read cards: %w", err)
 	}
-	r.Cards = slices.Grow(r.Cards, len(codes)) // a page's 5,000 cards grew the slice a dozen times
-	for rows.Next() {
-		var c store.ReplicaCard
-		var debt, hist string
-		if err := rows.Scan(&c.Code, &c.Kind, &c.Program, &c.State, &c.BlockReason, &c.Holder, &debt, &hist); err != nil {
-			rows.Close()
-			return err
-		}
-		d, err := decimal.NewFromString(debt)
-		if err != nil {
-			rows.Close()
-			return fmt.Errorf("card %s debt: %w", c.Code, err)
-		}
-		c.Debt = checkout.PointsOf(d)
-		if c.History, err = store.DecodeHistory([]byte(hist)); err != nil {
-			rows.Close()
-			return fmt.Errorf("card %s history: %w", c.Code, err)
-		}
-		r.Cards = append(r.Cards, c)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	if _, err := scanFeedCards(rows, r, len(codes)); err != nil {
 		return err
 	}
 	// Only the live lots: a card keeps every lot of its history, nearly all
 	// used up, and a page or delta carries each of its cards whole, so the
 	// till sets the lots it holds and is not sent to 0 (emptyLotsNotSent),
 	// which is what they hold here.
-	rows, err = tx.Query(ctx, `SELECT card, lot_id, points::text, remaining::text, accrued_at, active_from, expires_at, check_id
-		FROM lots WHERE card = ANY($1) AND remaining > 0 ORDER BY card, lot_id`, codes)
+	rows, err = tx.Query(ctx, `SELECT `+feedLotColumns+` FROM lots WHERE card = ANY($1) AND remaining > 0 ORDER BY card, lot_id`, codes)
 	if err != nil {
 		return fmt.Errorf("read lots: %w", err)
 	}
+	return scanFeedLots(rows, r, 4*len(codes))
+}
+
+// feedCardPage adds the first limit cards after the code after, in code
+// order, with their live lots, and returns their codes: a first-load page
+// of every card, read along the cards' key and the live lots' index as
+// two ranges. Looked up code by code (feedCardCodes), a page of 5,000
+// cards took 5,000 probes of each index, most of its database time.
+func (s *Server) feedCardPage(ctx context.Context, tx pgx.Tx, r *store.Replica, after string, limit int) ([]string, error) {
+	rows, err := tx.Query(ctx, `SELECT `+feedCardColumns+` FROM cards WHERE code > $1 ORDER BY code LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read cards: %w", err)
+	}
+	codes, err := scanFeedCards(rows, r, limit)
+	if err != nil || len(codes) == 0 {
+		return codes, err
+	}
+	rows, err = tx.Query(ctx, `SELECT `+feedLotColumns+` FROM lots WHERE card > $1 AND card <= $2 AND remaining > 0 ORDER BY card, lot_id`,
+		after, codes[len(codes)-1])
+	if err != nil {
+		return nil, fmt.Errorf("read lots: %w", err)
+	}
+	return codes, scanFeedLots(rows, r, 4*len(codes))
+}
+
+// scanFeedCards adds the cards of rows (feedCardColumns) to r and returns their
+// codes; n is about how many come.
+func scanFeedCards(rows pgx.Rows, r *store.Replica, n int) ([]string, error) {
 	defer rows.Close()
-	r.Lots = slices.Grow(r.Lots, 4*len(codes)) // a card has a few
+	r.Cards = slices.Grow(r.Cards, n) // a page's 5,000 cards grew the slice a dozen times
+	codes := make([]string, 0, n)
+	for rows.Next() {
+		var c store.ReplicaCard
+		var debt, hist string
+		if err := rows.Scan(&c.Code, &c.Kind, &c.Program, &c.State, &c.BlockReason, &c.Holder, &debt, &hist); err != nil {
+			return nil, err
+		}
+		d, err := decimal.NewFromString(debt)
+		if err != nil {
+			return nil, fmt.Errorf("card %s debt: %w", c.Code, err)
+		}
+		c.Debt = checkout.PointsOf(d)
+		if c.History, err = store.DecodeHistory([]byte(hist)); err != nil {
+			return nil, fmt.Errorf("card %s history: %w", c.Code, err)
+		}
+		r.Cards = append(r.Cards, c)
+		codes = append(codes, c.Code)
+	}
+	return codes, rows.Err()
+}
+
+// scanFeedLots adds the lots of rows (feedLotColumns) to r; n is about how many
+// come.
+func scanFeedLots(rows pgx.Rows, r *store.Replica, n int) error {
+	defer rows.Close()
+	r.Lots = slices.Grow(r.Lots, n) // a card has a few
 	for rows.Next() {
 		var l store.ReplicaLot
 		var pts, rem string
