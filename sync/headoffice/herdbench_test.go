@@ -61,38 +61,26 @@ func BenchmarkHerd(b *testing.B) {
 			tills[i].entries = nil // only the bodies are sent
 		}
 		hs := httptest.NewServer(s.Handler())
-		cl := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: len(tills)}}
-		var timeouts, shed atomic.Int64
+		hc := newHerdClient(len(tills))
+		cl := hc.cl
 		var mu sync.Mutex
 		var lat []time.Duration
 		// push sends body until head office answers it whole.
 		push := func(t *benchTill, body []byte) error {
-			for {
-				t0 := time.Now()
+			t0 := time.Now()
+			code, data := hc.do(func() *http.Request {
 				req, _ := http.NewRequestWithContext(ctx, "POST", hs.URL+"/v1/till/journal", bytes.NewReader(body))
 				req.SetBasicAuth(t.till, t.secret)
-				resp, err := cl.Do(req)
-				if err != nil {
-					timeouts.Add(1)
-					time.Sleep(time.Second + rand.N(time.Second))
-					continue
-				}
-				data, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode == http.StatusServiceUnavailable && ra > 0 {
-					shed.Add(1)
-					time.Sleep(time.Duration(ra) * time.Second)
-					continue
-				}
-				var res wire.BatchResult
-				if err != nil || resp.StatusCode != 200 || json.Unmarshal(data, &res) != nil || len(res.Results) != benchBatch {
-					return &herdError{resp.StatusCode, string(data)}
-				}
-				mu.Lock()
-				lat = append(lat, time.Since(t0))
-				mu.Unlock()
-				return nil
+				return req
+			})
+			var res wire.BatchResult
+			if code != 200 || json.Unmarshal(data, &res) != nil || len(res.Results) != benchBatch {
+				return &herdError{code, string(data)}
 			}
+			mu.Lock()
+			lat = append(lat, time.Since(t0))
+			mu.Unlock()
+			return nil
 		}
 		fetcher, err := s.Enrol(ctx, "F001-T01", "S001")
 		if err != nil {
@@ -164,8 +152,8 @@ func BenchmarkHerd(b *testing.B) {
 		slices.Sort(lat)
 		b.ReportMetric(float64(n)/el.Seconds(), "entries/s")
 		b.ReportMetric(el.Seconds(), "herd-s")
-		b.ReportMetric(float64(timeouts.Load()), "timeouts")
-		b.ReportMetric(float64(shed.Load()), "shed")
+		b.ReportMetric(float64(hc.timeouts.Load()), "timeouts")
+		b.ReportMetric(float64(hc.shed.Load()), "shed")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "answered-p99-ms")
 		b.ReportMetric(float64(peak)/(1<<20), "heap-peak-MB")
 		slices.Sort(fetches)
@@ -176,7 +164,44 @@ func BenchmarkHerd(b *testing.B) {
 	}
 }
 
-// herdError is a push answered other than with its results.
+// herdClient sends as a till's sync loop does: a request that gets no
+// whole answer within a minute (sync.request_timeout) goes again after
+// 1–2 s, one answered 503 with Retry-After after that long.
+type herdClient struct {
+	cl             *http.Client
+	timeouts, shed atomic.Int64
+}
+
+func newHerdClient(tills int) *herdClient {
+	return &herdClient{cl: &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: tills}}}
+}
+
+// do sends the request newReq makes until an answer comes whole that is
+// not a 503 with Retry-After, and returns its status and body.
+func (h *herdClient) do(newReq func() *http.Request) (int, []byte) {
+	for {
+		resp, err := h.cl.Do(newReq())
+		if err != nil {
+			h.timeouts.Add(1)
+			time.Sleep(time.Second + rand.N(time.Second))
+			continue
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			h.timeouts.Add(1)
+			continue
+		}
+		if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode == http.StatusServiceUnavailable && ra > 0 {
+			h.shed.Add(1)
+			time.Sleep(time.Duration(ra) * time.Second)
+			continue
+		}
+		return resp.StatusCode, data
+	}
+}
+
+// herdError is a push or a page answered other than with what was asked.
 type herdError struct {
 	Status int
 	Body   string
@@ -215,44 +240,27 @@ func BenchmarkHerdFirstLoad(b *testing.B) {
 			}
 		}
 		hs := httptest.NewServer(s.Handler())
-		cl := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: tills}}
-		var timeouts, shed atomic.Int64
+		hc := newHerdClient(tills)
 		var mu sync.Mutex
 		var lat []time.Duration
 		// page asks one page until it comes whole and returns its next.
 		page := func(till, secret, after string) (string, error) {
-			for {
-				t0 := time.Now()
+			t0 := time.Now()
+			code, data := hc.do(func() *http.Request {
 				req, _ := http.NewRequestWithContext(ctx, "GET", hs.URL+"/v1/till/feed?snapshot=1&limit=5000&after="+after, nil)
 				req.SetBasicAuth(till, secret)
-				resp, err := cl.Do(req)
-				if err != nil {
-					timeouts.Add(1)
-					time.Sleep(time.Second + rand.N(time.Second))
-					continue
-				}
-				data, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode == http.StatusServiceUnavailable && ra > 0 {
-					shed.Add(1)
-					time.Sleep(time.Duration(ra) * time.Second)
-					continue
-				}
-				if err != nil {
-					timeouts.Add(1)
-					continue
-				}
-				var f struct {
-					Next string `json:"next"`
-				}
-				if resp.StatusCode != 200 || json.Unmarshal(data, &f) != nil || f.Next == "" {
-					return "", &herdError{resp.StatusCode, string(data[:min(len(data), 200)])}
-				}
-				mu.Lock()
-				lat = append(lat, time.Since(t0))
-				mu.Unlock()
-				return f.Next, nil
+				return req
+			})
+			var f struct {
+				Next string `json:"next"`
 			}
+			if code != 200 || json.Unmarshal(data, &f) != nil || f.Next == "" {
+				return "", &herdError{code, string(data[:min(len(data), 200)])}
+			}
+			mu.Lock()
+			lat = append(lat, time.Since(t0))
+			mu.Unlock()
+			return f.Next, nil
 		}
 		heap := sampleHeap()
 		b.StartTimer()
@@ -278,8 +286,8 @@ func BenchmarkHerdFirstLoad(b *testing.B) {
 		slices.Sort(lat)
 		b.ReportMetric(float64(len(lat))/el.Seconds(), "pages/s")
 		b.ReportMetric(el.Seconds(), "herd-s")
-		b.ReportMetric(float64(timeouts.Load()), "timeouts")
-		b.ReportMetric(float64(shed.Load()), "shed")
+		b.ReportMetric(float64(hc.timeouts.Load()), "timeouts")
+		b.ReportMetric(float64(hc.shed.Load()), "shed")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "answered-p99-ms")
 		b.ReportMetric(float64(peak)/(1<<20), "heap-peak-MB")
 		s.Close()
