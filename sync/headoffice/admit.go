@@ -2,6 +2,7 @@ package headoffice
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -72,24 +73,32 @@ func (s *Server) admit(h http.HandlerFunc) http.HandlerFunc {
 		select {
 		case a.slots <- struct{}{}:
 		default:
-			a.waiting.Add(1)
-			t := time.NewTimer(a.queueWait)
-			select {
-			case a.slots <- struct{}{}:
-				t.Stop()
-				a.waiting.Add(-1)
-			case <-t.C:
-				a.waiting.Add(-1)
+			if placed, shed := a.wait(r.Context()); shed {
 				s.shed(w, r)
 				return
-			case <-r.Context().Done():
-				t.Stop()
-				a.waiting.Add(-1)
+			} else if !placed {
 				return
 			}
 		}
 		defer func() { <-a.slots }()
 		h(w, r)
+	}
+}
+
+// wait waits up to the queue wait for a place: placed, or shed when none
+// freed in time (neither when ctx ended first).
+func (a *admission) wait(ctx context.Context) (placed, shed bool) {
+	a.waiting.Add(1)
+	defer a.waiting.Add(-1)
+	t := time.NewTimer(a.queueWait)
+	defer t.Stop()
+	select {
+	case a.slots <- struct{}{}:
+		return true, false
+	case <-t.C:
+		return false, true
+	case <-ctx.Done():
+		return false, false
 	}
 }
 

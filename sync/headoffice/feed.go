@@ -363,9 +363,6 @@ func (s *Server) SnapshotPage(ctx context.Context, tillID string, req SnapshotRe
 			if codes, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 				return fmt.Errorf("read cards: %w", err)
 			}
-			if err := s.feedCardCodes(ctx, tx, f.Replica, codes); err != nil {
-				return err
-			}
 		}
 		if n := len(codes); n == limit {
 			f.Next, f.More = codes[n-1], true
@@ -377,20 +374,23 @@ func (s *Server) SnapshotPage(ctx context.Context, tillID string, req SnapshotRe
 		if err != nil {
 			return err
 		}
-		// The cards of the till's entries not on this page come after it.
+		// The cards of the till's entries not on this page are read by code,
+		// with a home store's page (an all store's page is in already).
 		inPage := make(map[string]bool, len(codes))
 		for _, c := range codes {
 			inPage[c] = true
 		}
-		var more []string
+		var byCode []string
+		if !t.allCards {
+			byCode = codes
+		}
 		for _, c := range folded {
 			if !inPage[c] {
 				inPage[c] = true
-				more = append(more, c)
+				byCode = append(byCode, c)
 			}
 		}
-		slices.Sort(more)
-		return s.feedCardCodes(ctx, tx, f.Replica, more)
+		return s.feedCardCodes(ctx, tx, f.Replica, byCode)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("snapshot for till %s after card %q: %w", tillID, after, err)
