@@ -62,13 +62,20 @@ func newAdmission(o Options, poolConns int32) *admission {
 
 // admit runs h once a place is free, or answers 503 with Retry-After when
 // none frees within the queue wait. A request whose client went away
-// while it waited is dropped.
+// while it waited is dropped. A request that cannot be any till's (no
+// credentials, an impossible till id) is refused before it queues; one
+// that might be is authenticated once placed (Server.till): the lookup
+// needs a pool connection, and the herd's lookups ahead of a cashier's
+// card fetch made it wait twice as long (docs/sync.md).
 func (s *Server) admit(h http.HandlerFunc) http.HandlerFunc {
 	a := s.admission
 	if a.slots == nil {
 		return h
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
+		if _, _, _, ok := s.identify(w, r); !ok {
+			return
+		}
 		preRead(r)
 		select {
 		case a.slots <- struct{}{}:

@@ -97,7 +97,8 @@ func mustJSON(t *testing.T, v any) []byte {
 // by half either way) and an error saying head office is busy; its card
 // fetch (a cashier waiting) and ERP's requests are served. Once T01's push
 // is through, T02's goes through too: nothing was written for the shed
-// ones, nothing lost.
+// ones, nothing lost. A push without credentials or from an impossible
+// till id is refused (401) at once, without queueing.
 func TestTillRequestsShedWhenHeadOfficeIsFull(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	s, hs, secret := servedHOWith(t, Options{DSN: dsn, MaxTillRequests: 1, TillQueueWait: 300 * time.Millisecond, BusyRetryAfter: 4 * time.Second})
@@ -136,6 +137,13 @@ func TestTillRequestsShedWhenHeadOfficeIsFull(t *testing.T) {
 		}
 		if !strings.Contains(string(data), "head office is busy") || !strings.Contains(string(data), "send again in "+strconv.Itoa(ra)+" s") {
 			t.Errorf("%s %s: %s, want the error to say head office is busy and when to come back", r.method, r.path, data)
+		}
+	}
+	// A client that cannot be a till is refused at once, not queued.
+	for _, who := range [][2]string{{"", ""}, {"S001 T02", secret2}} {
+		resp, data, err := tillCall(ctx, hs, who[0], who[1], "POST", "/v1/till/journal", body2)
+		if err != nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("push by %q while full: %v %v %s, want 401 without queueing", who[0], err, resp, data)
 		}
 	}
 	resp, data, err := tillCall(ctx, hs, "S001-T02", secret2, "POST", "/v1/till/cards", []byte(`{"codes": ["`+demoCard+`"]}`))

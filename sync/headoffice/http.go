@@ -201,23 +201,8 @@ type tillHandler func(w http.ResponseWriter, r *http.Request, tillID, storeID st
 
 func (s *Server) till(h tillHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, secret, basic := r.BasicAuth()
-		leaf := tillCertificate(r)
-		switch {
-		case leaf != nil && basic && id != leaf.Subject.CommonName:
-			s.log.Warn("till authentication failed", "till", id, "certificate", leaf.Subject.CommonName, "remote", r.RemoteAddr)
-			httpError(w, http.StatusUnauthorized, fmt.Sprintf("the TLS certificate is till %s's, the credentials till %s's", leaf.Subject.CommonName, id))
-			return
-		case leaf != nil:
-			id = leaf.Subject.CommonName
-		case !basic:
-			httpError(w, http.StatusUnauthorized, "till credentials required (HTTP Basic: till id and secret, or the till's TLS certificate)")
-			return
-		}
-		if !tillIDRe.MatchString(id) {
-			// No enrolled till has such an id (Enrol checks it), and
-			// PostgreSQL may not even take it (U+0000, bytes not UTF-8).
-			httpError(w, http.StatusUnauthorized, "unknown till: a till id is 1-37 of A-Z a-z 0-9 _ . : / -")
+		id, secret, leaf, ok := s.identify(w, r)
+		if !ok {
 			return
 		}
 		var storeID string
@@ -246,6 +231,33 @@ func (s *Server) till(h tillHandler) http.HandlerFunc {
 		}
 		h(w, r, id, storeID)
 	}
+}
+
+// identify is who a till request says it is: its till id and secret
+// (HTTP Basic) or certificate. When no enrolled till can be it, it answers
+// 401 and returns !ok. It asks nothing of the database, so admission
+// (admit.go) turns such requests away before they queue.
+func (s *Server) identify(w http.ResponseWriter, r *http.Request) (id, secret string, leaf *x509.Certificate, ok bool) {
+	id, secret, basic := r.BasicAuth()
+	leaf = tillCertificate(r)
+	switch {
+	case leaf != nil && basic && id != leaf.Subject.CommonName:
+		s.log.Warn("till authentication failed", "till", id, "certificate", leaf.Subject.CommonName, "remote", r.RemoteAddr)
+		httpError(w, http.StatusUnauthorized, fmt.Sprintf("the TLS certificate is till %s's, the credentials till %s's", leaf.Subject.CommonName, id))
+		return "", "", nil, false
+	case leaf != nil:
+		id = leaf.Subject.CommonName
+	case !basic:
+		httpError(w, http.StatusUnauthorized, "till credentials required (HTTP Basic: till id and secret, or the till's TLS certificate)")
+		return "", "", nil, false
+	}
+	if !tillIDRe.MatchString(id) {
+		// No enrolled till has such an id (Enrol checks it), and
+		// PostgreSQL may not even take it (U+0000, bytes not UTF-8).
+		httpError(w, http.StatusUnauthorized, "unknown till: a till id is 1-37 of A-Z a-z 0-9 _ . : / -")
+		return "", "", nil, false
+	}
+	return id, secret, leaf, true
 }
 
 // tillCertificate is the request's client certificate naming a till (its
