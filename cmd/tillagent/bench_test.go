@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,17 +15,22 @@ import (
 	"testing"
 	"time"
 
+	_ "modernc.org/sqlite"
+
 	"tillagent/internal/config"
 )
 
 // BenchmarkSaleAPI is one sale through the whole agent: POST /v1/sales on
 // the Unix socket, re-quote, receipt printed by the emulator at full speed
-// over a pty, journal committed with the fiscal number.
+// over a pty, journal committed with the fiscal number. db-bytes/sale is
+// what a sale adds to the till's database (document, journal, replay
+// key): the disk the history takes that a till keeps.
 //
 //	go test -run '^$' -bench SaleAPI -benchtime 500x ./cmd/tillagent/
 func BenchmarkSaleAPI(b *testing.B) {
 	h := newHarness(b, func(c *config.Config) { c.Log.Level = "error" })
 	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	before := dbBytes(b, h.cfg.Store.Path)
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	start := time.Now()
@@ -36,7 +42,26 @@ func BenchmarkSaleAPI(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "sales/s")
+	b.ReportMetric(float64(dbBytes(b, h.cfg.Store.Path)-before)/float64(b.N), "db-bytes/sale")
 	reportLatency(b, lat)
+}
+
+// dbBytes is the pages in use in the SQLite database at path, committed
+// WAL included: the files' sizes say less (the WAL is reused, free pages
+// kept).
+func dbBytes(b *testing.B, path string) int64 {
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	var pages, free, size int64
+	for q, v := range map[string]*int64{"PRAGMA page_count": &pages, "PRAGMA freelist_count": &free, "PRAGMA page_size": &size} {
+		if err := db.QueryRow(q).Scan(v); err != nil {
+			b.Fatalf("%s on %s: %v", q, path, err)
+		}
+	}
+	return (pages - free) * size
 }
 
 func reportLatency(b *testing.B, d []time.Duration) {

@@ -57,21 +57,16 @@ const docColumns = `id, kind, idem_key, request_sha, COALESCE(original_id, ''), 
 
 func scanDoc(row interface{ Scan(...any) error }) (Doc, error) {
 	var d Doc
-	var result, receipt string
-	var cp, answer sql.NullString
-	err := row.Scan(&d.ID, &d.Kind, &d.IdemKey, &d.RequestSHA, &d.OriginalID, &d.State, &result, &receipt,
-		&cp, &d.FD, &d.FP, &answer, &d.CreatedMS, &d.DoneMS)
+	var cp sql.NullString
+	err := row.Scan(&d.ID, &d.Kind, &d.IdemKey, &d.RequestSHA, &d.OriginalID, &d.State, &d.Result, &d.Receipt,
+		&cp, &d.FD, &d.FP, &d.Answer, &d.CreatedMS, &d.DoneMS)
 	if err != nil {
 		return d, err
 	}
-	d.Result, d.Receipt = []byte(result), []byte(receipt)
 	if cp.Valid {
 		d.Checkpoint = []byte(cp.String)
 	}
-	if answer.Valid {
-		d.Answer = []byte(answer.String)
-	}
-	return d, nil
+	return d, unpackDocColumns(&d)
 }
 
 // BeginDoc writes d as pending, durably, in its own transaction. If its
@@ -94,7 +89,7 @@ func (s *Store) BeginDoc(ctx context.Context, d Doc) (Doc, error) {
 	d.CreatedMS = s.now().UnixMilli()
 	if _, err := tx.ExecContext(ctx, `INSERT INTO sale_docs(id, kind, idem_key, request_sha, original_id, state, result, receipt, created_ms)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		d.ID, d.Kind, d.IdemKey, d.RequestSHA, nullStr(d.OriginalID), d.State, string(d.Result), string(d.Receipt), d.CreatedMS); err != nil {
+		d.ID, d.Kind, d.IdemKey, d.RequestSHA, nullStr(d.OriginalID), d.State, packDoc(d.Result), packDoc(d.Receipt), d.CreatedMS); err != nil {
 		return Doc{}, fmt.Errorf("insert document %s: %w", d.ID, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -115,7 +110,7 @@ func (s *Store) SaveCheckpoint(ctx context.Context, id string, cp []byte) error 
 // recording again).
 func (s *Store) FinishDoc(ctx context.Context, id string, fd, fp uint32, answer []byte) error {
 	return s.updateDoc(ctx, "finish", id, `UPDATE sale_docs SET state = 'done', fd = ?, fp = ?, answer = ?, done_ms = ? WHERE id = ? AND state = 'pending'`,
-		fd, fp, string(answer), s.now().UnixMilli(), id)
+		fd, fp, packDoc(answer), s.now().UnixMilli(), id)
 }
 
 // DropDoc deletes a pending document that was never fiscalised: the printer
