@@ -254,6 +254,14 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 		n, err := st.Backlog(ctx)
 		return float64(n), err
 	})
+	metrics.Gauge("tillagent_store_db_bytes", "Bytes the till's database files take (main file, WAL, shared memory): the till keeps its history.", func(context.Context) (float64, error) {
+		d, err := st.Disk()
+		return float64(d.DBBytes), err
+	})
+	metrics.Gauge("tillagent_store_disk_free_bytes", "Bytes left on the file system holding the till's database.", func(context.Context) (float64, error) {
+		d, err := st.Disk()
+		return float64(d.FreeBytes), err
+	})
 	metrics.Gauge("tillagent_event_clients", "Clients connected to /v1/events.", func(context.Context) (float64, error) {
 		return float64(events.Subscribers()), nil
 	})
@@ -267,10 +275,16 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 		Status: func(ctx context.Context) any {
 			backlog, _ := st.Backlog(ctx)
 			docs, _ := st.DocCounts(ctx)
+			journal := map[string]any{"backlog": backlog, "documents": docs}
+			if d, err := st.Disk(); err != nil {
+				journal["disk_error"] = err.Error()
+			} else {
+				journal["db_bytes"], journal["disk_free_bytes"] = d.DBBytes, d.FreeBytes
+			}
 			st := map[string]any{
 				"version": version, "till_id": cfg.Till.TillID, "store_id": cfg.Till.StoreID, "started_at": started,
 				"settled": svc.Settled(), "printer": svc.Printer(ctx), "scanners": sc.status(),
-				"journal": map[string]any{"backlog": backlog, "documents": docs},
+				"journal": journal,
 				"sync":    map[string]any{"configured": false},
 				"offline": offlineStatus(ctx, st, clock, cfg.Sync.Enabled),
 			}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -428,6 +429,25 @@ func TestEventsAndMetrics(t *testing.T) {
 		`tillagent_printer_errors_total{code="printer.paper_out"} 1`} {
 		if st != 200 || !strings.Contains(string(body), s) {
 			t.Errorf("metrics lack %s:\n%s", s, body)
+		}
+	}
+	// The database's disk, in the metrics and the status alike.
+	var status struct {
+		Journal struct {
+			DBBytes   int64  `json:"db_bytes"`
+			DiskFree  int64  `json:"disk_free_bytes"`
+			DiskError string `json:"disk_error"`
+		} `json:"journal"`
+	}
+	h.must(200, "GET", "/v1/status", nil, &status)
+	fi, err := os.Stat(h.cfg.Store.Path)
+	if err != nil || status.Journal.DBBytes < fi.Size() || status.Journal.DiskFree <= 0 || status.Journal.DiskError != "" {
+		t.Errorf("status journal disk %+v, want the database's files (main file %d bytes, %v) and the free space", status.Journal, fi.Size(), err)
+	}
+	for _, g := range []string{"tillagent_store_db_bytes", "tillagent_store_disk_free_bytes"} {
+		m := regexp.MustCompile(`(?m)^` + g + ` ([0-9.e+]+)$`).FindStringSubmatch(string(body))
+		if m == nil || m[1] == "0" {
+			t.Errorf("metrics: %s missing or 0: %v", g, m)
 		}
 	}
 }

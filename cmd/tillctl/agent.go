@@ -96,8 +96,11 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 			}
 			Scanners []struct{ Name, Code, Error string }
 			Journal  struct {
-				Backlog   int
-				Documents map[string]int
+				Backlog       int
+				Documents     map[string]int
+				DBBytes       int64  `json:"db_bytes"`
+				DiskFreeBytes int64  `json:"disk_free_bytes"`
+				DiskError     string `json:"disk_error"`
 			}
 			Sync    map[string]any
 			Offline map[string]any
@@ -124,6 +127,10 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 				{"sales settled", fmt.Sprint(st.Settled)},
 				{"printer", printer},
 				{"journal backlog", fmt.Sprintf("%d entries not acknowledged by head office", st.Journal.Backlog)},
+				{"database", st.Journal.DiskError},
+			}
+			if st.Journal.DiskError == "" {
+				rows[len(rows)-1][1] = fmt.Sprintf("%s, %s free on its disk", sizeText(st.Journal.DBBytes), sizeText(st.Journal.DiskFreeBytes))
 			}
 			for _, s := range st.Scanners {
 				v := s.Code
@@ -672,4 +679,12 @@ func readEvents(ctx context.Context, c *agentClient, want map[string]bool, last 
 		return err
 	}
 	return io.ErrUnexpectedEOF
+}
+
+// sizeText is a byte count as a technician reads it.
+func sizeText(b int64) string {
+	if b >= 1<<30 {
+		return fmt.Sprintf("%.1f GB", float64(b)/(1<<30))
+	}
+	return fmt.Sprintf("%.1f MB", float64(b)/(1<<20))
 }

@@ -70,6 +70,9 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if out := tillctl(1, "return", m[1]); !strings.Contains(out, "refund") || !strings.Contains(out, "FD ") {
 		t.Fatalf("return: %s", out)
 	}
+	if out := tillctl(1, "status"); !regexp.MustCompile(`database\s+[0-9.]+ MB, [0-9.]+ [MG]B free on its disk`).MatchString(out) {
+		t.Fatalf("status should show the database's size and the free disk: %s", out)
+	}
 	status := tillctl(1, "status", "-json")
 	if !strings.Contains(status, `"settled": true`) || !strings.Contains(status, `"scanner.ok"`) {
 		t.Fatalf("status: %s", status)
