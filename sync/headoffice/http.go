@@ -221,7 +221,9 @@ func (s *Server) till(h tillHandler) http.HandlerFunc {
 		}
 		if err != nil {
 			s.log.Error("till authentication", "till", id, "err", err)
-			httpError(w, http.StatusServiceUnavailable, err.Error())
+			if !s.lostReply(w, err) {
+				httpError(w, http.StatusServiceUnavailable, err.Error())
+			}
 			return
 		}
 		s.noteSeen(id, r.UserAgent())

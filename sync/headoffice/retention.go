@@ -9,7 +9,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// pruneLock is the advisory lock key of pruneChanges ("chgl").
+// pruneLock is the advisory lock key of pruneChanges ("chgl"), paired
+// with the schema's hash: advisory locks are per database, and head
+// offices (or tests) in other schemas of it prune change logs of their own.
 const pruneLock = 0x6368676c
 
 // pruneChunk is how many change rows one statement deletes: short
@@ -45,7 +47,7 @@ func (s *Server) pruneChanges(ctx context.Context, now time.Time) (int64, error)
 		return 0, fmt.Errorf("prune the change log: mark: %w", err)
 	}
 	var mine bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, pruneLock).Scan(&mine); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext(current_schema()))`, pruneLock).Scan(&mine); err != nil {
 		return 0, fmt.Errorf("prune the change log: lock: %w", err)
 	}
 	if !mine {
@@ -53,7 +55,7 @@ func (s *Server) pruneChanges(ctx context.Context, now time.Time) (int64, error)
 	}
 	defer func() {
 		// On a connection gone bad the lock went with its session.
-		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, pruneLock); err != nil {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1, hashtext(current_schema()))`, pruneLock); err != nil {
 			pc.Conn().Close(context.Background())
 		}
 	}()

@@ -519,3 +519,44 @@ func exportAll(t *testing.T, s *Server, cursor string, want int) map[string]int 
 	}
 	return out
 }
+
+// TestPruneLockIsPerSchema: a head office pruning in another schema of the
+// same database (advisory locks are per database) does not make this one
+// skip its prune, while one in the same schema does.
+func TestPruneLockIsPerSchema(t *testing.T) {
+	ctx := context.Background()
+	clock := newRetentionClock()
+	s := openRetention(t, pgtest.DSN(t), clock, 48*time.Hour)
+	other := openRetention(t, pgtest.DSN(t), clock, 48*time.Hour)
+	hold := func(srv *Server) func() {
+		c, err := srv.db.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext(current_schema()))`, pruneLock); err != nil {
+			t.Fatal(err)
+		}
+		var once sync.Once
+		release := func() {
+			once.Do(func() {
+				c.Exec(ctx, `SELECT pg_advisory_unlock($1, hashtext(current_schema()))`, pruneLock)
+				c.Release()
+			})
+		}
+		t.Cleanup(release) // before the servers close: a pool waits for its connections
+		return release
+	}
+	if _, err := s.Maintain(ctx); err != nil { // the mark
+		t.Fatal(err)
+	}
+	clock.add(49 * time.Hour)
+	release := hold(s)
+	if _, err := s.Maintain(ctx); err != nil || qaHorizon(t, s) != 0 {
+		t.Fatalf("prune with its own schema's lock taken: %v, horizon %d, want it skipped", err, qaHorizon(t, s))
+	}
+	release()
+	defer hold(other)()
+	if _, err := s.Maintain(ctx); err != nil || qaHorizon(t, s) == 0 {
+		t.Fatalf("prune while another schema's head office prunes: %v, horizon %d, want one set", err, qaHorizon(t, s))
+	}
+}
