@@ -14,10 +14,10 @@ import (
 type Disk struct {
 	// DBBytes are the database's files: the main file, its WAL and the
 	// shared-memory index.
-	DBBytes int64 `json:"db_bytes"`
+	DBBytes int64
 	// FreeBytes is the space left to an unprivileged writer on the file
 	// system holding the database.
-	FreeBytes int64 `json:"free_bytes"`
+	FreeBytes int64
 }
 
 // Disk measures the database's files and the space left beside them.
