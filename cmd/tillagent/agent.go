@@ -254,14 +254,7 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 		n, err := st.Backlog(ctx)
 		return float64(n), err
 	})
-	metrics.Gauge("tillagent_store_db_bytes", "Bytes the till's database files take (main file, WAL, shared memory): the till keeps its history.", func(context.Context) (float64, error) {
-		d, err := st.Disk()
-		return float64(d.DBBytes), err
-	})
-	metrics.Gauge("tillagent_store_disk_free_bytes", "Bytes left on the file system holding the till's database.", func(context.Context) (float64, error) {
-		d, err := st.Disk()
-		return float64(d.FreeBytes), err
-	})
+	diskGauges(metrics, st)
 	metrics.Gauge("tillagent_event_clients", "Clients connected to /v1/events.", func(context.Context) (float64, error) {
 		return float64(events.Subscribers()), nil
 	})

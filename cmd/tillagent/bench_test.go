@@ -55,13 +55,11 @@ func dbBytes(b *testing.B, path string) int64 {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	var pages, free, size int64
-	for q, v := range map[string]*int64{"PRAGMA page_count": &pages, "PRAGMA freelist_count": &free, "PRAGMA page_size": &size} {
-		if err := db.QueryRow(q).Scan(v); err != nil {
-			b.Fatalf("%s on %s: %v", q, path, err)
-		}
+	var n int64
+	if err := db.QueryRow(`SELECT (page_count - freelist_count) * page_size FROM pragma_page_count, pragma_freelist_count, pragma_page_size`).Scan(&n); err != nil {
+		b.Fatalf("pages in use in %s: %v", path, err)
 	}
-	return (pages - free) * size
+	return n
 }
 
 func reportLatency(b *testing.B, d []time.Duration) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"tillagent/internal/api"
@@ -14,27 +13,9 @@ import (
 // caps, how old the last feed is, whether redemption is blocked on the
 // whole till and why, and how much of the till cap is used.
 func offlineGauges(m *api.Metrics, st *store.Store, clock func() time.Time, syncs bool) {
-	// One reading of the store per scrape, not one per gauge: Metrics.Write
-	// asks every gauge with a ctx of that scrape alone, and OfflineStatus
-	// reads the journal.
-	var mu sync.Mutex
-	var scrape context.Context
-	var o store.OfflineStatus
-	var oerr error
-	read := func(f func(store.OfflineStatus) float64) func(context.Context) (float64, error) {
-		return func(ctx context.Context) (float64, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			if ctx != scrape {
-				scrape = ctx
-				o, oerr = st.OfflineStatus(ctx, clock(), syncs)
-			}
-			if oerr != nil {
-				return 0, oerr
-			}
-			return f(o), nil
-		}
-	}
+	read := perScrape(func(ctx context.Context) (store.OfflineStatus, error) { // it reads the journal
+		return st.OfflineStatus(ctx, clock(), syncs)
+	})
 	flag := func(b bool) float64 {
 		if b {
 			return 1

@@ -122,15 +122,16 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 			case st.Printer.Configured:
 				printer = st.Printer.Code + ": " + st.Printer.Error
 			}
+			database := st.Journal.DiskError
+			if database == "" {
+				database = fmt.Sprintf("%s, %s free on its disk", sizeText(st.Journal.DBBytes), sizeText(st.Journal.DiskFreeBytes))
+			}
 			rows := [][]string{
 				{"agent", st.Version + ", till " + st.TillID + ", store " + st.StoreID},
 				{"sales settled", fmt.Sprint(st.Settled)},
 				{"printer", printer},
 				{"journal backlog", fmt.Sprintf("%d entries not acknowledged by head office", st.Journal.Backlog)},
-				{"database", st.Journal.DiskError},
-			}
-			if st.Journal.DiskError == "" {
-				rows[len(rows)-1][1] = fmt.Sprintf("%s, %s free on its disk", sizeText(st.Journal.DBBytes), sizeText(st.Journal.DiskFreeBytes))
+				{"database", database},
 			}
 			for _, s := range st.Scanners {
 				v := s.Code

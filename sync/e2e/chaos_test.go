@@ -988,8 +988,12 @@ func (c *chaos) sendCorrection(url string, k *chaosCorrection) {
 // dbLost: head office answered that it lost its database connection
 // (retry).
 func dbLost(code int, data []byte) bool {
-	return code == http.StatusServiceUnavailable && strings.Contains(string(data), "lost its database connection")
+	return code == http.StatusServiceUnavailable && strings.Contains(string(data), lostConnection)
 }
+
+// lostConnection is what head office says when a request lost its
+// database connection (Server.lostReply): send it again.
+const lostConnection = "lost its database connection"
 
 func (c *chaos) correct() {
 	c.t.Helper()
@@ -1194,7 +1198,7 @@ func (c *chaos) burst() {
 		// Head office runs a request once more on fresh connections after
 		// a cut; PostgreSQL's terminate, still walking its backends, may
 		// take those too, and head office then says so (503, send again).
-		cutTwice := dbCut && errSays(errs[i], "lost its database connection")
+		cutTwice := dbCut && errs[i] != nil && strings.Contains(errs[i].Error(), lostConnection)
 		if err := c.noteSync(tl, seq, errs[i]); err != nil && !cutTwice && (!restart || strings.Contains(err.Error(), "deadlock")) {
 			c.problem("burst: till %s: sync: %v", tl.id, err)
 		}
@@ -1977,6 +1981,3 @@ func TestReturnToAnOwnLotUsedUpShowsAtOnce(t *testing.T) {
 		t.Errorf("after the sync: till %s, head office %s; want %s", got, ho, want)
 	}
 }
-
-// errSays says whether err's text holds s.
-func errSays(err error, s string) bool { return err != nil && strings.Contains(err.Error(), s) }

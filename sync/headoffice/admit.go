@@ -60,36 +60,32 @@ func newAdmission(o Options, poolConns int32) *admission {
 	return a
 }
 
-// admit runs h once a place is free, or answers 503 with Retry-After when
-// none frees within the queue wait. A request whose client went away
-// while it waited is dropped. A request that cannot be any till's (no
-// credentials, an impossible till id) is refused before it queues; one
-// that might be is authenticated once placed (Server.till): the lookup
-// needs a pool connection, and the herd's lookups ahead of a cashier's
-// card fetch made it wait twice as long (docs/sync.md).
-func (s *Server) admit(h http.HandlerFunc) http.HandlerFunc {
+// enter takes a place for a till request, waiting up to the queue wait,
+// and returns the function that gives it back. When none frees in time it
+// answers 503 with Retry-After; when the client went away while it
+// waited it drops the request; either way !ok. Server.till calls it
+// between the identity check, which needs no database, and
+// authentication, which does: a request that cannot be any till's never
+// queues, and the herd's authentication lookups, checked before the queue
+// instead, made a cashier's card fetch wait twice as long (docs/sync.md).
+func (s *Server) enter(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
 	a := s.admission
 	if a.slots == nil {
-		return h
+		return func() {}, true
 	}
-	return func(w http.ResponseWriter, r *http.Request) {
-		if _, _, _, ok := s.identify(w, r); !ok {
-			return
+	preRead(r)
+	select {
+	case a.slots <- struct{}{}:
+	default:
+		placed, shed := a.wait(r.Context())
+		if shed {
+			s.shed(w, r)
 		}
-		preRead(r)
-		select {
-		case a.slots <- struct{}{}:
-		default:
-			if placed, shed := a.wait(r.Context()); shed {
-				s.shed(w, r)
-				return
-			} else if !placed {
-				return
-			}
+		if !placed {
+			return nil, false
 		}
-		defer func() { <-a.slots }()
-		h(w, r)
 	}
+	return func() { <-a.slots }, true
 }
 
 // wait waits up to the queue wait for a place: placed, or shed when none

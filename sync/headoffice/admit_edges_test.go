@@ -83,9 +83,12 @@ func TestPanicFreesThePlace(t *testing.T) {
 	s, _, secret := servedHOWith(t, Options{DSN: pgtest.DSN(t), MaxTillRequests: 1, TillQueueWait: 200 * time.Millisecond, BusyRetryAfter: time.Second})
 	mux := http.NewServeMux()
 	mux.Handle("/", s.Handler())
-	mux.HandleFunc("/qa/panic", s.admit(func(http.ResponseWriter, *http.Request) { panic("qa: a bug in a till handler") }))
-	mux.HandleFunc("/qa/abort", s.admit(func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }))
-	mux.HandleFunc("/qa/half", s.admit(func(w http.ResponseWriter, _ *http.Request) {
+	queued := func(h func(http.ResponseWriter, *http.Request)) http.HandlerFunc {
+		return s.till(func(w http.ResponseWriter, r *http.Request, _, _ string) { h(w, r) }, true)
+	}
+	mux.HandleFunc("/qa/panic", queued(func(http.ResponseWriter, *http.Request) { panic("qa: a bug in a till handler") }))
+	mux.HandleFunc("/qa/abort", queued(func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }))
+	mux.HandleFunc("/qa/half", queued(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(200)
 		w.Write([]byte(`{"results": [`))
 		w.(http.Flusher).Flush()
@@ -558,7 +561,7 @@ func TestShedLargeBody(t *testing.T) {
 	waitMetric(t, s, "headoffice_till_requests_in_flight", 0)
 }
 
-// TestGonePushLeavesTheQueue: admit's promise "a request whose client
+// TestGonePushLeavesTheQueue: enter's promise "a request whose client
 // went away while it waited is dropped" holds for a push too, not only a
 // feed page (TestTillRequestWaitsForAPlace): till T02's push waits for
 // the only place (queue wait 2 s), then T02 gives up (its request

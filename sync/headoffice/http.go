@@ -56,9 +56,9 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	// Pushes and feed pages queue for a place (admit.go); a card fetch has
 	// a cashier and a customer waiting on it, and is one card.
-	mux.HandleFunc("POST /v1/till/journal", s.admit(s.till(s.handleJournal)))
-	mux.HandleFunc("GET /v1/till/feed", s.admit(s.till(s.handleFeed)))
-	mux.HandleFunc("POST /v1/till/cards", s.till(s.handleFetchCards))
+	mux.HandleFunc("POST /v1/till/journal", s.till(s.handleJournal, true))
+	mux.HandleFunc("GET /v1/till/feed", s.till(s.handleFeed, true))
+	mux.HandleFunc("POST /v1/till/cards", s.till(s.handleFetchCards, false))
 	mux.HandleFunc("POST /v1/erp/tills", s.erp(s.handleEnrol))
 	mux.HandleFunc("POST /v1/erp/import", s.erp(s.handleImport))
 	mux.HandleFunc("POST /v1/erp/corrections", s.erp(s.handleCorrection))
@@ -199,11 +199,21 @@ func (s *Server) handleAssign(w http.ResponseWriter, r *http.Request) {
 
 type tillHandler func(w http.ResponseWriter, r *http.Request, tillID, storeID string)
 
-func (s *Server) till(h tillHandler) http.HandlerFunc {
+// till authenticates a till's request and runs h with its till and store;
+// a queued request first waits for a place (Server.enter) once it is
+// known it can be a till's.
+func (s *Server) till(h tillHandler, queued bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, secret, leaf, ok := s.identify(w, r)
 		if !ok {
 			return
+		}
+		if queued {
+			release, ok := s.enter(w, r)
+			if !ok {
+				return
+			}
+			defer release()
 		}
 		var storeID string
 		err := s.retryLost(func() (err error) {
@@ -237,8 +247,7 @@ func (s *Server) till(h tillHandler) http.HandlerFunc {
 
 // identify is who a till request says it is: its till id and secret
 // (HTTP Basic) or certificate. When no enrolled till can be it, it answers
-// 401 and returns !ok. It asks nothing of the database, so admission
-// (admit.go) turns such requests away before they queue.
+// 401 and returns !ok. It asks nothing of the database.
 func (s *Server) identify(w http.ResponseWriter, r *http.Request) (id, secret string, leaf *x509.Certificate, ok bool) {
 	id, secret, basic := r.BasicAuth()
 	leaf = tillCertificate(r)
