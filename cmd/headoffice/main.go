@@ -99,6 +99,8 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	maxTill := fs.Int("max-till-requests", 0, "serve: till pushes and feed pages worked on at once; more wait -till-queue-wait for a place, then are told to come back (503, Retry-After) (0: twice the pool's connections; -1: no bound)")
 	queueWait := fs.Duration("till-queue-wait", 10*time.Second, "serve: how long a till push or feed page waits for a place before it is told to come back")
 	busyRetry := fs.Duration("busy-retry-after", 15*time.Second, "serve: the wait told to a till that found head office full (Retry-After, spread over half to one and a half times it)")
+	pageCache := fs.Int64("snapshot-cache-mb", 256, "serve: memory for the first-load pages of \"all\" stores given again to the tills loading the same pages (a rollout, a restore) (0: none)")
+	pageAge := fs.Duration("snapshot-cache-age", 30*time.Second, "serve: how long a cached first-load page is given out before it is read again")
 	tillID := fs.String("till", "", "enrol, reset-feed, retire: till id")
 	silent := fs.Duration("silent", 0, "tills: only the tills not heard from for at least this long, or never (0: every till)")
 	storeID := fs.String("store", "", "enrol, card-scope: store id")
@@ -143,6 +145,12 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	if *busyRetry < time.Second {
 		return fmt.Errorf("-busy-retry-after %s: want at least 1s (Retry-After is in whole seconds)", *busyRetry)
 	}
+	if *pageCache < 0 {
+		return fmt.Errorf("-snapshot-cache-mb %d: want a size in MB, or 0 for no cache", *pageCache)
+	}
+	if *pageAge <= 0 {
+		return fmt.Errorf("-snapshot-cache-age %s: want a positive duration", *pageAge)
+	}
 	var off store.OfflineLimits
 	if off.CardCap, err = pointsFlag("offline-card-cap", *cardCap); err != nil {
 		return err
@@ -155,7 +163,8 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	}
 	log := slog.New(slog.NewTextHandler(logOutput, nil))
 	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: *dsn, ERPToken: token, EnrolKey: []byte(enrolKey), Logger: log, Offline: off,
-		ChangeRetention: *retention, NoCardFetches: !*cardFetch, MaxTillRequests: *maxTill, TillQueueWait: *queueWait, BusyRetryAfter: *busyRetry})
+		ChangeRetention: *retention, NoCardFetches: !*cardFetch, MaxTillRequests: *maxTill, TillQueueWait: *queueWait, BusyRetryAfter: *busyRetry,
+		SnapshotCacheBytes: snapshotCacheBytes(*pageCache), SnapshotCacheAge: *pageAge})
 	if err != nil {
 		return err
 	}
@@ -464,4 +473,13 @@ func oneWord(agent string) string {
 		}
 		return r
 	}, agent)
+}
+
+// snapshotCacheBytes is -snapshot-cache-mb as Options want it: 0 is no
+// cache.
+func snapshotCacheBytes(mb int64) int64 {
+	if mb == 0 {
+		return -1
+	}
+	return mb << 20
 }

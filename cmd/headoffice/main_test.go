@@ -268,6 +268,8 @@ func TestSecretsAndFlagsChecked(t *testing.T) {
 		{"-max-till-requests", "-2", `-max-till-requests -2: want a positive number, 0 for twice the pool's connections, or -1 for no bound`},
 		{"-till-queue-wait", "0s", `-till-queue-wait 0s: want a positive duration`},
 		{"-busy-retry-after", "500ms", `-busy-retry-after 500ms: want at least 1s`},
+		{"-snapshot-cache-mb", "-1", `-snapshot-cache-mb -1: want a size in MB, or 0 for no cache`},
+		{"-snapshot-cache-age", "0s", `-snapshot-cache-age 0s: want a positive duration`},
 	} {
 		args := append(slices.Clone(serveArgs), c.flag, c.value)
 		err := run(context.Background(), args, &bytes.Buffer{}, func(listening) { t.Errorf("%q started serving", args) })

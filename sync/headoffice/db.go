@@ -72,6 +72,12 @@ type Options struct {
 	// BusyRetryAfter is the wait told to a till shed (Retry-After), spread
 	// over half to one and a half times it; 0 means 15 s.
 	BusyRetryAfter time.Duration
+	// SnapshotCacheBytes bounds the first-load pages of "all"-scope
+	// stores kept to give other tills loading the same pages (pagecache.go):
+	// 0 means 256 MB, negative keeps none. SnapshotCacheAge is how long a
+	// page is given out (0: 30 s): an older one is read again.
+	SnapshotCacheBytes int64
+	SnapshotCacheAge   time.Duration
 }
 
 // Server is head office: the database and the HTTP handlers over it.
@@ -95,6 +101,7 @@ type Server struct {
 	changeRetention time.Duration
 	noCardFetches   bool
 	admission       *admission // till requests at once (admit.go)
+	pages           *pageCache // first-load pages shared by tills (nil: none)
 	// clockSkew is head office's clock minus the database server's at the
 	// last check (ns; checkClock).
 	clockSkew atomic.Int64
@@ -213,7 +220,8 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 		o.Clock = time.Now
 	}
 	s := &Server{db: db, erpToken: o.ERPToken, enrolKey: o.EnrolKey, offline: o.Offline, log: o.Logger, now: o.Clock,
-		changeRetention: o.ChangeRetention, noCardFetches: o.NoCardFetches, admission: newAdmission(o, cfg.MaxConns)}
+		changeRetention: o.ChangeRetention, noCardFetches: o.NoCardFetches, admission: newAdmission(o, cfg.MaxConns),
+		pages: newPageCache(o.SnapshotCacheBytes, o.SnapshotCacheAge)}
 	s.m = newMetrics(s)
 	if err := s.migrate(ctx); err != nil {
 		db.Close()

@@ -42,6 +42,7 @@ type feedTill struct {
 	epoch         int
 	allCards      bool   // the store's card scope is "all"
 	cursor        string // the next cursor: the snapshot's xmin in the till's epoch
+	xmin          uint64 // the snapshot's xmin
 	// horizon is the feed's (retention.go): a cursor below it may miss
 	// pruned changes; 0 while nothing was pruned.
 	horizon uint64
@@ -62,6 +63,9 @@ func readFeedTill(ctx context.Context, tx pgx.Tx, tillID string) (feedTill, erro
 	}
 	if t.horizon, err = strconv.ParseUint(horizon, 10, 64); err != nil {
 		return t, fmt.Errorf("read the feed's horizon %q: %w", horizon, err)
+	}
+	if t.xmin, err = strconv.ParseUint(xmin, 10, 64); err != nil {
+		return t, fmt.Errorf("read the snapshot's xmin %q: %w", xmin, err)
 	}
 	t.allCards = scope == ScopeAll
 	t.cursor = formatCursor(t.epoch, xmin)
@@ -331,6 +335,10 @@ type SnapshotRequest struct {
 // page, lots and a watermark that describe the same entries of its own —
 // without them a page's lots would include entries the till still counts
 // from its journal, twice.
+//
+// An "all"-scope store's page may come from the pages other tills were
+// given (pagecache.go), as this page's snapshot reads it; its cards and
+// lots are then shared with theirs, to be read only.
 func (s *Server) SnapshotPage(ctx context.Context, tillID string, req SnapshotRequest) (*wire.Feed, error) {
 	after, limit := req.After, req.Limit
 	if limit <= 0 || limit > 20000 {
@@ -338,6 +346,7 @@ func (s *Server) SnapshotPage(ctx context.Context, tillID string, req SnapshotRe
 	}
 	off := s.offline
 	f := &wire.Feed{Full: true, Replica: &store.Replica{Version: store.ReplicaFormatVersion}, Offline: &off}
+	cached := s.pages.get(pageKey{after, limit}) // before the snapshot: see pageCache
 	err := s.inTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		t, err := readFeedTill(ctx, tx, tillID)
 		if err != nil {
@@ -349,11 +358,30 @@ func (s *Server) SnapshotPage(ctx context.Context, tillID string, req SnapshotRe
 				return err
 			}
 		}
+		if req.Folded != nil && t.folded != "" {
+			f.Replica.FoldedThrough = map[string]string{tillID: t.folded}
+		}
+		folded, err := foldedCards(ctx, tx, tillID, req.Folded, t.folded)
+		if err != nil {
+			return err
+		}
 		var codes []string
 		if t.allCards {
+			if p := cached; s.pages.usable(p, t.xmin, t.horizon) {
+				if p.last != "" {
+					f.Next, f.More = p.last, true
+				}
+				return s.cachedCardPage(ctx, tx, f.Replica, p, t.xmin, folded)
+			}
+			c0, l0 := len(f.Replica.Cards), len(f.Replica.Lots)
 			if codes, err = s.feedCardPage(ctx, tx, f.Replica, after, limit); err != nil {
 				return err
 			}
+			var last string
+			if len(codes) == limit {
+				last = codes[len(codes)-1]
+			}
+			s.pages.put(pageKey{after, limit}, t.xmin, slices.Clip(f.Replica.Cards[c0:]), slices.Clip(f.Replica.Lots[l0:]), last)
 		} else {
 			// The store's home cards, in code order along their key.
 			rows, err := tx.Query(ctx, `SELECT card FROM card_stores WHERE store_id = $3 AND card > $1 ORDER BY card LIMIT $2`, after, limit, t.store)
@@ -366,13 +394,6 @@ func (s *Server) SnapshotPage(ctx context.Context, tillID string, req SnapshotRe
 		}
 		if n := len(codes); n == limit {
 			f.Next, f.More = codes[n-1], true
-		}
-		if req.Folded != nil && t.folded != "" {
-			f.Replica.FoldedThrough = map[string]string{tillID: t.folded}
-		}
-		folded, err := foldedCards(ctx, tx, tillID, req.Folded, t.folded)
-		if err != nil {
-			return err
 		}
 		// The cards of the till's entries not on this page are read by code,
 		// with a home store's page (an all store's page is in already).

@@ -50,6 +50,12 @@ func newMetrics(s *Server) *metrics.Registry {
 	m.Gauge("headoffice_till_requests_in_flight", "Till pushes and feed pages being worked on (not counted without a bound).", func(context.Context) (float64, error) { return float64(len(a.slots)), nil })
 	m.Gauge("headoffice_till_requests_waiting", "Till pushes and feed pages waiting for a place.", func(context.Context) (float64, error) { return float64(a.waiting.Load()), nil })
 	m.Gauge("headoffice_till_requests_limit", "The most till pushes and feed pages worked on at once (-max-till-requests; 0: no bound).", func(context.Context) (float64, error) { return float64(cap(a.slots)), nil })
+	if c := s.pages; c != nil {
+		atomicCounter("headoffice_snapshot_cache_hits_total", "First-load pages of \"all\" stores given from the pages cached for other tills (-snapshot-cache-mb).", &c.hits)
+		atomicCounter("headoffice_snapshot_cache_misses_total", "First-load pages of \"all\" stores read whole: none cached, or too old (-snapshot-cache-age).", &c.misses)
+		atomicCounter("headoffice_snapshot_cache_cards_reread_total", "Cards of cached pages read again: changed since the page was cached.", &c.refreshed)
+		m.Gauge("headoffice_snapshot_cache_bytes", "About the memory the cached first-load pages hold.", func(context.Context) (float64, error) { return float64(c.heldBytes()), nil })
+	}
 	m.Gauge("headoffice_clock_skew_seconds", "Head office's clock minus the database server's, at start and at the last expiry run.",
 		func(context.Context) (float64, error) { return time.Duration(s.clockSkew.Load()).Seconds(), nil })
 	counts := s.scrapeCounts()
