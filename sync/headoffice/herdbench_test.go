@@ -296,6 +296,7 @@ func BenchmarkHerdFirstLoad(b *testing.B) {
 		b.ReportMetric(float64(peak)/(1<<20), "heap-peak-MB")
 		if s.pages != nil {
 			b.ReportMetric(float64(s.pages.hits.Load())/float64(len(lat)), "cached/page")
+			b.ReportMetric(float64(s.pages.heldBytes())/(1<<20), "cache-MB")
 		}
 		s.Close()
 		b.StartTimer()
