@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"tillagent/checkout"
 )
 
 // AppendJSON appends r encoded as json.Marshal encodes it, byte for byte
@@ -101,7 +103,7 @@ func appendCard(b []byte, c *ReplicaCard) []byte {
 		b = AppendJSONString(append(b, `,"holder":`...), c.Holder)
 	}
 	if !c.Debt.IsZero() {
-		b = AppendJSONString(append(b, `,"debt":`...), c.Debt.String())
+		b = appendPointsJSON(append(b, `,"debt":`...), c.Debt)
 	}
 	if h := &c.History; !h.IsZero() {
 		b = AppendHistoryJSON(append(b, `,"history":`...), h)
@@ -139,13 +141,19 @@ func AppendHistoryJSON(b []byte, h *CardHistory) []byte {
 	return append(b, '}')
 }
 
+// appendPointsJSON appends p as a JSON string: its text is digits, a
+// point and a sign, nothing to escape.
+func appendPointsJSON(b []byte, p checkout.Points) []byte {
+	return append(p.AppendString(append(b, '"')), '"')
+}
+
 func appendLot(b []byte, l *ReplicaLot) ([]byte, error) {
 	var err error
 	b = AppendJSONString(append(b, `{"id":`...), l.ID)
 	b = AppendJSONString(append(b, `,"card":`...), l.Card)
-	b = AppendJSONString(append(b, `,"points":`...), l.Points.String())
+	b = appendPointsJSON(append(b, `,"points":`...), l.Points)
 	if l.Remaining != nil {
-		b = AppendJSONString(append(b, `,"remaining":`...), l.Remaining.String())
+		b = appendPointsJSON(append(b, `,"remaining":`...), *l.Remaining)
 	}
 	if b, err = AppendJSONTime(append(b, `,"accrued_at":`...), l.AccruedAt); err != nil {
 		return nil, err

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"testing"
 
 	"github.com/shopspring/decimal"
@@ -58,5 +60,65 @@ func TestFirstLoadInPagesStaysConsistent(t *testing.T) {
 	}
 	if b := hoBalances(t, h); b["2600000000017"] != "600" || b["2900000000049"] != "1277" {
 		t.Fatalf("corrections not applied: %v", b)
+	}
+}
+
+// TestTillsShareFirstLoadPages: three tills of a store that gets every
+// card load their replicas one after another, in pages of 3, through HTTP;
+// the second's pages are kept, and the third is given them, with a card of
+// its first page and one of its last corrected in between (and one
+// corrected while its own load runs). Every till ends with head office's
+// balances, and head office counts pages given from the cache. (The delta
+// after a load would mend a stale page here: what a page given from the
+// cache holds is headoffice's TestSnapshotCacheGivesTheTillsOwnSnapshot.)
+func TestTillsShareFirstLoadPages(t *testing.T) {
+	ctx := context.Background()
+	h := startHO(t, pgDSN(t))
+	importDemo(t, h)
+	p := newProxy(t, h.hs.URL)
+	correct := func(id, card string, pts int64) {
+		if _, err := h.srv.Correct(ctx, headoffice.Correction{ID: id, Card: card, Points: decimal.NewFromInt(pts), Reason: "between loads"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var tills []*till
+	for i, id := range []string{"S001-T51", "S001-T52", "S001-T53"} {
+		if i == 2 {
+			correct("c1", "2600000000017", -100)
+			correct("c3", "2900000000049", 77)
+			pages := 0
+			p.onFeed = func(r *http.Request) {
+				if r.URL.Query().Get("snapshot") == "1" {
+					if pages++; pages == 2 {
+						correct("c2", "2900000000025", 5)
+					}
+				}
+			}
+		}
+		tl := newTill(t, h, p, id, "S001", 0)
+		if err := tl.c.SyncNow(ctx); err != nil {
+			t.Fatal(err)
+		}
+		tills = append(tills, tl)
+	}
+	for _, tl := range tills {
+		if err := tl.c.SyncNow(ctx); err != nil { // the first two: the corrections since
+			t.Fatal(err)
+		}
+		for card, b := range hoBalances(t, h) {
+			tb, err := tl.st.Spendable(ctx, card, demoNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tb.Total.String() != b {
+				t.Errorf("till %s, card %s: %s, head office %s", tl.id, card, tb.Total, b)
+			}
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	hits := regexp.MustCompile(`(?m)^headoffice_snapshot_cache_hits_total (\d+)$`).FindStringSubmatch(rec.Body.String())
+	if hits == nil || hits[1] == "0" {
+		t.Errorf("no page given from the cache: %v\n%s", hits, rec.Body.String())
 	}
 }

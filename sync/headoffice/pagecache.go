@@ -17,7 +17,7 @@ import (
 )
 
 // pageCache keeps the cards and lots of first-load pages of "all"-scope
-// stores, read once and shared by the tills that load the same pages: a
+// stores, shared by the tills that load the same pages: a
 // rollout, or every till reset after a restore, has hundreds of tills
 // read every card of the chain page by page within minutes, and reading a
 // page is most of head office's work for it (BenchmarkHerdFirstLoad).
@@ -29,10 +29,14 @@ import (
 // cached snapshot's xmin has changed (a change row) are read again in the
 // till's snapshot. Every transaction the cached snapshot sees, the till's
 // then sees too; a card with no change from its xmin on was written only
-// by transactions both see, so it reads the same in both. That holds while every write to a
-// card or its lots writes a change row, which the delta feed already
-// needs. The cache lives with the process: a database restored from
-// another cluster renumbers xids at start, in a new process.
+// by transactions both see, so it reads the same in both. That holds
+// while every write to a card or its lots writes a change row, which the
+// delta feed already needs.
+//
+// A page is kept from the second time it is read within maxAge: one
+// till's first load alone (every page read once) holds no memory. The
+// cache lives with the process: a database restored from another cluster
+// renumbers xids at start, in a new process.
 type pageCache struct {
 	maxBytes int64
 	maxAge   time.Duration
@@ -41,6 +45,9 @@ type pageCache struct {
 	pages map[pageKey]*cachedPage
 	lru   list.List // of *cachedPage, used last at the front
 	bytes int64
+	// asked is when each page not kept was last read, for at most
+	// maxAsked pages (then the older than maxAge are forgotten, or all).
+	asked map[pageKey]time.Time
 
 	hits, misses, refreshed atomic.Int64
 }
@@ -80,7 +87,7 @@ func newPageCache(maxBytes int64, maxAge time.Duration) *pageCache {
 	if maxAge <= 0 {
 		maxAge = 30 * time.Second
 	}
-	return &pageCache{maxBytes: maxBytes, maxAge: maxAge, pages: map[pageKey]*cachedPage{}}
+	return &pageCache{maxBytes: maxBytes, maxAge: maxAge, pages: map[pageKey]*cachedPage{}, asked: map[pageKey]time.Time{}}
 }
 
 // get is the page cached for key, if any and young enough. Looked up
@@ -119,8 +126,9 @@ func (c *pageCache) usable(p *cachedPage, xmin, horizon uint64) bool {
 	return ok
 }
 
-// put caches a page read in a snapshot with xmin, keeping the later read
-// of a page, and evicts the pages used longest ago beyond maxBytes.
+// put caches a page read in a snapshot with xmin, if it was read before
+// within maxAge, keeping the later read of a page, and evicts the pages
+// used longest ago beyond maxBytes.
 func (c *pageCache) put(key pageKey, xmin uint64, cards []store.ReplicaCard, lots []store.ReplicaLot, last string) {
 	if c == nil {
 		return
@@ -136,13 +144,34 @@ func (c *pageCache) put(key pageKey, xmin uint64, cards []store.ReplicaCard, lot
 			return
 		}
 		c.drop(old)
+	} else if at, ok := c.asked[key]; !ok || time.Since(at) > c.maxAge {
+		c.remember(key, p.read)
+		return
 	}
+	delete(c.asked, key)
 	p.elem = c.lru.PushFront(p)
 	c.pages[key] = p
 	c.bytes += p.size
 	for c.bytes > c.maxBytes {
 		c.drop(c.lru.Back().Value.(*cachedPage))
 	}
+}
+
+// maxAsked bounds pageCache.asked: 20,000 pages are 100M cards of 5,000.
+const maxAsked = 20000
+
+func (c *pageCache) remember(key pageKey, at time.Time) {
+	if len(c.asked) >= maxAsked {
+		for k, t := range c.asked {
+			if time.Since(t) > c.maxAge {
+				delete(c.asked, k)
+			}
+		}
+		if len(c.asked) >= maxAsked {
+			clear(c.asked)
+		}
+	}
+	c.asked[key] = at
 }
 
 func (c *pageCache) drop(p *cachedPage) {

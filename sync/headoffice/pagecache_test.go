@@ -156,7 +156,8 @@ func pageText(t *testing.T, f *wire.Feed) string {
 	return string(b)
 }
 
-// TestPageCacheRules: a page is given while young enough, not to a
+// TestPageCacheRules: a page is kept from its second read within the
+// age, and given while young enough, not to a
 // snapshot whose xmin is below the page's, nor from before the change
 // log's horizon; the later read of a page is kept; the pages used longest
 // ago go first beyond the byte bound, and a page bigger than it is not
@@ -173,6 +174,10 @@ func TestPageCacheRules(t *testing.T) {
 	c := newPageCache(3*one, time.Hour)
 	k := func(after string) pageKey { return pageKey{after, 100} }
 	cs, ls := page(100)
+	c.put(k("a"), 500, cs, ls, "z")
+	if c.get(k("a")) != nil || c.heldBytes() != 0 {
+		t.Fatal("a page read once was kept")
+	}
 	c.put(k("a"), 500, cs, ls, "z")
 	p := c.get(k("a"))
 	if p == nil || p.last != "z" || !c.usable(p, 600, 0) {
@@ -198,11 +203,14 @@ func TestPageCacheRules(t *testing.T) {
 	}
 
 	// Beyond three pages the one used longest ago goes.
-	for _, a := range []string{"b", "c"} {
+	twice := func(c *pageCache, a string) {
+		c.put(k(a), 500, cs, ls, "")
 		c.put(k(a), 500, cs, ls, "")
 	}
+	twice(c, "b")
+	twice(c, "c")
 	c.get(k("a")) // a used last: b is the oldest now
-	c.put(k("d"), 500, cs, ls, "")
+	twice(c, "d")
 	for a, want := range map[string]bool{"a": true, "b": false, "c": true, "d": true} {
 		if got := c.get(k(a)) != nil; got != want {
 			t.Errorf("page %s kept %v, want %v", a, got, want)
@@ -213,15 +221,22 @@ func TestPageCacheRules(t *testing.T) {
 	}
 	big, _ := page(400)
 	c.put(k("e"), 500, big, nil, "")
+	c.put(k("e"), 500, big, nil, "")
 	if c.get(k("e")) != nil || c.heldBytes() != 3*one {
 		t.Errorf("a page bigger than the bound was kept (%d bytes held)", c.heldBytes())
 	}
 
 	young := newPageCache(0, time.Millisecond)
-	young.put(k("a"), 500, cs, ls, "")
+	twice(young, "a")
 	time.Sleep(5 * time.Millisecond)
 	if young.get(k("a")) != nil || young.heldBytes() != 0 {
 		t.Error("a page older than the age was given or kept")
+	}
+	young.put(k("b"), 500, cs, ls, "")
+	time.Sleep(5 * time.Millisecond)
+	young.put(k("b"), 500, cs, ls, "")
+	if young.get(k("b")) != nil {
+		t.Error("a page read twice further apart than the age was kept")
 	}
 	if newPageCache(-1, 0) != nil {
 		t.Error("a negative bound made a cache")
