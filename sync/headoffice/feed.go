@@ -346,7 +346,9 @@ func (s *Server) SnapshotPage(ctx context.Context, tillID string, req SnapshotRe
 	}
 	off := s.offline
 	f := &wire.Feed{Full: true, Replica: &store.Replica{Version: store.ReplicaFormatVersion}, Offline: &off}
-	cached := s.pages.get(pageKey{after, limit}) // before the snapshot: see pageCache
+	key := pageKey{after, limit}
+	cached, read := s.pages.lookup(ctx, key) // before the snapshot: see pageCache
+	defer s.pages.done(key, read)
 	err := s.inTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		t, err := readFeedTill(ctx, tx, tillID)
 		if err != nil {
@@ -381,7 +383,7 @@ func (s *Server) SnapshotPage(ctx context.Context, tillID string, req SnapshotRe
 			if len(codes) == limit {
 				last = codes[len(codes)-1]
 			}
-			s.pages.put(pageKey{after, limit}, t.xmin, slices.Clip(f.Replica.Cards[c0:]), slices.Clip(f.Replica.Lots[l0:]), last)
+			s.pages.put(key, read, t.xmin, slices.Clip(f.Replica.Cards[c0:]), slices.Clip(f.Replica.Lots[l0:]), last)
 		} else {
 			// The store's home cards, in code order along their key.
 			rows, err := tx.Query(ctx, `SELECT card FROM card_stores WHERE store_id = $3 AND card > $1 ORDER BY card LIMIT $2`, after, limit, t.store)

@@ -33,8 +33,10 @@ import (
 // while every write to a card or its lots writes a change row, which the
 // delta feed already needs.
 //
-// A page is kept from the second time it is read within maxAge: one
-// till's first load alone (every page read once) holds no memory. The
+// A page is kept from the second time it is read within maxAge, or when
+// another till asked for it while it was read (and waited for it, as
+// tills asking a page being read do): one till's first load alone (every
+// page read once) holds no memory. The
 // cache lives with the process: a database restored from another cluster
 // renumbers xids at start, in a new process.
 type pageCache struct {
@@ -48,6 +50,8 @@ type pageCache struct {
 	// asked is when each page not kept was last read, for at most
 	// maxAsked pages (then the older than maxAge are forgotten, or all).
 	asked map[pageKey]time.Time
+	// reading are the pages being read for a till, for others to wait for.
+	reading map[pageKey]*pageRead
 
 	hits, misses, refreshed atomic.Int64
 }
@@ -87,17 +91,63 @@ func newPageCache(maxBytes int64, maxAge time.Duration) *pageCache {
 	if maxAge <= 0 {
 		maxAge = 30 * time.Second
 	}
-	return &pageCache{maxBytes: maxBytes, maxAge: maxAge, pages: map[pageKey]*cachedPage{}, asked: map[pageKey]time.Time{}}
+	return &pageCache{maxBytes: maxBytes, maxAge: maxAge, pages: map[pageKey]*cachedPage{}, asked: map[pageKey]time.Time{},
+		reading: map[pageKey]*pageRead{}}
 }
 
-// get is the page cached for key, if any and young enough. Looked up
-// before a till's snapshot is taken: it was read in an earlier one.
-func (c *pageCache) get(key pageKey) *cachedPage {
+// pageRead is a page being read for a till: done closes when the read
+// ended (kept or not); wanted says another till waited for it.
+type pageRead struct {
+	done   chan struct{}
+	wanted bool
+}
+
+// lookup is the page cached for key, if any and young enough. Looked up
+// before a till's snapshot is taken, so the page was read in an earlier
+// one. With none cached and the page being read for another till, it
+// waits for that read (ctx allowing) and looks again; with none cached
+// and none being read, the caller reads it: lookup returns read, to pass
+// to put and then to done.
+func (c *pageCache) lookup(ctx context.Context, key pageKey) (p *cachedPage, read *pageRead) {
 	if c == nil {
-		return nil
+		return nil, nil
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	if p = c.get(key); p != nil {
+		c.mu.Unlock()
+		return p, nil
+	}
+	if r := c.reading[key]; r != nil {
+		r.wanted = true
+		c.mu.Unlock()
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return nil, nil
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.get(key), nil // read here if that read was not kept
+	}
+	read = &pageRead{done: make(chan struct{})}
+	c.reading[key] = read
+	c.mu.Unlock()
+	return nil, read
+}
+
+// done ends a read lookup started (nil: none).
+func (c *pageCache) done(key pageKey, read *pageRead) {
+	if read == nil {
+		return
+	}
+	c.mu.Lock()
+	delete(c.reading, key)
+	c.mu.Unlock()
+	close(read.done)
+}
+
+// get is the page cached for key, if young enough (c.mu held).
+func (c *pageCache) get(key pageKey) *cachedPage {
 	p := c.pages[key]
 	if p != nil && time.Since(p.read) > c.maxAge {
 		c.drop(p)
@@ -126,10 +176,11 @@ func (c *pageCache) usable(p *cachedPage, xmin, horizon uint64) bool {
 	return ok
 }
 
-// put caches a page read in a snapshot with xmin, if it was read before
-// within maxAge, keeping the later read of a page, and evicts the pages
-// used longest ago beyond maxBytes.
-func (c *pageCache) put(key pageKey, xmin uint64, cards []store.ReplicaCard, lots []store.ReplicaLot, last string) {
+// put caches a page read in a snapshot with xmin (for lookup's read, or
+// nil), if it was read before within maxAge or a till waited for it,
+// keeping the later read of a page, and evicts the pages used longest ago
+// beyond maxBytes.
+func (c *pageCache) put(key pageKey, read *pageRead, xmin uint64, cards []store.ReplicaCard, lots []store.ReplicaLot, last string) {
 	if c == nil {
 		return
 	}
@@ -144,7 +195,7 @@ func (c *pageCache) put(key pageKey, xmin uint64, cards []store.ReplicaCard, lot
 			return
 		}
 		c.drop(old)
-	} else if at, ok := c.asked[key]; !ok || time.Since(at) > c.maxAge {
+	} else if at, ok := c.asked[key]; (!ok || time.Since(at) > c.maxAge) && (read == nil || !read.wanted) {
 		c.remember(key, p.read)
 		return
 	}
@@ -249,7 +300,7 @@ func (s *Server) cachedCardPage(ctx context.Context, tx pgx.Tx, r *store.Replica
 		if err := s.feedCardCodes(ctx, tx, r, fresh); err != nil {
 			return err
 		}
-		s.pages.put(p.key, xmin, slices.Clip(r.Cards[c0:]), slices.Clip(r.Lots[l0:]), p.last)
+		s.pages.put(p.key, nil, xmin, slices.Clip(r.Cards[c0:]), slices.Clip(r.Lots[l0:]), p.last)
 	}
 	// The till's folded cards in p's range read the same as p's unless
 	// changed since.

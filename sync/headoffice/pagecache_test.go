@@ -176,13 +176,19 @@ func TestPageCacheRules(t *testing.T) {
 	one := pageBytes(page(100))
 	c := newPageCache(3*one, time.Hour)
 	k := func(after string) pageKey { return pageKey{after, 100} }
+	ctx := context.Background()
+	cached := func(c *pageCache, a string) *cachedPage {
+		p, read := c.lookup(ctx, k(a))
+		c.done(k(a), read)
+		return p
+	}
 	cs, ls := page(100)
-	c.put(k("a"), 500, cs, ls, "z")
-	if c.get(k("a")) != nil || c.heldBytes() != 0 {
+	c.put(k("a"), nil, 500, cs, ls, "z")
+	if cached(c, "a") != nil || c.heldBytes() != 0 {
 		t.Fatal("a page read once was kept")
 	}
-	c.put(k("a"), 500, cs, ls, "z")
-	p := c.get(k("a"))
+	c.put(k("a"), nil, 500, cs, ls, "z")
+	p := cached(c, "a")
 	if p == nil || p.last != "z" || !c.usable(p, 600, 0) {
 		t.Fatalf("a page cached is not given: %+v", p)
 	}
@@ -192,7 +198,7 @@ func TestPageCacheRules(t *testing.T) {
 	if c.usable(p, 499, 0) {
 		t.Error("a page whose xmin is past the asking snapshot's was given")
 	}
-	if c.get(k("b")) != nil || c.usable(nil, 600, 0) {
+	if cached(c, "b") != nil || c.usable(nil, 600, 0) {
 		t.Error("a page never read was given")
 	}
 	if h, m := c.hits.Load(), c.misses.Load(); h != 1 || m != 3 {
@@ -200,22 +206,22 @@ func TestPageCacheRules(t *testing.T) {
 	}
 
 	// An older read does not replace a later one.
-	c.put(k("a"), 400, cs, ls, "y")
-	if p := c.get(k("a")); p == nil || p.xmin != 500 {
+	c.put(k("a"), nil, 400, cs, ls, "y")
+	if p := cached(c, "a"); p == nil || p.xmin != 500 {
 		t.Errorf("an older read replaced the later one: %+v", p)
 	}
 
 	// Beyond three pages the one used longest ago goes.
 	twice := func(c *pageCache, a string) {
-		c.put(k(a), 500, cs, ls, "")
-		c.put(k(a), 500, cs, ls, "")
+		c.put(k(a), nil, 500, cs, ls, "")
+		c.put(k(a), nil, 500, cs, ls, "")
 	}
 	twice(c, "b")
 	twice(c, "c")
-	c.get(k("a")) // a used last: b is the oldest now
+	cached(c, "a") // a used last: b is the oldest now
 	twice(c, "d")
 	for a, want := range map[string]bool{"a": true, "b": false, "c": true, "d": true} {
-		if got := c.get(k(a)) != nil; got != want {
+		if got := cached(c, a) != nil; got != want {
 			t.Errorf("page %s kept %v, want %v", a, got, want)
 		}
 	}
@@ -223,22 +229,22 @@ func TestPageCacheRules(t *testing.T) {
 		t.Errorf("holds %d bytes, want %d", c.heldBytes(), 3*one)
 	}
 	big, _ := page(400)
-	c.put(k("e"), 500, big, nil, "")
-	c.put(k("e"), 500, big, nil, "")
-	if c.get(k("e")) != nil || c.heldBytes() != 3*one {
+	c.put(k("e"), nil, 500, big, nil, "")
+	c.put(k("e"), nil, 500, big, nil, "")
+	if cached(c, "e") != nil || c.heldBytes() != 3*one {
 		t.Errorf("a page bigger than the bound was kept (%d bytes held)", c.heldBytes())
 	}
 
 	young := newPageCache(0, time.Millisecond)
 	twice(young, "a")
 	time.Sleep(5 * time.Millisecond)
-	if young.get(k("a")) != nil || young.heldBytes() != 0 {
+	if cached(young, "a") != nil || young.heldBytes() != 0 {
 		t.Error("a page older than the age was given or kept")
 	}
-	young.put(k("b"), 500, cs, ls, "")
+	young.put(k("b"), nil, 500, cs, ls, "")
 	time.Sleep(5 * time.Millisecond)
-	young.put(k("b"), 500, cs, ls, "")
-	if young.get(k("b")) != nil {
+	young.put(k("b"), nil, 500, cs, ls, "")
+	if cached(young, "b") != nil {
 		t.Error("a page read twice further apart than the age was kept")
 	}
 	if newPageCache(-1, 0) != nil {
@@ -346,5 +352,107 @@ func TestSnapshotCacheUnderConcurrentFolding(t *testing.T) {
 	t.Logf("%d pages, %d from the cache, %d cards read again", pages.Load(), s.pages.hits.Load(), s.pages.refreshed.Load())
 	if s.pages.hits.Load() == 0 || s.pages.refreshed.Load() == 0 {
 		t.Error("no page came from the cache with cards read again: the test did not exercise it")
+	}
+}
+
+// TestPageBeingReadIsWaitedFor: a till asking for a page another's read
+// is reading waits for it and is given it, kept because it waited (the
+// page's first read); one whose request ends meanwhile stops waiting.
+func TestPageBeingReadIsWaitedFor(t *testing.T) {
+	ctx := context.Background()
+	c := newPageCache(0, time.Hour)
+	k := pageKey{"a", 100}
+	if p, read := c.lookup(ctx, k); p != nil || read == nil {
+		t.Fatalf("first lookup: %v %v, want a read to do", p, read)
+	}
+	read := c.reading[k]
+	type got struct {
+		p    *cachedPage
+		read *pageRead
+	}
+	waited := make(chan got, 1)
+	go func() {
+		p, r := c.lookup(ctx, k)
+		waited <- got{p, r}
+	}()
+	gone, cancel := context.WithCancel(ctx)
+	left := make(chan got, 1)
+	go func() {
+		p, r := c.lookup(gone, k)
+		left <- got{p, r}
+	}()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		c.mu.Lock()
+		w := read.wanted
+		c.mu.Unlock()
+		if w {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no lookup waits for the read")
+		}
+	}
+	cancel()
+	if g := <-left; g.p != nil || g.read != nil {
+		t.Errorf("a request gone while waiting: %+v", g)
+	}
+	select {
+	case g := <-waited:
+		t.Fatalf("did not wait for the read: %+v", g)
+	case <-time.After(20 * time.Millisecond):
+	}
+	c.put(k, read, 500, make([]store.ReplicaCard, 3), nil, "")
+	c.done(k, read)
+	if g := <-waited; g.p == nil || g.read != nil {
+		t.Errorf("after the read: %+v, want the page", g)
+	}
+	if len(c.reading) != 0 {
+		t.Errorf("reads left: %v", c.reading)
+	}
+}
+
+// TestConcurrentTillsReadAPageOnce: tills asking for the same page at once
+// read it from the database once; the rest are given it.
+func TestConcurrentTillsReadAPageOnce(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	r := demoReplica(t)
+	for i := range 30 {
+		code := fmt.Sprintf("39%011d", i)
+		r.Cards = append(r.Cards, store.ReplicaCard{Code: code, Kind: "bonus", State: checkout.StateActive})
+		r.Lots = append(r.Lots, lot(code, fmt.Sprint("L", i), "50", demoNow.AddDate(0, -1, 0), nil))
+	}
+	if _, err := s.Import(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	const tills = 12
+	for i := range tills {
+		if _, err := s.Enrol(ctx, fmt.Sprintf("S001-T%02d", i+1), "S001"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	pages := make([]*wire.Feed, tills)
+	for i := range tills {
+		wg.Go(func() {
+			f, err := s.SnapshotPage(ctx, fmt.Sprintf("S001-T%02d", i+1), SnapshotRequest{After: "3900000000009", Limit: 10})
+			if err != nil {
+				t.Error(err)
+			}
+			pages[i] = f
+		})
+	}
+	wg.Wait()
+	if h, m := s.pages.hits.Load(), s.pages.misses.Load(); m+h != tills || m < 1 {
+		t.Fatalf("%d hits %d misses of %d pages", h, m, tills)
+	} else if m > 1 {
+		// Every till but one waits for the first read, unless it arrived
+		// after that read ended and found the page kept: a hit too.
+		t.Errorf("%d tills read the page from the database, want 1", m)
+	}
+	for i, f := range pages[1:] {
+		if f != nil && pageText(t, f) != pageText(t, pages[0]) {
+			t.Errorf("till %d's page differs", i+2)
+		}
 	}
 }
