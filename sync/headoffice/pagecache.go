@@ -17,10 +17,10 @@ import (
 )
 
 // pageCache keeps the cards and lots of first-load pages of "all"-scope
-// stores, shared by the tills that load the same pages: a
-// rollout, or every till reset after a restore, has hundreds of tills
-// read every card of the chain page by page within minutes, and reading a
-// page is most of head office's work for it (BenchmarkHerdFirstLoad).
+// stores, shared by the tills that load the same pages: a rollout, or
+// every till reset after a restore, has hundreds of tills read every card
+// of the chain page by page within minutes, and reading a page is most of
+// head office's work for it (BenchmarkHerdFirstLoad).
 //
 // A till is given a cached page only as its own snapshot would read it
 // (SnapshotPage, cachedCardPage): the page is looked up before the till's
@@ -36,9 +36,9 @@ import (
 // A page is kept from the second time it is read within maxAge, or when
 // another till asked for it while it was read (and waited for it, as
 // tills asking a page being read do): one till's first load alone (every
-// page read once) holds no memory. The
-// cache lives with the process: a database restored from another cluster
-// renumbers xids at start, in a new process.
+// page read once) holds no memory. The cache lives with the process: a
+// database restored from another cluster renumbers xids at start, in a
+// new process.
 type pageCache struct {
 	maxBytes int64
 	maxAge   time.Duration
