@@ -348,7 +348,7 @@ func (s *Server) SnapshotPage(ctx context.Context, tillID string, req SnapshotRe
 	f := &wire.Feed{Full: true, Replica: &store.Replica{Version: store.ReplicaFormatVersion}, Offline: &off}
 	key := pageKey{after, limit}
 	cached, read := s.pages.lookup(ctx, key) // before the snapshot: see pageCache
-	defer s.pages.done(key, read)
+	defer func() { s.pages.done(key, read) }()
 	err := s.inTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		t, err := readFeedTill(ctx, tx, tillID)
 		if err != nil {
@@ -385,6 +385,9 @@ func (s *Server) SnapshotPage(ctx context.Context, tillID string, req SnapshotRe
 			}
 			s.pages.put(key, read, t.xmin, slices.Clip(f.Replica.Cards[c0:]), slices.Clip(f.Replica.Lots[l0:]), last)
 		} else {
+			// Not a page to share: the tills waiting for it read their own.
+			s.pages.done(key, read)
+			read = nil
 			// The store's home cards, in code order along their key.
 			rows, err := tx.Query(ctx, `SELECT card FROM card_stores WHERE store_id = $3 AND card > $1 ORDER BY card LIMIT $2`, after, limit, t.store)
 			if err != nil {

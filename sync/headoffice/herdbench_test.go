@@ -48,12 +48,7 @@ func BenchmarkHerd(b *testing.B) {
 	limit, _ := strconv.Atoi(os.Getenv("TILLAGENT_BENCH_HERD_LIMIT"))
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		cache, _ := strconv.ParseInt(os.Getenv("TILLAGENT_BENCH_SNAPSHOT_CACHE"), 10, 64)
-		s, err := Open(ctx, Options{DSN: pgtest.DSN(b), ERPToken: "erp-secret", Clock: func() time.Time { return demoNow },
-			MaxTillRequests: limit, SnapshotCacheBytes: cache})
-		if err != nil {
-			b.Fatal(err)
-		}
+		s := openHerd(b, limit)
 		if _, err := s.db.Exec(ctx, `CHECKPOINT`); err != nil {
 			b.Logf("no checkpoint before the run: %v", err)
 		}
@@ -232,15 +227,11 @@ func BenchmarkHerdFirstLoad(b *testing.B) {
 	tills, pages := envCount("TILLAGENT_BENCH_HERD", 200), envCount("TILLAGENT_BENCH_HERD_PAGES", 5)
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		cache, _ := strconv.ParseInt(os.Getenv("TILLAGENT_BENCH_SNAPSHOT_CACHE"), 10, 64)
-		s, err := Open(ctx, Options{DSN: pgtest.DSN(b), ERPToken: "erp-secret", Clock: func() time.Time { return demoNow },
-			MaxTillRequests: limit, SnapshotCacheBytes: cache})
-		if err != nil {
-			b.Fatal(err)
-		}
+		s := openHerd(b, limit)
 		seedPollChain(b, s, 1)
 		secrets := make([]string, tills)
 		for t := range secrets {
+			var err error
 			if secrets[t], err = s.Enrol(ctx, fmt.Sprintf("L%03d-T01", t), "S001"); err != nil {
 				b.Fatal(err)
 			}
@@ -318,4 +309,16 @@ func pageNext(data []byte) string {
 		return ""
 	}
 	return next
+}
+
+// openHerd is head office for a herd: MaxTillRequests limit, the
+// snapshot-page cache's size from TILLAGENT_BENCH_SNAPSHOT_CACHE (-1: none).
+func openHerd(b *testing.B, limit int) *Server {
+	cache, _ := strconv.ParseInt(os.Getenv("TILLAGENT_BENCH_SNAPSHOT_CACHE"), 10, 64)
+	s, err := Open(context.Background(), Options{DSN: pgtest.DSN(b), ERPToken: "erp-secret", Clock: func() time.Time { return demoNow },
+		MaxTillRequests: limit, SnapshotCacheBytes: cache})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
 }
