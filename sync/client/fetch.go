@@ -21,6 +21,12 @@ var ErrCardUnknown = errors.New("head office does not know the card")
 // (the cashier is not kept waiting on a dead link).
 var ErrUnreachable = errors.New("head office did not answer the last sync")
 
+// ErrNotLoaded: head office sent the card but the till could not take it
+// before its first load (a new till, or a store replaced), which brings the
+// programs a card needs; head office made the card home, so that load
+// brings it too.
+var ErrNotLoaded = errors.New("the till's first load from head office has not finished")
+
 // refetchKey (sync_state) is set from a feed reset or a watermark that
 // went back (head office restored from a backup) until every card the
 // till holds has been asked for again, once the replica is loaded: the
@@ -96,6 +102,8 @@ func (c *Client) FetchCard(ctx context.Context, code string) error {
 		return fmt.Errorf("fetch card %s: %w", code, ErrCardUnknown)
 	case len(a.Unreadable) > 0:
 		return fmt.Errorf("fetch card %s: head office's record of it does not decode (%s: %s)", code, a.Undecoded[0].Key, a.Undecoded[0].Error)
+	case st.Cards == 0 && !c.Status().ReplicaLoaded:
+		return fmt.Errorf("fetch card %s: its record was refused, as the programs it needs are not loaded yet; the first load brings the card: %w", code, ErrNotLoaded)
 	case st.Cards == 0:
 		return fmt.Errorf("fetch card %s: head office's record of it was refused (see the rejected records in sync status)", code)
 	}

@@ -381,16 +381,16 @@ func TestFetchDuringFirstLoad(t *testing.T) {
 
 // TestFetchBeforeAnyLoad: a new till of a home store, whose first load
 // has not run (no catalog), is asked for a visitor's card: the fetch fails
-// (its kind is not known yet) and says so; the first load then brings the
-// card whole (head office made it home) and nothing stays held back.
+// (its kind is not known yet) and says the first load has not run, not
+// that head office refused; the first load then brings the card whole
+// (head office made it home) and nothing stays held back.
 func TestFetchBeforeAnyLoad(t *testing.T) {
 	ctx := context.Background()
 	h, _, p := homeStore(t)
 	tl := newTill(t, h, p, "S002-T68", "S002", 0)
 	const visitor = "2900000000018"
-	err := tl.c.FetchCard(ctx, visitor)
-	if err == nil {
-		t.Logf("fetch before any load succeeded")
+	if err := tl.c.FetchCard(ctx, visitor); !errors.Is(err, client.ErrNotLoaded) {
+		t.Errorf("fetch before any load: %v, want ErrNotLoaded", err)
 	}
 	syncEach(t, tl)
 	syncEach(t, tl)
