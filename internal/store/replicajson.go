@@ -187,18 +187,89 @@ func AppendJSONString(b []byte, s string) []byte {
 	return append(append(append(b, '"'), s...), '"')
 }
 
-// appendJSONTime appends t as time.Time's MarshalJSON does; what it
-// refuses (a year past 9999) it refuses too.
+// AppendJSONTime appends t as time.Time's MarshalJSON does; what it
+// refuses (a year past 9999) it refuses too. A feed page carries three
+// times a lot, and time's own formatting was a tenth of encoding one, so
+// the common case (years 0000-9999, an offset of whole minutes) is written
+// here.
 func AppendJSONTime(b []byte, t time.Time) ([]byte, error) {
 	_, off := t.Zone()
-	if y := t.Year(); y < 0 || y > 9999 || off <= -24*3600 || off >= 24*3600 || off%60 != 0 {
+	local := t.Unix() + int64(off)
+	if local < year0 || local >= year10000 || off <= -24*3600 || off >= 24*3600 || off%60 != 0 {
 		x, err := t.MarshalJSON()
 		if err != nil {
 			return nil, err
 		}
 		return append(b, x...), nil
 	}
+	// Civil date of the local day (days from 1970-01-01; the era
+	// arithmetic of proleptic Gregorian calendars, 400 years = 146097
+	// days, shifted to start in March so the leap day ends a year).
+	days, secs := floorDiv(local, 86400)
+	z := days + 719468
+	era, doe := floorDiv(z, 146097)
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	day := doy - (153*mp+2)/5 + 1
+	month := mp + 3
+	if mp >= 10 {
+		month = mp - 9
+	}
+	year := yoe + era*400
+	if month <= 2 {
+		year++
+	}
 	b = append(b, '"')
-	b = t.AppendFormat(b, time.RFC3339Nano)
+	b = append4(b, int(year))
+	b = append2(append(b, '-'), int(month))
+	b = append2(append(b, '-'), int(day))
+	b = append2(append(b, 'T'), int(secs/3600))
+	b = append2(append(b, ':'), int(secs/60%60))
+	b = append2(append(b, ':'), int(secs%60))
+	if ns := t.Nanosecond(); ns != 0 {
+		// RFC3339Nano: the fraction without its trailing zeros.
+		var frac [9]byte
+		for i := 8; i >= 0; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 9
+		for frac[n-1] == '0' {
+			n--
+		}
+		b = append(append(b, '.'), frac[:n]...)
+	}
+	if off == 0 {
+		b = append(b, 'Z')
+	} else {
+		sign := byte('+')
+		if off < 0 {
+			sign, off = '-', -off
+		}
+		b = append2(append(b, sign), off/3600)
+		b = append2(append(b, ':'), off/60%60)
+	}
 	return append(b, '"'), nil
 }
+
+// year0 and year10000 bound the local times (Unix seconds with the
+// offset added) written as four-digit years.
+var (
+	year0     = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	year10000 = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+)
+
+// floorDiv is x/d and x mod d rounded down (d > 0): times before 1970
+// count back.
+func floorDiv(x, d int64) (q, r int64) {
+	q, r = x/d, x%d
+	if r < 0 {
+		q, r = q-1, r+d
+	}
+	return q, r
+}
+
+func append2(b []byte, n int) []byte { return append(b, byte('0'+n/10), byte('0'+n%10)) }
+
+func append4(b []byte, n int) []byte { return append2(append2(b, n/100), n%100) }

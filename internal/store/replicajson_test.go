@@ -95,6 +95,45 @@ func TestAppendJSONIsMarshal(t *testing.T) {
 	}
 }
 
+// TestAppendJSONTimeIsMarshal: AppendJSONTime writes what MarshalJSON
+// writes for times across years 0000-9999 (before 1970 too), in zones east
+// and west of UTC and of odd offsets, with and without fractions; and
+// refuses what it refuses.
+func TestAppendJSONTimeIsMarshal(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	msk, err := time.LoadLocation("Europe/Moscow")
+	if err != nil {
+		msk = time.FixedZone("MSK", 3*3600)
+	}
+	zones := []*time.Location{time.UTC, time.Local, msk, time.FixedZone("", -(9*3600 + 30*60)), time.FixedZone("", 5*3600+45*60),
+		time.FixedZone("", 90), time.FixedZone("", 24*3600), time.FixedZone("", -23*3600-59*60)}
+	lo, hi := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC).Unix(), time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC).Unix()
+	edges := []time.Time{time.Unix(0, 0), time.Unix(-1, 0), time.Unix(-1, 999999999), time.Date(2000, 2, 29, 23, 59, 59, 1, time.UTC),
+		time.Date(1900, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2100, 2, 28, 12, 0, 0, 100, time.UTC), time.Unix(lo, 0), time.Unix(hi, 999999999),
+		time.Unix(lo, 0).Add(-time.Nanosecond), time.Unix(hi+1, 0)}
+	for i := 0; i < 100000; i++ {
+		var at time.Time
+		if i < len(edges)*len(zones) {
+			at = edges[i/len(zones)]
+		} else {
+			ns := 0
+			switch rng.IntN(3) {
+			case 1:
+				ns = rng.IntN(1e9)
+			case 2:
+				ns = rng.IntN(1000) * 1e6
+			}
+			at = time.Unix(lo+rng.Int64N(hi-lo), int64(ns))
+		}
+		at = at.In(zones[i%len(zones)])
+		want, werr := at.MarshalJSON()
+		got, gerr := AppendJSONTime([]byte("x"), at)
+		if (werr != nil) != (gerr != nil) || werr == nil && string(got[1:]) != string(want) {
+			t.Fatalf("%v: AppendJSONTime %s (%v), MarshalJSON %s (%v)", at, got, gerr, want, werr)
+		}
+	}
+}
+
 // BenchmarkReplicaJSON: a feed page of 5,000 cards with 5 lots each, as
 // head office sends them.
 func BenchmarkReplicaJSON(b *testing.B) {
