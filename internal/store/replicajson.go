@@ -15,9 +15,19 @@ import (
 // makes of every Points' and Money's MarshalJSON output was most of head
 // office's work for a page.
 func (r *Replica) AppendJSON(b []byte) ([]byte, error) {
+	b, _, _, err := r.AppendJSONGaps(b, 0, 0)
+	return b, err
+}
+
+// AppendJSONGaps is AppendJSON leaving out the first skipCards cards and
+// skipLots lots, with the offsets in b where they go: their encoding (as
+// AppendCardsJSON and AppendLotsJSON write it) inserted there makes
+// AppendJSON's. Head office keeps a shared page's cards and lots encoded
+// (and compressed) once for every till given it.
+func (r *Replica) AppendJSONGaps(b []byte, skipCards, skipLots int) (_ []byte, cardsAt, lotsAt int, _ error) {
 	// Room for a page at once (a card about 150 bytes, a lot 270), not
 	// grown and copied a dozen times on the way.
-	b = slices.Grow(b, 1024+150*len(r.Cards)+270*len(r.Lots))
+	b = slices.Grow(b, 1024+150*(len(r.Cards)-skipCards)+270*(len(r.Lots)-skipLots))
 	b = append(b, `{"version":`...)
 	b = strconv.AppendInt(b, int64(r.Version), 10)
 	var err error
@@ -53,26 +63,29 @@ func (r *Replica) AppendJSON(b []byte) ([]byte, error) {
 		field("card_kinds", r.CardKinds)
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
+	cardsAt, lotsAt = -1, -1
 	if len(r.Cards) > 0 {
 		b = append(b, `,"cards":[`...)
-		for i := range r.Cards {
-			if i > 0 {
+		cardsAt = len(b)
+		if rest := r.Cards[skipCards:]; len(rest) > 0 {
+			if skipCards > 0 {
 				b = append(b, ',')
 			}
-			b = appendCard(b, &r.Cards[i])
+			b = AppendCardsJSON(b, rest)
 		}
 		b = append(b, ']')
 	}
 	if len(r.Lots) > 0 {
 		b = append(b, `,"lots":[`...)
-		for i := range r.Lots {
-			if i > 0 {
+		lotsAt = len(b)
+		if rest := r.Lots[skipLots:]; len(rest) > 0 {
+			if skipLots > 0 {
 				b = append(b, ',')
 			}
-			if b, err = appendLot(b, &r.Lots[i]); err != nil {
-				return nil, err
+			if b, err = AppendLotsJSON(b, rest); err != nil {
+				return nil, 0, 0, err
 			}
 		}
 		b = append(b, ']')
@@ -84,9 +97,34 @@ func (r *Replica) AppendJSON(b []byte) ([]byte, error) {
 		field("folded_through", r.FoldedThrough)
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
-	return append(b, '}'), nil
+	return append(b, '}'), cardsAt, lotsAt, nil
+}
+
+// AppendCardsJSON appends the cards' JSON objects, joined by commas.
+func AppendCardsJSON(b []byte, cards []ReplicaCard) []byte {
+	for i := range cards {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendCard(b, &cards[i])
+	}
+	return b
+}
+
+// AppendLotsJSON appends the lots' JSON objects, joined by commas.
+func AppendLotsJSON(b []byte, lots []ReplicaLot) ([]byte, error) {
+	var err error
+	for i := range lots {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if b, err = appendLot(b, &lots[i]); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
 }
 
 func appendCard(b []byte, c *ReplicaCard) []byte {

@@ -95,6 +95,51 @@ func TestAppendJSONIsMarshal(t *testing.T) {
 	}
 }
 
+// TestAppendJSONGapsJoinToAppendJSON: any first cards and lots left out
+// by AppendJSONGaps, encoded by AppendCardsJSON and AppendLotsJSON and
+// put in at the offsets it gives, make AppendJSON's bytes.
+func TestAppendJSONGapsJoinToAppendJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := 0; i < 300; i++ {
+		r := randomReplica(rng, rng.IntN(12))
+		want, err := r.AppendJSON(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, nl := rng.IntN(len(r.Cards)+1), rng.IntN(len(r.Lots)+1)
+		if i%5 == 0 {
+			nc, nl = len(r.Cards), len(r.Lots)
+		}
+		got, cardsAt, lotsAt, err := r.AppendJSONGaps([]byte("prefix"), nc, nl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Cards) == 0 && cardsAt != -1 || len(r.Lots) == 0 && lotsAt != -1 {
+			t.Fatalf("replica %d without cards or lots: gaps at %d, %d", i, cardsAt, lotsAt)
+		}
+		cards := AppendCardsJSON(nil, r.Cards[:nc])
+		lots, err := AppendLotsJSON(nil, r.Lots[:nl])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var joined []byte
+		from := 0
+		for _, g := range []struct {
+			at  int
+			enc []byte
+		}{{cardsAt, cards}, {lotsAt, lots}} {
+			if g.at >= 0 {
+				joined = append(append(joined, got[from:g.at]...), g.enc...)
+				from = g.at
+			}
+		}
+		joined = append(joined, got[from:]...)
+		if string(joined[6:]) != string(want) {
+			t.Fatalf("replica %d, %d of %d cards and %d of %d lots left out:\njoined     %s\nAppendJSON %s", i, nc, len(r.Cards), nl, len(r.Lots), joined[6:], want)
+		}
+	}
+}
+
 // TestAppendJSONTimeIsMarshal: AppendJSONTime writes what MarshalJSON
 // writes for times across years 0000-9999 (before 1970 too), in zones east
 // and west of UTC and of odd offsets, with and without fractions; and

@@ -67,7 +67,9 @@ func TestFirstLoadInPagesStaysConsistent(t *testing.T) {
 // card load their replicas one after another, in pages of 3, through HTTP;
 // the second's pages are kept, and the third is given them, with a card of
 // its first page and one of its last corrected in between (and one
-// corrected while its own load runs). Every till ends with head office's
+// corrected while its own load runs), so it is given them with those cards
+// read again; a fourth is given them as the third's load kept them,
+// packed (nothing read again). Every till ends with head office's
 // balances, and head office counts pages given from the cache. (The delta
 // after a load would mend a stale page here: what a page given from the
 // cache holds is headoffice's TestSnapshotCacheGivesTheTillsOwnSnapshot.)
@@ -82,7 +84,7 @@ func TestTillsShareFirstLoadPages(t *testing.T) {
 		}
 	}
 	var tills []*till
-	for i, id := range []string{"S001-T51", "S001-T52", "S001-T53"} {
+	for i, id := range []string{"S001-T51", "S001-T52", "S001-T53", "S001-T54"} {
 		if i == 2 {
 			correct("c1", "2600000000017", -100)
 			correct("c3", "2900000000049", 77)
@@ -94,6 +96,9 @@ func TestTillsShareFirstLoadPages(t *testing.T) {
 					}
 				}
 			}
+		}
+		if i == 3 {
+			p.onFeed = nil
 		}
 		tl := newTill(t, h, p, id, "S001", 0)
 		if err := tl.c.SyncNow(ctx); err != nil {
@@ -117,8 +122,10 @@ func TestTillsShareFirstLoadPages(t *testing.T) {
 	}
 	rec := httptest.NewRecorder()
 	h.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	hits := regexp.MustCompile(`(?m)^headoffice_snapshot_cache_hits_total (\d+)$`).FindStringSubmatch(rec.Body.String())
-	if hits == nil || hits[1] == "0" {
-		t.Errorf("no page given from the cache: %v\n%s", hits, rec.Body.String())
+	for _, m := range []string{"hits", "packed"} {
+		n := regexp.MustCompile(`(?m)^headoffice_snapshot_cache_` + m + `_total (\d+)$`).FindStringSubmatch(rec.Body.String())
+		if n == nil || n[1] == "0" {
+			t.Errorf("no page given from the cache (%s): %v\n%s", m, n, rec.Body.String())
+		}
 	}
 }

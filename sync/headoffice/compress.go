@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -95,5 +96,86 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		return data, nil
 	default:
 		return nil, unsupportedEncoding(enc)
+	}
+}
+
+// gzipMember is b compressed as one gzip member.
+func gzipMember(b []byte) ([]byte, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var out bytes.Buffer
+	out.Grow(len(b)/4 + 64)
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(zw)
+	zw.Reset(&out)
+	if _, err := zw.Write(b); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return bytes.Clone(out.Bytes()), nil
+}
+
+// replyPage writes feed page f, whose replica starts with the cards and
+// lots of cached page p, to a till that takes gzip: p's packed members
+// (pageCache.pack) between members made of the rest of f's encoding. A
+// gzip stream may be several members one after another (RFC 1952, 2.2),
+// read as their contents joined: Go's reader, the till's, reads them so.
+// Everything is made before the status goes out, as reply does.
+func (s *Server) replyPage(w http.ResponseWriter, r *http.Request, f *wire.Feed, p *cachedPage) {
+	pk, err := s.pages.pack(p)
+	if err != nil {
+		s.reply(w, r, f, nil) // encoded whole, failing as the page did, said there
+		return
+	}
+	buf := replyBuffers.Get().(*[]byte)
+	body, cardsAt, lotsAt, err := f.AppendJSONGaps((*buf)[:0], len(p.cards), len(p.lots))
+	defer func() { putReplyBuffer(buf, body) }()
+	if err != nil {
+		s.log.Error("encode reply", "method", r.Method, "path", r.URL.Path, "err", err)
+		httpError(w, http.StatusInternalServerError, "encode reply: "+err.Error())
+		return
+	}
+	body = append(body, '\n')
+	var parts [][]byte
+	from := 0
+	cut := func(at int, member []byte) {
+		if member == nil || err != nil {
+			return
+		}
+		var head []byte
+		if head, err = gzipMember(body[from:at]); err == nil {
+			parts, from = append(parts, head, member), at
+		}
+	}
+	cut(cardsAt, pk.cards)
+	cut(lotsAt, pk.lots)
+	var tail []byte
+	if err == nil {
+		tail, err = gzipMember(body[from:])
+	}
+	if err != nil {
+		s.log.Error("compress reply", "method", r.Method, "path", r.URL.Path, "err", err)
+		httpError(w, http.StatusInternalServerError, "compress reply: "+err.Error())
+		return
+	}
+	parts = append(parts, tail)
+	n := 0
+	for _, b := range parts {
+		n += len(b)
+	}
+	s.pages.packs.Add(1)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Add("Vary", "Accept-Encoding")
+	h.Set("Content-Encoding", "gzip")
+	h.Set("Content-Length", strconv.Itoa(n))
+	for _, b := range parts {
+		if _, err := w.Write(b); err != nil {
+			s.log.Warn("write reply", "err", err)
+			return
+		}
 	}
 }

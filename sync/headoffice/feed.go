@@ -340,6 +340,14 @@ type SnapshotRequest struct {
 // given (pagecache.go), as this page's snapshot reads it; its cards and
 // lots are then shared with theirs, to be read only.
 func (s *Server) SnapshotPage(ctx context.Context, tillID string, req SnapshotRequest) (*wire.Feed, error) {
+	f, _, err := s.snapshotPage(ctx, tillID, req)
+	return f, err
+}
+
+// snapshotPage is SnapshotPage, with the cached page whose cards and lots
+// the feed's replica starts with, whole (nil for none): replyPage sends
+// those packed.
+func (s *Server) snapshotPage(ctx context.Context, tillID string, req SnapshotRequest) (_ *wire.Feed, shared *cachedPage, _ error) {
 	after, limit := req.After, req.Limit
 	if limit <= 0 || limit > 20000 {
 		limit = 5000
@@ -373,7 +381,11 @@ func (s *Server) SnapshotPage(ctx context.Context, tillID string, req SnapshotRe
 				if p.last != "" {
 					f.Next, f.More = p.last, true
 				}
-				return s.cachedCardPage(ctx, tx, f.Replica, p, t.xmin, folded)
+				whole, err := s.cachedCardPage(ctx, tx, f.Replica, p, t.xmin, folded)
+				if whole {
+					shared = p
+				}
+				return err
 			}
 			c0, l0 := len(f.Replica.Cards), len(f.Replica.Lots)
 			if codes, err = s.feedCardPage(ctx, tx, f.Replica, after, limit); err != nil {
@@ -419,11 +431,11 @@ func (s *Server) SnapshotPage(ctx context.Context, tillID string, req SnapshotRe
 		return s.feedCardCodes(ctx, tx, f.Replica, byCode)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("snapshot for till %s after card %q: %w", tillID, after, err)
+		return nil, nil, fmt.Errorf("snapshot for till %s after card %q: %w", tillID, after, err)
 	}
 	now := s.now()
 	f.Replica.AsOf = &now
-	return f, nil
+	return f, shared, nil
 }
 
 func (s *Server) feedCatalog(ctx context.Context, tx pgx.Tx, r *store.Replica, q string, args []any) error {

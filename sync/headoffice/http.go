@@ -371,10 +371,15 @@ func (s *Server) handleFeed(w http.ResponseWriter, r *http.Request, tillID, stor
 			req.Folded = &v
 		}
 		var f *wire.Feed
+		var shared *cachedPage
 		err := s.retryLost(func() (err error) {
-			f, err = s.SnapshotPage(r.Context(), tillID, req)
+			f, shared, err = s.snapshotPage(r.Context(), tillID, req)
 			return err
 		})
+		if err == nil && shared != nil && acceptsGzip(r) {
+			s.replyPage(w, r, f, shared)
+			return
+		}
 		s.reply(w, r, f, err)
 		return
 	}
@@ -679,12 +684,7 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error)
 		// again: a page of 5,000 cards is 7 MB, which a new buffer zeroes
 		// first.
 		buf := replyBuffers.Get().(*[]byte)
-		defer func() {
-			if cap(body) <= maxPooledReply {
-				*buf = body[:0]
-				replyBuffers.Put(buf)
-			}
-		}()
+		defer func() { putReplyBuffer(buf, body) }()
 		body, err = a.AppendJSON((*buf)[:0])
 	} else {
 		body, err = json.Marshal(v)
@@ -704,6 +704,18 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error)
 var replyBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 const maxPooledReply = 32 << 20
+
+// putReplyBuffer gives buf back to replyBuffers holding b's array (b nil:
+// the array buf held), unless it has grown past maxPooledReply.
+func putReplyBuffer(buf *[]byte, b []byte) {
+	if b == nil {
+		b = *buf
+	}
+	if cap(b) <= maxPooledReply {
+		*buf = b[:0]
+		replyBuffers.Put(buf)
+	}
+}
 
 // lostReply answers 503 when err is a lost database connection (the next
 // request reconnects) and says whether it did. Whether a write that lost

@@ -53,6 +53,7 @@ func newMetrics(s *Server) *metrics.Registry {
 	if c := s.pages; c != nil {
 		atomicCounter("headoffice_snapshot_cache_hits_total", "First-load pages of \"all\" stores given from the pages cached for other tills (-snapshot-cache-mb).", &c.hits)
 		atomicCounter("headoffice_snapshot_cache_misses_total", "First-load pages of \"all\" stores read whole: none cached, or too old (-snapshot-cache-age).", &c.misses)
+		atomicCounter("headoffice_snapshot_cache_packed_total", "Cached first-load pages sent from their encoding compressed once (the page whole, none of its cards read again).", &c.packs)
 		atomicCounter("headoffice_snapshot_cache_cards_reread_total", "Cards of cached pages read again: changed since the page was cached.", &c.refreshed)
 		m.Gauge("headoffice_snapshot_cache_bytes", "About the memory the cached first-load pages hold.", func(context.Context) (float64, error) { return float64(c.heldBytes()), nil })
 	}

@@ -53,7 +53,7 @@ type pageCache struct {
 	// reading are the pages being read for a till, for others to wait for.
 	reading map[pageKey]*pageRead
 
-	hits, misses, refreshed atomic.Int64
+	hits, misses, refreshed, packs atomic.Int64
 }
 
 // pageKey is a page as tills ask it: the card it starts after and how
@@ -76,6 +76,20 @@ type cachedPage struct {
 	last string
 	size int64
 	elem *list.Element
+	// packed: the page encoded and compressed, made for the first till
+	// given the page whole.
+	packed packedPage
+}
+
+// packedPage is a page's cards and lots encoded (store.AppendCardsJSON,
+// AppendLotsJSON), each compressed as a gzip member of its own (nil for
+// none). Encoding a page and compressing it was most of head office's work
+// for a cached page: a till given the page whole is sent these between
+// members of its own (replyPage).
+type packedPage struct {
+	once        sync.Once
+	cards, lots []byte
+	err         error
 }
 
 // newPageCache: maxBytes 0 means 256 MB, negative no cache; maxAge 0
@@ -231,6 +245,37 @@ func (c *pageCache) drop(p *cachedPage) {
 	c.bytes -= p.size
 }
 
+// pack is p packed, made at the first call. The members count in the
+// cache's bytes while p is cached.
+func (c *pageCache) pack(p *cachedPage) (*packedPage, error) {
+	pk := &p.packed
+	pk.once.Do(func() {
+		buf := replyBuffers.Get().(*[]byte)
+		raw := store.AppendCardsJSON((*buf)[:0], p.cards)
+		defer func() { putReplyBuffer(buf, raw) }()
+		if pk.cards, pk.err = gzipMember(raw); pk.err != nil {
+			return
+		}
+		if raw, pk.err = store.AppendLotsJSON(raw[:0], p.lots); pk.err != nil {
+			return
+		}
+		if pk.lots, pk.err = gzipMember(raw); pk.err != nil {
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.pages[p.key] == p {
+			n := int64(len(pk.cards) + len(pk.lots))
+			p.size += n
+			c.bytes += n
+			for c.bytes > c.maxBytes {
+				c.drop(c.lru.Back().Value.(*cachedPage))
+			}
+		}
+	})
+	return pk, pk.err
+}
+
 func (c *pageCache) heldBytes() int64 {
 	if c == nil {
 		return 0
@@ -262,22 +307,24 @@ func pageBytes(cards []store.ReplicaCard, lots []store.ReplicaLot) int64 {
 // on, and the cards of extra (the till's folded cards) outside the range,
 // are read in tx; the rest are p's, shared (read only). A page with cards
 // read again is cached as this snapshot read it, so the next till reads
-// again only what changed since.
-func (s *Server) cachedCardPage(ctx context.Context, tx pgx.Tx, r *store.Replica, p *cachedPage, xmin uint64, extra []string) error {
+// again only what changed since. whole says r's cards and lots start with
+// all of p's, as p holds them (none read again).
+func (s *Server) cachedCardPage(ctx context.Context, tx pgx.Tx, r *store.Replica, p *cachedPage, xmin uint64, extra []string) (whole bool, _ error) {
 	// The change log is read by its xid index, however many changes it
 	// holds before p's xmin (as the delta's are).
 	if _, err := tx.Exec(ctx, `set local enable_seqscan = off`); err != nil {
-		return fmt.Errorf("read the changes since a cached page: %w", err)
+		return false, fmt.Errorf("read the changes since a cached page: %w", err)
 	}
 	rows, err := tx.Query(ctx, `SELECT DISTINCT key FROM changes WHERE xid >= $1::text::xid8 AND section = 'cards'
 		AND key > $2 AND ($3 = '' OR key <= $3)`, strconv.FormatUint(p.xmin, 10), p.key.after, p.last)
 	if err != nil {
-		return fmt.Errorf("read the changes since a cached page: %w", err)
+		return false, fmt.Errorf("read the changes since a cached page: %w", err)
 	}
 	fresh, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return fmt.Errorf("read the changes since a cached page: %w", err)
+		return false, fmt.Errorf("read the changes since a cached page: %w", err)
 	}
+	whole = len(fresh) == 0 && len(r.Cards) == 0 && len(r.Lots) == 0
 	if len(fresh) == 0 {
 		r.Cards, r.Lots = appendShared(r.Cards, p.cards), appendShared(r.Lots, p.lots)
 	} else {
@@ -298,7 +345,7 @@ func (s *Server) cachedCardPage(ctx context.Context, tx pgx.Tx, r *store.Replica
 			}
 		}
 		if err := s.feedCardCodes(ctx, tx, r, fresh); err != nil {
-			return err
+			return false, err
 		}
 		s.pages.put(p.key, nil, xmin, slices.Clip(r.Cards[c0:]), slices.Clip(r.Lots[l0:]), p.last)
 	}
@@ -310,7 +357,7 @@ func (s *Server) cachedCardPage(ctx context.Context, tx pgx.Tx, r *store.Replica
 			outside = append(outside, c)
 		}
 	}
-	return s.feedCardCodes(ctx, tx, r, outside)
+	return whole, s.feedCardCodes(ctx, tx, r, outside)
 }
 
 // appendShared appends src (whose cap is its len) to dst, src itself when

@@ -1,12 +1,21 @@
 package headoffice
 
 import (
+	"bytes"
 	"cmp"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -454,5 +463,241 @@ func TestConcurrentTillsReadAPageOnce(t *testing.T) {
 		if f != nil && pageText(t, f) != pageText(t, pages[0]) {
 			t.Errorf("till %d's page differs", i+2)
 		}
+	}
+}
+
+// cursorOut is a feed's cursor field, first in its encoding, replaced by
+// anyCursor.
+var (
+	cursorOut = regexp.MustCompile(`^\{"cursor":"[^"]*",`)
+	anyCursor = []byte(`{"cursor":"1",`)
+)
+
+// TestPackedPagesAreThePages: a cached page sent packed over HTTP (its
+// cards and lots compressed once, between gzip members of the rest)
+// unpacks to exactly the bytes the page has without the cache: with and
+// without the till's folded cards from outside the page, with the catalog
+// on the first page, on the last page, and after a card of the page was
+// changed (that page is read again, not packed; the next one is packed
+// again). Content-Length is the bytes sent.
+func TestPackedPagesAreThePages(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	open := func(cache int64) *Server {
+		s, err := Open(ctx, Options{DSN: dsn, ERPToken: "erp-secret", Clock: func() time.Time { return demoNow }, SnapshotCacheBytes: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	cached, plain := open(0), open(-1)
+	r := demoReplica(t)
+	exp := demoNow.AddDate(1, 0, 0)
+	for i := range 25 {
+		code := fmt.Sprintf("38%011d", i)
+		r.Cards = append(r.Cards, store.ReplicaCard{Code: code, Kind: "bonus", State: checkout.StateActive, Holder: fmt.Sprint("Holder ", i)})
+		for k := range i % 3 {
+			r.Lots = append(r.Lots, lot(code, fmt.Sprintf("L%d-%d", i, k), fmt.Sprint(10+i), demoNow.AddDate(0, -1, -i), &exp))
+		}
+	}
+	if _, err := cached.Import(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	const till = "S001-T01"
+	secret, err := cached.Enrol(ctx, till, "S001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Folded cards of the till's: one in the demo's range, one of the
+	// 38… range, which pages of other ranges carry as well.
+	lt := &lateTill{till: till}
+	for _, card := range []string{demoCard, "3800000000007"} {
+		wantStatuses(t, "push", lt.push(t, cached, store.Entry{CardCode: card, Kind: store.KindAccrual, Points: dec("7"), PurchaseKop: 700,
+			CreatedAt: demoNow, Lots: []store.LotChange{{Create: true, Delta: dec("7"), ActiveFrom: demoNow}}}), wire.Applied)
+	}
+	hs := httptest.NewServer(cached.Handler())
+	t.Cleanup(hs.Close)
+	raw := &http.Client{Transport: &http.Transport{DisableCompression: true}} // the gzip members as sent
+	get := func(after string, folded bool) (body []byte, packed bool) {
+		t.Helper()
+		q := url.Values{"snapshot": {"1"}, "after": {after}, "limit": {"10"}}
+		if folded {
+			q.Set("folded", "")
+		}
+		req, _ := http.NewRequestWithContext(ctx, "GET", hs.URL+"/v1/till/feed?"+q.Encode(), nil)
+		req.SetBasicAuth(till, secret)
+		req.Header.Set("Accept-Encoding", "gzip")
+		before := cached.pages.packs.Load()
+		resp, err := raw.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		sent, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("page after %q: %s %v %s", after, resp.Status, err, sent)
+		}
+		if cl := resp.Header.Get("Content-Length"); cl != "" && cl != strconv.Itoa(len(sent)) {
+			t.Errorf("page after %q: Content-Length %s, %d bytes sent", after, cl, len(sent))
+		}
+		packed = cached.pages.packs.Load() > before
+		if resp.Header.Get("Content-Encoding") != "gzip" {
+			return sent, packed // under a kilobyte, from its second read, packed
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(sent))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body, err = io.ReadAll(zr); err != nil {
+			t.Fatalf("page after %q does not unpack: %v", after, err)
+		}
+		return body, packed
+	}
+	encoded := func(s *Server, after string, folded bool) []byte {
+		t.Helper()
+		req := SnapshotRequest{After: after, Limit: 10}
+		if folded {
+			req.Folded = new(string)
+		}
+		f, err := s.SnapshotPage(ctx, till, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := f.AppendJSON(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(b, '\n')
+	}
+	decode := func(b []byte) *wire.Feed {
+		t.Helper()
+		f, err := wire.DecodeFeed(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	// exact: the page's bytes are the page's without the cache (not so
+	// once a card was read again: the page holds it last). The cursor,
+	// made of the database cluster's xids, moves with the tests running
+	// beside this one, and is set to one.
+	check := func(after string, folded, wantPacked, exact bool) *wire.Feed {
+		t.Helper()
+		got, packed := get(after, folded)
+		got = cursorOut.ReplaceAll(got, anyCursor)
+		w := cursorOut.ReplaceAll(encoded(plain, after, folded), anyCursor)
+		if g, w := pageText(t, decode(got)), pageText(t, decode(w)); g != w {
+			t.Fatalf("page after %q (folded %v, packed %v):\n%s\nwant\n%s", after, folded, packed, g, w)
+		}
+		if exact && string(got) != string(w) {
+			t.Fatalf("page after %q (folded %v, packed %v):\n%s\nwant\n%s", after, folded, packed, got, w)
+		}
+		if packed {
+			// As the page encodes unpacked (a hit as well, counted).
+			if w := cursorOut.ReplaceAll(encoded(cached, after, folded), anyCursor); string(got) != string(w) {
+				t.Fatalf("packed page after %q (folded %v):\n%s\nunpacked\n%s", after, folded, got, w)
+			}
+		}
+		if packed != wantPacked {
+			t.Errorf("page after %q (folded %v): packed %v, want %v", after, folded, packed, wantPacked)
+		}
+		return decode(got)
+	}
+	var pages []string
+	for after, n := "", 0; ; n++ {
+		check(after, false, false, true) // read, not kept
+		check(after, true, false, true)  // read again: kept
+		check(after, true, true, true)
+		f := check(after, false, true, true)
+		pages = append(pages, after)
+		if !f.More {
+			if n < 2 {
+				t.Fatalf("%d pages: the test wants at least three", n+1)
+			}
+			break
+		}
+		after = f.Next
+	}
+	// A card of the second page changes: read again for the next till,
+	// which keeps the page so; then packed again.
+	if _, err := cached.Correct(ctx, Correction{ID: "qa-packed", Card: "3800000000002", Points: dec("3"), Reason: "qa"}); err != nil {
+		t.Fatal(err)
+	}
+	var second string
+	for _, after := range pages {
+		if after < "3800000000002" {
+			second = after
+		}
+	}
+	check(second, true, false, false)
+	check(second, true, true, false)
+	check(second, false, true, false)
+}
+
+// TestPackedPageBytes: a page's packed members count in the cache's bytes
+// while it is cached, evicting beyond the bound; packing is done once;
+// a page whose lot cannot be encoded (past year 9999) packs to that error,
+// and the till is answered 500 saying so.
+func TestPackedPageBytes(t *testing.T) {
+	var cards []store.ReplicaCard
+	var lots []store.ReplicaLot
+	for i := range 200 {
+		code := fmt.Sprintf("29%011d", i)
+		cards = append(cards, store.ReplicaCard{Code: code, Kind: "bonus", State: checkout.StateActive})
+		lots = append(lots, lot(code, fmt.Sprint("L", i), "50", demoNow, nil))
+	}
+	one := pageBytes(cards, lots)
+	c := newPageCache(1<<40, time.Hour)
+	k := func(after string) pageKey { return pageKey{after, 200} }
+	keep := func(after string, cs []store.ReplicaCard, ls []store.ReplicaLot) *cachedPage {
+		c.put(k(after), nil, 500, cs, ls, "")
+		c.put(k(after), nil, 500, cs, ls, "")
+		p, read := c.lookup(context.Background(), k(after))
+		c.done(k(after), read)
+		if p == nil {
+			t.Fatalf("page after %q not kept", after)
+		}
+		return p
+	}
+	a := keep("a", cards, lots)
+	pk, err := c.pack(a)
+	if err != nil || pk.cards == nil || pk.lots == nil {
+		t.Fatalf("pack: %v %+v", err, pk)
+	}
+	n := int64(len(pk.cards) + len(pk.lots))
+	if got := c.heldBytes(); got != one+n {
+		t.Errorf("cache holds %d bytes, want the page's %d and its members' %d", got, one, n)
+	}
+	if again, _ := c.pack(a); again != pk || int64(len(again.cards)+len(again.lots)) != n || c.heldBytes() != one+n {
+		t.Error("a page packed twice")
+	}
+	// A second page fits; packing it too passes the bound: the page used
+	// longest ago goes.
+	c.maxBytes = 2*one + n + n/2
+	b := keep("b", cards, lots)
+	if _, err := c.pack(b); err != nil {
+		t.Fatal(err)
+	}
+	if p, read := c.lookup(context.Background(), k("a")); p != nil || c.heldBytes() != one+n {
+		t.Errorf("after packing a second page: page a kept %v, %d bytes held, want %d", p != nil, c.heldBytes(), one+n)
+	} else {
+		c.done(k("a"), read)
+	}
+
+	late := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	bad := slices.Clone(lots)
+	bad[7].ExpiresAt = &late
+	p := keep("c", cards, bad)
+	if _, err := c.pack(p); err == nil {
+		t.Fatal("a lot of year 10000 packed")
+	}
+	s := openTest(t)
+	rec := httptest.NewRecorder()
+	f := &wire.Feed{Full: true, Replica: &store.Replica{Version: store.ReplicaFormatVersion, Cards: cards, Lots: bad}}
+	s.pages = c
+	s.replyPage(rec, httptest.NewRequest("GET", "/v1/till/feed?snapshot=1", nil), f, p)
+	if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "year outside of range") {
+		t.Errorf("a page that cannot be encoded: %d %s", rec.Code, rec.Body)
 	}
 }

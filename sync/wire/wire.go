@@ -602,23 +602,29 @@ func (f *Feed) AppendJSON(b []byte) ([]byte, error) {
 	if f == nil {
 		return append(b, "null"...), nil
 	}
+	b, _, _, err := f.AppendJSONGaps(b, 0, 0)
+	return b, err
+}
+
+// AppendJSONGaps is AppendJSON leaving out the replica's first skipCards
+// cards and skipLots lots, with the offsets in b where they go, as
+// store.Replica.AppendJSONGaps (f and its replica not nil).
+func (f *Feed) AppendJSONGaps(b []byte, skipCards, skipLots int) (_ []byte, cardsAt, lotsAt int, err error) {
 	b = store.AppendJSONString(append(b, `{"cursor":`...), f.Cursor)
 	if f.Full {
 		b = append(b, `,"full":true`...)
 	}
 	b = append(b, `,"replica":`...)
+	cardsAt, lotsAt = -1, -1
 	if f.Replica == nil {
 		b = append(b, "null"...)
-	} else {
-		var err error
-		if b, err = f.Replica.AppendJSON(b); err != nil {
-			return nil, err
-		}
+	} else if b, cardsAt, lotsAt, err = f.Replica.AppendJSONGaps(b, skipCards, skipLots); err != nil {
+		return nil, 0, 0, err
 	}
 	if f.Offline != nil {
 		x, err := json.Marshal(f.Offline)
 		if err != nil {
-			return nil, err
+			return nil, 0, 0, err
 		}
 		b = append(append(b, `,"offline":`...), x...)
 	}
@@ -631,5 +637,5 @@ func (f *Feed) AppendJSON(b []byte) ([]byte, error) {
 	if f.Reset {
 		b = append(b, `,"reset":true`...)
 	}
-	return append(b, '}'), nil
+	return append(b, '}'), cardsAt, lotsAt, nil
 }
