@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +22,13 @@ import (
 // loaded; mod adjusts its configuration.
 func homeScopeAgent(t *testing.T, mod func(*config.Config)) (*harness, *headoffice.Server, *httptest.Server) {
 	t.Helper()
+	return homeScopeAgentVia(t, mod, nil)
+}
+
+// homeScopeAgentVia is homeScopeAgent with head office's handler wrapped
+// (nil: as it is).
+func homeScopeAgentVia(t *testing.T, mod func(*config.Config), wrap func(http.Handler) http.Handler) (*harness, *headoffice.Server, *httptest.Server) {
+	t.Helper()
 	ctx := context.Background()
 	srv, secretFile := syncHO(t, store.OfflineLimits{}, func(s *headoffice.Server) {
 		if err := s.SetCardScope(ctx, "S001", headoffice.ScopeHome); err != nil {
@@ -30,7 +39,11 @@ func homeScopeAgent(t *testing.T, mod func(*config.Config)) (*harness, *headoffi
 			t.Fatal(err)
 		}
 	})
-	hs := httptest.NewServer(srv.Handler())
+	ho := srv.Handler()
+	if wrap != nil {
+		ho = wrap(ho)
+	}
+	hs := httptest.NewServer(ho)
 	t.Cleanup(hs.Close)
 	h := newHarness(t, func(c *config.Config) {
 		c.Sync.Enabled, c.Sync.URL, c.Sync.SecretFile = true, hs.URL, secretFile
@@ -174,4 +187,53 @@ func TestRetiredTillAsks(t *testing.T) {
 		t.Errorf("a retired till's fetch made %d cards home", n)
 	}
 	h.metricsHave(`tillagent_card_fetches_total{result="refused"} 1`)
+}
+
+// TestCardScannedDuringAReload: head office reset the till's feed, and
+// the till's load of its replica afresh is running (held on its first page
+// here) when the cashier scans a card the replica lacks: the till still
+// sells from the replica it holds, and the cashier is told at once that
+// the till is loading from the office, not kept waiting for the load
+// (minutes, hours on a slow link) nor told the office is unavailable.
+// Once the load is done the card is fetched.
+func TestCardScannedDuringAReload(t *testing.T) {
+	var holding atomic.Bool
+	hold, held := make(chan struct{}), make(chan struct{}, 1)
+	var once sync.Once
+	h, srv, _ := homeScopeAgentVia(t, nil, func(ho http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if holding.Load() && r.URL.Query().Get("snapshot") == "1" {
+				select {
+				case held <- struct{}{}:
+					<-hold
+				default:
+				}
+			}
+			ho.ServeHTTP(w, r)
+		})
+	})
+	t.Cleanup(func() { once.Do(func() { close(hold) }) }) // before hs.Close, which waits for the held page
+	if _, err := srv.ResetFeed(context.Background(), "S001-T01"); err != nil {
+		t.Fatal(err)
+	}
+	holding.Store(true)
+	synced := make(chan int, 1)
+	go func() {
+		code, _ := h.do("POST", "/v1/sync/now", nil, nil)
+		synced <- code
+	}()
+	<-held
+	e := h.refusal(404, "card.unknown", "GET", "/v1/cards/"+card, nil)
+	if !strings.Contains(e.Error.Message, "загружает") || strings.Contains(e.Error.Message, "недоступен") || !strings.Contains(e.Error.Hint, "first load") {
+		t.Errorf("a card scanned during the reload: %+v", e)
+	}
+	h.metricsHave(`tillagent_card_fetches_total{result="not_loaded"} 1`)
+	var a saleAnswer
+	h.must(201, "POST", "/v1/sales", saleBody("qa-reload-1", nil, "", "200.00", line(1, "1001", "2", "89.90")), &a)
+	once.Do(func() { close(hold) })
+	if code := <-synced; code != 200 {
+		t.Fatalf("sync now during the reload: HTTP %d", code)
+	}
+	var c cardAnswer
+	h.must(200, "GET", "/v1/cards/"+card, nil, &c)
 }

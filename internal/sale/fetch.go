@@ -15,7 +15,7 @@ import (
 var ErrFetchRefused = errors.New("head office refused to send the card")
 
 // ErrReplicaLoading marks an error of Options.FetchCard where the till's
-// first load from head office has not finished: the card comes with it.
+// first load from head office has not finished.
 var ErrReplicaLoading = errors.New("the till is still loading its replica from head office")
 
 // quoteInput is the store's QuoteInput, except that a card the replica
@@ -45,7 +45,7 @@ func (s *Service) quoteInput(ctx context.Context, check checkout.Check, codes []
 			e.Hint = "head office answered but would not send the card (" + ferr.Error() + "): see `tillctl sync status`"
 		case errors.Is(ferr, ErrReplicaLoading):
 			e.Cashier = "Карта пока не найдена: касса ещё загружает данные из офиса"
-			e.Hint = "the till's first load from head office has not finished (" + ferr.Error() + "): the card comes with it; `tillctl sync status` shows its progress"
+			e.Hint = "the till's first load from head office has not finished (" + ferr.Error() + "): ask again once it has; `tillctl sync status` shows its progress"
 		default:
 			e.Cashier = "Карта не найдена на кассе, а офис сейчас недоступен"
 			e.Hint = "not in the till's replica; asking head office for it failed (" + ferr.Error() + "): the card is unknown until the till reaches head office"

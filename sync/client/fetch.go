@@ -21,10 +21,9 @@ var ErrCardUnknown = errors.New("head office does not know the card")
 // (the cashier is not kept waiting on a dead link).
 var ErrUnreachable = errors.New("head office did not answer the last sync")
 
-// ErrNotLoaded: head office sent the card but the till could not take it
-// before its first load (a new till, or a store replaced), which brings the
-// programs a card needs; head office made the card home, so that load
-// brings it too.
+// ErrNotLoaded: the till's first load from head office (a new till, or its
+// store replaced) is running, or has not run and the card could not be
+// taken without the programs it brings. Ask again once it is done.
 var ErrNotLoaded = errors.New("the till's first load from head office has not finished")
 
 // refetchKey (sync_state) is set from a feed reset or a watermark that
@@ -86,6 +85,11 @@ func (c *Client) FetchCard(ctx context.Context, code string) error {
 	if probed() {
 		return ErrUnreachable // before waiting for a cycle stuck on the dead link
 	}
+	if st := c.Status(); st.Loading {
+		// Not waited for: a first load of a chain's cards takes minutes,
+		// hours on a slow link, and brings the card if the store gets it.
+		return fmt.Errorf("fetch card %s: the first load is running (%d cards so far): %w", code, st.LoadedCards, ErrNotLoaded)
+	}
 	if err := c.lockCycle(ctx); err != nil {
 		return err
 	}
@@ -103,7 +107,7 @@ func (c *Client) FetchCard(ctx context.Context, code string) error {
 	case len(a.Unreadable) > 0:
 		return fmt.Errorf("fetch card %s: head office's record of it does not decode (%s: %s)", code, a.Undecoded[0].Key, a.Undecoded[0].Error)
 	case st.Cards == 0 && !c.Status().ReplicaLoaded:
-		return fmt.Errorf("fetch card %s: its record was refused, as the programs it needs are not loaded yet; the first load brings the card: %w", code, ErrNotLoaded)
+		return fmt.Errorf("fetch card %s: its record was refused, as the programs it needs are not loaded yet: %w", code, ErrNotLoaded)
 	case st.Cards == 0:
 		return fmt.Errorf("fetch card %s: head office's record of it was refused (see the rejected records in sync status)", code)
 	}

@@ -400,6 +400,44 @@ func TestFetchBeforeAnyLoad(t *testing.T) {
 	}
 }
 
+// TestFetchWhileFirstLoadRuns: a cashier scans a card the replica lacks
+// while the till's first load is running (held on its first page here):
+// the fetch does not wait for the load (minutes, hours on a slow link)
+// but answers at once that the load has not finished; the load then
+// brings the card.
+func TestFetchWhileFirstLoadRuns(t *testing.T) {
+	ctx := context.Background()
+	h := startHO(t, pgDSN(t))
+	importDemo(t, h)
+	p := newProxy(t, h.hs.URL)
+	hold, held := make(chan struct{}), make(chan struct{}, 1)
+	p.onFeed = func(r *http.Request) {
+		if r.URL.Query().Get("snapshot") == "1" {
+			select {
+			case held <- struct{}{}:
+				<-hold
+			default:
+			}
+		}
+	}
+	tl := newTill(t, h, p, "S001-T70", "S001", 0)
+	loaded := make(chan error, 1)
+	go func() { loaded <- tl.c.SyncNow(ctx) }()
+	<-held
+	const card = "2900000000056"
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := tl.c.FetchCard(fctx, card)
+	if !errors.Is(err, client.ErrNotLoaded) || fctx.Err() != nil {
+		t.Errorf("fetch while the first load runs: %v (waited: %v), want ErrNotLoaded at once", err, fctx.Err())
+	}
+	close(hold)
+	if err := <-loaded; err != nil {
+		t.Fatal(err)
+	}
+	sameBalances(t, h, tl, []string{card})
+}
+
 // TestHostileCardAnswerLeavesNothingBehind: head office (or something
 // in between) answers a fetch with a record of another kind that does not
 // decode. The till must refuse the answer; what it must not do is keep
