@@ -21,8 +21,8 @@ var ErrCardUnknown = errors.New("head office does not know the card")
 // (the cashier is not kept waiting on a dead link).
 var ErrUnreachable = errors.New("head office did not answer the last sync")
 
-// ErrNotLoaded: the till's first load from head office (a new till, or its
-// store replaced) is running, or has not run and the card could not be
+// ErrNotLoaded: the till's first load from head office (a new till, its
+// store replaced, its feed reset) is running, or has not run and the card could not be
 // taken without the programs it brings. Ask again once it is done.
 var ErrNotLoaded = errors.New("the till's first load from head office has not finished")
 

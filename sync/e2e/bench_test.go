@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"testing"
@@ -23,6 +24,9 @@ import (
 //
 //	go test -run '^$' -bench FirstLoad -benchtime 1x ./sync/e2e/
 //	TILLAGENT_BENCH_CARDS=1000000 go test -run '^$' -bench FirstLoad -benchtime 1x -timeout 30m ./sync/e2e/
+//
+// TILLAGENT_BENCH_DELTA_PROFILE=FILE writes a CPU profile of the delta
+// alone (head office and till, one process).
 func BenchmarkFirstLoad(b *testing.B) {
 	ctx := context.Background()
 	n := 100000
@@ -87,11 +91,13 @@ func BenchmarkFirstLoad(b *testing.B) {
 			INSERT INTO changes (section, key) SELECT 'cards', card FROM u`); err != nil {
 			b.Fatal(err)
 		}
+		stopProfile := profileTo(b, os.Getenv("TILLAGENT_BENCH_DELTA_PROFILE"))
 		t0 = time.Now()
 		if err := c.SyncNow(ctx); err != nil {
 			b.Fatal(err)
 		}
 		delta := time.Since(t0)
+		stopProfile()
 		if bal, err := st.Spendable(ctx, "3200000000000", time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)); err != nil || bal.Total.String() != "299" {
 			b.Fatalf("card after the delta: %+v %v, want 299", bal, err)
 		}
@@ -100,6 +106,25 @@ func BenchmarkFirstLoad(b *testing.B) {
 		b.ReportMetric(float64(delta.Milliseconds()), "delta-10k-ms")
 		st.Close()
 		b.StartTimer()
+	}
+}
+
+// profileTo starts a CPU profile into path (none if empty) and returns
+// what stops it: for one part of a benchmark, as -cpuprofile takes all.
+func profileTo(b *testing.B, path string) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}
 }
 
