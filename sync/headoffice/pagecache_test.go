@@ -516,6 +516,7 @@ func TestPackedPagesAreThePages(t *testing.T) {
 		wantStatuses(t, "push", lt.push(t, cached, store.Entry{CardCode: card, Kind: store.KindAccrual, Points: dec("7"), PurchaseKop: 700,
 			CreatedAt: demoNow, Lots: []store.LotChange{{Create: true, Delta: dec("7"), ActiveFrom: demoNow}}}), wire.Applied)
 	}
+	settled(t, cached)
 	hs := httptest.NewServer(cached.Handler())
 	t.Cleanup(hs.Close)
 	raw := &http.Client{Transport: &http.Transport{DisableCompression: true}} // the gzip members as sent
@@ -624,6 +625,7 @@ func TestPackedPagesAreThePages(t *testing.T) {
 	if _, err := cached.Correct(ctx, Correction{ID: "qa-packed", Card: "3800000000002", Points: dec("3"), Reason: "qa"}); err != nil {
 		t.Fatal(err)
 	}
+	settled(t, cached)
 	var second string
 	for _, after := range pages {
 		if after < "3800000000002" {
@@ -633,6 +635,28 @@ func TestPackedPagesAreThePages(t *testing.T) {
 	check(second, true, false, false)
 	check(second, true, true, false)
 	check(second, false, true, false)
+}
+
+// settled waits until no transaction of the database cluster is older
+// than s's last change: a snapshot's xmin is the cluster's, and another
+// test's transaction running beside this one (in its own schema) would
+// have a page read with an xmin below that change, which the page's next
+// till then reads again (correct, but not packed).
+func settled(t *testing.T, s *Server) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		var past bool
+		err := s.db.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot()) > (SELECT max(xid) FROM changes)`).Scan(&past)
+		if err != nil {
+			t.Fatalf("wait for the cluster's transactions to pass the last change: %v", err)
+		}
+		if past {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // TestPackedPageBytes: a page's packed members count in the cache's bytes
