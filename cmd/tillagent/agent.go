@@ -184,7 +184,7 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 		Receipt:      sale.ReceiptOptions{BonusMode: bonusMode, LoyaltyTagName: cfg.Receipt.LoyaltyTagName, TaxSystem: byte(cfg.Receipt.TaxSystem)},
 		ExpiringDays: cfg.Receipt.ExpiringDays, Logger: log.With("component", "sale"), Clock: clock,
 		MaxChange: fiscal.Money(cfg.Sale.MaxChangeKop), CashRefundOfCard: cfg.Sale.CashRefundOfCard, Syncs: cfg.Sync.Enabled,
-		FetchCard: fetchCard,
+		FetchCard: fetchCard, KeepDocs: cfg.Sale.Keep(),
 		Observe: func(kind store.DocKind, outcome string) {
 			metrics.Add("tillagent_"+string(kind)+"s_total", 1, "outcome", outcome)
 			if outcome == "done" {

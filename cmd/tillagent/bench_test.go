@@ -24,7 +24,10 @@ import (
 // the Unix socket, re-quote, receipt printed by the emulator at full speed
 // over a pty, journal committed with the fiscal number. db-bytes/sale is
 // what a sale adds to the till's database (document, journal, replay
-// key): the disk the history takes that a till keeps.
+// key): the disk the history takes that a till keeps. kept-bytes/sale is
+// what stays of it once the sales are past sale.keep_days and pruned (the
+// agent restarted with its clock moved on): the journal, the replay keys,
+// the documents' slim rows.
 //
 //	go test -run '^$' -bench SaleAPI -benchtime 500x ./cmd/tillagent/
 func BenchmarkSaleAPI(b *testing.B) {
@@ -44,6 +47,19 @@ func BenchmarkSaleAPI(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "sales/s")
 	b.ReportMetric(float64(dbBytes(b, h.cfg.Store.Path)-before)/float64(b.N), "db-bytes/sale")
 	reportLatency(b, lat)
+
+	h.stop()
+	clock := h.clock
+	h.clock = func() time.Time { return clock().Add(time.Duration(h.cfg.Sale.KeepDays+1) * 24 * time.Hour) }
+	h.start()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if docs, _ := h.docCounts(); docs["sale_pruned"] == b.N {
+			break
+		} else if time.Now().After(deadline) {
+			b.Fatalf("sales not pruned: %v", docs)
+		}
+	}
+	b.ReportMetric(float64(dbBytes(b, h.cfg.Store.Path)-before)/float64(b.N), "kept-bytes/sale")
 }
 
 // dbBytes is the pages in use in the SQLite database at path, committed

@@ -105,6 +105,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status := map[sale.Class]int{
 		sale.Invalid: http.StatusUnprocessableEntity, sale.NotFound: http.StatusNotFound,
 		sale.Conflict: http.StatusConflict, sale.Unavailable: http.StatusServiceUnavailable,
+		sale.Gone: http.StatusGone,
 	}[e.Class]
 	if status == 0 {
 		status = http.StatusInternalServerError

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The sale section: the example documents the defaults, the environment
@@ -34,6 +35,32 @@ func TestSaleSection(t *testing.T) {
 	var fe *FieldError
 	if !errors.As(err, &fe) || fe.Key != "sale.max_change_kop" || !strings.Contains(err.Error(), p) {
 		t.Fatalf("negative cap: %v, want a FieldError on sale.max_change_kop naming %s", err, p)
+	}
+}
+
+// sale.keep_days: 1095 by default; 0 keeps every sale; a keeping age
+// shorter than the 14-day return period, or negative, is refused naming
+// the key; the environment overrides it.
+func TestKeepDays(t *testing.T) {
+	if d := DefaultSale(); d.KeepDays != 1095 || d.Keep() != 1095*24*time.Hour {
+		t.Fatalf("default %+v", d)
+	}
+	for yaml, want := range map[string]int{"sale:\n  keep_days: 0\n": 0, "sale:\n  keep_days: 15\n": 15, "sale:\n  keep_days: 400\n": 400} {
+		c, err := Load(write(t, yaml))
+		if err != nil || c.Sale.KeepDays != want {
+			t.Errorf("%q: %+v %v, want %d", yaml, c.Sale, err, want)
+		}
+	}
+	for _, yaml := range []string{"sale:\n  keep_days: 14\n", "sale:\n  keep_days: -1\n", "sale:\n  keep_days: 40000\n"} {
+		_, err := Load(write(t, yaml))
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Key != "sale.keep_days" || !strings.Contains(err.Error(), "14 days") {
+			t.Errorf("%q: %v, want a FieldError on sale.keep_days naming the return period", yaml, err)
+		}
+	}
+	t.Setenv("TILLAGENT_SALE_KEEP_DAYS", "30")
+	if c, err := Load(write(t, "log:\n  level: info\n")); err != nil || c.Sale.KeepDays != 30 {
+		t.Errorf("environment: %+v %v", c.Sale, err)
 	}
 }
 

@@ -22,6 +22,7 @@ const (
 	NotFound                     // an unknown card, sale or product
 	Conflict                     // the idempotency key was used for another request, or the document is in another state
 	Unavailable                  // the printer, or an unsettled sale, prevents it now: retry later with the same key
+	Gone                         // the sale is older than the till keeps (sale.keep_days)
 )
 
 // Error is a refusal with a stable code, a message for the cashier (Russian)

@@ -67,6 +67,9 @@ type Options struct {
 	// it; any other, that head office could not be asked. The caller
 	// bounds how long it may take.
 	FetchCard func(ctx context.Context, code string) error
+	// KeepDocs is how long a finished sale stays whole (sale.keep_days):
+	// Run prunes older ones (Prune). 0 keeps every document.
+	KeepDocs time.Duration
 }
 
 // Service runs sales and returns. It is safe for concurrent use; documents
@@ -150,12 +153,16 @@ const clockMarkEvery = time.Minute
 // Run settles, in the background, whatever is unsettled: at start (a crash
 // left a pending document) and whenever a printer answer was lost, retrying
 // with backoff (0.5 s up to 10 s) until the printer tells. Meanwhile it
-// records the clock for the offline age every clockMarkEvery. It returns
-// when ctx ends.
+// records the clock for the offline age every clockMarkEvery and prunes
+// documents past Options.KeepDocs at start and every pruneEvery. It
+// returns when ctx ends.
 func (s *Service) Run(ctx context.Context) {
 	wait := 500 * time.Millisecond
 	mark := time.NewTicker(clockMarkEvery)
 	defer mark.Stop()
+	prune := time.NewTicker(pruneEvery)
+	defer prune.Stop()
+	s.prune(ctx)
 	for {
 		if !s.settled.Load() {
 			sctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -188,6 +195,8 @@ func (s *Service) Run(ctx context.Context) {
 		case <-s.kick:
 		case <-mark.C:
 			s.MarkPrinterClock(ctx)
+		case <-prune.C:
+			s.prune(ctx)
 		}
 	}
 }
@@ -518,6 +527,8 @@ func (s *Service) replayed(ctx context.Context, key, sha string, locked bool) (a
 	case d.State != store.DocDone:
 		return nil, true, newErr(Unavailable, "sale.unsettled", "Чек ещё не завершён: проверьте принтер и повторите",
 			"document %s is still pending", d.ID)
+	case d.PrunedMS != 0:
+		return nil, true, s.notKept(d)
 	}
 	return d.Answer, true, nil
 }
@@ -819,6 +830,9 @@ func (s *Service) saleOf(ctx context.Context, id string) (saleRecord, error) {
 	}
 	if err != nil {
 		return saleRecord{}, err
+	}
+	if d.PrunedMS != 0 {
+		return saleRecord{}, s.notKept(d)
 	}
 	var rec saleRecord
 	if err := json.Unmarshal(d.Result, &rec); err != nil {

@@ -43,6 +43,9 @@ type Doc struct {
 	Answer     []byte
 	CreatedMS  int64
 	DoneMS     int64
+	// PrunedMS is when PruneDocs emptied Result, Receipt, Answer and
+	// Checkpoint (0: kept whole).
+	PrunedMS int64
 }
 
 // ErrDocExists is returned by BeginDoc when the idempotency key or the id is
@@ -53,13 +56,13 @@ var ErrDocExists = errors.New("document already exists")
 var ErrNoDoc = errors.New("no such document")
 
 const docColumns = `id, kind, idem_key, request_sha, COALESCE(original_id, ''), state, result, receipt,
-	checkpoint, COALESCE(fd, 0), COALESCE(fp, 0), answer, created_ms, COALESCE(done_ms, 0)`
+	checkpoint, COALESCE(fd, 0), COALESCE(fp, 0), answer, created_ms, COALESCE(done_ms, 0), COALESCE(pruned_ms, 0)`
 
 func scanDoc(row interface{ Scan(...any) error }) (Doc, error) {
 	var d Doc
 	var cp sql.NullString
 	err := row.Scan(&d.ID, &d.Kind, &d.IdemKey, &d.RequestSHA, &d.OriginalID, &d.State, &d.Result, &d.Receipt,
-		&cp, &d.FD, &d.FP, &d.Answer, &d.CreatedMS, &d.DoneMS)
+		&cp, &d.FD, &d.FP, &d.Answer, &d.CreatedMS, &d.DoneMS, &d.PrunedMS)
 	if err != nil {
 		return d, err
 	}
@@ -158,9 +161,11 @@ func (s *Store) ReturnsOf(ctx context.Context, saleID string) ([]Doc, error) {
 	return s.docs(ctx, `original_id = ? AND kind = 'return' AND state = 'done' ORDER BY created_ms, id`, saleID)
 }
 
-// DocCounts counts documents by kind and state, for status and metrics.
+// DocCounts counts documents by kind and state ("sale_done"), for status
+// and metrics, and those of them pruned ("sale_pruned").
 func (s *Store) DocCounts(ctx context.Context) (map[string]int, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT kind || '_' || state, COUNT(*) FROM sale_docs GROUP BY kind, state`)
+	rows, err := s.r.QueryContext(ctx, `SELECT kind || '_' || state, COUNT(*) FROM sale_docs GROUP BY kind, state
+		UNION ALL SELECT kind || '_pruned', COUNT(*) FROM sale_docs WHERE pruned_ms IS NOT NULL GROUP BY kind`)
 	if err != nil {
 		return nil, fmt.Errorf("count documents: %w", err)
 	}

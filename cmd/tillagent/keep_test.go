@@ -1,0 +1,86 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// docCounts reads the documents the agent's status counts.
+func (h *harness) docCounts() (docs map[string]int, backlog int) {
+	h.t.Helper()
+	var st struct {
+		Journal struct {
+			Backlog   int            `json:"backlog"`
+			Documents map[string]int `json:"documents"`
+		} `json:"journal"`
+	}
+	h.must(200, "GET", "/v1/status", nil, &st)
+	return st.Journal.Documents, st.Journal.Backlog
+}
+
+// A till keeps a sale whole for sale.keep_days: an agent started past
+// that age prunes its sales and their returns in the background, keeps
+// their journal entries, refuses a return or a retried request of them
+// with 410 sale.not_kept (printing nothing), and sells as before; a sale
+// younger than the age stays whole and returnable.
+func TestOldSalesArePruned(t *testing.T) {
+	h := newHarness(t, nil) // sale.keep_days: 1095 by default
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	var old, cash saleAnswer
+	withCard := saleBody("keep-1", []string{card}, "40", "200.00", line(1, "1001", "2", "89.90"))
+	h.must(201, "POST", "/v1/sales", withCard, &old)
+	h.must(201, "POST", "/v1/sales", saleBody("keep-2", nil, "", "100.00", line(1, "1001", "1", "89.90")), &cash)
+	h.must(201, "POST", "/v1/sales/"+old.SaleID+"/returns", map[string]any{"idempotency_key": "keep-r1", "lines": []any{map[string]any{"no": 1, "qty": "1"}}}, nil)
+	_, backlog := h.docCounts()
+
+	// A year later: nothing is old enough.
+	h.stop()
+	clock := h.clock
+	h.clock = func() time.Time { return clock().Add(365 * 24 * time.Hour) }
+	h.start()
+	var young saleAnswer
+	h.must(201, "POST", "/v1/sales", saleBody("keep-3", nil, "", "100.00", line(1, "1001", "1", "89.90")), &young)
+	time.Sleep(200 * time.Millisecond) // the start's prune run, had it anything to do
+	if docs, _ := h.docCounts(); docs["sale_pruned"] != 0 || docs["return_pruned"] != 0 {
+		t.Fatalf("a year on, documents pruned: %v", docs)
+	}
+
+	// Three years and two days after the first sales: those go, the
+	// year-younger one stays.
+	h.stop()
+	h.clock = func() time.Time { return clock().Add((1095 + 2) * 24 * time.Hour) }
+	h.start()
+	deadline := time.Now().Add(10 * time.Second)
+	docs, nowBacklog := h.docCounts()
+	for docs["sale_pruned"] < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		docs, nowBacklog = h.docCounts()
+	}
+	if docs["sale_pruned"] != 2 || docs["return_pruned"] != 1 || docs["sale_done"] != 3 || docs["return_done"] != 1 {
+		t.Fatalf("documents after the keeping age: %v, want 2 sales and their return pruned of 3 sales, 1 return", docs)
+	}
+	if nowBacklog != backlog || backlog == 0 {
+		t.Errorf("journal backlog %d before the prune, %d after: the journal must stay whole", backlog, nowBacklog)
+	}
+
+	printed := len(h.receipts())
+	e := h.refusal(410, "sale.not_kept", "POST", "/v1/sales/"+old.SaleID+"/returns", map[string]any{"idempotency_key": "keep-r2"})
+	if !strings.Contains(e.Error.Message, "срока хранения") || !strings.Contains(e.Error.Message, "1095") || !strings.Contains(e.Error.Detail, old.SaleID) || e.Error.Hint == "" {
+		t.Errorf("refusal %+v should say the sale is past the till's keeping age", e.Error)
+	}
+	h.refusal(410, "sale.not_kept", "POST", "/v1/sales", withCard)
+	h.refusal(410, "sale.not_kept", "POST", "/v1/sales/"+old.SaleID+"/returns", map[string]any{"idempotency_key": "keep-r1", "lines": []any{map[string]any{"no": 1, "qty": "1"}}})
+	// Another body under an old key is still a conflict, not a pruned sale.
+	h.refusal(409, "idempotency.conflict", "POST", "/v1/sales", saleBody("keep-2", nil, "", "500.00", line(1, "1001", "1", "89.90")))
+	if n := len(h.receipts()); n != printed {
+		t.Fatalf("refused requests printed %d receipts", n-printed)
+	}
+
+	h.must(201, "POST", "/v1/sales/"+young.SaleID+"/returns", map[string]any{"idempotency_key": "keep-r3"}, nil)
+	var next saleAnswer
+	h.must(201, "POST", "/v1/sales", saleBody("keep-4", nil, "", "100.00", line(1, "1001", "1", "89.90")), &next)
+	if next.Fiscal.FD == 0 {
+		t.Fatalf("a sale after the prune: %+v", next)
+	}
+}

@@ -1,0 +1,66 @@
+package sale
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"tillagent/internal/store"
+)
+
+// pruneEvery is how often Run prunes documents past Options.KeepDocs; a
+// day's sales are pruned within an hour of reaching the age.
+const pruneEvery = time.Hour
+
+// pruneChunk is how many sales one prune transaction empties: a few
+// milliseconds of the store's writer, so a sale waiting for it (Prune
+// holds the document lock per chunk) does not notice.
+const pruneChunk = 200
+
+// Prune empties the documents of sales older than Options.KeepDocs, with
+// their returns (store.PruneDocs), and says how many it emptied. With
+// KeepDocs 0 it keeps everything. The age is the till's clock: a clock set
+// years ahead prunes early, but the fiscal drive refuses documents dated
+// before its last one, so such a clock stops the till's sales first.
+func (s *Service) Prune(ctx context.Context) (int, error) {
+	if s.o.KeepDocs <= 0 {
+		return 0, nil
+	}
+	before := s.o.Clock().Add(-s.o.KeepDocs)
+	total := 0
+	for {
+		// Under the document lock: a return reads its sale and the sale's
+		// earlier returns, which must not be emptied between the two.
+		s.mu.Lock()
+		n, err := s.st.PruneDocs(ctx, before, pruneChunk)
+		s.mu.Unlock()
+		total += n
+		if err != nil || n == 0 {
+			return total, err
+		}
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+	}
+}
+
+func (s *Service) prune(ctx context.Context) {
+	n, err := s.Prune(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.log.Error("prune old documents", "err", err, "pruned", n)
+	case n > 0:
+		s.log.Info("pruned documents older than the till keeps", "documents", n, "keep_days", int(s.o.KeepDocs/(24*time.Hour)))
+	}
+}
+
+// notKept refuses a return or a retried request whose sale is past the
+// keeping age: the till no longer has its lines and points.
+func (s *Service) notKept(d store.Doc) error {
+	days := int(s.o.KeepDocs / (24 * time.Hour))
+	created := time.UnixMilli(d.CreatedMS).In(s.o.Clock().Location()).Format("02.01.2006")
+	return &Error{Class: Gone, Code: "sale.not_kept",
+		Cashier: fmt.Sprintf("Чек от %s старше срока хранения на кассе (%d дн.): возврат по нему оформляет офис", created, days),
+		Hint:    "the till keeps a sale's lines and points sale.keep_days; head office holds its journal entries: correct the card's points there (an ERP correction)",
+		Err:     fmt.Errorf("document %s (%s, FD %d) created %s was pruned at %s", d.ID, d.Kind, d.FD, time.UnixMilli(d.CreatedMS).UTC().Format(time.RFC3339), time.UnixMilli(d.PrunedMS).UTC().Format(time.RFC3339))}
+}
