@@ -44,13 +44,28 @@ func (s *Service) Prune(ctx context.Context) (int, error) {
 	}
 }
 
-func (s *Service) prune(ctx context.Context) {
-	n, err := s.Prune(ctx)
-	switch {
-	case err != nil && ctx.Err() == nil:
-		s.log.Error("prune old documents", "err", err, "pruned", n)
-	case n > 0:
-		s.log.Info("pruned documents older than the till keeps", "documents", n, "keep_days", int(s.o.KeepDocs/(24*time.Hour)))
+// keepDocs prunes at start and every pruneEvery until ctx ends. Apart
+// from Run's loop: a till upgraded with years of sales prunes for a
+// minute at first, and settling must not wait for that.
+func (s *Service) keepDocs(ctx context.Context) {
+	if s.o.KeepDocs <= 0 {
+		return
+	}
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		n, err := s.Prune(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Error("prune old documents", "err", err, "pruned", n)
+		case n > 0:
+			s.log.Info("pruned documents older than the till keeps", "documents", n, "keep_days", int(s.o.KeepDocs/(24*time.Hour)))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

@@ -153,16 +153,13 @@ const clockMarkEvery = time.Minute
 // Run settles, in the background, whatever is unsettled: at start (a crash
 // left a pending document) and whenever a printer answer was lost, retrying
 // with backoff (0.5 s up to 10 s) until the printer tells. Meanwhile it
-// records the clock for the offline age every clockMarkEvery and prunes
-// documents past Options.KeepDocs at start and every pruneEvery. It
-// returns when ctx ends.
+// records the clock for the offline age every clockMarkEvery, and prunes
+// documents past Options.KeepDocs (keepDocs). It returns when ctx ends.
 func (s *Service) Run(ctx context.Context) {
 	wait := 500 * time.Millisecond
 	mark := time.NewTicker(clockMarkEvery)
 	defer mark.Stop()
-	prune := time.NewTicker(pruneEvery)
-	defer prune.Stop()
-	s.prune(ctx)
+	go s.keepDocs(ctx)
 	for {
 		if !s.settled.Load() {
 			sctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -195,8 +192,6 @@ func (s *Service) Run(ctx context.Context) {
 		case <-s.kick:
 		case <-mark.C:
 			s.MarkPrinterClock(ctx)
-		case <-prune.C:
-			s.prune(ctx)
 		}
 	}
 }

@@ -395,3 +395,76 @@ func BenchmarkImportFeedPage(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*cards*lotsPerCard), "µs/lot")
 }
+
+// BenchmarkPruneDocs prunes a till's backlog of old sales (a till
+// upgraded with years of them, TILLAGENT_BENCH_DOCS, default 100,000 of
+// three lines, a return for every tenth) in runs of 200, as the agent
+// does: documents/s, and how long one run holds the writer (a sale waits
+// at most that).
+//
+//	go test -run '^$' -bench PruneDocs -benchtime 1x ./internal/store/
+func BenchmarkPruneDocs(b *testing.B) {
+	ctx := context.Background()
+	n := 100_000
+	if v := os.Getenv("TILLAGENT_BENCH_DOCS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	result, receipt, answer := docJSON(3)
+	pr, pc, pa := packDoc(result), packDoc(receipt), packDoc(answer)
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		s, err := Open(ctx, Options{Path: filepath.Join(b.TempDir(), "till.db"), TillID: "S001-T01", Clock: func() time.Time { return benchNow }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ins := `INSERT INTO sale_docs(id, kind, idem_key, request_sha, original_id, state, result, receipt, answer, fd, fp, created_ms, done_ms)
+			VALUES (?, ?, ?, 'sha', ?, 'done', ?, ?, ?, ?, 1, ?, ?)`
+		at := benchNow.Add(-4 * 365 * 24 * time.Hour).UnixMilli()
+		docs := 0
+		for j := 0; j < n; j++ {
+			id, ms := fmt.Sprintf("S%07d", j), at+int64(j)*1000
+			if _, err := tx.ExecContext(ctx, ins, id, DocSale, "k"+id, nil, pr, pc, pa, 2*j+1, ms, ms); err != nil {
+				b.Fatal(err)
+			}
+			docs++
+			if j%10 == 0 {
+				if _, err := tx.ExecContext(ctx, ins, "R"+id, DocReturn, "kR"+id, id, pr, pc, pa, 2*j+2, ms+500, ms+500); err != nil {
+					b.Fatal(err)
+				}
+				docs++
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		var lat []time.Duration
+		b.StartTimer()
+		start, pruned := time.Now(), 0
+		for {
+			t0 := time.Now()
+			k, err := s.PruneDocs(ctx, benchNow.Add(-365*24*time.Hour), 200)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if k == 0 {
+				break
+			}
+			lat = append(lat, time.Since(t0))
+			pruned += k
+		}
+		b.StopTimer()
+		if pruned != docs {
+			b.Fatalf("pruned %d of %d documents", pruned, docs)
+		}
+		b.ReportMetric(float64(pruned)/time.Since(start).Seconds(), "docs/s")
+		reportLatency(b, lat)
+		s.Close()
+	}
+}
