@@ -132,6 +132,7 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 				{"printer", printer},
 				{"journal backlog", fmt.Sprintf("%d entries not acknowledged by head office", st.Journal.Backlog)},
 				{"database", database},
+				{"documents", docsText(st.Journal.Documents)},
 			}
 			for _, s := range st.Scanners {
 				v := s.Code
@@ -688,4 +689,18 @@ func sizeText(b int64) string {
 		return fmt.Sprintf("%.1f GB", float64(b)/(1<<30))
 	}
 	return fmt.Sprintf("%.1f MB", float64(b)/(1<<20))
+}
+
+// docsText is the status's document counts: finished sales and returns,
+// those pending a printer's answer, and how many of them were pruned past
+// sale.keep_days (a return of those goes through head office).
+func docsText(n map[string]int) string {
+	v := fmt.Sprintf("sales %d, returns %d", n["sale_done"], n["return_done"])
+	if p := n["sale_pending"] + n["return_pending"]; p > 0 {
+		v += fmt.Sprintf(", pending %d", p)
+	}
+	if p := n["sale_pruned"] + n["return_pruned"]; p > 0 {
+		v += fmt.Sprintf("; pruned past sale.keep_days: sales %d, returns %d", n["sale_pruned"], n["return_pruned"])
+	}
+	return v
 }

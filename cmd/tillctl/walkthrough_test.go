@@ -72,6 +72,8 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 	if out := tillctl(1, "status"); !regexp.MustCompile(`database\s+[0-9.]+ MB, [0-9.]+ [MG]B free on its disk`).MatchString(out) {
 		t.Fatalf("status should show the database's size and the free disk: %s", out)
+	} else if !regexp.MustCompile(`documents\s+sales 1, returns 1\n`).MatchString(out) {
+		t.Fatalf("status should count the sale and its return: %s", out)
 	}
 	status := tillctl(1, "status", "-json")
 	if !strings.Contains(status, `"settled": true`) || !strings.Contains(status, `"scanner.ok"`) {
