@@ -2,6 +2,7 @@ package main
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -20,12 +21,14 @@ func (h *harness) docCounts() (docs map[string]int, backlog int) {
 }
 
 // A till keeps a sale whole for sale.keep_days: an agent started past
-// that age prunes its sales and their returns in the background, keeps
-// their journal entries, refuses a return or a retried request of them
-// with 410 sale.not_kept (printing nothing), and sells as before; a sale
-// younger than the age stays whole and returnable.
+// that age, by its clock and the printer's, prunes its sales and their
+// returns in the background, keeps their journal entries, refuses a
+// return or a retried request of them with 410 sale.not_kept (printing
+// nothing), and sells as before; a sale younger than the age stays whole
+// and returnable, and a till clock ahead of the printer's prunes nothing.
 func TestOldSalesArePruned(t *testing.T) {
-	h := newHarness(t, nil) // sale.keep_days: 1095 by default
+	var printerAhead atomic.Int64
+	h := newHarnessWith(t, nil, func() time.Time { return time.Now().Add(time.Duration(printerAhead.Load())) }) // sale.keep_days: 1095 by default
 	h.must(200, "POST", "/v1/shift/open", nil, nil)
 	var old, cash saleAnswer
 	withCard := saleBody("keep-1", []string{card}, "40", "200.00", line(1, "1001", "2", "89.90"))
@@ -33,24 +36,29 @@ func TestOldSalesArePruned(t *testing.T) {
 	h.must(201, "POST", "/v1/sales", saleBody("keep-2", nil, "", "100.00", line(1, "1001", "1", "89.90")), &cash)
 	h.must(201, "POST", "/v1/sales/"+old.SaleID+"/returns", map[string]any{"idempotency_key": "keep-r1", "lines": []any{map[string]any{"no": 1, "qty": "1"}}}, nil)
 	_, backlog := h.docCounts()
+	clock := h.clock
+	restart := func(till, printer time.Duration) {
+		h.stop()
+		h.clock = func() time.Time { return clock().Add(till) }
+		printerAhead.Store(int64(printer))
+		h.start()
+		time.Sleep(200 * time.Millisecond) // the start's prune run, had it anything to do
+	}
+	const day = 24 * time.Hour
 
 	// A year later: nothing is old enough.
-	h.stop()
-	clock := h.clock
-	h.clock = func() time.Time { return clock().Add(365 * 24 * time.Hour) }
-	h.start()
+	restart(365*day, 365*day)
 	var young saleAnswer
 	h.must(201, "POST", "/v1/sales", saleBody("keep-3", nil, "", "100.00", line(1, "1001", "1", "89.90")), &young)
-	time.Sleep(200 * time.Millisecond) // the start's prune run, had it anything to do
+	// The till's clock three years on, the printer's not: nothing either.
+	restart((1095+2)*day, 365*day)
 	if docs, _ := h.docCounts(); docs["sale_pruned"] != 0 || docs["return_pruned"] != 0 {
-		t.Fatalf("a year on, documents pruned: %v", docs)
+		t.Fatalf("documents pruned before their age: %v", docs)
 	}
 
-	// Three years and two days after the first sales: those go, the
-	// year-younger one stays.
-	h.stop()
-	h.clock = func() time.Time { return clock().Add((1095 + 2) * 24 * time.Hour) }
-	h.start()
+	// Three years and two days after the first sales by both clocks: those
+	// go, the year-younger one stays.
+	restart((1095+2)*day, (1095+2)*day)
 	deadline := time.Now().Add(10 * time.Second)
 	docs, nowBacklog := h.docCounts()
 	for docs["sale_pruned"] < 2 && time.Now().Before(deadline) {

@@ -19,14 +19,28 @@ const pruneChunk = 200
 
 // Prune empties the documents of sales older than Options.KeepDocs, with
 // their returns (store.PruneDocs), and says how many it emptied. With
-// KeepDocs 0 it keeps everything. The age is the till's clock: a clock set
-// years ahead prunes early, but the fiscal drive refuses documents dated
-// before its last one, so such a clock stops the till's sales first.
+// KeepDocs 0 it keeps everything. The age is the earlier of the till's
+// clock and the printer's: a till clock set years ahead must not empty a
+// month's sales, and the printer's clock, which dates the fiscal
+// documents, is the other witness. A printer that cannot be asked just
+// now postpones the pruning; nothing is urgent about it.
 func (s *Service) Prune(ctx context.Context) (int, error) {
 	if s.o.KeepDocs <= 0 {
 		return 0, nil
 	}
-	before := s.o.Clock().Add(-s.o.KeepDocs)
+	now := s.o.Clock()
+	if pc, ok := s.o.Printer.(printerClock); ok {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		at, err := pc.Clock(pctx)
+		cancel()
+		if err != nil {
+			return 0, fmt.Errorf("prune documents: read the printer's clock: %w", err)
+		}
+		if at.Before(now) {
+			now = at
+		}
+	}
+	before := now.Add(-s.o.KeepDocs)
 	total := 0
 	for {
 		// Under the document lock: a return reads its sale and the sale's
@@ -57,7 +71,7 @@ func (s *Service) keepDocs(ctx context.Context) {
 		n, err := s.Prune(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			s.log.Error("prune old documents", "err", err, "pruned", n)
+			s.log.Warn("prune old documents: again in an hour", "err", err, "pruned", n)
 		case n > 0:
 			s.log.Info("pruned documents older than the till keeps", "documents", n, "keep_days", int(s.o.KeepDocs/(24*time.Hour)))
 		}
