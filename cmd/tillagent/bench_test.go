@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,7 +32,8 @@ import (
 //
 //	go test -run '^$' -bench SaleAPI -benchtime 500x ./cmd/tillagent/
 func BenchmarkSaleAPI(b *testing.B) {
-	h := newHarness(b, func(c *config.Config) { c.Log.Level = "error" })
+	var ahead atomic.Int64 // the printer's clock, moved on with the till's for the prune
+	h := newHarnessWith(b, func(c *config.Config) { c.Log.Level = "error" }, func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) })
 	h.must(200, "POST", "/v1/shift/open", nil, nil)
 	before := dbBytes(b, h.cfg.Store.Path)
 	lat := make([]time.Duration, 0, b.N)
@@ -50,7 +52,9 @@ func BenchmarkSaleAPI(b *testing.B) {
 
 	h.stop()
 	clock := h.clock
-	h.clock = func() time.Time { return clock().Add(time.Duration(h.cfg.Sale.KeepDays+1) * 24 * time.Hour) }
+	later := time.Duration(h.cfg.Sale.KeepDays+1) * 24 * time.Hour
+	h.clock = func() time.Time { return clock().Add(later) }
+	ahead.Store(int64(later))
 	h.start()
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
 		if docs, _ := h.docCounts(); docs["sale_pruned"] == b.N {
