@@ -11,15 +11,8 @@ import (
 // shift opened, keeps no document and journaled nothing.
 func (h *harness) nothingRecorded(what string) {
 	h.t.Helper()
-	var st struct {
-		Journal struct {
-			Backlog   int            `json:"backlog"`
-			Documents map[string]int `json:"documents"`
-		} `json:"journal"`
-	}
-	h.must(200, "GET", "/v1/status", nil, &st)
-	if st.Journal.Backlog != 0 || len(st.Journal.Documents) != 0 {
-		h.t.Fatalf("%s: journal backlog %d, documents %v, want none", what, st.Journal.Backlog, st.Journal.Documents)
+	if docs, backlog := h.docCounts(); backlog != 0 || len(docs) != 0 {
+		h.t.Fatalf("%s: journal backlog %d, documents %v, want none", what, backlog, docs)
 	}
 	for _, d := range h.em.Journal() {
 		if d.Kind != "shift_open" {
