@@ -40,12 +40,12 @@ func (s *Store) pruneDocs(ctx context.Context, before time.Time, limit int) (int
 	}
 	defer tx.Rollback()
 	rows, err := tx.QueryContext(ctx, `
-		WITH old AS (
+		WITH old AS MATERIALIZED (
 			SELECT id FROM sale_docs s
 			WHERE kind = 'sale' AND pruned_ms IS NULL AND created_ms < ?1 AND state = 'done'
 				AND NOT EXISTS (SELECT 1 FROM sale_docs r
 					WHERE r.original_id = s.id AND (r.created_ms >= ?1 OR r.state <> 'done'))
-			ORDER BY created_ms LIMIT ?2)
+			ORDER BY created_ms, id LIMIT ?2) -- one set for both arms below: a sale and its returns go together
 		SELECT rowid, id, kind, idem_key, request_sha, original_id, fd, fp, created_ms, done_ms FROM sale_docs
 		WHERE id IN (SELECT id FROM old) OR original_id IN (SELECT id FROM old)`,
 		before.UnixMilli(), limit)

@@ -154,3 +154,41 @@ func TestPrunedSpaceIsReused(t *testing.T) {
 		t.Errorf("the next 400 sales grew the file from %d to %d pages: the pruned pages were not reused", full, grown)
 	}
 }
+
+// TestPruneDocsSameMillisecond: sales written in the same millisecond, one
+// pruned a run, each goes with its own return, never with another's.
+func TestPruneDocsSameMillisecond(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
+	s := openAt(t, &now)
+	for i := 0; i < 6; i++ {
+		writeDoc(t, s, fmt.Sprintf("T%d", i), DocSale, "", uint32(2*i+1), 3)
+		writeDoc(t, s, fmt.Sprintf("RT%d", i), DocReturn, fmt.Sprintf("T%d", i), uint32(2*i+2), 1)
+	}
+	now = now.Add(time.Hour)
+	for run := 1; run <= 6; run++ {
+		if n, err := s.PruneDocs(ctx, now, 1); err != nil || n != 2 {
+			t.Fatalf("run %d: %d, %v; want a sale and its return", run, n, err)
+		}
+		pruned := 0
+		for i := 0; i < 6; i++ {
+			sd, err := s.DocByID(ctx, fmt.Sprintf("T%d", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rd, err := s.DocByID(ctx, fmt.Sprintf("RT%d", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (sd.PrunedMS == 0) != (rd.PrunedMS == 0) {
+				t.Fatalf("run %d: sale T%d pruned %v, its return %v", run, i, sd.PrunedMS != 0, rd.PrunedMS != 0)
+			}
+			if sd.PrunedMS != 0 {
+				pruned++
+			}
+		}
+		if pruned != run {
+			t.Fatalf("run %d: %d sales pruned", run, pruned)
+		}
+	}
+}
