@@ -29,16 +29,12 @@ func (s *Service) Prune(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	now := s.o.Clock()
-	if pc, ok := s.o.Printer.(printerClock); ok {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		at, err := pc.Clock(pctx)
-		cancel()
-		if err != nil {
-			return 0, fmt.Errorf("prune documents: read the printer's clock: %w", err)
-		}
-		if at.Before(now) {
-			now = at
-		}
+	at, err := s.printerNow(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("prune documents: read the printer's clock: %w", err)
+	}
+	if !at.IsZero() && at.Before(now) {
+		now = at
 	}
 	before := now.Add(-s.o.KeepDocs)
 	total := 0
@@ -73,7 +69,7 @@ func (s *Service) keepDocs(ctx context.Context) {
 		case err != nil && ctx.Err() == nil:
 			s.log.Warn("prune old documents: again in an hour", "err", err, "pruned", n)
 		case n > 0:
-			s.log.Info("pruned documents older than the till keeps", "documents", n, "keep_days", int(s.o.KeepDocs/(24*time.Hour)))
+			s.log.Info("pruned documents older than the till keeps", "documents", n, "keep_days", s.keepDays())
 		}
 		select {
 		case <-ctx.Done():
@@ -83,13 +79,15 @@ func (s *Service) keepDocs(ctx context.Context) {
 	}
 }
 
+// keepDays is Options.KeepDocs in days, as sale.keep_days says it.
+func (s *Service) keepDays() int { return int(s.o.KeepDocs / (24 * time.Hour)) }
+
 // notKept refuses a return or a retried request whose sale is past the
 // keeping age: the till no longer has its lines and points.
 func (s *Service) notKept(d store.Doc) error {
-	days := int(s.o.KeepDocs / (24 * time.Hour))
 	created := time.UnixMilli(d.CreatedMS).In(s.o.Clock().Location()).Format("02.01.2006")
 	return &Error{Class: Gone, Code: "sale.not_kept",
-		Cashier: fmt.Sprintf("Чек от %s старше срока хранения на кассе (%d дн.): возврат по нему оформляет офис", created, days),
+		Cashier: fmt.Sprintf("Чек от %s старше срока хранения на кассе (%d дн.): возврат по нему оформляет офис", created, s.keepDays()),
 		Hint:    "the till keeps a sale's lines and points sale.keep_days; head office holds its journal entries: correct the card's points there (an ERP correction)",
 		Err:     fmt.Errorf("document %s (%s, FD %d) created %s was pruned at %s", d.ID, d.Kind, d.FD, time.UnixMilli(d.CreatedMS).UTC().Format(time.RFC3339), time.UnixMilli(d.PrunedMS).UTC().Format(time.RFC3339))}
 }

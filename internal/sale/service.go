@@ -217,17 +217,25 @@ type printerClock interface {
 // calls it once before it serves, Run once a minute; a sale does not wait
 // for the printer.
 func (s *Service) MarkPrinterClock(ctx context.Context) {
-	now, at := s.o.Clock(), time.Time{}
-	if pc, ok := s.o.Printer.(printerClock); ok {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		var err error
-		if at, err = pc.Clock(pctx); err != nil {
-			s.log.Debug("read the printer's clock for the offline age", "err", err)
-			at = time.Time{}
-		}
-		cancel()
+	now := s.o.Clock()
+	at, err := s.printerNow(ctx)
+	if err != nil {
+		s.log.Debug("read the printer's clock for the offline age", "err", err)
+		at = time.Time{}
 	}
 	s.markClock(ctx, now, at)
+}
+
+// printerNow reads the printer's own clock, waiting a few seconds at
+// most; zero and no error when the printer has no clock to read.
+func (s *Service) printerNow(ctx context.Context) (time.Time, error) {
+	pc, ok := s.o.Printer.(printerClock)
+	if !ok {
+		return time.Time{}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return pc.Clock(ctx)
 }
 
 // Drain waits for the document being printed, if any: the agent calls it

@@ -164,20 +164,23 @@ func (s *Store) ReturnsOf(ctx context.Context, saleID string) ([]Doc, error) {
 // DocCounts counts documents by kind and state ("sale_done"), for status
 // and metrics, and those of them pruned ("sale_pruned").
 func (s *Store) DocCounts(ctx context.Context) (map[string]int, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT kind || '_' || state, COUNT(*) FROM sale_docs GROUP BY kind, state
-		UNION ALL SELECT kind || '_pruned', COUNT(*) FROM sale_docs WHERE pruned_ms IS NOT NULL GROUP BY kind`)
+	rows, err := s.r.QueryContext(ctx, `SELECT kind, state, pruned_ms IS NOT NULL, COUNT(*) FROM sale_docs GROUP BY 1, 2, 3`)
 	if err != nil {
 		return nil, fmt.Errorf("count documents: %w", err)
 	}
 	defer rows.Close()
 	out := map[string]int{}
 	for rows.Next() {
-		var k string
+		var kind, state string
+		var pruned bool
 		var n int
-		if err := rows.Scan(&k, &n); err != nil {
+		if err := rows.Scan(&kind, &state, &pruned, &n); err != nil {
 			return nil, err
 		}
-		out[k] = n
+		out[kind+"_"+state] += n
+		if pruned {
+			out[kind+"_pruned"] += n
+		}
 	}
 	return out, rows.Err()
 }

@@ -39,64 +39,46 @@ func (s *Store) pruneDocs(ctx context.Context, before time.Time, limit int) (int
 		return 0, err
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `
+	// The run's rows are set aside in a temporary table (the writer's own
+	// connection; emptied again before commit), deleted, and written back
+	// slim from it. The returns' rows point at their sale's meanwhile.
+	for _, q := range []string{
+		`PRAGMA defer_foreign_keys = ON`,
+		`CREATE TEMP TABLE IF NOT EXISTS pruning AS SELECT rowid AS rid, * FROM sale_docs WHERE 0`,
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return 0, err
+		}
+	}
+	res, err := tx.ExecContext(ctx, `
 		WITH old AS MATERIALIZED (
 			SELECT id FROM sale_docs s
 			WHERE kind = 'sale' AND pruned_ms IS NULL AND created_ms < ?1 AND state = 'done'
 				AND NOT EXISTS (SELECT 1 FROM sale_docs r
 					WHERE r.original_id = s.id AND (r.created_ms >= ?1 OR r.state <> 'done'))
 			ORDER BY created_ms, id LIMIT ?2) -- one set for both arms below: a sale and its returns go together
-		SELECT rowid, id, kind, idem_key, request_sha, original_id, fd, fp, created_ms, done_ms FROM sale_docs
+		INSERT INTO pruning SELECT rowid, * FROM sale_docs
 		WHERE id IN (SELECT id FROM old) OR original_id IN (SELECT id FROM old)`,
 		before.UnixMilli(), limit)
 	if err != nil {
 		return 0, err
 	}
-	type slim struct {
-		rowid                           int64
-		id, kind, key, sha              string
-		original, fd, fp, created, done any
+	n, err := res.RowsAffected()
+	if err != nil || n == 0 {
+		return 0, err
 	}
-	var docs []slim
-	for rows.Next() {
-		var d slim
-		if err := rows.Scan(&d.rowid, &d.id, &d.kind, &d.key, &d.sha, &d.original, &d.fd, &d.fp, &d.created, &d.done); err != nil {
-			rows.Close()
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`DELETE FROM sale_docs WHERE rowid IN (SELECT rid FROM pruning)`, nil},
+		{`INSERT INTO sale_docs(rowid, id, kind, idem_key, request_sha, original_id, state, result, receipt, fd, fp, created_ms, done_ms, pruned_ms)
+			SELECT rid, id, kind, idem_key, request_sha, original_id, state, '', '', fd, fp, created_ms, done_ms, ? FROM pruning`, []any{s.now().UnixMilli()}},
+		{`DELETE FROM pruning`, nil},
+	} {
+		if _, err := tx.ExecContext(ctx, q.sql, q.args...); err != nil {
 			return 0, err
 		}
-		docs = append(docs, d)
 	}
-	if err := rows.Close(); err != nil {
-		return 0, err
-	}
-	if len(docs) == 0 {
-		return 0, nil
-	}
-	// The returns' rows point at their sale's while both are rewritten.
-	if _, err := tx.ExecContext(ctx, `PRAGMA defer_foreign_keys = ON`); err != nil {
-		return 0, err
-	}
-	del, err := tx.PrepareContext(ctx, `DELETE FROM sale_docs WHERE rowid = ?`)
-	if err != nil {
-		return 0, err
-	}
-	defer del.Close()
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO sale_docs(rowid, id, kind, idem_key, request_sha, original_id, state,
-		result, receipt, fd, fp, created_ms, done_ms, pruned_ms) VALUES (?, ?, ?, ?, ?, ?, 'done', '', '', ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return 0, err
-	}
-	defer ins.Close()
-	for _, d := range docs {
-		if _, err := del.ExecContext(ctx, d.rowid); err != nil {
-			return 0, fmt.Errorf("document %s: %w", d.id, err)
-		}
-	}
-	pruned := s.now().UnixMilli()
-	for _, d := range docs {
-		if _, err := ins.ExecContext(ctx, d.rowid, d.id, d.kind, d.key, d.sha, d.original, d.fd, d.fp, d.created, d.done, pruned); err != nil {
-			return 0, fmt.Errorf("document %s: %w", d.id, err)
-		}
-	}
-	return len(docs), tx.Commit()
+	return int(n), tx.Commit()
 }
