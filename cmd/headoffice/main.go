@@ -2,7 +2,7 @@
 // HTTP/JSON API for tills (journal push, replica feed) and ERP jobs. See
 // docs/sync.md.
 //
-//	headoffice serve  [-listen :8440] [-tls-cert F -tls-key F [-tls-client-ca F]] [-expire-every 1h] [-change-retention 720h] [-metrics-listen 127.0.0.1:9440]
+//	headoffice serve  [-listen :8440] [-tls-cert F -tls-key F [-tls-client-ca F]] [-expire-every 1h] [-change-retention 720h] [-journal-hold 2160h] [-metrics-listen 127.0.0.1:9440]
 //	headoffice enrol  -till S001-T01 -store S001      prints the till's secret
 //	headoffice import FILE                             ERP replica file (.json/.yaml)
 //	headoffice card-scope -store S001 [-scope all|home] [CODE...]   show or set the store's card scope; CODEs made home to it
@@ -93,6 +93,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	expireEvery := fs.Duration("expire-every", time.Hour, "serve: how often expired lots are written off and debt settled, and the change log pruned (0: never)")
 	cardFetch := fs.Bool("card-fetch", true, "serve: tills may ask for a card their replica lacks (a customer of another store on a home store); false: a till reads only its own store's feed")
 	retention := fs.Duration("change-retention", 30*24*time.Hour, "serve: how long the change log the tills' deltas read is kept; a till silent longer loads its replica afresh (0: for ever)")
+	hold := fs.Duration("journal-hold", 90*24*time.Hour, "serve: tills keep the journal entries head office has folded for this long, then may drop them: at least the age of the oldest backup head office would be restored from (0: tills keep every entry)")
 	cardCap := fs.String("offline-card-cap", "0", "serve: points a card may redeem on one till before head office has seen them (0: no limit)")
 	tillCap := fs.String("offline-till-cap", "0", "serve: points all cards together may redeem on one till before head office has seen them (0: no limit)")
 	maxAge := fs.Duration("offline-max-age", 0, "serve: no redemption on a till whose last feed is older (0: no limit)")
@@ -136,6 +137,9 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	if *retention < 0 || *retention > 0 && *retention < 24*time.Hour {
 		return fmt.Errorf("-change-retention %s: want at least 24h (a till silent longer reloads its whole replica), or 0 for ever", *retention)
 	}
+	if *hold < 0 || *hold > 0 && *hold < 24*time.Hour {
+		return fmt.Errorf("-journal-hold %s: want at least 24h (no backup of head office is younger), or 0 for tills to keep every entry", *hold)
+	}
 	if *maxTill < -1 {
 		return fmt.Errorf("-max-till-requests %d: want a positive number, 0 for twice the pool's connections, or -1 for no bound", *maxTill)
 	}
@@ -163,7 +167,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	}
 	log := slog.New(slog.NewTextHandler(logOutput, nil))
 	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: *dsn, ERPToken: token, EnrolKey: []byte(enrolKey), Logger: log, Offline: off,
-		ChangeRetention: *retention, NoCardFetches: !*cardFetch, MaxTillRequests: *maxTill, TillQueueWait: *queueWait, BusyRetryAfter: *busyRetry,
+		ChangeRetention: *retention, JournalHold: *hold, NoCardFetches: !*cardFetch, MaxTillRequests: *maxTill, TillQueueWait: *queueWait, BusyRetryAfter: *busyRetry,
 		SnapshotCacheBytes: snapshotCacheBytes(*pageCache), SnapshotCacheAge: *pageAge})
 	if err != nil {
 		return err

@@ -265,6 +265,8 @@ func TestSecretsAndFlagsChecked(t *testing.T) {
 		{"-expire-every", "-5m", `-expire-every -5m0s: want a positive duration, or 0 for never`},
 		{"-change-retention", "10h", `-change-retention 10h0m0s: want at least 24h`},
 		{"-change-retention", "-1h", `-change-retention -1h0m0s: want at least 24h`},
+		{"-journal-hold", "10h", `-journal-hold 10h0m0s: want at least 24h`},
+		{"-journal-hold", "-1h", `-journal-hold -1h0m0s: want at least 24h`},
 		{"-max-till-requests", "-2", `-max-till-requests -2: want a positive number, 0 for twice the pool's connections, or -1 for no bound`},
 		{"-till-queue-wait", "0s", `-till-queue-wait 0s: want a positive duration`},
 		{"-busy-retry-after", "500ms", `-busy-retry-after 500ms: want at least 1s`},

@@ -270,7 +270,8 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 		Status: func(ctx context.Context) any {
 			backlog, _ := st.Backlog(ctx)
 			docs, _ := st.DocCounts(ctx)
-			journal := map[string]any{"backlog": backlog, "documents": docs}
+			kept, _ := st.JournalKept(ctx)
+			journal := map[string]any{"backlog": backlog, "documents": docs, "kept": kept}
 			if d, err := st.Disk(); err != nil {
 				journal["disk_error"] = err.Error()
 			} else {

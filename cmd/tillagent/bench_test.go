@@ -19,6 +19,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"tillagent/internal/config"
+	"tillagent/internal/store"
 )
 
 // BenchmarkSaleAPI is one sale through the whole agent: POST /v1/sales on
@@ -28,7 +29,9 @@ import (
 // key): the disk the history takes that a till keeps. kept-bytes/sale is
 // what stays of it once the sales are past sale.keep_days and pruned (the
 // agent restarted with its clock moved on): the journal, the replay keys,
-// the documents' slim rows.
+// the documents' slim rows. held-bytes/sale is what stays once head office
+// holds the journal as well (store.PruneJournal): the replay keys and the
+// slim rows.
 //
 //	go test -run '^$' -bench SaleAPI -benchtime 500x ./cmd/tillagent/
 func BenchmarkSaleAPI(b *testing.B) {
@@ -64,6 +67,60 @@ func BenchmarkSaleAPI(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(dbBytes(b, h.cfg.Store.Path)-before)/float64(b.N), "kept-bytes/sale")
+
+	// Head office has folded every entry, and its backups all hold them
+	// (what a sync would bring: acknowledgements, the watermark, the
+	// journal held): the agent drops the journal too, all but the last.
+	h.stop()
+	entries := holdEverything(b, h.cfg)
+	h.start()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		var st struct {
+			Journal struct {
+				Kept struct {
+					Pruned int `json:"pruned_entries"`
+				}
+			}
+		}
+		h.must(200, "GET", "/v1/status", nil, &st)
+		if st.Journal.Kept.Pruned == entries-1 {
+			break
+		} else if time.Now().After(deadline) {
+			b.Fatalf("%d journal entries pruned, want %d", st.Journal.Kept.Pruned, entries-1)
+		}
+	}
+	b.ReportMetric(float64(dbBytes(b, h.cfg.Store.Path)-before)/float64(b.N), "held-bytes/sale")
+}
+
+// holdEverything does to the stopped agent's store what syncs with head
+// office would: every entry acknowledged, the replica's watermark and the
+// journal held at the last one. It returns the entries.
+func holdEverything(b *testing.B, cfg config.Config) int {
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{Path: cfg.Store.Path, TillID: cfg.Till.TillID})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	es, err := st.Pending(ctx, 1<<30)
+	if err != nil || len(es) == 0 {
+		b.Fatalf("pending entries %d, %v", len(es), err)
+	}
+	ids := make([]string, len(es))
+	for i, e := range es {
+		ids[i] = e.ID
+	}
+	last := ids[len(ids)-1]
+	if err := st.MarkAcked(ctx, ids); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := st.Import(ctx, &store.Replica{Version: store.ReplicaFormatVersion, FoldedThrough: map[string]string{cfg.Till.TillID: last}}); err != nil {
+		b.Fatal(err)
+	}
+	if err := st.SetJournalHeld(ctx, last); err != nil {
+		b.Fatal(err)
+	}
+	return len(es)
 }
 
 // dbBytes is the pages in use in the SQLite database at path, committed

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"tillagent/internal/config"
+	"tillagent/sync/headoffice"
 )
 
 // docCounts reads the documents the agent's status counts.
@@ -90,5 +95,107 @@ func TestOldSalesArePruned(t *testing.T) {
 	h.must(201, "POST", "/v1/sales", saleBody("keep-4", nil, "", "100.00", line(1, "1001", "1", "89.90")), &next)
 	if next.Fiscal.FD == 0 {
 		t.Fatalf("a sale after the prune: %+v", next)
+	}
+}
+
+// The agent drops journal entries only as head office allows: synced with
+// a head office holding the journal 72 h, restarted three years on (by
+// its clock and the printer's), it prunes the old sales and the entries
+// before the watermark head office marked 72 h before its last feed —
+// not the last of them — and its balances still agree with head office's
+// after a sale that follows.
+func TestAgentDropsTheJournalHeadOfficeHolds(t *testing.T) {
+	ctx := context.Background()
+	var hoAhead, printerAhead atomic.Int64
+	hoClock := testClock()
+	srv, secretFile := syncHOWith(t, headoffice.Options{JournalHold: 72 * time.Hour,
+		Clock: func() time.Time { return hoClock().Add(time.Duration(hoAhead.Load())) }})
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	h := newHarnessWith(t, func(c *config.Config) {
+		c.Sync.Enabled, c.Sync.URL, c.Sync.SecretFile = true, hs.URL, secretFile
+		c.Sync.Interval = time.Hour // only `sync now` below
+	}, func() time.Time { return time.Now().Add(time.Duration(printerAhead.Load())) })
+	h.must(200, "POST", "/v1/shift/open", nil, nil)
+	h.must(200, "POST", "/v1/sync/now", nil, nil)
+	var a, b saleAnswer
+	h.must(201, "POST", "/v1/sales", saleBody("hold-1", []string{card}, "40", "500.00", line(1, "1001", "2", "89.90")), &a)
+	h.must(201, "POST", "/v1/sales", saleBody("hold-2", []string{card}, "", "100.00", line(1, "1001", "1", "89.90")), &b)
+	if len(a.Journal) != 2 || len(b.Journal) != 1 {
+		t.Fatalf("journal entries of the sales %v, %v: want a redemption and an accrual, then an accrual", a.Journal, b.Journal)
+	}
+	h.must(200, "POST", "/v1/sync/now", nil, nil)
+	if _, err := srv.Maintain(ctx); err != nil { // marks the watermark: b's accrual
+		t.Fatal(err)
+	}
+	hoAhead.Store(int64(73 * time.Hour))
+	if _, err := srv.Maintain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kept := func() (held string, pruned int64) {
+		var st struct {
+			Journal struct {
+				Kept struct {
+					HeldBefore string `json:"held_before"`
+					Pruned     int64  `json:"pruned_entries"`
+				}
+			}
+		}
+		h.must(200, "GET", "/v1/status", nil, &st)
+		return st.Journal.Kept.HeldBefore, st.Journal.Kept.Pruned
+	}
+	// The export, like the feed, waits for the cluster's older
+	// transactions (other tests): sync until the delta says it.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		h.must(200, "POST", "/v1/sync/now", nil, nil)
+		if held, _ := kept(); held == b.Journal[0] {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("journal held %q, want head office's watermark of 72 h ago, %s", held, b.Journal[0])
+		}
+	}
+
+	clock := h.clock
+	h.stop()
+	const ahead = (1095 + 2) * 24 * time.Hour
+	h.clock = func() time.Time { return clock().Add(ahead) }
+	printerAhead.Store(int64(ahead))
+	hoAhead.Store(int64(ahead)) // head office's clock too: lots lapse by the same days
+	h.start()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, pruned := kept(); pruned == 2 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%d journal entries pruned, want sale hold-1's two (hold-2's accrual is head office's mark)", pruned)
+		}
+	}
+	if docs, backlog := h.docCounts(); docs["sale_pruned"] != 2 || backlog != 0 {
+		t.Fatalf("documents %v, backlog %d: want both sales pruned, nothing to push", docs, backlog)
+	}
+	var c saleAnswer
+	h.must(201, "POST", "/v1/sales", saleBody("hold-3", []string{card}, "", "300.00", line(1, "1001", "1", "89.90")), &c)
+	var till cardAnswer
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := srv.Maintain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		h.must(200, "POST", "/v1/sync/now", nil, nil)
+		h.must(200, "GET", "/v1/cards/"+card, nil, &till)
+		bs, err := srv.Balances(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var at string
+		for _, x := range bs {
+			if x.Card == card {
+				at = x.Balance.String()
+			}
+		}
+		if at == c.Cards[0].Balance && till.Balance == at {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("card %s: head office %s, the till %s, the sale said %s", card, at, till.Balance, c.Cards[0].Balance)
+		}
 	}
 }

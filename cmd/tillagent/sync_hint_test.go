@@ -21,8 +21,19 @@ import (
 // publishes, before run on head office before the till is enrolled.
 func syncHO(t *testing.T, offline store.OfflineLimits, before ...func(*headoffice.Server)) (*headoffice.Server, string) {
 	t.Helper()
+	return syncHOWith(t, headoffice.Options{Offline: offline}, before...)
+}
+
+// syncHOWith is syncHO with head office's options o (its DSN, ERP token
+// and, unset, its clock filled in).
+func syncHOWith(t *testing.T, o headoffice.Options, before ...func(*headoffice.Server)) (*headoffice.Server, string) {
+	t.Helper()
 	ctx := context.Background()
-	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: pgtest.DSN(t), ERPToken: "erp-token-for-tests", Clock: testClock(), Offline: offline})
+	o.DSN, o.ERPToken = pgtest.DSN(t), "erp-token-for-tests"
+	if o.Clock == nil {
+		o.Clock = testClock()
+	}
+	srv, err := headoffice.Open(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}

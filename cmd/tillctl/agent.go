@@ -96,8 +96,12 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 			}
 			Scanners []struct{ Name, Code, Error string }
 			Journal  struct {
-				Backlog       int
-				Documents     map[string]int
+				Backlog   int
+				Documents map[string]int
+				Kept      struct {
+					HeldBefore string `json:"held_before"`
+					Pruned     int64  `json:"pruned_entries"`
+				}
 				DBBytes       int64  `json:"db_bytes"`
 				DiskFreeBytes int64  `json:"disk_free_bytes"`
 				DiskError     string `json:"disk_error"`
@@ -133,6 +137,7 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 				{"journal backlog", fmt.Sprintf("%d entries not acknowledged by head office", st.Journal.Backlog)},
 				{"database", database},
 				{"documents", docsText(st.Journal.Documents)},
+				{"journal kept", keptText(st.Journal.Kept.HeldBefore, st.Journal.Kept.Pruned)},
 			}
 			for _, s := range st.Scanners {
 				v := s.Code
@@ -689,6 +694,19 @@ func sizeText(b int64) string {
 		return fmt.Sprintf("%.1f GB", float64(b)/(1<<30))
 	}
 	return fmt.Sprintf("%.1f MB", float64(b)/(1<<20))
+}
+
+// keptText says which journal entries the till may drop and how many it
+// has.
+func keptText(held string, pruned int64) string {
+	v := "every entry (head office has not said which it holds)"
+	if held != "" {
+		v = "entries before " + held + " go past sale.keep_days (head office holds them)"
+	}
+	if pruned > 0 {
+		v += fmt.Sprintf("; %d dropped", pruned)
+	}
+	return v
 }
 
 // docsText is the status's document counts: finished sales and returns,

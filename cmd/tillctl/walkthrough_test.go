@@ -74,6 +74,8 @@ func TestReadmeWalkthrough(t *testing.T) {
 		t.Fatalf("status should show the database's size and the free disk: %s", out)
 	} else if !regexp.MustCompile(`documents\s+sales 1, returns 1\n`).MatchString(out) {
 		t.Fatalf("status should count the sale and its return: %s", out)
+	} else if !regexp.MustCompile(`journal kept\s+every entry \(head office has not said which it holds\)\n`).MatchString(out) {
+		t.Fatalf("status should say the till keeps its whole journal without head office: %s", out)
 	}
 	status := tillctl(1, "status", "-json")
 	if !strings.Contains(status, `"settled": true`) || !strings.Contains(status, `"scanner.ok"`) {

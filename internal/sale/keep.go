@@ -8,48 +8,75 @@ import (
 	"tillagent/internal/store"
 )
 
-// pruneEvery is how often Run prunes documents past Options.KeepDocs; a
-// day's sales are pruned within an hour of reaching the age.
+// pruneEvery is how often Run prunes documents and journal entries past
+// Options.KeepDocs; a day's sales are pruned within an hour of reaching
+// the age.
 const pruneEvery = time.Hour
 
 // pruneChunk is how many sales one prune transaction empties: a few
 // milliseconds of the store's writer, so a sale waiting for it (Prune
-// holds the document lock per chunk) does not notice.
-const pruneChunk = 200
+// holds the document lock per chunk) does not notice. journalChunk
+// journal entries take about as long (BenchmarkPruneJournal).
+const (
+	pruneChunk   = 200
+	journalChunk = 500
+)
+
+// Pruned counts what a Prune run dropped.
+type Pruned struct {
+	Docs    int // documents emptied (store.PruneDocs)
+	Entries int // acknowledged journal entries deleted (store.PruneJournal)
+}
 
 // Prune empties the documents of sales older than Options.KeepDocs, with
-// their returns (store.PruneDocs), and says how many it emptied. With
+// their returns (store.PruneDocs), then deletes the journal entries of
+// that age head office lets the till drop (store.PruneJournal). With
 // KeepDocs 0 it keeps everything. The age is the earlier of the till's
 // clock and the printer's: a till clock set years ahead must not empty a
 // month's sales, and the printer's clock, which dates the fiscal
 // documents, is the other witness. A printer that cannot be asked just
 // now postpones the pruning; nothing is urgent about it.
-func (s *Service) Prune(ctx context.Context) (int, error) {
+func (s *Service) Prune(ctx context.Context) (Pruned, error) {
+	var p Pruned
 	if s.o.KeepDocs <= 0 {
-		return 0, nil
+		return p, nil
 	}
 	now := s.o.Clock()
 	at, err := s.printerNow(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("prune documents: read the printer's clock: %w", err)
+		return p, fmt.Errorf("prune documents: read the printer's clock: %w", err)
 	}
 	if !at.IsZero() && at.Before(now) {
 		now = at
 	}
 	before := now.Add(-s.o.KeepDocs)
-	total := 0
 	for {
 		// Under the document lock: a return reads its sale and the sale's
 		// earlier returns, which must not be emptied between the two.
 		s.mu.Lock()
 		n, err := s.st.PruneDocs(ctx, before, pruneChunk)
 		s.mu.Unlock()
-		total += n
-		if err != nil || n == 0 {
-			return total, err
+		p.Docs += n
+		if err != nil {
+			return p, err
+		}
+		if n == 0 {
+			break
 		}
 		if err := ctx.Err(); err != nil {
-			return total, err
+			return p, err
+		}
+	}
+	// No lock: an entry goes only once no document of its check is kept,
+	// and the entries a sale or return writes now are younger than before.
+	for {
+		n, err := s.st.PruneJournal(ctx, before, journalChunk)
+		p.Entries += n
+		if err != nil || n == 0 {
+			return p, err
+		}
+		if err := ctx.Err(); err != nil {
+			return p, err
 		}
 	}
 }
@@ -64,12 +91,12 @@ func (s *Service) keepDocs(ctx context.Context) {
 	t := time.NewTicker(pruneEvery)
 	defer t.Stop()
 	for {
-		n, err := s.Prune(ctx)
+		p, err := s.Prune(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			s.log.Warn("prune old documents: again in an hour", "err", err, "pruned", n)
-		case n > 0:
-			s.log.Info("pruned documents older than the till keeps", "documents", n, "keep_days", s.keepDays())
+			s.log.Warn("prune old documents: again in an hour", "err", err, "documents", p.Docs, "journal_entries", p.Entries)
+		case p.Docs > 0 || p.Entries > 0:
+			s.log.Info("pruned documents and journal entries older than the till keeps", "documents", p.Docs, "journal_entries", p.Entries, "keep_days", s.keepDays())
 		}
 		select {
 		case <-ctx.Done():

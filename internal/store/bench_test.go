@@ -444,27 +444,88 @@ func BenchmarkPruneDocs(b *testing.B) {
 		if err := tx.Commit(); err != nil {
 			b.Fatal(err)
 		}
-		var lat []time.Duration
-		b.StartTimer()
-		start, pruned := time.Now(), 0
-		for {
-			t0 := time.Now()
-			k, err := s.PruneDocs(ctx, benchNow.Add(-365*24*time.Hour), 200)
+		pruneRuns(b, "docs/s", docs, func() (int, error) { return s.PruneDocs(ctx, benchNow.Add(-365*24*time.Hour), 200) })
+		s.Close()
+	}
+}
+
+// BenchmarkPruneJournal drops a till's backlog of old acknowledged journal
+// entries head office holds (TILLAGENT_BENCH_ENTRIES, default 200,000: a
+// redemption and an accrual of 100,000 sales, with their lots) in runs of
+// 500, as the agent does: entries/s, and how long one run holds the
+// writer.
+//
+//	go test -run '^$' -bench PruneJournal -benchtime 1x ./internal/store/
+func BenchmarkPruneJournal(b *testing.B) {
+	ctx := context.Background()
+	n := 200_000
+	if v := os.Getenv("TILLAGENT_BENCH_ENTRIES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		now := benchNow.Add(-4 * 365 * 24 * time.Hour)
+		s, err := Open(ctx, Options{Path: filepath.Join(b.TempDir(), "till.db"), TillID: "S001-T01", Clock: func() time.Time { return now }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var last string
+		for j := 0; j < n; j += 1000 {
+			es := make([]Entry, 0, 1000)
+			for k := j; k < min(j+1000, n); k += 2 {
+				check := fmt.Sprintf("C%07d", k/2)
+				es = append(es,
+					Entry{CheckID: check, CardCode: "2900000000018", Kind: KindRedemption, Points: decimal.NewFromInt(-10), AmountKop: 1000,
+						Lots: []LotChange{{LotID: "L-1", Delta: decimal.NewFromInt(-10)}}},
+					Entry{CheckID: check, CardCode: "2900000000018", Kind: KindAccrual, Points: decimal.NewFromInt(5), PurchaseKop: 50000,
+						Lots: []LotChange{{Create: true, Delta: decimal.NewFromInt(5), ActiveFrom: now}}})
+			}
+			ids, err := s.Append(ctx, es)
 			if err != nil {
 				b.Fatal(err)
 			}
-			if k == 0 {
-				break
+			if err := s.MarkAcked(ctx, ids); err != nil {
+				b.Fatal(err)
 			}
-			lat = append(lat, time.Since(t0))
-			pruned += k
+			last = ids[len(ids)-1]
+			now = now.Add(time.Minute)
 		}
-		b.StopTimer()
-		if pruned != docs {
-			b.Fatalf("pruned %d of %d documents", pruned, docs)
+		if _, err := s.Import(ctx, &Replica{Version: ReplicaFormatVersion, FoldedThrough: map[string]string{"S001-T01": last}}); err != nil {
+			b.Fatal(err)
 		}
-		b.ReportMetric(float64(pruned)/time.Since(start).Seconds(), "docs/s")
-		reportLatency(b, lat)
+		if err := s.SetJournalHeld(ctx, last); err != nil {
+			b.Fatal(err)
+		}
+		pruneRuns(b, "entries/s", n-1, func() (int, error) { return s.PruneJournal(ctx, benchNow.Add(-365*24*time.Hour), 500) })
 		s.Close()
 	}
+}
+
+// pruneRuns times run until it prunes nothing, as the agent calls it,
+// wanting want pruned in all: the rate as unit, and each run's time.
+func pruneRuns(b *testing.B, unit string, want int, run func() (int, error)) {
+	var lat []time.Duration
+	b.StartTimer()
+	start, pruned := time.Now(), 0
+	for {
+		t0 := time.Now()
+		k, err := run()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if k == 0 {
+			break
+		}
+		lat = append(lat, time.Since(t0))
+		pruned += k
+	}
+	b.StopTimer()
+	if pruned != want {
+		b.Fatalf("pruned %d, want %d", pruned, want)
+	}
+	b.ReportMetric(float64(pruned)/time.Since(start).Seconds(), unit)
+	reportLatency(b, lat)
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 )
@@ -67,18 +68,30 @@ func (s *Store) pruneDocs(ctx context.Context, before time.Time, limit int) (int
 	if err != nil || n == 0 {
 		return 0, err
 	}
-	for _, q := range []struct {
-		sql  string
-		args []any
-	}{
-		{`DELETE FROM sale_docs WHERE rowid IN (SELECT rid FROM pruning)`, nil},
-		{`INSERT INTO sale_docs(rowid, id, kind, idem_key, request_sha, original_id, state, result, receipt, fd, fp, created_ms, done_ms, pruned_ms)
+	err = execEach(ctx, tx,
+		stmt{`DELETE FROM sale_docs WHERE rowid IN (SELECT rid FROM pruning)`, nil},
+		stmt{`INSERT INTO sale_docs(rowid, id, kind, idem_key, request_sha, original_id, state, result, receipt, fd, fp, created_ms, done_ms, pruned_ms)
 			SELECT rid, id, kind, idem_key, request_sha, original_id, state, '', '', fd, fp, created_ms, done_ms, ? FROM pruning`, []any{s.now().UnixMilli()}},
-		{`DELETE FROM pruning`, nil},
-	} {
-		if _, err := tx.ExecContext(ctx, q.sql, q.args...); err != nil {
-			return 0, err
-		}
+		stmt{`DELETE FROM pruning`, nil})
+	if err != nil {
+		return 0, err
 	}
 	return int(n), tx.Commit()
+}
+
+// stmt is a statement of execEach with its arguments.
+type stmt struct {
+	sql  string
+	args []any
+}
+
+// execEach runs the statements in tx in order, stopping at the first
+// error.
+func execEach(ctx context.Context, tx *sql.Tx, stmts ...stmt) error {
+	for _, q := range stmts {
+		if _, err := tx.ExecContext(ctx, q.sql, q.args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -797,6 +797,9 @@ func (c *Client) pull(ctx context.Context, force bool) error {
 			// the next cycle's push goes on with it before any pull.
 			c.log.Warn("head office reset the feed: pushing the journal after its watermark again, then loading the replica afresh",
 				"folded_through", out.folded)
+			if err := c.forgetHeld(ctx); err != nil {
+				return err
+			}
 			if err := c.o.Store.RepushAfter(ctx, out.folded); err != nil {
 				return fmt.Errorf("sync pull: %w", err)
 			}
@@ -818,6 +821,9 @@ func (c *Client) pull(ctx context.Context, force bool) error {
 			}
 			c.log.Warn("head office's watermark went back (restored from a backup?): pushing the journal after it again",
 				"folded_through", out.folded, "till_folded_through", out.had)
+			if err := c.forgetHeld(ctx); err != nil {
+				return err
+			}
 			if err := c.o.Store.RepushAfter(ctx, out.folded); err != nil {
 				return fmt.Errorf("sync pull: %w", err)
 			}
@@ -843,6 +849,16 @@ func (c *Client) pull(ctx context.Context, force bool) error {
 			refused = err
 		}
 	}
+}
+
+// forgetHeld keeps every journal entry from now until head office's next
+// delta says again which it holds: one restored from a backup names its
+// own, from a past the till's saved mark may not be.
+func (c *Client) forgetHeld(ctx context.Context) error {
+	if err := c.o.Store.SetJournalHeld(ctx, ""); err != nil {
+		return fmt.Errorf("sync pull: %w", err)
+	}
+	return nil
 }
 
 // behind reports whether the page f would take this till's watermark back
@@ -984,6 +1000,11 @@ func (c *Client) pullOnce(ctx context.Context) (pullOutcome, error) {
 		if err := c.o.Store.SaveOfflineLimits(ctx, *last.Offline, c.o.Clock()); err != nil {
 			return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
 		}
+	}
+	// A delta saying nothing (an older head office, or one wanting every
+	// entry kept) forgets what an earlier one let go.
+	if err := c.o.Store.SetJournalHeld(ctx, last.JournalHeld); err != nil {
+		return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
 	}
 	if n := countStats(total); last.Full || n > 0 {
 		c.log.Info("replica feed imported", "since", cur, "cursor", ds.First, "counts", total.String())
@@ -1256,6 +1277,7 @@ func (c *Client) askPage(ctx context.Context, what string, size int, q url.Value
 		return fetched{err: err}
 	}
 	q.Set("folded", wm)
+	q.Set("held", "1") // this till reads wire.Feed.JournalHeld
 	if after != "" {
 		q.Set("after", after)
 	}

@@ -67,6 +67,8 @@ type ho struct {
 	enrolKey []byte
 	// retention is headoffice.Options.ChangeRetention.
 	retention time.Duration
+	// hold is headoffice.Options.JournalHold.
+	hold time.Duration
 	// noFetch is headoffice.Options.NoCardFetches.
 	noFetch bool
 	// admit is headoffice.Options' MaxTillRequests, TillQueueWait and
@@ -111,7 +113,7 @@ func (h *ho) start() {
 		dsn = u.String()
 	}
 	srv, err := headoffice.Open(context.Background(), headoffice.Options{DSN: dsn, ERPToken: erpToken, Offline: h.offline, EnrolKey: h.enrolKey,
-		Clock: h.clock.Now, ChangeRetention: h.retention, NoCardFetches: h.noFetch,
+		Clock: h.clock.Now, ChangeRetention: h.retention, JournalHold: h.hold, NoCardFetches: h.noFetch,
 		MaxTillRequests: h.admit.max, TillQueueWait: h.admit.wait, BusyRetryAfter: h.admit.retryWait})
 	if err != nil {
 		h.t.Fatal(err)

@@ -57,6 +57,11 @@ type Options struct {
 	// kept (pruned by Maintain); a till whose cursor is older loads its
 	// replica afresh. 0 keeps it for ever.
 	ChangeRetention time.Duration
+	// JournalHold is how long after head office has folded a till's
+	// entries the till keeps them (journalheld.go): at least as long ago as
+	// the oldest backup head office would be restored from. 0: tills keep
+	// their journals whole.
+	JournalHold time.Duration
 	// NoCardFetches refuses tills asking for cards their replica lacks
 	// (POST /v1/till/cards, 403): a till then reads only its own store's
 	// feed, and a customer of another store is unknown on a `home` store.
@@ -99,6 +104,7 @@ type Server struct {
 	seen       seenLog // when each till was last heard from (seen.go)
 	// changeRetention: Options.ChangeRetention.
 	changeRetention time.Duration
+	journalHold     time.Duration // Options.JournalHold
 	noCardFetches   bool
 	admission       *admission // till requests at once (admit.go)
 	pages           *pageCache // first-load pages shared by tills (nil: none)
@@ -220,7 +226,7 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 		o.Clock = time.Now
 	}
 	s := &Server{db: db, erpToken: o.ERPToken, enrolKey: o.EnrolKey, offline: o.Offline, log: o.Logger, now: o.Clock,
-		changeRetention: o.ChangeRetention, noCardFetches: o.NoCardFetches, admission: newAdmission(o, cfg.MaxConns),
+		changeRetention: o.ChangeRetention, journalHold: o.JournalHold, noCardFetches: o.NoCardFetches, admission: newAdmission(o, cfg.MaxConns),
 		pages: newPageCache(o.SnapshotCacheBytes, o.SnapshotCacheAge)}
 	s.m = newMetrics(s)
 	if err := s.migrate(ctx); err != nil {

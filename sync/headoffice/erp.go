@@ -911,6 +911,9 @@ func (s *Server) maintain(ctx context.Context) (MaintainStats, error) {
 		}
 		st.Expired, st.Settled = st.Expired+done.Expired, st.Settled+done.Settled
 	}
+	if err := s.markJournals(ctx, now); err != nil {
+		return st, err
+	}
 	n, err := s.pruneChanges(ctx, now)
 	st.ChangesPruned = n
 	return st, err

@@ -34,6 +34,9 @@ type FeedRequest struct {
 	// Folded is the watermark the till holds now ("" = none), nil when
 	// the till did not say: see FeedPage.
 	Folded *string
+	// Held: the till reads wire.Feed.JournalHeld (journalheld.go); a till
+	// that does not would refuse a feed carrying it.
+	Held bool
 }
 
 // feedTill is what a feed needs to know about the till asking.
@@ -201,6 +204,11 @@ func (s *Server) FeedPage(ctx context.Context, tillID string, req FeedRequest) (
 			s.log.Warn("till's feed cursor is older than the change log kept: the till loads its replica afresh", "till", tillID, "cursor", cursor)
 			f.Reset = true
 			return nil
+		}
+		if req.Held && !f.Full {
+			if f.JournalHeld, err = s.journalHeld(ctx, tx, tillID, t.folded); err != nil {
+				return err
+			}
 		}
 		if f.Full {
 			if err := s.feedCatalog(ctx, tx, f.Replica, `SELECT section, body::text FROM catalog ORDER BY section, id`, nil); err != nil {

@@ -406,7 +406,7 @@ func (s *Server) handleFeed(w http.ResponseWriter, r *http.Request, tillID, stor
 		}
 		limit = n
 	}
-	req := FeedRequest{Cursor: q.Get("cursor"), After: q.Get("after"), Limit: limit}
+	req := FeedRequest{Cursor: q.Get("cursor"), After: q.Get("after"), Limit: limit, Held: q.Get("held") == "1"}
 	if q.Has("folded") {
 		v := q.Get("folded")
 		req.Folded = &v

@@ -21,7 +21,7 @@ func TestFeedAppendJSON(t *testing.T) {
 		FoldedThrough: map[string]string{"S001-T01": "S001-T01-1"}}
 	for i, f := range []Feed{
 		{Cursor: "e2:1234", Replica: full, Offline: &store.OfflineLimits{CardCap: decimal.NewFromInt(500), MaxAge: time.Hour}, More: true, Next: "2900000000018", Full: true},
-		{Cursor: "99", Replica: &store.Replica{Version: 1}},
+		{Cursor: "99", Replica: &store.Replica{Version: 1}, JournalHeld: "S001-T01-01KC0000000000000000000000"},
 		{Cursor: "1", Reset: true, Replica: &store.Replica{Version: 1, FoldedThrough: map[string]string{"S001-T01": "x"}}},
 		{Cursor: "<&>"},
 	} {
@@ -32,6 +32,13 @@ func TestFeedAppendJSON(t *testing.T) {
 		got, err := f.AppendJSON(nil)
 		if err != nil || string(got) != string(want) {
 			t.Errorf("feed %d: AppendJSON %s (%v)\njson.Marshal %s", i, got, err, want)
+		}
+		if f.Replica == nil {
+			continue
+		}
+		back, err := DecodeFeed(got)
+		if err != nil || back.JournalHeld != f.JournalHeld || back.Reset != f.Reset || back.Cursor != f.Cursor {
+			t.Errorf("feed %d decoded again: %+v, %v", i, back, err)
 		}
 	}
 }

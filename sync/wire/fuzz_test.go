@@ -76,6 +76,7 @@ func FuzzDecodeFeed(f *testing.F) {
 	f.Add([]byte(`{"cursor":"1","replica":{"version":1,"lots":[{"id":"L1","card":"x","points":"5","remaining":"7","accrued_at":"2026-01-01T00:00:00Z"}]}}`))
 	f.Add([]byte(`{"cursor":"","replica":null}`))
 	f.Add([]byte(`{"cursor":"e17:904","reset":true,"replica":{"version":1}}`))
+	f.Add([]byte(`{"cursor":"905","replica":{"version":1,"folded_through":{"S001-T01":"S001-T01-01KX0000000000000000000009"}},"journal_held":"S001-T01-01KX0000000000000000000002"}`))
 	f.Add([]byte(`{"cursor":"904","more":true,"next":"77","replica":{"version":1,"products":[{"id":"2","name":"b","group":"g","vat":"vat20","colour":"red"}],"cards":[{"code":"1","kind":"k","state":"active","debt":"x"}]}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fd, err := DecodeFeed(data)

@@ -95,6 +95,10 @@ type Feed struct {
 	// but for head office's watermark for the till (folded_through, absent
 	// when it has none): the till first pushes every entry after it again.
 	Reset bool `json:"reset,omitempty"`
+	// JournalHeld: the till may drop its acknowledged journal entries with
+	// ids before this one (head office's backups all hold them; "" = keep
+	// them all). Sent on a delta to a till that asks (held=1).
+	JournalHeld string `json:"journal_held,omitempty"`
 	// Undecoded are the records of the replica that did not decode (set by
 	// DecodeFeed, never sent): the rest of the feed is still good.
 	Undecoded []store.RejectedRecord `json:"-"`
@@ -490,11 +494,12 @@ type feedEnvelope[R any] struct {
 	More    bool                 `json:"more"`
 	Next    string               `json:"next"`
 	Reset   bool                 `json:"reset"`
+	Held    string               `json:"journal_held"`
 }
 
 // feed is the envelope without its replica.
 func (e *feedEnvelope[R]) feed() *Feed {
-	return &Feed{Cursor: e.Cursor, Full: e.Full, Offline: e.Offline, More: e.More, Next: e.Next, Reset: e.Reset}
+	return &Feed{Cursor: e.Cursor, Full: e.Full, Offline: e.Offline, More: e.More, Next: e.Next, Reset: e.Reset, JournalHeld: e.Held}
 }
 
 // checkFeed checks what a feed says beside its records.
@@ -636,6 +641,9 @@ func (f *Feed) AppendJSONGaps(b []byte, skipCards, skipLots int) (_ []byte, card
 	}
 	if f.Reset {
 		b = append(b, `,"reset":true`...)
+	}
+	if f.JournalHeld != "" {
+		b = store.AppendJSONString(append(b, `,"journal_held":`...), f.JournalHeld)
 	}
 	return append(b, '}'), cardsAt, lotsAt, nil
 }
