@@ -256,6 +256,13 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 		n, err := st.Backlog(ctx)
 		return float64(n), err
 	})
+	metrics.Gauge("tillagent_journal_lost", "1 when head office, restored from a backup older than its -journal-hold, lacks journal entries this till dropped (tillctl status: journal kept).", func(ctx context.Context) (float64, error) {
+		k, err := st.JournalKept(ctx)
+		if k.Lost {
+			return 1, err
+		}
+		return 0, err
+	})
 	diskGauges(metrics, st)
 	metrics.Gauge("tillagent_event_clients", "Clients connected to /v1/events.", func(context.Context) (float64, error) {
 		return float64(events.Subscribers()), nil

@@ -96,12 +96,9 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 			}
 			Scanners []struct{ Name, Code, Error string }
 			Journal  struct {
-				Backlog   int
-				Documents map[string]int
-				Kept      struct {
-					HeldBefore string `json:"held_before"`
-					Pruned     int64  `json:"pruned_entries"`
-				}
+				Backlog       int
+				Documents     map[string]int
+				Kept          keptStatus
 				DBBytes       int64  `json:"db_bytes"`
 				DiskFreeBytes int64  `json:"disk_free_bytes"`
 				DiskError     string `json:"disk_error"`
@@ -137,7 +134,7 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 				{"journal backlog", fmt.Sprintf("%d entries not acknowledged by head office", st.Journal.Backlog)},
 				{"database", database},
 				{"documents", docsText(st.Journal.Documents)},
-				{"journal kept", keptText(st.Journal.Kept.HeldBefore, st.Journal.Kept.Pruned)},
+				{"journal kept", st.Journal.Kept.String()},
 			}
 			for _, s := range st.Scanners {
 				v := s.Code
@@ -696,15 +693,31 @@ func sizeText(b int64) string {
 	return fmt.Sprintf("%.1f MB", float64(b)/(1<<20))
 }
 
-// keptText says which journal entries the till may drop and how many it
-// has.
-func keptText(held string, pruned int64) string {
+// keptStatus is the agent's journal.kept (store.JournalKept).
+type keptStatus struct {
+	HeldBefore    string `json:"held_before"`
+	Pruned        int64  `json:"pruned_entries"`
+	PrunedThrough string `json:"pruned_through"`
+	Lost          bool
+	FoldedThrough string `json:"folded_through"`
+}
+
+// String says which journal entries the till may drop, how many it has,
+// and, first, whether head office lost some of those.
+func (k keptStatus) String() string {
 	v := "every entry (head office has not said which it holds)"
-	if held != "" {
-		v = "entries before " + held + " go past sale.keep_days (head office holds them)"
+	if k.HeldBefore != "" {
+		v = "entries before " + k.HeldBefore + " go past sale.keep_days (head office holds them)"
 	}
-	if pruned > 0 {
-		v += fmt.Sprintf("; %d dropped", pruned)
+	if k.Pruned > 0 {
+		v += fmt.Sprintf("; %d dropped", k.Pruned)
+	}
+	if k.Lost {
+		after := "the first"
+		if k.FoldedThrough != "" {
+			after = "after " + k.FoldedThrough
+		}
+		v = fmt.Sprintf("LOST: head office, restored from a backup older than its -journal-hold, lacks entries %s through %s, which this till dropped: restore them at head office from an older backup; %s", after, k.PrunedThrough, v)
 	}
 	return v
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -11,25 +12,74 @@ import (
 // its acknowledged entries (wire.Feed.JournalHeld); no row: keep them all.
 const journalHeldKey = "journal_held"
 
-// journalPrunedKey counts the entries PruneJournal has deleted, ever.
-const journalPrunedKey = "journal_pruned"
+// journalPrunedKey counts the entries PruneJournal has deleted, ever;
+// journalPrunedThroughKey is the last of them.
+// journalLostKey holds head office's watermark ("after") when it was
+// found behind entries the till had dropped (SetJournalLost).
+const (
+	journalPrunedKey        = "journal_pruned"
+	journalPrunedThroughKey = "journal_pruned_through"
+	journalLostKey          = "journal_lost"
+)
 
 // JournalKept is what the till's status says of the journal kept.
 type JournalKept struct {
 	// HeldBefore: head office holds this till's entries before this id,
 	// and the till drops those past its keeping age ("": it keeps all).
 	HeldBefore string `json:"held_before,omitempty"`
-	// Pruned counts the entries dropped so far.
-	Pruned int64 `json:"pruned_entries"`
+	// Pruned counts the entries dropped so far, PrunedThrough the last.
+	Pruned        int64  `json:"pruned_entries"`
+	PrunedThrough string `json:"pruned_through,omitempty"`
+	// Lost: head office's watermark is behind entries the till dropped,
+	// which only a restore of head office from a backup older than its
+	// -journal-hold does (the replica's watermark is, or the sync loop
+	// found it so: SetJournalLost). The entries after FoldedThrough
+	// through PrunedThrough are then gone from both, and head office
+	// cannot fold past them (the entry after them names the last for its
+	// predecessor, PendingChain): it needs them back from an older backup.
+	Lost          bool   `json:"lost,omitempty"`
+	FoldedThrough string `json:"folded_through,omitempty"` // set with Lost
+}
+
+// SetJournalLost records that head office's watermark, folded, is behind
+// the entries this till dropped (lost), or clears the record (!lost).
+func (s *Store) SetJournalLost(ctx context.Context, folded string, lost bool) error {
+	if !lost {
+		if _, err := s.w.ExecContext(ctx, `DELETE FROM sync_state WHERE key = ?`, journalLostKey); err != nil {
+			return fmt.Errorf("store %s: clear the journal lost: %w", s.path, err)
+		}
+		return nil
+	}
+	b, err := json.Marshal(repushState{After: folded})
+	if err != nil {
+		return err
+	}
+	return s.SetSyncState(ctx, journalLostKey, string(b))
 }
 
 // JournalKept reads what head office lets go and how much went.
 func (s *Store) JournalKept(ctx context.Context) (JournalKept, error) {
 	var k JournalKept
-	err := s.r.QueryRowContext(ctx, `SELECT coalesce((SELECT value FROM sync_state WHERE key = ?), ''),
-		coalesce((SELECT CAST(value AS INTEGER) FROM sync_state WHERE key = ?), 0)`, journalHeldKey, journalPrunedKey).Scan(&k.HeldBefore, &k.Pruned)
+	var wm, lost string
+	err := s.r.QueryRowContext(ctx, `SELECT coalesce((SELECT value FROM sync_state WHERE key = ?1), ''),
+		coalesce((SELECT CAST(value AS INTEGER) FROM sync_state WHERE key = ?2), 0),
+		coalesce((SELECT value FROM sync_state WHERE key = ?3), ''),
+		coalesce((SELECT value FROM replica_meta WHERE key = ?4), ''),
+		coalesce((SELECT value FROM sync_state WHERE key = ?5), '')`,
+		journalHeldKey, journalPrunedKey, journalPrunedThroughKey, foldedKey(s.tillID), journalLostKey).
+		Scan(&k.HeldBefore, &k.Pruned, &k.PrunedThrough, &wm, &lost)
 	if err != nil {
 		return k, fmt.Errorf("store %s: read the journal kept: %w", s.path, err)
+	}
+	switch {
+	case lost != "":
+		var st repushState
+		if err := json.Unmarshal([]byte(lost), &st); err != nil {
+			return k, fmt.Errorf("store %s: saved journal lost %q: %w", s.path, lost, err)
+		}
+		k.Lost, k.FoldedThrough = true, st.After
+	case k.PrunedThrough > wm:
+		k.Lost, k.FoldedThrough = true, wm
 	}
 	return k, nil
 }
@@ -130,6 +180,8 @@ func (s *Store) pruneJournal(ctx context.Context, before time.Time, limit int) (
 		return 0, err
 	}
 	err = execEach(ctx, tx,
+		stmt{`INSERT INTO sync_state(key, value) SELECT ?, max(j.id) FROM journal j WHERE j.seq IN (SELECT seq FROM journal_pruning)
+			ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)`, []any{journalPrunedThroughKey}},
 		stmt{`DELETE FROM journal_lots WHERE entry_seq IN (SELECT seq FROM journal_pruning)`, nil},
 		stmt{`DELETE FROM journal WHERE seq IN (SELECT seq FROM journal_pruning)`, nil},
 		stmt{`DELETE FROM journal_pruning`, nil},

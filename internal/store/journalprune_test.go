@@ -116,6 +116,15 @@ func TestPruneJournalKeepsWhatIsNeeded(t *testing.T) {
 	if k, err := s.JournalKept(ctx); err != nil || k.Pruned != 4 || k.HeldBefore != d[0] {
 		t.Fatalf("journal kept %+v, %v; want 4 pruned, held before %s", k, err, d[0])
 	}
+	if k, err := s.JournalKept(ctx); err != nil || k.Lost || k.PrunedThrough != c[0] {
+		t.Fatalf("journal kept %+v, %v; want nothing lost, pruned through %s", k, err, c[0])
+	}
+	// Head office restored from a backup older than its hold: its
+	// watermark is behind what the till dropped.
+	feed(t, s, a[1])
+	if k, err := s.JournalKept(ctx); err != nil || !k.Lost || k.FoldedThrough != a[1] || k.PrunedThrough != c[0] {
+		t.Fatalf("journal kept %+v, %v; want lost after %s through %s", k, err, a[1], c[0])
+	}
 	if err := s.SetJournalHeld(ctx, ""); err != nil {
 		t.Fatal(err)
 	}

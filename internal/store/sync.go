@@ -59,6 +59,15 @@ func (s *Store) PendingChain(ctx context.Context, limit int) ([]PendingEntry, er
 	if err != nil {
 		return nil, err
 	}
+	// An entry after those PruneJournal dropped may have the last of them
+	// for its predecessor (only once head office was restored from a
+	// backup older than it promised: else the predecessor is kept). Named
+	// so, it keeps head office from folding it over the gap as if nothing
+	// were missing (JournalKept.Lost).
+	dropped, err := s.SyncState(ctx, journalPrunedThroughKey)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]PendingEntry, len(es))
 	for i, e := range es {
 		out[i].Entry = e
@@ -68,6 +77,9 @@ func (s *Store) PendingChain(ctx context.Context, limit int) ([]PendingEntry, er
 			e.ID, s.tillID+"-").Scan(&out[i].Prev)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("pending journal: predecessor of %s: %w", e.ID, err)
+		}
+		if dropped < e.ID {
+			out[i].Prev = max(out[i].Prev, dropped)
 		}
 	}
 	return out, nil

@@ -797,7 +797,7 @@ func (c *Client) pull(ctx context.Context, force bool) error {
 			// the next cycle's push goes on with it before any pull.
 			c.log.Warn("head office reset the feed: pushing the journal after its watermark again, then loading the replica afresh",
 				"folded_through", out.folded)
-			if err := c.forgetHeld(ctx); err != nil {
+			if err := c.restored(ctx, out.folded); err != nil {
 				return err
 			}
 			if err := c.o.Store.RepushAfter(ctx, out.folded); err != nil {
@@ -816,12 +816,15 @@ func (c *Client) pull(ctx context.Context, force bool) error {
 			c.mu.Unlock()
 		case out.back:
 			if backs++; backs > 1 {
+				if err := c.lostError(ctx, out.folded); err != nil {
+					return err
+				}
 				return fmt.Errorf("sync pull: head office's watermark for till %s is %q, still behind the till's %q after pushing the journal after it again",
 					c.o.TillID, out.folded, out.had)
 			}
 			c.log.Warn("head office's watermark went back (restored from a backup?): pushing the journal after it again",
 				"folded_through", out.folded, "till_folded_through", out.had)
-			if err := c.forgetHeld(ctx); err != nil {
+			if err := c.restored(ctx, out.folded); err != nil {
 				return err
 			}
 			if err := c.o.Store.RepushAfter(ctx, out.folded); err != nil {
@@ -851,14 +854,51 @@ func (c *Client) pull(ctx context.Context, force bool) error {
 	}
 }
 
-// forgetHeld keeps every journal entry from now until head office's next
-// delta says again which it holds: one restored from a backup names its
-// own, from a past the till's saved mark may not be.
-func (c *Client) forgetHeld(ctx context.Context) error {
+// restored is what a restore of head office, its watermark now folded,
+// changes about the journal kept: every entry stays from now until head
+// office's next delta says again which it holds (a restored head office
+// names its own, from a past the till's saved mark may not be). And should
+// the till have dropped entries after that watermark, head office was
+// restored from a backup older than its -journal-hold promised: they are
+// gone from both (store.JournalKept.Lost), which is said loudly.
+func (c *Client) restored(ctx context.Context, folded string) error {
 	if err := c.o.Store.SetJournalHeld(ctx, ""); err != nil {
 		return fmt.Errorf("sync pull: %w", err)
 	}
+	if k, err := c.o.Store.JournalKept(ctx); err == nil && k.PrunedThrough > folded {
+		c.log.Error("head office was restored from a backup older than its -journal-hold: this till had dropped journal entries after head office's watermark, now lost from both; head office folds none of this till's entries after them until they are restored from an older backup",
+			"folded_through", folded, "dropped_through", k.PrunedThrough)
+		if err := c.o.Store.SetJournalLost(ctx, folded, true); err != nil {
+			return fmt.Errorf("sync pull: %w", err)
+		}
+	}
 	return nil
+}
+
+// lostError is why a till whose entries head office lacks cannot take
+// its feed, when the entries are ones it dropped (nil: they are not).
+func (c *Client) lostError(ctx context.Context, folded string) error {
+	k, err := c.o.Store.JournalKept(ctx)
+	if err != nil || k.PrunedThrough <= folded {
+		return err
+	}
+	return fmt.Errorf("sync pull: head office's watermark for till %s is %q, behind journal entries this till dropped (through %s) once head office said its backups held them: restored from a backup older than its -journal-hold, head office lacks them; restore them there from an older backup",
+		c.o.TillID, folded, k.PrunedThrough)
+}
+
+// lostFound clears the record of entries head office lost (SetJournalLost)
+// once a pull has taken head office's watermark past them: restored there.
+func (c *Client) lostFound(ctx context.Context) error {
+	k, err := c.o.Store.JournalKept(ctx)
+	if err != nil || !k.Lost {
+		return err
+	}
+	wm, err := c.o.Store.FoldedThrough(ctx)
+	if err != nil || wm < k.PrunedThrough {
+		return err
+	}
+	c.log.Info("head office holds again the journal entries it had lost", "folded_through", wm, "dropped_through", k.PrunedThrough)
+	return c.o.Store.SetJournalLost(ctx, "", false)
 }
 
 // behind reports whether the page f would take this till's watermark back
@@ -1004,6 +1044,9 @@ func (c *Client) pullOnce(ctx context.Context) (pullOutcome, error) {
 	// A delta saying nothing (an older head office, or one wanting every
 	// entry kept) forgets what an earlier one let go.
 	if err := c.o.Store.SetJournalHeld(ctx, last.JournalHeld); err != nil {
+		return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
+	}
+	if err := c.lostFound(ctx); err != nil {
 		return pullOutcome{}, fmt.Errorf("sync pull: %w", err)
 	}
 	if n := countStats(total); last.Full || n > 0 {

@@ -2,10 +2,15 @@ package e2e
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/shopspring/decimal"
+
+	"tillagent/sync/client"
+	"tillagent/sync/wire"
 )
 
 // TestTillDropsOnlyWhatEveryBackupHolds: head office holds the journal
@@ -110,6 +115,97 @@ func TestTillDropsOnlyWhatEveryBackupHolds(t *testing.T) {
 	for card, b := range hoBalances(t, h) {
 		if want := decimal.RequireFromString(initial[card]).Add(sum[card]).String(); b != want {
 			t.Errorf("card %s at head office: %s, want demo %s + the journal = %s", card, b, initial[card], want)
+		}
+	}
+	sameBalances(t, h, tl, allCards(t, h))
+}
+
+// TestRestoreOlderThanTheHoldIsReported: head office restored from a
+// backup older than its -journal-hold breaks its promise: the till had
+// dropped entries after the restored watermark. They cannot be pushed
+// again; the till says so (an error in its log, journal.kept lost with
+// both ids) for as long as head office's watermark stays behind them, and
+// pushes the entries it still has. Once head office has them back, all is
+// well again.
+func TestRestoreOlderThanTheHoldIsReported(t *testing.T) {
+	ctx := context.Background()
+	h := &ho{t: t, dsn: pgDSN(t), clock: newTestClock(demoNow), hold: 72 * time.Hour}
+	h.start()
+	t.Cleanup(h.stop)
+	importDemo(t, h)
+	p := newProxy(t, h.hs.URL)
+	e := &env{h: h, p: p}
+	logs := &syncBuf{}
+	tl := newTillWith(t, h, p, "S001-T87", "S001", 0, func(o *client.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	syncEach(t, tl)
+	bk := takeBackup(t, h) // before any sale: older than every mark
+
+	tl.sell(t, card13, powder("1"), "100")
+	tl.sell(t, "2900000000049", basket(), "")
+	syncEach(t, tl)
+	if _, err := h.srv.Maintain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Add(73 * time.Hour)
+	if _, err := h.srv.Maintain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	syncEach(t, tl)
+	whole := tl.journal(t)
+	if n, err := tl.st.PruneJournal(ctx, demoNow.Add(10*365*24*time.Hour), 1000); err != nil || n == 0 {
+		t.Fatalf("pruned %d, %v; want the entries before the mark", n, err)
+	}
+	if k, err := tl.st.JournalKept(ctx); err != nil || k.Lost {
+		t.Fatalf("journal kept %+v, %v before the restore; want nothing lost", k, err)
+	}
+	made := len(tl.journal(t))
+
+	bk.restore(t, h, p)
+	if code, data := erpCall(t, h, "POST", "/v1/erp/tills/"+tl.id+"/reset-feed", nil); code != 200 {
+		t.Fatalf("reset: %d %s", code, data)
+	}
+	if err := tl.c.SyncNow(ctx); err == nil || !strings.Contains(err.Error(), "behind journal entries this till dropped") {
+		t.Errorf("sync after the restore: %v; want it to say head office lacks entries the till dropped", err)
+	}
+	k, err := tl.st.JournalKept(ctx)
+	if err != nil || !k.Lost || k.FoldedThrough != "" || k.PrunedThrough == "" {
+		t.Fatalf("journal kept %+v, %v; want lost from the first entry through the last dropped", k, err)
+	}
+	if !strings.Contains(logs.String(), "restored from a backup older than its -journal-hold") {
+		t.Errorf("no error logged at the restore:\n%s", logs.String())
+	}
+	if n := len(tl.journal(t)); n != made {
+		t.Errorf("the till holds %d entries after the restore, had %d", n, made)
+	}
+	for _, en := range tl.journal(t) {
+		if !en.Acked {
+			t.Errorf("entry %s it still had not pushed again", en.ID)
+		}
+	}
+
+	// The operator gives head office the lost entries back (from an older
+	// backup; here as the till wrote them): it folds them and the one it
+	// held after them, the till's next pull takes its watermark, and the
+	// loss is no longer reported.
+	var lost []wire.Entry
+	prev := ""
+	for _, en := range whole {
+		if en.ID <= k.PrunedThrough {
+			lost = append(lost, wire.Entry{Entry: en, Prev: prev})
+		}
+		prev = en.ID
+	}
+	if res := post(t, e, tl, wire.Batch{TillID: tl.id, Entries: lost}); len(res.Results) != len(lost) || res.FoldedThrough != whole[len(whole)-1].ID {
+		t.Fatalf("the lost entries given back: %+v; want them and the last entry folded", res)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := tl.c.SyncNow(ctx)
+		if k, _ := tl.st.JournalKept(ctx); err == nil && !k.Lost {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("after the entries came back: sync %v, journal kept %+v", err, k)
 		}
 	}
 	sameBalances(t, h, tl, allCards(t, h))
