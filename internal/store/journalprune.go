@@ -12,14 +12,14 @@ import (
 // its acknowledged entries (wire.Feed.JournalHeld); no row: keep them all.
 const journalHeldKey = "journal_held"
 
-// journalPrunedKey counts the entries PruneJournal has deleted, ever;
-// journalPrunedThroughKey is the last of them.
-// journalLostKey holds head office's watermark ("after") when it was
-// found behind entries the till had dropped (SetJournalLost).
 const (
+	// journalPrunedKey counts the entries PruneJournal has deleted, ever;
+	// journalPrunedThroughKey is the last of them.
 	journalPrunedKey        = "journal_pruned"
 	journalPrunedThroughKey = "journal_pruned_through"
-	journalLostKey          = "journal_lost"
+	// journalLostKey holds head office's watermark ("after") as it was
+	// found behind entries the till had dropped (SetJournalLost).
+	journalLostKey = "journal_lost"
 )
 
 // JournalKept is what the till's status says of the journal kept.
