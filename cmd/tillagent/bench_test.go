@@ -18,6 +18,7 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"tillagent/checkout"
 	"tillagent/internal/config"
 	"tillagent/internal/store"
 )
@@ -93,8 +94,9 @@ func BenchmarkSaleAPI(b *testing.B) {
 }
 
 // holdEverything does to the stopped agent's store what syncs with head
-// office would: every entry acknowledged, the replica's watermark and the
-// journal held at the last one. It returns the entries.
+// office would: every entry acknowledged, the lots they made and the
+// replica's watermark imported, the journal held at the last one. It
+// returns the entries.
 func holdEverything(b *testing.B, cfg config.Config) int {
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Options{Path: cfg.Store.Path, TillID: cfg.Till.TillID})
@@ -107,14 +109,21 @@ func holdEverything(b *testing.B, cfg config.Config) int {
 		b.Fatalf("pending entries %d, %v", len(es), err)
 	}
 	ids := make([]string, len(es))
+	var lots []store.ReplicaLot // the lots the sales made, as head office's feed brings them
 	for i, e := range es {
 		ids[i] = e.ID
+		for _, l := range e.Lots {
+			if l.Create {
+				from := l.ActiveFrom
+				lots = append(lots, store.ReplicaLot{ID: l.LotID, Card: e.CardCode, Points: checkout.PointsOf(l.Delta), AccruedAt: e.CreatedAt, ActiveFrom: &from})
+			}
+		}
 	}
 	last := ids[len(ids)-1]
 	if err := st.MarkAcked(ctx, ids); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := st.Import(ctx, &store.Replica{Version: store.ReplicaFormatVersion, FoldedThrough: map[string]string{cfg.Till.TillID: last}}); err != nil {
+	if _, err := st.Import(ctx, &store.Replica{Version: store.ReplicaFormatVersion, Lots: lots, FoldedThrough: map[string]string{cfg.Till.TillID: last}}); err != nil {
 		b.Fatal(err)
 	}
 	if err := st.SetJournalHeld(ctx, last); err != nil {

@@ -117,6 +117,10 @@ func (s *Store) SetJournalHeld(ctx context.Context, held string) error {
 //   - it was made before before (the till's keeping age, the same as its
 //     documents') and no document of its check is kept: a return reads
 //     the entries of its sale;
+//   - every lot it created is in the replica (used up or not: a lot, once
+//     imported, stays): a return giving points back to a lot the replica
+//     never had (created and spent between two feeds) reads the lot from
+//     the entry that created it (ownLot);
 //   - it is before the entry just before the first unacknowledged one, and
 //     not the last entry: a pushed entry names its predecessor, the
 //     largest id below it, and head office's digest covers that name, so
@@ -171,6 +175,8 @@ func (s *Store) pruneJournal(ctx context.Context, before time.Time, limit int) (
 				(SELECT min(u.seq) FROM journal u WHERE u.acked = 0),
 				(SELECT max(seq) FROM journal))
 			AND NOT EXISTS (SELECT 1 FROM sale_docs d WHERE d.id = j.check_id AND d.pruned_ms IS NULL)
+			AND NOT EXISTS (SELECT 1 FROM journal_lots jl WHERE jl.entry_seq = j.seq AND jl.created = 1
+				AND NOT EXISTS (SELECT 1 FROM cards c JOIN lots l ON l.card_id = c.id WHERE c.code = j.card_code AND l.lot_id = jl.lot_id))
 		ORDER BY j.id LIMIT ?4`, lo, hi, before.UnixMilli(), limit)
 	if err != nil {
 		return 0, err

@@ -9,10 +9,11 @@ import (
 
 // TestPruneJournalKeepsWhatIsNeeded: an acknowledged entry goes only once
 // it is before head office's journal_held, folded into the replica, older
-// than the cut and no document of its check is kept, and is not the
-// predecessor of an unacknowledged one; never while a re-push is under
-// way; the card's balance is the same before and after; the database
-// itself refuses to delete an unacknowledged entry.
+// than the cut, no document of its check is kept, the replica has the lots
+// it created, and it is not the predecessor of an unacknowledged one;
+// never while a re-push is under way; the card's balance is the same
+// before and after; the database itself refuses to delete an
+// unacknowledged entry.
 func TestPruneJournalKeepsWhatIsNeeded(t *testing.T) {
 	ctx := context.Background()
 	now := demoNow
@@ -87,7 +88,9 @@ func TestPruneJournalKeepsWhatIsNeeded(t *testing.T) {
 	if err := s.SetJournalHeld(ctx, d[0]); err != nil {
 		t.Fatal(err)
 	}
-	prune("C2's document still kept, C3 not acknowledged, C6 past the watermark, C4 young", 1, all[2:]...)
+	prune("C1's accrual made a lot the replica never had; C2's document still kept, C3 not acknowledged, C6 past the watermark, C4 young", 0, all[1:]...)
+	feed(t, s, c[0], foldedSale13(t, a[1])[2]) // the lot (long expired: the balance stays)
+	prune("C1's lot imported", 1, all[2:]...)
 	if _, err := s.PruneDocs(ctx, cut, 100); err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,10 @@ const chaosMaxAge = 30*time.Hour + 30*time.Minute
 // (maintenance prunes it).
 const chaosRetention = 72 * time.Hour
 
+// chaosHold is head office's -journal-hold: tills drop entries it folded
+// longer ago, and it is restored only from backups younger (its promise).
+const chaosHold = 72 * time.Hour
+
 type chaosExt struct {
 	off store.OfflineLimits
 	// seq counts the home card assignments and the widening; home maps
@@ -61,7 +65,10 @@ type chaosExt struct {
 
 	bk         *hoBackup
 	bkRound    int
-	replacedAt int // round a till store was last replaced
+	bkAt       time.Time // head office's clock at the backup
+	dropped    int       // journal entries the tills dropped
+	skipped    int       // restores left out: the backup older than chaosHold
+	replacedAt int       // round a till store was last replaced
 	// orphans are entries of replaced stores head office held behind a
 	// gap: once the new store's journal starts the chain they can never
 	// fold, and head office must keep them as rejected (defect 6).
@@ -127,6 +134,18 @@ func (c *chaos) beat() {
 		c.backupHO()
 	case "restore":
 		c.restoreHO()
+	case "prune":
+		// Long enough for head office's marks to pass the hold, and every
+		// till told so by a delta.
+		c.maintain()
+		c.passTimeBy(chaosHold + time.Hour)
+		c.maintain()
+		for _, tl := range c.tills {
+			if tl.downUntil == 0 {
+				c.syncNow(tl)
+			}
+			c.pruneJournal(tl)
+		}
 	}
 	if c.x.widenAt != 0 && c.round == c.x.widenAt {
 		c.widenHome()
@@ -685,6 +704,17 @@ func (c *chaos) checkOverdraftReport() {
 	}
 }
 
+// pruneJournal: a till drops the journal entries head office lets it
+// (till.prune: the keeping age is the sale service's rule, not tried
+// here).
+func (c *chaos) pruneJournal(tl *chaosTill) {
+	c.t.Helper()
+	n := tl.prune(c.t, tl.now.Add(time.Second))
+	c.x.dropped += n
+	c.counts["journal pruned"]++
+	c.logf("till %s drops %d journal entries head office's backups hold", tl.id, n)
+}
+
 // passTimeBy moves every clock on by d.
 func (c *chaos) passTimeBy(d time.Duration) {
 	c.h.clock.Add(d)
@@ -941,7 +971,7 @@ func (c *chaos) backupHO() {
 			c.t.Fatal(err)
 		}
 	}
-	c.x.bk, c.x.bkRound = takeBackup(c.t, c.h), c.round
+	c.x.bk, c.x.bkRound, c.x.bkAt = takeBackup(c.t, c.h), c.round, c.now
 	c.counts["backup"]++
 	c.logf("head office backed up")
 }
@@ -955,6 +985,13 @@ func (c *chaos) backupHO() {
 func (c *chaos) restoreHO() {
 	c.t.Helper()
 	if c.x.bk == nil || c.x.restoreWait != "" {
+		return
+	}
+	if age := c.now.Sub(c.x.bkAt); age >= chaosHold {
+		// Tills may have dropped entries that backup lacks: head office
+		// promised never to be restored from it.
+		c.x.skipped++
+		c.logf("head office not restored: the backup of round %d is %v old, past the journal hold", c.x.bkRound, age)
 		return
 	}
 	var keep *chaosTill
@@ -1288,8 +1325,8 @@ func beatsFor(rounds int) map[int]string {
 	for _, b := range []struct {
 		name string
 		at   float64
-	}{{"assign", 0.1}, {"fetch", 0.12}, {"conflict", 0.15}, {"replace", 0.2}, {"backup", 0.3}, {"episode", 0.4}, {"settle", 0.5},
-		{"assign", 0.6}, {"fetch", 0.65}, {"restore", 0.7}, {"conflict", 0.8}, {"episode", 0.9}} {
+	}{{"assign", 0.1}, {"fetch", 0.12}, {"conflict", 0.15}, {"replace", 0.2}, {"prune", 0.25}, {"backup", 0.3}, {"episode", 0.4}, {"settle", 0.5},
+		{"assign", 0.6}, {"fetch", 0.65}, {"restore", 0.7}, {"prune", 0.75}, {"conflict", 0.8}, {"episode", 0.9}} {
 		r := max(1, int(b.at*float64(rounds)))
 		for out[r] != "" {
 			r++

@@ -193,7 +193,7 @@ func TestChaosSoak(t *testing.T) {
 	h := &ho{t: t, dsn: pgDSN(t), offline: off, clock: newTestClock(demoNow), enrolKey: []byte(strings.Repeat("chaos-enrol-key.", 2)),
 		// Time passes in steps of hours to days: a till cut off across
 		// them finds its cursor older than the change log kept.
-		retention: chaosRetention}
+		retention: chaosRetention, hold: chaosHold}
 	h.start()
 	t.Cleanup(h.stop)
 	importDemo(t, h)
@@ -293,8 +293,10 @@ func (c *chaos) act() {
 		c.reorderedPush(c.pickOnline())
 	case n < 940:
 		c.correctDuringFeed(c.pickOnline())
-	case n < 950:
+	case n < 946:
 		c.restartTill(c.pick())
+	case n < 950:
+		c.pruneJournal(c.pick())
 	case n < 960:
 		c.passTime()
 	case n < 964:
@@ -380,7 +382,25 @@ func (c *chaos) passTime() {
 		return
 	}
 	steps := []time.Duration{time.Hour, 6 * time.Hour, 24 * time.Hour, 3 * 24 * time.Hour, 10 * 24 * time.Hour, 21 * 24 * time.Hour}
-	c.passTimeBy(steps[c.rng.IntN(len(steps))])
+	d := steps[c.rng.IntN(len(steps))]
+	if c.restoreDue() && c.now.Add(d).Sub(c.x.bkAt) >= chaosHold {
+		return // the scheduled restore must find its backup within the hold
+	}
+	c.passTimeBy(d)
+}
+
+// restoreDue: the restore beat is still to come (every run, CI's short
+// one included, restores once).
+func (c *chaos) restoreDue() bool {
+	if c.x.bk == nil {
+		return false
+	}
+	for r, b := range c.x.beats {
+		if b == "restore" && r > c.round {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *chaos) pick() *chaosTill { return c.tills[c.rng.IntN(len(c.tills))] }
@@ -1759,6 +1779,7 @@ func (c *chaos) finish(initial map[string]headoffice.CardBalance, purchases map[
 		resets += tl.c.Status().Resets // since the till store was last opened
 	}
 	t.Logf("end: change log pruned %v (retention %v), feed resets of the tills' current stores %d", pruned > 0, chaosRetention, resets)
+	t.Logf("end: %d journal entries dropped by the tills (hold %v), %d restores left out (the backup past the hold)", c.x.dropped, chaosHold, c.x.skipped)
 }
 
 // exportJournal pages through head office's journal export, waiting (as

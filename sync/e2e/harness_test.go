@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -293,6 +295,9 @@ type till struct {
 	// clock is the till's (its store's and client's): demoNow + the skew
 	// unless a test moves it; now is what it showed at the start.
 	clock *testClock
+	// dropped are the entries prune let go, as they were: journal
+	// includes them, so the tests' models see every entry the till made.
+	dropped []store.Entry
 }
 
 func newTill(t testing.TB, h *ho, p *proxy, id, storeID string, clockSkew time.Duration) *till {
@@ -398,13 +403,58 @@ func (tl *till) returnAll(t *testing.T, id string, sale checkout.Result) {
 	}
 }
 
+// journal is every entry the till made, in order: those it holds and
+// those it dropped (prune).
 func (tl *till) journal(t *testing.T) []store.Entry {
+	t.Helper()
+	es := tl.kept(t)
+	if len(tl.dropped) == 0 {
+		return es
+	}
+	all := append(slices.Clone(tl.dropped), es...)
+	slices.SortFunc(all, func(a, b store.Entry) int { return strings.Compare(a.ID, b.ID) }) // a till's ids are in append order
+	return all
+}
+
+// kept is the journal the till's store holds.
+func (tl *till) kept(t *testing.T) []store.Entry {
 	t.Helper()
 	es, err := tl.st.JournalAfter(context.Background(), "", 1_000_000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return es
+}
+
+// prune drops the entries head office lets the till drop of those made
+// before before (store.PruneJournal, in the agent's runs), keeping a copy
+// in dropped, and returns how many went.
+func (tl *till) prune(t *testing.T, before time.Time) int {
+	t.Helper()
+	was := tl.kept(t)
+	total := 0
+	for {
+		n, err := tl.st.PruneJournal(context.Background(), before, 500)
+		if err != nil {
+			t.Fatalf("till %s: prune the journal: %v", tl.id, err)
+		}
+		if total += n; n == 0 {
+			break
+		}
+	}
+	left := map[string]bool{}
+	for _, e := range tl.kept(t) {
+		left[e.ID] = true
+	}
+	for _, e := range was {
+		if !left[e.ID] {
+			tl.dropped = append(tl.dropped, e)
+		}
+	}
+	if len(was)-len(left) != total {
+		t.Fatalf("till %s: pruned %d entries, the journal lost %d", tl.id, total, len(was)-len(left))
+	}
+	return total
 }
 
 // powder is washing powder (cost 410.00) at 900.00: up to 449 points a pack.
