@@ -865,25 +865,40 @@ func (c *Client) restored(ctx context.Context, folded string) error {
 	if err := c.o.Store.SetJournalHeld(ctx, ""); err != nil {
 		return fmt.Errorf("sync pull: %w", err)
 	}
-	if k, err := c.o.Store.JournalKept(ctx); err == nil && k.PrunedThrough > folded {
-		c.log.Error("head office was restored from a backup older than its -journal-hold: this till had dropped journal entries after head office's watermark, now lost from both; head office folds none of this till's entries after them until they are restored from an older backup",
-			"folded_through", folded, "dropped_through", k.PrunedThrough)
-		if err := c.o.Store.SetJournalLost(ctx, folded, true); err != nil {
-			return fmt.Errorf("sync pull: %w", err)
-		}
+	through, err := c.droppedPast(ctx, folded)
+	if err != nil || through == "" {
+		return err
+	}
+	c.log.Error("head office was restored from a backup older than its -journal-hold: this till had dropped journal entries after head office's watermark, now lost from both; head office folds none of this till's entries after them until they are restored from an older backup",
+		"folded_through", folded, "dropped_through", through)
+	if err := c.o.Store.SetJournalLost(ctx, folded, true); err != nil {
+		return fmt.Errorf("sync pull: %w", err)
 	}
 	return nil
+}
+
+// droppedPast is the last journal entry this till dropped when it is past
+// head office's watermark folded ("": none is).
+func (c *Client) droppedPast(ctx context.Context, folded string) (string, error) {
+	k, err := c.o.Store.JournalKept(ctx)
+	if err != nil {
+		return "", fmt.Errorf("sync pull: %w", err)
+	}
+	if k.PrunedThrough <= folded {
+		return "", nil
+	}
+	return k.PrunedThrough, nil
 }
 
 // lostError is why a till whose entries head office lacks cannot take
 // its feed, when the entries are ones it dropped (nil: they are not).
 func (c *Client) lostError(ctx context.Context, folded string) error {
-	k, err := c.o.Store.JournalKept(ctx)
-	if err != nil || k.PrunedThrough <= folded {
+	through, err := c.droppedPast(ctx, folded)
+	if err != nil || through == "" {
 		return err
 	}
 	return fmt.Errorf("sync pull: head office's watermark for till %s is %q, behind journal entries this till dropped (through %s) once head office said its backups held them: restored from a backup older than its -journal-hold, head office lacks them; restore them there from an older backup",
-		c.o.TillID, folded, k.PrunedThrough)
+		c.o.TillID, folded, through)
 }
 
 // lostFound clears the record of entries head office lost (SetJournalLost)
