@@ -74,12 +74,12 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	}
 	if !isCommand(cmd) {
 		// Before the flags and the database: a typo is named as such.
-		return fmt.Errorf("unknown command %q (serve, enrol, import, card-scope, reset-feed, retire, tills)", cmd)
+		return fmt.Errorf("unknown command %q (serve, enrol, import, card-scope, reset-feed, retire, tills, retake-journal)", cmd)
 	}
 	fs := flag.NewFlagSet("headoffice "+cmd, flag.ContinueOnError)
 	fs.SetOutput(redactingWriter{os.Stderr}) // a bad value is quoted: it may be the DSN
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: headoffice COMMAND [flags] [ARGS]: serve | enrol | import FILE | card-scope [CODE...] | reset-feed | retire\n  (see docs/sync.md)\nflags of headoffice %s:\n", cmd)
+		fmt.Fprintf(fs.Output(), "usage: headoffice COMMAND [flags] [ARGS]: serve | enrol | import FILE | card-scope [CODE...] | reset-feed | retire | tills | retake-journal EXPORT...\n  (see docs/sync.md)\nflags of headoffice %s:\n", cmd)
 		fs.PrintDefaults()
 	}
 	dsn := fs.String("dsn", "", "PostgreSQL DSN (default $HEADOFFICE_DSN; not shown here, it may hold a password)")
@@ -254,6 +254,8 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 			return err
 		}
 		return printTills(out, ts, *silent, time.Now())
+	case "retake-journal":
+		return retakeJournal(ctx, srv, fs.Args(), out)
 	case "retire":
 		if *tillID == "" {
 			return errors.New("retire: -till is required")
@@ -364,7 +366,7 @@ const minTokenLen = 16
 
 func isCommand(cmd string) bool {
 	switch cmd {
-	case "serve", "enrol", "import", "card-scope", "reset-feed", "retire", "tills":
+	case "serve", "enrol", "import", "card-scope", "reset-feed", "retire", "tills", "retake-journal":
 		return true
 	}
 	return false

@@ -1782,43 +1782,38 @@ func (c *chaos) finish(initial map[string]headoffice.CardBalance, purchases map[
 	t.Logf("end: %d journal entries dropped by the tills (hold %v), %d restores left out (the backup past the hold)", c.x.dropped, chaosHold, c.x.skipped)
 }
 
-// exportJournal pages through head office's journal export, waiting (as
-// runScenario does) while an older transaction in the cluster holds it
-// back, until it holds want entries.
+// exportJournal pages through head office's journal export, once it can
+// give every entry (exportCaughtUp), and checks it holds want entries.
 func (c *chaos) exportJournal(want int) map[string]headoffice.ExportedEntry {
 	t := c.t
 	t.Helper()
-	var out map[string]headoffice.ExportedEntry
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		out = map[string]headoffice.ExportedEntry{}
-		cursor := ""
-		for {
-			ex, err := c.h.srv.ExportJournal(c.ctx, cursor, 1000)
-			if err != nil {
+	exportCaughtUp(t, c.h)
+	out := map[string]headoffice.ExportedEntry{}
+	for cursor := ""; ; {
+		ex, err := c.h.srv.ExportJournal(c.ctx, cursor, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range ex.Entries {
+			var en wire.Entry
+			if err := json.Unmarshal(x.Entry, &en); err != nil {
 				t.Fatal(err)
 			}
-			for _, x := range ex.Entries {
-				var en wire.Entry
-				if err := json.Unmarshal(x.Entry, &en); err != nil {
-					t.Fatal(err)
-				}
-				if _, dup := out[en.ID]; dup {
-					t.Errorf("journal export gives entry %s twice", en.ID)
-				}
-				out[en.ID] = x
+			if _, dup := out[en.ID]; dup {
+				t.Errorf("journal export gives entry %s twice", en.ID)
 			}
-			if !ex.More {
-				break
-			}
-			cursor = ex.Cursor
+			out[en.ID] = x
 		}
-		if len(out) >= want || time.Now().After(deadline) {
-			if len(out) != want {
-				t.Errorf("head office exports %d entries, want %d (tills' and corrections)", len(out), want)
-			}
-			return out
+		if !ex.More {
+			break
 		}
+		cursor = ex.Cursor
 	}
+	if len(out) != want {
+		t.Errorf("head office exports %d entries, want %d (tills' and corrections)", len(out), want)
+		logExportBound(t, c.h)
+	}
+	return out
 }
 
 // TestReturnKeepsTheLotsIssuedPoints is the shortest sequence TestChaosSoak

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"strings"
 	"testing"
@@ -10,7 +12,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"tillagent/sync/client"
-	"tillagent/sync/wire"
+	"tillagent/sync/headoffice"
 )
 
 // TestTillDropsOnlyWhatEveryBackupHolds: head office holds the journal
@@ -95,11 +97,8 @@ func TestTillDropsOnlyWhatEveryBackupHolds(t *testing.T) {
 	if len(kept) != len(made)-before {
 		t.Errorf("the till keeps %d entries, want %d", len(kept), len(made)-before)
 	}
+	exportCaughtUp(t, h)
 	got := exportAll(t, e)
-	for deadline := time.Now().Add(15 * time.Second); len(got) < len(made) && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-		got = exportAll(t, e)
-	}
 	for _, en := range made {
 		g, ok := got[en.ID]
 		switch {
@@ -161,6 +160,8 @@ func TestRestoreOlderThanTheHoldIsReported(t *testing.T) {
 		t.Fatalf("journal kept %+v, %v before the restore; want nothing lost", k, err)
 	}
 	made := len(tl.journal(t))
+	// ERP has taken the journal back, page by page, before the restore.
+	erpCopy := erpExport(t, e)
 
 	bk.restore(t, h, p)
 	if code, data := erpCall(t, h, "POST", "/v1/erp/tills/"+tl.id+"/reset-feed", nil); code != 200 {
@@ -185,20 +186,27 @@ func TestRestoreOlderThanTheHoldIsReported(t *testing.T) {
 		}
 	}
 
-	// The operator gives head office the lost entries back (from an older
-	// backup; here as the till wrote them): it folds them and the one it
-	// held after them, the till's next pull takes its watermark, and the
-	// loss is no longer reported.
-	var lost []wire.Entry
-	prev := ""
+	// The operator gives head office the lost entries back from ERP's copy
+	// (headoffice retake-journal): it stores them, folds them and the ones
+	// the till pushed again after them, the till's next pull takes its
+	// watermark, and the loss is no longer reported.
+	exported, err := headoffice.DecodeExport(bytes.NewReader(erpCopy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
 	for _, en := range whole {
 		if en.ID <= k.PrunedThrough {
-			lost = append(lost, wire.Entry{Entry: en, Prev: prev})
+			lost++
 		}
-		prev = en.ID
 	}
-	if res := post(t, e, tl, wire.Batch{TillID: tl.id, Entries: lost}); len(res.Results) != len(lost) || res.FoldedThrough != whole[len(whole)-1].ID {
-		t.Fatalf("the lost entries given back: %+v; want them and the last entry folded", res)
+	rs, err := h.srv.RetakeJournal(ctx, exported)
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("retake: %+v, %v", rs, err)
+	}
+	if r := rs[0]; r.Applied != lost || r.Duplicate != len(whole)-lost || r.Held != 0 || r.Conflict+r.Rejected != 0 ||
+		r.FoldedThrough != whole[len(whole)-1].ID || r.Waiting != 0 || r.Err != "" {
+		t.Fatalf("retake: %+v; want the %d lost entries applied, the %d the till pushed again duplicate, folded through the last", r, lost, len(whole)-lost)
 	}
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		err := tl.c.SyncNow(ctx)
@@ -209,4 +217,24 @@ func TestRestoreOlderThanTheHoldIsReported(t *testing.T) {
 		}
 	}
 	sameBalances(t, h, tl, allCards(t, h))
+}
+
+// erpExport is head office's journal export as an ERP job keeps it: every
+// page, one after another, once it can give every entry.
+func erpExport(t *testing.T, e *env) []byte {
+	t.Helper()
+	exportCaughtUp(t, e.h)
+	var out bytes.Buffer
+	for cursor := ""; ; {
+		code, page := erpCall(t, e.h, "GET", "/v1/erp/journal?limit=3&cursor="+cursor, nil)
+		var p headoffice.Export
+		if err := json.Unmarshal(page, &p); code != 200 || err != nil {
+			t.Fatalf("export page after %q: %d %s (%v)", cursor, code, page, err)
+		}
+		out.Write(page)
+		if !p.More {
+			return out.Bytes()
+		}
+		cursor = p.Cursor
+	}
 }

@@ -163,6 +163,10 @@ func TestSlowLinkHalvesFeedPages(t *testing.T) {
 	ctx := context.Background()
 	h := startHO(t, pgDSN(t))
 	importDemo(t, h)
+	// The first load's cursor past the import: while another package's
+	// older transaction runs it would not be, and the delta after the load
+	// would read the import again, in enough quick pages to grow.
+	caughtUp(t, h, "changes")
 	p := newProxy(t, h.hs.URL)
 	var mu sync.Mutex
 	var snapLimits, deltaLimits []int

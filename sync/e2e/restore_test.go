@@ -205,17 +205,9 @@ func restoreScenario(t *testing.T, syncBefore bool) {
 	sameBalances(t, h, tl, keys(initial))
 
 	bk.restore(t, h, p)
-	// The export holds back entries of transactions from the cluster's
-	// oldest running one on (a test of another package holding a row
-	// lock): the restore wrote them anew, so wait until it shows them.
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		n := len(hoEntries(t, e))
-		if n == atBackup+1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("test setup: head office holds %d entries after the restore, want the %d of the backup", n, atBackup+1)
-		}
+	exportCaughtUp(t, h)
+	if n := len(hoEntries(t, e)); n != atBackup+1 {
+		t.Fatalf("test setup: head office holds %d entries after the restore, want the %d of the backup", n, atBackup+1)
 	}
 	mu.Lock()
 	checking = true
@@ -305,14 +297,11 @@ func sameJournal(t *testing.T, e *env) {
 	for _, en := range e.a.journal(t) {
 		till[en.ID] = canonical(t, en)
 	}
+	exportCaughtUp(t, e.h)
 	got := exportAll(t, e)
-	// The export lags while an older transaction anywhere in the cluster runs.
-	for deadline := time.Now().Add(15 * time.Second); len(got) < len(till) && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-		got = exportAll(t, e)
-	}
 	if len(got) != len(till) {
 		t.Errorf("head office holds %d entries, the till %d", len(got), len(till))
+		logExportBound(t, e.h)
 	}
 	for id, want := range till {
 		if g, ok := got[id]; !ok {
@@ -321,6 +310,54 @@ func sameJournal(t *testing.T, e *env) {
 			t.Errorf("entry %s differs:\n head office %s\n till        %s", id, g, want)
 		}
 	}
+}
+
+// exportCaughtUp waits until the journal export can give every entry head
+// office holds (caughtUp).
+func exportCaughtUp(t *testing.T, h *ho) { caughtUp(t, h, "journal") }
+
+// caughtUp waits until no transaction older than the newest row of table
+// (journal or changes) runs anywhere in the cluster. The export and the
+// feed are exact and so hold such rows back until then (another package's
+// tests may run an old transaction for a while); after it, an entry or a
+// change missing from them is a bug, not a lag.
+func caughtUp(t *testing.T, h *ho, table string) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		var ok bool
+		if err := h.srv.DB().QueryRow(context.Background(),
+			`SELECT coalesce(max(xid) < pg_snapshot_xmin(pg_current_snapshot()), true) FROM `+table).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			logExportBound(t, h)
+			t.Fatalf("a transaction older than head office's newest %s row has run for two minutes", table)
+		}
+	}
+}
+
+// logExportBound logs what bounds the export: head office's journal rows
+// by (xid, seq), the current snapshot, and the cluster's sessions holding
+// an xid or a snapshot.
+func logExportBound(t *testing.T, h *ho) {
+	t.Helper()
+	ctx := context.Background()
+	dump := func(what, q string) {
+		rows, err := h.srv.DB().Query(ctx, q)
+		if err != nil {
+			t.Logf("%s: %v", what, err)
+			return
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		t.Logf("%s (%v):\n%s", what, err, strings.Join(lines, "\n"))
+	}
+	dump("journal", `SELECT concat_ws(' ', id, xid, seq, folded) FROM journal ORDER BY xid, seq`)
+	dump("snapshot", `SELECT pg_current_snapshot()::text`)
+	dump("sessions", `SELECT concat_ws(' ', pid, application_name, state, backend_xid, backend_xmin, xact_start, left(query, 100))
+		FROM pg_stat_activity WHERE backend_xid IS NOT NULL OR backend_xmin IS NOT NULL`)
 }
 
 func keys(m map[string]string) []string {

@@ -88,6 +88,10 @@ func TestTillsShareFirstLoadPages(t *testing.T) {
 		if i == 2 {
 			correct("c1", "2600000000017", -100)
 			correct("c3", "2900000000049", 77)
+			// The third till's snapshot sees both: while another package's
+			// older transaction runs, it would not, and every page with
+			// their cards would be read again for the fourth till too.
+			caughtUp(t, h, "changes")
 			pages := 0
 			p.onFeed = func(r *http.Request) {
 				if r.URL.Query().Get("snapshot") == "1" {

@@ -228,15 +228,11 @@ func runScenario(t *testing.T, f fault) map[string]string {
 			t.Errorf("till %s status after sync: %+v", tl.id, st)
 		}
 	}
-	// The export is exact and so lags while an older transaction anywhere
-	// in the cluster runs (other tests' too): wait for it to catch up.
+	exportCaughtUp(t, h)
 	hoJournal := exportAll(t, e)
-	for deadline := time.Now().Add(15 * time.Second); len(hoJournal) < len(union) && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-		hoJournal = exportAll(t, e)
-	}
 	if len(hoJournal) != len(union) {
 		t.Errorf("head office holds %d entries, the tills %d", len(hoJournal), len(union))
+		logExportBound(t, h)
 	}
 	for id, want := range union {
 		if got, ok := hoJournal[id]; !ok {
@@ -254,7 +250,7 @@ func runScenario(t *testing.T, f fault) map[string]string {
 	// written off and the card keeps the debt until they activate (still
 	// flagged, below).
 	sum := map[string]decimal.Decimal{}
-	for _, en := range hoEntries(t, e) { // complete now (waited above)
+	for _, en := range hoEntries(t, e) { // complete (caught up above)
 		sum[en.CardCode] = sum[en.CardCode].Add(en.Points)
 	}
 	wos, err := h.srv.WriteOffs(ctx)

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"tillagent/sync/headoffice"
+)
+
+// retakeJournal gives head office back the journal entries in ERP's copy
+// of the export (files of its pages or entries): every file is read
+// before anything is written. It fails when a till's entries could not all
+// be taken, or some conflict with what head office holds.
+func retakeJournal(ctx context.Context, srv *headoffice.Server, files []string, out io.Writer) error {
+	if len(files) == 0 {
+		return errors.New("retake-journal: give the files of ERP's journal export (its pages, or an entry a line)")
+	}
+	var all []headoffice.ExportedEntry
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("retake-journal, nothing written: %w", err)
+		}
+		es, err := headoffice.DecodeExport(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("retake-journal %s, nothing written: %w", name, err)
+		}
+		all = append(all, es...)
+	}
+	rs, err := srv.RetakeJournal(ctx, all)
+	if err != nil {
+		return err
+	}
+	var failed []string
+	for _, r := range rs {
+		fmt.Fprintf(out, "till %s: %d entries taken back, %d held already (%d at or before its watermark), %d conflicting, %d rejected; watermark %s → %s",
+			r.TillID, r.Applied, r.Held+r.Duplicate, r.Held, r.Conflict, r.Rejected, cmp.Or(r.FoldedBefore, "-"), cmp.Or(r.FoldedThrough, "-"))
+		if r.Waiting > 0 {
+			fmt.Fprintf(out, "; %d entries still wait behind a gap the copy does not fill", r.Waiting)
+		}
+		fmt.Fprintln(out)
+		for _, p := range r.Problems {
+			fmt.Fprintf(out, "  %s\n", p)
+		}
+		if r.Err != "" {
+			fmt.Fprintf(out, "  stopped: %s\n", r.Err)
+		}
+		// Rejected entries are kept as head office kept them the first
+		// time (applied to no card); a conflict is an entry the copy has
+		// otherwise than head office.
+		if r.Err != "" || r.Conflict > 0 {
+			failed = append(failed, r.TillID)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("retake-journal: not every entry of tills %s was taken (above)", strings.Join(failed, ", "))
+	}
+	return nil
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"tillagent/internal/store"
+	"tillagent/sync/headoffice"
+	"tillagent/sync/pgtest"
+	"tillagent/sync/wire"
+)
+
+// TestRetakeJournalCommand: ERP's copy of three entries (an entry a line)
+// is taken back, then again (held already); a copy with an entry otherwise
+// than head office holds it fails and names it, after taking the rest; no file, or a file that is
+// not an export, fails before anything is written.
+func TestRetakeJournalCommand(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	if err := run(ctx, []string{"import", "-dsn", dsn, "../../testdata/demo/replica.yaml"}, io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, []string{"enrol", "-dsn", dsn, "-till", "S001-T01", "-store", "S001"}, io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	var entries []wire.Entry
+	for i := 1; i <= 5; i++ {
+		id := fmt.Sprintf("S001-T01-%026d", i)
+		e := wire.Entry{Entry: store.Entry{ID: id, CheckID: id, CardCode: "2900000000049", Kind: store.KindAccrual,
+			Points: decimal.NewFromInt(10), PurchaseKop: 10000, CreatedAt: at}}
+		e.Lots = []store.LotChange{{LotID: id, Delta: e.Points, Create: true, ActiveFrom: at}}
+		if i > 1 {
+			e.Prev = entries[i-2].ID
+		}
+		entries = append(entries, e)
+	}
+	dir := t.TempDir()
+	file := func(name string, es ...wire.Entry) string {
+		var b bytes.Buffer
+		for _, e := range es {
+			body, ok := wire.AppendEntry(nil, e)
+			if !ok {
+				t.Fatalf("encode %s", e.ID)
+			}
+			json.NewEncoder(&b).Encode(headoffice.ExportedEntry{TillID: "S001-T01", Entry: body})
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var out bytes.Buffer
+	retake := func(files ...string) error {
+		out.Reset()
+		return run(ctx, append([]string{"retake-journal", "-dsn", dsn}, files...), &out, nil)
+	}
+
+	three := file("three.ndjson", entries[:3]...)
+	if err := retake(three); err != nil {
+		t.Fatalf("retake: %v\n%s", err, out.String())
+	}
+	if want := "till S001-T01: 3 entries taken back, 0 held already (0 at or before its watermark), 0 conflicting, 0 rejected; watermark - → " + entries[2].ID + "\n"; out.String() != want {
+		t.Fatalf("retake output:\n%s\nwant:\n%s", out.String(), want)
+	}
+	if err := retake(three); err != nil || !strings.Contains(out.String(), ": 0 entries taken back, 3 held already (3 at or before its watermark)") {
+		t.Fatalf("retake again: %v\n%s", err, out.String())
+	}
+
+	// The fifth entry is stored as the till sent it, waiting for the
+	// fourth; the copy has the fourth, and the fifth otherwise. (An entry
+	// at or before the watermark is not compared: it is held.)
+	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if _, err := srv.Ingest(ctx, &wire.Batch{TillID: "S001-T01", Entries: entries[4:]}); err != nil {
+		t.Fatal(err)
+	}
+	other := entries[4]
+	other.Points = decimal.NewFromInt(12)
+	other.Lots = []store.LotChange{{LotID: other.ID, Delta: other.Points, Create: true, ActiveFrom: at}}
+	err = retake(file("other.ndjson", entries[3], other))
+	if err == nil || !strings.Contains(err.Error(), "tills S001-T01") ||
+		!strings.Contains(out.String(), ": 1 entries taken back, 0 held already (0 at or before its watermark), 1 conflicting, 0 rejected; watermark "+entries[2].ID+" → "+entries[4].ID+"\n") ||
+		!strings.Contains(out.String(), "\n  "+other.ID+": conflict") {
+		t.Fatalf("retake of an entry otherwise: %v\n%s", err, out.String())
+	}
+
+	notExport := filepath.Join(dir, "replica.json")
+	os.WriteFile(notExport, []byte(`{"cards": []}`), 0o644)
+	for _, files := range [][]string{nil, {filepath.Join(dir, "missing")}, {three, notExport}} {
+		if err := retake(files...); err == nil || out.Len() != 0 {
+			t.Errorf("retake-journal %q: %v, output %q; want an error and nothing done", files, err, out.String())
+		}
+	}
+}

@@ -1,0 +1,190 @@
+package headoffice
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"tillagent/internal/store"
+	"tillagent/sync/wire"
+)
+
+// exportPages is the whole journal export of s as ERP keeps it: its pages,
+// of limit entries, one after another, once it holds n entries (it lags
+// while an older transaction anywhere in the cluster runs: other tests').
+func exportPages(t *testing.T, s *Server, limit, n int) []byte {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var out bytes.Buffer
+		got := 0
+		for cursor := ""; ; {
+			p, err := s.ExportJournal(context.Background(), cursor, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.NewEncoder(&out).Encode(p); err != nil {
+				t.Fatal(err)
+			}
+			got += len(p.Entries)
+			if !p.More {
+				break
+			}
+			cursor = p.Cursor
+		}
+		if got == n {
+			return out.Bytes()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the journal export holds %d entries, want %d", got, n)
+		}
+	}
+}
+
+func decodeExport(t *testing.T, data []byte) []ExportedEntry {
+	t.Helper()
+	es, err := DecodeExport(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}
+
+func retake(t *testing.T, s *Server, es []ExportedEntry) Retaken {
+	t.Helper()
+	rs, err := s.RetakeJournal(context.Background(), es)
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("retake: %+v, %v; want one till", rs, err)
+	}
+	return rs[0]
+}
+
+// TestRetakeJournalFillsWhatARestoreLost: head office A has the till's
+// whole chain and ERP its export; head office B (restored from an old
+// backup, the till having dropped what it lacks) holds the first two
+// entries folded and the last two waiting behind the gap. Retaking A's
+// export into B stores the three it lacks, folds through to the last
+// entry, and leaves B's lots and balances as A's; a second run changes
+// nothing.
+func TestRetakeJournalFillsWhatARestoreLost(t *testing.T) {
+	ctx := context.Background()
+	a, entries := ingestFixture(t)
+	if res, err := a.Ingest(ctx, &wire.Batch{TillID: "S001-T09", Entries: entries}); err != nil || res.FoldedThrough != entries[6].ID {
+		t.Fatalf("head office A: %+v, %v", res, err)
+	}
+	export := exportPages(t, a, 3, len(entries)) // three pages
+	want := readIngestState(t, a)
+
+	b, _ := ingestFixture(t)
+	for _, part := range [][]wire.Entry{entries[:2], entries[5:]} {
+		if _, err := b.Ingest(ctx, &wire.Batch{TillID: "S001-T09", Entries: part}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := readIngestState(t, b); st.watermark != entries[1].ID || st.journal != 4 {
+		t.Fatalf("head office B before: %+v, want 4 entries folded through the second", st)
+	}
+
+	r := retake(t, b, decodeExport(t, export))
+	if r.Held != 2 || r.Applied != 3 || r.Duplicate != 2 || r.Conflict+r.Rejected != 0 || r.Err != "" ||
+		r.FoldedBefore != entries[1].ID || r.FoldedThrough != entries[6].ID || r.Waiting != 0 {
+		t.Fatalf("retake: %+v; want 2 held, 3 applied, the 2 waiting duplicate, folded through the last", r)
+	}
+	// The change rows differ: B wrote its entries in three transactions.
+	after := readIngestState(t, b)
+	if after.journal != want.journal || after.folded != want.folded || after.lots != want.lots ||
+		after.remaining != want.remaining || after.watermark != want.watermark {
+		t.Fatalf("head office B after: %+v, want A's %+v", after, want)
+	}
+	for _, c := range []string{"3300000000001", "3300000000002", "3300000000003"} {
+		if ga, gb := balanceOf(t, a, c), balanceOf(t, b, c); ga != gb {
+			t.Errorf("card %s: %s at B, %s at A", c, gb, ga)
+		}
+	}
+	if r := retake(t, b, decodeExport(t, export)); r.Held != 7 || r.Applied+r.Duplicate != 0 || r.FoldedThrough != entries[6].ID {
+		t.Fatalf("second retake: %+v; want everything held", r)
+	}
+	if got := readIngestState(t, b); got != after {
+		t.Fatalf("after the second retake: %+v, want %+v", got, after)
+	}
+}
+
+// TestRetakeJournalRefusesWhatIsNotTheExport: the same id twice with other
+// content writes nothing; an entry otherwise than head office holds it is
+// a conflict, named; a copy lacking an entry leaves the rest waiting; an
+// unknown till is named and does not stop the others; the entries may be
+// pretty-printed, one a line, or in pages.
+func TestRetakeJournalRefusesWhatIsNotTheExport(t *testing.T) {
+	ctx := context.Background()
+	b, entries := ingestFixture(t)
+	if _, err := b.Ingest(ctx, &wire.Batch{TillID: "S001-T09", Entries: entries[:2]}); err != nil {
+		t.Fatal(err)
+	}
+	line := func(till string, e wire.Entry) ExportedEntry {
+		body, ok := wire.AppendEntry(nil, e)
+		if !ok {
+			t.Fatalf("encode %s", e.ID)
+		}
+		return ExportedEntry{TillID: till, Entry: body}
+	}
+	before := readIngestState(t, b)
+
+	other := entries[3]
+	other.Points = decimal.NewFromInt(11)
+	other.Lots = []store.LotChange{{LotID: other.ID, Delta: other.Points, Create: true, ActiveFrom: other.CreatedAt}}
+	if _, err := b.RetakeJournal(ctx, []ExportedEntry{line("S001-T09", entries[3]), line("S001-T09", other)}); err == nil ||
+		!strings.Contains(err.Error(), entries[3].ID+" given twice with different content") {
+		t.Fatalf("the same id twice, otherwise: %v", err)
+	}
+	if got := readIngestState(t, b); got != before {
+		t.Fatalf("after the refused copy: %+v, want %+v", got, before)
+	}
+
+	// Entry 3 stored as the till sent it; the copy has it otherwise, and
+	// lacks entry 4: 2 and 3 fold, 5 and 6 wait.
+	if _, err := b.Ingest(ctx, &wire.Batch{TillID: "S001-T09", Entries: entries[3:4]}); err != nil {
+		t.Fatal(err)
+	}
+	var copy []ExportedEntry
+	for i, e := range entries {
+		switch i {
+		case 3:
+			copy = append(copy, line("S001-T09", other))
+		case 4:
+		default:
+			copy = append(copy, line("S001-T09", e))
+		}
+	}
+	copy = append(copy, line("S001-T77", wire.Entry{Entry: store.Entry{ID: "S001-T77-1"}}))
+	var file bytes.Buffer
+	for i, x := range copy {
+		if i%2 == 0 {
+			json.NewEncoder(&file).Encode(x) // an entry a line
+			continue
+		}
+		p, _ := json.MarshalIndent(Export{Entries: []ExportedEntry{x}}, "", "  ") // a page, pretty-printed
+		file.Write(p)
+	}
+	rs, err := b.RetakeJournal(ctx, decodeExport(t, file.Bytes()))
+	if err != nil || len(rs) != 2 {
+		t.Fatalf("retake: %+v, %v; want both tills", rs, err)
+	}
+	r := rs[0]
+	if r.TillID != "S001-T09" || r.Held != 2 || r.Applied != 3 || r.Conflict != 1 || r.Duplicate != 0 ||
+		r.FoldedThrough != entries[3].ID || r.Waiting != 2 || len(r.Problems) != 1 || !strings.HasPrefix(r.Problems[0], entries[3].ID+": conflict") {
+		t.Fatalf("retake: %+v; want 2 held, 2 and 5, 6 applied, 3 a conflict, folded through 3, 5 and 6 waiting", r)
+	}
+	if u := rs[1]; u.TillID != "S001-T77" || !strings.Contains(u.Err, "S001-T77") || !strings.Contains(u.Err, ErrUnknownTill.Error()) || u.Applied != 0 {
+		t.Fatalf("unknown till: %+v", u)
+	}
+
+	for _, bad := range []string{`[1, 2]`, `{"cursor": "1.1"}`, `{"entries": [], "till_id": "S001-T09"}`, `{"entries": [`} {
+		if _, err := DecodeExport(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "journal export, value 1") {
+			t.Errorf("DecodeExport(%s): %v, want an error naming the value", bad, err)
+		}
+	}
+}
