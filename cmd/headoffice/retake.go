@@ -39,12 +39,16 @@ func retakeJournal(ctx context.Context, srv *headoffice.Server, files []string, 
 	}
 	var failed []string
 	for _, r := range rs {
-		fmt.Fprintf(out, "till %s: %d entries taken back, %d held already (%d at or before its watermark), %d conflicting, %d rejected; watermark %s → %s",
-			r.TillID, r.Applied, r.Held+r.Duplicate, r.Held, r.Conflict, r.Rejected, cmp.Or(r.FoldedBefore, "-"), cmp.Or(r.FoldedThrough, "-"))
-		if r.Waiting > 0 {
-			fmt.Fprintf(out, "; %d entries still wait behind a gap the copy does not fill", r.Waiting)
+		if r.TillID == headoffice.ERPTill {
+			fmt.Fprintf(out, "ERP corrections: %d given again, %d held already, %d refused\n", r.Applied, r.Duplicate, r.Rejected)
+		} else {
+			fmt.Fprintf(out, "till %s: %d entries taken back, %d held already (%d at or before its watermark), %d conflicting, %d rejected; watermark %s → %s",
+				r.TillID, r.Applied, r.Held+r.Duplicate, r.Held, r.Conflict, r.Rejected, cmp.Or(r.FoldedBefore, "-"), cmp.Or(r.FoldedThrough, "-"))
+			if r.Waiting > 0 {
+				fmt.Fprintf(out, "; %d entries still wait behind a gap the copy does not fill", r.Waiting)
+			}
+			fmt.Fprintln(out)
 		}
-		fmt.Fprintln(out)
 		for _, p := range r.Problems {
 			fmt.Fprintf(out, "  %s\n", p)
 		}

@@ -22,7 +22,8 @@ import (
 
 // TestRetakeJournalCommand: ERP's copy of three entries (an entry a line)
 // is taken back, then again (held already); a copy with an entry otherwise
-// than head office holds it fails and names it, after taking the rest; no file, or a file that is
+// than head office holds it fails and names it, after taking the rest; an
+// ERP correction lost is given again; no file, or a file that is
 // not an export, fails before anything is written.
 func TestRetakeJournalCommand(t *testing.T) {
 	dsn := pgtest.DSN(t)
@@ -97,6 +98,39 @@ func TestRetakeJournalCommand(t *testing.T) {
 		!strings.Contains(out.String(), ": 1 entries taken back, 0 held already (0 at or before its watermark), 1 conflicting, 0 rejected; watermark "+entries[2].ID+" → "+entries[4].ID+"\n") ||
 		!strings.Contains(out.String(), "\n  "+other.ID+": conflict") {
 		t.Fatalf("retake of an entry otherwise: %v\n%s", err, out.String())
+	}
+
+	// An ERP correction in the copy is given again as ERP would send it:
+	// applied once, then held.
+	if _, err := srv.Correct(ctx, headoffice.Correction{ID: "sup-1", Card: "2900000000049", Points: decimal.NewFromInt(7), Reason: "goodwill"}); err != nil {
+		t.Fatal(err)
+	}
+	var erp bytes.Buffer
+	// The export shows it once no older transaction runs in the cluster
+	// (other packages' tests).
+	for deadline := time.Now().Add(2 * time.Minute); erp.Len() == 0; time.Sleep(20 * time.Millisecond) {
+		exp, err := srv.ExportJournal(ctx, "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range exp.Entries {
+			if x.TillID == headoffice.ERPTill {
+				json.NewEncoder(&erp).Encode(x)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ERP correction in the export: %+v", exp.Entries)
+		}
+	}
+	if _, err := srv.DB().Exec(ctx, `DELETE FROM lots WHERE lot_id = 'ERP-sup-1'; DELETE FROM journal WHERE id = 'ERP-sup-1'`); err != nil {
+		t.Fatal(err) // lost with a restore
+	}
+	corrections := filepath.Join(dir, "erp.ndjson")
+	os.WriteFile(corrections, erp.Bytes(), 0o644)
+	for _, want := range []string{"ERP corrections: 1 given again, 0 held already, 0 refused\n", "ERP corrections: 0 given again, 1 held already, 0 refused\n"} {
+		if err := retake(corrections); err != nil || out.String() != want {
+			t.Fatalf("retake of a correction: %v\n%s\nwant %s", err, out.String(), want)
+		}
 	}
 
 	notExport := filepath.Join(dir, "replica.json")

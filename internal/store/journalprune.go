@@ -167,12 +167,13 @@ func (s *Store) pruneJournal(ctx context.Context, before time.Time, limit int) (
 	if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE IF NOT EXISTS journal_pruning (seq INTEGER PRIMARY KEY)`); err != nil {
 		return 0, err
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO journal_pruning
+	res, err := tx.ExecContext(ctx, `WITH unacked(seq) AS (SELECT min(seq) FROM journal WHERE acked = 0)
+		INSERT INTO journal_pruning
 		SELECT j.seq FROM journal j
 		WHERE j.id > ?1 AND j.id < ?2 AND j.acked = 1 AND j.created_ms < ?3
 			AND j.seq < coalesce(
-				(SELECT max(p.seq) FROM journal p WHERE p.seq < (SELECT min(u.seq) FROM journal u WHERE u.acked = 0)),
-				(SELECT min(u.seq) FROM journal u WHERE u.acked = 0),
+				(SELECT max(p.seq) FROM journal p WHERE p.seq < (SELECT seq FROM unacked)),
+				(SELECT seq FROM unacked),
 				(SELECT max(seq) FROM journal))
 			AND NOT EXISTS (SELECT 1 FROM sale_docs d WHERE d.id = j.check_id AND d.pruned_ms IS NULL)
 			AND NOT EXISTS (SELECT 1 FROM journal_lots jl WHERE jl.entry_seq = j.seq AND jl.created = 1

@@ -75,10 +75,10 @@ func (s *Server) Enrol(ctx context.Context, tillID, storeID string) (string, err
 		// such a till could never authenticate.
 		return "", badRequest(fmt.Errorf("enrol till %q: a till id cannot hold ':' (HTTP Basic authentication splits at it)", tillID))
 	}
-	if up := strings.ToUpper(tillID); up == erpTill || strings.HasPrefix(up, erpTill+"-") {
+	if up := strings.ToUpper(tillID); up == ERPTill || strings.HasPrefix(up, ERPTill+"-") {
 		// Head office's own journal (corrections) has ids ERP-…: a till's
 		// entry ids (TILL-ULID) must never meet them.
-		return "", badRequest(fmt.Errorf("enrol till %q: %s and %s-… are reserved for head office's own journal", tillID, erpTill, erpTill))
+		return "", badRequest(fmt.Errorf("enrol till %q: %s and %s-… are reserved for head office's own journal", tillID, ERPTill, ERPTill))
 	}
 	var known bool
 	if err := s.db.QueryRow(ctx, sqlStoreKnown, storeID).Scan(&known); err != nil {

@@ -425,8 +425,9 @@ type CorrectionResult struct {
 	Duplicate bool   `json:"duplicate,omitempty"`
 }
 
-// erpTill is the till id of head office's own journal entries.
-const erpTill = "ERP"
+// ERPTill is the till id of head office's own journal entries (ERP's
+// corrections), in the journal and its export.
+const ERPTill = "ERP"
 
 // Correct applies a correction as a journal entry of head office (till
 // "ERP"): an accrual creates a lot active now; a deduction consumes active
@@ -453,7 +454,7 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 	if err := wire.CheckPoints("points", c.Points, -1); err != nil {
 		return CorrectionResult{}, refused(fmt.Errorf("correction %s of card %s: %w", c.ID, c.Card, err))
 	}
-	id := erpTill + "-" + c.ID
+	id := ERPTill + "-" + c.ID
 	// The digest tells a retry from another correction under the same id:
 	// expires_at in UTC, so a retry that writes it in another zone is the
 	// same correction.
@@ -526,7 +527,7 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		}
 		body, _ := json.Marshal(e)
 		if _, err := tx.Exec(ctx, `INSERT INTO journal (id, till_id, card_code, kind, points, body, digest, folded, created_at)
-			VALUES ($1, $2, $3, 'correction', $4::numeric, $5, $6, true, $7)`, id, erpTill, c.Card, c.Points.String(), string(body), sum[:], e.CreatedAt); err != nil {
+			VALUES ($1, $2, $3, 'correction', $4::numeric, $5, $6, true, $7)`, id, ERPTill, c.Card, c.Points.String(), string(body), sum[:], e.CreatedAt); err != nil {
 			return fmt.Errorf("write journal: %w", err)
 		}
 		card.apply(e, time.UTC)
@@ -553,7 +554,7 @@ func correctionLot(id string) string {
 		return id
 	}
 	sum := sha256.Sum256([]byte(id))
-	return erpTill + "-" + hex.EncodeToString(sum[:16])
+	return ERPTill + "-" + hex.EncodeToString(sum[:16])
 }
 
 // consume picks lots for a deduction of pts: active, unexpired, soonest

@@ -64,7 +64,9 @@ const maxProblems = 20
 // chain), a batch a transaction: the exported body is the entry with its
 // predecessor, so the content digest is the one the till's push had, an
 // entry head office holds answers duplicate and one it holds otherwise
-// conflict. Those at or before the till's watermark are skipped. The same
+// conflict. Those at or before the till's watermark are skipped. ERP's
+// corrections (till ERP) are given again as ERP would send them
+// (retakeCorrections). The same
 // id given twice with different bytes refuses the whole run before
 // anything is written: the copy is not what head office exported.
 func (s *Server) RetakeJournal(ctx context.Context, exported []ExportedEntry) ([]Retaken, error) {
@@ -106,7 +108,11 @@ func (s *Server) RetakeJournal(ctx context.Context, exported []ExportedEntry) ([
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				out[i] = s.retakeTill(ctx, tills[i], byTill[tills[i]])
+				if tills[i] == ERPTill {
+					out[i] = s.retakeCorrections(ctx, byTill[tills[i]])
+				} else {
+					out[i] = s.retakeTill(ctx, tills[i], byTill[tills[i]])
+				}
 			}
 		}()
 	}
@@ -144,6 +150,54 @@ func (s *Server) retakeTill(ctx context.Context, till string, es []copiedEntry) 
 		r.Err = werr.Error()
 	}
 	return r
+}
+
+// retakeCorrections gives again ERP's corrections of the copy (the export
+// holds them under till ERP) as ERP would send them: Correct is idempotent
+// by id, so one head office holds answers duplicate. Each is rebuilt from
+// its entry: the id after "ERP-", the card, the points, the note as the
+// reason, and an accrual's lot's expiry; the digest is then the one of the
+// first request. An accrual whose lot has expired since is refused, as
+// ERP's would be, and named.
+func (s *Server) retakeCorrections(ctx context.Context, es []copiedEntry) Retaken {
+	slices.SortFunc(es, func(a, b copiedEntry) int { return strings.Compare(a.id, b.id) })
+	r := Retaken{TillID: ERPTill}
+	for _, x := range es {
+		res, err := s.retakeCorrection(ctx, x.body)
+		switch {
+		case err == nil && res.Duplicate:
+			r.Duplicate++
+		case err == nil:
+			r.Applied++
+		case errors.As(err, new(refusedError)):
+			r.Rejected++
+			if len(r.Problems) < maxProblems {
+				r.Problems = append(r.Problems, x.id+": rejected: "+err.Error())
+			}
+		default:
+			r.Err = err.Error()
+			s.log.Error("retake journal", "till", ERPTill, "entry", x.id, "err", err)
+			return r
+		}
+	}
+	return r
+}
+
+func (s *Server) retakeCorrection(ctx context.Context, body []byte) (CorrectionResult, error) {
+	var e wire.Entry
+	if err := json.Unmarshal(body, &e); err != nil {
+		return CorrectionResult{}, refused(fmt.Errorf("not a journal entry: %w", err))
+	}
+	id, ok := strings.CutPrefix(e.ID, ERPTill+"-")
+	if !ok || e.Kind != store.KindCorrection {
+		return CorrectionResult{}, refused(fmt.Errorf("entry %s of kind %q: not an ERP correction", e.ID, e.Kind))
+	}
+	c := Correction{ID: id, Card: e.CardCode, Points: e.Points, Reason: e.Note}
+	if len(e.Lots) == 1 && e.Lots[0].Create && !e.Lots[0].ExpiresAt.IsZero() {
+		at := e.Lots[0].ExpiresAt.UTC()
+		c.ExpiresAt = &at
+	}
+	return s.Correct(ctx, c)
 }
 
 // retakeBatch decodes entries as a push of till would carry them and

@@ -54,29 +54,45 @@ func decodeExport(t *testing.T, data []byte) []ExportedEntry {
 	return es
 }
 
-func retake(t *testing.T, s *Server, es []ExportedEntry) Retaken {
+// retake runs RetakeJournal and returns what it did for each of tills, in
+// that order: nothing else.
+func retake(t *testing.T, s *Server, es []ExportedEntry, tills ...string) []Retaken {
 	t.Helper()
 	rs, err := s.RetakeJournal(context.Background(), es)
-	if err != nil || len(rs) != 1 {
-		t.Fatalf("retake: %+v, %v; want one till", rs, err)
+	if err != nil || len(rs) != len(tills) {
+		t.Fatalf("retake: %+v, %v; want tills %v", rs, err, tills)
 	}
-	return rs[0]
+	for i, r := range rs {
+		if r.TillID != tills[i] {
+			t.Fatalf("retake: %+v; want tills %v", rs, tills)
+		}
+	}
+	return rs
 }
 
 // TestRetakeJournalFillsWhatARestoreLost: head office A has the till's
-// whole chain and ERP its export; head office B (restored from an old
-// backup, the till having dropped what it lacks) holds the first two
-// entries folded and the last two waiting behind the gap. Retaking A's
-// export into B stores the three it lacks, folds through to the last
-// entry, and leaves B's lots and balances as A's; a second run changes
-// nothing.
+// whole chain and two ERP corrections, and ERP its export; head office B
+// (restored from an old backup, the till having dropped what it lacks)
+// holds the first two entries folded, the last two waiting behind the gap,
+// and one of the corrections. Retaking A's export into B stores the three
+// entries it lacks, folds through to the last one, gives the other
+// correction again, and leaves B's lots and balances as A's; a second run
+// changes nothing.
 func TestRetakeJournalFillsWhatARestoreLost(t *testing.T) {
 	ctx := context.Background()
 	a, entries := ingestFixture(t)
 	if res, err := a.Ingest(ctx, &wire.Batch{TillID: "S001-T09", Entries: entries}); err != nil || res.FoldedThrough != entries[6].ID {
 		t.Fatalf("head office A: %+v, %v", res, err)
 	}
-	export := exportPages(t, a, 3, len(entries)) // three pages
+	expires := demoNow.Add(90 * 24 * time.Hour).In(time.FixedZone("MSK", 3*3600))
+	goodwill := Correction{ID: "t-1", Card: "3300000000001", Points: dec("15"), Reason: "goodwill", ExpiresAt: &expires}
+	deduct := Correction{ID: "t-2", Card: "3300000000002", Points: dec("-4"), Reason: "double accrual"}
+	for _, c := range []Correction{goodwill, deduct} {
+		if _, err := a.Correct(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	export := exportPages(t, a, 3, len(entries)+2) // three pages
 	want := readIngestState(t, a)
 
 	b, _ := ingestFixture(t)
@@ -85,19 +101,30 @@ func TestRetakeJournalFillsWhatARestoreLost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if st := readIngestState(t, b); st.watermark != entries[1].ID || st.journal != 4 {
-		t.Fatalf("head office B before: %+v, want 4 entries folded through the second", st)
+	if _, err := b.Correct(ctx, deduct); err != nil {
+		t.Fatal(err)
+	}
+	if st := readIngestState(t, b); st.watermark != entries[1].ID || st.journal != 5 {
+		t.Fatalf("head office B before: %+v, want 4 entries folded through the second and a correction", st)
 	}
 
-	r := retake(t, b, decodeExport(t, export))
-	if r.Held != 2 || r.Applied != 3 || r.Duplicate != 2 || r.Conflict+r.Rejected != 0 || r.Err != "" ||
+	rs := retake(t, b, decodeExport(t, export), "ERP", "S001-T09")
+	if c := rs[0]; c.Applied != 1 || c.Duplicate != 1 || c.Rejected != 0 || c.Err != "" {
+		t.Fatalf("corrections retaken: %+v; want the one B lacked applied, the other duplicate", c)
+	}
+	if r := rs[1]; r.Held != 2 || r.Applied != 3 || r.Duplicate != 2 || r.Conflict+r.Rejected != 0 || r.Err != "" ||
 		r.FoldedBefore != entries[1].ID || r.FoldedThrough != entries[6].ID || r.Waiting != 0 {
 		t.Fatalf("retake: %+v; want 2 held, 3 applied, the 2 waiting duplicate, folded through the last", r)
 	}
-	// The change rows differ: B wrote its entries in three transactions.
+	var lotExpires time.Time
+	if err := b.db.QueryRow(ctx, `SELECT expires_at FROM lots WHERE lot_id = 'ERP-t-1'`).Scan(&lotExpires); err != nil || !lotExpires.Equal(expires) {
+		t.Errorf("the correction's lot given again expires %v (%v), want %v", lotExpires, err, expires)
+	}
+	// The change rows differ (B wrote its entries in three transactions),
+	// and so do the lots' remaining points: B's deduction came before card
+	// 2's second accrual, which paid its debt back; balances are equal.
 	after := readIngestState(t, b)
-	if after.journal != want.journal || after.folded != want.folded || after.lots != want.lots ||
-		after.remaining != want.remaining || after.watermark != want.watermark {
+	if after.journal != want.journal || after.folded != want.folded || after.lots != want.lots || after.watermark != want.watermark {
 		t.Fatalf("head office B after: %+v, want A's %+v", after, want)
 	}
 	for _, c := range []string{"3300000000001", "3300000000002", "3300000000003"} {
@@ -105,8 +132,9 @@ func TestRetakeJournalFillsWhatARestoreLost(t *testing.T) {
 			t.Errorf("card %s: %s at B, %s at A", c, gb, ga)
 		}
 	}
-	if r := retake(t, b, decodeExport(t, export)); r.Held != 7 || r.Applied+r.Duplicate != 0 || r.FoldedThrough != entries[6].ID {
-		t.Fatalf("second retake: %+v; want everything held", r)
+	rs = retake(t, b, decodeExport(t, export), "ERP", "S001-T09")
+	if c, r := rs[0], rs[1]; c.Duplicate != 2 || c.Applied != 0 || r.Held != 7 || r.Applied+r.Duplicate != 0 || r.FoldedThrough != entries[6].ID {
+		t.Fatalf("second retake: %+v; want everything held", rs)
 	}
 	if got := readIngestState(t, b); got != after {
 		t.Fatalf("after the second retake: %+v, want %+v", got, after)
@@ -169,10 +197,7 @@ func TestRetakeJournalRefusesWhatIsNotTheExport(t *testing.T) {
 		p, _ := json.MarshalIndent(Export{Entries: []ExportedEntry{x}}, "", "  ") // a page, pretty-printed
 		file.Write(p)
 	}
-	rs, err := b.RetakeJournal(ctx, decodeExport(t, file.Bytes()))
-	if err != nil || len(rs) != 2 {
-		t.Fatalf("retake: %+v, %v; want both tills", rs, err)
-	}
+	rs := retake(t, b, decodeExport(t, file.Bytes()), "S001-T09", "S001-T77")
 	r := rs[0]
 	if r.TillID != "S001-T09" || r.Held != 2 || r.Applied != 3 || r.Conflict != 1 || r.Duplicate != 0 ||
 		r.FoldedThrough != entries[3].ID || r.Waiting != 2 || len(r.Problems) != 1 || !strings.HasPrefix(r.Problems[0], entries[3].ID+": conflict") {
@@ -180,6 +205,18 @@ func TestRetakeJournalRefusesWhatIsNotTheExport(t *testing.T) {
 	}
 	if u := rs[1]; u.TillID != "S001-T77" || !strings.Contains(u.Err, "S001-T77") || !strings.Contains(u.Err, ErrUnknownTill.Error()) || u.Applied != 0 {
 		t.Fatalf("unknown till: %+v", u)
+	}
+
+	// ERP's corrections: one whose lot has expired since is refused, as
+	// ERP's own would be, and so is an entry of another kind under ERP.
+	past := demoNow.Add(-time.Hour)
+	expired := wire.Entry{Entry: store.Entry{ID: "ERP-old", CheckID: "ERP-old", CardCode: "3300000000001", Kind: store.KindCorrection,
+		Points: dec("5"), Note: "goodwill", Lots: []store.LotChange{{LotID: "ERP-old", Delta: dec("5"), Create: true, ActiveFrom: past, ExpiresAt: past}}}}
+	odd := wire.Entry{Entry: store.Entry{ID: "ERP-odd", CardCode: "3300000000001", Kind: store.KindAccrual, Points: dec("5")}}
+	c := retake(t, b, []ExportedEntry{line("ERP", expired), line("ERP", odd)}, "ERP")[0]
+	if c.Rejected != 2 || c.Applied+c.Duplicate != 0 || len(c.Problems) != 2 ||
+		!strings.Contains(c.Problems[0], "ERP-odd: rejected: ") || !strings.Contains(c.Problems[1], "ERP-old: rejected: ") || !strings.Contains(c.Problems[1], "expires_at") {
+		t.Fatalf("ERP entries that are no correction ERP could send: %+v", c)
 	}
 
 	for _, bad := range []string{`[1, 2]`, `{"cursor": "1.1"}`, `{"entries": [], "till_id": "S001-T09"}`, `{"entries": [`} {
