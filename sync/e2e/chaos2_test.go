@@ -67,7 +67,8 @@ type chaosExt struct {
 	bkRound    int
 	bkAt       time.Time // head office's clock at the backup
 	dropped    int       // journal entries the tills dropped
-	skipped    int       // restores left out: the backup older than chaosHold
+	skipped    int       // restores left out: the backup older than chaosHold and missing a till
+	retaken    int       // restores from a backup older than chaosHold, then retake-journal
 	replacedAt int       // round a till store was last replaced
 	// orphans are entries of replaced stores head office held behind a
 	// gap: once the new store's journal starts the chain they can never
@@ -987,12 +988,30 @@ func (c *chaos) restoreHO() {
 	if c.x.bk == nil || c.x.restoreWait != "" {
 		return
 	}
+	// A backup older than the hold breaks head office's promise: tills may
+	// have dropped entries it lacks. The operator then gives them back from
+	// ERP's copy of the journal export (headoffice retake-journal), here
+	// the export just before the restore, tills' entries only (ERP sends
+	// its corrections again itself, below). A till enrolled after the
+	// backup is unknown to the restored head office until it syncs, which
+	// a till that dropped entries cannot do without them: such a restore
+	// is left out.
+	var erpCopy []headoffice.ExportedEntry
 	if age := c.now.Sub(c.x.bkAt); age >= chaosHold {
-		// Tills may have dropped entries that backup lacks: head office
-		// promised never to be restored from it.
-		c.x.skipped++
-		c.logf("head office not restored: the backup of round %d is %v old, past the journal hold", c.x.bkRound, age)
-		return
+		known := map[string]bool{}
+		for _, id := range c.column(`SELECT till_id FROM bk_tills`) {
+			known[id] = true
+		}
+		if slices.ContainsFunc(c.tills, func(tl *chaosTill) bool { return !known[tl.id] }) {
+			c.x.skipped++
+			c.logf("head office not restored: the backup of round %d is %v old, past the journal hold, and lacks a till", c.x.bkRound, age)
+			return
+		}
+		for _, x := range c.exportJournal(-1) {
+			if x.TillID != headoffice.ERPTill {
+				erpCopy = append(erpCopy, x)
+			}
+		}
 	}
 	var keep *chaosTill
 	if c.rng.IntN(3) == 0 {
@@ -1012,6 +1031,9 @@ func (c *chaos) restoreHO() {
 	}
 	c.x.bk.restore(c.t, c.h, c.tills[0].p)
 	c.retarget()
+	if erpCopy != nil {
+		c.retakeJournal(erpCopy)
+	}
 	c.x.restores++
 	c.x.lastRestore = c.round
 	c.counts["restore"]++
@@ -1165,6 +1187,43 @@ func (c *chaos) restoreHO() {
 			c.syncNow(tl)
 		}
 	}
+}
+
+// retakeJournal gives the restored head office ERP's copy of the tills'
+// entries back. Nothing may conflict (the copy is head office's own) and
+// only a till retired in the backup may be refused; every other till's
+// watermark must then pass what it dropped.
+func (c *chaos) retakeJournal(erpCopy []headoffice.ExportedEntry) {
+	c.t.Helper()
+	rs, err := c.h.srv.RetakeJournal(c.ctx, erpCopy)
+	if err != nil {
+		c.t.Fatalf("round %d: retake-journal: %v", c.round, err)
+	}
+	applied := 0
+	for _, r := range rs {
+		applied += r.Applied
+		if r.Conflict > 0 || r.Err != "" && !strings.Contains(r.Err, "retired") {
+			c.t.Errorf("round %d: retake-journal of till %s: %+v", c.round, r.TillID, r)
+			c.failed = true
+		}
+	}
+	for _, tl := range c.tills {
+		k, err := tl.st.JournalKept(c.ctx)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		var wm string
+		if err := c.h.srv.DB().QueryRow(c.ctx, `SELECT folded_through FROM tills WHERE till_id = $1`, tl.id).Scan(&wm); err != nil {
+			c.t.Fatal(err)
+		}
+		if wm < k.PrunedThrough {
+			c.t.Errorf("round %d: after retake-journal head office's watermark of till %s is %s, before the entries it dropped (through %s)", c.round, tl.id, wm, k.PrunedThrough)
+			c.failed = true
+		}
+	}
+	c.x.retaken++
+	c.counts["restore past the hold, journal retaken"]++
+	c.logf("head office restored from a backup past the journal hold: retake-journal gave back %d entries of %d tills", applied, len(rs))
 }
 
 // syncQuiet is a sync that must work (or be refused only for injected

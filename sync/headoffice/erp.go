@@ -653,9 +653,13 @@ func (s *Server) ExportJournal(ctx context.Context, cursor string, limit int) (*
 				s.log.Warn("journal export cursor from before a restore into another cluster: the export starts again", "cursor", cursor)
 			}
 		}
-		rows, err := tx.Query(ctx, `SELECT xid::text, seq, till_id, body::text, folded, received_at, rejected FROM journal
-			WHERE (xid, seq) > ($1::text::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())
-			ORDER BY xid, seq LIMIT $3`, xid, seq, limit)
+		// ORDER BY names the table's columns: an unqualified xid would be
+		// the output column xid::text, and text order puts 100000 before
+		// 99999, so a page crossing a power of ten skipped entries and
+		// gave others twice (TestExportOrdersXidsAsNumbers).
+		rows, err := tx.Query(ctx, `SELECT j.xid::text, j.seq, j.till_id, j.body::text, j.folded, j.received_at, j.rejected FROM journal j
+			WHERE (j.xid, j.seq) > ($1::text::xid8, $2) AND j.xid < pg_snapshot_xmin(pg_current_snapshot())
+			ORDER BY j.xid, j.seq LIMIT $3`, xid, seq, limit)
 		if err != nil {
 			return err
 		}
