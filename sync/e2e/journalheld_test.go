@@ -238,3 +238,90 @@ func erpExport(t *testing.T, e *env) []byte {
 		cursor = p.Cursor
 	}
 }
+
+// TestRetakeForATillEnrolledSinceTheBackup: head office's backup is older
+// than the till itself and than the hold. After the restore the retake
+// cannot take the till's entries (head office does not know the till); the
+// till's next sync is admitted from its secret (an enrolment key) and finds
+// head office lacking what it dropped; the retake run again takes them, and
+// the till's next pull clears the loss.
+func TestRetakeForATillEnrolledSinceTheBackup(t *testing.T) {
+	ctx := context.Background()
+	h := &ho{t: t, dsn: pgDSN(t), clock: newTestClock(demoNow), hold: 72 * time.Hour, enrolKey: []byte(strings.Repeat("0123456789abcdef", 2))}
+	h.start()
+	t.Cleanup(h.stop)
+	importDemo(t, h)
+	p := newProxy(t, h.hs.URL)
+	bk := takeBackup(t, h) // before the till is enrolled
+	tl := newTill(t, h, p, "S001-T86", "S001", 0)
+	e := &env{h: h, p: p, a: tl}
+	syncEach(t, tl)
+	tl.sell(t, card13, powder("1"), "100")
+	tl.sell(t, "2900000000049", basket(), "")
+	syncEach(t, tl)
+	for _, d := range []time.Duration{0, 73 * time.Hour} {
+		h.clock.Add(d)
+		if _, err := h.srv.Maintain(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tl.sell(t, "2900000000025", basket(), "")
+	syncEach(t, tl)
+	whole := tl.journal(t)
+	if n, err := tl.st.PruneJournal(ctx, demoNow.Add(10*365*24*time.Hour), 1000); err != nil || n == 0 {
+		t.Fatalf("pruned %d, %v; want the entries before the mark", n, err)
+	}
+	k, err := tl.st.JournalKept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := 0
+	for _, en := range whole {
+		if en.ID <= k.PrunedThrough {
+			dropped++
+		}
+	}
+	exported, err := headoffice.DecodeExport(bytes.NewReader(erpExport(t, e)))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	bk.restore(t, h, p)
+	retake := func() headoffice.Retaken {
+		t.Helper()
+		rs, err := h.srv.RetakeJournal(ctx, exported)
+		if err != nil || len(rs) != 1 || rs[0].TillID != tl.id {
+			t.Fatalf("retake: %+v, %v", rs, err)
+		}
+		return rs[0]
+	}
+	if r := retake(); !strings.Contains(r.Err, headoffice.ErrUnknownTill.Error()) || r.Applied != 0 {
+		t.Fatalf("retake before the till synced: %+v; want the till unknown, nothing taken", r)
+	}
+	if err := tl.c.SyncNow(ctx); err == nil || !strings.Contains(err.Error(), "behind journal entries this till dropped") {
+		t.Fatalf("the till's first sync after the restore: %v; want it admitted and head office found lacking what it dropped", err)
+	}
+	if r := retake(); r.Err != "" || r.Applied != dropped || r.Duplicate != len(whole)-dropped || r.Conflict+r.Rejected != 0 ||
+		r.FoldedThrough != whole[len(whole)-1].ID || r.Waiting != 0 {
+		t.Fatalf("retake after the till synced: %+v; want the %d dropped applied, the %d it pushed again duplicate, folded through the last", r, dropped, len(whole)-dropped)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := tl.c.SyncNow(ctx)
+		if k, _ := tl.st.JournalKept(ctx); err == nil && !k.Lost {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("after the retake: sync %v, journal kept %+v", err, k)
+		}
+	}
+	exportCaughtUp(t, h)
+	got := exportAll(t, e)
+	if len(got) != len(whole) {
+		t.Errorf("head office holds %d entries, the till made %d", len(got), len(whole))
+	}
+	for _, en := range whole {
+		if g := got[en.ID]; g != canonical(t, en) {
+			t.Errorf("entry %s at head office %q, want the till's", en.ID, g)
+		}
+	}
+	sameBalances(t, h, tl, allCards(t, h))
+}

@@ -66,9 +66,9 @@ const maxProblems = 20
 // entry head office holds answers duplicate and one it holds otherwise
 // conflict. Those at or before the till's watermark are skipped. ERP's
 // corrections (till ERP) are given again as ERP would send them
-// (retakeCorrections). The same
-// id given twice with different bytes refuses the whole run before
-// anything is written: the copy is not what head office exported.
+// (retakeCorrections). The same id given twice with different bytes
+// refuses the whole run before anything is written: the copy is not what
+// head office exported.
 func (s *Server) RetakeJournal(ctx context.Context, exported []ExportedEntry) ([]Retaken, error) {
 	byTill := map[string][]copiedEntry{}
 	seen := map[string]json.RawMessage{}
