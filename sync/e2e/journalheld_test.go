@@ -11,6 +11,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"tillagent/internal/store"
 	"tillagent/sync/client"
 	"tillagent/sync/headoffice"
 )
@@ -194,28 +195,12 @@ func TestRestoreOlderThanTheHoldIsReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lost := 0
-	for _, en := range whole {
-		if en.ID <= k.PrunedThrough {
-			lost++
-		}
-	}
 	rs, err := h.srv.RetakeJournal(ctx, exported)
 	if err != nil || len(rs) != 1 {
 		t.Fatalf("retake: %+v, %v", rs, err)
 	}
-	if r := rs[0]; r.Applied != lost || r.Duplicate != len(whole)-lost || r.Held != 0 || r.Conflict+r.Rejected != 0 ||
-		r.FoldedThrough != whole[len(whole)-1].ID || r.Waiting != 0 || r.Err != "" {
-		t.Fatalf("retake: %+v; want the %d lost entries applied, the %d the till pushed again duplicate, folded through the last", r, lost, len(whole)-lost)
-	}
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		err := tl.c.SyncNow(ctx)
-		if k, _ := tl.st.JournalKept(ctx); err == nil && !k.Lost {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("after the entries came back: sync %v, journal kept %+v", err, k)
-		}
-	}
+	retookAll(t, rs[0], whole, k.PrunedThrough)
+	syncUntilFound(t, tl)
 	sameBalances(t, h, tl, allCards(t, h))
 }
 
@@ -275,12 +260,6 @@ func TestRetakeForATillEnrolledSinceTheBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dropped := 0
-	for _, en := range whole {
-		if en.ID <= k.PrunedThrough {
-			dropped++
-		}
-	}
 	exported, err := headoffice.DecodeExport(bytes.NewReader(erpExport(t, e)))
 	if err != nil {
 		t.Fatal(err)
@@ -301,18 +280,8 @@ func TestRetakeForATillEnrolledSinceTheBackup(t *testing.T) {
 	if err := tl.c.SyncNow(ctx); err == nil || !strings.Contains(err.Error(), "behind journal entries this till dropped") {
 		t.Fatalf("the till's first sync after the restore: %v; want it admitted and head office found lacking what it dropped", err)
 	}
-	if r := retake(); r.Err != "" || r.Applied != dropped || r.Duplicate != len(whole)-dropped || r.Conflict+r.Rejected != 0 ||
-		r.FoldedThrough != whole[len(whole)-1].ID || r.Waiting != 0 {
-		t.Fatalf("retake after the till synced: %+v; want the %d dropped applied, the %d it pushed again duplicate, folded through the last", r, dropped, len(whole)-dropped)
-	}
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		err := tl.c.SyncNow(ctx)
-		if k, _ := tl.st.JournalKept(ctx); err == nil && !k.Lost {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("after the retake: sync %v, journal kept %+v", err, k)
-		}
-	}
+	retookAll(t, retake(), whole, k.PrunedThrough)
+	syncUntilFound(t, tl)
 	exportCaughtUp(t, h)
 	got := exportAll(t, e)
 	if len(got) != len(whole) {
@@ -324,4 +293,35 @@ func TestRetakeForATillEnrolledSinceTheBackup(t *testing.T) {
 		}
 	}
 	sameBalances(t, h, tl, allCards(t, h))
+}
+
+// retookAll checks a retake of a till that made whole and dropped the
+// entries through dropped, all of which head office lacked: those applied,
+// the ones it had pushed again duplicate, folded through its last entry.
+func retookAll(t *testing.T, r headoffice.Retaken, whole []store.Entry, dropped string) {
+	t.Helper()
+	n := 0
+	for _, en := range whole {
+		if en.ID <= dropped {
+			n++
+		}
+	}
+	if r.Err != "" || r.Held != 0 || r.Applied != n || r.Duplicate != len(whole)-n || r.Conflict+r.Rejected != 0 ||
+		r.FoldedThrough != whole[len(whole)-1].ID || r.Waiting != 0 {
+		t.Fatalf("retake: %+v; want the %d dropped entries applied, the %d pushed again duplicate, folded through the last", r, n, len(whole)-n)
+	}
+}
+
+// syncUntilFound syncs tl until head office holds again what it had
+// dropped (its pull clears the loss).
+func syncUntilFound(t *testing.T, tl *till) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := tl.c.SyncNow(context.Background())
+		if k, _ := tl.st.JournalKept(context.Background()); err == nil && !k.Lost {
+			return
+		} else if time.Now().After(deadline) {
+			t.Fatalf("after the entries came back: sync %v, journal kept %+v", err, k)
+		}
+	}
 }
