@@ -717,7 +717,7 @@ func (k keptStatus) String() string {
 		if k.FoldedThrough != "" {
 			after = "after " + k.FoldedThrough
 		}
-		v = fmt.Sprintf("LOST: head office, restored from a backup older than its -journal-hold, lacks entries %s through %s, which this till dropped: restore them at head office from an older backup; %s", after, k.PrunedThrough, v)
+		v = fmt.Sprintf("LOST: head office, restored from a backup older than its -journal-hold, lacks entries %s through %s, which this till dropped: give them back at head office with headoffice retake-journal, from ERP's journal export; %s", after, k.PrunedThrough, v)
 	}
 	return v
 }

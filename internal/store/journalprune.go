@@ -36,7 +36,8 @@ type JournalKept struct {
 	// found it so: SetJournalLost). The entries after FoldedThrough
 	// through PrunedThrough are then gone from both, and head office
 	// cannot fold past them (the entry after them names the last for its
-	// predecessor, PendingChain): it needs them back from an older backup.
+	// predecessor, PendingChain): it needs them back (headoffice
+	// retake-journal, from ERP's copy of its journal export).
 	Lost          bool   `json:"lost,omitempty"`
 	FoldedThrough string `json:"folded_through,omitempty"` // set with Lost
 }

@@ -869,7 +869,7 @@ func (c *Client) restored(ctx context.Context, folded string) error {
 	if err != nil || through == "" {
 		return err
 	}
-	c.log.Error("head office was restored from a backup older than its -journal-hold: this till had dropped journal entries after head office's watermark, now lost from both; head office folds none of this till's entries after them until they are restored from an older backup",
+	c.log.Error("head office was restored from a backup older than its -journal-hold: this till had dropped journal entries after head office's watermark, now lost from both; head office folds none of this till's entries after them until it has them back (headoffice retake-journal, from ERP's journal export)",
 		"folded_through", folded, "dropped_through", through)
 	if err := c.o.Store.SetJournalLost(ctx, folded, true); err != nil {
 		return fmt.Errorf("sync pull: %w", err)
@@ -897,7 +897,7 @@ func (c *Client) lostError(ctx context.Context, folded string) error {
 	if err != nil || through == "" {
 		return err
 	}
-	return fmt.Errorf("sync pull: head office's watermark for till %s is %q, behind journal entries this till dropped (through %s) once head office said its backups held them: restored from a backup older than its -journal-hold, head office lacks them; restore them there from an older backup",
+	return fmt.Errorf("sync pull: head office's watermark for till %s is %q, behind journal entries this till dropped (through %s) once head office said its backups held them: restored from a backup older than its -journal-hold, head office lacks them; give them back there with headoffice retake-journal, from ERP's journal export",
 		c.o.TillID, folded, through)
 }
 

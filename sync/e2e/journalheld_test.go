@@ -26,10 +26,7 @@ import (
 // dropped, and both sides end with every entry and the same balances.
 func TestTillDropsOnlyWhatEveryBackupHolds(t *testing.T) {
 	ctx := context.Background()
-	h := &ho{t: t, dsn: pgDSN(t), clock: newTestClock(demoNow), hold: 72 * time.Hour}
-	h.start()
-	t.Cleanup(h.stop)
-	importDemo(t, h)
+	h := startHeldHO(t, nil)
 	initial := hoBalances(t, h)
 	p := newProxy(t, h.hs.URL)
 	tl := newTill(t, h, p, "S001-T88", "S001", 0)
@@ -129,10 +126,7 @@ func TestTillDropsOnlyWhatEveryBackupHolds(t *testing.T) {
 // well again.
 func TestRestoreOlderThanTheHoldIsReported(t *testing.T) {
 	ctx := context.Background()
-	h := &ho{t: t, dsn: pgDSN(t), clock: newTestClock(demoNow), hold: 72 * time.Hour}
-	h.start()
-	t.Cleanup(h.stop)
-	importDemo(t, h)
+	h := startHeldHO(t, nil)
 	p := newProxy(t, h.hs.URL)
 	e := &env{h: h, p: p}
 	logs := &syncBuf{}
@@ -232,10 +226,7 @@ func erpExport(t *testing.T, e *env) []byte {
 // the till's next pull clears the loss.
 func TestRetakeForATillEnrolledSinceTheBackup(t *testing.T) {
 	ctx := context.Background()
-	h := &ho{t: t, dsn: pgDSN(t), clock: newTestClock(demoNow), hold: 72 * time.Hour, enrolKey: []byte(strings.Repeat("0123456789abcdef", 2))}
-	h.start()
-	t.Cleanup(h.stop)
-	importDemo(t, h)
+	h := startHeldHO(t, []byte(strings.Repeat("0123456789abcdef", 2)))
 	p := newProxy(t, h.hs.URL)
 	bk := takeBackup(t, h) // before the till is enrolled
 	tl := newTill(t, h, p, "S001-T86", "S001", 0)
@@ -324,4 +315,15 @@ func syncUntilFound(t *testing.T, tl *till) {
 			t.Fatalf("after the entries came back: sync %v, journal kept %+v", err, k)
 		}
 	}
+}
+
+// startHeldHO starts head office with the demo, a -journal-hold of 72 h,
+// its clock at demoNow and the enrolment key (nil: none).
+func startHeldHO(t *testing.T, enrolKey []byte) *ho {
+	t.Helper()
+	h := &ho{t: t, dsn: pgDSN(t), clock: newTestClock(demoNow), hold: 72 * time.Hour, enrolKey: enrolKey}
+	h.start()
+	t.Cleanup(h.stop)
+	importDemo(t, h)
+	return h
 }

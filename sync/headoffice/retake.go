@@ -93,8 +93,10 @@ func (s *Server) RetakeJournal(ctx context.Context, exported []ExportedEntry) ([
 		byTill[x.TillID] = append(byTill[x.TillID], copiedEntry{head.ID, body})
 	}
 	tills := make([]string, 0, len(byTill))
-	for t := range byTill {
+	for t, es := range byTill {
 		tills = append(tills, t)
+		// Byte order: the order of ids along a chain (CheckEntry: prev < id).
+		slices.SortFunc(es, func(a, b copiedEntry) int { return strings.Compare(a.id, b.id) })
 	}
 	slices.Sort(tills)
 	// Tills at once, each in its own transactions (Ingest's lock order
@@ -124,10 +126,8 @@ func (s *Server) RetakeJournal(ctx context.Context, exported []ExportedEntry) ([
 	return out, nil
 }
 
-// retakeTill ingests one till's entries of the copy, in id order.
+// retakeTill ingests one till's entries of the copy, sorted by id.
 func (s *Server) retakeTill(ctx context.Context, till string, es []copiedEntry) Retaken {
-	// Byte order: the order of ids along a chain (CheckEntry: prev < id).
-	slices.SortFunc(es, func(a, b copiedEntry) int { return strings.Compare(a.id, b.id) })
 	r := Retaken{TillID: till}
 	err := s.tillWatermark(ctx, till, &r.FoldedBefore, nil)
 	for len(es) > 0 && err == nil && es[0].id <= r.FoldedBefore {
@@ -160,7 +160,6 @@ func (s *Server) retakeTill(ctx context.Context, till string, es []copiedEntry) 
 // first request. An accrual whose lot has expired since is refused, as
 // ERP's would be, and named.
 func (s *Server) retakeCorrections(ctx context.Context, es []copiedEntry) Retaken {
-	slices.SortFunc(es, func(a, b copiedEntry) int { return strings.Compare(a.id, b.id) })
 	r := Retaken{TillID: ERPTill}
 	for _, x := range es {
 		res, err := s.retakeCorrection(ctx, x.body)
@@ -171,9 +170,7 @@ func (s *Server) retakeCorrections(ctx context.Context, es []copiedEntry) Retake
 			r.Applied++
 		case errors.As(err, new(refusedError)):
 			r.Rejected++
-			if len(r.Problems) < maxProblems {
-				r.Problems = append(r.Problems, x.id+": rejected: "+err.Error())
-			}
+			r.problem(x.id, wire.Rejected, err.Error())
 		default:
 			r.Err = err.Error()
 			s.log.Error("retake journal", "till", ERPTill, "entry", x.id, "err", err)
@@ -236,15 +233,24 @@ func (s *Server) retakeBatch(ctx context.Context, till string, bodies []json.Raw
 		default:
 			r.Rejected++
 		}
-		if x.Status != wire.Applied && x.Status != wire.Duplicate && len(r.Problems) < maxProblems {
-			p := x.ID + ": " + x.Status
-			if x.Error != "" {
-				p += ": " + x.Error
-			}
-			r.Problems = append(r.Problems, p)
+		if x.Status != wire.Applied && x.Status != wire.Duplicate {
+			r.problem(x.ID, x.Status, x.Error)
 		}
 	}
 	return nil
+}
+
+// problem names entry id, answered status (why), among the first
+// maxProblems.
+func (r *Retaken) problem(id, status, why string) {
+	if len(r.Problems) >= maxProblems {
+		return
+	}
+	p := id + ": " + status
+	if why != "" {
+		p += ": " + why
+	}
+	r.Problems = append(r.Problems, p)
 }
 
 // tillWatermark reads a till's watermark and, if waiting is not nil, how
