@@ -62,6 +62,14 @@ func TestRetakeJournalCommand(t *testing.T) {
 		}
 		return p
 	}
+	// The copy is staged in TMPDIR, and removed whatever the run did.
+	scratch := t.TempDir()
+	t.Setenv("TMPDIR", scratch)
+	t.Cleanup(func() {
+		if left, _ := os.ReadDir(scratch); len(left) != 0 {
+			t.Errorf("retake-journal left %v in TMPDIR", left)
+		}
+	})
 	var out bytes.Buffer
 	retake := func(files ...string) error {
 		out.Reset()
@@ -72,7 +80,7 @@ func TestRetakeJournalCommand(t *testing.T) {
 	if err := retake(three); err != nil {
 		t.Fatalf("retake: %v\n%s", err, out.String())
 	}
-	if want := "till S001-T01: 3 entries taken back, 0 held already (0 at or before its watermark), 0 conflicting, 0 rejected; watermark - → " + entries[2].ID + "\n"; out.String() != want {
+	if want := "read 3 entries from 1 file\ntill S001-T01: 3 entries taken back, 0 held already (0 at or before its watermark), 0 conflicting, 0 rejected; watermark - → " + entries[2].ID + "\n"; out.String() != want {
 		t.Fatalf("retake output:\n%s\nwant:\n%s", out.String(), want)
 	}
 	if err := retake(three); err != nil || !strings.Contains(out.String(), ": 0 entries taken back, 3 held already (3 at or before its watermark)") {
@@ -127,7 +135,7 @@ func TestRetakeJournalCommand(t *testing.T) {
 	}
 	corrections := filepath.Join(dir, "erp.ndjson")
 	os.WriteFile(corrections, erp.Bytes(), 0o644)
-	for _, want := range []string{"ERP corrections: 1 given again, 0 held already, 0 refused\n", "ERP corrections: 0 given again, 1 held already, 0 refused\n"} {
+	for _, want := range []string{"read 1 entry from 1 file\nERP corrections: 1 given again, 0 held already, 0 refused\n", "read 1 entry from 1 file\nERP corrections: 0 given again, 1 held already, 0 refused\n"} {
 		if err := retake(corrections); err != nil || out.String() != want {
 			t.Fatalf("retake of a correction: %v\n%s\nwant %s", err, out.String(), want)
 		}

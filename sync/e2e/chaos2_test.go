@@ -996,7 +996,7 @@ func (c *chaos) restoreHO() {
 	// backup is unknown to the restored head office until it syncs, which
 	// a till that dropped entries cannot do without them: such a restore
 	// is left out.
-	var erpCopy []headoffice.ExportedEntry
+	var erpCopy *headoffice.JournalCopy
 	if age := c.now.Sub(c.x.bkAt); age >= chaosHold {
 		known := map[string]bool{}
 		for _, id := range c.column(`SELECT till_id FROM bk_tills`) {
@@ -1007,9 +1007,17 @@ func (c *chaos) restoreHO() {
 			c.logf("head office not restored: the backup of round %d is %v old, past the journal hold, and lacks a till", c.x.bkRound, age)
 			return
 		}
+		var err error
+		if erpCopy, err = headoffice.NewJournalCopy(c.t.TempDir()); err != nil {
+			c.t.Fatal(err)
+		}
+		defer erpCopy.Close()
 		for _, x := range c.exportJournal(-1) {
-			if x.TillID != headoffice.ERPTill {
-				erpCopy = append(erpCopy, x)
+			if x.TillID == headoffice.ERPTill {
+				continue
+			}
+			if err := erpCopy.Add(x); err != nil {
+				c.t.Fatalf("round %d: ERP's copy of the export: %v", c.round, err)
 			}
 		}
 	}
@@ -1057,6 +1065,11 @@ func (c *chaos) restoreHO() {
 	for id := range c.x.injected {
 		if !all[id] {
 			delete(c.x.injected, id) // the till's own copy will be taken
+		}
+	}
+	for id := range c.x.orphans {
+		if !all[id] {
+			delete(c.x.orphans, id) // stored after the backup: its store's file is gone
 		}
 	}
 	c.refreshConflicts()
@@ -1193,9 +1206,9 @@ func (c *chaos) restoreHO() {
 // entries back. Nothing may conflict (the copy is head office's own) and
 // only a till retired in the backup may be refused; every other till's
 // watermark must then pass what it dropped.
-func (c *chaos) retakeJournal(erpCopy []headoffice.ExportedEntry) {
+func (c *chaos) retakeJournal(erpCopy *headoffice.JournalCopy) {
 	c.t.Helper()
-	rs, err := c.h.srv.RetakeJournal(c.ctx, erpCopy)
+	rs, err := c.h.srv.RetakeJournal(c.ctx, erpCopy, nil)
 	if err != nil {
 		c.t.Fatalf("round %d: retake-journal: %v", c.round, err)
 	}

@@ -185,11 +185,7 @@ func TestRestoreOlderThanTheHoldIsReported(t *testing.T) {
 	// (headoffice retake-journal): it stores them, folds them and the ones
 	// the till pushed again after them, the till's next pull takes its
 	// watermark, and the loss is no longer reported.
-	exported, err := headoffice.DecodeExport(bytes.NewReader(erpCopy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := h.srv.RetakeJournal(ctx, exported)
+	rs, err := h.srv.RetakeJournal(ctx, journalCopy(t, erpCopy), nil)
 	if err != nil || len(rs) != 1 {
 		t.Fatalf("retake: %+v, %v", rs, err)
 	}
@@ -216,6 +212,20 @@ func erpExport(t *testing.T, e *env) []byte {
 		}
 		cursor = p.Cursor
 	}
+}
+
+// journalCopy is a JournalCopy of export (its pages), removed when t ends.
+func journalCopy(t *testing.T, export []byte) *headoffice.JournalCopy {
+	t.Helper()
+	c, err := headoffice.NewJournalCopy(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.ReadExport(bytes.NewReader(export)); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // TestRetakeForATillEnrolledSinceTheBackup: head office's backup is older
@@ -251,15 +261,12 @@ func TestRetakeForATillEnrolledSinceTheBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exported, err := headoffice.DecodeExport(bytes.NewReader(erpExport(t, e)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	exported := journalCopy(t, erpExport(t, e))
 
 	bk.restore(t, h, p)
 	retake := func() headoffice.Retaken {
 		t.Helper()
-		rs, err := h.srv.RetakeJournal(ctx, exported)
+		rs, err := h.srv.RetakeJournal(ctx, exported, nil)
 		if err != nil || len(rs) != 1 || rs[0].TillID != tl.id {
 			t.Fatalf("retake: %+v, %v", rs, err)
 		}

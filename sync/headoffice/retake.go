@@ -1,13 +1,10 @@
 package headoffice
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"slices"
 	"strings"
 	"sync"
 
@@ -61,59 +58,42 @@ const maxProblems = 20
 // -journal-hold, tills have dropped entries head office no longer has
 // (docs/sync.md, "What a till keeps of its journal"). Each till's entries
 // are ingested as the till pushed them, in id order (the order of its
-// chain), a batch a transaction: the exported body is the entry with its
-// predecessor, so the content digest is the one the till's push had, an
-// entry head office holds answers duplicate and one it holds otherwise
-// conflict. Those at or before the till's watermark are skipped. ERP's
-// corrections (till ERP) are given again as ERP would send them
-// (retakeCorrections). The same id given twice with different bytes
-// refuses the whole run before anything is written: the copy is not what
-// head office exported.
-func (s *Server) RetakeJournal(ctx context.Context, exported []ExportedEntry) ([]Retaken, error) {
-	byTill := map[string][]copiedEntry{}
-	seen := map[string]json.RawMessage{}
-	for i, x := range exported {
-		var head struct {
-			ID string `json:"id"`
-		}
-		if err := json.Unmarshal(x.Entry, &head); err != nil || head.ID == "" {
-			return nil, fmt.Errorf("retake journal: exported entry %d of till %q: no entry id (%v)", i, x.TillID, err)
-		}
-		if x.TillID == "" {
-			return nil, fmt.Errorf("retake journal: exported entry %s: no till_id", head.ID)
-		}
-		body := compactJSON(x.Entry)
-		if prev, ok := seen[head.ID]; ok {
-			if !bytes.Equal(prev, body) {
-				return nil, fmt.Errorf("retake journal: entry %s given twice with different content: the copy is not head office's export, nothing written", head.ID)
-			}
-			continue
-		}
-		seen[head.ID] = body
-		byTill[x.TillID] = append(byTill[x.TillID], copiedEntry{head.ID, body})
+// chain), a batch a transaction, read from the copy a batch at a time:
+// the exported body is the entry with its predecessor, so the content
+// digest is the one the till's push had, an entry head office holds
+// answers duplicate and one it holds otherwise conflict. Those at or
+// before the till's watermark are skipped. ERP's corrections (till ERP)
+// are given again as ERP would send them (retakeCorrections). A copy that
+// failed to fill (JournalCopy.Add) is refused before anything is written.
+// done, if not nil, is called with each till's Retaken as it ends, one
+// call at a time: a whole chain's retake is hours, and the operator
+// watches it go.
+func (s *Server) RetakeJournal(ctx context.Context, c *JournalCopy, done func(Retaken)) ([]Retaken, error) {
+	tills, err := c.tills(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("retake journal, nothing written: %w", err)
 	}
-	tills := make([]string, 0, len(byTill))
-	for t, es := range byTill {
-		tills = append(tills, t)
-		// Byte order: the order of ids along a chain (CheckEntry: prev < id).
-		slices.SortFunc(es, func(a, b copiedEntry) int { return strings.Compare(a.id, b.id) })
-	}
-	slices.Sort(tills)
 	// Tills at once, each in its own transactions (Ingest's lock order
 	// keeps them from deadlocking): a chain's whole export is hours of one
 	// connection.
 	out := make([]Retaken, len(tills))
 	next := make(chan int)
 	var wg sync.WaitGroup
+	var doneMu sync.Mutex
 	for range min(retakeWorkers, len(tills)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
 				if tills[i] == ERPTill {
-					out[i] = s.retakeCorrections(ctx, byTill[tills[i]])
+					out[i] = s.retakeCorrections(ctx, c)
 				} else {
-					out[i] = s.retakeTill(ctx, tills[i], byTill[tills[i]])
+					out[i] = s.retakeTill(ctx, c, tills[i])
+				}
+				if done != nil {
+					doneMu.Lock()
+					done(out[i])
+					doneMu.Unlock()
 				}
 			}
 		}()
@@ -126,21 +106,24 @@ func (s *Server) RetakeJournal(ctx context.Context, exported []ExportedEntry) ([
 	return out, nil
 }
 
-// retakeTill ingests one till's entries of the copy, sorted by id.
-func (s *Server) retakeTill(ctx context.Context, till string, es []copiedEntry) Retaken {
+// retakeTill ingests one till's entries of the copy.
+func (s *Server) retakeTill(ctx context.Context, c *JournalCopy, till string) Retaken {
 	r := Retaken{TillID: till}
 	err := s.tillWatermark(ctx, till, &r.FoldedBefore, nil)
-	for len(es) > 0 && err == nil && es[0].id <= r.FoldedBefore {
-		es, r.Held = es[1:], r.Held+1
+	if err == nil {
+		r.Held, err = c.through(ctx, till, r.FoldedBefore)
 	}
-	for len(es) > 0 && err == nil {
-		n := min(len(es), retakeBatch)
-		bodies := make([]json.RawMessage, n)
-		for i := range bodies {
+	for after := r.FoldedBefore; err == nil; {
+		var es []copiedEntry
+		if es, err = c.page(ctx, till, after, retakeBatch); err != nil || len(es) == 0 {
+			break
+		}
+		bodies := make([]json.RawMessage, len(es))
+		for i := range es {
 			bodies[i] = es[i].body
 		}
 		err = s.retakeBatch(ctx, till, bodies, &r)
-		es = es[n:]
+		after = es[len(es)-1].id
 	}
 	if err != nil {
 		r.Err = err.Error()
@@ -159,25 +142,37 @@ func (s *Server) retakeTill(ctx context.Context, till string, es []copiedEntry) 
 // reason, and an accrual's lot's expiry; the digest is then the one of the
 // first request. An accrual whose lot has expired since is refused, as
 // ERP's would be, and named.
-func (s *Server) retakeCorrections(ctx context.Context, es []copiedEntry) Retaken {
+func (s *Server) retakeCorrections(ctx context.Context, c *JournalCopy) Retaken {
 	r := Retaken{TillID: ERPTill}
-	for _, x := range es {
-		res, err := s.retakeCorrection(ctx, x.body)
-		switch {
-		case err == nil && res.Duplicate:
-			r.Duplicate++
-		case err == nil:
-			r.Applied++
-		case errors.As(err, new(refusedError)):
-			r.Rejected++
-			r.problem(x.id, wire.Rejected, err.Error())
-		default:
-			r.Err = err.Error()
-			s.log.Error("retake journal", "till", ERPTill, "entry", x.id, "err", err)
+	stop := func(id string, err error) Retaken {
+		r.Err = err.Error()
+		s.log.Error("retake journal", "till", ERPTill, "entry", id, "err", err)
+		return r
+	}
+	for after := ""; ; {
+		es, err := c.page(ctx, ERPTill, after, retakeBatch)
+		if err != nil {
+			return stop(after, err)
+		}
+		if len(es) == 0 {
 			return r
 		}
+		for _, x := range es {
+			res, err := s.retakeCorrection(ctx, x.body)
+			switch {
+			case err == nil && res.Duplicate:
+				r.Duplicate++
+			case err == nil:
+				r.Applied++
+			case errors.As(err, new(refusedError)):
+				r.Rejected++
+				r.problem(x.id, wire.Rejected, err.Error())
+			default:
+				return stop(x.id, err)
+			}
+		}
+		after = es[len(es)-1].id
 	}
-	return r
 }
 
 func (s *Server) retakeCorrection(ctx context.Context, body []byte) (CorrectionResult, error) {
@@ -269,45 +264,4 @@ func (s *Server) tillWatermark(ctx context.Context, till string, folded *string,
 		*waiting = n
 	}
 	return nil
-}
-
-// compactJSON is data without insignificant space, so that the same entry
-// saved by two exports (or pretty-printed by ERP) compares equal; data that
-// is not JSON is returned as it is, for the decoder to name.
-func compactJSON(data json.RawMessage) json.RawMessage {
-	var b bytes.Buffer
-	if json.Compact(&b, data) != nil || b.Len() == len(data) {
-		return data // not JSON, or compact already (as the export writes it)
-	}
-	return b.Bytes()
-}
-
-// DecodeExport reads ERP's copy of the journal export: the export's pages
-// (GET /v1/erp/journal answers) one after another, or its entries one a
-// line (each `{"till_id": …, "entry": …}`), or both mixed. Anything else is
-// an error naming the value.
-func DecodeExport(r io.Reader) ([]ExportedEntry, error) {
-	dec := json.NewDecoder(r)
-	var out []ExportedEntry
-	for n := 1; ; n++ {
-		var v struct {
-			Entries *[]ExportedEntry `json:"entries"`
-			ExportedEntry
-		}
-		err := dec.Decode(&v)
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("journal export, value %d: %w", n, err)
-		}
-		switch {
-		case v.Entries != nil && v.TillID == "" && v.Entry == nil:
-			out = append(out, *v.Entries...)
-		case v.Entries == nil && v.TillID != "" && v.Entry != nil:
-			out = append(out, v.ExportedEntry)
-		default:
-			return nil, fmt.Errorf("journal export, value %d: neither a page ({\"entries\": […]}) nor an exported entry ({\"till_id\", \"entry\"})", n)
-		}
-	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,20 +48,45 @@ func exportPages(t *testing.T, s *Server, limit, n int) []byte {
 	}
 }
 
-func decodeExport(t *testing.T, data []byte) []ExportedEntry {
+// journalCopy is a JournalCopy of the export data (its pages, or an entry
+// a line), removed when t ends.
+func journalCopy(t *testing.T, data []byte) *JournalCopy {
 	t.Helper()
-	es, err := DecodeExport(bytes.NewReader(data))
+	c := newCopy(t)
+	if err := c.ReadExport(bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newCopy(t *testing.T) *JournalCopy {
+	t.Helper()
+	c, err := NewJournalCopy(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return es
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// copyOf is a JournalCopy of es.
+func copyOf(t *testing.T, es ...ExportedEntry) *JournalCopy {
+	t.Helper()
+	c := newCopy(t)
+	for _, x := range es {
+		if err := c.Add(x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
 }
 
 // retake runs RetakeJournal and returns what it did for each of tills, in
 // that order: nothing else.
-func retake(t *testing.T, s *Server, es []ExportedEntry, tills ...string) []Retaken {
+func retake(t *testing.T, s *Server, c *JournalCopy, tills ...string) []Retaken {
 	t.Helper()
-	rs, err := s.RetakeJournal(context.Background(), es)
+	var reported []Retaken
+	rs, err := s.RetakeJournal(context.Background(), c, func(r Retaken) { reported = append(reported, r) })
 	if err != nil || len(rs) != len(tills) {
 		t.Fatalf("retake: %+v, %v; want tills %v", rs, err, tills)
 	}
@@ -68,6 +94,12 @@ func retake(t *testing.T, s *Server, es []ExportedEntry, tills ...string) []Reta
 		if r.TillID != tills[i] {
 			t.Fatalf("retake: %+v; want tills %v", rs, tills)
 		}
+		if j := slices.IndexFunc(reported, func(x Retaken) bool { return x.TillID == r.TillID }); j < 0 || !reflect.DeepEqual(reported[j], r) {
+			t.Fatalf("retake of till %s: %+v, reported as it ended %+v", r.TillID, r, reported)
+		}
+	}
+	if len(reported) != len(rs) {
+		t.Fatalf("retake reported %+v as the tills ended, want each of %+v once", reported, rs)
 	}
 	return rs
 }
@@ -110,7 +142,7 @@ func TestRetakeJournalFillsWhatARestoreLost(t *testing.T) {
 		t.Fatalf("head office B before: %+v, want 4 entries folded through the second and a correction", st)
 	}
 
-	rs := retake(t, b, decodeExport(t, export), "ERP", "S001-T09")
+	rs := retake(t, b, journalCopy(t, export), "ERP", "S001-T09")
 	if c := rs[0]; c.Applied != 1 || c.Duplicate != 1 || c.Rejected != 0 || c.Err != "" {
 		t.Fatalf("corrections retaken: %+v; want the one B lacked applied, the other duplicate", c)
 	}
@@ -134,7 +166,7 @@ func TestRetakeJournalFillsWhatARestoreLost(t *testing.T) {
 			t.Errorf("card %s: %s at B, %s at A", c, gb, ga)
 		}
 	}
-	rs = retake(t, b, decodeExport(t, export), "ERP", "S001-T09")
+	rs = retake(t, b, journalCopy(t, export), "ERP", "S001-T09")
 	if c, r := rs[0], rs[1]; c.Duplicate != 2 || c.Applied != 0 || r.Held != 7 || r.Applied+r.Duplicate != 0 || r.FoldedThrough != entries[6].ID {
 		t.Fatalf("second retake: %+v; want everything held", rs)
 	}
@@ -166,9 +198,22 @@ func TestRetakeJournalRefusesWhatIsNotTheExport(t *testing.T) {
 	other := entries[3]
 	other.Points = decimal.NewFromInt(11)
 	other.Lots = []store.LotChange{{LotID: other.ID, Delta: other.Points, Create: true, ActiveFrom: other.CreatedAt}}
-	if _, err := b.RetakeJournal(ctx, []ExportedEntry{line("S001-T09", entries[3]), line("S001-T09", other)}); err == nil ||
-		!strings.Contains(err.Error(), entries[3].ID+" given twice with different content") {
+	twice := newCopy(t)
+	if err := twice.Add(line("S001-T09", entries[3])); err != nil {
+		t.Fatal(err)
+	}
+	if err := twice.Add(line("S001-T09", other)); err == nil || !strings.Contains(err.Error(), entries[3].ID+" given twice with different content") {
 		t.Fatalf("the same id twice, otherwise: %v", err)
+	}
+	if err := twice.Add(line("S001-T09", entries[3])); err == nil || !strings.Contains(err.Error(), "given twice") {
+		t.Fatalf("an entry added after the copy failed: %v, want the failure again", err)
+	}
+	if rs, err := b.RetakeJournal(ctx, twice, nil); err == nil || !strings.Contains(err.Error(), "nothing written") || rs != nil {
+		t.Fatalf("retaking a copy that failed: %+v, %v", rs, err)
+	}
+	elsewhere := copyOf(t, line("S001-T09", entries[3]))
+	if err := elsewhere.Add(line("S001-T10", entries[3])); err == nil || !strings.Contains(err.Error(), "given twice with different content") {
+		t.Fatalf("the same entry under another till: %v", err)
 	}
 	if got := readIngestState(t, b); got != before {
 		t.Fatalf("after the refused copy: %+v, want %+v", got, before)
@@ -199,7 +244,7 @@ func TestRetakeJournalRefusesWhatIsNotTheExport(t *testing.T) {
 		p, _ := json.MarshalIndent(Export{Entries: []ExportedEntry{x}}, "", "  ") // a page, pretty-printed
 		file.Write(p)
 	}
-	rs := retake(t, b, decodeExport(t, file.Bytes()), "S001-T09", "S001-T77")
+	rs := retake(t, b, journalCopy(t, file.Bytes()), "S001-T09", "S001-T77")
 	r := rs[0]
 	if r.TillID != "S001-T09" || r.Held != 2 || r.Applied != 3 || r.Conflict != 1 || r.Duplicate != 0 ||
 		r.FoldedThrough != entries[3].ID || r.Waiting != 2 || len(r.Problems) != 1 || !strings.HasPrefix(r.Problems[0], entries[3].ID+": conflict") {
@@ -215,16 +260,22 @@ func TestRetakeJournalRefusesWhatIsNotTheExport(t *testing.T) {
 	expired := wire.Entry{Entry: store.Entry{ID: "ERP-old", CheckID: "ERP-old", CardCode: "3300000000001", Kind: store.KindCorrection,
 		Points: dec("5"), Note: "goodwill", Lots: []store.LotChange{{LotID: "ERP-old", Delta: dec("5"), Create: true, ActiveFrom: past, ExpiresAt: past}}}}
 	odd := wire.Entry{Entry: store.Entry{ID: "ERP-odd", CardCode: "3300000000001", Kind: store.KindAccrual, Points: dec("5")}}
-	c := retake(t, b, []ExportedEntry{line("ERP", expired), line("ERP", odd)}, "ERP")[0]
+	c := retake(t, b, copyOf(t, line("ERP", expired), line("ERP", odd)), "ERP")[0]
 	if c.Rejected != 2 || c.Applied+c.Duplicate != 0 || len(c.Problems) != 2 ||
 		!strings.Contains(c.Problems[0], "ERP-odd: rejected: ") || !strings.Contains(c.Problems[1], "ERP-old: rejected: ") || !strings.Contains(c.Problems[1], "expires_at") {
 		t.Fatalf("ERP entries that are no correction ERP could send: %+v", c)
 	}
 
-	for _, bad := range []string{`[1, 2]`, `{"cursor": "1.1"}`, `{"entries": [], "till_id": "S001-T09"}`, `{"entries": [`} {
-		if _, err := DecodeExport(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "journal export, value 1") {
-			t.Errorf("DecodeExport(%s): %v, want an error naming the value", bad, err)
+	for _, bad := range []string{`[1, 2]`, `{"cursor": "1.1"}`, `{"entries": [], "till_id": "S001-T09"}`, `{"entries": [`, `{"entries": null}`,
+		`{"till_id": "S001-T09"}`, `{"entry": {"id": "S001-T09-1"}}`, `{"entries": [{"till_id": "S001-T09", "entry": {}}]}`, `"x"`, `{"entries": {}}`} {
+		if err := newCopy(t).ReadExport(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "journal export, value 1") {
+			t.Errorf("ReadExport(%s): %v, want an error naming the value", bad, err)
 		}
+	}
+	// The value is counted across the file: the third is cut short.
+	if err := newCopy(t).ReadExport(strings.NewReader(`{"entries": []} {"entries": []}` + "\n" + `{"till_id": "S001-T09", "entry": {"id": "S0`)); err == nil ||
+		!strings.Contains(err.Error(), "journal export, value 3: unexpected EOF") {
+		t.Errorf("an export cut short: %v", err)
 	}
 }
 
@@ -258,14 +309,19 @@ func TestExportOrdersXidsAsNumbers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	es := decodeExport(t, exportPages(t, s, 2, len(entries)))
 	var got []string
-	for _, x := range es {
-		var e wire.Entry
-		if err := json.Unmarshal(x.Entry, &e); err != nil {
+	for dec := json.NewDecoder(bytes.NewReader(exportPages(t, s, 2, len(entries)))); dec.More(); {
+		var p Export
+		if err := dec.Decode(&p); err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, e.ID)
+		for _, x := range p.Entries {
+			var e wire.Entry
+			if err := json.Unmarshal(x.Entry, &e); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, e.ID)
+		}
 	}
 	var want []string
 	for _, e := range entries {
