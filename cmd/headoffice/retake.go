@@ -48,8 +48,8 @@ func retakeJournal(ctx context.Context, srv *headoffice.Server, files []string, 
 	for _, r := range rs {
 		// Rejected entries are kept as head office kept them the first
 		// time (applied to no card); a conflict is an entry the copy has
-		// otherwise than head office.
-		if r.Err != "" || r.Conflict > 0 {
+		// otherwise than head office, one passed over an entry lost.
+		if r.Err != "" || r.Conflict > 0 || r.PassedOver > 0 {
 			failed = append(failed, r.TillID)
 		}
 	}
@@ -66,6 +66,9 @@ func printRetaken(out io.Writer, r headoffice.Retaken) {
 	} else {
 		fmt.Fprintf(out, "till %s: %d entries taken back, %d held already (%d at or before its watermark), %d conflicting, %d rejected; watermark %s → %s",
 			r.TillID, r.Applied, r.Held+r.Duplicate, r.Held, r.Conflict, r.Rejected, cmp.Or(r.FoldedBefore, "-"), cmp.Or(r.FoldedThrough, "-"))
+		if r.PassedOver > 0 {
+			fmt.Fprintf(out, "; %d at or before its watermark not held, passed over: they can never be folded (support corrects their cards)", r.PassedOver)
+		}
 		if r.Waiting > 0 {
 			fmt.Fprintf(out, "; %d entries still wait behind a gap the copy does not fill", r.Waiting)
 		}

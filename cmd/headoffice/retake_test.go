@@ -141,6 +141,31 @@ func TestRetakeJournalCommand(t *testing.T) {
 		}
 	}
 
+	// A new store's journal went on past entries 6 and 7 before the
+	// retake: they are named, and the run fails.
+	restart := entries[0]
+	restart.ID, restart.CheckID, restart.Prev = fmt.Sprintf("S001-T01-%026d", 9), fmt.Sprintf("S001-T01-%026d", 9), ""
+	restart.Lots = []store.LotChange{{LotID: restart.ID, Delta: restart.Points, Create: true, ActiveFrom: at}}
+	if res, err := srv.Ingest(ctx, &wire.Batch{TillID: "S001-T01", Entries: []wire.Entry{restart}}); err != nil || res.FoldedThrough != restart.ID {
+		t.Fatalf("a new store's first entry: %+v, %v", res, err)
+	}
+	var lost []wire.Entry
+	for i := 6; i <= 7; i++ {
+		e := entries[0]
+		e.ID, e.CheckID, e.Prev = fmt.Sprintf("S001-T01-%026d", i), fmt.Sprintf("S001-T01-%026d", i), entries[4].ID
+		if i > 6 {
+			e.Prev = lost[0].ID
+		}
+		e.Lots = []store.LotChange{{LotID: e.ID, Delta: e.Points, Create: true, ActiveFrom: at}}
+		lost = append(lost, e)
+	}
+	err = retake(file("passed.ndjson", lost...))
+	if err == nil || !strings.Contains(err.Error(), "tills S001-T01") ||
+		!strings.Contains(out.String(), ": 0 entries taken back, 0 held already (0 at or before its watermark), 0 conflicting, 0 rejected; watermark "+restart.ID+" → "+restart.ID+
+			"; 2 at or before its watermark not held, passed over") || !strings.Contains(out.String(), "\n  "+lost[0].ID+": passed over: ") {
+		t.Fatalf("retake of entries passed over: %v\n%s", err, out.String())
+	}
+
 	notExport := filepath.Join(dir, "replica.json")
 	os.WriteFile(notExport, []byte(`{"cards": []}`), 0o644)
 	for _, files := range [][]string{nil, {filepath.Join(dir, "missing")}, {three, notExport}} {

@@ -20,6 +20,12 @@ type Retaken struct {
 	// Held counts the entries at or before the till's watermark: head
 	// office has them folded already, so they are not sent again.
 	Held int
+	// PassedOver counts the entries at or before the watermark that head
+	// office does not hold: its chain went on past them, so they can never
+	// be folded (a till whose store was replaced since the backup pushed
+	// its new journal before the retake ran: docs/sync.md, "Restoring head
+	// office: the steps"). Support corrects their cards.
+	PassedOver int
 	// What ingestion answered for the others (wire.Applied and so on).
 	Applied   int
 	Duplicate int
@@ -110,8 +116,8 @@ func (s *Server) RetakeJournal(ctx context.Context, c *JournalCopy, done func(Re
 func (s *Server) retakeTill(ctx context.Context, c *JournalCopy, till string) Retaken {
 	r := Retaken{TillID: till}
 	err := s.tillWatermark(ctx, till, &r.FoldedBefore, nil)
-	if err == nil {
-		r.Held, err = c.through(ctx, till, r.FoldedBefore)
+	if err == nil && r.FoldedBefore != "" {
+		err = s.retakeHeld(ctx, c, till, &r)
 	}
 	for after := r.FoldedBefore; err == nil; {
 		var es []copiedEntry
@@ -133,6 +139,35 @@ func (s *Server) retakeTill(ctx context.Context, c *JournalCopy, till string) Re
 		r.Err = werr.Error()
 	}
 	return r
+}
+
+// retakeHeld counts the copy's entries of till at or before its watermark
+// into r: those head office holds, and those it passed over.
+func (s *Server) retakeHeld(ctx context.Context, c *JournalCopy, till string, r *Retaken) error {
+	for after := ""; ; {
+		ids, err := c.ids(ctx, till, after, r.FoldedBefore, retakeBatch)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		rows, _ := s.db.Query(ctx, `SELECT id FROM journal WHERE id = ANY($1)`, ids)
+		found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("read the entries held of till %s: %w", till, err)
+		}
+		held := make(map[string]bool, len(found))
+		for _, id := range found {
+			held[id] = true
+		}
+		for _, id := range ids {
+			if held[id] {
+				r.Held++
+				continue
+			}
+			r.PassedOver++
+			r.problem(id, "passed over", "at or before the watermark, not held: head office's chain went on past it, it can never be folded")
+		}
+		after = ids[len(ids)-1]
+	}
 }
 
 // retakeCorrections gives again ERP's corrections of the copy (the export
@@ -213,6 +248,26 @@ func (s *Server) retakeBatch(ctx context.Context, till string, bodies []json.Raw
 	if err != nil {
 		return err
 	}
+	// A till whose store was replaced has a journal for each store, each
+	// starting with an entry that has no predecessor. Ingest takes such an
+	// entry as the restart only at the head of what it folds, as a till's
+	// push would bring it: each chain goes in its own batches.
+	all := b.Entries
+	for len(all) > 0 {
+		n := 1
+		for n < len(all) && all[n].Prev != "" {
+			n++
+		}
+		b.Entries, all = all[:n], all[n:]
+		if err := s.retakeIngest(ctx, b, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// retakeIngest ingests b, counting the answers into r.
+func (s *Server) retakeIngest(ctx context.Context, b *wire.Batch, r *Retaken) error {
 	res, err := s.Ingest(ctx, b)
 	if err != nil {
 		return err

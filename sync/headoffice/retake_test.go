@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"strconv"
@@ -329,5 +330,78 @@ func TestExportOrdersXidsAsNumbers(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("exported in pages of 2 across xid %d:\n%v\nwant each once, in xid order:\n%v", ten, got, want)
+	}
+}
+
+// replacedStores is the fixture till's journal after its store was
+// replaced twice: the fixture's seven entries, then two more journals of
+// accruals (three and two), each starting with an entry that has no
+// predecessor, as a new store's does.
+func replacedStores(first []wire.Entry) (journals [][]wire.Entry) {
+	journals = append(journals, first)
+	for j, n := range []int{3, 2} {
+		var es []wire.Entry
+		for i := range n {
+			id := fmt.Sprintf("S001-T09-%026d", 100*(j+1)+i)
+			e := first[i]
+			e.ID, e.CheckID, e.Prev = id, id, ""
+			if i > 0 {
+				e.Prev = es[i-1].ID
+			}
+			e.Lots = []store.LotChange{{LotID: id, Delta: e.Points, Create: true, ActiveFrom: e.CreatedAt}}
+			es = append(es, e)
+		}
+		journals = append(journals, es)
+	}
+	return journals
+}
+
+// TestRetakeJournalTakesEachStoresJournal: the till's store was replaced
+// twice since the backup, so the copy holds three journals of the till.
+// Each is ingested as the till pushed it, the new store's first entry at
+// the head of a batch: all of them fold, none is kept as an orphan of a
+// replaced store. Had head office's chain gone on past them before the
+// retake (the third store pushed its journal first), the entries it lacks
+// at or before the watermark are named as passed over, not counted as held.
+func TestRetakeJournalTakesEachStoresJournal(t *testing.T) {
+	ctx := context.Background()
+	a, entries := ingestFixture(t)
+	journals := replacedStores(entries)
+	n := 0
+	for _, j := range journals {
+		if _, err := a.Ingest(ctx, &wire.Batch{TillID: "S001-T09", Entries: j}); err != nil {
+			t.Fatal(err)
+		}
+		n += len(j)
+	}
+	last := journals[2][1].ID
+	want := readIngestState(t, a)
+	if want.watermark != last || want.folded != n {
+		t.Fatalf("head office A: %+v, want all %d entries folded through %s", want, n, last)
+	}
+	export := exportPages(t, a, 100, n)
+
+	b, _ := ingestFixture(t)
+	if _, err := b.Ingest(ctx, &wire.Batch{TillID: "S001-T09", Entries: entries[:2]}); err != nil {
+		t.Fatal(err)
+	}
+	r := retake(t, b, journalCopy(t, export), "S001-T09")[0]
+	if r.Held != 2 || r.Applied != n-2 || r.Rejected+r.Conflict+r.PassedOver != 0 || r.Waiting != 0 || r.FoldedThrough != last {
+		t.Fatalf("retake of three stores' journals: %+v; want 2 held, %d applied, folded through %s", r, n-2, last)
+	}
+	if got := readIngestState(t, b); got.folded != want.folded || got.remaining != want.remaining || got.lots != want.lots {
+		t.Fatalf("head office B after the retake: %+v, want A's %+v", got, want)
+	}
+
+	c, _ := ingestFixture(t)
+	for _, j := range [][]wire.Entry{entries[:2], journals[2]} {
+		if _, err := c.Ingest(ctx, &wire.Batch{TillID: "S001-T09", Entries: j}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r = retake(t, c, journalCopy(t, export), "S001-T09")[0]
+	if r.Held != 4 || r.PassedOver != n-4 || r.Applied+r.Duplicate != 0 || r.FoldedThrough != last ||
+		len(r.Problems) != n-4 || !strings.HasPrefix(r.Problems[0], entries[2].ID+": passed over: ") {
+		t.Fatalf("retake after the third store pushed: %+v; want 4 held, %d passed over, named", r, n-4)
 	}
 }

@@ -321,13 +321,26 @@ func (c *JournalCopy) tills(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// through counts the entries of till up to and including id.
-func (c *JournalCopy) through(ctx context.Context, till, id string) (int, error) {
-	var n int
-	if err := c.db.QueryRowContext(ctx, `SELECT count(*) FROM entries WHERE till_id = ? AND id <= ?`, till, id).Scan(&n); err != nil {
-		return 0, fmt.Errorf("journal copy, till %s: %w", till, err)
+// ids reads at most n ids of till after one id up to and including
+// another, in id order.
+func (c *JournalCopy) ids(ctx context.Context, till, after, through string, n int) ([]string, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT id FROM entries WHERE till_id = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?`, till, after, through, n)
+	if err != nil {
+		return nil, fmt.Errorf("journal copy, till %s: %w", till, err)
 	}
-	return n, nil
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("journal copy, till %s: %w", till, err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("journal copy, till %s: %w", till, err)
+	}
+	return out, nil
 }
 
 // page reads at most n entries of till after id, in id order: byte order
