@@ -298,7 +298,8 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 			if err := rows.Scan(&id, &prev, &body, &d, &rejected); err != nil {
 				return fmt.Errorf("load unfolded entries: %w", err)
 			}
-			byPrev[prev], unfolded[id], stored[id] = id, body, d
+			linkPrev(byPrev, prev, id)
+			unfolded[id], stored[id] = body, d
 			if rejected {
 				skip[id] = true
 			}
@@ -421,7 +422,7 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 	// from the watermark on, each the successor of the one before.
 	freshByID := map[string]*wire.Entry{}
 	for _, i := range fresh {
-		byPrev[b.Entries[i].Prev] = ids[i]
+		linkPrev(byPrev, b.Entries[i].Prev, ids[i])
 		freshByID[ids[i]] = &b.Entries[i]
 		if _, ok := rejected[ids[i]]; ok {
 			skip[ids[i]] = true
@@ -1662,4 +1663,19 @@ func (c *lotColumns) add(card string, l *lotState) {
 	c.points, c.remaining = append(c.points, l.Points.String()), append(c.remaining, l.Remaining.String())
 	c.expired = append(c.expired, l.Expired.String())
 	c.accrued, c.from, c.expires = append(c.accrued, l.AccruedAt), append(c.from, l.ActiveFrom), append(c.expires, l.ExpiresAt)
+}
+
+// linkPrev notes id as the successor of prev. Of several first entries
+// (no predecessor: the journals of a till store replaced more than once,
+// as a retake or a late batch may bring them together) the earliest is
+// kept: the chain restarts there, and a later store's journal restarts it
+// again at a push after that one ends, in the order they were written,
+// rather than the last one read orphaning those before it.
+func linkPrev(byPrev map[string]string, prev, id string) {
+	if prev == "" {
+		if first, ok := byPrev[""]; ok && first < id {
+			return
+		}
+	}
+	byPrev[prev] = id
 }

@@ -405,3 +405,34 @@ func TestRetakeJournalTakesEachStoresJournal(t *testing.T) {
 		t.Fatalf("retake after the third store pushed: %+v; want 4 held, %d passed over, named", r, n-4)
 	}
 }
+
+// TestTwoStoresJournalsInOneBatch: a batch brings the journals of two
+// stores that replaced the till's one after the other. The chain restarts
+// at the earlier's first entry and folds it; the later's waits and folds
+// at the next push. Neither is kept as an orphan of a replaced store, as
+// the earlier was when the later's first entry, read last, was taken for
+// the restart.
+func TestTwoStoresJournalsInOneBatch(t *testing.T) {
+	ctx := context.Background()
+	s, entries := ingestFixture(t)
+	journals := replacedStores(entries)
+	if _, err := s.Ingest(ctx, &wire.Batch{TillID: "S001-T09", Entries: journals[0]}); err != nil {
+		t.Fatal(err)
+	}
+	both := append(slices.Clone(journals[1]), journals[2]...)
+	res, err := s.Ingest(ctx, &wire.Batch{TillID: "S001-T09", Entries: both})
+	if err != nil || res.FoldedThrough != journals[1][2].ID {
+		t.Fatalf("two stores' journals in one batch: %+v, %v; want folded through the earlier's last entry", res, err)
+	}
+	for _, x := range res.Results {
+		if x.Status != wire.Applied {
+			t.Fatalf("two stores' journals in one batch: %+v; want all applied", res.Results)
+		}
+	}
+	if res, err = s.Ingest(ctx, &wire.Batch{TillID: "S001-T09", Entries: journals[2]}); err != nil || res.FoldedThrough != journals[2][1].ID {
+		t.Fatalf("the later store's push again: %+v, %v; want folded through its last entry", res, err)
+	}
+	if rej, err := s.Rejected(ctx); err != nil || len(rej) != 0 {
+		t.Fatalf("rejected: %+v, %v; want none", rej, err)
+	}
+}
