@@ -302,43 +302,36 @@ func (c *JournalCopy) tills(ctx context.Context) ([]string, error) {
 	if err := c.commit(); err != nil {
 		return nil, err
 	}
-	rows, err := c.db.QueryContext(ctx, `SELECT DISTINCT till_id FROM entries ORDER BY till_id`)
-	if err != nil {
-		return nil, fmt.Errorf("journal copy: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			return nil, fmt.Errorf("journal copy: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("journal copy: %w", err)
-	}
-	return out, nil
+	return c.column(ctx, `SELECT DISTINCT till_id FROM entries ORDER BY till_id`)
 }
 
 // ids reads at most n ids of till after one id up to and including
 // another, in id order.
 func (c *JournalCopy) ids(ctx context.Context, till, after, through string, n int) ([]string, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT id FROM entries WHERE till_id = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?`, till, after, through, n)
+	ids, err := c.column(ctx, `SELECT id FROM entries WHERE till_id = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?`, till, after, through, n)
 	if err != nil {
-		return nil, fmt.Errorf("journal copy, till %s: %w", till, err)
+		return nil, fmt.Errorf("till %s: %w", till, err)
+	}
+	return ids, nil
+}
+
+// column reads the strings a query of the copy gives.
+func (c *JournalCopy) column(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := c.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("journal copy: %w", err)
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("journal copy, till %s: %w", till, err)
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("journal copy: %w", err)
 		}
-		out = append(out, id)
+		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("journal copy, till %s: %w", till, err)
+		return nil, fmt.Errorf("journal copy: %w", err)
 	}
 	return out, nil
 }
