@@ -35,16 +35,21 @@ func TestRetakeJournalCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	var entries []wire.Entry
-	for i := 1; i <= 5; i++ {
+	// accrual is the till's entry i of 10 points, after prev.
+	accrual := func(i int, prev string) wire.Entry {
 		id := fmt.Sprintf("S001-T01-%026d", i)
-		e := wire.Entry{Entry: store.Entry{ID: id, CheckID: id, CardCode: "2900000000049", Kind: store.KindAccrual,
+		e := wire.Entry{Prev: prev, Entry: store.Entry{ID: id, CheckID: id, CardCode: "2900000000049", Kind: store.KindAccrual,
 			Points: decimal.NewFromInt(10), PurchaseKop: 10000, CreatedAt: at}}
 		e.Lots = []store.LotChange{{LotID: id, Delta: e.Points, Create: true, ActiveFrom: at}}
+		return e
+	}
+	var entries []wire.Entry
+	for i := 1; i <= 5; i++ {
+		prev := ""
 		if i > 1 {
-			e.Prev = entries[i-2].ID
+			prev = entries[i-2].ID
 		}
-		entries = append(entries, e)
+		entries = append(entries, accrual(i, prev))
 	}
 	dir := t.TempDir()
 	file := func(name string, es ...wire.Entry) string {
@@ -143,22 +148,12 @@ func TestRetakeJournalCommand(t *testing.T) {
 
 	// A new store's journal went on past entries 6 and 7 before the
 	// retake: they are named, and the run fails.
-	restart := entries[0]
-	restart.ID, restart.CheckID, restart.Prev = fmt.Sprintf("S001-T01-%026d", 9), fmt.Sprintf("S001-T01-%026d", 9), ""
-	restart.Lots = []store.LotChange{{LotID: restart.ID, Delta: restart.Points, Create: true, ActiveFrom: at}}
+	restart := accrual(9, "")
 	if res, err := srv.Ingest(ctx, &wire.Batch{TillID: "S001-T01", Entries: []wire.Entry{restart}}); err != nil || res.FoldedThrough != restart.ID {
 		t.Fatalf("a new store's first entry: %+v, %v", res, err)
 	}
-	var lost []wire.Entry
-	for i := 6; i <= 7; i++ {
-		e := entries[0]
-		e.ID, e.CheckID, e.Prev = fmt.Sprintf("S001-T01-%026d", i), fmt.Sprintf("S001-T01-%026d", i), entries[4].ID
-		if i > 6 {
-			e.Prev = lost[0].ID
-		}
-		e.Lots = []store.LotChange{{LotID: e.ID, Delta: e.Points, Create: true, ActiveFrom: at}}
-		lost = append(lost, e)
-	}
+	lost := []wire.Entry{accrual(6, entries[4].ID)}
+	lost = append(lost, accrual(7, lost[0].ID))
 	err = retake(file("passed.ndjson", lost...))
 	if err == nil || !strings.Contains(err.Error(), "tills S001-T01") ||
 		!strings.Contains(out.String(), ": 0 entries taken back, 0 held already (0 at or before its watermark), 0 conflicting, 0 rejected; watermark "+restart.ID+" → "+restart.ID+

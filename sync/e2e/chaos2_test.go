@@ -1240,14 +1240,13 @@ func (c *chaos) retakeJournal(erpCopy *headoffice.JournalCopy, pastHold bool) {
 			c.failed = true
 		}
 	}
-	if !pastHold {
-		c.counts["restore within the hold, journal retaken"]++
-		c.logf("head office restored from a backup within the journal hold: retake-journal gave back %d entries of %d tills", applied, len(rs))
-		return
+	where := "within"
+	if pastHold {
+		where = "past"
+		c.x.retaken++
 	}
-	c.x.retaken++
-	c.counts["restore past the hold, journal retaken"]++
-	c.logf("head office restored from a backup past the journal hold: retake-journal gave back %d entries of %d tills", applied, len(rs))
+	c.counts["restore "+where+" the hold, journal retaken"]++
+	c.logf("head office restored from a backup %s the journal hold: retake-journal gave back %d entries of %d tills", where, applied, len(rs))
 }
 
 // syncQuiet is a sync that must work (or be refused only for injected

@@ -95,7 +95,6 @@ func TestTillDropsOnlyWhatEveryBackupHolds(t *testing.T) {
 	if len(kept) != len(made)-before {
 		t.Errorf("the till keeps %d entries, want %d", len(kept), len(made)-before)
 	}
-	exportCaughtUp(t, h)
 	got := exportAll(t, e)
 	for _, en := range made {
 		g, ok := got[en.ID]
@@ -280,7 +279,6 @@ func TestRetakeForATillEnrolledSinceTheBackup(t *testing.T) {
 	}
 	retookAll(t, retake(), whole, k.PrunedThrough)
 	syncUntilFound(t, tl)
-	exportCaughtUp(t, h)
 	got := exportAll(t, e)
 	if len(got) != len(whole) {
 		t.Errorf("head office holds %d entries, the till made %d", len(got), len(whole))

@@ -228,7 +228,6 @@ func runScenario(t *testing.T, f fault) map[string]string {
 			t.Errorf("till %s status after sync: %+v", tl.id, st)
 		}
 	}
-	exportCaughtUp(t, h)
 	hoJournal := exportAll(t, e)
 	if len(hoJournal) != len(union) {
 		t.Errorf("head office holds %d entries, the tills %d", len(hoJournal), len(union))
@@ -448,9 +447,11 @@ func canonical(t *testing.T, e store.Entry) string {
 	return string(b)
 }
 
-// exportAll pages through the ERP journal export over HTTP.
+// exportAll pages through the ERP journal export over HTTP, once it can
+// give every entry head office holds (exportCaughtUp).
 func exportAll(t *testing.T, e *env) map[string]string {
 	t.Helper()
+	exportCaughtUp(t, e.h)
 	out := map[string]string{}
 	for _, en := range hoEntries(t, e) {
 		if _, dup := out[en.ID]; dup {

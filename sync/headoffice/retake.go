@@ -306,17 +306,17 @@ func (r *Retaken) problem(id, status, why string) {
 // tillWatermark reads a till's watermark and, if waiting is not nil, how
 // many of its stored entries are not folded yet.
 func (s *Server) tillWatermark(ctx context.Context, till string, folded *string, waiting *int) error {
-	var n int
-	err := s.db.QueryRow(ctx, `SELECT folded_through, (SELECT count(*) FROM journal WHERE till_id = $1 AND NOT folded)
-		FROM tills WHERE till_id = $1`, till).Scan(folded, &n)
+	q, dst := `SELECT folded_through FROM tills WHERE till_id = $1`, []any{folded}
+	if waiting != nil { // counted only when asked: the first read needs the watermark alone
+		q = `SELECT folded_through, (SELECT count(*) FROM journal WHERE till_id = $1 AND NOT folded) FROM tills WHERE till_id = $1`
+		dst = append(dst, waiting)
+	}
+	err := s.db.QueryRow(ctx, q, till).Scan(dst...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("till %s: %w (enrol it, or let it sync once, then run again)", till, ErrUnknownTill)
 	}
 	if err != nil {
 		return fmt.Errorf("read the watermark of till %s: %w", till, err)
-	}
-	if waiting != nil {
-		*waiting = n
 	}
 	return nil
 }
