@@ -61,9 +61,13 @@ func retakeJournal(ctx context.Context, srv *headoffice.Server, files []string, 
 
 // printRetaken writes what the retake did with one till's entries.
 func printRetaken(out io.Writer, r headoffice.Retaken) {
-	if r.TillID == headoffice.ERPTill {
+	switch {
+	case r.TillID == headoffice.ERPTill:
 		fmt.Fprintf(out, "ERP corrections: %d given again, %d held already, %d refused\n", r.Applied, r.Duplicate, r.Rejected)
-	} else {
+	case r.Kept > 0:
+		fmt.Fprintf(out, "till %s: not known here (enrolled since the backup): %s kept, taken when it syncs with its enrolment secret or is enrolled again\n",
+			r.TillID, count(r.Kept, "entry", "entries"))
+	default:
 		fmt.Fprintf(out, "till %s: %d entries taken back, %d held already (%d at or before its watermark), %d conflicting, %d rejected; watermark %s → %s",
 			r.TillID, r.Applied, r.Held+r.Duplicate, r.Held, r.Conflict, r.Rejected, cmp.Or(r.FoldedBefore, "-"), cmp.Or(r.FoldedThrough, "-"))
 		if r.PassedOver > 0 {

@@ -23,7 +23,8 @@ import (
 // TestRetakeJournalCommand: ERP's copy of three entries (an entry a line)
 // is taken back, then again (held already); a copy with an entry otherwise
 // than head office holds it fails and names it, after taking the rest; an
-// ERP correction lost is given again; no file, or a file that is
+// ERP correction lost is given again; a till not known is kept, and taken
+// when it is enrolled; no file, or a file that is
 // not an export, fails before anything is written.
 func TestRetakeJournalCommand(t *testing.T) {
 	dsn := pgtest.DSN(t)
@@ -159,6 +160,26 @@ func TestRetakeJournalCommand(t *testing.T) {
 		!strings.Contains(out.String(), ": 0 entries taken back, 0 held already (0 at or before its watermark), 0 conflicting, 0 rejected; watermark "+restart.ID+" → "+restart.ID+
 			"; 2 at or before its watermark not held, passed over") || !strings.Contains(out.String(), "\n  "+lost[0].ID+": passed over: ") {
 		t.Fatalf("retake of entries passed over: %v\n%s", err, out.String())
+	}
+
+	// A till head office does not know (enrolled since the backup): its
+	// entries are kept, and taken when it is enrolled.
+	unknown := accrual(1, "")
+	unknown.ID = strings.Replace(unknown.ID, "S001-T01", "S001-T02", 1)
+	unknown.CheckID, unknown.Lots[0].LotID = unknown.ID, unknown.ID
+	body, _ := wire.AppendEntry(nil, unknown)
+	line, _ := json.Marshal(headoffice.ExportedEntry{TillID: "S001-T02", Entry: body})
+	t02 := filepath.Join(dir, "t02.ndjson")
+	os.WriteFile(t02, line, 0o644)
+	if err := retake(t02); err != nil || out.String() != "read 1 entry from 1 file\ntill S001-T02: not known here (enrolled since the backup): 1 entry kept, taken when it syncs with its enrolment secret or is enrolled again\n" {
+		t.Fatalf("retake of a till not known: %v\n%s", err, out.String())
+	}
+	if err := run(ctx, []string{"enrol", "-dsn", dsn, "-till", "S001-T02", "-store", "S001"}, io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	var folded string
+	if err := srv.DB().QueryRow(ctx, `SELECT folded_through FROM tills WHERE till_id = 'S001-T02'`).Scan(&folded); err != nil || folded != unknown.ID {
+		t.Fatalf("till S001-T02 enrolled: folded through %q (%v), want its kept entry", folded, err)
 	}
 
 	notExport := filepath.Join(dir, "replica.json")

@@ -109,6 +109,10 @@ func (s *Server) Enrol(ctx context.Context, tillID, storeID string) (string, err
 	if err != nil {
 		return "", fmt.Errorf("enrol till %s: %w", tillID, err)
 	}
+	// Entries retake-journal kept while head office did not know the till
+	// (restored from a backup taken before its enrolment) are taken now; a
+	// failure is logged, and the next maintenance run tries again.
+	s.takeKept(ctx, tillID) //nolint:errcheck
 	return secret, nil
 }
 
@@ -258,6 +262,10 @@ func (s *Server) readmit(ctx context.Context, tillID, storeID string, issued tim
 	}
 	s.log.Warn("till admitted again from its enrolment secret (head office restored from a backup?): its feed is reset",
 		"till", tillID, "store", storeID, "issued", issued)
+	// Before the till's request goes on, so that its push finds the
+	// entries it dropped back (a failure is logged, and the next
+	// maintenance run tries again).
+	s.takeKept(ctx, tillID) //nolint:errcheck
 	return storeID, nil
 }
 

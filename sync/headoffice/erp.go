@@ -863,6 +863,9 @@ type MaintainStats struct {
 	// ChangesPruned are the change log's rows past Options.ChangeRetention
 	// deleted.
 	ChangesPruned int64 `json:"changes_pruned,omitempty"`
+	// KeptTaken are the entries retake-journal kept for tills head office
+	// did not know, taken now that they are enrolled.
+	KeptTaken int `json:"retake_kept_taken,omitempty"`
 }
 
 // Maintain runs on a schedule (cmd/headoffice -expire-every): lots expired
@@ -921,7 +924,9 @@ func (s *Server) maintain(ctx context.Context) (MaintainStats, error) {
 	}
 	n, err := s.pruneChanges(ctx, now)
 	st.ChangesPruned = n
-	return st, err
+	k, kerr := s.takeAllKept(ctx)
+	st.KeptTaken = k
+	return st, errors.Join(err, kerr)
 }
 
 // maintainChunk is how many cards one Maintain transaction locks.

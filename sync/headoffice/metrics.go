@@ -67,6 +67,7 @@ func newMetrics(s *Server) *metrics.Registry {
 		{"headoffice_journal_waiting_entries", "Entries stored but not folded: waiting behind a gap in their till's chain (GET /v1/erp/reports/tills).", func(c *dbCounts) float64 { return float64(c.waiting) }},
 		{"headoffice_journal_waiting_oldest_seconds", "How long the oldest entry waiting behind a gap has waited (0: none): a gap that does not fill is a till's lost batch.", func(c *dbCounts) float64 { return c.waitedSeconds }},
 		{"headoffice_journal_unknown_card_entries", "Entries folded on cards head office did not hold, applied to no card (GET /v1/erp/reports/unknown-cards).", func(c *dbCounts) float64 { return float64(c.unknownCard) }},
+		{"headoffice_retake_kept_entries", "Entries of ERP's export retake-journal kept for tills head office did not know, to be taken when each is admitted or enrolled again (a till that will not sync again: enrol it, which takes them).", func(c *dbCounts) float64 { return float64(c.kept) }},
 		{"headoffice_conflicts_open", "Till entries head office holds with other content, not settled (GET /v1/erp/conflicts).", func(c *dbCounts) float64 { return float64(c.conflicts) }},
 		{"headoffice_tills_enrolled", "Tills enrolled and not retired.", func(c *dbCounts) float64 { return float64(c.tills) }},
 		{"headoffice_tills_retired", "Tills retired.", func(c *dbCounts) float64 { return float64(c.retired) }},
@@ -91,6 +92,7 @@ func newMetrics(s *Server) *metrics.Registry {
 type dbCounts struct {
 	waiting, conflicts, tills, retired int64
 	unknownCard                        int64   // entries folded on cards head office lacked
+	kept                               int64   // retake_kept's entries
 	silentHour, silentDay, neverSeen   int64   // tills not retired, last heard from over an hour, a day ago, never
 	waitedSeconds                      float64 // since the oldest waiting entry came
 }
@@ -118,8 +120,8 @@ func (s *Server) scrapeCounts() func(context.Context) (*dbCounts, error) {
 		// received_at is the database's time, so the age is too.
 		var waited float64
 		err = s.db.QueryRow(qctx, `SELECT w.n, coalesce(extract(epoch FROM now() - w.since), 0)::float8, c.n,
-				t.active, t.retired, t.silent_hour, t.silent_day, t.never, u.n
-			FROM (SELECT count(*) AS n, min(received_at) AS since FROM journal WHERE NOT folded) w,
+				t.active, t.retired, t.silent_hour, t.silent_day, t.never, u.n, k.n
+			FROM (SELECT count(*) AS n FROM retake_kept) k, (SELECT count(*) AS n, min(received_at) AS since FROM journal WHERE NOT folded) w,
 				(SELECT count(*) AS n FROM journal WHERE no_card) u,
 				(SELECT count(*) AS n FROM journal_conflicts WHERE settled_at IS NULL) c,
 				(SELECT count(*) FILTER (WHERE retired_at IS NULL) AS active, count(*) FILTER (WHERE retired_at IS NOT NULL) AS retired,
@@ -127,7 +129,7 @@ func (s *Server) scrapeCounts() func(context.Context) (*dbCounts, error) {
 					count(*) FILTER (WHERE retired_at IS NULL AND last_seen_at < now() - interval '1 day') AS silent_day,
 					count(*) FILTER (WHERE retired_at IS NULL AND last_seen_at IS NULL) AS never
 				FROM tills LEFT JOIN till_seen USING (till_id)) t`).
-			Scan(&c.waiting, &waited, &c.conflicts, &c.tills, &c.retired, &c.silentHour, &c.silentDay, &c.neverSeen, &c.unknownCard)
+			Scan(&c.waiting, &waited, &c.conflicts, &c.tills, &c.retired, &c.silentHour, &c.silentDay, &c.neverSeen, &c.unknownCard, &c.kept)
 		c.waitedSeconds = max(waited, 0)
 		return c, err
 	}

@@ -38,9 +38,16 @@ type Retaken struct {
 	FoldedBefore  string
 	FoldedThrough string
 	Waiting       int
-	// Err is why nothing more of this till was taken (an unknown or
-	// retired till, a failed batch); the batches before it stay.
+	// Kept counts the entries of a till head office does not know
+	// (enrolled since the backup): kept at head office, and taken as above
+	// once the till is admitted from its enrolment secret or enrolled
+	// again (docs/sync.md, "What a till keeps of its journal").
+	Kept int
+	// Err is why nothing more of this till was taken (a retired till, a
+	// failed batch); the batches before it stay.
 	Err string
+	// through is the last entry read of the source.
+	through string
 }
 
 // copiedEntry is an entry of ERP's copy: its id and its bytes.
@@ -112,16 +119,44 @@ func (s *Server) RetakeJournal(ctx context.Context, c *JournalCopy, done func(Re
 	return out, nil
 }
 
-// retakeTill ingests one till's entries of the copy.
+// entrySource is where a retake reads a till's entries, in id order:
+// ERP's copy (JournalCopy), or what a run kept for a till head office did
+// not know (keptEntries).
+type entrySource interface {
+	// page reads at most n entries of till after id after.
+	page(ctx context.Context, till, after string, n int) ([]copiedEntry, error)
+	// ids reads at most n ids of till after after, up to and including
+	// through.
+	ids(ctx context.Context, till, after, through string, n int) ([]string, error)
+}
+
+// retakeTill ingests one till's entries of the copy. Those of a till head
+// office does not know (enrolled since the backup) are kept at head office
+// until it is admitted (keepEntries).
 func (s *Server) retakeTill(ctx context.Context, c *JournalCopy, till string) Retaken {
+	r, err := s.takeEntries(ctx, c, till)
+	if errors.Is(err, ErrUnknownTill) {
+		return s.keepEntries(ctx, c, till)
+	}
+	return r
+}
+
+// takeEntries ingests till's entries of src after its watermark, a batch a
+// transaction, and counts those at or before it. The error, also in
+// Retaken.Err, is why it stopped.
+func (s *Server) takeEntries(ctx context.Context, src entrySource, till string) (Retaken, error) {
 	r := Retaken{TillID: till}
 	err := s.tillWatermark(ctx, till, &r.FoldedBefore, nil)
+	if errors.Is(err, ErrUnknownTill) {
+		r.Err = err.Error()
+		return r, err
+	}
 	if err == nil && r.FoldedBefore != "" {
-		err = s.retakeHeld(ctx, c, till, &r)
+		err = s.retakeHeld(ctx, src, till, &r)
 	}
 	for after := r.FoldedBefore; err == nil; {
 		var es []copiedEntry
-		if es, err = c.page(ctx, till, after, retakeBatch); err != nil || len(es) == 0 {
+		if es, err = src.page(ctx, till, after, retakeBatch); err != nil || len(es) == 0 {
 			break
 		}
 		bodies := make([]json.RawMessage, len(es))
@@ -130,22 +165,24 @@ func (s *Server) retakeTill(ctx context.Context, c *JournalCopy, till string) Re
 		}
 		err = s.retakeBatch(ctx, till, bodies, &r)
 		after = es[len(es)-1].id
+		r.through = after
 	}
 	if err != nil {
 		r.Err = err.Error()
 		s.log.Error("retake journal", "till", till, "err", err)
 	}
 	if werr := s.tillWatermark(ctx, till, &r.FoldedThrough, &r.Waiting); werr != nil && err == nil {
+		err = werr
 		r.Err = werr.Error()
 	}
-	return r
+	return r, err
 }
 
 // retakeHeld counts the copy's entries of till at or before its watermark
 // into r: those head office holds, and those it passed over.
-func (s *Server) retakeHeld(ctx context.Context, c *JournalCopy, till string, r *Retaken) error {
+func (s *Server) retakeHeld(ctx context.Context, src entrySource, till string, r *Retaken) error {
 	for after := ""; ; {
-		ids, err := c.ids(ctx, till, after, r.FoldedBefore, retakeBatch)
+		ids, err := src.ids(ctx, till, after, r.FoldedBefore, retakeBatch)
 		if err != nil || len(ids) == 0 {
 			return err
 		}
@@ -167,6 +204,7 @@ func (s *Server) retakeHeld(ctx context.Context, c *JournalCopy, till string, r 
 			r.problem(id, "passed over", "at or before the watermark, not held: head office's chain went on past it, it can never be folded")
 		}
 		after = ids[len(ids)-1]
+		r.through = after
 	}
 }
 
@@ -230,6 +268,46 @@ func (s *Server) retakeCorrection(ctx context.Context, body []byte) (CorrectionR
 // retakeBatch decodes entries as a push of till would carry them and
 // ingests them, counting the answers into r.
 func (s *Server) retakeBatch(ctx context.Context, till string, bodies []json.RawMessage, r *Retaken) error {
+	b, err := decodeRetake(till, bodies)
+	if err != nil {
+		return err
+	}
+	// A till whose store was replaced has a journal for each store, each
+	// starting with an entry that has no predecessor. Ingest takes such an
+	// entry as the restart only at the head of what it folds, as a till's
+	// push would bring it: each chain goes in its own batches, decoded
+	// apart so that the entries the decoder refused go with their own.
+	starts := map[string]bool{}
+	for _, es := range [][]wire.Entry{b.Entries, b.Refused} {
+		for _, e := range es {
+			if e.Prev == "" {
+				starts[e.ID] = true
+			}
+		}
+	}
+	from := 0
+	for i := 1; i <= len(bodies); i++ {
+		if i < len(bodies) {
+			if id, _ := entryID(bodies[i]); !starts[id] {
+				continue
+			}
+		}
+		part := b
+		if from > 0 || i < len(bodies) {
+			if part, err = decodeRetake(till, bodies[from:i]); err != nil {
+				return err
+			}
+		}
+		if err := s.retakeIngest(ctx, part, r); err != nil {
+			return err
+		}
+		from = i
+	}
+	return nil
+}
+
+// decodeRetake decodes entries as a push of till.
+func decodeRetake(till string, bodies []json.RawMessage) (*wire.Batch, error) {
 	// Written by hand: json.Marshal would check and compact every body
 	// again, a fifth of the retake's time.
 	n := 32 + len(till)
@@ -244,26 +322,7 @@ func (s *Server) retakeBatch(ctx context.Context, till string, bodies []json.Raw
 		}
 		data = append(data, e...)
 	}
-	b, err := wire.DecodeBatch(append(data, "]}"...))
-	if err != nil {
-		return err
-	}
-	// A till whose store was replaced has a journal for each store, each
-	// starting with an entry that has no predecessor. Ingest takes such an
-	// entry as the restart only at the head of what it folds, as a till's
-	// push would bring it: each chain goes in its own batches.
-	all := b.Entries
-	for len(all) > 0 {
-		n := 1
-		for n < len(all) && all[n].Prev != "" {
-			n++
-		}
-		b.Entries, all = all[:n], all[n:]
-		if err := s.retakeIngest(ctx, b, r); err != nil {
-			return err
-		}
-	}
-	return nil
+	return wire.DecodeBatch(append(data, "]}"...))
 }
 
 // retakeIngest ingests b, counting the answers into r.
@@ -313,7 +372,7 @@ func (s *Server) tillWatermark(ctx context.Context, till string, folded *string,
 	}
 	err := s.db.QueryRow(ctx, q, till).Scan(dst...)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("till %s: %w (enrol it, or let it sync once, then run again)", till, ErrUnknownTill)
+		return fmt.Errorf("till %s: %w", till, ErrUnknownTill)
 	}
 	if err != nil {
 		return fmt.Errorf("read the watermark of till %s: %w", till, err)

@@ -1,0 +1,83 @@
+package headoffice
+
+import (
+	"context"
+	"testing"
+
+	"tillagent/sync/wire"
+)
+
+// TestRetakeKeepsTheEntriesOfATillNotKnown: head office B was restored
+// from a backup taken before till S001-T09 was enrolled, so it has no row
+// for it. retake-journal keeps the till's entries of ERP's copy (run twice:
+// kept once), a maintenance run leaves them while the till is unknown, and
+// enrolling the till takes them: B then holds A's chain folded through its
+// last entry, and A's balances. Admitted by another process (its row
+// written there), the next maintenance run takes them.
+func TestRetakeKeepsTheEntriesOfATillNotKnown(t *testing.T) {
+	ctx := context.Background()
+	a, entries := ingestFixture(t)
+	if res, err := a.Ingest(ctx, &wire.Batch{TillID: "S001-T09", Entries: entries}); err != nil || res.FoldedThrough != entries[6].ID {
+		t.Fatalf("head office A: %+v, %v", res, err)
+	}
+	export := exportPages(t, a, 3, len(entries))
+	want := readIngestState(t, a)
+
+	unknown := func(t *testing.T) *Server {
+		b, _ := ingestFixture(t)
+		if _, err := b.db.Exec(ctx, `DELETE FROM tills WHERE till_id = 'S001-T09'`); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			r := retake(t, b, journalCopy(t, export), "S001-T09")[0]
+			if r.Kept != len(entries) || r.Err != "" || r.Applied+r.Duplicate+r.Held != 0 {
+				t.Fatalf("retake of a till not known: %+v; want its %d entries kept", r, len(entries))
+			}
+		}
+		if n := count(t, b, `SELECT count(*) FROM retake_kept WHERE till_id = 'S001-T09'`); n != len(entries) {
+			t.Fatalf("%d entries kept, want %d", n, len(entries))
+		}
+		return b
+	}
+	taken := func(t *testing.T, b *Server) {
+		t.Helper()
+		if got := readIngestState(t, b); got.journal != want.journal || got.folded != want.folded || got.lots != want.lots || got.watermark != want.watermark {
+			t.Fatalf("head office B: %+v, want A's %+v", got, want)
+		}
+		if n := count(t, b, `SELECT count(*) FROM retake_kept`); n != 0 {
+			t.Errorf("%d entries still kept once taken", n)
+		}
+		for _, c := range []string{"3300000000001", "3300000000002", "3300000000003"} {
+			if ga, gb := balanceOf(t, a, c), balanceOf(t, b, c); ga != gb {
+				t.Errorf("card %s: %s at B, %s at A", c, gb, ga)
+			}
+		}
+	}
+
+	t.Run("enrolled", func(t *testing.T) {
+		b := unknown(t)
+		if st, err := b.Maintain(ctx); err != nil || st.KeptTaken != 0 {
+			t.Fatalf("maintenance while the till is unknown: %+v, %v; want nothing taken", st, err)
+		}
+		if n := count(t, b, `SELECT count(*) FROM journal`); n != 0 {
+			t.Fatalf("%d entries in the journal before the till is enrolled", n)
+		}
+		if _, err := b.Enrol(ctx, "S001-T09", "S001"); err != nil {
+			t.Fatal(err)
+		}
+		taken(t, b)
+	})
+	t.Run("admitted elsewhere", func(t *testing.T) {
+		b := unknown(t)
+		if _, err := b.db.Exec(ctx, `INSERT INTO tills (till_id, store_id, secret_sha256, enrolled_at) VALUES ('S001-T09', 'S001', '\x00', now())`); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := b.Maintain(ctx); err != nil || st.KeptTaken != len(entries) {
+			t.Fatalf("maintenance once the till is known: %+v, %v; want its %d entries taken", st, err, len(entries))
+		}
+		taken(t, b)
+		if st, err := b.Maintain(ctx); err != nil || st.KeptTaken != 0 {
+			t.Fatalf("the next maintenance: %+v, %v; want nothing left to take", st, err)
+		}
+	})
+}
