@@ -253,7 +253,15 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 		if err != nil {
 			return err
 		}
-		return printTills(out, ts, *silent, time.Now())
+		kept, err := srv.KeptTills(ctx)
+		if err != nil {
+			return err
+		}
+		if err := printTills(out, ts, *silent, time.Now()); err != nil {
+			return err
+		}
+		printKeptTills(out, kept)
+		return nil
 	case "retake-journal":
 		return retakeJournal(ctx, srv, fs.Args(), out)
 	case "retire":
@@ -449,6 +457,22 @@ func printTills(out io.Writer, ts []headoffice.TillState, silent time.Duration, 
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", t.TillID, t.StoreID, seen, ago, oneWord(t.Agent), t.Waiting, t.Rejected, cmp.Or(t.FoldedThrough, "-"))
 	}
 	return tw.Flush()
+}
+
+// printKeptTills names the tills whose entries retake-journal kept and
+// head office has not taken yet: the restore is not over for them.
+func printKeptTills(out io.Writer, kept []headoffice.KeptTill) {
+	if len(kept) == 0 {
+		return
+	}
+	fmt.Fprintln(out, "\nentries kept by retake-journal, taken when the till syncs with its enrolment secret or is enrolled again:")
+	for _, k := range kept {
+		state := "not enrolled here"
+		if k.Enrolled {
+			state = "enrolled, its take failed: the next maintenance run tries again (head office's log says why)"
+		}
+		fmt.Fprintf(out, "  till %s: %s since %s, %s\n", k.TillID, count(k.Entries, "entry", "entries"), k.KeptAt.UTC().Format(time.RFC3339), state)
+	}
 }
 
 func boolInt(b bool) int {

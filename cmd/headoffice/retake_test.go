@@ -174,8 +174,23 @@ func TestRetakeJournalCommand(t *testing.T) {
 	if err := retake(t02); err != nil || out.String() != "read 1 entry from 1 file\ntill S001-T02: not known here (enrolled since the backup): 1 entry kept, taken when it syncs with its enrolment secret or is enrolled again\n" {
 		t.Fatalf("retake of a till not known: %v\n%s", err, out.String())
 	}
+	tills := func() string {
+		t.Helper()
+		var b bytes.Buffer
+		if err := run(ctx, []string{"tills", "-dsn", dsn}, &b, nil); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	if got := tills(); !strings.Contains(got, "\nentries kept by retake-journal, taken when the till syncs with its enrolment secret or is enrolled again:\n  till S001-T02: 1 entry since ") ||
+		!strings.HasSuffix(got, ", not enrolled here\n") {
+		t.Fatalf("tills with an entry kept:\n%s", got)
+	}
 	if err := run(ctx, []string{"enrol", "-dsn", dsn, "-till", "S001-T02", "-store", "S001"}, io.Discard, nil); err != nil {
 		t.Fatal(err)
+	}
+	if got := tills(); strings.Contains(got, "kept") || !strings.Contains(got, "S001-T02") {
+		t.Fatalf("tills once S001-T02 is enrolled:\n%s", got)
 	}
 	var folded string
 	if err := srv.DB().QueryRow(ctx, `SELECT folded_through FROM tills WHERE till_id = 'S001-T02'`).Scan(&folded); err != nil || folded != unknown.ID {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -134,4 +135,25 @@ func (s *Server) takeAllKept(ctx context.Context) (int, error) {
 		}
 	}
 	return n, errors.Join(errs...)
+}
+
+// KeptTill is a till whose entries retake-journal kept (keepEntries) and
+// head office has not taken yet: not enrolled here, or enrolled and its
+// take failed (the next maintenance run tries again).
+type KeptTill struct {
+	TillID   string    `json:"till_id"`
+	Entries  int       `json:"entries"`
+	KeptAt   time.Time `json:"kept_at"` // the first kept
+	Enrolled bool      `json:"enrolled"`
+}
+
+// KeptTills lists the tills with entries kept by retake-journal, by id.
+func (s *Server) KeptTills(ctx context.Context) ([]KeptTill, error) {
+	rows, _ := s.db.Query(ctx, `SELECT k.till_id, count(*), min(k.kept_at), bool_or(t.till_id IS NOT NULL)
+		FROM retake_kept k LEFT JOIN tills t USING (till_id) GROUP BY k.till_id ORDER BY k.till_id`)
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[KeptTill])
+	if err != nil {
+		return nil, fmt.Errorf("tills with entries kept by retake-journal: %w", err)
+	}
+	return out, nil
 }

@@ -34,8 +34,8 @@ func TestRetakeKeepsTheEntriesOfATillNotKnown(t *testing.T) {
 				t.Fatalf("retake of a till not known: %+v; want its %d entries kept", r, len(entries))
 			}
 		}
-		if n := count(t, b, `SELECT count(*) FROM retake_kept WHERE till_id = 'S001-T09'`); n != len(entries) {
-			t.Fatalf("%d entries kept, want %d", n, len(entries))
+		if k, err := b.KeptTills(ctx); err != nil || len(k) != 1 || k[0].TillID != "S001-T09" || k[0].Entries != len(entries) || k[0].Enrolled || k[0].KeptAt.IsZero() {
+			t.Fatalf("tills with entries kept: %+v, %v; want S001-T09's %d, not enrolled", k, err, len(entries))
 		}
 		return b
 	}
@@ -44,8 +44,8 @@ func TestRetakeKeepsTheEntriesOfATillNotKnown(t *testing.T) {
 		if got := readIngestState(t, b); got.journal != want.journal || got.folded != want.folded || got.lots != want.lots || got.watermark != want.watermark {
 			t.Fatalf("head office B: %+v, want A's %+v", got, want)
 		}
-		if n := count(t, b, `SELECT count(*) FROM retake_kept`); n != 0 {
-			t.Errorf("%d entries still kept once taken", n)
+		if k, err := b.KeptTills(ctx); err != nil || len(k) != 0 {
+			t.Errorf("tills with entries kept once taken: %+v, %v", k, err)
 		}
 		for _, c := range []string{"3300000000001", "3300000000002", "3300000000003"} {
 			if ga, gb := balanceOf(t, a, c), balanceOf(t, b, c); ga != gb {
@@ -71,6 +71,9 @@ func TestRetakeKeepsTheEntriesOfATillNotKnown(t *testing.T) {
 		b := unknown(t)
 		if _, err := b.db.Exec(ctx, `INSERT INTO tills (till_id, store_id, secret_sha256, enrolled_at) VALUES ('S001-T09', 'S001', '\x00', now())`); err != nil {
 			t.Fatal(err)
+		}
+		if k, err := b.KeptTills(ctx); err != nil || len(k) != 1 || !k[0].Enrolled {
+			t.Fatalf("tills with entries kept: %+v, %v; want S001-T09's, enrolled", k, err)
 		}
 		if st, err := b.Maintain(ctx); err != nil || st.KeptTaken != len(entries) {
 			t.Fatalf("maintenance once the till is known: %+v, %v; want its %d entries taken", st, err, len(entries))
