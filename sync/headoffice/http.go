@@ -51,6 +51,7 @@ const MaxBody = 64 << 20
 //	GET  /v1/erp/reports/tills                   every till: watermark, entries waiting behind a gap, rejected ones
 //	GET  /v1/erp/rejected                        till entries kept as rejected (on the chain, not applied), newest first
 //	GET  /v1/erp/reports/unknown-cards           cards tills' entries named while head office lacked them
+//	GET  /v1/erp/reports/retake-kept             tills whose entries retake-journal kept, not taken yet
 //
 // ERP endpoints take Authorization: Bearer TOKEN.
 func (s *Server) Handler() http.Handler {
@@ -82,6 +83,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/erp/reports/tills", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		ts, err := s.Tills(r.Context())
 		s.reply(w, r, ts, err)
+	}))
+	mux.HandleFunc("GET /v1/erp/reports/retake-kept", s.erp(func(w http.ResponseWriter, r *http.Request) {
+		k, err := s.KeptTills(r.Context())
+		s.reply(w, r, k, err)
 	}))
 	mux.HandleFunc("GET /v1/erp/reports/unknown-cards", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		u, err := s.UnknownCards(r.Context())

@@ -155,5 +155,8 @@ func (s *Server) KeptTills(ctx context.Context) ([]KeptTill, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tills with entries kept by retake-journal: %w", err)
 	}
+	if out == nil {
+		out = []KeptTill{} // [] in JSON, not null
+	}
 	return out, nil
 }

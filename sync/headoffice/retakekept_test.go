@@ -2,6 +2,8 @@ package headoffice
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"testing"
 
 	"tillagent/sync/wire"
@@ -66,6 +68,32 @@ func TestRetakeKeepsTheEntriesOfATillNotKnown(t *testing.T) {
 			t.Fatal(err)
 		}
 		taken(t, b)
+	})
+	t.Run("take fails", func(t *testing.T) {
+		b := unknown(t)
+		injectFault(t, b, "journal", "BEFORE INSERT", "STATEMENT")
+		if _, err := b.Enrol(ctx, "S001-T09", "S001"); err != nil {
+			t.Fatalf("enrol while the take fails: %v; want the till enrolled, the take left for later", err)
+		}
+		erp := erpHTTP(t, b)
+		code, data := erp("GET", "/v1/erp/reports/retake-kept", "")
+		var k []KeptTill
+		if code != 200 || json.Unmarshal([]byte(data), &k) != nil || len(k) != 1 || !k[0].Enrolled || k[0].Entries != len(entries) {
+			t.Fatalf("kept report after a failed take: %d %s; want S001-T09's %d entries, enrolled", code, data, len(entries))
+		}
+		if st, err := b.Maintain(ctx); err == nil || !strings.Contains(err.Error(), "injected fault") || st.KeptTaken != 0 {
+			t.Fatalf("maintenance while the take fails: %+v, %v; want the failure, nothing taken", st, err)
+		}
+		if _, err := b.db.Exec(ctx, `DROP TRIGGER fail_journal ON journal`); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := b.Maintain(ctx); err != nil || st.KeptTaken != len(entries) {
+			t.Fatalf("maintenance once the fault is gone: %+v, %v; want the %d entries taken", st, err, len(entries))
+		}
+		taken(t, b)
+		if code, data := erp("GET", "/v1/erp/reports/retake-kept", ""); code != 200 || data != "[]\n" {
+			t.Fatalf("kept report once taken: %d %q, want []", code, data)
+		}
 	})
 	t.Run("admitted elsewhere", func(t *testing.T) {
 		b := unknown(t)
