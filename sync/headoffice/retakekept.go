@@ -48,23 +48,21 @@ func (s *Server) keepEntries(ctx context.Context, c *JournalCopy, till string) R
 	r := Retaken{TillID: till}
 	for after := ""; ; {
 		es, err := c.page(ctx, till, after, retakeBatch)
-		if err != nil || len(es) == 0 {
-			if err != nil {
-				r.Err = err.Error()
-				s.log.Error("retake journal: keep the entries of a till not known here", "till", till, "err", err)
-				return r
-			}
+		if err == nil && len(es) == 0 {
 			break
 		}
-		ids, bodies := make([]string, len(es)), make([][]byte, len(es))
-		for i, e := range es {
-			ids[i], bodies[i] = e.id, e.body
+		if err == nil {
+			ids, bodies := make([]string, len(es)), make([][]byte, len(es))
+			for i, e := range es {
+				ids[i], bodies[i] = e.id, e.body
+			}
+			// An entry kept by an earlier run stays as it was: the copy is
+			// head office's own export, and ingestion compares it with
+			// what the till pushes.
+			_, err = s.db.Exec(ctx, `INSERT INTO retake_kept (till_id, id, body)
+				SELECT $1, * FROM unnest($2::text[], $3::bytea[]) ON CONFLICT DO NOTHING`, till, ids, bodies)
 		}
-		// An entry kept by an earlier run stays as it was: the copy is
-		// head office's own export, and ingestion compares it with what
-		// the till pushes.
-		if _, err := s.db.Exec(ctx, `INSERT INTO retake_kept (till_id, id, body)
-			SELECT $1, * FROM unnest($2::text[], $3::bytea[]) ON CONFLICT DO NOTHING`, till, ids, bodies); err != nil {
+		if err != nil {
 			r.Err = fmt.Sprintf("keep the entries of till %s: %v", till, err)
 			s.log.Error("retake journal: keep the entries of a till not known here", "till", till, "err", err)
 			return r
@@ -86,11 +84,12 @@ func (s *Server) keepEntries(ctx context.Context, c *JournalCopy, till string) R
 // It is ErrUnknownTill while the till is not enrolled. Called when a till
 // is admitted or enrolled, and by every maintenance run.
 func (s *Server) takeKept(ctx context.Context, till string) (Retaken, error) {
-	var n int
-	if err := s.db.QueryRow(ctx, `SELECT count(*) FROM retake_kept WHERE till_id = $1`, till).Scan(&n); err != nil {
+	// Asked at every admission and enrolment: almost always none.
+	var some bool
+	if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM retake_kept WHERE till_id = $1)`, till).Scan(&some); err != nil {
 		return Retaken{TillID: till}, fmt.Errorf("read the entries kept for till %s: %w", till, err)
 	}
-	if n == 0 {
+	if !some {
 		return Retaken{TillID: till}, nil
 	}
 	r, err := s.takeEntries(ctx, keptEntries{s.db}, till)
