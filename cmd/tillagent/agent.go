@@ -223,7 +223,7 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 		if syncer, err = startSync(ctx, cfg, st, clock, log); err != nil {
 			return err
 		}
-		go kickSync(ctx, syncer, kicks, cfg.Sync.RequestTimeout*2, log)
+		go kickSync(ctx, syncer, kicks, log)
 		extra["GET /v1/sync"] = func(w http.ResponseWriter, r *http.Request) {
 			api.WriteJSON(w, http.StatusOK, withOffline(r.Context(), syncer.Status(), st, clock))
 		}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"tillagent/sync/client"
 )
@@ -14,8 +13,10 @@ import (
 // till's redemptions head office has not folded, do not hold an online
 // till for a whole sync.interval. While the last cycle got no feed (head
 // office unreachable or failing) the loop's back-off stands: a till cut off
-// from head office does not try again on every sale.
-func kickSync(ctx context.Context, c *client.Client, kicks <-chan struct{}, timeout time.Duration, log *slog.Logger) {
+// from head office does not try again on every sale. The cycle is the
+// loop's (client.Client.Kick): kicks that come while it runs wait for it
+// here, one for them all.
+func kickSync(ctx context.Context, c *client.Client, kicks <-chan struct{}, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -25,10 +26,7 @@ func kickSync(ctx context.Context, c *client.Client, kicks <-chan struct{}, time
 		if c.Status().Unreachable() {
 			continue // head office did not answer the last cycle (refused entries alone do not count)
 		}
-		cctx, cancel := context.WithTimeout(ctx, timeout)
-		err := c.Kick(cctx)
-		cancel()
-		if err != nil && ctx.Err() == nil {
+		if err := c.Kick(ctx); err != nil && ctx.Err() == nil {
 			log.Debug("sync after a redemption failed; the loop retries", "err", err)
 		}
 	}

@@ -241,7 +241,10 @@ type Client struct {
 	// flight is the cycle running (nil: none), under mu: SyncNow waits for
 	// it and takes its outcome if it failed.
 	flight *flight
-	st     Status
+	// loop is Run's context while Run runs (nil otherwise), under mu: the
+	// cycles SyncNow and Kick start run on it.
+	loop context.Context
+	st   Status
 	// rejectedLoaded: st.Rejected has been read from the store once.
 	rejectedLoaded bool
 	// refused are the journal entries head office refused, by id (under
@@ -321,6 +324,14 @@ func New(o Options) (*Client, error) {
 // Run syncs until ctx ends: a cycle every Interval, sooner after SyncNow,
 // later (doubling up to BackoffMax) while cycles fail. It returns ctx's error.
 func (c *Client) Run(ctx context.Context) error {
+	c.mu.Lock()
+	c.loop = ctx
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.loop = nil
+		c.mu.Unlock()
+	}()
 	select {
 	case <-c.kick: // a SyncNow's before the loop started: its own cycle comes now
 	default:
@@ -393,6 +404,13 @@ func (c *Client) backoff() time.Duration {
 // failing just now), SyncNow returns its error instead of going at head
 // office again at once. If the wait outlasts ctx the error is a
 // *BusyError.
+//
+// While Run runs, the cycle is the loop's: it runs on Run's context, not
+// on ctx, and if ctx ends first (a technician giving up, a kick's
+// deadline) SyncNow returns a *BusyError and the cycle goes on. Cut off
+// with its caller, a long cycle that was going well (a paged delta after a
+// mass import) failed, and the loop backed off from a head office that
+// was fine. Without Run the cycle runs on ctx.
 func (c *Client) SyncNow(ctx context.Context) error { return c.now(ctx, true) }
 
 // Kick is SyncNow for the agent after a sale that spent points (so head
@@ -403,10 +421,40 @@ func (c *Client) Kick(ctx context.Context) error { return c.now(ctx, false) }
 
 // now runs a cycle for SyncNow (force: refused entries too) or Kick.
 func (c *Client) now(ctx context.Context, force bool) error {
-	err := c.syncNow(ctx, force)
-	var be *BusyError
-	if errors.As(err, &be) {
-		return err // no cycle of its own: Run's wait stands
+	if err := c.waitFlight(ctx); err != nil {
+		c.handToRun(err)
+		return err
+	}
+	c.mu.Lock()
+	loop := c.loop
+	c.mu.Unlock()
+	if loop == nil {
+		err := c.cycle(ctx, force)
+		c.handToRun(err)
+		return err
+	}
+	done := make(chan error, 1)
+	go func() {
+		err := c.cycle(loop, force)
+		c.handToRun(err)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		c.mu.Lock()
+		since := c.st.LastAttempt
+		c.mu.Unlock()
+		return &BusyError{Since: since, Err: ctx.Err()}
+	}
+}
+
+// handToRun gives a cycle's outcome to Run, which waits anew from it; a
+// *BusyError is no outcome (no cycle of its own: Run's wait stands).
+func (c *Client) handToRun(err error) {
+	if _, busy := err.(*BusyError); busy {
+		return
 	}
 	select {
 	case <-c.kick: // an older result Run has not taken: this one replaces it
@@ -416,24 +464,26 @@ func (c *Client) now(ctx context.Context, force bool) error {
 	case c.kick <- err:
 	default:
 	}
-	return err
 }
 
-func (c *Client) syncNow(ctx context.Context, force bool) error {
+// waitFlight waits for the cycle running, if any: its error if it failed
+// other than by refused entries, a *BusyError if ctx ends first.
+func (c *Client) waitFlight(ctx context.Context) error {
 	c.mu.Lock()
 	f := c.flight
 	c.mu.Unlock()
-	if f != nil {
-		select {
-		case <-f.done:
-		case <-ctx.Done():
-			return &BusyError{Since: f.started, Err: ctx.Err()}
-		}
-		if f.err != nil && FailureKind(f.err) != FailRefused {
-			return f.err
-		}
+	if f == nil {
+		return nil
 	}
-	return c.cycle(ctx, force)
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return &BusyError{Since: f.started, Err: ctx.Err()}
+	}
+	if f.err != nil && FailureKind(f.err) != FailRefused {
+		return f.err
+	}
+	return nil
 }
 
 // flight is one cycle: when it started, and its error once done is closed.
@@ -551,12 +601,22 @@ func (c *Client) cycle(ctx context.Context, force bool) (err error) {
 	after, repushing, rerr := c.o.Store.Repush(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.st.Running, c.st.unreached = false, !pulled
+	// Cut off by its own context (the agent stopping, or a caller without
+	// the loop giving up), the cycle says nothing of head office: neither
+	// a failure nor a reason to skip the next kick.
+	cut := err != nil && ctx.Err() != nil
+	c.st.Running = false
+	if !cut {
+		c.st.unreached = !pulled
+	}
 	if berr == nil {
 		c.st.Backlog = backlog
 	}
 	if rerr == nil {
 		c.st.Repushing, c.st.RepushAfter = repushing, after
+	}
+	if cut {
+		return err
 	}
 	if err != nil {
 		c.st.State, c.st.LastError, c.st.LastErrorAt = "failing", err.Error(), c.o.Clock()
@@ -1423,11 +1483,12 @@ func (c *Client) doOnce(parent context.Context, method, path string, q url.Value
 		},
 		GotFirstResponseByte: func() { answered.Store(true) },
 	})
-	// A request cut off by a deadline (RequestTimeout, or the caller's,
-	// such as sync now's) says so; one the caller cancelled does not.
+	// A request cut off by RequestTimeout says so; one whose caller's
+	// context ended (its deadline, or cancelled) does not: that says
+	// nothing of head office or the link.
 	timedOut := func(err error) error {
 		var ne net.Error
-		if !errors.Is(ctx.Err(), context.DeadlineExceeded) && !(errors.As(err, &ne) && ne.Timeout()) {
+		if parent.Err() != nil || !errors.Is(ctx.Err(), context.DeadlineExceeded) && !(errors.As(err, &ne) && ne.Timeout()) {
 			return err
 		}
 		stage := StageConnect

@@ -445,7 +445,7 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		return CorrectionResult{}, refused(fmt.Errorf("correction %s: zero points", c.ID))
 	case strings.TrimSpace(c.Reason) == "":
 		return CorrectionResult{}, refused(fmt.Errorf("correction %s: a reason is required", c.ID))
-	case c.ExpiresAt != nil && (c.Points.IsNegative() || !c.ExpiresAt.After(s.now())):
+	case c.ExpiresAt != nil && c.Points.IsNegative():
 		return CorrectionResult{}, refused(fmt.Errorf("correction %s: expires_at must be in the future, on an accrual", c.ID))
 	case c.ExpiresAt != nil && !store.ReplicaTime(*c.ExpiresAt):
 		// Past year 9999 in UTC no feed could carry the lot.
@@ -477,9 +477,31 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		if err != nil {
 			return headOffice(fmt.Errorf("read the card: %w", err))
 		}
+		// A retry is told first, before what may have changed since the
+		// correction was applied (its expiry passed, the card's program
+		// moved to whole points): answered refused, ERP would take the
+		// applied correction for one not written and send it again under
+		// another id, the points given twice; the retake would count it
+		// rejected. After the card's lock, so two sends are serialised.
+		var digest []byte
+		err = tx.QueryRow(ctx, `SELECT digest FROM journal WHERE id = $1`, id).Scan(&digest)
+		if err == nil {
+			if string(digest) != string(sum[:]) {
+				return refused(fmt.Errorf("id %s already used for another correction", c.ID))
+			}
+			out = CorrectionResult{EntryID: id, Duplicate: true}
+			return nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
 		card := cards[c.Card]
 		if card == nil {
 			return refused(fmt.Errorf("unknown card %s", c.Card))
+		}
+		now := s.now()
+		if c.ExpiresAt != nil && !c.ExpiresAt.After(now) {
+			return refused(fmt.Errorf("expires_at must be in the future, on an accrual"))
 		}
 		var programs cardPrograms
 		rows, err := tx.Query(ctx, sqlPrograms)
@@ -498,19 +520,6 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 				return refused(fmt.Errorf("program %s: %w", program, err))
 			}
 		}
-		var digest []byte
-		err = tx.QueryRow(ctx, `SELECT digest FROM journal WHERE id = $1`, id).Scan(&digest)
-		if err == nil {
-			if string(digest) != string(sum[:]) {
-				return refused(fmt.Errorf("id %s already used for another correction", c.ID))
-			}
-			out = CorrectionResult{EntryID: id, Duplicate: true}
-			return nil
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		now := s.now()
 		e := wire.Entry{Entry: store.Entry{ID: id, CheckID: id, CardCode: c.Card, Kind: store.KindCorrection,
 			Points: c.Points, Note: c.Reason, CreatedAt: now}}
 		if _, taken := card.Lots[lot]; taken && c.Points.IsPositive() {
