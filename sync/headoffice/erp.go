@@ -76,6 +76,13 @@ func (s *Server) Import(ctx context.Context, r *store.Replica) (ImportStats, err
 // importTx is Import inside tx (tests hold it open to commit late).
 func importTx(ctx context.Context, tx pgx.Tx, r *store.Replica) (ImportStats, error) {
 	var st ImportStats
+	if len(r.Cards) > 0 {
+		// A store's card scope widened meanwhile must see the cards this
+		// creates, or be committed first (SetCardScope).
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1, hashtext(current_schema()))`, cardsCreatedLock); err != nil {
+			return st, fmt.Errorf("wait for a card scope being widened: %w", err)
+		}
+	}
 	err := func() error {
 		var lookupErr error
 		exists := pgExists(ctx, tx)

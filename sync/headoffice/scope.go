@@ -122,6 +122,16 @@ func (s *Server) SetCardScope(ctx context.Context, storeID, scope string) error 
 					ErrScopeConflict, storeID, tills)
 			}
 		} else {
+			// Every card must be seen by the statement below or created
+			// after the scope is all. An import creating one that commits
+			// while this runs has a lower xid: a feed between its commit
+			// and this one reads the store as home, leaves the card out,
+			// and moves its cursor past it, and no home row names it, so
+			// the store's tills never got the card. Wait for imports in
+			// flight, and hold new ones off until this commits.
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, cardsCreatedLock); err != nil {
+				return err
+			}
 			if _, err := tx.Exec(ctx, `INSERT INTO changes (section, key) SELECT 'home/' || $1, c.code FROM cards c
 				WHERE NOT EXISTS (SELECT 1 FROM card_stores h WHERE h.store_id = $1 AND h.card = c.code)`, storeID); err != nil {
 				return fmt.Errorf("announce the store's new cards: %w", err)
@@ -137,6 +147,11 @@ func (s *Server) SetCardScope(ctx context.Context, storeID, scope string) error 
 	s.log.Info("store card scope set", "store", storeID, "scope", scope)
 	return nil
 }
+
+// cardsCreatedLock is the advisory lock key ("crdc", paired with the
+// schema's hash as pruneLock is) an import that creates cards holds
+// shared, and widening a store's card scope exclusive.
+const cardsCreatedLock = 0x63726463
 
 // maxAssign is the most cards one AssignCards takes.
 const maxAssign = 100000
