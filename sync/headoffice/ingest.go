@@ -1635,11 +1635,13 @@ func queueSaveCards(pb *pgx.Batch, cards map[string]*cardState) error {
 	// The cards are locked, so their lots are exactly those read: new ones
 	// are inserted, the others updated (no ON CONFLICT needed).
 	if len(ins.card) > 0 {
-		pb.Queue(`INSERT INTO lots (card, lot_id, points, remaining, accrued_at, active_from, expires_at, check_id)
-			SELECT u.card, u.lot_id, u.points::numeric, u.remaining::numeric, u.acc, u.act, u.exp, u.chk
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::text[])
-				AS u(card, lot_id, points, remaining, acc, act, exp, chk)`,
-			ins.card, ins.id, ins.points, ins.remaining, ins.accrued, ins.from, ins.expires, ins.check)
+		// expired too: a late accrual's lot may have lapsed before it came
+		// (the fold expires it at once), and its return takes from that.
+		pb.Queue(`INSERT INTO lots (card, lot_id, points, remaining, expired, accrued_at, active_from, expires_at, check_id)
+			SELECT u.card, u.lot_id, u.points::numeric, u.remaining::numeric, u.expired::numeric, u.acc, u.act, u.exp, u.chk
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::text[])
+				AS u(card, lot_id, points, remaining, expired, acc, act, exp, chk)`,
+			ins.card, ins.id, ins.points, ins.remaining, ins.expired, ins.accrued, ins.from, ins.expires, ins.check)
 	}
 	if len(upd.card) > 0 {
 		pb.Queue(`UPDATE lots l SET points = u.points::numeric, remaining = u.remaining::numeric, expired = u.expired::numeric
