@@ -114,6 +114,9 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	if err := checkArgs(cmd, implicit, fs.Args()); err != nil {
 		return err
 	}
+	if err := checkFlags(fs, cmd); err != nil {
+		return err
+	}
 	if *dsn == "" {
 		*dsn = os.Getenv("HEADOFFICE_DSN")
 	}
@@ -402,6 +405,30 @@ func checkArgs(cmd string, implicit bool, args []string) error {
 		return fmt.Errorf("%s takes no arguments, got %q", cmd, args)
 	}
 	return nil
+}
+
+// checkFlags refuses a flag given to a command that does not read it
+// (`enrol -scope home`, `tills -store S002`): taken silently, the command
+// ran as if it was not there. A flag's commands are those its usage starts
+// with ("enrol, card-scope: store id"); one without is every command's.
+func checkFlags(fs *flag.FlagSet, cmd string) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		cmds, _, ok := strings.Cut(f.Usage, ": ")
+		if !ok || err != nil {
+			return
+		}
+		names := strings.Split(cmds, ", ")
+		for _, n := range names {
+			if !isCommand(n) {
+				return // not a list of commands
+			}
+		}
+		if !slices.Contains(names, cmd) {
+			err = fmt.Errorf("-%s is not a flag of %s, only of %s", f.Name, cmd, cmds)
+		}
+	})
+	return err
 }
 
 // pointsFlag reads a non-negative number of points given to -name.

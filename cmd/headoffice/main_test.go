@@ -199,8 +199,10 @@ func TestUnknownCommandBeforeAnything(t *testing.T) {
 
 // TestMisplacedArgumentsRefused: a command after the flags
 // (`headoffice -dsn D import F`, which used to parse as serve and start
-// serving), arguments to serve, and a flag after a command's arguments are
-// refused with an error saying where they go, before anything runs.
+// serving), arguments to serve, a flag after a command's arguments, and a
+// flag of another command (`enrol -scope home`, `tills -store S002`, taken
+// and ignored before) are refused with an error saying where they go,
+// before anything runs.
 func TestMisplacedArgumentsRefused(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	demo := "../../testdata/demo/replica.yaml"
@@ -214,6 +216,10 @@ func TestMisplacedArgumentsRefused(t *testing.T) {
 		{[]string{"-listen", "127.0.0.1:0", "stray"}, `serve takes no arguments, got ["stray"]`},
 		{[]string{"reset-feed", "-dsn", dsn, "-till", "S001-T01", "S001-T02"}, `reset-feed takes no arguments`},
 		{[]string{"import", demo, "-dsn", dsn}, `import: flag -dsn after the arguments`},
+		// A flag of another command (before, taken and ignored).
+		{[]string{"enrol", "-dsn", dsn, "-till", "S001-T09", "-store", "S001", "-scope", "home"}, `-scope is not a flag of enrol, only of card-scope`},
+		{[]string{"tills", "-dsn", dsn, "-store", "S002"}, `-store is not a flag of tills, only of enrol, card-scope`},
+		{[]string{"import", "-dsn", dsn, "-offline-card-cap", "100", demo}, `-offline-card-cap is not a flag of import, only of serve`},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := run(ctx, c.args, &bytes.Buffer{}, func(l listening) { t.Errorf("%q started serving on %s", c.args, l.api) })
