@@ -576,10 +576,39 @@ func correctionLot(id string) string {
 // consume picks lots for a deduction of pts: active, unexpired, soonest
 // expiry first; the rest is a delta on "~debt" (becomes card debt).
 func consume(c *cardState, pts decimal.Decimal, now time.Time) []store.LotChange {
+	var out []store.LotChange
+	for _, p := range c.picks(pts, now, false) {
+		out = append(out, store.LotChange{LotID: p.lot.ID, Delta: p.take.Neg()})
+		pts = pts.Sub(p.take)
+	}
+	if pts.IsPositive() {
+		out = append(out, store.LotChange{LotID: "~debt", Delta: pts.Neg()})
+	}
+	return out
+}
+
+// pick is what a deduction takes from a lot.
+type pick struct {
+	lot  *lotState
+	take decimal.Decimal
+}
+
+// picks chooses the lots a deduction of pts at t takes from: active and
+// unexpired at t, soonest expiry first, each up to its remaining points
+// and, with lapsed, what expiry took from it since (a late entry of a
+// till, dated before the lot lapsed, spends as it would have before the
+// expiry run).
+func (c *cardState) picks(pts decimal.Decimal, t time.Time, lapsed bool) []pick {
+	avail := func(l *lotState) decimal.Decimal {
+		if lapsed {
+			return l.Remaining.Add(l.Expired)
+		}
+		return l.Remaining
+	}
 	var ls []*lotState
 	for _, id := range c.order {
 		l := c.Lots[id]
-		if l.Remaining.IsPositive() && !now.Before(l.ActiveFrom) && (l.ExpiresAt == nil || now.Before(*l.ExpiresAt)) {
+		if avail(l).IsPositive() && !t.Before(l.ActiveFrom) && (l.ExpiresAt == nil || t.Before(*l.ExpiresAt)) {
 			ls = append(ls, l)
 		}
 	}
@@ -587,17 +616,14 @@ func consume(c *cardState, pts decimal.Decimal, now time.Time) []store.LotChange
 		a, b := ls[i].ExpiresAt, ls[j].ExpiresAt
 		return a != nil && (b == nil || a.Before(*b))
 	})
-	var out []store.LotChange
+	var out []pick
 	for _, l := range ls {
 		if !pts.IsPositive() {
 			break
 		}
-		take := decimal.Min(pts, l.Remaining)
-		out = append(out, store.LotChange{LotID: l.ID, Delta: take.Neg()})
+		take := decimal.Min(pts, avail(l))
+		out = append(out, pick{l, take})
 		pts = pts.Sub(take)
-	}
-	if pts.IsPositive() {
-		out = append(out, store.LotChange{LotID: "~debt", Delta: pts.Neg()})
 	}
 	return out
 }

@@ -135,6 +135,17 @@ const (
 	sqlLotsOfCards = `) AS k(code), LATERAL (SELECT * FROM lots WHERE lots.card = k.code`
 	sqlLiveLotsEnd = ` AND lots.remaining > 0` + sqlLotsEnd
 	sqlLotsEnd     = ` OFFSET 0) AS l ORDER BY l.card, l.lot_id`
+	// The lots that lapsed with points left (lots_lapsed), of the cards of
+	// the batch's debits ($1, written at $2) and of the till's ($3)
+	// entries not folded yet, those expiring after the earliest of them:
+	// a debit dated before a lot lapsed spends what expiry took from it
+	// (cardState.borrowFor).
+	sqlLapsedLots = sqlLotColumns + `FROM (SELECT d.card, min(d.since) FROM (SELECT * FROM unnest($1::text[], $2::timestamptz[])
+			UNION ALL SELECT card_code, created_at FROM journal WHERE till_id = $3 AND NOT folded) AS d(card, since)
+			GROUP BY d.card) AS n(card, since),
+			LATERAL (SELECT * FROM lots WHERE lots.card = n.card AND lots.remaining = 0 AND lots.expired > 0
+				AND lots.expires_at > n.since OFFSET 0) AS l
+		ORDER BY l.card, l.lot_id`
 	// The used-up lots of the keys ($1 cards, $2 lot ids), key by key.
 	sqlNamedLots = sqlLotColumns + `FROM unnest($1::text[], $2::text[]) AS n(card, lot_id),
 			LATERAL (SELECT * FROM lots WHERE lots.card = n.card AND lots.lot_id = n.lot_id AND lots.remaining = 0 OFFSET 0) AS l
@@ -312,6 +323,16 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 		lotsSQL = sqlIngestAllLots
 	}
 	pa.Queue(lotsSQL, codes, b.TillID).Query(func(rows pgx.Rows) error { return scanLots(rows, cards) })
+	if !allLots {
+		var debited []string
+		var since []time.Time
+		for i := range b.Entries {
+			if e := &b.Entries[i]; debits(e) {
+				debited, since = append(debited, codes[i]), append(since, e.CreatedAt)
+			}
+		}
+		pa.Queue(sqlLapsedLots, debited, since, b.TillID).Query(func(rows pgx.Rows) error { return scanLots(rows, cards) })
+	}
 	var programs cardPrograms
 	pa.Queue(sqlPrograms).Query(func(rows pgx.Rows) error { return programs.scan(rows) })
 	var returned, checks []string // the cards and checks of the batch's returns
@@ -1334,6 +1355,20 @@ func scanLots(rows pgx.Rows, out map[string]*cardState) error {
 	return nil
 }
 
+// debits says whether e takes points from its card: a spend, a return's
+// take-back, what a lot it names cannot cover.
+func debits(e *wire.Entry) bool {
+	if e.Points.IsNegative() {
+		return true
+	}
+	for _, lc := range e.Lots {
+		if lc.Delta.IsNegative() {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *cardState) addLot(l *lotState) {
 	l.dirty = true
 	if old, ok := c.Lots[l.ID]; ok {
@@ -1489,14 +1524,20 @@ func (c *cardState) reallocate(pts decimal.Decimal, t time.Time) decimal.Decimal
 // borrowFor is reallocate for the shortfall of lot (spent twice; "": not a
 // lot's), recording what the lot borrowed from each other lot (entry: the
 // one that overdrew it), so that a return refilling it pays them back.
+//
+// A lot that lapsed after t gives what expiry took from it too
+// (loadLapsedLots read it): the points the entry spent were there when it
+// was written, and left the balance with the expiry, so the entry ends
+// as it would have, folded before the expiry run.
 func (c *cardState) borrowFor(lot, entry string, pts decimal.Decimal, t time.Time) decimal.Decimal {
-	for _, lc := range consume(c, pts, t) {
-		if l, ok := c.Lots[lc.LotID]; ok {
-			l.Remaining, l.dirty = l.Remaining.Add(lc.Delta), true
-			pts = pts.Add(lc.Delta)
-			if lot != "" {
-				c.borrow(lot, lc.LotID, entry, lc.Delta.Neg())
-			}
+	for _, p := range c.picks(pts, t, true) {
+		l := p.lot
+		fromRemaining := decimal.Min(p.take, l.Remaining)
+		l.Remaining, l.Expired = l.Remaining.Sub(fromRemaining), l.Expired.Sub(p.take.Sub(fromRemaining))
+		l.dirty = true
+		pts = pts.Sub(p.take)
+		if lot != "" {
+			c.borrow(lot, l.ID, entry, p.take)
 		}
 	}
 	return pts

@@ -2,6 +2,8 @@ package headoffice
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,5 +50,78 @@ func TestLateAccrualLapsedKeepsWhatExpired(t *testing.T) {
 		Lots: []store.LotChange{{LotID: lapsed, Delta: dec("-30")}}})
 	if got := balanceOf(t, s, card); got != "100" {
 		t.Fatalf("the sale returned: balance %s, want 100 (its lapsed accrual taken back from what expired, lot B2 untouched)", got)
+	}
+}
+
+// TestLateDebitEndsAlikeBeforeAndAfterTheExpiryRun: a till's debits
+// written at demoNow, while lot A (100, lapsing an hour later) was live
+// beside lot B (100, no expiry), are pushed two hours on: a return's
+// take-back (~debt), a redemption naming no lot, and a second spend of
+// lot C that the first had used up. Each goes to two cards alike, one
+// pushed before the expiry run, one after it. Both end the same: the
+// debits take from A, the soonest to expire at their time (what expiry
+// took from it, once the run has expired it), B untouched. Before, the
+// card pushed after the run had its debits taken from B (A had nothing
+// left), 30–50 points lost on top of what lapsed (found by the QA pass).
+func TestLateDebitEndsAlikeBeforeAndAfterTheExpiryRun(t *testing.T) {
+	ctx := context.Background()
+	now := demoNow
+	soon, long := demoNow.Add(time.Hour), demoNow.AddDate(0, -1, 0)
+	debits := []struct {
+		name    string
+		entries func(card string) []store.Entry
+	}{
+		{"a return's take-back", func(card string) []store.Entry {
+			return []store.Entry{{CardCode: card, Kind: store.KindReversal, Points: dec("-30"), PurchaseKop: -3000, CreatedAt: demoNow,
+				Lots: []store.LotChange{{LotID: store.DebtLot, Delta: dec("-30")}}}}
+		}},
+		{"a redemption naming no lot", func(card string) []store.Entry {
+			return []store.Entry{{CardCode: card, Kind: store.KindRedemption, Points: dec("-30"), CreatedAt: demoNow}}
+		}},
+		{"lot C spent twice", func(card string) []store.Entry {
+			spend := store.Entry{CardCode: card, Kind: store.KindRedemption, Points: dec("-50"), CreatedAt: demoNow,
+				Lots: []store.LotChange{{LotID: "C", Delta: dec("-50")}}}
+			return []store.Entry{spend, spend}
+		}},
+	}
+	var lots []store.ReplicaLot
+	card := func(i, j int) string { return fmt.Sprintf("34000000001%d%d", i, j) }
+	for i := range debits {
+		for j := range 2 {
+			c := card(i, j)
+			lots = append(lots, lot(c, "A", "100", long, &soon), lot(c, "B", "100", long, nil), lot(c, "C", "50", long, nil))
+		}
+	}
+	s := lateFixture(t, &now, lots...)
+	now = demoNow.Add(2 * time.Hour) // A lapsed an hour ago
+	var lt lateTill
+	for i, d := range debits {
+		lt.push(t, s, d.entries(card(i, 0))...)
+	}
+	if _, err := s.Maintain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range debits {
+		lt.push(t, s, d.entries(card(i, 1))...)
+	}
+	lotsOf := func(card string) string {
+		t.Helper()
+		var out string
+		if err := s.db.QueryRow(ctx, `SELECT string_agg(lot_id || ' ' || remaining::text || '/' || expired::text, ', ' ORDER BY lot_id)
+			FROM lots WHERE card = $1`, card).Scan(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for i, d := range debits {
+		before, after := card(i, 0), card(i, 1)
+		lb, la := lotsOf(before), lotsOf(after)
+		bb, ba := balanceOf(t, s, before), balanceOf(t, s, after)
+		if lb != la || bb != ba {
+			t.Errorf("%s: pushed before the expiry run lots %s, balance %s; after it %s, balance %s; want the same", d.name, lb, bb, la, ba)
+		}
+		if !strings.Contains(la, "B 100/0") {
+			t.Errorf("%s pushed after the expiry run: lots %s, want B untouched (A expired soonest)", d.name, la)
+		}
 	}
 }
