@@ -100,14 +100,26 @@ func (s *Server) Enrol(ctx context.Context, tillID, storeID string) (string, err
 	// never heard from yet (what was known of the old one goes, in the
 	// same statement).
 	s.forgetSeenNote(tillID)
-	_, err = s.db.Exec(ctx, `WITH new_box AS (DELETE FROM till_seen WHERE till_id = $1
+	// Moved to another store, the till's feed is reset: its cursor is
+	// past changes of the new store's card scope it never got (the cards
+	// home to it, on a home store; every card not home to the old one,
+	// on an all store), which it would never receive.
+	var moved *string
+	err = s.db.QueryRow(ctx, `WITH old AS (SELECT store_id FROM tills WHERE till_id = $1),
+		new_box AS (DELETE FROM till_seen WHERE till_id = $1
 			AND EXISTS (SELECT 1 FROM tills WHERE till_id = $1 AND retired_at IS NOT NULL))
 		INSERT INTO tills (till_id, store_id, secret_sha256, enrolled_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (till_id) DO UPDATE SET store_id = excluded.store_id, secret_sha256 = excluded.secret_sha256,
-			enrolled_at = excluded.enrolled_at, retired_at = NULL`,
-		tillID, storeID, sum[:], issued)
+			enrolled_at = excluded.enrolled_at, retired_at = NULL,
+			feed_epoch = CASE WHEN tills.store_id <> excluded.store_id THEN `+sqlNewEpoch+` ELSE tills.feed_epoch END
+		RETURNING (SELECT store_id FROM old WHERE store_id <> $2)`,
+		tillID, storeID, sum[:], issued).Scan(&moved)
 	if err != nil {
 		return "", fmt.Errorf("enrol till %s: %w", tillID, err)
+	}
+	if moved != nil {
+		s.log.Warn("till enrolled in another store: its feed is reset, it loads its replica afresh at its next sync",
+			"till", tillID, "from_store", *moved, "store", storeID)
 	}
 	// Entries retake-journal kept while head office did not know the till
 	// (restored from a backup taken before its enrolment) are taken now; a
