@@ -120,6 +120,9 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 	if *dsn == "" {
 		*dsn = os.Getenv("HEADOFFICE_DSN")
 	}
+	if *dsn == "" {
+		return fmt.Errorf("%s: no database: give -dsn postgres://… or set HEADOFFICE_DSN", cmd)
+	}
 	token, err := secretFrom("HEADOFFICE_ERP_TOKEN", *tokenFile)
 	if err != nil {
 		return fmt.Errorf("erp token: %w", err)

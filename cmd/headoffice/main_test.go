@@ -171,8 +171,8 @@ func TestEnrolKeyFile(t *testing.T) {
 }
 
 // TestUnknownCommandBeforeAnything: a mistyped command is named as such,
-// even without a database to connect to; a refused import says nothing
-// was written.
+// even without a database to connect to; no DSN at all names the flag and
+// the variable; a refused import says nothing was written.
 func TestUnknownCommandBeforeAnything(t *testing.T) {
 	t.Setenv("HEADOFFICE_DSN", "")
 	var out bytes.Buffer
@@ -182,6 +182,10 @@ func TestUnknownCommandBeforeAnything(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"serve", "-h"}, &out, nil); err != nil {
 		t.Errorf("serve -h: %v, want the usage and no error", err)
+	}
+	// No DSN anywhere: the error names where it comes from.
+	if err := run(context.Background(), []string{"tills"}, &out, nil); err == nil || !strings.Contains(err.Error(), "give -dsn postgres://… or set HEADOFFICE_DSN") {
+		t.Errorf("tills without a DSN: %v, want it to name -dsn and HEADOFFICE_DSN", err)
 	}
 	dsn := pgtest.DSN(t)
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
