@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"sort"
@@ -448,6 +449,9 @@ func (s *Server) ingestOnce(ctx context.Context, b *wire.Batch, refused map[stri
 		if _, ok := rejected[ids[i]]; ok {
 			skip[ids[i]] = true
 		}
+	}
+	if err := relinkForks(ctx, conn.Conn(), s.log, b.TillID, folded, byPrev, unfolded, freshByID); err != nil {
+		return nil, err
 	}
 	var chain []string
 	restarted := false
@@ -1706,6 +1710,49 @@ func (c *lotColumns) add(card string, l *lotState) {
 	c.points, c.remaining = append(c.points, l.Points.String()), append(c.remaining, l.Remaining.String())
 	c.expired = append(c.expired, l.Expired.String())
 	c.accrued, c.from, c.expires = append(c.accrued, l.AccruedAt), append(c.from, l.ActiveFrom), append(c.expires, l.ExpiresAt)
+}
+
+// relinkForks makes an entry whose predecessor is an entry folded before
+// the watermark a first entry (its chain restarts there, as a replaced
+// store's first entry restarts it). Such an entry forks the chain: its
+// till went on from an older copy of its store (a disk image put back),
+// so the entries head office folded after the predecessor are not on the
+// till any more, and no push can ever fill the gap: it waited for ever,
+// answered applied, and the till counted it as head office would not
+// (its balance is head office's lots and its own entries after the
+// watermark). One query, only for the predecessors not found in the
+// batch, among the entries waiting, or as the watermark (a gap, or a
+// fork).
+func relinkForks(ctx context.Context, conn *pgx.Conn, log *slog.Logger, till, folded string, byPrev map[string]string,
+	unfolded map[string]string, fresh map[string]*wire.Entry) error {
+	if folded == "" {
+		return nil // nothing folded: no fork
+	}
+	var ask []string
+	for prev := range byPrev {
+		if _, waiting := unfolded[prev]; !waiting && prev != "" && prev != folded && fresh[prev] == nil {
+			ask = append(ask, prev)
+		}
+	}
+	if len(ask) == 0 {
+		return nil
+	}
+	rows, err := conn.Query(ctx, `SELECT id FROM journal WHERE id = ANY($1) AND till_id = $2 AND folded`, ask, till)
+	if err != nil {
+		return fmt.Errorf("look up the predecessors not on the chain: %w", err)
+	}
+	forkedAt, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("look up the predecessors not on the chain: %w", err)
+	}
+	for _, prev := range forkedAt {
+		id := byPrev[prev]
+		delete(byPrev, prev)
+		linkPrev(byPrev, "", id)
+		log.Warn("till journal forked: an entry follows one folded before the watermark (its store put back from an older copy?); its chain restarts there",
+			"till", till, "entry", id, "prev", prev, "folded_through", folded)
+	}
+	return nil
 }
 
 // linkPrev notes id as the successor of prev. Of several first entries
