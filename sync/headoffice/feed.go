@@ -46,6 +46,7 @@ type feedTill struct {
 	allCards      bool   // the store's card scope is "all"
 	cursor        string // the next cursor: the snapshot's xmin in the till's epoch
 	xmin          uint64 // the snapshot's xmin
+	xmax          uint64 // and its xmax: no cursor of this cluster is above it
 	// horizon is the feed's (retention.go): a cursor below it may miss
 	// pruned changes; 0 while nothing was pruned.
 	horizon uint64
@@ -55,14 +56,17 @@ type feedTill struct {
 // feed transaction's snapshot: every change below it is visible to it.
 func readFeedTill(ctx context.Context, tx pgx.Tx, tillID string) (feedTill, error) {
 	var t feedTill
-	var scope, xmin, horizon string
-	err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text,
+	var scope, xmin, xmax, horizon string
+	err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text, pg_snapshot_xmax(pg_current_snapshot())::text,
 		t.store_id, t.folded_through, t.feed_epoch, coalesce(sc.scope, 'all'),
 		coalesce((SELECT oldest::text FROM feed_horizon), '0')
 		FROM tills t LEFT JOIN store_card_scope sc ON sc.store_id = t.store_id WHERE t.till_id = $1`, tillID).
-		Scan(&xmin, &t.store, &t.folded, &t.epoch, &scope, &horizon)
+		Scan(&xmin, &xmax, &t.store, &t.folded, &t.epoch, &scope, &horizon)
 	if err != nil {
 		return t, fmt.Errorf("read till: %w", err)
+	}
+	if t.xmax, err = strconv.ParseUint(xmax, 10, 64); err != nil {
+		return t, fmt.Errorf("read the snapshot's xmax %q: %w", xmax, err)
 	}
 	if t.horizon, err = strconv.ParseUint(horizon, 10, 64); err != nil {
 		return t, fmt.Errorf("read the feed's horizon %q: %w", horizon, err)
@@ -194,6 +198,16 @@ func (s *Server) FeedPage(ctx context.Context, tillID string, req FeedRequest) (
 			// The watermark comes along: after a restore from a backup it
 			// is where head office's copy of the till's journal ends, and
 			// the till pushes everything after it again.
+			f.Reset = true
+			return nil
+		}
+		if cursor != "" && since > t.xmax {
+			// A cursor this cluster never gave: head office was restored
+			// from a physical backup (its xids start again from the
+			// restore point) after the till last synced. The changes
+			// written since have xids below it: read from it, the delta
+			// would skip them until the counter passed it.
+			s.log.Warn("till's feed cursor is ahead of the database (head office restored from a backup since): the till loads its replica afresh", "till", tillID, "cursor", cursor)
 			f.Reset = true
 			return nil
 		}
