@@ -242,9 +242,12 @@ type Client struct {
 	// it and takes its outcome if it failed.
 	flight *flight
 	// loop is Run's context while Run runs (nil otherwise), under mu: the
-	// cycles SyncNow and Kick start run on it.
-	loop context.Context
-	st   Status
+	// cycles SyncNow and Kick start run on it, counted in detached (added
+	// under mu), which Run waits for before it returns: the agent closes
+	// the store once Run is done.
+	loop     context.Context
+	detached sync.WaitGroup
+	st       Status
 	// rejectedLoaded: st.Rejected has been read from the store once.
 	rejectedLoaded bool
 	// refused are the journal entries head office refused, by id (under
@@ -331,6 +334,7 @@ func (c *Client) Run(ctx context.Context) error {
 		c.mu.Lock()
 		c.loop = nil
 		c.mu.Unlock()
+		c.detached.Wait()
 	}()
 	select {
 	case <-c.kick: // a SyncNow's before the loop started: its own cycle comes now
@@ -427,6 +431,9 @@ func (c *Client) now(ctx context.Context, force bool) error {
 	}
 	c.mu.Lock()
 	loop := c.loop
+	if loop != nil {
+		c.detached.Add(1)
+	}
 	c.mu.Unlock()
 	if loop == nil {
 		err := c.cycle(ctx, force)
@@ -435,6 +442,7 @@ func (c *Client) now(ctx context.Context, force bool) error {
 	}
 	done := make(chan error, 1)
 	go func() {
+		defer c.detached.Done()
 		err := c.cycle(loop, force)
 		c.handToRun(err)
 		done <- err

@@ -323,10 +323,11 @@ func TestBadFeedRecordDoesNotBlockTheFeed(t *testing.T) {
 }
 
 // TestResetFeedAfterRestore: head office restored from a backup hands out
-// xids below the cursor a till holds, so the till's deltas skip new
-// changes (shown first); ERP resets the till's feed over HTTP and the
-// till's next sync loads the replica afresh in a new epoch and agrees with
-// head office again.
+// xids below the cursor a till holds; such a cursor is a feed reset, so the
+// till's next sync loads the replica afresh and shows the change written
+// since (before, its deltas skipped it until ERP reset the till). ERP's
+// reset over HTTP gives a new epoch, and the till agrees with head office
+// again; no reset after that.
 func TestResetFeedAfterRestore(t *testing.T) {
 	ctx := context.Background()
 	h, _, tl := loadedTill(t, "S001-T84", nil)
@@ -340,8 +341,11 @@ func TestResetFeedAfterRestore(t *testing.T) {
 	if err := tl.c.SyncNow(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := tl.st.Spendable(ctx, card13, demoNow); b.Total.String() != "500" {
-		t.Fatalf("test setup: with the stale cursor the till sees card 13 at %s, want the change skipped (500)", b.Total)
+	if st := tl.c.Status(); st.Resets != 1 {
+		t.Fatalf("a cursor ahead of head office's database: %d resets, want 1", st.Resets)
+	}
+	if b, _ := tl.st.Spendable(ctx, card13, demoNow); b.Total.String() != "525" {
+		t.Fatalf("after the reset the till sees card 13 at %s, want 525 (the change written since)", b.Total)
 	}
 	if code, data := erpCall(t, h, "POST", "/v1/erp/tills/"+tl.id+"/reset-feed", nil); code != 200 || !strings.Contains(string(data), `"epoch":`) {
 		t.Fatalf("reset: %d %s", code, data)
@@ -353,8 +357,8 @@ func TestResetFeedAfterRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := tl.c.Status()
-	if st.Resets != 1 || !strings.HasPrefix(st.Cursor, "e") {
-		t.Fatalf("status after the reset: resets %d, cursor %q; want 1 and a cursor of the new epoch", st.Resets, st.Cursor)
+	if st.Resets != 2 || !strings.HasPrefix(st.Cursor, "e") {
+		t.Fatalf("status after ERP's reset: resets %d, cursor %q; want 2 and a cursor of the new epoch", st.Resets, st.Cursor)
 	}
 	sameBalances(t, h, tl, []string{card13})
 	if _, err := h.srv.Correct(ctx, headoffice.Correction{ID: "later", Card: card13, Points: decimal.NewFromInt(5), Reason: "test"}); err != nil {
@@ -363,8 +367,8 @@ func TestResetFeedAfterRestore(t *testing.T) {
 	if err := tl.c.SyncNow(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st := tl.c.Status(); st.Resets != 1 {
-		t.Fatalf("a second reset happened: %+v", st)
+	if st := tl.c.Status(); st.Resets != 2 {
+		t.Fatalf("another reset happened: %+v", st)
 	}
 	sameBalances(t, h, tl, []string{card13})
 }

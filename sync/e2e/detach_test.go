@@ -94,6 +94,21 @@ func TestCycleOutlivesItsCaller(t *testing.T) {
 			t.Fatalf("%s: the till counts as not reaching head office: the next sale's kick is skipped", round)
 		}
 	}
+	// The agent stopping while such a cycle runs: Run returns once the
+	// cycle has ended (the agent closes the store after Run).
+	if _, err := h.srv.Import(ctx, &store.Replica{Version: 1, Cards: []store.ReplicaCard{{Code: "2920900000", Kind: "bonus", State: checkout.StateActive}}}); err != nil {
+		t.Fatal(err)
+	}
+	short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer stop()
+	if err := tl.c.SyncNow(short); client.FailureKind(err) != client.FailBusy {
+		t.Fatalf("sync now given up after 50 ms: %v, want busy", err)
+	}
+	cancel()
+	<-done
+	if tl.c.Status().Running {
+		t.Fatal("Run returned while the cycle sync now started was still running")
+	}
 }
 
 // TestCycleCutWithoutTheLoopIsNoFailure: without Run the cycle is its

@@ -111,7 +111,8 @@ func (s *Server) Enrol(ctx context.Context, tillID, storeID string) (string, err
 		INSERT INTO tills (till_id, store_id, secret_sha256, enrolled_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (till_id) DO UPDATE SET store_id = excluded.store_id, secret_sha256 = excluded.secret_sha256,
 			enrolled_at = excluded.enrolled_at, retired_at = NULL,
-			feed_epoch = CASE WHEN tills.store_id <> excluded.store_id THEN `+sqlNewEpoch+` ELSE tills.feed_epoch END
+			feed_epoch = CASE WHEN tills.store_id = excluded.store_id THEN tills.feed_epoch
+				ELSE (SELECT CASE WHEN e = tills.feed_epoch THEN e % 2147483646 + 1 ELSE e END FROM (SELECT `+sqlNewEpoch+` AS e) r) END
 		RETURNING (SELECT store_id FROM old WHERE store_id <> $2)`,
 		tillID, storeID, sum[:], issued).Scan(&moved)
 	if err != nil {

@@ -601,7 +601,9 @@ type pick struct {
 func (c *cardState) picks(pts decimal.Decimal, t time.Time, lapsed bool) []pick {
 	avail := func(l *lotState) decimal.Decimal {
 		if lapsed {
-			return l.Remaining.Add(l.Expired)
+			// Not what returns gave back after the lot lapsed: those
+			// points were spent at t.
+			return l.Remaining.Add(l.Expired).Sub(l.Relapsed)
 		}
 		return l.Remaining
 	}

@@ -151,7 +151,7 @@ const (
 	sqlNamedLots = sqlLotColumns + `FROM unnest($1::text[], $2::text[]) AS n(card, lot_id),
 			LATERAL (SELECT * FROM lots WHERE lots.card = n.card AND lots.lot_id = n.lot_id AND lots.remaining = 0 OFFSET 0) AS l
 		ORDER BY l.card, l.lot_id`
-	sqlLotColumns = `SELECT l.card, l.lot_id, l.points::text, l.remaining::text, l.expired::text, l.accrued_at, l.active_from, l.expires_at, l.check_id `
+	sqlLotColumns = `SELECT l.card, l.lot_id, l.points::text, l.remaining::text, l.expired::text, l.relapsed::text, l.accrued_at, l.active_from, l.expires_at, l.check_id `
 	// The card kinds (false, with their program) and the programs (true,
 	// with their points scale, decimal places, and negative-balance
 	// policy) head office knows: a card's program is its own, else its
@@ -1008,14 +1008,18 @@ func scanForgiven(rows pgx.Rows, out map[string]*cardState) error {
 type lotState struct {
 	ID                string
 	Points, Remaining decimal.Decimal
-	// Expired is what points expiry took from the lot (Maintain).
-	Expired    decimal.Decimal
-	AccruedAt  time.Time
-	ActiveFrom time.Time
-	ExpiresAt  *time.Time
-	CheckID    string
-	dirty      bool
-	stored     bool // read from the database (else inserted on save)
+	// Expired is what points expiry took from the lot (Maintain), and
+	// Relapsed the part of it returns dated at or after the lot's expiry
+	// gave back (lapsed at once); relapsing is such points given back in
+	// this fold, not expired yet.
+	Expired, Relapsed decimal.Decimal
+	relapsing         decimal.Decimal
+	AccruedAt         time.Time
+	ActiveFrom        time.Time
+	ExpiresAt         *time.Time
+	CheckID           string
+	dirty             bool
+	stored            bool // read from the database (else inserted on save)
 }
 
 // cardState is a locked card with its lots, changed in memory and written
@@ -1173,7 +1177,8 @@ func (c *cardState) expire(t time.Time) int {
 	for _, id := range c.order {
 		l := c.Lots[id]
 		if l.ExpiresAt != nil && !t.Before(*l.ExpiresAt) && l.Remaining.IsPositive() {
-			l.Expired, l.Remaining = l.Expired.Add(l.Remaining), decimal.Zero
+			l.Relapsed = l.Relapsed.Add(decimal.Min(l.relapsing, l.Remaining))
+			l.Expired, l.Remaining, l.relapsing = l.Expired.Add(l.Remaining), decimal.Zero, decimal.Zero
 			l.dirty, c.dirty = true, true
 			n++
 		}
@@ -1330,16 +1335,17 @@ func scanCards(rows pgx.Rows, out map[string]*cardState) error {
 // scanLots reads lot rows (ordered by card, lot id) into the cards of out.
 func scanLots(rows pgx.Rows, out map[string]*cardState) error {
 	for rows.Next() {
-		var card, pts, rem, exp string
+		var card, pts, rem, exp, rel string
 		var l lotState
-		if err := rows.Scan(&card, &l.ID, &pts, &rem, &exp, &l.AccruedAt, &l.ActiveFrom, &l.ExpiresAt, &l.CheckID); err != nil {
+		if err := rows.Scan(&card, &l.ID, &pts, &rem, &exp, &rel, &l.AccruedAt, &l.ActiveFrom, &l.ExpiresAt, &l.CheckID); err != nil {
 			return fmt.Errorf("load lots: %w", err)
 		}
-		var e1, e2, e3 error
+		var e1, e2, e3, e4 error
 		l.Points, e1 = decimal.NewFromString(pts)
 		l.Remaining, e2 = decimal.NewFromString(rem)
 		l.Expired, e3 = decimal.NewFromString(exp)
-		if err := errors.Join(e1, e2, e3); err != nil {
+		l.Relapsed, e4 = decimal.NewFromString(rel)
+		if err := errors.Join(e1, e2, e3, e4); err != nil {
 			return fmt.Errorf("lot %s of card %s: %w", l.ID, card, err)
 		}
 		c := out[card]
@@ -1452,6 +1458,9 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 			r := l.Remaining.Add(lc.Delta)
 			l.Remaining, l.dirty = decimal.Max(r, decimal.Zero), true
 			refilled = refilled || lc.Delta.IsPositive()
+			if lc.Delta.IsPositive() && l.ExpiresAt != nil && !e.CreatedAt.Before(*l.ExpiresAt) {
+				l.relapsing = l.relapsing.Add(lc.Delta) // given back after the lot lapsed: lapses at once
+			}
 			if r.IsNegative() && l.Expired.IsPositive() && (l.ExpiresAt == nil || e.CreatedAt.Before(*l.ExpiresAt) || e.Kind == store.KindReversal) {
 				// Points expiry took them first: spent before the lot
 				// expired (the entry came after the expiry ran), or taken
@@ -1460,6 +1469,7 @@ func (c *cardState) applyAt(e wire.Entry, loc *time.Location, historyAt time.Tim
 				// as well would take them twice.
 				take := decimal.Min(l.Expired, r.Neg())
 				l.Expired, r = l.Expired.Sub(take), r.Add(take)
+				l.Relapsed = decimal.Min(l.Relapsed, l.Expired)
 			}
 			if r.IsNegative() {
 				// The lot was already spent (on another till, offline): take
@@ -1682,16 +1692,17 @@ func queueSaveCards(pb *pgx.Batch, cards map[string]*cardState) error {
 	if len(ins.card) > 0 {
 		// expired too: a late accrual's lot may have lapsed before it came
 		// (the fold expires it at once), and its return takes from that.
-		pb.Queue(`INSERT INTO lots (card, lot_id, points, remaining, expired, accrued_at, active_from, expires_at, check_id)
-			SELECT u.card, u.lot_id, u.points::numeric, u.remaining::numeric, u.expired::numeric, u.acc, u.act, u.exp, u.chk
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::text[])
-				AS u(card, lot_id, points, remaining, expired, acc, act, exp, chk)`,
-			ins.card, ins.id, ins.points, ins.remaining, ins.expired, ins.accrued, ins.from, ins.expires, ins.check)
+		pb.Queue(`INSERT INTO lots (card, lot_id, points, remaining, expired, relapsed, accrued_at, active_from, expires_at, check_id)
+			SELECT u.card, u.lot_id, u.points::numeric, u.remaining::numeric, u.expired::numeric, u.relapsed::numeric, u.acc, u.act, u.exp, u.chk
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[])
+				AS u(card, lot_id, points, remaining, expired, relapsed, acc, act, exp, chk)`,
+			ins.card, ins.id, ins.points, ins.remaining, ins.expired, ins.relapsed, ins.accrued, ins.from, ins.expires, ins.check)
 	}
 	if len(upd.card) > 0 {
-		pb.Queue(`UPDATE lots l SET points = u.points::numeric, remaining = u.remaining::numeric, expired = u.expired::numeric
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(card, lot_id, points, remaining, expired)
-			WHERE l.card = u.card AND l.lot_id = u.lot_id`, upd.card, upd.id, upd.points, upd.remaining, upd.expired)
+		pb.Queue(`UPDATE lots l SET points = u.points::numeric, remaining = u.remaining::numeric, expired = u.expired::numeric,
+				relapsed = u.relapsed::numeric
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(card, lot_id, points, remaining, expired, relapsed)
+			WHERE l.card = u.card AND l.lot_id = u.lot_id`, upd.card, upd.id, upd.points, upd.remaining, upd.expired, upd.relapsed)
 	}
 	pb.Queue(`INSERT INTO changes (section, key) SELECT 'cards', unnest($1::text[])`, codes)
 	queueBorrows(pb, cards)
@@ -1700,15 +1711,15 @@ func queueSaveCards(pb *pgx.Batch, cards map[string]*cardState) error {
 
 // lotColumns are lots as the columns of an unnest.
 type lotColumns struct {
-	card, id, points, remaining, expired, check []string
-	accrued, from                               []time.Time
-	expires                                     []*time.Time
+	card, id, points, remaining, expired, relapsed, check []string
+	accrued, from                                         []time.Time
+	expires                                               []*time.Time
 }
 
 func (c *lotColumns) add(card string, l *lotState) {
 	c.card, c.id, c.check = append(c.card, card), append(c.id, l.ID), append(c.check, l.CheckID)
 	c.points, c.remaining = append(c.points, l.Points.String()), append(c.remaining, l.Remaining.String())
-	c.expired = append(c.expired, l.Expired.String())
+	c.expired, c.relapsed = append(c.expired, l.Expired.String()), append(c.relapsed, l.Relapsed.String())
 	c.accrued, c.from, c.expires = append(c.accrued, l.AccruedAt), append(c.from, l.ActiveFrom), append(c.expires, l.ExpiresAt)
 }
 
