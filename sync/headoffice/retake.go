@@ -249,20 +249,45 @@ func (s *Server) retakeCorrections(ctx context.Context, c *JournalCopy) Retaken 
 }
 
 func (s *Server) retakeCorrection(ctx context.Context, body []byte) (CorrectionResult, error) {
+	c, err := correctionOf(body)
+	if err != nil {
+		return CorrectionResult{}, err
+	}
+	return s.Correct(ctx, c)
+}
+
+// correctionOf rebuilds the request of ERP's correction entry body.
+func correctionOf(body []byte) (Correction, error) {
 	var e wire.Entry
 	if err := json.Unmarshal(body, &e); err != nil {
-		return CorrectionResult{}, refused(fmt.Errorf("not a journal entry: %w", err))
+		return Correction{}, refused(fmt.Errorf("not a journal entry: %w", err))
 	}
 	id, ok := strings.CutPrefix(e.ID, ERPTill+"-")
 	if !ok || e.Kind != store.KindCorrection {
-		return CorrectionResult{}, refused(fmt.Errorf("entry %s of kind %q: not an ERP correction", e.ID, e.Kind))
+		return Correction{}, refused(fmt.Errorf("entry %s of kind %q: not an ERP correction", e.ID, e.Kind))
 	}
 	c := Correction{ID: id, Card: e.CardCode, Points: e.Points, Reason: e.Note}
 	if len(e.Lots) == 1 && e.Lots[0].Create && !e.Lots[0].ExpiresAt.IsZero() {
 		at := e.Lots[0].ExpiresAt.UTC()
 		c.ExpiresAt = &at
 	}
-	return s.Correct(ctx, c)
+	return c, nil
+}
+
+// sameCorrection says whether two bodies of ERP's journal are one
+// correction request: given again after a restore (step 2 of the steps,
+// or a retake), head office wrote it anew, at another time, its deduction
+// taking lots afresh, so an export after the restore holds other bytes
+// under the id than one before it.
+func sameCorrection(a, b []byte) bool {
+	ca, err1 := correctionOf(a)
+	cb, err2 := correctionOf(b)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	sameExpiry := ca.ExpiresAt == nil && cb.ExpiresAt == nil ||
+		ca.ExpiresAt != nil && cb.ExpiresAt != nil && ca.ExpiresAt.Equal(*cb.ExpiresAt)
+	return ca.ID == cb.ID && ca.Card == cb.Card && ca.Points.Equal(cb.Points) && ca.Reason == cb.Reason && sameExpiry
 }
 
 // retakeBatch decodes entries as a push of till would carry them and
