@@ -451,11 +451,15 @@ func (c *Client) now(ctx context.Context, force bool) error {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		c.mu.Lock()
-		since := c.st.LastAttempt
-		c.mu.Unlock()
-		return &BusyError{Since: since, Err: ctx.Err()}
+		return c.busy(ctx)
 	}
+}
+
+// busy is giving up on the cycle running since the last attempt: ctx ended.
+func (c *Client) busy(ctx context.Context) *BusyError {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return &BusyError{Since: c.st.LastAttempt, Err: ctx.Err()}
 }
 
 // handToRun gives a cycle's outcome to Run, which waits anew from it; a
@@ -531,10 +535,7 @@ func (c *Client) lockCycle(ctx context.Context) error {
 	case c.cycleMu <- struct{}{}:
 		return nil
 	case <-ctx.Done():
-		c.mu.Lock()
-		since := c.st.LastAttempt
-		c.mu.Unlock()
-		return &BusyError{Since: since, Err: ctx.Err()}
+		return c.busy(ctx)
 	}
 }
 

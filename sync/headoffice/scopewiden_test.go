@@ -21,17 +21,8 @@ import (
 // never received it (found by the QA pass). Now the widening waits for
 // imports that create cards (an advisory lock they hold shared).
 func TestWideningSeesACardImportedMeanwhile(t *testing.T) {
-	s := openTest(t)
+	s, _, _ := twoScopes(t)
 	ctx := context.Background()
-	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetCardScope(ctx, "S002", ScopeHome); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Enrol(ctx, "S002-T01", "S002"); err != nil {
-		t.Fatal(err)
-	}
 	f, err := s.Feed(ctx, "S002-T01", "")
 	if err != nil {
 		t.Fatal(err)
