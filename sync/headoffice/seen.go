@@ -77,8 +77,12 @@ func (s *Server) flushSeen(ctx context.Context) error {
 	for i, id := range ids {
 		ats[i], agents[i] = batch[id].at, batch[id].agent
 	}
+	// A note from before the till's enrolment is the old box's: enrolled
+	// again (by another process, whose Enrol could not drop this one's
+	// notes), the new box has not been heard from.
 	_, err := s.db.Exec(ctx, `INSERT INTO till_seen (till_id, last_seen_at, last_agent)
-		SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[]) ORDER BY 1
+		SELECT u.* FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS u(id, at, agent)
+			JOIN tills t ON t.till_id = u.id WHERE u.at >= t.enrolled_at ORDER BY 1
 		ON CONFLICT (till_id) DO UPDATE SET last_seen_at = excluded.last_seen_at, last_agent = excluded.last_agent
 			WHERE till_seen.last_seen_at < excluded.last_seen_at`, ids, ats, agents)
 	if err != nil {

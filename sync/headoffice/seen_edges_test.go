@@ -213,6 +213,58 @@ func TestReenrolledTillLastSeen(t *testing.T) {
 	}
 }
 
+// TestReenrolledTillLastSeenByAnotherProcess: as TestReenrolledTillLastSeen,
+// but the old box's last poll was served by another head-office process,
+// b, whose note is still unwritten when the till is retired and enrolled
+// again through a: b's flush after it writes nothing for the new box.
+// Before, it wrote the old box's time and build for it (found by the QA
+// pass).
+func TestReenrolledTillLastSeenByAnotherProcess(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	var servers [2]*Server
+	for i := range servers {
+		s, err := Open(ctx, Options{DSN: dsn, ERPToken: "erp-secret"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		servers[i] = s
+	}
+	a, b := servers[0], servers[1]
+	if _, err := a.Import(ctx, demoReplica(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Enrol(ctx, "S001-T01", "S001"); err != nil {
+		t.Fatal(err)
+	}
+	b.noteSeen("S001-T01", "tillagent/1.0-old-box")
+	if _, err := a.Retire(ctx, "S001-T01"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if _, err := a.Enrol(ctx, "S001-T01", "S001"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.flushSeen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ts, err := a.Tills(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := ts[0]; x.LastSeenAt != nil {
+		t.Errorf("re-enrolled till: last seen %v by %q, before its enrolment %v; want never", x.LastSeenAt, x.Agent, x.EnrolledAt)
+	}
+	b.noteSeen("S001-T01", "tillagent/1.1-new-box")
+	if err := b.flushSeen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ts, err := a.Tills(ctx); err != nil || ts[0].Agent != "tillagent/1.1-new-box" {
+		t.Fatalf("the new box heard from through b: %+v, %v", ts, err)
+	}
+}
+
 // qaTills enrols n tills of store S001 straight in the table (Enrol one
 // by one is slow), S001-Q0000…
 func qaTills(t *testing.T, s *Server, n int) []string {
