@@ -1758,6 +1758,9 @@ func relinkForks(ctx context.Context, conn *pgx.Conn, log *slog.Logger, till, fo
 	}
 	for _, prev := range forkedAt {
 		id := byPrev[prev]
+		if id <= folded {
+			continue // could never restart the chain: it waits, as before
+		}
 		delete(byPrev, prev)
 		linkPrev(byPrev, "", id)
 		log.Warn("till journal forked: an entry follows one folded before the watermark (its store put back from an older copy?); its chain restarts there",
@@ -1773,10 +1776,12 @@ func relinkForks(ctx context.Context, conn *pgx.Conn, log *slog.Logger, till, fo
 // again at a push after that one ends, in the order they were written,
 // rather than the last one read orphaning those before it.
 func linkPrev(byPrev map[string]string, prev, id string) {
-	if prev == "" {
-		if first, ok := byPrev[""]; ok && first < id {
-			return
-		}
+	if first, ok := byPrev[prev]; ok && first < id {
+		// Of two successors of one entry (a fork, brought together by a
+		// retake) the earlier stays on the chain; the later waits, and
+		// relinkForks restarts the chain at it once its predecessor is
+		// folded.
+		return
 	}
 	byPrev[prev] = id
 }

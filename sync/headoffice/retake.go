@@ -301,19 +301,25 @@ func (s *Server) retakeBatch(ctx context.Context, till string, bodies []json.Raw
 	// starting with an entry that has no predecessor. Ingest takes such an
 	// entry as the restart only at the head of what it folds, as a till's
 	// push would bring it: each chain goes in its own batches, decoded
-	// apart so that the entries the decoder refused go with their own.
-	starts := map[string]bool{}
+	// apart so that the entries the decoder refused go with their own. So
+	// does a fork, an entry following another than the one before it (a
+	// till store put back from an older image): in one batch with the
+	// branch it forks from, one of the two was left unlinked, waiting for
+	// ever; in a batch of its own, ingest restarts the chain there.
+	prevOf := map[string]string{}
 	for _, es := range [][]wire.Entry{b.Entries, b.Refused} {
 		for _, e := range es {
-			if e.Prev == "" {
-				starts[e.ID] = true
-			}
+			prevOf[e.ID] = e.Prev
 		}
+	}
+	ids := make([]string, len(bodies))
+	for i, body := range bodies {
+		ids[i], _ = entryID(body)
 	}
 	from := 0
 	for i := 1; i <= len(bodies); i++ {
 		if i < len(bodies) {
-			if id, _ := entryID(bodies[i]); !starts[id] {
+			if prev := prevOf[ids[i]]; prev != "" && prev == ids[i-1] {
 				continue
 			}
 		}
