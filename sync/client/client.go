@@ -435,17 +435,18 @@ func (c *Client) now(ctx context.Context, force bool) error {
 		c.detached.Add(1)
 	}
 	c.mu.Unlock()
-	if loop == nil {
+	run := func(ctx context.Context) error {
 		err := c.cycle(ctx, force)
 		c.handToRun(err)
 		return err
 	}
+	if loop == nil {
+		return run(ctx)
+	}
 	done := make(chan error, 1)
 	go func() {
 		defer c.detached.Done()
-		err := c.cycle(loop, force)
-		c.handToRun(err)
-		done <- err
+		done <- run(loop)
 	}()
 	select {
 	case err := <-done:

@@ -685,17 +685,18 @@ func (s *Server) ExportJournal(ctx context.Context, cursor string, limit int) (*
 		if epoch != 0 {
 			prefix = "e" + strconv.Itoa(epoch) + ":"
 		}
-		xid, seq := "0", int64(0)
+		var xid uint64
+		var seq int64
 		if cursor != "" {
 			ce, x, n, err := parseExportCursor(cursor)
 			if err != nil {
 				return err
 			}
-			switch xn, _ := strconv.ParseUint(x, 10, 64); {
+			switch {
 			case ce != epoch:
 				out.Reset, out.Cursor = true, ""
 				s.log.Warn("journal export cursor from before a restore into another cluster: the export starts again", "cursor", cursor)
-			case xn >= xmax:
+			case x >= xmax:
 				// An xid this cluster has not given yet: head office was
 				// restored from a physical backup (its xids start again
 				// from the restore point) after ERP read this page. What
@@ -713,7 +714,7 @@ func (s *Server) ExportJournal(ctx context.Context, cursor string, limit int) (*
 		// gave others twice (TestExportOrdersXidsAsNumbers).
 		rows, err := tx.Query(ctx, `SELECT j.xid::text, j.seq, j.till_id, j.body::text, j.folded, j.received_at, j.rejected FROM journal j
 			WHERE (j.xid, j.seq) > ($1::text::xid8, $2) AND j.xid < pg_snapshot_xmin(pg_current_snapshot())
-			ORDER BY j.xid, j.seq LIMIT $3`, xid, seq, limit)
+			ORDER BY j.xid, j.seq LIMIT $3`, strconv.FormatUint(xid, 10), seq, limit)
 		if err != nil {
 			return err
 		}
@@ -739,24 +740,24 @@ func (s *Server) ExportJournal(ctx context.Context, cursor string, limit int) (*
 }
 
 // parseExportCursor reads "[e<epoch>:]<xid>.<seq>".
-func parseExportCursor(c string) (epoch int, xid string, seq int64, err error) {
+func parseExportCursor(c string) (epoch int, xid uint64, seq int64, err error) {
 	bad := badRequest(fmt.Errorf("journal export: bad cursor %q (want [eEPOCH:]XID.SEQ)", c))
 	pos := c
 	if rest, ok := strings.CutPrefix(c, "e"); ok {
 		e, p, ok := strings.Cut(rest, ":")
 		n, err := strconv.Atoi(e)
 		if !ok || err != nil {
-			return 0, "", 0, bad
+			return 0, 0, 0, bad
 		}
 		epoch, pos = n, p
 	}
 	a, b, ok := strings.Cut(pos, ".")
-	_, e1 := strconv.ParseUint(a, 10, 64)
+	x, e1 := strconv.ParseUint(a, 10, 64)
 	n, e2 := strconv.ParseInt(b, 10, 64)
 	if !ok || e1 != nil || e2 != nil {
-		return 0, "", 0, bad
+		return 0, 0, 0, bad
 	}
-	return epoch, a, n, nil
+	return epoch, x, n, nil
 }
 
 // CardBalance is one line of the balances report.

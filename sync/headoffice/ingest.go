@@ -1540,7 +1540,8 @@ func (c *cardState) reallocate(pts decimal.Decimal, t time.Time) decimal.Decimal
 // one that overdrew it), so that a return refilling it pays them back.
 //
 // A lot that lapsed after t gives what expiry took from it too
-// (loadLapsedLots read it): the points the entry spent were there when it
+// (sqlLapsedLots read it), but not what returns gave back after the
+// lapse (Relapsed): the points the entry spent were there when it
 // was written, and left the balance with the expiry, so the entry ends
 // as it would have, folded before the expiry run.
 func (c *cardState) borrowFor(lot, entry string, pts decimal.Decimal, t time.Time) decimal.Decimal {

@@ -104,18 +104,9 @@ func TestLateDebitEndsAlikeBeforeAndAfterTheExpiryRun(t *testing.T) {
 	for i, d := range debits {
 		lt.push(t, s, d.entries(card(i, 1))...)
 	}
-	lotsOf := func(card string) string {
-		t.Helper()
-		var out string
-		if err := s.db.QueryRow(ctx, `SELECT string_agg(lot_id || ' ' || remaining::text || '/' || expired::text, ', ' ORDER BY lot_id)
-			FROM lots WHERE card = $1`, card).Scan(&out); err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
 	for i, d := range debits {
 		before, after := card(i, 0), card(i, 1)
-		lb, la := lotsOf(before), lotsOf(after)
+		lb, la := lotsOf(t, s, before), lotsOf(t, s, after)
 		bb, ba := balanceOf(t, s, before), balanceOf(t, s, after)
 		if lb != la || bb != ba {
 			t.Errorf("%s: pushed before the expiry run lots %s, balance %s; after it %s, balance %s; want the same", d.name, lb, bb, la, ba)
@@ -167,10 +158,18 @@ func TestLateDebitSkipsWhatAReturnGaveBackAfterTheLapse(t *testing.T) {
 	t02.push(t, s, redeem(late))
 	for _, card := range []string{inTime, late} {
 		if got := balanceOf(t, s, card); got != "70" {
-			var lots string
-			s.db.QueryRow(ctx, `SELECT string_agg(lot_id || ' ' || remaining::text || '/' || expired::text || '/' || relapsed::text, ', ' ORDER BY lot_id)
-				FROM lots WHERE card = $1`, card).Scan(&lots)
-			t.Errorf("card %s: balance %s, want 70 (50 of the redemption from A, 30 from B); lots remaining/expired/relapsed %s", card, got, lots)
+			t.Errorf("card %s: balance %s, want 70 (50 of the redemption from A, 30 from B); lots remaining/expired/relapsed %s", card, got, lotsOf(t, s, card))
 		}
 	}
+}
+
+// lotsOf is the card's lots as "ID remaining/expired/relapsed, …".
+func lotsOf(t *testing.T, s *Server, card string) string {
+	t.Helper()
+	var out string
+	if err := s.db.QueryRow(context.Background(), `SELECT string_agg(lot_id || ' ' || remaining::text || '/' || expired::text || '/' || relapsed::text,
+		', ' ORDER BY lot_id) FROM lots WHERE card = $1`, card).Scan(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
