@@ -691,11 +691,12 @@ func (c *chaos) checkOverdraftReport() {
 		c.t.Fatal(err)
 	}
 	code, data, err := c.erp(c.h.hs.URL, "GET", "/v1/erp/reports/overdrafts", "", nil)
-	var got []headoffice.Overdraft
+	var page headoffice.OverdraftPage
 	if err == nil && code == 200 {
-		err = json.Unmarshal(data, &got)
+		err = json.Unmarshal(data, &page)
 	}
-	if err != nil || code != 200 || len(got) != len(ods) {
+	got := page.Overdrafts
+	if err != nil || code != 200 || page.More || len(got) != len(ods) {
 		c.t.Errorf("round %d: overdrafts report over HTTP: %d, %d rows (%v); Overdrafts has %d", c.round, code, len(got), err, len(ods))
 		c.failed = true
 		return

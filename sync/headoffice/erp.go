@@ -885,30 +885,116 @@ type Overdraft struct {
 	DebtNow checkout.Points `json:"debt_now"`
 }
 
-// Overdrafts reports every flagged overdraft, newest first.
+// The page size of the reports listed newest first (overdrafts,
+// write-offs) when none is asked, and the largest.
+const (
+	DefaultNewestLimit = 1000
+	MaxNewestLimit     = 10000
+)
+
+// OverdraftPage is a page of the overdraft report, newest first. More is
+// true when older ones follow; Next (set only then) is the before to ask
+// with for them.
+type OverdraftPage struct {
+	Overdrafts []Overdraft `json:"overdrafts"`
+	More       bool        `json:"more"`
+	Next       string      `json:"next,omitempty"`
+}
+
+// Overdrafts reports every flagged overdraft, newest first, in one answer
+// (tests; ERP pages with OverdraftsPage).
 func (s *Server) Overdrafts(ctx context.Context) ([]Overdraft, error) {
-	rows, err := s.db.Query(ctx, `SELECT o.card, o.till_id, o.entry_id, o.points::text, o.at, coalesce(c.debt, 0)::text
-		FROM overdrafts o LEFT JOIN cards c ON c.code = o.card ORDER BY o.id DESC`)
+	out, _, err := s.overdrafts(ctx, 0, 0, false)
+	return out, err
+}
+
+// OverdraftsPage reports up to limit overdrafts (0: the default, above the
+// maximum: the maximum) older than the one before names ("": from the
+// newest); open keeps those of cards still in debt.
+func (s *Server) OverdraftsPage(ctx context.Context, before string, limit int, open bool) (*OverdraftPage, error) {
+	id, limit, err := newestPage("overdrafts report", before, limit)
 	if err != nil {
-		return nil, fmt.Errorf("overdrafts report: %w", err)
+		return nil, err
+	}
+	ods, next, err := s.overdrafts(ctx, id, limit, open)
+	if err != nil {
+		return nil, err
+	}
+	return &OverdraftPage{Overdrafts: ods, More: next != "", Next: next}, nil
+}
+
+// overdrafts reads up to limit overdrafts (0: all) with ids below before
+// (0: from the newest), and the next page's before ("" when none follow).
+func (s *Server) overdrafts(ctx context.Context, before int64, limit int, open bool) ([]Overdraft, string, error) {
+	rows, err := s.db.Query(ctx, `SELECT o.id, o.card, o.till_id, o.entry_id, o.points::text, o.at, coalesce(c.debt, 0)::text
+		FROM overdrafts o LEFT JOIN cards c ON c.code = o.card
+		WHERE ($1 = 0 OR o.id < $1) AND (NOT $2 OR c.debt > 0)
+		ORDER BY o.id DESC LIMIT nullif($3, 0)`, before, open, pageRows(limit))
+	if err != nil {
+		return nil, "", fmt.Errorf("overdrafts report: %w", err)
 	}
 	defer rows.Close()
-	out := []Overdraft{}
+	out, ids := []Overdraft{}, []int64{}
 	for rows.Next() {
 		var o Overdraft
+		var id int64
 		var p, d string
-		if err := rows.Scan(&o.Card, &o.TillID, &o.EntryID, &p, &o.At, &d); err != nil {
-			return nil, fmt.Errorf("overdrafts report: %w", err)
+		if err := rows.Scan(&id, &o.Card, &o.TillID, &o.EntryID, &p, &o.At, &d); err != nil {
+			return nil, "", fmt.Errorf("overdrafts report: %w", err)
 		}
 		pd, e1 := decimal.NewFromString(p)
 		dd, e2 := decimal.NewFromString(d)
 		if err := errors.Join(e1, e2); err != nil {
-			return nil, fmt.Errorf("overdrafts report: %w", err)
+			return nil, "", fmt.Errorf("overdrafts report: %w", err)
 		}
 		o.Points, o.DebtNow = checkout.PointsOf(pd), checkout.PointsOf(dd)
-		out = append(out, o)
+		out, ids = append(out, o), append(ids, id)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("overdrafts report: %w", err)
+	}
+	out, next := pageCut(out, ids, limit)
+	return out, next, nil
+}
+
+// newestPage checks a newest-first report's before and limit: before is
+// the id the previous page's Next gave ("" from the newest), limit as for
+// OverdraftsPage.
+func newestPage(op, before string, limit int) (int64, int, error) {
+	switch {
+	case limit < 0:
+		return 0, 0, badRequest(fmt.Errorf("%s: limit %d is negative", op, limit))
+	case limit == 0:
+		limit = DefaultNewestLimit
+	case limit > MaxNewestLimit:
+		limit = MaxNewestLimit
+	}
+	if before == "" {
+		return 0, limit, nil
+	}
+	id, err := strconv.ParseInt(before, 10, 64)
+	if err != nil || id < 1 {
+		return 0, 0, badRequest(fmt.Errorf("%s: before %q is not a page's next (a positive integer)", op, before))
+	}
+	return id, limit, nil
+}
+
+// pageRows is how many rows a page of limit reads: one more tells whether
+// more follow; 0 reads them all.
+func pageRows(limit int) int {
+	if limit == 0 {
+		return 0
+	}
+	return limit + 1
+}
+
+// pageCut cuts rows read with pageRows(limit) to the page and gives the
+// next page's before: the id of the page's last row, "" when none follow.
+func pageCut[T any](rows []T, ids []int64, limit int) ([]T, string) {
+	if limit == 0 || len(rows) <= limit {
+		return rows, ""
+	}
+	return rows[:limit], strconv.FormatInt(ids[limit-1], 10)
 }
 
 // MaintainStats counts what Maintain did.
@@ -1184,26 +1270,60 @@ type WriteOff struct {
 	EntryID string `json:"entry_id,omitempty"`
 }
 
-// WriteOffs reports every write-off of debt, newest first.
+// WriteOffPage is a page of the write-off report, newest first; More and
+// Next as in OverdraftPage.
+type WriteOffPage struct {
+	WriteOffs []WriteOff `json:"writeoffs"`
+	More      bool       `json:"more"`
+	Next      string     `json:"next,omitempty"`
+}
+
+// WriteOffs reports every write-off of debt, newest first, in one answer
+// (tests; ERP pages with WriteOffsPage).
 func (s *Server) WriteOffs(ctx context.Context) ([]WriteOff, error) {
-	rows, err := s.db.Query(ctx, `SELECT card, program, mode, points::text, at, check_id, entry_id FROM debt_writeoffs ORDER BY id DESC`)
+	out, _, err := s.writeOffs(ctx, 0, 0)
+	return out, err
+}
+
+// WriteOffsPage reports up to limit write-offs older than the one before
+// names, as OverdraftsPage.
+func (s *Server) WriteOffsPage(ctx context.Context, before string, limit int) (*WriteOffPage, error) {
+	id, limit, err := newestPage("write-offs report", before, limit)
 	if err != nil {
-		return nil, fmt.Errorf("write-offs report: %w", err)
+		return nil, err
+	}
+	wos, next, err := s.writeOffs(ctx, id, limit)
+	if err != nil {
+		return nil, err
+	}
+	return &WriteOffPage{WriteOffs: wos, More: next != "", Next: next}, nil
+}
+
+func (s *Server) writeOffs(ctx context.Context, before int64, limit int) ([]WriteOff, string, error) {
+	rows, err := s.db.Query(ctx, `SELECT id, card, program, mode, points::text, at, check_id, entry_id FROM debt_writeoffs
+		WHERE $1 = 0 OR id < $1 ORDER BY id DESC LIMIT nullif($2, 0)`, before, pageRows(limit))
+	if err != nil {
+		return nil, "", fmt.Errorf("write-offs report: %w", err)
 	}
 	defer rows.Close()
-	out := []WriteOff{}
+	out, ids := []WriteOff{}, []int64{}
 	for rows.Next() {
 		var w WriteOff
+		var id int64
 		var p string
-		if err := rows.Scan(&w.Card, &w.Program, &w.Mode, &p, &w.At, &w.CheckID, &w.EntryID); err != nil {
-			return nil, fmt.Errorf("write-offs report: %w", err)
+		if err := rows.Scan(&id, &w.Card, &w.Program, &w.Mode, &p, &w.At, &w.CheckID, &w.EntryID); err != nil {
+			return nil, "", fmt.Errorf("write-offs report: %w", err)
 		}
 		d, err := decimal.NewFromString(p)
 		if err != nil {
-			return nil, fmt.Errorf("write-offs report card %s: %w", w.Card, err)
+			return nil, "", fmt.Errorf("write-offs report card %s: %w", w.Card, err)
 		}
 		w.Points = checkout.PointsOf(d)
-		out = append(out, w)
+		out, ids = append(out, w), append(ids, id)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("write-offs report: %w", err)
+	}
+	out, next := pageCut(out, ids, limit)
+	return out, next, nil
 }

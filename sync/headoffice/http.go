@@ -37,7 +37,7 @@ const MaxBody = 64 << 20
 //	GET  /v1/erp/journal?cursor=C&limit=N   (limit 1-10000, default 1000; above 10000: 10000)
 //	GET  /v1/erp/reports/balances?after=CODE&limit=N   a page of cards' balances (limit default 1000, max 10000)
 //	GET  /v1/erp/reports/balances?card=CODE            one card's balance (unknown: 404)
-//	GET  /v1/erp/reports/overdrafts
+//	GET  /v1/erp/reports/overdrafts?before=N&limit=N&open=1   a page, newest first (open: cards still in debt)
 //	GET  /v1/erp/reports/expiring?days=N
 //	GET  /v1/erp/reports/accruals?from=T&to=T
 //	POST /v1/erp/maintain          expire lots and settle debt now (cmd/headoffice runs it on a schedule)
@@ -45,7 +45,7 @@ const MaxBody = 64 << 20
 //	POST /v1/erp/stores/{store}/cards            {"cards": [codes]} made home to the store
 //	POST /v1/erp/tills/{till}/retire             the till is admitted no more (until enrolled again)
 //	POST /v1/erp/tills/{till}/reset-feed         the till loads its replica afresh
-//	GET  /v1/erp/reports/writeoffs               debt the negative-balance policy wrote off
+//	GET  /v1/erp/reports/writeoffs?before=N&limit=N  a page of debt the negative-balance policy wrote off, newest first
 //	GET  /v1/erp/conflicts[?all=1|true]          till entries head office holds with other content: both copies
 //	POST /v1/erp/conflicts/{id}                  {"keep": "head_office", "reason"}: the till's copy then counts as a duplicate
 //	GET  /v1/erp/reports/tills                   every till: watermark, entries waiting behind a gap, rejected ones
@@ -66,10 +66,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/erp/corrections", s.erp(s.handleCorrection))
 	mux.HandleFunc("GET /v1/erp/journal", s.erp(s.handleExport))
 	mux.HandleFunc("GET /v1/erp/reports/balances", s.erp(s.handleBalances))
-	mux.HandleFunc("GET /v1/erp/reports/overdrafts", s.erp(func(w http.ResponseWriter, r *http.Request) {
-		o, err := s.Overdrafts(r.Context())
-		s.reply(w, r, o, err)
-	}))
+	mux.HandleFunc("GET /v1/erp/reports/overdrafts", s.erp(s.handleOverdrafts))
 	mux.HandleFunc("GET /v1/erp/reports/expiring", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		days, err := strconv.Atoi(r.URL.Query().Get("days"))
 		if err != nil {
@@ -116,10 +113,7 @@ func (s *Server) Handler() http.Handler {
 	}))
 	mux.HandleFunc("GET /v1/erp/conflicts", s.erp(s.handleConflicts))
 	mux.HandleFunc("POST /v1/erp/conflicts/{id}", s.erp(s.handleSettle))
-	mux.HandleFunc("GET /v1/erp/reports/writeoffs", s.erp(func(w http.ResponseWriter, r *http.Request) {
-		wo, err := s.WriteOffs(r.Context())
-		s.reply(w, r, wo, err)
-	}))
+	mux.HandleFunc("GET /v1/erp/reports/writeoffs", s.erp(s.handleWriteOffs))
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	return s.observe(advertiseGzip(jsonErrors(mux)))
 }
@@ -557,6 +551,46 @@ func (s *Server) handleBalances(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, err := s.BalancesPage(r.Context(), q.Get("after"), limit)
+	s.reply(w, r, p, err)
+}
+
+func (s *Server) handleOverdrafts(w http.ResponseWriter, r *http.Request) {
+	const op = "overdrafts report"
+	q := r.URL.Query()
+	if err := onlyParams(q, op, "before", "limit", "open"); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	open := false
+	if q.Has("open") {
+		var err error
+		if open, err = strconv.ParseBool(q.Get("open")); err != nil {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("%s: open %q: want 1 or true (cards still in debt), 0 or false (all)", op, q.Get("open")))
+			return
+		}
+	}
+	limit, err := queryLimit(q, op, MaxNewestLimit)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	p, err := s.OverdraftsPage(r.Context(), q.Get("before"), limit, open)
+	s.reply(w, r, p, err)
+}
+
+func (s *Server) handleWriteOffs(w http.ResponseWriter, r *http.Request) {
+	const op = "write-offs report"
+	q := r.URL.Query()
+	if err := onlyParams(q, op, "before", "limit"); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	limit, err := queryLimit(q, op, MaxNewestLimit)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	p, err := s.WriteOffsPage(r.Context(), q.Get("before"), limit)
 	s.reply(w, r, p, err)
 }
 

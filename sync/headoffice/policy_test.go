@@ -169,10 +169,10 @@ func TestDebtFollowsTheNegativeBalancePolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rep []WriteOff
-	json.NewDecoder(resp.Body).Decode(&rep)
+	var page WriteOffPage
+	json.NewDecoder(resp.Body).Decode(&page)
 	resp.Body.Close()
-	if len(rep) != 4 || rep[0].Card != "2990000000002" || rep[0].Points.String() != "25" || rep[0].Program != "P-limit" {
-		t.Fatalf("write-offs report %+v, want 4 with the limit card's 25 newest", rep)
+	if rep := page.WriteOffs; page.More || len(rep) != 4 || rep[0].Card != "2990000000002" || rep[0].Points.String() != "25" || rep[0].Program != "P-limit" {
+		t.Fatalf("write-offs report %+v, want 4 with the limit card's 25 newest", page)
 	}
 }
