@@ -65,3 +65,69 @@ func TestCorrectionRetriedAfterItsCheckChanged(t *testing.T) {
 		}
 	}
 }
+
+// TestCorrectionRacingAnImportOfItsLot: an ERP import inserts a lot named
+// as a correction's id while the correction runs (an import does not wait
+// for the card's lock). The correction is refused (422, the same answer as
+// when the import came first, nothing written), not a 500 blaming head
+// office, as it was.
+func TestCorrectionRacingAnImportOfItsLot(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
+		t.Fatal(err)
+	}
+	const card = "2900000000018"
+	before := balanceOf(t, s, card)
+	imp, err := s.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer imp.Rollback(ctx)
+	if _, err := imp.Exec(ctx, `INSERT INTO lots (card, lot_id, points, remaining, accrued_at, active_from)
+		VALUES ($1, 'ERP-goodwill-90', 10, 10, now(), now())`, card); err != nil {
+		t.Fatal(err)
+	}
+	call := erpHTTP(t, s)
+	type answer struct {
+		code int
+		body string
+	}
+	done := make(chan answer, 1)
+	go func() {
+		code, body := call(http.MethodPost, "/v1/erp/corrections", `{"id":"goodwill-90","card":"`+card+`","points":"50","reason":"goodwill"}`)
+		done <- answer{code, body}
+	}()
+	// The correction waits on the import's uncommitted lot.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		if err := s.db.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		select {
+		case a := <-done:
+			t.Fatalf("the correction answered %d %s before the import committed", a.code, a.body)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the correction never waited on the import's lot")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := imp.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := <-done
+	if a.code != http.StatusUnprocessableEntity || !strings.Contains(refusal(a.body), "already has a lot ERP-goodwill-90") {
+		t.Fatalf("correction racing an import of its lot: %d %s; want 422 naming the lot", a.code, a.body)
+	}
+	var n int
+	s.db.QueryRow(ctx, `SELECT count(*) FROM journal WHERE id = 'ERP-goodwill-90'`).Scan(&n)
+	if got, want := balanceOf(t, s, card), dec(before).Add(dec("10")).String(); n != 0 || got != want {
+		t.Fatalf("after the refused correction: %d journal rows, balance %s; want none and %s (the import's 10 only)", n, got, want)
+	}
+}

@@ -530,7 +530,7 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		e := wire.Entry{Entry: store.Entry{ID: id, CheckID: id, CardCode: c.Card, Kind: store.KindCorrection,
 			Points: c.Points, Note: c.Reason, CreatedAt: now}}
 		if _, taken := card.Lots[lot]; taken && c.Points.IsPositive() {
-			return refused(fmt.Errorf("card %s already has a lot %s (an ERP import named one so): give the correction another id", c.Card, lot))
+			return refused(lotTaken(c.Card, lot))
 		}
 		if c.Points.IsPositive() {
 			lc := store.LotChange{LotID: lot, Delta: c.Points, Create: true, ActiveFrom: now}
@@ -549,6 +549,13 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 		card.apply(e, time.UTC)
 		out = CorrectionResult{EntryID: id}
 		if err := saveCards(ctx, tx, cards); err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "lots_pkey" {
+				// An import created the lot since the card was read (it
+				// does not wait for the card's lock): the same answer as
+				// when it came first, not head office's fault.
+				return refused(lotTaken(c.Card, lot))
+			}
 			// The card's own rows and head office's triggers (the debt
 			// policy reads the catalog): nothing of the request's.
 			return headOffice(fmt.Errorf("save the card: %w", err))
@@ -565,6 +572,10 @@ func (s *Server) Correct(ctx context.Context, c Correction) (CorrectionResult, e
 // is a replica id, which every till's feed must carry (ERP-<id> of 60
 // letters, digits or _.:/- at most), else ERP- and the first 16 bytes of
 // the id's SHA-256 in hex (a support ticket's "#", Cyrillic, a long id).
+func lotTaken(card, lot string) error {
+	return fmt.Errorf("card %s already has a lot %s (an ERP import named one so): give the correction another id", card, lot)
+}
+
 func correctionLot(id string) string {
 	if store.ValidID(id) {
 		return id
