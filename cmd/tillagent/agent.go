@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -451,6 +452,30 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// tlsHint is what to check when head office's certificate did not
+// verify: a certificate out of its dates is the till's clock (a day off,
+// as tills' clocks are) or head office's lapsed certificate, not the CA
+// file.
+func tlsHint(err error, sc config.Sync) string {
+	var ci x509.CertificateInvalidError
+	if errors.As(err, &ci) && ci.Reason == x509.Expired && ci.Cert != nil {
+		return fmt.Sprintf("head office's TLS certificate (%s) is valid from %s until %s, and the till's clock says %s: if the clock is wrong, set it (NTP); if it is right, head office's certificate has lapsed or is not valid yet: renew it at head office. sync.ca_file need not change",
+			ci.Cert.Subject.CommonName, ci.Cert.NotBefore.UTC().Format(time.RFC3339), ci.Cert.NotAfter.UTC().Format(time.RFC3339), time.Now().UTC().Format(time.RFC3339))
+	}
+	return fmt.Sprintf("head office's TLS certificate is not trusted: set sync.ca_file (now %q) to the PEM of the CA that signed it, or check that sync.url (%s) names the host the certificate is for", sc.CAFile, sc.URL)
+}
+
+// tillCertHint is what to check when head office refused the till's own
+// certificate in the handshake, or the till could not present it.
+func tillCertHint(sc config.Sync) string {
+	valid := ""
+	if until, err := client.CertificateExpiry(sc.CertFile); err == nil {
+		valid = fmt.Sprintf(", valid until %s", until.UTC().Format(time.RFC3339))
+	}
+	return fmt.Sprintf("head office refused the till's TLS certificate (sync.cert_file %s%s, the till's clock says %s), or the till could not read it: renew it if it has expired, check head office's clock if it is not valid yet, and that it is signed by a CA head office trusts (headoffice serve -tls-client-ca) and names this till; head office's log says why",
+		sc.CertFile, valid, time.Now().UTC().Format(time.RFC3339))
+}
+
 // writeSyncError answers a failed `sync now` with what the technician
 // checks next: the network, the link's speed, the TLS trust, sync.url, the
 // till's enrolment, or head office.
@@ -468,8 +493,9 @@ func writeSyncError(w http.ResponseWriter, err error, sc config.Sync) {
 			fmt.Sprintf("head office (or a proxy before it) takes no more requests just now and said when to come back (Retry-After); the sync loop waits that long, at most sync.backoff_max (%s), and goes on by itself: nothing to fix on this till. If it lasts, head office's operator looks at its -max-till-requests, its database and headoffice_till_requests_shed_total",
 				sc.BackoffMax))
 	case client.FailTLS:
-		api.WriteError(w, http.StatusBadGateway, "sync.failed", "Сертификат офиса не принят: продажи продолжаются, нужен техник", err.Error(),
-			fmt.Sprintf("head office's TLS certificate is not trusted: set sync.ca_file (now %q) to the PEM of the CA that signed it, or check that sync.url (%s) names the host the certificate is for", sc.CAFile, sc.URL))
+		api.WriteError(w, http.StatusBadGateway, "sync.failed", "Сертификат офиса не принят: продажи продолжаются, нужен техник", err.Error(), tlsHint(err, sc))
+	case client.FailTillCert:
+		api.WriteError(w, http.StatusBadGateway, "sync.unauthorized", "Офис не принял сертификат кассы: продажи продолжаются, нужен техник", err.Error(), tillCertHint(sc))
 	case client.FailWrongURL:
 		api.WriteError(w, http.StatusBadGateway, "sync.failed", "Адрес офиса указан неверно: продажи продолжаются, нужен техник", err.Error(),
 			fmt.Sprintf("sync.url (%s) does not reach head office's API: %s; sync.url must be head office's http(s)://host[:port] (https:// if it serves TLS)", sc.URL, wrongURLSeen(err)))

@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +16,7 @@ import (
 
 	"tillagent/internal/config"
 	"tillagent/internal/store"
+	"tillagent/internal/testpki"
 	"tillagent/sync/headoffice"
 	"tillagent/sync/pgtest"
 )
@@ -173,5 +178,55 @@ func TestSyncNowHeadOfficeBusy(t *testing.T) {
 	}
 	if !strings.Contains(e.Error.Detail, "503") || !strings.Contains(e.Error.Detail, "send again in 30 s") {
 		t.Errorf("detail %q does not carry head office's answer", e.Error.Detail)
+	}
+}
+
+// TestSyncNowHintsForCertificatesOutOfTheirDates: head office's renewed
+// certificate not yet valid by a till's clock a day behind was told "set
+// sync.ca_file", and a till certificate head office refused as expired
+// "check the network" (both found by a QA pass): the hints now name the
+// clock and the certificate's dates, and the till's certificate.
+func TestSyncNowHintsForCertificatesOutOfTheirDates(t *testing.T) {
+	srv, secretFile := syncHO(t, store.OfflineLimits{})
+	ca := testpki.NewCA(t, "head office CA")
+	now := time.Now()
+	serve := func(cert tls.Certificate, clientCAs *x509.CertPool) string {
+		hs := httptest.NewUnstartedServer(srv.Handler())
+		hs.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: clientCAs, ClientAuth: tls.VerifyClientCertIfGiven}
+		hs.Config.ErrorLog = log.New(io.Discard, "", 0)
+		hs.StartTLS()
+		t.Cleanup(hs.Close)
+		return hs.URL
+	}
+	early := serve(ca.Issue(t, testpki.Spec{CN: "127.0.0.1", Usage: x509.ExtKeyUsageServerAuth,
+		NotBefore: now.Add(23 * time.Hour), NotAfter: now.Add(90 * 24 * time.Hour)}).TLS, nil)
+	mtls := serve(ca.Server(t).TLS, ca.Pool())
+	expired := ca.Issue(t, testpki.Spec{CN: "S001-T01", Usage: x509.ExtKeyUsageClientAuth, NotBefore: now.Add(-48 * time.Hour), NotAfter: now.Add(-time.Hour)})
+	for _, tc := range []struct {
+		name, url, code string
+		conf            func(*config.Sync)
+		want            []string
+	}{
+		{"head office's not valid yet", early, "sync.failed", func(s *config.Sync) { s.SecretFile = secretFile },
+			[]string{"the till's clock says", "valid from " + now.Add(23*time.Hour).UTC().Format("2006-01-02T15"), "sync.ca_file need not change"}},
+		{"the till's expired", mtls, "sync.unauthorized", func(s *config.Sync) { s.CertFile, s.KeyFile = expired.CertFile, expired.KeyFile },
+			[]string{"refused the till's TLS certificate", "valid until " + now.Add(-time.Hour).UTC().Format("2006-01-02T15"), "renew it"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, func(c *config.Config) {
+				c.Sync.Enabled, c.Sync.URL, c.Sync.CAFile = true, tc.url, ca.File
+				tc.conf(&c.Sync)
+				c.Sync.Interval, c.Sync.BackoffMin, c.Sync.BackoffMax = time.Hour, time.Minute, time.Minute
+			})
+			e := h.refusal(502, tc.code, "POST", "/v1/sync/now", nil)
+			for _, w := range tc.want {
+				if !strings.Contains(e.Error.Hint, w) {
+					t.Errorf("hint %q does not say %q (detail %q)", e.Error.Hint, w, e.Error.Detail)
+				}
+			}
+			if strings.Contains(e.Error.Hint, "check the network") || strings.Contains(e.Error.Hint, "set sync.ca_file") {
+				t.Errorf("hint %q sends the technician to the network or the CA file", e.Error.Hint)
+			}
+		})
 	}
 }

@@ -69,8 +69,13 @@ func (s *Sync) validate(file string) []error {
 		errs = append(errs, &FieldError{File: file, Key: "sync." + key, Value: val, Err: fmt.Errorf(format, args...)})
 	}
 	if s.Enabled {
-		if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		u, err := url.Parse(s.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("url", s.URL, "must be http(s)://host[:port] when sync.enabled is true")
+		} else if u.Scheme == "http" && s.CertFile != "" {
+			// No handshake, so the certificate is never presented: with no
+			// secret every sync is a 401 that points at the enrolment.
+			bad("cert_file", s.CertFile, "is presented only over TLS, and sync.url (%s) is http://: use https:// (head office serves -tls-client-ca), or drop sync.cert_file and sync.key_file", s.URL)
 		}
 		switch {
 		case s.SecretFile != "":

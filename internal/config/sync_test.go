@@ -65,4 +65,14 @@ func TestSyncTillCertificate(t *testing.T) {
 			t.Errorf("sync with\n%s: %v; want %s named", bad.yaml, err, bad.key)
 		}
 	}
+	// Over http:// the certificate is never presented: with no secret the
+	// till sent no credentials and every sync was a 401 pointing at the
+	// enrolment (found by a QA pass); with one, the certificate is not
+	// what identifies the till, as configured.
+	for _, secret := range []string{"", "  secret: 0123456789abcdef0123\n"} {
+		_, err := Load(write(t, "sync:\n  enabled: true\n  url: http://ho.example:8440\n  cert_file: "+cert+"\n  key_file: "+key+"\n"+secret))
+		if err == nil || !strings.Contains(err.Error(), "sync.cert_file") || !strings.Contains(err.Error(), "use https://") {
+			t.Errorf("a till certificate with sync.url http:// (secret %q): %v; want sync.cert_file refused, naming https://", secret, err)
+		}
+	}
 }

@@ -1659,16 +1659,17 @@ func (e *AnswerError) Error() string {
 
 // Why a cycle failed, for what the till tells its technician.
 const (
-	FailNetwork      = "network"      // head office not reached
-	FailNoAnswer     = "no_answer"    // connected and asked, but head office sent nothing back within the request timeout
-	FailTimeout      = "timeout"      // the request or its answer did not get through whole within the request timeout (a slow link)
-	FailTLS          = "tls"          // head office's TLS certificate not trusted (sync.ca_file)
-	FailWrongURL     = "wrong_url"    // something answered at sync.url, but not head office's API (wrong scheme or path)
-	FailUnauthorized = "unauthorized" // head office does not know the till or its secret
-	FailRefused      = "refused"      // journal entries refused (conflict, rejected); the rest went through
-	FailHeadOffice   = "head_office"  // head office answered with another error
-	FailOverloaded   = "overloaded"   // head office (or a proxy before it) too busy: it said when to come back (503 or 429 with Retry-After)
-	FailBusy         = "busy"         // sync now gave up waiting for the cycle already running
+	FailNetwork      = "network"          // head office not reached
+	FailNoAnswer     = "no_answer"        // connected and asked, but head office sent nothing back within the request timeout
+	FailTimeout      = "timeout"          // the request or its answer did not get through whole within the request timeout (a slow link)
+	FailTLS          = "tls"              // head office's TLS certificate not trusted (sync.ca_file), or not valid by the till's clock
+	FailTillCert     = "till_certificate" // the till's own TLS certificate refused by head office in the handshake (expired, not yet valid, another CA), or unusable (sync.cert_file)
+	FailWrongURL     = "wrong_url"        // something answered at sync.url, but not head office's API (wrong scheme or path)
+	FailUnauthorized = "unauthorized"     // head office does not know the till or its secret
+	FailRefused      = "refused"          // journal entries refused (conflict, rejected); the rest went through
+	FailHeadOffice   = "head_office"      // head office answered with another error
+	FailOverloaded   = "overloaded"       // head office (or a proxy before it) too busy: it said when to come back (503 or 429 with Retry-After)
+	FailBusy         = "busy"             // sync now gave up waiting for the cycle already running
 )
 
 // FailureKind sorts a cycle's error (SyncNow's) into one of the Fail
@@ -1697,6 +1698,8 @@ func FailureKind(err error) string {
 		return FailNoAnswer
 	case errors.As(err, &te):
 		return FailTimeout
+	case tillCertRefused(err):
+		return FailTillCert
 	case untrusted(err):
 		return FailTLS
 	case notTLS(err):
@@ -1734,6 +1737,27 @@ func untrusted(err error) bool {
 	var he x509.HostnameError
 	var cv *tls.CertificateVerificationError
 	return errors.As(err, &ua) || errors.As(err, &ci) || errors.As(err, &he) || errors.As(err, &cv)
+}
+
+// tillCertRefused: head office refused the till's certificate in the
+// handshake (its TLS alert: Go's client reports it as a "remote error"
+// whose text is the alert's; its type is not exported), or the till could
+// not present it (its files, read at each handshake).
+func tillCertRefused(err error) bool {
+	var cf *CertFileError
+	if errors.As(err, &cf) {
+		return true
+	}
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "remote error" || oe.Err == nil {
+		return false
+	}
+	switch strings.TrimPrefix(oe.Err.Error(), "tls: ") {
+	case "bad certificate", "unsupported certificate", "revoked certificate", "expired certificate",
+		"unknown certificate", "unknown certificate authority", "certificate required", "access denied":
+		return true
+	}
+	return false
 }
 
 // notTLS: https:// asked of a server that speaks plain HTTP.

@@ -41,25 +41,27 @@ func HTTPClient(f TLSFiles) (*http.Client, error) {
 	case (f.Cert == "") != (f.Key == ""):
 		return nil, errors.New("sync client: a till certificate needs both its file and its key file")
 	case f.Cert != "":
+		// At start and at each handshake: a renewal that wrote another
+		// till's certificate over the file (two tills' files mixed up)
+		// would have head office take this box for that till, its feed
+		// and store included.
 		load := func() (tls.Certificate, error) {
 			pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
 			if err != nil {
-				return pair, fmt.Errorf("sync client: till certificate %s and key %s: %w", f.Cert, f.Key, err)
+				return pair, &CertFileError{fmt.Errorf("sync client: till certificate %s and key %s: %w", f.Cert, f.Key, err)}
+			}
+			if pair.Leaf == nil { // GODEBUG=x509keypairleaf=0
+				if pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+					return pair, &CertFileError{fmt.Errorf("sync client: till certificate %s: %w", f.Cert, err)}
+				}
+			}
+			if cn := pair.Leaf.Subject.CommonName; f.TillID != "" && cn != f.TillID {
+				return pair, &CertFileError{fmt.Errorf("sync client: till certificate %s is for till %q (its common name), this till is %s", f.Cert, cn, f.TillID)}
 			}
 			return pair, nil
 		}
-		pair, err := load()
-		if err != nil {
+		if _, err := load(); err != nil {
 			return nil, err
-		}
-		leaf := pair.Leaf
-		if leaf == nil { // GODEBUG=x509keypairleaf=0
-			if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
-				return nil, fmt.Errorf("sync client: till certificate %s: %w", f.Cert, err)
-			}
-		}
-		if f.TillID != "" && leaf.Subject.CommonName != f.TillID {
-			return nil, fmt.Errorf("sync client: till certificate %s is for till %q (its common name), this till is %s", f.Cert, leaf.Subject.CommonName, f.TillID)
 		}
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			pair, err := load()
@@ -70,6 +72,13 @@ func HTTPClient(f TLSFiles) (*http.Client, error) {
 	tr.TLSClientConfig = cfg
 	return &http.Client{Transport: tr}, nil
 }
+
+// CertFileError is a till certificate that cannot be presented: its
+// files unreadable, or for another till.
+type CertFileError struct{ Err error }
+
+func (e *CertFileError) Error() string { return e.Err.Error() }
+func (e *CertFileError) Unwrap() error { return e.Err }
 
 // CertificateExpiry is when the till certificate in certFile (its first
 // CERTIFICATE block: the key may come first in the same file, as

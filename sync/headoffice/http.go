@@ -251,6 +251,19 @@ func (s *Server) till(h tillHandler, queued bool) http.HandlerFunc {
 func (s *Server) identify(w http.ResponseWriter, r *http.Request) (id, secret string, leaf *x509.Certificate, ok bool) {
 	id, secret, basic := r.BasicAuth()
 	leaf = tillCertificate(r)
+	if c := lapsedChain(r, time.Now()); c != nil {
+		// The handshake checked the dates; a till syncing more often than
+		// the idle timeouts keeps its connection for ever, and its
+		// certificate (or a copied key) would never lapse. Closing the
+		// connection makes its next request hand-shake again, refused by
+		// the TLS layer for the same reason.
+		s.log.Warn("till authentication failed", "till", leaf.Subject.CommonName, "remote", r.RemoteAddr, "certificate", c.Subject.CommonName,
+			"valid_from", c.NotBefore, "valid_until", c.NotAfter)
+		w.Header().Set("Connection", "close")
+		httpError(w, http.StatusUnauthorized, fmt.Sprintf("till %s's TLS certificate (%s) is valid from %s until %s, not now: renew it",
+			leaf.Subject.CommonName, c.Subject.CommonName, c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339)))
+		return "", "", nil, false
+	}
 	switch {
 	case leaf != nil && basic && id != leaf.Subject.CommonName:
 		s.log.Warn("till authentication failed", "till", id, "certificate", leaf.Subject.CommonName, "remote", r.RemoteAddr)
@@ -280,6 +293,21 @@ func tillCertificate(r *http.Request) *x509.Certificate {
 	}
 	if leaf := r.TLS.VerifiedChains[0][0]; leaf.Subject.CommonName != "" {
 		return leaf
+	}
+	return nil
+}
+
+// lapsedChain is the first certificate of the chain verifying the till's
+// certificate (tillCertificate) that is not valid at now, the till's or a
+// CA's; nil when all are, or the request has no till certificate.
+func lapsedChain(r *http.Request, now time.Time) *x509.Certificate {
+	if tillCertificate(r) == nil {
+		return nil
+	}
+	for _, c := range r.TLS.VerifiedChains[0] {
+		if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+			return c
+		}
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,5 +191,47 @@ func TestTillIDPostgresCannotStoreIs401(t *testing.T) {
 		if code, err := p.get(t, "/v1/till/feed", nil, user, "some-secret-some-secret", ""); code != 401 {
 			t.Errorf("HTTP Basic user %q: %d %v, want 401", user, code, err)
 		}
+	}
+}
+
+// TestExpiredTillCertificateOnAKeptAliveConnection: the TLS layer checks a
+// till certificate's dates only in the handshake, and a till syncing every
+// 30 s keeps its connection longer than any idle timeout: once its
+// certificate has expired, a request on that connection was still
+// admitted, so a short-lived certificate (or a copied key) never lapsed
+// for a till that kept talking (found by a QA pass). It is now 401 naming
+// the dates, the connection is closed, and the next request's handshake
+// is refused.
+func TestExpiredTillCertificateOnAKeptAliveConnection(t *testing.T) {
+	s, _, _ := servedHO(t, pgtest.DSN(t))
+	p := mtlsHO(t, s)
+	notAfter := time.Now().Add(2 * time.Second)
+	c := p.ca.Issue(t, testpki.Spec{CN: "S001-T01", Usage: x509.ExtKeyUsageClientAuth,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter}).TLS
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.ca.Pool(),
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &c, nil }}}}
+	defer hc.CloseIdleConnections()
+	get := func() (code int, body string, reused bool, err error) {
+		req, _ := http.NewRequest("GET", p.hs.URL+"/v1/till/feed", nil)
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}))
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, "", reused, err
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(data), reused, nil
+	}
+	if code, body, _, err := get(); code != http.StatusOK {
+		t.Fatalf("feed with the till's valid certificate: %d %s %v", code, body, err)
+	}
+	time.Sleep(time.Until(notAfter) + 500*time.Millisecond)
+	code, body, reused, err := get()
+	if err != nil || !reused || code != http.StatusUnauthorized || !strings.Contains(body, "renew it") {
+		t.Fatalf("feed on the kept-alive connection after the certificate expired: %d %s (connection reused %v) %v; want 401 naming the dates", code, body, reused, err)
+	}
+	if code, body, _, err := get(); err == nil {
+		t.Fatalf("feed on a new connection with the expired certificate: %d %s; want the handshake refused", code, body)
 	}
 }
