@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -150,7 +151,7 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 				// The journal's backlog above is now; the sync loop's is as
 				// of its last cycle, so it is named so. An old error is shown
 				// with its time, not as if it were the state.
-				v := fmt.Sprintf("%v, backlog at the last cycle %v", st.Sync["state"], st.Sync["backlog"])
+				v := fmt.Sprintf("%v, backlog at the last cycle %s", st.Sync["state"], plain(st.Sync["backlog"]))
 				if st.Sync["cycle_running"] == true {
 					v += ", a cycle is running"
 				}
@@ -158,7 +159,7 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 					v += ", " + l
 				}
 				if n, _ := st.Sync["refused_entries_count"].(float64); n > 0 {
-					v += fmt.Sprintf(", %v entries refused by head office", n)
+					v += fmt.Sprintf(", %s entries refused by head office", plain(n))
 				}
 				e, _ := st.Sync["last_error"].(string)
 				switch pull, _ := st.Sync["last_pull"].(string); {
@@ -459,7 +460,7 @@ func cmdSync(method, path string) func(*flag.FlagSet) agentRun {
 					// told apart.
 					items, ok := st[k].([]any)
 					if !ok {
-						rows = append(rows, []string{k, fmt.Sprint(st[k])})
+						rows = append(rows, []string{k, plain(st[k])})
 						continue
 					}
 					for i, it := range items {
@@ -549,9 +550,19 @@ func offlineNote(o map[string]any) string {
 func listItem(it any) string {
 	m, ok := it.(map[string]any)
 	if !ok {
-		return fmt.Sprint(it)
+		return plain(it)
 	}
 	return fmt.Sprintf("%v %v: %v", m["section"], m["key"], m["error"])
+}
+
+// plain is a status value as the technician reads it: a JSON number (a
+// float64 once decoded into any) in digits, as fmt would not from a
+// million on (1e+06).
+func plain(v any) string {
+	if f, ok := v.(float64); ok {
+		return strconv.FormatFloat(f, 'f', -1, 64)
+	}
+	return fmt.Sprint(v)
 }
 
 func sortedKeys(m map[string]any) []string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,24 @@ type agentClient struct {
 	token string
 	json  bool // print the agent's JSON instead of a table
 	out   io.Writer
+	// callWait is how long a call waits for the agent's answer (0:
+	// callTimeout), syncNowWait how long `sync now` does (0: callWait).
+	callWait, syncNowWait time.Duration
+}
+
+// callTimeout bounds a call to the agent: a sale waits on the printer,
+// whose steps the agent bounds well within it.
+const callTimeout = 3 * time.Minute
+
+// syncNowWait is how long `sync now` waits for the agent: it answers
+// within 2 × sync.request_timeout (then sync.busy), which may be up to
+// 10m; a minute more for the answer. Without the agent's config, the
+// longest it may be.
+func syncNowWait(cfg *config.Config) time.Duration {
+	if cfg == nil {
+		return 2*config.MaxSyncRequestTimeout + time.Minute
+	}
+	return 2*cfg.Sync.RequestTimeout + time.Minute
 }
 
 // agentFlags are the flags every agent command takes.
@@ -43,10 +62,10 @@ func addAgentFlags(fs *flag.FlagSet) agentFlags {
 }
 
 func (f agentFlags) client(out io.Writer) (*agentClient, error) {
-	c := &agentClient{json: *f.json, out: out, token: *f.token}
+	c := &agentClient{json: *f.json, out: out, token: *f.token, syncNowWait: syncNowWait(nil)}
 	if *f.url != "" {
 		c.base = strings.TrimSuffix(*f.url, "/")
-		c.http = &http.Client{Timeout: 3 * time.Minute}
+		c.http = &http.Client{}
 		return c, nil
 	}
 	sock := *f.socket
@@ -55,10 +74,10 @@ func (f agentFlags) client(out io.Writer) (*agentClient, error) {
 		if err != nil {
 			return nil, err
 		}
-		sock = cfg.API.Socket
+		sock, c.syncNowWait = cfg.API.Socket, syncNowWait(&cfg)
 	}
 	c.base = "http://localhost"
-	c.http = &http.Client{Timeout: 3 * time.Minute, Transport: &http.Transport{
+	c.http = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			conn, err := d.DialContext(ctx, "unix", sock)
@@ -107,6 +126,12 @@ func (c *agentClient) call(ctx context.Context, method, path string, body, out a
 		}
 		rd = bytes.NewReader(b)
 	}
+	wait := cmp.Or(c.callWait, callTimeout)
+	if method == http.MethodPost && path == "/v1/sync/now" && c.syncNowWait > 0 {
+		wait = c.syncNowWait
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, wait, fmt.Errorf("%s %s: no answer from the agent within %s", method, path, wait))
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return nil, err
@@ -119,6 +144,9 @@ func (c *agentClient) call(ctx context.Context, method, path string, body, out a
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+			return nil, cause
+		}
 		return nil, err
 	}
 	defer resp.Body.Close()

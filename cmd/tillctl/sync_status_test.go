@@ -5,10 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"tillagent/sync/client"
 )
@@ -132,5 +136,69 @@ func TestStatusShowsOfflineRules(t *testing.T) {
 			}
 		}
 		hs.Close()
+	}
+}
+
+// TestSyncStatusCountersInDigits: the counters of `tillctl sync status` and
+// `tillctl status` read as numbers: decoded into any, a million on were
+// printed 1e+06 (found by a QA pass).
+func TestSyncStatusCountersInDigits(t *testing.T) {
+	var out bytes.Buffer
+	st := client.Status{State: "ok", ReplicaLoaded: true, ImportedRecs: 6000123, Pushed: 1500000, Backlog: 1000000, RefusedCount: 2000000}
+	c := syncAgent(t, st, &out)
+	if err := cmdSync("GET", "/v1/sync")(flag.NewFlagSet("sync status", flag.ContinueOnError))(context.Background(), c, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmdStatus(flag.NewFlagSet("status", flag.ContinueOnError))(context.Background(), c, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"6000123", "1500000", "backlog at the last cycle 1000000", "2000000 entries refused"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("tillctl sync status, status lack %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "e+0") {
+		t.Errorf("counters in exponent form:\n%s", out.String())
+	}
+}
+
+// TestSyncNowWaitsAsLongAsTheAgentMay: the agent answers `sync now` within
+// 2 × sync.request_timeout, up to 20 minutes; tillctl gave up on every
+// call after 3 minutes, so a technician on a slow link (the sync.busy hint
+// says to raise request_timeout) read Go's "Client.Timeout exceeded"
+// instead of the agent's answer and hint (found by a QA pass). Sync now
+// now waits as long as the agent's config lets it take, other calls as
+// before, and a call that gets no answer in time says so.
+func TestSyncNowWaitsAsLongAsTheAgentMay(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(conf, []byte("api: {socket: "+filepath.Join(dir, "api.sock")+"}\n"+
+		"sync: {enabled: true, url: \"http://ho.example:8440\", secret: \"0123456789abcdef0123\", request_timeout: 5m}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("sync now", flag.ContinueOnError)
+	af := addAgentFlags(fs)
+	if err := fs.Parse([]string{"-config", conf}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := af.client(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.syncNowWait != 11*time.Minute {
+		t.Errorf("sync now waits %v with sync.request_timeout 5m, want 11m (2 × 5m and a minute for the answer)", c.syncNowWait)
+	}
+	// An agent that takes 300 ms for every answer.
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		w.Write([]byte(`{"state": "ok"}`))
+	}))
+	t.Cleanup(hs.Close)
+	slow := &agentClient{http: hs.Client(), base: hs.URL, out: io.Discard, callWait: 100 * time.Millisecond, syncNowWait: 5 * time.Second}
+	if _, err := slow.call(context.Background(), "POST", "/v1/sync/now", nil, nil); err != nil {
+		t.Errorf("sync now answered within its wait: %v", err)
+	}
+	if _, err := slow.call(context.Background(), "GET", "/v1/sync", nil, nil); err == nil || !strings.Contains(err.Error(), "GET /v1/sync: no answer from the agent within 100ms") {
+		t.Errorf("a call past its wait: %v, want it named", err)
 	}
 }

@@ -41,18 +41,24 @@ func TestGuardRefusesForeignPeer(t *testing.T) {
 	}
 }
 
-// The technician's page shows /v1/status as tables, health codes marked.
+// The technician's page shows /v1/status as tables, health codes marked,
+// numbers as /v1/status writes them.
 func TestStatusPage(t *testing.T) {
 	s := New(Options{Status: func(context.Context) any {
 		return map[string]any{"till_id": "S001-T01", "settled": true,
 			"printer":  map[string]any{"ok": false, "code": "printer.paper_out"},
-			"scanners": []map[string]any{{"name": "front", "code": "scanner.ok"}}}
+			"scanners": []map[string]any{{"name": "front", "code": "scanner.ok"}},
+			"journal":  map[string]any{"db_bytes": int64(4718592), "disk_free_bytes": int64(12884901888)},
+			"sync":     map[string]any{"imported_records": int64(6000123)}}
 	}})
 	req := httptest.NewRequest("GET", "http://localhost/", nil)
 	rec := httptest.NewRecorder()
 	s.handler(viaUnix, "").ServeHTTP(rec, req)
 	body := rec.Body.String()
-	for _, want := range []string{"Кассовый агент S001-T01", `<td class="bad">printer.paper_out</td>`, `<td class="ok">scanner.ok</td>`, "Сканеры"} {
+	// Numbers in digits: decoded as float64, a million on read 4.718592e+06
+	// (found by a QA pass).
+	for _, want := range []string{"Кассовый агент S001-T01", `<td class="bad">printer.paper_out</td>`, `<td class="ok">scanner.ok</td>`, "Сканеры",
+		"<td>db_bytes</td><td class=\"\">4718592</td>", ">12884901888</td>", ">6000123</td>"} {
 		if rec.Code != 200 || !strings.Contains(body, want) {
 			t.Errorf("page lacks %q:\n%s", want, body)
 		}

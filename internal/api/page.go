@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -45,9 +46,13 @@ var sectionTitles = []struct{ key, title string }{
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	st := map[string]any{}
 	if s.o.Status != nil {
-		// Through JSON, so the page shows exactly what /v1/status says.
+		// Through JSON, so the page shows exactly what /v1/status says;
+		// numbers as they are written there (decoded as float64, a
+		// database of 4.7 MB would read 4.718592e+06).
 		b, _ := json.Marshal(s.o.Status(r.Context()))
-		json.Unmarshal(b, &st)
+		d := json.NewDecoder(bytes.NewReader(b))
+		d.UseNumber()
+		d.Decode(&st)
 	}
 	agent := pageSection{Title: "Агент"}
 	for _, k := range []string{"version", "till_id", "store_id", "started_at", "settled"} {

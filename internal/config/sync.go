@@ -63,6 +63,9 @@ func (s *Sync) SecretValue() (string, error) {
 	return string(b), nil
 }
 
+// MaxSyncRequestTimeout is the longest sync.request_timeout.
+const MaxSyncRequestTimeout = 10 * time.Minute
+
 func (s *Sync) validate(file string) []error {
 	var errs []error
 	bad := func(key string, val any, format string, args ...any) {
@@ -114,8 +117,8 @@ func (s *Sync) validate(file string) []error {
 	if s.BackoffMax < s.BackoffMin || s.BackoffMax > time.Hour {
 		bad("backoff_max", s.BackoffMax, "must be between sync.backoff_min and 1h")
 	}
-	if s.RequestTimeout < time.Second || s.RequestTimeout > 10*time.Minute {
-		bad("request_timeout", s.RequestTimeout, "must be between 1s and 10m")
+	if s.RequestTimeout < time.Second || s.RequestTimeout > MaxSyncRequestTimeout {
+		bad("request_timeout", s.RequestTimeout, "must be between 1s and %s", MaxSyncRequestTimeout)
 	}
 	if s.CardFetchTimeout != 0 && (s.CardFetchTimeout < 100*time.Millisecond || s.CardFetchTimeout > 30*time.Second) {
 		bad("card_fetch_timeout", s.CardFetchTimeout, "must be 0 (never ask) or between 100ms and 30s")
