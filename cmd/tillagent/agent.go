@@ -170,6 +170,8 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 				result, err = "unknown", fmt.Errorf("%w: %w", store.ErrUnknownCard, err)
 			case errors.Is(err, client.ErrNotLoaded):
 				result, err = "not_loaded", fmt.Errorf("%w: %w", sale.ErrReplicaLoading, err)
+			case errors.Is(err, client.ErrCycleRunning):
+				result, err = "busy", fmt.Errorf("%w: %w", sale.ErrSyncBusy, err)
 			case errors.As(err, &ae) && ae.Status < 500:
 				// Head office answered, and refused (401: a retired till).
 				result, err = "refused", fmt.Errorf("%w: %w", sale.ErrFetchRefused, err)

@@ -18,6 +18,11 @@ var ErrFetchRefused = errors.New("head office refused to send the card")
 // first load from head office has not finished.
 var ErrReplicaLoading = errors.New("the till is still loading its replica from head office")
 
+// ErrSyncBusy marks an error of Options.FetchCard where the till's sync
+// cycle held the replica for longer than the fetch could wait: head
+// office is up.
+var ErrSyncBusy = errors.New("the till's sync cycle is importing head office's feed")
+
 // quoteInput is the store's QuoteInput, except that a card the replica
 // lacks is first asked of head office (Options.FetchCard), once per card:
 // a customer of another store, on a store whose tills receive only its own
@@ -43,6 +48,9 @@ func (s *Service) quoteInput(ctx context.Context, check checkout.Check, codes []
 			e.Hint = "head office does not hold this card either (" + ferr.Error() + ")"
 		case errors.Is(ferr, ErrFetchRefused):
 			e.Hint = "head office answered but would not send the card (" + ferr.Error() + "): see `tillctl sync status`"
+		case errors.Is(ferr, ErrSyncBusy):
+			e.Cashier = "Карта пока не найдена: касса обменивается данными с офисом, повторите через минуту"
+			e.Hint = "not in the till's replica; the till's sync cycle was importing from head office and the ask for the card could not wait for it (" + ferr.Error() + "): ask again in a moment; `tillctl sync status` shows the cycle"
 		case errors.Is(ferr, ErrReplicaLoading):
 			e.Cashier = "Карта пока не найдена: касса ещё загружает данные из офиса"
 			e.Hint = "the till's first load from head office has not finished (" + ferr.Error() + "): ask again once it has; `tillctl sync status` shows its progress"

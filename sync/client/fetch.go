@@ -26,6 +26,11 @@ var ErrUnreachable = errors.New("head office did not answer the last sync")
 // taken without the programs it brings. Ask again once it is done.
 var ErrNotLoaded = errors.New("the till's first load from head office has not finished")
 
+// ErrCycleRunning: a sync cycle (a feed page being imported, a push) held
+// the replica for longer than the fetch could wait: head office is up,
+// ask again in a moment.
+var ErrCycleRunning = errors.New("a sync cycle is running")
+
 // refetchKey (sync_state) is set from a feed reset or a watermark that
 // went back (head office restored from a backup) until every card the
 // till holds has been asked for again, once the replica is loaded: the
@@ -91,6 +96,10 @@ func (c *Client) FetchCard(ctx context.Context, code string) error {
 		return fmt.Errorf("fetch card %s: the first load is running (%d cards so far): %w", code, st.LoadedCards, ErrNotLoaded)
 	}
 	if err := c.lockCycle(ctx); err != nil {
+		var be *BusyError
+		if errors.As(err, &be) {
+			return fmt.Errorf("fetch card %s: the sync cycle running since %s holds the replica, not waited for longer: %w", code, be.Since.Format(time.TimeOnly), ErrCycleRunning)
+		}
 		return err
 	}
 	defer c.unlockCycle()
