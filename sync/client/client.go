@@ -122,7 +122,7 @@ type Status struct {
 	// State is "idle" (not run yet), "ok" (last cycle succeeded) or
 	// "failing" (head office unreachable or refusing; see LastError).
 	State       string    `json:"state"`
-	LastPush    time.Time `json:"last_push,omitzero"`    // last successful push
+	LastPush    time.Time `json:"last_push,omitzero"`    // last push that went through: batches taken, or none to send in a cycle that reached head office
 	LastPull    time.Time `json:"last_pull,omitzero"`    // last successful feed import
 	LastAttempt time.Time `json:"last_attempt,omitzero"` // last cycle started
 	// LastError is the error of the failing cycles, set while State is
@@ -529,6 +529,13 @@ func (c *Client) Status() Status {
 	return st
 }
 
+// notePush stamps the status's last successful push.
+func (c *Client) notePush() {
+	c.mu.Lock()
+	c.st.LastPush = c.o.Clock()
+	c.mu.Unlock()
+}
+
 // lockCycle takes the cycle lock, or gives up with a *BusyError when ctx
 // ends first.
 func (c *Client) lockCycle(ctx context.Context) error {
@@ -585,6 +592,7 @@ func (c *Client) cycle(ctx context.Context, force bool) (err error) {
 	err = c.push(ctx, force)
 	var ref *refusedError
 	pulled := false // the feed came in (entries refused or not)
+	pushed := err == nil
 	if err == nil || errors.As(err, &ref) {
 		// Head office answered: entries it refused (a conflict, a rejected
 		// entry) stay unacknowledged and shown, and must not keep the till
@@ -606,6 +614,12 @@ func (c *Client) cycle(ctx context.Context, force bool) (err error) {
 			// (acknowledged entries): the cycle says what is refused now.
 			err = c.showRefused(ref.fresh)
 		}
+	}
+	if pushed && pulled {
+		// Nothing left to push counts as a push once head office is found
+		// there, not before any request: a quiet till's last_push kept
+		// moving with head office down.
+		c.notePush()
 	}
 	backlog, berr := c.o.Store.PendingCount(ctx)
 	after, repushing, rerr := c.o.Store.Repush(ctx)
@@ -688,6 +702,7 @@ func (c *Client) push(ctx context.Context, force bool) error {
 	held := len(skip)
 	fresh := 0     // entries refused in this push
 	ackedHeld := 0 // acknowledged during a re-push while an entry is refused
+	sent := false  // a batch went through
 	for {
 		// Skipped entries do not take the places of the ones after them:
 		// the refused ones, and during a re-push the acknowledged ones
@@ -723,9 +738,9 @@ func (c *Client) push(ctx context.Context, force bool) error {
 			}
 		}
 		if len(batch) == 0 {
-			c.mu.Lock()
-			c.st.LastPush = c.o.Clock()
-			c.mu.Unlock()
+			if sent {
+				c.notePush()
+			}
 			return c.showRefused(fresh)
 		}
 		for _, p := range batch {
@@ -735,6 +750,7 @@ func (c *Client) push(ctx context.Context, force bool) error {
 		if err != nil {
 			return err
 		}
+		sent = true
 		fresh += refused
 		if repushing && held+fresh > 0 {
 			// The re-push position stops at the first refused entry: the

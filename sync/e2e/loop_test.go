@@ -606,3 +606,34 @@ func TestRunStartsFromItsOwnCycle(t *testing.T) {
 		}
 	}
 }
+
+// TestLastPushOnlyWhenHeadOfficeTookIt: last_push is the last push that
+// went through. A quiet till with head office down had it moved by every
+// failing cycle, as the push found nothing to send before any request
+// (found by a QA pass); a sale pushed once head office is back moves it.
+func TestLastPushOnlyWhenHeadOfficeTookIt(t *testing.T) {
+	ctx := context.Background()
+	clock := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	_, p, tl := loadedTill(t, "S001-T71", func(o *client.Options) { o.Clock = func() time.Time { clock = clock.Add(time.Second); return clock } })
+	good := tl.c.Status().LastPush
+	if good.IsZero() {
+		t.Fatal("no last_push after the first load")
+	}
+	p.down.Store(true)
+	for range 2 {
+		if err := tl.c.SyncNow(ctx); err == nil {
+			t.Fatal("sync with head office down went through")
+		}
+	}
+	if st := tl.c.Status(); st.State != "failing" || !st.LastPush.Equal(good) {
+		t.Fatalf("head office down, nothing to push: state %s, last_push %s; want failing and %s as before", st.State, st.LastPush, good)
+	}
+	tl.sell(t, card13, basket(), "")
+	p.down.Store(false)
+	if err := tl.c.SyncNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := tl.c.Status(); !st.LastPush.After(good) || st.Backlog != 0 {
+		t.Fatalf("after the sale was pushed: last_push %s (before %s), backlog %d", st.LastPush, good, st.Backlog)
+	}
+}
