@@ -278,7 +278,7 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 		Service: svc, Events: events, Metrics: metrics, Token: token, AllowedOrigins: cfg.API.AllowedOrigins,
 		Extra: extra, Logger: log.With("component", "api"),
 		Status: func(ctx context.Context) any {
-			backlog, _ := st.Backlog(ctx)
+			backlog, berr := st.Backlog(ctx)
 			docs, _ := st.DocCounts(ctx)
 			kept, _ := st.JournalKept(ctx)
 			journal := map[string]any{"backlog": backlog, "documents": docs, "kept": kept}
@@ -295,7 +295,13 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config, st *store.Store, l
 				"offline": offlineStatus(ctx, st, clock, cfg.Sync.Enabled),
 			}
 			if syncer != nil {
-				st["sync"] = syncer.Status()
+				// The journal's backlog, read now, not the loop's of its
+				// last cycle (liveBacklog).
+				s := syncer.Status()
+				if berr == nil {
+					s.Backlog = backlog
+				}
+				st["sync"] = s
 			}
 			return st
 		},

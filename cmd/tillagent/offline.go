@@ -58,5 +58,16 @@ type syncWithOffline struct {
 }
 
 func withOffline(ctx context.Context, s client.Status, st *store.Store, clock func() time.Time) syncWithOffline {
-	return syncWithOffline{Status: s, Offline: offlineStatus(ctx, st, clock, true)}
+	return syncWithOffline{Status: liveBacklog(ctx, s, st), Offline: offlineStatus(ctx, st, clock, true)}
+}
+
+// liveBacklog is the sync status with its backlog read from the journal
+// now: the loop counts it at the end of each cycle, and a technician
+// reading it after ten sales (or while head office is down for an hour)
+// must not see the count of the last cycle. Unread, the loop's is kept.
+func liveBacklog(ctx context.Context, s client.Status, st *store.Store) client.Status {
+	if n, err := st.Backlog(ctx); err == nil {
+		s.Backlog = n
+	}
+	return s
 }

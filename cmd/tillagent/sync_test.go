@@ -133,6 +133,16 @@ func TestAgentSyncsWithHeadOffice(t *testing.T) {
 	// Head office goes away: the till sells on, and sync says why not.
 	hs.Close()
 	h.must(201, "POST", "/v1/sales", saleBody("sync-2", []string{card}, "", "100.00", line(1, "1001", "1", "89.90")), nil)
+	// No cycle ran since the sale (it spent no points, so kicked none):
+	// the sync status' backlog is the journal's now, not the last cycle's
+	// 0 (found by a QA pass).
+	var now struct{ Backlog int }
+	h.must(200, "GET", "/v1/sync", nil, &now)
+	var nowStatus struct{ Sync struct{ Backlog int } }
+	h.must(200, "GET", "/v1/status", nil, &nowStatus)
+	if now.Backlog != 1 || nowStatus.Sync.Backlog != 1 {
+		t.Errorf("backlog after an unsynced sale: /v1/sync %d, /v1/status sync %d, want 1", now.Backlog, nowStatus.Sync.Backlog)
+	}
 	h.refusal(502, "sync.failed", "POST", "/v1/sync/now", nil)
 	metricsShow("tillagent_journal_backlog 1")
 	if _, body := h.do("GET", "/metrics", nil, nil); strings.Contains(string(body), "tillagent_sync_consecutive_failures 0\n") {

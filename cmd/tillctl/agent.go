@@ -148,10 +148,10 @@ func cmdStatus(fs *flag.FlagSet) agentRun {
 			case st.Sync == nil || st.Sync["configured"] == false:
 				rows = append(rows, []string{"sync", "not configured (sells offline only)"})
 			default:
-				// The journal's backlog above is now; the sync loop's is as
-				// of its last cycle, so it is named so. An old error is shown
-				// with its time, not as if it were the state.
-				v := fmt.Sprintf("%v, backlog at the last cycle %s", st.Sync["state"], plain(st.Sync["backlog"]))
+				// An old error is shown with its time, not as if it were
+				// the state.
+				// The backlog is the journal's, shown above.
+				v := fmt.Sprint(st.Sync["state"])
 				if st.Sync["cycle_running"] == true {
 					v += ", a cycle is running"
 				}

@@ -152,7 +152,7 @@ func TestSyncStatusCountersInDigits(t *testing.T) {
 	if err := cmdStatus(flag.NewFlagSet("status", flag.ContinueOnError))(context.Background(), c, nil); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"6000123", "1500000", "backlog at the last cycle 1000000", "2000000 entries refused"} {
+	for _, want := range []string{"6000123", "1500000", "1000000", "2000000 entries refused"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("tillctl sync status, status lack %q:\n%s", want, out.String())
 		}
