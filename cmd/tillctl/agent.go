@@ -67,10 +67,13 @@ func agentCmd(name string, run func(fs *flag.FlagSet) agentRun) func(context.Con
 			args = fs.Args()[1:]
 		}
 		c, err := af.client(os.Stdout)
-		if err != nil {
-			return err
+		if err == nil {
+			err = f(ctx, c, pos)
 		}
-		return f(ctx, c, pos)
+		if err != nil && *af.json {
+			(&agentClient{json: true, out: os.Stdout}).showError(err)
+		}
+		return err
 	}
 }
 

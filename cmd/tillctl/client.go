@@ -90,9 +90,11 @@ func (f agentFlags) client(out io.Writer) (*agentClient, error) {
 	return c, nil
 }
 
-// apiError is the agent's error answer.
+// apiError is the agent's error answer; Raw is it as it came, which
+// -json prints.
 type apiError struct {
 	Status int
+	Raw    []byte
 	Body   struct {
 		Error struct {
 			Code    string `json:"code"`
@@ -145,9 +147,9 @@ func (c *agentClient) call(ctx context.Context, method, path string, body, out a
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
-			return nil, cause
+			err = cause
 		}
-		return nil, err
+		return nil, &unreachableError{err}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
@@ -155,7 +157,7 @@ func (c *agentClient) call(ctx context.Context, method, path string, body, out a
 		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
-		e := &apiError{Status: resp.StatusCode}
+		e := &apiError{Status: resp.StatusCode, Raw: raw}
 		if json.Unmarshal(raw, &e.Body) != nil || e.Body.Error.Code == "" {
 			return nil, fmt.Errorf("%s %s: status %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(raw))
 		}
@@ -167,6 +169,37 @@ func (c *agentClient) call(ctx context.Context, method, path string, body, out a
 		}
 	}
 	return raw, nil
+}
+
+// unreachableError is a call that got no answer from the agent: its socket
+// is missing, nothing listens, or it did not answer in time. tillctl exits
+// 3 on it, so that a script tells "the agent is down" from "the agent said
+// no" (exit 1).
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// exitUnreachable is tillctl's exit code when the agent did not answer.
+const exitUnreachable = 3
+
+// showError is what -json prints for a failed command, so that a script
+// reads JSON whatever happened: the agent's error answer as it came, or
+// one in the same shape with code "tillctl.unreachable" (no answer) or
+// "tillctl.failed" (tillctl itself: a bad argument, a file it cannot
+// read). The text goes to stderr as without -json.
+func (c *agentClient) showError(err error) {
+	var e *apiError
+	if errors.As(err, &e) && json.Valid(e.Raw) {
+		c.show(e.Raw, nil)
+		return
+	}
+	code := "tillctl.failed"
+	if errors.As(err, new(*unreachableError)) {
+		code = "tillctl.unreachable"
+	}
+	b, _ := json.Marshal(map[string]any{"error": map[string]string{"code": code, "message": err.Error()}})
+	c.show(b, nil)
 }
 
 // show prints raw JSON with --json, else runs the table printer.

@@ -42,6 +42,9 @@ func main() {
 	case err == nil:
 	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
 		os.Exit(2)
+	case errors.As(err, new(*unreachableError)):
+		fmt.Fprintln(os.Stderr, "tillctl:", err)
+		os.Exit(exitUnreachable)
 	default:
 		fmt.Fprintln(os.Stderr, "tillctl:", err)
 		os.Exit(1)
