@@ -34,7 +34,9 @@ func TestJSONErrorsAndExitCodes(t *testing.T) {
 	}
 	errCode := func(stdout string) string {
 		t.Helper()
-		var v struct{ Error struct{ Code, Message string } }
+		var v struct {
+			Error struct{ Code, Message string }
+		}
 		if err := json.Unmarshal([]byte(stdout), &v); err != nil || v.Error.Message == "" {
 			t.Fatalf("-json stdout is not an error object (%v): %q", err, stdout)
 		}
