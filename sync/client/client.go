@@ -1692,10 +1692,11 @@ const (
 // kinds.
 func FailureKind(err error) string {
 	var ae *AnswerError
-	var ref *refusedError
 	var te *TimeoutError
 	var be *BusyError
 	switch {
+	case onlyRefused(err):
+		return FailRefused
 	case errors.As(err, &be):
 		return FailBusy
 	case errors.As(err, &ae) && ae.Status == http.StatusUnauthorized:
@@ -1706,8 +1707,6 @@ func FailureKind(err error) string {
 		return FailOverloaded
 	case errors.As(err, &ae):
 		return FailHeadOffice
-	case errors.As(err, &ref):
-		return FailRefused
 	case errors.As(err, &te) && te.Stage == StageConnect:
 		return FailNetwork
 	case errors.As(err, &te) && te.Stage == StageWait:
@@ -1722,6 +1721,29 @@ func FailureKind(err error) string {
 		return FailWrongURL
 	}
 	return FailNetwork
+}
+
+// onlyRefused: every error err holds is head office refusing entries. A
+// push refused joined with a pull that failed is the pull's failure: it
+// was shown as refused, and SyncNow took the failed cycle for a good one.
+func onlyRefused(err error) bool {
+	switch e := err.(type) {
+	case nil:
+		return false
+	case *refusedError:
+		return true
+	case interface{ Unwrap() []error }:
+		errs := e.Unwrap()
+		for _, x := range errs {
+			if x != nil && !onlyRefused(x) {
+				return false
+			}
+		}
+		return len(errs) > 0
+	case interface{ Unwrap() error }:
+		return onlyRefused(e.Unwrap())
+	}
+	return false
 }
 
 // overloaded: head office, or a proxy before it, is too busy and said

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,4 +100,74 @@ func mustReadAll(t *testing.T, r io.Reader) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestRefusedJoinedWithAFailureIsTheFailure: a cycle whose push head
+// office answered refusing an entry, and whose feed then failed, failed:
+// SyncNow's error is the network's, not "refused" (the agent answered 409
+// "entries refused" and hid that head office was gone).
+func TestRefusedJoinedWithAFailureIsTheFailure(t *testing.T) {
+	ref := &refusedError{refused: []string{"S001-T01-A conflict: other content"}}
+	for _, c := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"refused", ref, FailRefused},
+		{"refused, wrapped", fmt.Errorf("sync pull: %w", ref), FailRefused},
+		{"push and re-push refused", errors.Join(ref, fmt.Errorf("sync pull: %w", ref)), FailRefused},
+		{"refused, then the feed timed out connecting", errors.Join(ref, &TimeoutError{Stage: StageConnect}), FailNetwork},
+		{"refused, then no answer to the feed", errors.Join(ref, &TimeoutError{Stage: StageWait}), FailNoAnswer},
+		{"refused, then the feed's connection reset", errors.Join(ref, &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}), FailNetwork},
+		{"refused, then head office failed", errors.Join(ref, &AnswerError{Status: http.StatusInternalServerError}), FailHeadOffice},
+	} {
+		if got := FailureKind(c.err); got != c.want {
+			t.Errorf("%s: kind %q, want %q", c.name, got, c.want)
+		}
+	}
+
+	ctx := context.Background()
+	st := tillStore(t)
+	if _, err := st.Append(ctx, []store.Entry{accrual5("")}); err != nil {
+		t.Fatal(err)
+	}
+	feeds := 0
+	ho := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == pushPath {
+			b, err := wire.DecodeBatch(mustReadAll(t, r.Body))
+			if err != nil {
+				t.Errorf("batch: %v", err)
+				return
+			}
+			var res wire.BatchResult
+			for _, e := range b.Entries {
+				res.Results = append(res.Results, wire.Result{ID: e.ID, Status: wire.Conflict, Error: "other content"})
+			}
+			json.NewEncoder(w).Encode(res)
+			return
+		}
+		// The feed: head office goes away mid-request.
+		feeds++
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		conn.Close()
+	}))
+	defer ho.Close()
+	c, err := New(Options{URL: ho.URL, TillID: "S001-T01", Secret: "s", Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.SyncNow(ctx)
+	if feeds == 0 {
+		t.Fatal("the cycle never asked for the feed")
+	}
+	if kind := FailureKind(err); kind == FailRefused || err == nil {
+		t.Fatalf("sync now with the feed cut: %v (kind %q), want the feed's failure", err, kind)
+	}
+	if s := c.Status(); s.State != "failing" || s.RefusedCount != 1 {
+		t.Errorf("status: state %q, %d refused, want failing with the entry still refused", s.State, s.RefusedCount)
+	}
 }
