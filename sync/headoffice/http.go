@@ -314,10 +314,12 @@ func lapsedChain(r *http.Request, now time.Time) *x509.Certificate {
 
 func (s *Server) erp(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		// The scheme is case-insensitive (RFC 7235).
-		scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || !s.authERP(tok) {
-			httpError(w, http.StatusUnauthorized, "ERP token required (Authorization: Bearer TOKEN)")
+		if why, msg := s.erpRefusal(r); why != "" {
+			// Each cause its own answer, and logged: an ERP job's operator
+			// tells a missing header from a stale token, and head office's
+			// from a token never set.
+			s.log.Warn("ERP authentication failed", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "why", why)
+			httpError(w, http.StatusUnauthorized, msg)
 			return
 		}
 		if err := checkRequestText(r); err != nil {
@@ -326,6 +328,25 @@ func (s *Server) erp(h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
+}
+
+// erpRefusal says why r is not an ERP job's request, for head office's
+// log and for the job (empty: it is one).
+func (s *Server) erpRefusal(r *http.Request) (why, msg string) {
+	h := r.Header.Get("Authorization")
+	// The scheme is case-insensitive (RFC 7235).
+	scheme, tok, _ := strings.Cut(h, " ")
+	switch {
+	case s.erpToken == "":
+		return "no ERP token is set at head office", "the ERP API is off: head office was started without an ERP token (headoffice serve -erp-token-file or $HEADOFFICE_ERP_TOKEN)"
+	case h == "":
+		return "no Authorization header", "ERP token required (Authorization: Bearer TOKEN)"
+	case !strings.EqualFold(scheme, "Bearer"):
+		return fmt.Sprintf("Authorization scheme %.20q, not Bearer", scheme), "ERP token required as Authorization: Bearer TOKEN, not another scheme"
+	case !s.authERP(tok):
+		return "wrong ERP token", "wrong ERP token: give the job the token in head office's -erp-token-file (read when head office starts)"
+	}
+	return "", ""
 }
 
 // pathIDs are the wildcards of the routes (Handler).
