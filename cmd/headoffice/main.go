@@ -172,9 +172,27 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 		return fmt.Errorf("-offline-max-age %s: want a non-negative duration (0: no limit)", off.MaxAge)
 	}
 	log := slog.New(slog.NewTextHandler(logOutput, nil))
+	var files *tlsFiles // serve's TLS, loaded before the database: a missing or mismatched file is an error at start
+	var trustedCA func(*x509.Certificate) bool
+	if cmd == "serve" {
+		if (*cert == "") != (*key == "") {
+			return errors.New("serve: -tls-cert and -tls-key go together")
+		}
+		if *clientCA != "" && *cert == "" {
+			return errors.New("serve: -tls-client-ca needs -tls-cert and -tls-key (the tills' certificates are checked in the TLS handshake)")
+		}
+		if *cert != "" {
+			if files, err = loadTLSFiles(*cert, *key, *clientCA, log); err != nil {
+				return err
+			}
+		}
+		if *clientCA != "" {
+			trustedCA = files.trusted
+		}
+	}
 	srv, err := headoffice.Open(ctx, headoffice.Options{DSN: *dsn, ERPToken: token, EnrolKey: []byte(enrolKey), Logger: log, Offline: off,
 		ChangeRetention: *retention, JournalHold: *hold, NoCardFetches: !*cardFetch, MaxTillRequests: *maxTill, TillQueueWait: *queueWait, BusyRetryAfter: *busyRetry,
-		SnapshotCacheBytes: snapshotCacheBytes(*pageCache), SnapshotCacheAge: *pageAge})
+		SnapshotCacheBytes: snapshotCacheBytes(*pageCache), SnapshotCacheAge: *pageAge, TrustedTillCA: trustedCA})
 	if err != nil {
 		return err
 	}
@@ -288,33 +306,10 @@ func run(ctx context.Context, args []string, out io.Writer, ready func(listening
 		log.Warn("no offline limits: a till cut off from head office lets every card spend its whole balance, on every till at once " +
 			"(set -offline-card-cap, -offline-till-cap or -offline-max-age)")
 	}
-	if (*cert == "") != (*key == "") {
-		return errors.New("serve: -tls-cert and -tls-key go together")
-	}
-	if *clientCA != "" && *cert == "" {
-		return errors.New("serve: -tls-client-ca needs -tls-cert and -tls-key (the tills' certificates are checked in the TLS handshake)")
-	}
-	// The pair is loaded before listening: a missing or mismatched file is
-	// an error at start, not after "serving" was logged.
 	var tlsConfig *tls.Config
-	if *cert != "" {
-		pair, err := tls.LoadX509KeyPair(*cert, *key)
-		if err != nil {
-			return fmt.Errorf("serve: TLS certificate %s and key %s: %w", *cert, *key, err)
-		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
-	}
-	if *clientCA != "" {
-		pem, err := os.ReadFile(*clientCA)
-		if err != nil {
-			return fmt.Errorf("serve: -tls-client-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("serve: -tls-client-ca %s: no PEM certificate in it", *clientCA)
-		}
-		// If given: tills with a secret only, and ERP jobs, present none.
-		tlsConfig.ClientCAs, tlsConfig.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	if files != nil {
+		// Read again when the files change (tlsFiles).
+		tlsConfig = &tls.Config{GetConfigForClient: files.config}
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

@@ -6,6 +6,7 @@ package headoffice
 
 import (
 	"context"
+	"crypto/x509"
 	"embed"
 	"errors"
 	"fmt"
@@ -83,6 +84,12 @@ type Options struct {
 	// page is given out (0: 30 s): an older one is read again.
 	SnapshotCacheBytes int64
 	SnapshotCacheAge   time.Duration
+	// TrustedTillCA, when set, says whether a till certificate's CA (the
+	// anchor its chain was verified to in the handshake) is still in the
+	// tills' CA bundle: a connection kept alive since the bundle dropped
+	// it is refused at its next request. Nil: every handshake's CA stays
+	// trusted for the connection.
+	TrustedTillCA func(*x509.Certificate) bool
 }
 
 // Server is head office: the database and the HTTP handlers over it.
@@ -111,6 +118,8 @@ type Server struct {
 	// clockSkew is head office's clock minus the database server's at the
 	// last check (ns; checkClock).
 	clockSkew atomic.Int64
+	// trustedCA: Options.TrustedTillCA.
+	trustedCA func(*x509.Certificate) bool
 }
 
 // connLost reports whether err says the connection to PostgreSQL is gone:
@@ -227,7 +236,7 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	}
 	s := &Server{db: db, erpToken: o.ERPToken, enrolKey: o.EnrolKey, offline: o.Offline, log: o.Logger, now: o.Clock,
 		changeRetention: o.ChangeRetention, journalHold: o.JournalHold, noCardFetches: o.NoCardFetches, admission: newAdmission(o, cfg.MaxConns),
-		pages: newPageCache(o.SnapshotCacheBytes, o.SnapshotCacheAge)}
+		pages: newPageCache(o.SnapshotCacheBytes, o.SnapshotCacheAge), trustedCA: o.TrustedTillCA}
 	s.m = newMetrics(s)
 	if err := s.migrate(ctx); err != nil {
 		db.Close()

@@ -264,6 +264,17 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (id, secret st
 			leaf.Subject.CommonName, c.Subject.CommonName, c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339)))
 		return "", "", nil, false
 	}
+	if chain := verifiedChain(r); chain != nil && s.trustedCA != nil && !s.trustedCA(chain[len(chain)-1]) {
+		// The bundle dropped the CA (a compromised or retired CA) since
+		// this connection's handshake; the next handshake fails.
+		anchor := chain[len(chain)-1]
+		s.log.Warn("till authentication failed", "till", leaf.Subject.CommonName, "remote", r.RemoteAddr, "ca", anchor.Subject.CommonName,
+			"why", "the CA is no longer in -tls-client-ca")
+		w.Header().Set("Connection", "close")
+		httpError(w, http.StatusUnauthorized, fmt.Sprintf("till %s's TLS certificate is signed under %s, no longer in head office's tills' CA bundle",
+			leaf.Subject.CommonName, anchor.Subject.CommonName))
+		return "", "", nil, false
+	}
 	switch {
 	case leaf != nil && basic && id != leaf.Subject.CommonName:
 		s.log.Warn("till authentication failed", "till", id, "certificate", leaf.Subject.CommonName, "remote", r.RemoteAddr)
@@ -288,11 +299,21 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (id, secret st
 // subject's common name), when it presented one that the server's client
 // CAs verified (`headoffice serve -tls-client-ca`); nil otherwise.
 func tillCertificate(r *http.Request) *x509.Certificate {
+	if chain := verifiedChain(r); chain != nil {
+		return chain[0]
+	}
+	return nil
+}
+
+// verifiedChain is the chain the handshake verified the till's
+// certificate by, the till's first, the CA it is anchored to last; nil
+// when the request has no till certificate (tillCertificate).
+func verifiedChain(r *http.Request) []*x509.Certificate {
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
 		return nil
 	}
-	if leaf := r.TLS.VerifiedChains[0][0]; leaf.Subject.CommonName != "" {
-		return leaf
+	if chain := r.TLS.VerifiedChains[0]; chain[0].Subject.CommonName != "" {
+		return chain
 	}
 	return nil
 }
