@@ -52,15 +52,15 @@ func (e *rangeError) Error() string {
 
 func (e *rangeError) Unwrap() []error { return []error{ErrOutOfRange, ErrInvalidInput} }
 
-// catchRange turns a rangeError panic into *err ("op id: …"); other panics
+// catchRange turns a rangeError panic into *err ("op: …"); other panics
 // go on.
-func catchRange(err *error, op, id string) {
+func catchRange(err *error, op string) {
 	if v := recover(); v != nil {
 		re, ok := v.(*rangeError)
 		if !ok {
 			panic(v)
 		}
-		*err = fmt.Errorf("%s %s: %w", op, id, re)
+		*err = fmt.Errorf("%s: %w", op, re)
 	}
 }
 

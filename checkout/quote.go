@@ -19,36 +19,41 @@ import (
 // discounts) → accrual (on sums after discounts, minus the redeemed part
 // unless the program earns on it).
 func Quote(in Input) (_ Result, err error) {
-	defer catchRange(&err, "quote check", in.Check.ID)
+	// A quote asked before the check has an id is "quote", not "quote check ".
+	op := "quote"
+	if in.Check.ID != "" {
+		op = "quote check " + in.Check.ID
+	}
+	defer catchRange(&err, op)
 	loc, err := zone(in.Location, in.TimeZone)
 	if err != nil {
-		return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
+		return Result{}, fmt.Errorf("%s: %w", op, err)
 	}
 	if in.Now.IsZero() {
-		return Result{}, fmt.Errorf("quote check %s: now not set: %w", in.Check.ID, ErrInvalidInput)
+		return Result{}, fmt.Errorf("%s: now not set: %w", op, ErrInvalidInput)
 	}
 	q := &quote{in: &in, loc: loc}
 	if err := q.prepareLines(); err != nil {
-		return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
+		return Result{}, fmt.Errorf("%s: %w", op, err)
 	}
 	progs, err := indexPrograms(in.Programs)
 	if err != nil {
-		return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
+		return Result{}, fmt.Errorf("%s: %w", op, err)
 	}
 	q.cards = make([]*cardCtx, len(in.Cards))
 	cards := make([]cardCtx, len(in.Cards))
 	for i := range in.Cards {
 		if err := newCardCtx(&cards[i], &in.Cards[i], progs, in.Check.StoreID, in.Now); err != nil {
-			return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
+			return Result{}, fmt.Errorf("%s: %w", op, err)
 		}
 		q.cards[i] = &cards[i]
 	}
 	if err := checkCardRoles(q.cards); err != nil {
-		return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
+		return Result{}, fmt.Errorf("%s: %w", op, err)
 	}
 	q.discount()
 	if err := q.redeem(); err != nil {
-		return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
+		return Result{}, fmt.Errorf("%s: %w", op, err)
 	}
 	// The explanations are written once everything before the accrual is
 	// known, so the slice (a large struct per entry) is allocated once at
@@ -59,7 +64,7 @@ func Quote(in Input) (_ Result, err error) {
 	}
 	res := q.result()
 	if err := checkPointsBound(res.Cards); err != nil {
-		return Result{}, fmt.Errorf("quote check %s: %w", in.Check.ID, err)
+		return Result{}, fmt.Errorf("%s: %w", op, err)
 	}
 	return res, nil
 }

@@ -2,6 +2,7 @@ package checkout
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -641,6 +642,12 @@ func TestInvalidInput(t *testing.T) {
 			tt.mod(&in)
 			if _, err := Quote(in); !errors.Is(err, tt.want) {
 				t.Errorf("err = %v, want %v", err, tt.want)
+			}
+			// A quote before the check has an id (the API's /v1/quote)
+			// is named as such, not "quote check :".
+			in.Check.ID = ""
+			if _, err := Quote(in); err == nil || !strings.HasPrefix(err.Error(), "quote: ") {
+				t.Errorf("without a check id: %v, want it to start \"quote: \"", err)
 			}
 		})
 	}

@@ -23,7 +23,7 @@ import (
 // policy.
 func Return(in ReturnInput) (_ ReturnResult, err error) {
 	orig := &in.Original
-	defer catchRange(&err, "return on check", orig.CheckID)
+	defer catchRange(&err, "return on check "+orig.CheckID)
 	fail := func(err error) (ReturnResult, error) {
 		return ReturnResult{}, fmt.Errorf("return on check %s: %w", orig.CheckID, err)
 	}
