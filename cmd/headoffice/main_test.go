@@ -383,24 +383,8 @@ func TestServeClientCA(t *testing.T) {
 		}
 	}
 
-	if err := run(ctx, []string{"import", "-dsn", dsn, "../../testdata/demo/replica.yaml"}, io.Discard, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := run(ctx, []string{"enrol", "-dsn", dsn, "-till", "S001-T07", "-store", "S001"}, io.Discard, nil); err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	addrc, done := make(chan string, 1), make(chan error, 1)
-	go func() {
-		done <- run(sctx, []string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile, "-tls-client-ca", caFile},
-			io.Discard, func(l listening) { addrc <- l.api })
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case err := <-done:
-		t.Fatal(err)
-	}
+	demoTill(t, dsn, "S001-T07")
+	addr := serveTLSAt(t, dsn, "-tls-cert", certFile, "-tls-key", keyFile, "-tls-client-ca", caFile)
 	till := ca.Till(t, "S001-T07").TLS
 	for _, c := range []struct {
 		cert *tls.Certificate
@@ -419,10 +403,6 @@ func TestServeClientCA(t *testing.T) {
 		if resp.StatusCode != c.want {
 			t.Errorf("feed with certificate %v: %s, want %d", c.cert != nil, resp.Status, c.want)
 		}
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -18,6 +18,42 @@ import (
 	"tillagent/sync/pgtest"
 )
 
+// demoTill imports the demo into head office's database and enrols till
+// there, in store S001.
+func demoTill(t *testing.T, dsn, till string) {
+	t.Helper()
+	for _, args := range [][]string{{"import", "-dsn", dsn, "../../testdata/demo/replica.yaml"}, {"enrol", "-dsn", dsn, "-till", till, "-store", "S001"}} {
+		if err := run(context.Background(), args, io.Discard, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// serveTLSAt runs headoffice serve on a loopback port with the flags
+// until the test ends, and returns its address.
+func serveTLSAt(t *testing.T, dsn string, flags ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc, done := make(chan string, 1), make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0"}, flags...), io.Discard, func(l listening) { addrc <- l.api })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !t.Failed() {
+			t.Error(err)
+		}
+	})
+	select {
+	case addr := <-addrc:
+		return addr
+	case err := <-done:
+		done <- err // for the cleanup
+		t.Fatal(err)
+	}
+	return ""
+}
+
 // copyFile writes src's bytes to dst, as a renewal replaces a file.
 func copyFile(t *testing.T, src, dst string) {
 	t.Helper()
@@ -36,7 +72,6 @@ func copyFile(t *testing.T, src, dst string) {
 // certificate the new CA signed is admitted. HTTP/2 is still offered.
 func TestServeReadsRenewedTLSFiles(t *testing.T) {
 	dsn := pgtest.DSN(t)
-	ctx := context.Background()
 	dir := t.TempDir()
 	oldCA, newCA := testpki.NewCA(t, "tills CA 2025"), testpki.NewCA(t, "tills CA 2026")
 	oldSrv, newSrv := oldCA.Server(t), newCA.Server(t)
@@ -45,29 +80,8 @@ func TestServeReadsRenewedTLSFiles(t *testing.T) {
 	copyFile(t, oldSrv.KeyFile, keyFile)
 	copyFile(t, oldCA.File, caFile)
 
-	for _, args := range [][]string{{"import", "-dsn", dsn, "../../testdata/demo/replica.yaml"}, {"enrol", "-dsn", dsn, "-till", "S001-T07", "-store", "S001"}} {
-		if err := run(ctx, args, io.Discard, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	addrc, done := make(chan string, 1), make(chan error, 1)
-	go func() {
-		done <- run(sctx, []string{"serve", "-dsn", dsn, "-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile, "-tls-client-ca", caFile},
-			io.Discard, func(l listening) { addrc <- l.api })
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case err := <-done:
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	demoTill(t, dsn, "S001-T07")
+	addr := serveTLSAt(t, dsn, "-tls-cert", certFile, "-tls-key", keyFile, "-tls-client-ca", caFile)
 	// feed asks for the till's feed with its certificate, trusting both
 	// CAs: which certificate head office presented, and the answer.
 	roots := x509.NewCertPool()

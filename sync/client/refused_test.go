@@ -61,18 +61,7 @@ func TestRefusalOfAnEntryNoLongerPendingIsDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ho := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, err := wire.DecodeBatch(mustReadAll(t, r.Body))
-		if err != nil {
-			t.Errorf("batch: %v", err)
-			return
-		}
-		var res wire.BatchResult
-		for _, e := range b.Entries {
-			res.Results = append(res.Results, wire.Result{ID: e.ID, Status: wire.Conflict, Error: "other content"})
-		}
-		json.NewEncoder(w).Encode(res)
-	}))
+	ho := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { refuseAll(t, w, r) }))
 	defer ho.Close()
 	c, err := New(Options{URL: ho.URL, TillID: "S001-T01", Secret: "s", Store: st})
 	if err != nil {
@@ -91,6 +80,20 @@ func TestRefusalOfAnEntryNoLongerPendingIsDropped(t *testing.T) {
 	if n := c.Status().RefusedCount; n != 0 {
 		t.Errorf("status shows %d refused entries, want 0", n)
 	}
+}
+
+// refuseAll answers a push refusing every entry of it as a conflict.
+func refuseAll(t *testing.T, w http.ResponseWriter, r *http.Request) {
+	b, err := wire.DecodeBatch(mustReadAll(t, r.Body))
+	if err != nil {
+		t.Errorf("batch: %v", err)
+		return
+	}
+	var res wire.BatchResult
+	for _, e := range b.Entries {
+		res.Results = append(res.Results, wire.Result{ID: e.ID, Status: wire.Conflict, Error: "other content"})
+	}
+	json.NewEncoder(w).Encode(res)
 }
 
 func mustReadAll(t *testing.T, r io.Reader) []byte {
@@ -134,16 +137,7 @@ func TestRefusedJoinedWithAFailureIsTheFailure(t *testing.T) {
 	feeds := 0
 	ho := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == pushPath {
-			b, err := wire.DecodeBatch(mustReadAll(t, r.Body))
-			if err != nil {
-				t.Errorf("batch: %v", err)
-				return
-			}
-			var res wire.BatchResult
-			for _, e := range b.Entries {
-				res.Results = append(res.Results, wire.Result{ID: e.ID, Status: wire.Conflict, Error: "other content"})
-			}
-			json.NewEncoder(w).Encode(res)
+			refuseAll(t, w, r)
 			return
 		}
 		// The feed: head office goes away mid-request.
