@@ -75,7 +75,7 @@ func allocate(total int64, weights []decimal.Decimal) (parts []int64, ok bool) {
 
 // unitsOf converts d to an integer count of 10^-scale steps; d must already
 // be on that scale (callers round first). Out of int64 range it panics with
-// a rangeError (see catchRange) rather than wrap.
+// a rangeError (see nameOp) rather than wrap.
 func unitsOf(d decimal.Decimal, scale int32) int64 {
 	return mustInt(d.Shift(scale), "point or kopeck steps")
 }

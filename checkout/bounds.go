@@ -52,15 +52,19 @@ func (e *rangeError) Error() string {
 
 func (e *rangeError) Unwrap() []error { return []error{ErrOutOfRange, ErrInvalidInput} }
 
-// catchRange turns a rangeError panic into *err ("op: …"); other panics
-// go on.
-func catchRange(err *error, op string) {
+// nameOp, deferred, names the operation in the error its function
+// returns ("op: …"), and turns a rangeError panic into that error; other
+// panics go on. One place for the prefix: each return states the cause only.
+func nameOp(err *error, op string) {
 	if v := recover(); v != nil {
 		re, ok := v.(*rangeError)
 		if !ok {
 			panic(v)
 		}
-		*err = fmt.Errorf("%s: %w", op, re)
+		*err = re
+	}
+	if *err != nil {
+		*err = fmt.Errorf("%s: %w", op, *err)
 	}
 }
 
@@ -76,7 +80,7 @@ func intPart(d decimal.Decimal) (int64, bool) {
 	return b.IntPart(), true
 }
 
-// mustInt is intPart, panicking with a rangeError (see catchRange).
+// mustInt is intPart, panicking with a rangeError (see nameOp).
 func mustInt(d decimal.Decimal, what string) int64 {
 	n, ok := intPart(d)
 	if !ok {

@@ -24,36 +24,36 @@ func Quote(in Input) (_ Result, err error) {
 	if in.Check.ID != "" {
 		op = "quote check " + in.Check.ID
 	}
-	defer catchRange(&err, op)
+	defer nameOp(&err, op)
 	loc, err := zone(in.Location, in.TimeZone)
 	if err != nil {
-		return Result{}, fmt.Errorf("%s: %w", op, err)
+		return Result{}, err
 	}
 	if in.Now.IsZero() {
-		return Result{}, fmt.Errorf("%s: now not set: %w", op, ErrInvalidInput)
+		return Result{}, fmt.Errorf("now not set: %w", ErrInvalidInput)
 	}
 	q := &quote{in: &in, loc: loc}
 	if err := q.prepareLines(); err != nil {
-		return Result{}, fmt.Errorf("%s: %w", op, err)
+		return Result{}, err
 	}
 	progs, err := indexPrograms(in.Programs)
 	if err != nil {
-		return Result{}, fmt.Errorf("%s: %w", op, err)
+		return Result{}, err
 	}
 	q.cards = make([]*cardCtx, len(in.Cards))
 	cards := make([]cardCtx, len(in.Cards))
 	for i := range in.Cards {
 		if err := newCardCtx(&cards[i], &in.Cards[i], progs, in.Check.StoreID, in.Now); err != nil {
-			return Result{}, fmt.Errorf("%s: %w", op, err)
+			return Result{}, err
 		}
 		q.cards[i] = &cards[i]
 	}
 	if err := checkCardRoles(q.cards); err != nil {
-		return Result{}, fmt.Errorf("%s: %w", op, err)
+		return Result{}, err
 	}
 	q.discount()
 	if err := q.redeem(); err != nil {
-		return Result{}, fmt.Errorf("%s: %w", op, err)
+		return Result{}, err
 	}
 	// The explanations are written once everything before the accrual is
 	// known, so the slice (a large struct per entry) is allocated once at
@@ -64,7 +64,7 @@ func Quote(in Input) (_ Result, err error) {
 	}
 	res := q.result()
 	if err := checkPointsBound(res.Cards); err != nil {
-		return Result{}, fmt.Errorf("%s: %w", op, err)
+		return Result{}, err
 	}
 	return res, nil
 }

@@ -23,19 +23,16 @@ import (
 // policy.
 func Return(in ReturnInput) (_ ReturnResult, err error) {
 	orig := &in.Original
-	defer catchRange(&err, "return on check "+orig.CheckID)
-	fail := func(err error) (ReturnResult, error) {
-		return ReturnResult{}, fmt.Errorf("return on check %s: %w", orig.CheckID, err)
-	}
+	defer nameOp(&err, "return on check "+orig.CheckID)
 	if _, err := zone(in.Location, in.TimeZone); err != nil {
-		return fail(err)
+		return ReturnResult{}, err
 	}
 	if in.Now.IsZero() {
-		return fail(fmt.Errorf("now not set: %w", ErrInvalidInput))
+		return ReturnResult{}, fmt.Errorf("now not set: %w", ErrInvalidInput)
 	}
 	progs, err := indexPrograms(in.Programs)
 	if err != nil {
-		return fail(err)
+		return ReturnResult{}, err
 	}
 	byNo := make(map[int]*LineResult, len(orig.Lines))
 	for i := range orig.Lines {
@@ -43,18 +40,18 @@ func Return(in ReturnInput) (_ ReturnResult, err error) {
 	}
 	prev, err := sumReturnLines(in.Previous, byNo)
 	if err != nil {
-		return fail(err)
+		return ReturnResult{}, err
 	}
 	now, err := sumReturnLines(in.Lines, byNo)
 	if err != nil {
-		return fail(err)
+		return ReturnResult{}, err
 	}
 	if len(now) == 0 {
-		return fail(fmt.Errorf("nothing returned: %w", ErrInvalidInput))
+		return ReturnResult{}, fmt.Errorf("nothing returned: %w", ErrInvalidInput)
 	}
 	for no, n := range now {
 		if total := prev[no].Add(n); total.Cmp(byNo[no].Qty) > 0 {
-			return fail(fmt.Errorf("line %d: %s returned in all of %s sold: %w", no, total, byNo[no].Qty, ErrReturnExceedsSale))
+			return ReturnResult{}, fmt.Errorf("line %d: %s returned in all of %s sold: %w", no, total, byNo[no].Qty, ErrReturnExceedsSale)
 		}
 	}
 	cards := make(map[string]*Card, len(in.Cards))
@@ -81,7 +78,7 @@ func Return(in ReturnInput) (_ ReturnResult, err error) {
 	var spendCard *Card
 	if r := orig.Redemption; r != nil && r.Points.IsPositive() {
 		if spendCard, spendProg, err = programOf(r.Card); err != nil {
-			return fail(err)
+			return ReturnResult{}, err
 		}
 	}
 	restoredBefore, restoredAfter := decimal.Zero, decimal.Zero
@@ -115,7 +112,7 @@ func Return(in ReturnInput) (_ ReturnResult, err error) {
 		for _, acc := range ol.Accruals {
 			_, prog, err := programOf(acc.Card)
 			if err != nil {
-				return fail(err)
+				return ReturnResult{}, err
 			}
 			a := cumShare(acc.Points.d, after, ol.Qty, prog.PointRounding)
 			b := cumShare(acc.Points.d, p, ol.Qty, prog.PointRounding)
@@ -157,7 +154,7 @@ func Return(in ReturnInput) (_ ReturnResult, err error) {
 	if spendCard != nil && restoredAfter.GreaterThan(restoredBefore) {
 		s, err := stateOf(spendCard.Code)
 		if err != nil {
-			return fail(err)
+			return ReturnResult{}, err
 		}
 		order = append(order, spendCard.Code)
 		s.restore(orig.Redemption.LotsConsumed, restoredBefore, restoredAfter)
@@ -170,7 +167,7 @@ func Return(in ReturnInput) (_ ReturnResult, err error) {
 	for _, code := range cardOrder {
 		s, err := stateOf(code)
 		if err != nil {
-			return fail(err)
+			return ReturnResult{}, err
 		}
 		if !slices.Contains(order, code) {
 			order = append(order, code)
