@@ -37,16 +37,17 @@ const statEvery = time.Second
 // loadTLSFiles reads the files at start, where any error stops serve.
 func loadTLSFiles(cert, key, ca string, log *slog.Logger) (*tlsFiles, error) {
 	f := &tlsFiles{cert: cert, key: key, ca: ca, log: log, now: time.Now}
+	// Stamped before they are read, as reload does: a renewal written in
+	// between is read again at the next look, not missed.
+	stamp, serr := f.stat()
 	cur, cas, err := f.read()
 	if err != nil {
-		return nil, err
+		return nil, err // it names the files, stat's error only one
 	}
-	stamp, err := f.stat()
-	if err != nil {
-		return nil, err
+	if serr != nil {
+		return nil, serr
 	}
-	f.cur, f.cas = cur, cas
-	f.stamp, f.checked = stamp, f.now()
+	f.cur, f.cas, f.stamp, f.checked = cur, cas, stamp, f.now()
 	return f, nil
 }
 

@@ -87,16 +87,33 @@ func TestServeReadsRenewedTLSFiles(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AddCert(oldCA.Cert)
 	roots.AddCert(newCA.Cert)
-	feed := func(till tls.Certificate) (served *x509.Certificate, status int, proto string) {
+	transport := func(till tls.Certificate) *http.Transport {
+		return &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{till}}, ForceAttemptHTTP2: true}
+	}
+	type answer struct {
+		served      *x509.Certificate
+		status      int
+		proto, body string
+	}
+	// as asks for the feed through tr: which certificate head office
+	// presented, the answer and the protocol.
+	as := func(tr *http.Transport) answer {
 		t.Helper()
-		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{till}}, ForceAttemptHTTP2: true}
-		defer tr.CloseIdleConnections()
 		resp, err := (&http.Client{Transport: tr}).Get("https://" + addr + "/v1/till/feed")
 		if err != nil {
 			t.Fatalf("HTTPS request: %v", err)
 		}
-		resp.Body.Close()
-		return resp.TLS.PeerCertificates[0], resp.StatusCode, resp.Proto
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return answer{resp.TLS.PeerCertificates[0], resp.StatusCode, resp.Proto, string(body)}
+	}
+	// feed asks on a connection of its own.
+	feed := func(till tls.Certificate) (served *x509.Certificate, status int, proto string) {
+		t.Helper()
+		tr := transport(till)
+		defer tr.CloseIdleConnections()
+		a := as(tr)
+		return a.served, a.status, a.proto
 	}
 	oldTill, newTill := oldCA.Till(t, "S001-T07").TLS, newCA.Till(t, "S001-T07").TLS
 	served, status, proto := feed(oldTill)
@@ -108,19 +125,10 @@ func TestServeReadsRenewedTLSFiles(t *testing.T) {
 	}
 
 	// A till of the old CA keeps its connection open across the renewal.
-	kept := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{oldTill}}, ForceAttemptHTTP2: true}
+	kept := transport(oldTill)
 	defer kept.CloseIdleConnections()
-	keptGet := func() (int, string, error) {
-		resp, err := (&http.Client{Transport: kept}).Get("https://" + addr + "/v1/till/feed")
-		if err != nil {
-			return 0, "", err
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body), nil
-	}
-	if status, body, err := keptGet(); err != nil || status != http.StatusOK {
-		t.Fatalf("kept-alive till before the renewal: %d %s %v", status, body, err)
+	if a := as(kept); a.status != http.StatusOK {
+		t.Fatalf("kept-alive till before the renewal: %d %s", a.status, a.body)
 	}
 
 	copyFile(t, newSrv.CertFile, certFile)
@@ -145,8 +153,8 @@ func TestServeReadsRenewedTLSFiles(t *testing.T) {
 	}
 	// The kept-alive connection was verified to the old CA: refused now,
 	// saying so, and closed.
-	if status, body, err := keptGet(); err != nil || status != http.StatusUnauthorized || !strings.Contains(body, "no longer in head office's tills' CA bundle") {
-		t.Errorf("kept-alive till of the dropped CA: %d %.200s %v, want 401 saying its CA is no longer trusted", status, body, err)
+	if a := as(kept); a.status != http.StatusUnauthorized || !strings.Contains(a.body, "no longer in head office's tills' CA bundle") {
+		t.Errorf("kept-alive till of the dropped CA: %d %.200s, want 401 saying its CA is no longer trusted", a.status, a.body)
 	}
 }
 

@@ -598,15 +598,15 @@ func (c *Client) cycle(ctx context.Context, force bool) (err error) {
 		// entry) stay unacknowledged and shown, and must not keep the till
 		// from its feed. Only a failed exchange skips the pull.
 		perr := c.pull(ctx, force)
-		_, onlyRefused := perr.(*refusedError)
-		if pulled = perr == nil || onlyRefused; pulled {
+		refusedOnly := onlyRefused(perr)
+		if pulled = perr == nil || refusedOnly; pulled {
 			// After head office was restored, the cards the till holds
 			// are asked for again.
 			c.refetchShown(ctx)
 		}
 		if perr != nil {
 			// A re-push's refusal is shown once, with the push's.
-			if !onlyRefused || ref == nil {
+			if !refusedOnly || ref == nil {
 				err = errors.Join(err, perr)
 			}
 		} else if ref != nil {

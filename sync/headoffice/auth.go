@@ -282,10 +282,9 @@ func (s *Server) readmit(ctx context.Context, tillID, storeID string, issued tim
 	return storeID, nil
 }
 
+// authERP compares an ERP job's token with head office's in constant time
+// (erpRefusal has refused every request when head office has none).
 func (s *Server) authERP(token string) bool {
-	if s.erpToken == "" {
-		return false
-	}
 	a, b := sha256.Sum256([]byte(token)), sha256.Sum256([]byte(s.erpToken))
 	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }

@@ -264,10 +264,9 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (id, secret st
 			leaf.Subject.CommonName, c.Subject.CommonName, c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339)))
 		return "", "", nil, false
 	}
-	if chain := verifiedChain(r); chain != nil && s.trustedCA != nil && !s.trustedCA(chain[len(chain)-1]) {
+	if anchor := chainAnchor(r); anchor != nil && s.trustedCA != nil && !s.trustedCA(anchor) {
 		// The bundle dropped the CA (a compromised or retired CA) since
 		// this connection's handshake; the next handshake fails.
-		anchor := chain[len(chain)-1]
 		s.log.Warn("till authentication failed", "till", leaf.Subject.CommonName, "remote", r.RemoteAddr, "ca", anchor.Subject.CommonName,
 			"why", "the CA is no longer in -tls-client-ca")
 		w.Header().Set("Connection", "close")
@@ -305,9 +304,18 @@ func tillCertificate(r *http.Request) *x509.Certificate {
 	return nil
 }
 
+// chainAnchor is the CA the handshake verified the till's certificate to
+// (tillCertificate), the last of its chain; nil without one.
+func chainAnchor(r *http.Request) *x509.Certificate {
+	if chain := verifiedChain(r); chain != nil {
+		return chain[len(chain)-1]
+	}
+	return nil
+}
+
 // verifiedChain is the chain the handshake verified the till's
-// certificate by, the till's first, the CA it is anchored to last; nil
-// when the request has no till certificate (tillCertificate).
+// certificate by, the till's first; nil when the request has no till
+// certificate.
 func verifiedChain(r *http.Request) []*x509.Certificate {
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
 		return nil
