@@ -671,9 +671,11 @@ const (
 )
 
 // ExportJournal returns up to limit entries after cursor ("" = from the
-// start), each exactly once across pages: the cursor is (xid, seq) and a
-// page holds only entries of transactions older than the oldest one still
-// running, so a late commit is exported later, never skipped. After a
+// start), none skipped: the cursor is (xid, seq) and a page holds only
+// entries of transactions older than the oldest one still running, so a
+// late commit is exported later. An entry is given once, or again when it
+// was stored behind a gap and is folded or rejected later (ingest.go
+// sqlMarkFolded gives it a new xid and seq). After a
 // restore into another cluster (renumberForeignXids) cursors carry the
 // export's epoch, "e<epoch>:<xid>.<seq>"; one of another epoch starts
 // again. A limit of 0 or less is the default (DefaultExportLimit), one

@@ -201,10 +201,18 @@ const (
 		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bool[], $10::text[], $11::text[], $12::bool[], $13::timestamptz[])
 			AS u(id, prev, card, kind, points, body, digest, folded, rejected, chk, no_card, created)
 		ORDER BY u.id`
-	sqlMarkFolded = `UPDATE journal j SET folded = true, no_card = u.no_card FROM unnest($1::text[], $2::bool[]) AS u(id, no_card) WHERE j.id = u.id`
+	// An entry stored behind a gap and folded now takes this transaction's
+	// xid and a new seq: the ERP export, ordered by (xid, seq), gives it
+	// again, folded (or rejected), instead of leaving ERP with the copy it
+	// read unfolded (ERP keeps entries by id, so the later copy wins).
+	sqlMarkFolded = `UPDATE journal j SET folded = true, no_card = u.no_card,
+			xid = pg_current_xact_id(), seq = nextval(pg_get_serial_sequence('journal', 'seq'))
+		FROM unnest($1::text[], $2::bool[]) AS u(id, no_card) WHERE j.id = u.id`
 	// Stored entries the fold found refused (a return over its check).
-	sqlMarkRejected = `UPDATE journal j SET rejected = u.why FROM unnest($1::text[], $2::text[]) AS u(id, why) WHERE j.id = u.id`
-	sqlOverdrafts   = `INSERT INTO overdrafts (card, till_id, entry_id, points)
+	sqlMarkRejected = `UPDATE journal j SET rejected = u.why,
+			xid = pg_current_xact_id(), seq = nextval(pg_get_serial_sequence('journal', 'seq'))
+		FROM unnest($1::text[], $2::text[]) AS u(id, why) WHERE j.id = u.id`
+	sqlOverdrafts = `INSERT INTO overdrafts (card, till_id, entry_id, points)
 		SELECT u.card, $1, u.entry, u.points::numeric FROM unnest($2::text[], $3::text[], $4::text[]) AS u(card, entry, points)
 		ON CONFLICT DO NOTHING`
 	sqlAdvanceTill = `UPDATE tills SET folded_through = $2 WHERE till_id = $1`
