@@ -48,6 +48,9 @@ type Retaken struct {
 	Err string
 	// through is the last entry read of the source.
 	through string
+	// unkept counts the rows of retake_kept this run deleted, taken:
+	// another process taking the same till meanwhile deletes the others.
+	unkept int
 }
 
 // copiedEntry is an entry of ERP's copy: its id and its bytes.

@@ -99,10 +99,12 @@ func (s *Server) takeKept(ctx context.Context, till string) (Retaken, error) {
 		}
 		return r, err
 	}
-	if _, err := s.db.Exec(ctx, `DELETE FROM retake_kept WHERE till_id = $1 AND id <= $2`, till, r.through); err != nil {
+	tag, err := s.db.Exec(ctx, `DELETE FROM retake_kept WHERE till_id = $1 AND id <= $2`, till, r.through)
+	if err != nil {
 		r.Err = err.Error()
 		return r, fmt.Errorf("delete the entries kept for till %s, taken: %w", till, err)
 	}
+	r.unkept = int(tag.RowsAffected())
 	log := s.log.Info
 	if r.Conflict+r.Rejected+r.PassedOver > 0 || r.Waiting > 0 {
 		log = s.log.Error
@@ -116,7 +118,9 @@ func (s *Server) takeKept(ctx context.Context, till string) (Retaken, error) {
 // takeAllKept takes the entries kept for every till enrolled by now
 // (Maintain): one whose admission's take failed, or was admitted by
 // another head-office process meanwhile. It returns how many entries it
-// took.
+// took: those whose kept rows it deleted, so two processes taking a till
+// at once do not both count its entries (the second finds them
+// duplicates, and nothing left to delete).
 func (s *Server) takeAllKept(ctx context.Context) (int, error) {
 	rows, _ := s.db.Query(ctx, `SELECT DISTINCT k.till_id FROM retake_kept k JOIN tills t USING (till_id)
 		WHERE t.retired_at IS NULL ORDER BY 1`)
@@ -128,7 +132,7 @@ func (s *Server) takeAllKept(ctx context.Context) (int, error) {
 	var errs []error
 	for _, till := range tills {
 		r, err := s.takeKept(ctx, till)
-		n += r.Applied + r.Duplicate + r.Held
+		n += r.unkept
 		if err != nil {
 			errs = append(errs, err)
 		}

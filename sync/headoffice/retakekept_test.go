@@ -15,7 +15,8 @@ import (
 // kept once), a maintenance run leaves them while the till is unknown, and
 // enrolling the till takes them: B then holds A's chain folded through its
 // last entry, and A's balances. Admitted by another process (its row
-// written there), the next maintenance run takes them.
+// written there), the next maintenance run takes them; a run whose
+// delete of the kept rows fails does not count them, the one after does.
 func TestRetakeKeepsTheEntriesOfATillNotKnown(t *testing.T) {
 	ctx := context.Background()
 	a, entries := ingestFixture(t)
@@ -110,5 +111,25 @@ func TestRetakeKeepsTheEntriesOfATillNotKnown(t *testing.T) {
 		if st, err := b.Maintain(ctx); err != nil || st.KeptTaken != 0 {
 			t.Fatalf("the next maintenance: %+v, %v; want nothing left to take", st, err)
 		}
+	})
+	// The entries are ingested but their kept rows stay (the delete
+	// fails): the run that takes them again, as duplicates, and deletes
+	// them counts them; the failed one does not, so they count once.
+	t.Run("delete fails", func(t *testing.T) {
+		b := unknown(t)
+		if _, err := b.db.Exec(ctx, `INSERT INTO tills (till_id, store_id, secret_sha256, enrolled_at) VALUES ('S001-T09', 'S001', '\x00', now())`); err != nil {
+			t.Fatal(err)
+		}
+		injectFault(t, b, "retake_kept", "BEFORE DELETE", "STATEMENT")
+		if st, err := b.Maintain(ctx); err == nil || !strings.Contains(err.Error(), "injected fault") || st.KeptTaken != 0 {
+			t.Fatalf("maintenance while the delete fails: %+v, %v; want the failure, nothing counted", st, err)
+		}
+		if _, err := b.db.Exec(ctx, `DROP TRIGGER fail_retake_kept ON retake_kept`); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := b.Maintain(ctx); err != nil || st.KeptTaken != len(entries) {
+			t.Fatalf("maintenance once the delete works: %+v, %v; want the %d entries counted once", st, err, len(entries))
+		}
+		taken(t, b)
 	})
 }
