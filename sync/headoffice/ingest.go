@@ -205,12 +205,11 @@ const (
 	// xid and a new seq: the ERP export, ordered by (xid, seq), gives it
 	// again, folded (or rejected), instead of leaving ERP with the copy it
 	// read unfolded (ERP keeps entries by id, so the later copy wins).
-	sqlMarkFolded = `UPDATE journal j SET folded = true, no_card = u.no_card,
-			xid = pg_current_xact_id(), seq = nextval(pg_get_serial_sequence('journal', 'seq'))
+	sqlExportAgain = `xid = pg_current_xact_id(), seq = nextval(pg_get_serial_sequence('journal', 'seq'))`
+	sqlMarkFolded  = `UPDATE journal j SET folded = true, no_card = u.no_card, ` + sqlExportAgain + `
 		FROM unnest($1::text[], $2::bool[]) AS u(id, no_card) WHERE j.id = u.id`
 	// Stored entries the fold found refused (a return over its check).
-	sqlMarkRejected = `UPDATE journal j SET rejected = u.why,
-			xid = pg_current_xact_id(), seq = nextval(pg_get_serial_sequence('journal', 'seq'))
+	sqlMarkRejected = `UPDATE journal j SET rejected = u.why, ` + sqlExportAgain + `
 		FROM unnest($1::text[], $2::text[]) AS u(id, why) WHERE j.id = u.id`
 	sqlOverdrafts = `INSERT INTO overdrafts (card, till_id, entry_id, points)
 		SELECT u.card, $1, u.entry, u.points::numeric FROM unnest($2::text[], $3::text[], $4::text[]) AS u(card, entry, points)
