@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -401,5 +403,46 @@ func TestOneTillOnTwoHeadOffices(t *testing.T) {
 	}
 	if want := before.Balance.Decimal().Add(dec("60")); !after.Balance.Decimal().Equal(want) {
 		t.Fatalf("balance %s after 20 batches of +3, want %s", after.Balance, want)
+	}
+}
+
+// TestDatabaseOutageLoggedOnce: while PostgreSQL cannot be reached every
+// till's push is answered 503, and head office's log says so once, not
+// once a push (a thousand tills retrying would bury the log); the first
+// push that goes through once it is back logs that, with how long it was
+// down, once.
+func TestDatabaseOutageLoggedOnce(t *testing.T) {
+	link, dsn := newPGLink(t, pgtest.DSN(t))
+	var log syncBuffer
+	_, hs, secret := servedHOWith(t, Options{DSN: dsn, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	var lt lateTill
+	push := func(b *wire.Batch) (int, []byte) {
+		body, _ := json.Marshal(b)
+		return httpCall(t, hs, "POST", "/v1/till/journal", body, secret)
+	}
+	count := func(msg string) int { return strings.Count(log.String(), `msg="`+msg+`"`) }
+	link.setDown(true)
+	link.cut()
+	b := accrual7(&lt, "2900000000018")
+	for i := range 3 {
+		if code, data := push(b); code != http.StatusServiceUnavailable {
+			t.Fatalf("push %d with PostgreSQL unreachable: %d %s, want 503", i, code, data)
+		}
+	}
+	if n := count("connection to PostgreSQL lost: reconnecting"); n != 1 {
+		t.Errorf("the outage logged %d times over 3 pushes, want once:\n%s", n, log.String())
+	}
+	if n := count("connection to PostgreSQL back"); n != 0 {
+		t.Errorf("back logged while still down:\n%s", log.String())
+	}
+	link.setDown(false)
+	for range 2 {
+		code, data := push(b) // the same batch again, then a duplicate
+		if code != 200 {
+			t.Fatalf("push once PostgreSQL is back: %d %s", code, data)
+		}
+	}
+	if n := count("connection to PostgreSQL back"); n != 1 || !strings.Contains(log.String(), "down_for=") {
+		t.Errorf("back logged %d times, want once with down_for:\n%s", n, log.String())
 	}
 }

@@ -105,7 +105,11 @@ type Server struct {
 	// lost counts the connections to PostgreSQL found gone (the pool
 	// reconnected).
 	lost atomic.Int64
-	m    *metrics.Registry
+	// downSince is when the connection was found lost (Unix ns), until a
+	// request next goes through (0): one line in the log an outage, not
+	// one a request of every till retrying.
+	downSince atomic.Int64
+	m         *metrics.Registry
 	// maintainOK is when the last expiry run ended well (Unix ms; 0: none).
 	maintainOK atomic.Int64
 	seen       seenLog // when each till was last heard from (seen.go)
@@ -159,8 +163,22 @@ func (s *Server) lostConn(err error) bool {
 	}
 	s.lost.Add(1)
 	s.db.Reset()
-	s.log.Warn("connection to PostgreSQL lost: reconnecting", "err", err)
+	if s.downSince.CompareAndSwap(0, time.Now().UnixNano()) {
+		s.log.Warn("connection to PostgreSQL lost: reconnecting", "err", err)
+	} else {
+		s.log.Debug("connection to PostgreSQL still lost", "err", err)
+	}
 	return true
+}
+
+// dbAnswered logs, once, that PostgreSQL answers again after lostConn.
+func (s *Server) dbAnswered() {
+	if s.downSince.Load() == 0 { // read first: no write on every request
+		return
+	}
+	if since := s.downSince.Swap(0); since != 0 {
+		s.log.Info("connection to PostgreSQL back", "down_for", time.Since(time.Unix(0, since)).Round(time.Millisecond))
+	}
 }
 
 // retryLost runs op, and once more on fresh connections when it failed
@@ -170,6 +188,9 @@ func (s *Server) retryLost(op func() error) error {
 	err := op()
 	if s.lostConn(err) {
 		err = lostBefore(op())
+	}
+	if err == nil {
+		s.dbAnswered()
 	}
 	return err
 }
