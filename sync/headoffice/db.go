@@ -368,7 +368,11 @@ func (s *Server) inTx(ctx context.Context, opts pgx.TxOptions, f func(pgx.Tx) er
 	if err := f(tx); err != nil {
 		return err
 	}
-	return tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	s.dbAnswered() // an ERP report going through ends an outage too
+	return nil
 }
 
 // DB is the connection pool, for operational queries and tests.
