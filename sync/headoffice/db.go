@@ -105,11 +105,8 @@ type Server struct {
 	// lost counts the connections to PostgreSQL found gone (the pool
 	// reconnected).
 	lost atomic.Int64
-	// downSince is when the connection was found lost (Unix ns), until a
-	// request next goes through (0): one line in the log an outage, not
-	// one a request of every till retrying.
-	downSince atomic.Int64
-	m         *metrics.Registry
+	down *outage
+	m    *metrics.Registry
 	// maintainOK is when the last expiry run ended well (Unix ms; 0: none).
 	maintainOK atomic.Int64
 	seen       seenLog // when each till was last heard from (seen.go)
@@ -163,22 +160,32 @@ func (s *Server) lostConn(err error) bool {
 	}
 	s.lost.Add(1)
 	s.db.Reset()
-	if s.downSince.CompareAndSwap(0, time.Now().UnixNano()) {
-		s.log.Warn("connection to PostgreSQL lost: reconnecting", "err", err)
-	} else {
-		s.log.Debug("connection to PostgreSQL still lost", "err", err)
-	}
+	s.down.lost(err)
 	return true
 }
 
-// dbAnswered logs, once, that PostgreSQL answers again after lostConn.
-func (s *Server) dbAnswered() {
-	if s.downSince.Load() == 0 { // read first: no write on every request
-		return
+// outage logs a lost database once, not once a request of every till
+// retrying, and once that PostgreSQL answers again: when the pool next
+// connects (pgxpool's AfterConnect), since lostConn closed every
+// connection.
+type outage struct {
+	since atomic.Int64 // Unix ns the connection was found lost; 0: up
+	log   *slog.Logger
+}
+
+func (o *outage) lost(err error) {
+	if o.since.CompareAndSwap(0, time.Now().UnixNano()) {
+		o.log.Warn("connection to PostgreSQL lost: reconnecting", "err", err)
+	} else {
+		o.log.Debug("connection to PostgreSQL still lost", "err", err)
 	}
-	if since := s.downSince.Swap(0); since != 0 {
-		s.log.Info("connection to PostgreSQL back", "down_for", time.Since(time.Unix(0, since)).Round(time.Millisecond))
+}
+
+func (o *outage) connected(context.Context, *pgx.Conn) error {
+	if since := o.since.Swap(0); since != 0 {
+		o.log.Info("connection to PostgreSQL back", "down_for", time.Since(time.Unix(0, since)).Round(time.Millisecond))
 	}
+	return nil
 }
 
 // retryLost runs op, and once more on fresh connections when it failed
@@ -188,9 +195,6 @@ func (s *Server) retryLost(op func() error) error {
 	err := op()
 	if s.lostConn(err) {
 		err = lostBefore(op())
-	}
-	if err == nil {
-		s.dbAnswered()
 	}
 	return err
 }
@@ -245,17 +249,19 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	case !dsnSets(o.DSN, "pool_max_conns"):
 		cfg.MaxConns = 16
 	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	down := &outage{log: o.Logger}
+	cfg.AfterConnect = down.connected
 	db, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open head office: %w", err)
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
-	s := &Server{db: db, erpToken: o.ERPToken, enrolKey: o.EnrolKey, offline: o.Offline, log: o.Logger, now: o.Clock,
+	s := &Server{db: db, erpToken: o.ERPToken, enrolKey: o.EnrolKey, offline: o.Offline, log: o.Logger, down: down, now: o.Clock,
 		changeRetention: o.ChangeRetention, journalHold: o.JournalHold, noCardFetches: o.NoCardFetches, admission: newAdmission(o, cfg.MaxConns),
 		pages: newPageCache(o.SnapshotCacheBytes, o.SnapshotCacheAge), trustedCA: o.TrustedTillCA}
 	s.m = newMetrics(s)
@@ -368,11 +374,7 @@ func (s *Server) inTx(ctx context.Context, opts pgx.TxOptions, f func(pgx.Tx) er
 	if err := f(tx); err != nil {
 		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return err
-	}
-	s.dbAnswered() // an ERP report going through ends an outage too
-	return nil
+	return tx.Commit(ctx)
 }
 
 // DB is the connection pool, for operational queries and tests.

@@ -76,7 +76,6 @@ func (s *Server) Ingest(ctx context.Context, b *wire.Batch) (*wire.BatchResult, 
 		}
 		return nil, fmt.Errorf("ingest batch of till %s (%d entries): %w", b.TillID, len(b.Entries), err)
 	}
-	s.dbAnswered()
 	for _, r := range b.Invalid {
 		if _, ok := refused[r.ID]; !ok {
 			s.log.Error("journal entry rejected", "till", b.TillID, "entry", r.ID, "err", r.Error)
