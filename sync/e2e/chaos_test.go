@@ -1523,11 +1523,14 @@ func (c *chaos) finish(initial map[string]headoffice.CardBalance, purchases map[
 	}
 	c.endConflicts()
 	code, data, err := c.erp(c.h.hs.URL, "GET", "/v1/erp/rejected", "", nil)
-	var rejHTTP []json.RawMessage
+	var rejHTTP struct {
+		Rejected []json.RawMessage `json:"rejected"`
+		More     bool              `json:"more"`
+	}
 	if err == nil && code == 200 {
 		err = json.Unmarshal(data, &rejHTTP)
 	}
-	if err != nil || code != 200 || len(rejHTTP) != len(rej) {
+	if err != nil || code != 200 || len(rejHTTP.Rejected) != len(rej) || rejHTTP.More {
 		t.Errorf("GET /v1/erp/rejected: %d %s (%v), want the %d of Rejected", code, data, err, len(rej))
 	}
 	ts, err := c.h.srv.Tills(ctx)

@@ -974,13 +974,9 @@ func (s *Server) overdrafts(ctx context.Context, before int64, limit int, open b
 // the id the previous page's Next gave ("" from the newest), limit as for
 // OverdraftsPage.
 func newestPage(op, before string, limit int) (int64, int, error) {
-	switch {
-	case limit < 0:
-		return 0, 0, badRequest(fmt.Errorf("%s: limit %d is negative", op, limit))
-	case limit == 0:
-		limit = DefaultNewestLimit
-	case limit > MaxNewestLimit:
-		limit = MaxNewestLimit
+	limit, err := pageLimit(op, limit)
+	if err != nil {
+		return 0, 0, err
 	}
 	if before == "" {
 		return 0, limit, nil
@@ -990,6 +986,18 @@ func newestPage(op, before string, limit int) (int64, int, error) {
 		return 0, 0, badRequest(fmt.Errorf("%s: before %q is not a page's next (a positive integer)", op, before))
 	}
 	return id, limit, nil
+}
+
+// pageLimit checks the limit of a newest-first report or of another paged
+// like it: 0 is the default, above the maximum the maximum.
+func pageLimit(op string, limit int) (int, error) {
+	switch {
+	case limit < 0:
+		return 0, badRequest(fmt.Errorf("%s: limit %d is negative", op, limit))
+	case limit == 0:
+		return DefaultNewestLimit, nil
+	}
+	return min(limit, MaxNewestLimit), nil
 }
 
 // pageRows is how many rows a page of limit reads: one more tells whether

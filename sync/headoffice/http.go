@@ -3,6 +3,7 @@ package headoffice
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -49,8 +50,8 @@ const MaxBody = 64 << 20
 //	GET  /v1/erp/conflicts[?all=1|true]          till entries head office holds with other content: both copies
 //	POST /v1/erp/conflicts/{id}                  {"keep": "head_office", "reason"}: the till's copy then counts as a duplicate
 //	GET  /v1/erp/reports/tills                   every till: watermark, entries waiting behind a gap, rejected ones
-//	GET  /v1/erp/rejected                        till entries kept as rejected (on the chain, not applied), newest first
-//	GET  /v1/erp/reports/unknown-cards           cards tills' entries named while head office lacked them
+//	GET  /v1/erp/rejected?before=K&limit=N        a page of till entries kept as rejected (on the chain, not applied), newest first
+//	GET  /v1/erp/reports/unknown-cards?after=CODE&since=T&limit=N   a page of cards tills' entries named while head office lacked them
 //	GET  /v1/erp/reports/retake-kept             tills whose entries retake-journal kept, not taken yet
 //
 // ERP endpoints take Authorization: Bearer TOKEN.
@@ -85,14 +86,8 @@ func (s *Server) Handler() http.Handler {
 		k, err := s.KeptTills(r.Context())
 		s.reply(w, r, k, err)
 	}))
-	mux.HandleFunc("GET /v1/erp/reports/unknown-cards", s.erp(func(w http.ResponseWriter, r *http.Request) {
-		u, err := s.UnknownCards(r.Context())
-		s.reply(w, r, u, err)
-	}))
-	mux.HandleFunc("GET /v1/erp/rejected", s.erp(func(w http.ResponseWriter, r *http.Request) {
-		rej, err := s.Rejected(r.Context())
-		s.reply(w, r, rej, err)
-	}))
+	mux.HandleFunc("GET /v1/erp/reports/unknown-cards", s.erp(s.handleUnknownCards))
+	mux.HandleFunc("GET /v1/erp/rejected", s.erp(newestReport(s, "rejected entries", s.RejectedPage)))
 	mux.HandleFunc("POST /v1/erp/maintain", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		st, err := s.Maintain(r.Context())
 		s.reply(w, r, st, err)
@@ -113,7 +108,7 @@ func (s *Server) Handler() http.Handler {
 	}))
 	mux.HandleFunc("GET /v1/erp/conflicts", s.erp(s.handleConflicts))
 	mux.HandleFunc("POST /v1/erp/conflicts/{id}", s.erp(s.handleSettle))
-	mux.HandleFunc("GET /v1/erp/reports/writeoffs", s.erp(s.handleWriteOffs))
+	mux.HandleFunc("GET /v1/erp/reports/writeoffs", s.erp(newestReport(s, "write-offs report", s.WriteOffsPage)))
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	return s.observe(advertiseGzip(jsonErrors(mux)))
 }
@@ -656,10 +651,29 @@ func (s *Server) handleOverdrafts(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, r, p, err)
 }
 
-func (s *Server) handleWriteOffs(w http.ResponseWriter, r *http.Request) {
-	const op = "write-offs report"
+// newestReport answers a newest-first report paged with before and limit
+// (write-offs, rejected entries; the overdrafts take open too).
+func newestReport[P any](s *Server, op string, page func(ctx context.Context, before string, limit int) (P, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if err := onlyParams(q, op, "before", "limit"); err != nil {
+			httpError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		limit, err := queryLimit(q, op, MaxNewestLimit)
+		if err != nil {
+			httpError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		p, err := page(r.Context(), q.Get("before"), limit)
+		s.reply(w, r, p, err)
+	}
+}
+
+func (s *Server) handleUnknownCards(w http.ResponseWriter, r *http.Request) {
+	const op = "unknown cards report"
 	q := r.URL.Query()
-	if err := onlyParams(q, op, "before", "limit"); err != nil {
+	if err := onlyParams(q, op, "after", "since", "limit"); err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -668,7 +682,14 @@ func (s *Server) handleWriteOffs(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	p, err := s.WriteOffsPage(r.Context(), q.Get("before"), limit)
+	var since time.Time
+	if q.Has("since") {
+		if since, err = queryTime(q, op, "since"); err != nil {
+			httpError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	p, err := s.UnknownCardsPage(r.Context(), q.Get("after"), since, limit)
 	s.reply(w, r, p, err)
 }
 

@@ -262,11 +262,11 @@ func TestRejectedEntryDoesNotStopTheChain(t *testing.T) {
 		t.Fatalf("balance %s, want 110 (only the third entry applied)", bal)
 	}
 	code, data := erp("GET", "/v1/erp/rejected", "")
-	var rej []RejectedEntry
-	if code != 200 || json.Unmarshal([]byte(data), &rej) != nil || len(rej) != 2 {
+	var rej RejectedPage
+	if code != 200 || json.Unmarshal([]byte(data), &rej) != nil || len(rej.Rejected) != 2 || rej.More {
 		t.Fatalf("rejected list: %d %s", code, data)
 	}
-	for _, r := range rej {
+	for _, r := range rej.Rejected {
 		if r.TillID != "S001-T01" || r.Reason == "" || strings.Contains(string(r.Entry), `\u0000`) {
 			t.Errorf("rejected entry %+v: want its till, why, and no U+0000 kept", r)
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -18,17 +20,83 @@ type RejectedEntry struct {
 	Entry      json.RawMessage `json:"entry"`
 }
 
-// maxRejectedListed bounds the list: a till sending garbage for a day must
-// not make the answer unreadable.
-const maxRejectedListed = 1000
+// RejectedPage is a page of the rejected entries, newest received first.
+// More is true when older ones follow; Next (set only then) is the before
+// to ask with for them.
+type RejectedPage struct {
+	Rejected []RejectedEntry `json:"rejected"`
+	More     bool            `json:"more"`
+	Next     string          `json:"next,omitempty"`
+}
 
-// Rejected lists the entries kept as rejected, newest first (at most
-// maxRejectedListed).
+// Rejected lists every entry kept as rejected, newest received first, in
+// one answer (tests; ERP pages with RejectedPage).
 func (s *Server) Rejected(ctx context.Context) ([]RejectedEntry, error) {
-	rows, err := s.db.Query(ctx, `SELECT id, till_id, rejected, received_at, body::text FROM journal
-		WHERE rejected <> '' ORDER BY received_at DESC, id DESC LIMIT $1`, maxRejectedListed)
+	out, _, err := s.rejected(ctx, rejectedKey{}, 0)
+	return out, err
+}
+
+// RejectedPage lists up to limit rejected entries (0: the default, above
+// the maximum: the maximum) received before the one before names ("":
+// from the newest).
+func (s *Server) RejectedPage(ctx context.Context, before string, limit int) (*RejectedPage, error) {
+	const op = "rejected entries"
+	limit, err := pageLimit(op, limit)
 	if err != nil {
-		return nil, fmt.Errorf("list rejected entries: %w", err)
+		return nil, err
+	}
+	key, err := parseRejectedKey(op, before)
+	if err != nil {
+		return nil, err
+	}
+	rej, next, err := s.rejected(ctx, key, limit)
+	if err != nil {
+		return nil, err
+	}
+	return &RejectedPage{Rejected: rej, More: next != "", Next: next}, nil
+}
+
+// rejectedKey is where a page of rejected entries ends: the list is in
+// (received_at, id) order, newest first, and the key never changes once
+// an entry is kept, so a walk through the pages sees every entry kept
+// before it began exactly once. One kept while it runs (its fold found it
+// out late) is seen if it falls behind the walk, else by the next walk.
+type rejectedKey struct {
+	at time.Time // zero: from the newest
+	id string
+}
+
+// String is the key as a page's next: received_at in Unix microseconds
+// (what PostgreSQL keeps, so the time reads back equal), "_", the id.
+func (k rejectedKey) String() string {
+	return strconv.FormatInt(k.at.UnixMicro(), 10) + "_" + k.id
+}
+
+func parseRejectedKey(op, before string) (rejectedKey, error) {
+	if before == "" {
+		return rejectedKey{}, nil
+	}
+	us, id, ok := strings.Cut(before, "_")
+	n, err := strconv.ParseInt(us, 10, 64)
+	if !ok || err != nil || n <= 0 || id == "" {
+		return rejectedKey{}, badRequest(fmt.Errorf("%s: before %q is not a page's next (MICROSECONDS_ID)", op, before))
+	}
+	return rejectedKey{at: time.UnixMicro(n).UTC(), id: id}, nil
+}
+
+// rejected reads up to limit rejected entries (0: all) before key, and
+// the next page's before ("" when none follow). The journal_rejected
+// index (migration 0006) holds only the rejected rows, by received_at.
+func (s *Server) rejected(ctx context.Context, key rejectedKey, limit int) ([]RejectedEntry, string, error) {
+	var at *time.Time
+	if !key.at.IsZero() {
+		at = &key.at
+	}
+	rows, err := s.db.Query(ctx, `SELECT id, till_id, rejected, received_at, body::text FROM journal
+		WHERE rejected <> '' AND ($1::timestamptz IS NULL OR (received_at, id) < ($1, $2::text))
+		ORDER BY received_at DESC, id DESC LIMIT nullif($3, 0)`, at, key.id, pageRows(limit))
+	if err != nil {
+		return nil, "", fmt.Errorf("list rejected entries: %w", err)
 	}
 	defer rows.Close()
 	out := []RejectedEntry{}
@@ -36,10 +104,17 @@ func (s *Server) Rejected(ctx context.Context) ([]RejectedEntry, error) {
 		var r RejectedEntry
 		var body string
 		if err := rows.Scan(&r.ID, &r.TillID, &r.Reason, &r.ReceivedAt, &body); err != nil {
-			return nil, fmt.Errorf("list rejected entries: %w", err)
+			return nil, "", fmt.Errorf("list rejected entries: %w", err)
 		}
 		r.Entry = json.RawMessage(body)
 		out = append(out, r)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list rejected entries: %w", err)
+	}
+	if limit == 0 || len(out) <= limit {
+		return out, "", nil
+	}
+	last := out[limit-1]
+	return out[:limit], rejectedKey{at: last.ReceivedAt, id: last.ID}.String(), nil
 }

@@ -34,11 +34,11 @@ func TestUnknownCardsReport(t *testing.T) {
 	report := func() []UnknownCard {
 		t.Helper()
 		code, data := httpCall(t, hs, "GET", "/v1/erp/reports/unknown-cards", nil, "")
-		var u []UnknownCard
-		if code != 200 || json.Unmarshal(data, &u) != nil {
+		var u UnknownCardPage
+		if code != 200 || json.Unmarshal(data, &u) != nil || u.More {
 			t.Fatalf("unknown cards report: %d %s", code, data)
 		}
-		return u
+		return u.Cards
 	}
 	u := report()
 	if len(u) != 1 || u[0].Card != lost || u[0].Entries != 3 || u[0].Points.String() != "15" || u[0].Tills != 2 || u[0].KnownNow ||

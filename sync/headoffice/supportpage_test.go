@@ -1,0 +1,256 @@
+package headoffice
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"tillagent/internal/store"
+	"tillagent/sync/pgtest"
+	"tillagent/sync/wire"
+)
+
+// getPage GETs path from the ERP API into page, failing on anything but a
+// 200 with JSON.
+func getPage(t *testing.T, call func(method, path, body string) (int, string), path string, page any) {
+	t.Helper()
+	code, body := call("GET", path, "")
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, code, body)
+	}
+	if err := json.Unmarshal([]byte(body), page); err != nil {
+		t.Fatalf("GET %s: %v in %s", path, err, body)
+	}
+}
+
+// wantRefused asks each path and wants a 400 whose error holds its text.
+func wantRefused(t *testing.T, call func(method, path, body string) (int, string), want map[string]string) {
+	t.Helper()
+	for path, text := range want {
+		if code, body := call("GET", path, ""); code != http.StatusBadRequest || !strings.Contains(refusal(body), text) {
+			t.Errorf("GET %s: %d %s, want 400 naming %s", path, code, body, text)
+		}
+	}
+}
+
+// TestRejectedListPages: five entries kept as rejected, three of them in
+// one push (so one received_at: the id orders them), two in a later one.
+// GET /v1/erp/rejected in pages of 2 gives them newest first, 2, 2 and 1,
+// each once, although an entry rejected during the walk comes in ahead of
+// it (the next walk starts with it). A malformed before or limit, or a
+// parameter of another report, is a 400 naming it. The list used to stop
+// at the newest 1,000.
+func TestRejectedListPages(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Enrol(ctx, "S001-T01", "S001"); err != nil {
+		t.Fatal(err)
+	}
+	var lt lateTill
+	good := store.Entry{CardCode: demoCard, Kind: store.KindAccrual, Points: dec("5"), PurchaseKop: 1000, CreatedAt: demoNow,
+		Lots: []store.LotChange{{Create: true, Delta: dec("5"), ActiveFrom: demoNow}}}
+	// Only head office writes corrections: a till's is kept as rejected.
+	bad := store.Entry{CardCode: demoCard, Kind: store.KindCorrection, Points: dec("500"), CreatedAt: demoNow,
+		Lots: []store.LotChange{{Create: true, Delta: dec("500"), ActiveFrom: demoNow}}}
+	rejectIf := map[store.Kind]string{store.KindCorrection: wire.Rejected}
+	idsOf := func(b *wire.Batch, at ...int) []string {
+		var out []string
+		for _, i := range at {
+			out = append(out, b.Entries[i].ID)
+		}
+		return out
+	}
+	push := func(es ...store.Entry) *wire.Batch {
+		t.Helper()
+		b := lt.batch(es...)
+		// Through the decoder, as a push comes: it refuses the correction.
+		data, _ := json.Marshal(b)
+		decoded, err := wire.DecodeBatch(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.Ingest(ctx, decoded)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(res.Results, func(a, b wire.Result) int { return strings.Compare(a.ID, b.ID) })
+		for i, r := range res.Results {
+			if want := cmp.Or(rejectIf[b.Entries[i].Kind], wire.Applied); r.Status != want {
+				t.Fatalf("%s: %+v, want %s", b.Entries[i].Kind, r, want)
+			}
+		}
+		return b
+	}
+	b1 := push(bad, good, bad, bad)
+	time.Sleep(2 * time.Millisecond) // a later received_at, whatever the clock's grain
+	b2 := push(bad, bad)
+	want := append(idsOf(b2, 1, 0), idsOf(b1, 3, 2, 0)...)
+
+	all, err := s.Rejected(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := func(rs []RejectedEntry) []string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.ID)
+		}
+		return out
+	}
+	if !slices.Equal(ids(all), want) {
+		t.Fatalf("rejected, newest first: %v, want %v", ids(all), want)
+	}
+
+	call := erpHTTP(t, s)
+	var got []string
+	var sizes []int
+	next := ""
+	for page := 0; ; page++ {
+		if page == 10 {
+			t.Fatal("rejected list: still more after 10 pages")
+		}
+		path := "/v1/erp/rejected?limit=2"
+		if next != "" {
+			path += "&before=" + url.QueryEscape(next)
+		}
+		var p RejectedPage
+		getPage(t, call, path, &p)
+		got, sizes = append(got, ids(p.Rejected)...), append(sizes, len(p.Rejected))
+		for _, r := range p.Rejected {
+			if r.TillID != "S001-T01" || !strings.Contains(r.Reason, "only head office writes corrections") || len(r.Entry) == 0 {
+				t.Errorf("rejected entry %+v: want its till, why and the entry", r)
+			}
+		}
+		if p.More != (p.Next != "") {
+			t.Fatalf("GET %s: more %v with next %q", path, p.More, p.Next)
+		}
+		if page == 0 {
+			push(bad) // rejected during the walk
+		}
+		if !p.More {
+			break
+		}
+		next = p.Next
+	}
+	if !slices.Equal(sizes, []int{2, 2, 1}) || !slices.Equal(got, want) {
+		t.Errorf("rejected in pages of 2: sizes %v, ids %v; want 2, 2, 1 of %v", sizes, got, want)
+	}
+	var p RejectedPage
+	getPage(t, call, "/v1/erp/rejected", &p)
+	if len(p.Rejected) != 6 || p.More || p.Rejected[0].ID != fmt.Sprintf("S001-T01-%026d", lt.n) {
+		t.Errorf("rejected, default page after the walk: %d entries, more %v, first %+v; want all 6, the one rejected during the walk first", len(p.Rejected), p.More, p.Rejected[0])
+	}
+
+	wantRefused(t, call, map[string]string{
+		"/v1/erp/rejected?before=x":         `before "x" is not a page's next`,
+		"/v1/erp/rejected?before=123":       `before "123" is not a page's next`,
+		"/v1/erp/rejected?before=0_S001-T0": `before "0_S001-T0" is not a page's next`,
+		"/v1/erp/rejected?before=12_":       `before "12_" is not a page's next`,
+		"/v1/erp/rejected?limit=-3":         `limit "-3" is not a positive integer`,
+		"/v1/erp/rejected?after=1":          `unknown parameter "after"`,
+	})
+}
+
+// TestUnknownCardsReportPages: five cards head office does not hold, seen
+// in one push. The report in pages of 2 lists them in code order, 2, 2
+// and 1; while it is walked a till uses the first and the last again and
+// a sixth, whose code sorts first: the walk still lists each of the five
+// once (the last with its new entry, read after it), and the next walk
+// has all six. since= keeps the three cards seen again or first at or
+// after it. A malformed since or limit is a 400 naming it. The report
+// used to stop at the 1,000 most recently seen, and ordered by when a
+// card was last seen a walk would miss one used again while it ran.
+func TestUnknownCardsReportPages(t *testing.T) {
+	s, hs, _ := servedHO(t, pgtest.DSN(t))
+	ctx := context.Background()
+	call := func(method, path, body string) (int, string) {
+		code, data := httpCall(t, hs, method, path, []byte(body), "")
+		return code, string(data)
+	}
+	code := func(i int) string { return fmt.Sprintf("44100000000%02d", i) }
+	accrue := func(card string) store.Entry {
+		return store.Entry{CardCode: card, Kind: store.KindAccrual, Points: dec("3"), PurchaseKop: 300, CreatedAt: demoNow,
+			Lots: []store.LotChange{{Create: true, Delta: dec("3"), ActiveFrom: demoNow}}}
+	}
+	var lt lateTill
+	var first []store.Entry
+	for i := 1; i <= 5; i++ {
+		first = append(first, accrue(code(i)))
+	}
+	wantStatuses(t, "first push", lt.push(t, s, first...), wire.Applied, wire.Applied, wire.Applied, wire.Applied, wire.Applied)
+
+	walk := func(query string, during func()) ([]UnknownCard, []int) {
+		t.Helper()
+		var cards []UnknownCard
+		var sizes []int
+		next := ""
+		for page := 0; page < 10; page++ {
+			path := "/v1/erp/reports/unknown-cards?limit=2" + query
+			if next != "" {
+				path += "&after=" + next
+			}
+			var p UnknownCardPage
+			getPage(t, call, path, &p)
+			cards, sizes = append(cards, p.Cards...), append(sizes, len(p.Cards))
+			if p.More != (p.Next != "") {
+				t.Fatalf("GET %s: more %v with next %q", path, p.More, p.Next)
+			}
+			if page == 0 && during != nil {
+				during()
+			}
+			if !p.More {
+				return cards, sizes
+			}
+			next = p.Next
+		}
+		t.Fatal("unknown cards report: still more after 10 pages")
+		return nil, nil
+	}
+	line := func(cs []UnknownCard) []string {
+		var out []string
+		for _, c := range cs {
+			out = append(out, fmt.Sprintf("%s %d entries %s", c.Card, c.Entries, c.Points))
+		}
+		return out
+	}
+	var since time.Time
+	got, sizes := walk("", func() {
+		// The database's clock is this machine's; the first push is well
+		// before since, the next one after it.
+		time.Sleep(5 * time.Millisecond)
+		since = time.Now().Truncate(time.Millisecond)
+		wantStatuses(t, "push during the walk", lt.push(t, s, accrue(code(1)), accrue(code(5)), accrue(code(0))), wire.Applied, wire.Applied, wire.Applied)
+	})
+	want := []string{code(1) + " 1 entries 3", code(2) + " 1 entries 3", code(3) + " 1 entries 3", code(4) + " 1 entries 3", code(5) + " 2 entries 6"}
+	if !slices.Equal(sizes, []int{2, 2, 1}) || !slices.Equal(line(got), want) {
+		t.Errorf("unknown cards in pages of 2: sizes %v\n%s\nwant 2, 2, 1 of\n%s", sizes, strings.Join(line(got), "\n"), strings.Join(want, "\n"))
+	}
+	got, _ = walk("", nil)
+	if want := []string{code(0) + " 1 entries 3", code(1) + " 2 entries 6", want[1], want[2], want[3], want[4]}; !slices.Equal(line(got), want) {
+		t.Errorf("the next walk:\n%s\nwant\n%s", strings.Join(line(got), "\n"), strings.Join(want, "\n"))
+	}
+	got, sizes = walk("&since="+since.UTC().Format(time.RFC3339Nano), nil)
+	if want := []string{code(0) + " 1 entries 3", code(1) + " 2 entries 6", code(5) + " 2 entries 6"}; !slices.Equal(sizes, []int{2, 1}) || !slices.Equal(line(got), want) {
+		t.Errorf("since %s: sizes %v\n%s\nwant 2, 1 of\n%s", since.Format(time.RFC3339Nano), sizes, strings.Join(line(got), "\n"), strings.Join(want, "\n"))
+	}
+	all, err := s.UnknownCards(ctx)
+	if err != nil || len(all) != 6 || all[0].Card != code(0) {
+		t.Errorf("UnknownCards: %+v, %v; want the six in code order", all, err)
+	}
+
+	wantRefused(t, call, map[string]string{
+		"/v1/erp/reports/unknown-cards?since=yesterday": `since "yesterday" is not an RFC 3339 time`,
+		"/v1/erp/reports/unknown-cards?limit=x":         `limit "x" is not a positive integer`,
+		"/v1/erp/reports/unknown-cards?before=1":        `unknown parameter "before"`,
+	})
+}
