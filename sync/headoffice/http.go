@@ -39,7 +39,7 @@ const MaxBody = 64 << 20
 //	GET  /v1/erp/reports/balances?after=CODE&limit=N   a page of cards' balances (limit default 1000, max 10000)
 //	GET  /v1/erp/reports/balances?card=CODE            one card's balance (unknown: 404)
 //	GET  /v1/erp/reports/overdrafts?before=N&limit=N&open=1   a page, newest first (open: cards still in debt)
-//	GET  /v1/erp/reports/expiring?days=N
+//	GET  /v1/erp/reports/expiring?days=N&after=CODE&limit=N   a page of cards' points lapsing within N days
 //	GET  /v1/erp/reports/accruals?from=T&to=T
 //	POST /v1/erp/maintain          expire lots and settle debt now (cmd/headoffice runs it on a schedule)
 //	GET|PUT /v1/erp/stores/{store}/card-scope   {"scope": "all"|"home"}
@@ -68,15 +68,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/erp/journal", s.erp(s.handleExport))
 	mux.HandleFunc("GET /v1/erp/reports/balances", s.erp(s.handleBalances))
 	mux.HandleFunc("GET /v1/erp/reports/overdrafts", s.erp(s.handleOverdrafts))
-	mux.HandleFunc("GET /v1/erp/reports/expiring", s.erp(func(w http.ResponseWriter, r *http.Request) {
-		days, err := strconv.Atoi(r.URL.Query().Get("days"))
-		if err != nil {
-			httpError(w, http.StatusBadRequest, "expiring report: days=N required")
-			return
-		}
-		e, err := s.ExpiringWithin(r.Context(), days)
-		s.reply(w, r, e, err)
-	}))
+	mux.HandleFunc("GET /v1/erp/reports/expiring", s.erp(s.handleExpiring))
 	mux.HandleFunc("GET /v1/erp/reports/accruals", s.erp(s.handleAccruals))
 	mux.HandleFunc("GET /v1/erp/reports/tills", s.erp(func(w http.ResponseWriter, r *http.Request) {
 		ts, err := s.Tills(r.Context())
@@ -668,6 +660,27 @@ func newestReport[P any](s *Server, op string, page func(ctx context.Context, be
 		p, err := page(r.Context(), q.Get("before"), limit)
 		s.reply(w, r, p, err)
 	}
+}
+
+func (s *Server) handleExpiring(w http.ResponseWriter, r *http.Request) {
+	const op = "expiring report"
+	q := r.URL.Query()
+	if err := onlyParams(q, op, "days", "after", "limit"); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	days, err := strconv.Atoi(q.Get("days"))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "expiring report: days=N required")
+		return
+	}
+	limit, err := queryLimit(q, op, MaxNewestLimit)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	p, err := s.ExpiringPage(r.Context(), days, q.Get("after"), limit)
+	s.reply(w, r, p, err)
 }
 
 func (s *Server) handleUnknownCards(w http.ResponseWriter, r *http.Request) {
