@@ -24,11 +24,11 @@ func TestConflictSettledKeepingHeadOffice(t *testing.T) {
 	list := func(q string) []headoffice.Conflict {
 		t.Helper()
 		code, data := erpCall(t, h, "GET", "/v1/erp/conflicts"+q, nil)
-		var cs []headoffice.Conflict
-		if err := json.Unmarshal(data, &cs); code != 200 || err != nil {
+		var p headoffice.ConflictPage
+		if err := json.Unmarshal(data, &p); code != 200 || err != nil || p.More {
 			t.Fatalf("conflicts: %d %s %v", code, data, err)
 		}
-		return cs
+		return p.Conflicts
 	}
 	cs := list("")
 	if len(cs) != 1 || cs[0].ID != bad.ID || cs[0].TillID != a.id || !strings.Contains(string(cs[0].HeadOfficeCopy), "another copy") ||

@@ -27,27 +27,82 @@ type Conflict struct {
 	Reason         string          `json:"reason,omitempty"`
 }
 
+// ConflictPage is a page of the journal conflicts, oldest first. More is
+// true when later ones follow; Next (set only then) is the after to ask
+// with for them.
+type ConflictPage struct {
+	Conflicts []Conflict `json:"conflicts"`
+	More      bool       `json:"more"`
+	Next      string     `json:"next,omitempty"`
+}
+
 // Conflicts lists the open conflicts (all: the settled ones too), oldest
-// first.
+// first, in one answer (tests; ERP pages with ConflictsPage).
 func (s *Server) Conflicts(ctx context.Context, all bool) ([]Conflict, error) {
-	rows, err := s.db.Query(ctx, `SELECT c.id, c.till_id, c.body::text, j.body::text, j.folded, c.first_seen, c.last_seen, c.settled_at, c.reason
-		FROM journal_conflicts c JOIN journal j ON j.id = c.id
-		WHERE $1 OR c.settled_at IS NULL ORDER BY c.first_seen, c.id`, all)
+	out, _, err := s.conflicts(ctx, all, timeKey{}, 0)
+	return out, err
+}
+
+// ConflictsPage lists up to limit conflicts (0: the default, above the
+// maximum: the maximum) first seen after the one after names ("": from
+// the oldest). The settled ones, which all lists too, only grow: one
+// answer of them all would grow with the chain's history.
+func (s *Server) ConflictsPage(ctx context.Context, all bool, after string, limit int) (*ConflictPage, error) {
+	const op = "journal conflicts"
+	limit, err := pageLimit(op, limit)
 	if err != nil {
-		return nil, fmt.Errorf("list journal conflicts: %w", err)
+		return nil, err
 	}
+	key, err := parseTimeKey(op, "after", after)
+	if err != nil {
+		return nil, err
+	}
+	cs, next, err := s.conflicts(ctx, all, key, limit)
+	if err != nil {
+		return nil, err
+	}
+	return &ConflictPage{Conflicts: cs, More: next != "", Next: next}, nil
+}
+
+// conflicts reads up to limit conflicts (0: all) after key, and the next
+// page's after ("" when none follow). first_seen is set once, so a walk
+// sees each conflict open when it began once (unless settled meanwhile,
+// when all is false); one opened while it runs comes last. Two queries,
+// not one with "$1 OR settled_at IS NULL", so that the open ones are read
+// from their partial index (migration 0020), not filtered out of every
+// conflict ever settled.
+func (s *Server) conflicts(ctx context.Context, all bool, key timeKey, limit int) ([]Conflict, string, error) {
+	q := `SELECT c.id, c.till_id, c.body::text, j.body::text, j.folded, c.first_seen, c.last_seen, c.settled_at, c.reason
+		FROM journal_conflicts c JOIN journal j ON j.id = c.id
+		WHERE ($1::timestamptz IS NULL OR (c.first_seen, c.id) > ($1, $2::text)) %s
+		ORDER BY c.first_seen, c.id LIMIT nullif($3, 0)`
+	open := "AND c.settled_at IS NULL"
+	if all {
+		open = ""
+	}
+	rows, err := s.db.Query(ctx, fmt.Sprintf(q, open), key.atOrNil(), key.id, pageRows(limit))
+	if err != nil {
+		return nil, "", fmt.Errorf("list journal conflicts: %w", err)
+	}
+	defer rows.Close()
 	out := []Conflict{}
 	for rows.Next() {
 		var c Conflict
 		var till, ho string
 		if err := rows.Scan(&c.ID, &c.TillID, &till, &ho, &c.Folded, &c.FirstSeen, &c.LastSeen, &c.SettledAt, &c.Reason); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("list journal conflicts: %w", err)
+			return nil, "", fmt.Errorf("list journal conflicts: %w", err)
 		}
 		c.TillCopy, c.HeadOfficeCopy = json.RawMessage(till), json.RawMessage(ho)
 		out = append(out, c)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list journal conflicts: %w", err)
+	}
+	if limit == 0 || len(out) <= limit {
+		return out, "", nil
+	}
+	last := out[limit-1]
+	return out[:limit], timeKey{at: last.FirstSeen, id: last.ID}.String(), nil
 }
 
 // KeepHeadOffice settles a conflict keeping head office's copy: the
@@ -76,7 +131,8 @@ var ErrNoConflict = errors.New("no open conflict with this id")
 
 func (s *Server) handleConflicts(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if err := onlyParams(q, "journal conflicts", "all"); err != nil {
+	const op = "journal conflicts"
+	if err := onlyParams(q, op, "all", "after", "limit"); err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -89,8 +145,13 @@ func (s *Server) handleConflicts(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	c, err := s.Conflicts(r.Context(), all)
-	s.reply(w, r, c, err)
+	limit, err := queryLimit(q, op, MaxNewestLimit)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	p, err := s.ConflictsPage(r.Context(), all, q.Get("after"), limit)
+	s.reply(w, r, p, err)
 }
 
 func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request) {

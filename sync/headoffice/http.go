@@ -47,7 +47,7 @@ const MaxBody = 64 << 20
 //	POST /v1/erp/tills/{till}/retire             the till is admitted no more (until enrolled again)
 //	POST /v1/erp/tills/{till}/reset-feed         the till loads its replica afresh
 //	GET  /v1/erp/reports/writeoffs?before=N&limit=N  a page of debt the negative-balance policy wrote off, newest first
-//	GET  /v1/erp/conflicts[?all=1|true]          till entries head office holds with other content: both copies
+//	GET  /v1/erp/conflicts?all=1&after=K&limit=N  a page, oldest first, of till entries head office holds with other content: both copies
 //	POST /v1/erp/conflicts/{id}                  {"keep": "head_office", "reason"}: the till's copy then counts as a duplicate
 //	GET  /v1/erp/reports/tills                   every till: watermark, entries waiting behind a gap, rejected ones
 //	GET  /v1/erp/rejected?before=K&limit=N        a page of till entries kept as rejected (on the chain, not applied), newest first

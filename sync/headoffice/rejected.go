@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -32,7 +30,7 @@ type RejectedPage struct {
 // Rejected lists every entry kept as rejected, newest received first, in
 // one answer (tests; ERP pages with RejectedPage).
 func (s *Server) Rejected(ctx context.Context) ([]RejectedEntry, error) {
-	out, _, err := s.rejected(ctx, rejectedKey{}, 0)
+	out, _, err := s.rejected(ctx, timeKey{}, 0)
 	return out, err
 }
 
@@ -45,7 +43,7 @@ func (s *Server) RejectedPage(ctx context.Context, before string, limit int) (*R
 	if err != nil {
 		return nil, err
 	}
-	key, err := parseRejectedKey(op, before)
+	key, err := parseTimeKey(op, "before", before)
 	if err != nil {
 		return nil, err
 	}
@@ -56,45 +54,17 @@ func (s *Server) RejectedPage(ctx context.Context, before string, limit int) (*R
 	return &RejectedPage{Rejected: rej, More: next != "", Next: next}, nil
 }
 
-// rejectedKey is where a page of rejected entries ends: the list is in
-// (received_at, id) order, newest first, and the key never changes once
-// an entry is kept, so a walk through the pages sees every entry kept
-// before it began exactly once. One kept while it runs (its fold found it
-// out late) is seen if it falls behind the walk, else by the next walk.
-type rejectedKey struct {
-	at time.Time // zero: from the newest
-	id string
-}
-
-// String is the key as a page's next: received_at in Unix microseconds
-// (what PostgreSQL keeps, so the time reads back equal), "_", the id.
-func (k rejectedKey) String() string {
-	return strconv.FormatInt(k.at.UnixMicro(), 10) + "_" + k.id
-}
-
-func parseRejectedKey(op, before string) (rejectedKey, error) {
-	if before == "" {
-		return rejectedKey{}, nil
-	}
-	us, id, ok := strings.Cut(before, "_")
-	n, err := strconv.ParseInt(us, 10, 64)
-	if !ok || err != nil || n <= 0 || id == "" {
-		return rejectedKey{}, badRequest(fmt.Errorf("%s: before %q is not a page's next (MICROSECONDS_ID)", op, before))
-	}
-	return rejectedKey{at: time.UnixMicro(n).UTC(), id: id}, nil
-}
-
 // rejected reads up to limit rejected entries (0: all) before key, and
-// the next page's before ("" when none follow). The journal_rejected
-// index (migration 0006) holds only the rejected rows, by received_at.
-func (s *Server) rejected(ctx context.Context, key rejectedKey, limit int) ([]RejectedEntry, string, error) {
-	var at *time.Time
-	if !key.at.IsZero() {
-		at = &key.at
-	}
+// the next page's before ("" when none follow). An entry's received_at
+// never changes once it is kept, so a walk through the pages sees every
+// entry kept before it began exactly once; one kept while it runs (its
+// fold found it out late) is seen if it falls behind the walk, else by
+// the next walk. The journal_rejected index (migration 0006) holds only
+// the rejected rows, by received_at.
+func (s *Server) rejected(ctx context.Context, key timeKey, limit int) ([]RejectedEntry, string, error) {
 	rows, err := s.db.Query(ctx, `SELECT id, till_id, rejected, received_at, body::text FROM journal
 		WHERE rejected <> '' AND ($1::timestamptz IS NULL OR (received_at, id) < ($1, $2::text))
-		ORDER BY received_at DESC, id DESC LIMIT nullif($3, 0)`, at, key.id, pageRows(limit))
+		ORDER BY received_at DESC, id DESC LIMIT nullif($3, 0)`, key.atOrNil(), key.id, pageRows(limit))
 	if err != nil {
 		return nil, "", fmt.Errorf("list rejected entries: %w", err)
 	}
@@ -116,5 +86,5 @@ func (s *Server) rejected(ctx context.Context, key rejectedKey, limit int) ([]Re
 		return out, "", nil
 	}
 	last := out[limit-1]
-	return out[:limit], rejectedKey{at: last.ReceivedAt, id: last.ID}.String(), nil
+	return out[:limit], timeKey{at: last.ReceivedAt, id: last.ID}.String(), nil
 }

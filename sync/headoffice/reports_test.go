@@ -313,8 +313,8 @@ func TestReportParametersRefused(t *testing.T) {
 	}
 	for q, want := range map[string]int{"": 0, "?all=1": 1, "?all=true": 1, "?all=TRUE": 1, "?all=0": 0, "?all=false": 0} {
 		code, data := call("GET", "/v1/erp/conflicts"+q, "")
-		var cs []Conflict
-		if code != http.StatusOK || json.Unmarshal([]byte(data), &cs) != nil || len(cs) != want {
+		var p ConflictPage
+		if code != http.StatusOK || json.Unmarshal([]byte(data), &p) != nil || len(p.Conflicts) != want || p.More {
 			t.Errorf("GET /v1/erp/conflicts%s: %d %s, want %d conflicts", q, code, data, want)
 		}
 	}

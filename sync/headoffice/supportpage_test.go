@@ -31,6 +31,42 @@ func getPage(t *testing.T, call func(method, path, body string) (int, string), p
 	}
 }
 
+// walkPages GETs path (which holds a "?") page after page, asking for
+// the next with param=next, until more is false, and gives the pages in
+// order. during (nil: nothing) runs after each page is read. A page whose
+// more and next disagree fails the test; so does an eleventh page.
+func walkPages[P any](t *testing.T, call func(method, path, body string) (int, string), path, param string, during func(page int)) []P {
+	t.Helper()
+	var pages []P
+	next := ""
+	for page := 0; page < 10; page++ {
+		u := path
+		if next != "" {
+			u += "&" + param + "=" + url.QueryEscape(next)
+		}
+		var p P
+		var m struct {
+			More bool   `json:"more"`
+			Next string `json:"next"`
+		}
+		getPage(t, call, u, &p)
+		getPage(t, call, u, &m)
+		if m.More != (m.Next != "") {
+			t.Fatalf("GET %s: more %v with next %q", u, m.More, m.Next)
+		}
+		pages = append(pages, p)
+		if during != nil {
+			during(page)
+		}
+		if !m.More {
+			return pages
+		}
+		next = m.Next
+	}
+	t.Fatalf("GET %s: still more after 10 pages", path)
+	return nil
+}
+
 // wantRefused asks each path and wants a 400 whose error holds its text.
 func wantRefused(t *testing.T, call func(method, path, body string) (int, string), want map[string]string) {
 	t.Helper()
@@ -115,33 +151,17 @@ func TestRejectedListPages(t *testing.T) {
 	call := erpHTTP(t, s)
 	var got []string
 	var sizes []int
-	next := ""
-	for page := 0; ; page++ {
-		if page == 10 {
-			t.Fatal("rejected list: still more after 10 pages")
+	for _, p := range walkPages[RejectedPage](t, call, "/v1/erp/rejected?limit=2", "before", func(page int) {
+		if page == 0 {
+			push(bad) // rejected during the walk
 		}
-		path := "/v1/erp/rejected?limit=2"
-		if next != "" {
-			path += "&before=" + url.QueryEscape(next)
-		}
-		var p RejectedPage
-		getPage(t, call, path, &p)
+	}) {
 		got, sizes = append(got, ids(p.Rejected)...), append(sizes, len(p.Rejected))
 		for _, r := range p.Rejected {
 			if r.TillID != "S001-T01" || !strings.Contains(r.Reason, "only head office writes corrections") || len(r.Entry) == 0 {
 				t.Errorf("rejected entry %+v: want its till, why and the entry", r)
 			}
 		}
-		if p.More != (p.Next != "") {
-			t.Fatalf("GET %s: more %v with next %q", path, p.More, p.Next)
-		}
-		if page == 0 {
-			push(bad) // rejected during the walk
-		}
-		if !p.More {
-			break
-		}
-		next = p.Next
 	}
 	if !slices.Equal(sizes, []int{2, 2, 1}) || !slices.Equal(got, want) {
 		t.Errorf("rejected in pages of 2: sizes %v, ids %v; want 2, 2, 1 of %v", sizes, got, want)
@@ -194,28 +214,14 @@ func TestUnknownCardsReportPages(t *testing.T) {
 		t.Helper()
 		var cards []UnknownCard
 		var sizes []int
-		next := ""
-		for page := 0; page < 10; page++ {
-			path := "/v1/erp/reports/unknown-cards?limit=2" + query
-			if next != "" {
-				path += "&after=" + next
-			}
-			var p UnknownCardPage
-			getPage(t, call, path, &p)
-			cards, sizes = append(cards, p.Cards...), append(sizes, len(p.Cards))
-			if p.More != (p.Next != "") {
-				t.Fatalf("GET %s: more %v with next %q", path, p.More, p.Next)
-			}
+		for _, p := range walkPages[UnknownCardPage](t, call, "/v1/erp/reports/unknown-cards?limit=2"+query, "after", func(page int) {
 			if page == 0 && during != nil {
 				during()
 			}
-			if !p.More {
-				return cards, sizes
-			}
-			next = p.Next
+		}) {
+			cards, sizes = append(cards, p.Cards...), append(sizes, len(p.Cards))
 		}
-		t.Fatal("unknown cards report: still more after 10 pages")
-		return nil, nil
+		return cards, sizes
 	}
 	line := func(cs []UnknownCard) []string {
 		var out []string
@@ -299,25 +305,8 @@ func TestExpiringReportPages(t *testing.T) {
 	call := erpHTTP(t, s)
 	var got []Expiring
 	var sizes []int
-	next := ""
-	for page := 0; ; page++ {
-		if page == 10 {
-			t.Fatal("expiring report: still more after 10 pages")
-		}
-		path := "/v1/erp/reports/expiring?days=20&limit=2"
-		if next != "" {
-			path += "&after=" + next
-		}
-		var p ExpiringPage
-		getPage(t, call, path, &p)
+	for _, p := range walkPages[ExpiringPage](t, call, "/v1/erp/reports/expiring?days=20&limit=2", "after", nil) {
 		got, sizes = append(got, p.Expiring...), append(sizes, len(p.Expiring))
-		if p.More != (p.Next != "") {
-			t.Fatalf("GET %s: more %v with next %q", path, p.More, p.Next)
-		}
-		if !p.More {
-			break
-		}
-		next = p.Next
 	}
 	if !slices.Equal(sizes, []int{2, 2, 2}) || !slices.Equal(line(got), want) {
 		t.Errorf("expiring in pages of 2: sizes %v\n%s\nwant\n%s", sizes, strings.Join(line(got), "\n"), strings.Join(want, "\n"))
@@ -326,5 +315,122 @@ func TestExpiringReportPages(t *testing.T) {
 		"/v1/erp/reports/expiring?days=20&limit=0":    `limit "0" is not a positive integer`,
 		"/v1/erp/reports/expiring?days=20&before=1":   `unknown parameter "before"`,
 		"/v1/erp/reports/expiring?days=9999&after=29": `days 9999 outside 1..3650`,
+	})
+}
+
+// TestConflictsListPages: five journal conflicts, three opened by one
+// push (so one first_seen: the id orders them), two by later ones; the
+// second is settled. GET /v1/erp/conflicts in pages of 2 lists the four
+// open, oldest first, 2 and 2; with all=1 the five, 2, 2, 1, each once,
+// although during that walk a sixth conflict opens (it comes last) and
+// the first is sent again (its last_seen moves, its place does not). A
+// malformed after or limit is a 400 naming it. The list was one answer
+// of every conflict, and with all=1 the settled only grow.
+func TestConflictsListPages(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if _, err := s.Import(ctx, demoReplica(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Enrol(ctx, "S001-T01", "S001"); err != nil {
+		t.Fatal(err)
+	}
+	var lt lateTill
+	accrue := func(points string) store.Entry {
+		return store.Entry{CardCode: demoCard, Kind: store.KindAccrual, Points: dec(points), PurchaseKop: 1000, CreatedAt: demoNow,
+			Lots: []store.LotChange{{Create: true, Delta: dec(points), ActiveFrom: demoNow}}}
+	}
+	ingest := func(b *wire.Batch, want string) {
+		t.Helper()
+		res, err := s.Ingest(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res.Results {
+			if r.Status != want {
+				t.Fatalf("%s: %+v, want %s", r.ID, r, want)
+			}
+		}
+	}
+	// stored pushes n entries; clash sends them again with other points.
+	stored := func(n int) *wire.Batch {
+		var es []store.Entry
+		for range n {
+			es = append(es, accrue("5"))
+		}
+		b := lt.batch(es...)
+		ingest(b, wire.Applied)
+		return b
+	}
+	clash := func(b *wire.Batch, points string) {
+		t.Helper()
+		c := &wire.Batch{TillID: b.TillID}
+		for _, e := range b.Entries {
+			e.Points = dec(points)
+			e.Lots = []store.LotChange{{Create: true, LotID: e.ID, Delta: dec(points), ActiveFrom: demoNow}}
+			c.Entries = append(c.Entries, e)
+		}
+		ingest(c, wire.Conflict)
+	}
+	b1, b2, b3 := stored(3), stored(1), stored(1)
+	clash(b1, "6")
+	time.Sleep(2 * time.Millisecond) // a later first_seen, whatever the clock's grain
+	clash(b2, "6")
+	time.Sleep(2 * time.Millisecond)
+	clash(b3, "6")
+	ids := func(b *wire.Batch) []string {
+		var out []string
+		for _, e := range b.Entries {
+			out = append(out, e.ID)
+		}
+		return out
+	}
+	wantAll := slices.Concat(ids(b1), ids(b2), ids(b3))
+	if err := s.KeepHeadOffice(ctx, wantAll[1], "ticket 12"); err != nil {
+		t.Fatal(err)
+	}
+	wantOpen := slices.Delete(slices.Clone(wantAll), 1, 2)
+
+	call := erpHTTP(t, s)
+	walk := func(query string, during func(page int)) ([]string, []int) {
+		t.Helper()
+		var got []string
+		var sizes []int
+		for _, p := range walkPages[ConflictPage](t, call, "/v1/erp/conflicts?limit=2"+query, "after", during) {
+			for _, c := range p.Conflicts {
+				got = append(got, c.ID)
+				if c.TillID != "S001-T01" || strings.Contains(string(c.TillCopy), `"points":"5"`) || !strings.Contains(string(c.HeadOfficeCopy), `"points":"5"`) || !c.Folded {
+					t.Errorf("conflict %s of %s: till's copy %s, head office's %s (folded %v); want the other points and head office's 5, folded", c.ID, c.TillID, c.TillCopy, c.HeadOfficeCopy, c.Folded)
+				}
+			}
+			sizes = append(sizes, len(p.Conflicts))
+		}
+		return got, sizes
+	}
+	if got, sizes := walk("", nil); !slices.Equal(sizes, []int{2, 2}) || !slices.Equal(got, wantOpen) {
+		t.Errorf("open conflicts in pages of 2: sizes %v, ids %v; want 2, 2 of %v", sizes, got, wantOpen)
+	}
+	var b4 *wire.Batch
+	got, sizes := walk("&all=1", func(page int) {
+		if page == 0 {
+			b4 = stored(1)
+			clash(b4, "7")
+			clash(&wire.Batch{TillID: b1.TillID, Entries: b1.Entries[:1]}, "8")
+		}
+	})
+	if want := append(slices.Clone(wantAll), ids(b4)...); !slices.Equal(sizes, []int{2, 2, 2}) || !slices.Equal(got, want) {
+		t.Errorf("all conflicts in pages of 2: sizes %v, ids %v; want 2, 2, 2 of %v", sizes, got, want)
+	}
+	all, err := s.Conflicts(ctx, true)
+	if err != nil || len(all) != 6 || all[0].ID != wantAll[0] || !strings.Contains(string(all[0].TillCopy), `"points":"8"`) || !all[0].LastSeen.After(all[0].FirstSeen) {
+		t.Errorf("Conflicts(all): %+v, %v; want six, the first with the copy sent last and a later last_seen", all, err)
+	}
+
+	wantRefused(t, call, map[string]string{
+		"/v1/erp/conflicts?after=x":    `after "x" is not a page's next`,
+		"/v1/erp/conflicts?after=5_":   `after "5_" is not a page's next`,
+		"/v1/erp/conflicts?limit=x":    `limit "x" is not a positive integer`,
+		"/v1/erp/conflicts?before=1":   `unknown parameter "before"`,
+		"/v1/erp/conflicts?all=1&all=": `parameter "all" given 2 times`,
 	})
 }
