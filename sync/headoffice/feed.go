@@ -535,7 +535,11 @@ func (s *Server) feedCardCodes(ctx context.Context, tx pgx.Tx, r *store.Replica,
 	// 5,000 or 10,000 codes, the cards were read whole (a sequential scan
 	// of a million cards, 0.5 s a delta) unless a generic plan, cached
 	// while the first load read its pages this way, happened to be there.
-	if _, err := tx.Exec(ctx, `set local enable_seqscan = off`); err != nil {
+	//
+	// Nor in parallel: a few thousand probes of an index, planned with
+	// workers when the lots are not analyzed yet, waited 120 ms for them
+	// to start and merge (EXPLAIN ANALYZE, 5,000 cards of a million).
+	if _, err := tx.Exec(ctx, `set local enable_seqscan = off; set local max_parallel_workers_per_gather = 0`); err != nil {
 		return fmt.Errorf("read cards: %w", err)
 	}
 	rows, err := tx.Query(ctx, `SELECT `+feedCardColumns+` FROM cards WHERE code = ANY($1) ORDER BY code`, codes)

@@ -346,3 +346,21 @@ func TestPoolSizeFromTheDSN(t *testing.T) {
 		}
 	}
 }
+
+// TestJITOffUnlessTheDSNAsks: head office's connections run without JIT
+// (a delta's look-up of a not yet analyzed table compiled and ran 8×
+// slower), and an operator's jit in the DSN stands.
+func TestJITOffUnlessTheDSNAsks(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	for _, c := range []struct{ dsn, want string }{{dsn, "off"}, {dsn + "&jit=on", "on"}} {
+		s, err := Open(context.Background(), Options{DSN: c.dsn, ERPToken: "erp-secret"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var jit string
+		if err := s.DB().QueryRow(context.Background(), `SHOW jit`).Scan(&jit); err != nil || jit != c.want {
+			t.Errorf("jit with the DSN's params %q: %q %v, want %s", c.dsn[strings.Index(c.dsn, "?"):], jit, err, c.want)
+		}
+		s.Close()
+	}
+}
