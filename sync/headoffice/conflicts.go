@@ -98,11 +98,8 @@ func (s *Server) conflicts(ctx context.Context, all bool, key timeKey, limit int
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("list journal conflicts: %w", err)
 	}
-	if limit == 0 || len(out) <= limit {
-		return out, "", nil
-	}
-	last := out[limit-1]
-	return out[:limit], timeKey{at: last.FirstSeen, id: last.ID}.String(), nil
+	out, next := pageCut(out, limit, func(i int) string { return timeKey{at: out[i].FirstSeen, id: out[i].ID}.String() })
+	return out, next, nil
 }
 
 // KeepHeadOffice settles a conflict keeping head office's copy: the

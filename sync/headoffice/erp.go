@@ -966,7 +966,7 @@ func (s *Server) overdrafts(ctx context.Context, before int64, limit int, open b
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("overdrafts report: %w", err)
 	}
-	out, next := pageCut(out, ids, limit)
+	out, next := pageCut(out, limit, idKey(ids))
 	return out, next, nil
 }
 
@@ -1010,12 +1010,17 @@ func pageRows(limit int) int {
 }
 
 // pageCut cuts rows read with pageRows(limit) to the page and gives the
-// next page's before: the id of the page's last row, "" when none follow.
-func pageCut[T any](rows []T, ids []int64, limit int) ([]T, string) {
+// next page's key, key(i) of the page's last row i, "" when none follow.
+func pageCut[T any](rows []T, limit int, key func(i int) string) ([]T, string) {
 	if limit == 0 || len(rows) <= limit {
 		return rows, ""
 	}
-	return rows[:limit], strconv.FormatInt(ids[limit-1], 10)
+	return rows[:limit], key(limit - 1)
+}
+
+// idKey is the key of row i of a list paged by a numeric id, ids[i].
+func idKey(ids []int64) func(i int) string {
+	return func(i int) string { return strconv.FormatInt(ids[i], 10) }
 }
 
 // MaintainStats counts what Maintain did.
@@ -1136,15 +1141,12 @@ func (s *Server) ExpiringPage(ctx context.Context, days int, after string, limit
 	if err != nil {
 		return nil, err
 	}
-	es, err := s.expiring(ctx, days, after, limit+1) // one more tells whether more follow
+	es, err := s.expiring(ctx, days, after, pageRows(limit))
 	if err != nil {
 		return nil, err
 	}
-	out := &ExpiringPage{Expiring: es}
-	if len(es) > limit {
-		out.Expiring, out.More, out.Next = es[:limit], true, es[limit-1].Card
-	}
-	return out, nil
+	es, next := pageCut(es, limit, func(i int) string { return es[i].Card })
+	return &ExpiringPage{Expiring: es, More: next != "", Next: next}, nil
 }
 
 // expiring reads up to limit cards (0: all) after after.
@@ -1382,6 +1384,6 @@ func (s *Server) writeOffs(ctx context.Context, before int64, limit int) ([]Writ
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("write-offs report: %w", err)
 	}
-	out, next := pageCut(out, ids, limit)
+	out, next := pageCut(out, limit, idKey(ids))
 	return out, next, nil
 }

@@ -572,13 +572,8 @@ func (s *Server) handleCorrection(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if err := onlyParams(q, "journal export", "cursor", "limit"); err != nil {
-		httpError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	limit, err := queryLimit(q, "journal export", MaxExportLimit)
-	if err != nil {
-		httpError(w, http.StatusBadRequest, err.Error())
+	limit, ok := pageQuery(w, q, "journal export", MaxExportLimit, "cursor", "limit")
+	if !ok {
 		return
 	}
 	e, err := s.ExportJournal(r.Context(), q.Get("cursor"), limit)
@@ -648,13 +643,8 @@ func (s *Server) handleOverdrafts(w http.ResponseWriter, r *http.Request) {
 func newestReport[P any](s *Server, op string, page func(ctx context.Context, before string, limit int) (P, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		if err := onlyParams(q, op, "before", "limit"); err != nil {
-			httpError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		limit, err := queryLimit(q, op, MaxNewestLimit)
-		if err != nil {
-			httpError(w, http.StatusBadRequest, err.Error())
+		limit, ok := pageQuery(w, q, op, MaxNewestLimit, "before", "limit")
+		if !ok {
 			return
 		}
 		p, err := page(r.Context(), q.Get("before"), limit)
@@ -686,17 +676,13 @@ func (s *Server) handleExpiring(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleUnknownCards(w http.ResponseWriter, r *http.Request) {
 	const op = "unknown cards report"
 	q := r.URL.Query()
-	if err := onlyParams(q, op, "after", "since", "limit"); err != nil {
-		httpError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	limit, err := queryLimit(q, op, MaxNewestLimit)
-	if err != nil {
-		httpError(w, http.StatusBadRequest, err.Error())
+	limit, ok := pageQuery(w, q, op, MaxNewestLimit, "after", "since", "limit")
+	if !ok {
 		return
 	}
 	var since time.Time
 	if q.Has("since") {
+		var err error
 		if since, err = queryTime(q, op, "since"); err != nil {
 			httpError(w, http.StatusBadRequest, err.Error())
 			return
@@ -731,6 +717,20 @@ func onlyParams(q url.Values, op string, names ...string) error {
 		}
 	}
 	return nil
+}
+
+// pageQuery checks that a paged request has only the parameters names and
+// a limit of queryLimit, answering 400 itself when not: ok false.
+func pageQuery(w http.ResponseWriter, q url.Values, op string, max int, names ...string) (limit int, ok bool) {
+	err := onlyParams(q, op, names...)
+	if err == nil {
+		limit, err = queryLimit(q, op, max)
+	}
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return 0, false
+	}
+	return limit, true
 }
 
 // queryLimit reads limit=N: absent is 0 (the default), N must be a

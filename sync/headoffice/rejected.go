@@ -82,9 +82,6 @@ func (s *Server) rejected(ctx context.Context, key timeKey, limit int) ([]Reject
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("list rejected entries: %w", err)
 	}
-	if limit == 0 || len(out) <= limit {
-		return out, "", nil
-	}
-	last := out[limit-1]
-	return out[:limit], timeKey{at: last.ReceivedAt, id: last.ID}.String(), nil
+	out, next := pageCut(out, limit, func(i int) string { return timeKey{at: out[i].ReceivedAt, id: out[i].ID}.String() })
+	return out, next, nil
 }

@@ -58,15 +58,12 @@ func (s *Server) UnknownCardsPage(ctx context.Context, after string, since time.
 	if err != nil {
 		return nil, err
 	}
-	us, err := s.unknownCards(ctx, after, since, limit+1) // one more tells whether more follow
+	us, err := s.unknownCards(ctx, after, since, pageRows(limit))
 	if err != nil {
 		return nil, err
 	}
-	out := &UnknownCardPage{Cards: us}
-	if len(us) > limit {
-		out.Cards, out.More, out.Next = us[:limit], true, us[limit-1].Card
-	}
-	return out, nil
+	us, next := pageCut(us, limit, func(i int) string { return us[i].Card })
+	return &UnknownCardPage{Cards: us, More: next != "", Next: next}, nil
 }
 
 // unknownCards reads up to limit cards (0: all) after after, read through
